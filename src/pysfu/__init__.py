@@ -1,0 +1,59 @@
+"""pysfu: build WebRTC SFUs in Python on top of aiortc.
+
+Media is forwarded at the RTP packet level, never decoded or re-encoded.
+"""
+
+from .config import ForwardingConfig, IceConfig, IceServer, SFUConfig
+from .errors import (
+    DuplicateParticipant,
+    HostTaken,
+    PysfuError,
+    RoomClosedError,
+    RoomExists,
+    RoomFull,
+    RoomNotFound,
+)
+from .events import (
+    ParticipantJoinedEvent,
+    ParticipantLeftEvent,
+    RoomClosedEvent,
+    RoomEvent,
+    TrackPublishedEvent,
+    TrackUnpublishedEvent,
+)
+from .forwarding import CodecInfo, DownTrack, Forwarder
+from .participant import Participant, Role, Subscription
+from .room import SFU, EligibilityPolicy, Room, everyone_else, host_only
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "SFU",
+    "CodecInfo",
+    "DownTrack",
+    "DuplicateParticipant",
+    "EligibilityPolicy",
+    "Forwarder",
+    "ForwardingConfig",
+    "HostTaken",
+    "IceConfig",
+    "IceServer",
+    "Participant",
+    "ParticipantJoinedEvent",
+    "ParticipantLeftEvent",
+    "PysfuError",
+    "Role",
+    "Room",
+    "RoomClosedError",
+    "RoomClosedEvent",
+    "RoomEvent",
+    "RoomExists",
+    "RoomFull",
+    "RoomNotFound",
+    "SFUConfig",
+    "Subscription",
+    "TrackPublishedEvent",
+    "TrackUnpublishedEvent",
+    "everyone_else",
+    "host_only",
+]

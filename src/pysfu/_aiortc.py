@@ -1,0 +1,478 @@
+"""The one place where pysfu touches aiortc and aioice internals.
+
+aiortc is a complete WebRTC endpoint: it depacketizes, buffers and decodes
+every received track and encodes every sent one. An SFU wants none of that; it
+wants the decrypted RTP packets of a publisher and a way to encrypt and send
+rewritten packets to each subscriber. aiortc offers no public API for either,
+so this module hooks a small number of private methods *per instance* (aiortc
+constructs its senders and receivers itself, so subclassing is not possible).
+
+Every attribute used here is listed in :data:`HOOK_POINTS` and checked by
+:func:`check_hook_points` when pysfu is imported, so an aiortc upgrade that
+moves one of them fails loudly at import time instead of silently dropping
+media. ``pyproject.toml`` pins the aiortc versions these hooks were checked
+against.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.codecs import CODECS
+from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpReceiveParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpByePacket,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
+
+__all__ = [
+    "CODECS",
+    "HOOK_POINTS",
+    "RTCP_PSFB_APP",
+    "RTCP_PSFB_FIR",
+    "RTCP_PSFB_PLI",
+    "RTCP_RTPFB_NACK",
+    "AiortcIncompatible",
+    "NackGenerator",
+    "RTCRtpCodecParameters",
+    "RTCRtpHeaderExtensionParameters",
+    "RemoteBitrateEstimator",
+    "RtcpByePacket",
+    "RtcpPacket",
+    "RtcpPsfbPacket",
+    "RtcpReceiverInfo",
+    "RtcpRrPacket",
+    "RtcpRtpfbPacket",
+    "RtcpSdesPacket",
+    "RtcpSenderInfo",
+    "RtcpSourceInfo",
+    "RtcpSrPacket",
+    "RtpOutput",
+    "RtpPacket",
+    "RtpTap",
+    "SenderHooks",
+    "StreamStatistics",
+    "check_hook_points",
+    "configure_ice",
+    "dtls_transport_of",
+    "negotiated_codecs",
+    "negotiated_header_extensions",
+    "pack_remb_fci",
+    "rtcp_ssrc_of",
+    "sender_ssrc_of",
+    "set_sender_msid",
+    "take_over_receiver",
+    "take_over_sender",
+    "unpack_remb_fci",
+]
+
+
+class AiortcIncompatible(RuntimeError):
+    """The installed aiortc/aioice lacks an internal that pysfu hooks."""
+
+
+# (object, attribute, required positional parameters or None for plain attributes)
+HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
+    (RTCDtlsTransport, "_handle_rtp_data", ("self", "data", "arrival_time_ms")),
+    (RTCDtlsTransport, "_register_rtp_receiver", ("self", "receiver", "parameters")),
+    (RTCDtlsTransport, "_register_rtp_sender", ("self", "sender", "parameters")),
+    (RTCDtlsTransport, "_unregister_rtp_receiver", ("self", "receiver")),
+    (RTCDtlsTransport, "_unregister_rtp_sender", ("self", "sender")),
+    (RtpRouter, "route_rtp", ("self", "packet")),
+    (RTCRtpReceiver, "receive", ("self", "parameters")),
+    (RTCRtpReceiver, "stop", ("self",)),
+    (RTCRtpReceiver, "_handle_rtcp_packet", ("self", "packet")),
+    (RTCRtpSender, "send", ("self", "parameters")),
+    (RTCRtpSender, "stop", ("self",)),
+    (RTCRtpSender, "_handle_rtcp_packet", ("self", "packet")),
+    (aioice.ice.Connection, "gather_candidates", ("self",)),
+    (
+        aioice.ice.Connection,
+        "get_component_candidates",
+        ("self", "component", "addresses"),
+    ),
+    (NackGenerator, "add", ("self", "packet")),
+    (StreamStatistics, "add", ("self", "packet")),
+    (
+        RemoteBitrateEstimator,
+        "add",
+        ("self", "arrival_time_ms", "abs_send_time", "payload_size", "ssrc"),
+    ),
+]
+
+
+def check_hook_points() -> None:
+    """Raise :class:`AiortcIncompatible` if any hooked internal has changed."""
+    problems = []
+    for owner, name, params in HOOK_POINTS:
+        attr = getattr(owner, name, None)
+        if attr is None:
+            problems.append(
+                f"{owner.__module__}.{owner.__qualname__}.{name} is missing"
+            )
+            continue
+        if params is None:
+            continue
+        actual = tuple(inspect.signature(attr).parameters)
+        if not set(params) <= set(actual):
+            problems.append(
+                f"{owner.__qualname__}.{name}{actual} no longer takes {params}"
+            )
+    # Attributes set in __init__ cannot be seen on the class: check a throwaway
+    # connection and the receive-side state of a dtls transport.
+    conn = aioice.ice.Connection(ice_controlling=False)
+    for name in (
+        "_local_username",
+        "_local_password",
+        "_nominated",
+        "_local_candidates",
+        "_local_candidates_start",
+        "_local_candidates_end",
+        "_components",
+        "_transport_policy",
+        "_use_ipv4",
+        "_use_ipv6",
+    ):
+        if not hasattr(conn, name):
+            problems.append(f"aioice Connection has no attribute {name}")
+    if not hasattr(DtlsState, "CONNECTED"):
+        problems.append("aiortc.rtcdtlstransport.State has no CONNECTED")
+    if problems:
+        raise AiortcIncompatible(
+            "pysfu cannot run on this aiortc/aioice version: " + "; ".join(problems)
+        )
+
+
+# --------------------------------------------------------------------------
+# Reading negotiated state
+
+
+def dtls_transport_of(transceiver: RTCRtpTransceiver) -> RTCDtlsTransport:
+    """The DTLS transport carrying a transceiver's media (bundled or not)."""
+    return transceiver.receiver.transport
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """Codecs negotiated for a transceiver, in preference order."""
+    return list(transceiver._codecs)
+
+
+def negotiated_header_extensions(
+    transceiver: RTCRtpTransceiver,
+) -> list[RTCRtpHeaderExtensionParameters]:
+    """RTP header extensions negotiated for a transceiver."""
+    return list(transceiver._headerExtensions)
+
+
+def sender_ssrc_of(sender: RTCRtpSender) -> int:
+    """The media SSRC a sender announced in SDP."""
+    return int(sender._ssrc)
+
+
+def rtcp_ssrc_of(transceiver: RTCRtpTransceiver) -> int:
+    """The SSRC used as sender of RTCP feedback about a received stream."""
+    return int(transceiver.sender._ssrc)
+
+
+def set_sender_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
+    """Set the ``a=msid`` a sender announces, so receivers can group tracks."""
+    sender._stream_id = stream_id
+    sender._track_id = track_id
+
+
+# --------------------------------------------------------------------------
+# Receiving: decrypted RTP straight from the transport, no jitter buffer
+
+
+RtpSink = Callable[[RtpPacket, bytes, int], None]
+RtcpSink = Callable[[Any], Awaitable[None]]
+
+
+class RtpTap:
+    """Diverts decrypted RTP of one DTLS transport to pysfu sinks.
+
+    The stock path parses each packet, routes it to an ``RTCRtpReceiver`` and
+    depacketizes, jitter-buffers and decodes it. The tap keeps aiortc's parse
+    and routing and hands the packet, its raw bytes and its arrival time to the
+    sink registered for the receiver instead. Sinks are synchronous: a sink
+    must never await, so one slow consumer cannot stall the receive loop.
+    """
+
+    def __init__(self, transport: RTCDtlsTransport) -> None:
+        self._transport = transport
+        self._sinks: dict[int, RtpSink] = {}
+        self.parse_errors = 0
+        self.unrouted = 0
+        self.sink_errors = 0
+        transport._handle_rtp_data = self._handle_rtp_data  # type: ignore[method-assign]
+
+    def attach(self, receiver: RTCRtpReceiver, sink: RtpSink) -> None:
+        self._sinks[id(receiver)] = sink
+
+    def detach(self, receiver: RTCRtpReceiver) -> None:
+        self._sinks.pop(id(receiver), None)
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        transport = self._transport
+        try:
+            packet = RtpPacket.parse(data, transport._rtp_header_extensions_map)
+        except ValueError:
+            self.parse_errors += 1
+            return
+        receiver = transport._rtp_router.route_rtp(packet)
+        sink = self._sinks.get(id(receiver)) if receiver is not None else None
+        if sink is None:
+            self.unrouted += 1
+            return
+        try:
+            sink(packet, data, arrival_time_ms)
+        except Exception:
+            # An exception escaping here would end the transport's receive loop
+            # and silently stop this publisher for good.
+            self.sink_errors += 1
+
+
+def take_over_receiver(
+    receiver: RTCRtpReceiver,
+    on_parameters: Callable[[RTCRtpReceiveParameters], None],
+    on_rtcp: RtcpSink,
+) -> None:
+    """Stop aiortc from decoding a receiver's track; pysfu consumes it instead.
+
+    Must be called before aiortc calls ``receiver.receive()`` (that is, from
+    the peer connection's ``track`` event). The decoder thread and RTCP task
+    that ``receive()`` would start are never created; the receiver is only
+    registered with its transport so RTP and RTCP get routed to it.
+    """
+    registered: list[RTCDtlsTransport] = []
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        transport = receiver.transport
+        if not registered:
+            transport._register_rtp_receiver(receiver, parameters)
+            registered.append(transport)
+        on_parameters(parameters)
+
+    async def stop() -> None:
+        for transport in registered:
+            transport._unregister_rtp_receiver(receiver)
+        registered.clear()
+
+    receiver.receive = receive  # type: ignore[method-assign]
+    receiver.stop = stop  # type: ignore[method-assign]
+    receiver._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign,assignment]
+
+
+@dataclass
+class SenderHooks:
+    """What pysfu plugs into a taken-over sender (see :func:`take_over_sender`).
+
+    The fields are swapped when a transceiver is reused for another track.
+    """
+
+    on_parameters: Callable[[RTCRtpSendParameters], None] | None = None
+    on_rtcp: RtcpSink | None = None
+    registered: list[RTCDtlsTransport] = field(default_factory=list)
+
+
+def take_over_sender(sender: RTCRtpSender) -> SenderHooks:
+    """Keep aiortc's encoder and RTP/RTCP tasks off a sender.
+
+    pysfu writes packets for this sender itself (through :class:`RtpOutput`),
+    so ``send()`` only registers the sender with its transport, which routes
+    the subscriber's RTCP feedback (PLI, NACK, receiver reports) to it, and
+    passes the negotiated parameters on. aiortc calls ``send()`` after every
+    negotiation in which the transceiver sends.
+    """
+    hooks = SenderHooks()
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        transport = sender.transport
+        if not hooks.registered:
+            transport._register_rtp_sender(sender, parameters)
+            hooks.registered.append(transport)
+        if hooks.on_parameters is not None:
+            hooks.on_parameters(parameters)
+
+    async def stop() -> None:
+        for transport in hooks.registered:
+            transport._unregister_rtp_sender(sender)
+        hooks.registered.clear()
+
+    async def handle_rtcp(packet: Any) -> None:
+        if hooks.on_rtcp is not None:
+            await hooks.on_rtcp(packet)
+
+    sender.send = send  # type: ignore[method-assign]
+    sender.stop = stop  # type: ignore[method-assign]
+    sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+    return hooks
+
+
+# --------------------------------------------------------------------------
+# Sending: encrypt and hand to the socket without awaiting
+
+
+class RtpOutput:
+    """Encrypts and sends RTP/RTCP on one DTLS transport, synchronously.
+
+    aiortc's ``_send_rtp`` is a chain of coroutines; for UDP it never really
+    suspends, but awaiting it per subscriber per packet costs time and lets a
+    failing subscriber raise into the publisher's receive loop. Here a send is
+    a plain call: it returns ``False`` (and counts a drop) when the transport
+    is not connected yet, is gone, or its socket buffer is full.
+    """
+
+    #: A subscriber whose socket holds more than this many unsent bytes is
+    #: slow; its packets are dropped rather than buffered without bound.
+    max_write_buffer = 1 << 20
+
+    def __init__(self, transport: RTCDtlsTransport) -> None:
+        self._transport = transport
+        self.dropped = 0
+        self.sent_bytes = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._transport._state == DtlsState.CONNECTED
+
+    def _socket(self) -> tuple[Any, tuple[str, int]] | None:
+        dtls = self._transport
+        if dtls._state != DtlsState.CONNECTED:
+            return None
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None or pair.protocol.transport is None:
+            return None
+        udp = pair.protocol.transport
+        if udp.is_closing():
+            return None
+        buffered = getattr(udp, "get_write_buffer_size", None)
+        if buffered is not None and buffered() > self.max_write_buffer:
+            return None
+        return udp, pair.remote_addr
+
+    def send_rtp(self, data: bytes | bytearray) -> bool:
+        target = self._socket()
+        if target is None:
+            self.dropped += 1
+            return False
+        protected = self._transport._tx_srtp.protect(bytes(data))
+        target[0].sendto(protected, target[1])
+        self.sent_bytes += len(protected)
+        return True
+
+    def send_rtcp(self, data: bytes) -> bool:
+        target = self._socket()
+        if target is None:
+            self.dropped += 1
+            return False
+        protected = self._transport._tx_srtp.protect_rtcp(data)
+        target[0].sendto(protected, target[1])
+        return True
+
+
+# --------------------------------------------------------------------------
+# ICE: credentials chosen by the application, host addresses, announced address
+
+
+def configure_ice(
+    pc: RTCPeerConnection,
+    *,
+    username_fragment: str | None = None,
+    password: str | None = None,
+    host_addresses: Iterable[str] | None = None,
+    announced_address: str | None = None,
+) -> None:
+    """Configure the server side ICE agent(s) of ``pc`` before gathering.
+
+    - ``username_fragment``/``password``: the local ICE credentials. A peer
+      must know the password to complete ICE (its connectivity checks are
+      authenticated with it), which makes it usable as a join capability.
+    - ``host_addresses``: the local addresses offered as host candidates;
+      ``None`` keeps aioice's choice (every interface except loopback).
+    - ``announced_address``: written into host candidates instead of the
+      local address, for servers behind a 1:1 NAT.
+
+    Call after the peer connection has its first transceiver and before
+    ``setLocalDescription``.
+    """
+    for transceiver in pc.getTransceivers():
+        gatherer = transceiver.receiver.transport.transport.iceGatherer
+        conn = gatherer._connection
+        if username_fragment is not None:
+            aioice.ice.validate_username(username_fragment)
+            conn._local_username = username_fragment
+        if password is not None:
+            aioice.ice.validate_password(password)
+            conn._local_password = password
+        if host_addresses is not None or announced_address is not None:
+            _override_gathering(conn, host_addresses, announced_address)
+
+
+def _override_gathering(
+    conn: aioice.ice.Connection,
+    host_addresses: Iterable[str] | None,
+    announced_address: str | None,
+) -> None:
+    if getattr(conn, "_pysfu_gathering", False):
+        return
+    addresses = list(host_addresses) if host_addresses is not None else None
+
+    async def gather_candidates() -> None:
+        if conn._local_candidates_start:
+            return
+        conn._local_candidates_start = True
+        chosen: list[str] = []
+        if conn._transport_policy == aioice.ice.TransportPolicy.ALL:
+            chosen = (
+                addresses
+                if addresses is not None
+                else aioice.ice.get_host_addresses(
+                    use_ipv4=conn._use_ipv4, use_ipv6=conn._use_ipv6
+                )
+            )
+        for component in conn._components:
+            candidates = await conn.get_component_candidates(
+                component=component, addresses=chosen
+            )
+            if announced_address is not None:
+                for candidate in candidates:
+                    if candidate.type == "host":
+                        candidate.host = announced_address
+            conn._local_candidates += candidates
+        conn._local_candidates_end = True
+
+    conn.gather_candidates = gather_candidates  # type: ignore[method-assign]
+    conn._pysfu_gathering = True  # type: ignore[attr-defined]
+
+
+check_hook_points()

@@ -1,0 +1,85 @@
+"""Settings, one dataclass per concern."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server handed to the server's ICE agents (and to clients).
+
+    ``urls`` takes the usual forms: ``stun:host:port``,
+    ``turn:host:port?transport=udp``, ``turns:host:port``.
+    """
+
+    urls: str
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclass(frozen=True)
+class IceConfig:
+    """How the server's side of each peer connection gathers ICE candidates.
+
+    - ``host_addresses``: local addresses offered as host candidates. ``None``
+      lets aioice offer every interface except loopback; tests and
+      single-machine setups pass ``("127.0.0.1",)``.
+    - ``announced_address``: the public address written into host candidates
+      for a server behind a 1:1 NAT (mediasoup's ``announcedAddress``); the
+      server still binds ``host_addresses``.
+    - ``servers``: STUN/TURN servers the server itself uses.
+    """
+
+    host_addresses: tuple[str, ...] | None = None
+    announced_address: str | None = None
+    servers: tuple[IceServer, ...] = ()
+
+
+#: Header extensions copied from publisher to subscribers (renumbered to the
+#: subscriber's ids). ``sdes:mid`` is never forwarded: its value names the
+#: publisher's m-line, which means nothing on the subscriber's connection.
+DEFAULT_FORWARDED_EXTENSIONS = frozenset(
+    {
+        "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+        "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        "urn:ietf:params:rtp-hdrext:toffset",
+        "urn:3gpp:video-orientation",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ForwardingConfig:
+    """Tuning of the packet path.
+
+    - ``keyframe_min_interval``: at most one keyframe request (PLI) per
+      published track per this many seconds; requests in between are coalesced.
+    - ``nack_history``: packets kept per video track to answer subscribers'
+      NACKs from the SFU.
+    - ``max_video_bitrate``: cap (bit/s) on the receiver-estimated bitrate
+      (REMB) reported to video publishers; ``None`` reports the estimate as is.
+    - ``forwarded_extensions``: RTP header extension URIs passed through.
+    - ``rtcp_interval``: mean seconds between RTCP reports (SR/RR) per peer.
+    """
+
+    keyframe_min_interval: float = 0.5
+    nack_history: int = 512
+    max_video_bitrate: int | None = 2_500_000
+    forwarded_extensions: frozenset[str] = DEFAULT_FORWARDED_EXTENSIONS
+    rtcp_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class SFUConfig:
+    """Everything an :class:`~pysfu.SFU` needs; all fields have working defaults."""
+
+    ice: IceConfig = field(default_factory=IceConfig)
+    forwarding: ForwardingConfig = field(default_factory=ForwardingConfig)
+    #: Kinds every participant is offered to publish when it joins.
+    publish_kinds: tuple[str, ...] = ("audio", "video")
+    #: Reuse a transceiver whose track ended for the next track of its kind,
+    #: so a long-lived connection does not grow one m-line per track ever
+    #: received. Browsers handle this; aiortc clients cannot receive on a
+    #: transceiver again once its track ended.
+    reuse_transceivers: bool = True

@@ -1,0 +1,305 @@
+"""One subscriber's view of a forwarded track."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .. import _aiortc as rtc
+from .packet import remap_extension_ids, rewrite_header
+
+if TYPE_CHECKING:
+    from .forwarder import Forwarder
+
+# A jump larger than this in the publisher's sequence numbers means the source
+# restarted (new encoder, reconnect): re-base instead of leaving a hole.
+_SEQUENCE_JUMP = 3000
+_NTP_EPOCH_OFFSET = 2208988800
+
+
+class RtpSink(Protocol):
+    """Where a downtrack writes: a subscriber's encrypted transport."""
+
+    def send_rtp(self, data: bytes | bytearray) -> bool: ...
+
+    def send_rtcp(self, data: bytes) -> bool: ...
+
+
+@dataclass
+class DownTrackStats:
+    """Counters of one subscriber's copy of a track."""
+
+    packets_sent: int = 0
+    bytes_sent: int = 0
+    payload_bytes_sent: int = 0
+    dropped: int = 0
+    errors: int = 0
+    retransmitted: int = 0
+    nacks_received: int = 0
+    keyframe_requests_received: int = 0
+    fraction_lost: float = 0.0
+    packets_lost: int = 0
+    jitter: int = 0
+    round_trip_time: float | None = None
+    remb_bitrate: int | None = None
+
+
+def _ntp_now() -> int:
+    now = time.time() + _NTP_EPOCH_OFFSET
+    return int(now * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
+
+
+class DownTrack:
+    """Rewrites a forwarded track for one subscriber and sends it.
+
+    Each subscriber sees one continuous RTP stream with the SSRC its SDP
+    announced, its own negotiated payload types and extension ids, and
+    sequence numbers and timestamps that continue smoothly across a change of
+    source (publisher reconnect, track replacement) instead of jumping. Video
+    starts on a keyframe: until one arrives nothing is sent and the forwarder
+    is asked for one.
+    """
+
+    def __init__(
+        self, forwarder: Forwarder, output: RtpSink, ssrc: int, *, subscriber_id: str
+    ) -> None:
+        self.forwarder = forwarder
+        self.ssrc = ssrc
+        self.subscriber_id = subscriber_id
+        self.kind = forwarder.kind
+        self.stats = DownTrackStats()
+        self.active = False
+        self.closed = False
+        self.waiting_keyframe = forwarder.kind == "video"
+        self._output = output
+        self._pt_map: dict[int, int] = {}
+        self._extension_table: list[int] | None = None
+        self._clock_rate = 90000 if forwarder.kind == "video" else 48000
+        # rewrite state
+        self._source_ssrc: int | None = None
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._last_in_seq = 0
+        self._last_in_ts = 0
+        self._next_seq = random.getrandbits(15)  # < 32768: no early rollover
+        self._last_out_ts = random.getrandbits(32)
+        self._last_sent_at: float | None = None
+        # RTCP
+        self._lsr = 0
+        self._lsr_time = 0.0
+
+    def configure(
+        self,
+        payload_types: Mapping[int, int],
+        extension_table: list[int] | None,
+        clock_rate: int,
+    ) -> None:
+        """Apply what negotiation with the subscriber produced and start sending.
+
+        ``payload_types`` maps the publisher's payload types to the
+        subscriber's; ``extension_table`` renumbers header extensions (see
+        :func:`~pysfu.forwarding.packet.extension_id_table`).
+        """
+        self._pt_map = dict(payload_types)
+        self._extension_table = extension_table
+        self._clock_rate = clock_rate
+        was_active, self.active = self.active, not self.closed
+        if self.active and not was_active and self.waiting_keyframe:
+            self.forwarder.request_keyframe()
+
+    # ------------------------------------------------------------------
+    # the hot path
+
+    def forward(
+        self,
+        data: bytes,
+        sequence_number: int,
+        timestamp: int,
+        payload_type: int,
+        source_ssrc: int,
+        keyframe: bool,
+    ) -> None:
+        if not self.active:
+            return
+        if source_ssrc != self._source_ssrc or self._jumped(sequence_number):
+            if self.kind == "video" and not keyframe:
+                if not self.waiting_keyframe:
+                    self.waiting_keyframe = True
+                    self.forwarder.request_keyframe()
+                self.stats.dropped += 1
+                return
+            self._rebase(source_ssrc, sequence_number, timestamp)
+        elif self.waiting_keyframe:
+            if not keyframe:
+                self.stats.dropped += 1
+                return
+            self._rebase(source_ssrc, sequence_number, timestamp)
+        elif -0x7FFFFFFF < (timestamp - self._last_in_ts) < -self._clock_rate:
+            # the source's clock went back (e.g. a replaced track restarts at 0)
+            self._rebase(source_ssrc, sequence_number, timestamp)
+
+        out_pt = self._pt_map.get(payload_type)
+        if out_pt is None:
+            self.stats.dropped += 1
+            return
+        out_seq = (sequence_number + self._seq_offset) & 0xFFFF
+        out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
+        buf = rewrite_header(data, out_pt, out_seq, out_ts, self.ssrc)
+        if self._extension_table is not None:
+            remap_extension_ids(buf, self._extension_table)
+        if not self._output.send_rtp(buf):
+            self.stats.dropped += 1
+            return
+        stats = self.stats
+        stats.packets_sent += 1
+        stats.bytes_sent += len(buf)
+        if ((sequence_number - self._last_in_seq) & 0xFFFF) < 0x8000:
+            self._last_in_seq = sequence_number
+            self._last_in_ts = timestamp
+            self._next_seq = (out_seq + 1) & 0xFFFF
+            self._last_out_ts = out_ts
+            self._last_sent_at = time.monotonic()
+
+    def _jumped(self, sequence_number: int) -> bool:
+        delta = (sequence_number - self._last_in_seq) & 0xFFFF
+        return _SEQUENCE_JUMP < delta < 0x10000 - _SEQUENCE_JUMP
+
+    def _rebase(self, source_ssrc: int, sequence_number: int, timestamp: int) -> None:
+        """Map this packet to the next output sequence number and a timestamp
+        that advanced by the wall-clock time since the last packet sent."""
+        self.waiting_keyframe = False
+        self._source_ssrc = source_ssrc
+        self._seq_offset = (self._next_seq - sequence_number) & 0xFFFF
+        if self._last_sent_at is None:
+            out_ts = self._last_out_ts
+        else:
+            elapsed = max(time.monotonic() - self._last_sent_at, 0.001)
+            out_ts = self._last_out_ts + int(elapsed * self._clock_rate)
+        self._ts_offset = (out_ts - timestamp) & 0xFFFFFFFF
+        self._last_in_seq = sequence_number
+        self._last_in_ts = timestamp
+
+    # ------------------------------------------------------------------
+    # feedback from the subscriber
+
+    async def on_rtcp(self, packet: Any) -> None:
+        """Handle RTCP feedback the subscriber sent about this stream."""
+        if isinstance(packet, (rtc.RtcpRrPacket, rtc.RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == self.ssrc:
+                    self._on_report(report)
+        elif (
+            isinstance(packet, rtc.RtcpRtpfbPacket)
+            and packet.fmt == rtc.RTCP_RTPFB_NACK
+        ):
+            self.stats.nacks_received += 1
+            for lost in packet.lost:
+                self._retransmit(lost)
+        elif isinstance(packet, rtc.RtcpPsfbPacket) and packet.fmt in (
+            rtc.RTCP_PSFB_PLI,
+            rtc.RTCP_PSFB_FIR,
+        ):
+            self.stats.keyframe_requests_received += 1
+            self.forwarder.request_keyframe()
+        elif isinstance(packet, rtc.RtcpPsfbPacket) and packet.fmt == rtc.RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = rtc.unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            if self.ssrc in ssrcs:
+                self.stats.remb_bitrate = bitrate
+
+    def _on_report(self, report: Any) -> None:
+        stats = self.stats
+        stats.fraction_lost = report.fraction_lost / 256
+        stats.packets_lost = report.packets_lost
+        stats.jitter = report.jitter
+        if report.lsr and report.lsr == self._lsr:
+            rtt = time.monotonic() - self._lsr_time - report.dlsr / 65536
+            if rtt >= 0:
+                stats.round_trip_time = rtt
+
+    def _retransmit(self, out_seq: int) -> None:
+        """Answer a NACK from the forwarder's history (same SSRC and sequence)."""
+        if self._source_ssrc is None:
+            return
+        in_seq = (out_seq - self._seq_offset) & 0xFFFF
+        data = self.forwarder.history_packet(self._source_ssrc, in_seq)
+        if data is None:
+            return
+        out_pt = self._pt_map.get(data[1] & 0x7F)
+        if out_pt is None:
+            return
+        timestamp = int.from_bytes(data[4:8], "big")
+        buf = rewrite_header(
+            data, out_pt, out_seq, (timestamp + self._ts_offset) & 0xFFFFFFFF, self.ssrc
+        )
+        if self._extension_table is not None:
+            remap_extension_ids(buf, self._extension_table)
+        if self._output.send_rtp(buf):
+            self.stats.retransmitted += 1
+
+    # ------------------------------------------------------------------
+    # reports to the subscriber
+
+    def sender_report(self, cname: str | None) -> bytes | None:
+        """An SR (+SDES) mapping this stream's timestamps to the publisher's clock.
+
+        Derived from the publisher's own sender report so that audio and video
+        of one publisher stay in sync at the subscriber. ``None`` until both
+        a packet was sent and the publisher reported.
+        """
+        report = self.forwarder.sender_report
+        if (
+            not self.stats.packets_sent
+            or report is None
+            or report.ssrc != self._source_ssrc
+        ):
+            return None
+        elapsed = time.monotonic() - report.received_at
+        ntp = (report.ntp_timestamp + int(elapsed * (1 << 32))) & 0xFFFFFFFFFFFFFFFF
+        rtp_ts = (
+            report.rtp_timestamp + int(elapsed * self._clock_rate) + self._ts_offset
+        ) & 0xFFFFFFFF
+        packets: list[Any] = [
+            rtc.RtcpSrPacket(
+                ssrc=self.ssrc,
+                sender_info=rtc.RtcpSenderInfo(
+                    ntp_timestamp=ntp,
+                    rtp_timestamp=rtp_ts,
+                    packet_count=self.stats.packets_sent & 0xFFFFFFFF,
+                    octet_count=self.stats.bytes_sent & 0xFFFFFFFF,
+                ),
+            )
+        ]
+        self._lsr = (ntp >> 16) & 0xFFFFFFFF
+        self._lsr_time = time.monotonic()
+        if cname:
+            packets.append(
+                rtc.RtcpSdesPacket(
+                    chunks=[
+                        rtc.RtcpSourceInfo(
+                            ssrc=self.ssrc, items=[(1, cname.encode("utf8"))]
+                        )
+                    ]
+                )
+            )
+        return b"".join(bytes(p) for p in packets)
+
+    def close(self) -> None:
+        """Detach from the forwarder and tell the subscriber the stream ended (BYE)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.active = False
+        self.forwarder.remove_downtrack(self)
+        self._output.send_rtcp(bytes(rtc.RtcpByePacket(sources=[self.ssrc])))
+
+    def __repr__(self) -> str:
+        return (
+            f"<DownTrack {self.kind} {self.forwarder.publisher_id}"
+            f" -> {self.subscriber_id} ssrc={self.ssrc}>"
+        )

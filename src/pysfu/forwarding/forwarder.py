@@ -1,0 +1,355 @@
+"""One published track fanned out to its subscribers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .. import _aiortc as rtc
+from ..config import ForwardingConfig
+from .history import PacketHistory
+from .keyframes import KeyframeRequester
+from .packet import KEYFRAME_DETECTORS, payload_offset
+
+if TYPE_CHECKING:
+    from .downtrack import DownTrack
+
+logger = logging.getLogger(__name__)
+
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+
+class RtcpOutput(Protocol):
+    """Where a forwarder sends feedback for its publisher (PLI, NACK, RR, REMB)."""
+
+    def send_rtcp(self, data: bytes) -> bool: ...
+
+
+@dataclass(frozen=True)
+class CodecInfo:
+    """A codec as negotiated on one peer connection."""
+
+    payload_type: int
+    mime_type: str
+    clock_rate: int
+    channels: int | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Lower-case codec name, e.g. ``"vp8"``, ``"opus"``, ``"rtx"``."""
+        return self.mime_type.split("/", 1)[1].lower()
+
+    @property
+    def rtx_for(self) -> int | None:
+        """For an RTX codec, the payload type it retransmits (``apt``)."""
+        if self.name != "rtx":
+            return None
+        apt = self.parameters.get("apt")
+        return int(apt) if apt is not None else None
+
+    def same_format(self, other: CodecInfo) -> bool:
+        """Whether packets of ``self`` can be handed to a peer expecting ``other``."""
+        if self.name != other.name or self.clock_rate != other.clock_rate:
+            return False
+        if self.name == "h264":
+            mine, theirs = self.parameters, other.parameters
+            return (
+                str(mine.get("packetization-mode", "0"))
+                == str(theirs.get("packetization-mode", "0"))
+                and str(mine.get("profile-level-id", ""))[:2]
+                == str(theirs.get("profile-level-id", ""))[:2]
+            )
+        return True
+
+    @classmethod
+    def from_aiortc(cls, codec: rtc.RTCRtpCodecParameters) -> CodecInfo:
+        return cls(
+            payload_type=int(codec.payloadType or 0),
+            mime_type=codec.mimeType,
+            clock_rate=codec.clockRate,
+            channels=codec.channels,
+            parameters=dict(codec.parameters),
+        )
+
+
+@dataclass
+class ForwarderStats:
+    """Counters of one published track, as received from the publisher."""
+
+    packets_received: int = 0
+    bytes_received: int = 0
+    retransmissions_received: int = 0
+    unknown_payload_type: int = 0
+    nacks_sent: int = 0
+    remb_sent: int = 0
+
+
+@dataclass(frozen=True)
+class SenderReport:
+    """The publisher's latest RTP-to-NTP mapping (RFC 3550 section 6.4.1)."""
+
+    ssrc: int
+    ntp_timestamp: int
+    rtp_timestamp: int
+    received_at: float  # time.monotonic()
+
+
+class Forwarder:
+    """Takes one published track's RTP packets and hands them to every subscriber.
+
+    The forwarder owns the parts shared by all subscribers: the publisher-side
+    receive statistics, the NACK generator and bandwidth estimator toward the
+    publisher, a packet history for answering subscribers' NACKs, and the
+    keyframe request throttle. Per-subscriber work happens in
+    :class:`~pysfu.forwarding.DownTrack`. No decoder and no encoder exist on
+    this path: packets stay encoded from publisher to subscriber.
+    """
+
+    def __init__(
+        self,
+        *,
+        track_id: str,
+        kind: str,
+        publisher_id: str,
+        upstream: RtcpOutput,
+        rtcp_ssrc: int,
+        config: ForwardingConfig | None = None,
+    ) -> None:
+        self.track_id = track_id
+        self.kind = kind
+        self.publisher_id = publisher_id
+        self.config = config or ForwardingConfig()
+        self.stats = ForwarderStats()
+        self.downtracks: list[DownTrack] = []
+        self.codecs: dict[int, CodecInfo] = {}
+        self.header_extensions: dict[str, int] = {}
+        self.media_ssrc: int | None = None
+        self.sender_report: SenderReport | None = None
+        self.closed = False
+        self._upstream = upstream
+        self._rtcp_ssrc = rtcp_ssrc
+        self._detect_keyframe = (
+            None if kind == "audio" else KEYFRAME_DETECTORS.get("vp8")
+        )
+        self._history = (
+            PacketHistory(self.config.nack_history) if kind == "video" else None
+        )
+        self._nack = rtc.NackGenerator() if kind == "video" else None
+        self._estimator = rtc.RemoteBitrateEstimator() if kind == "video" else None
+        self._receive_stats: rtc.StreamStatistics | None = None
+        self._lsr = 0
+        self._lsr_time = 0.0
+        self.keyframes = KeyframeRequester(
+            self._send_pli, self.config.keyframe_min_interval
+        )
+
+    # ------------------------------------------------------------------
+    # configuration
+
+    def set_codecs(
+        self, codecs: list[CodecInfo], header_extensions: Mapping[str, int]
+    ) -> None:
+        """Record what the publisher negotiated (payload types, extension ids)."""
+        self.codecs = {c.payload_type: c for c in codecs}
+        self.header_extensions = dict(header_extensions)
+        media = [c for c in codecs if c.rtx_for is None]
+        if media and self.kind == "video":
+            self._detect_keyframe = KEYFRAME_DETECTORS.get(media[0].name)
+
+    @property
+    def primary_codec(self) -> CodecInfo | None:
+        """The first non-RTX codec negotiated with the publisher."""
+        return next((c for c in self.codecs.values() if c.rtx_for is None), None)
+
+    def add_downtrack(self, downtrack: DownTrack) -> None:
+        self.downtracks.append(downtrack)
+
+    def remove_downtrack(self, downtrack: DownTrack) -> None:
+        if downtrack in self.downtracks:
+            self.downtracks.remove(downtrack)
+
+    # ------------------------------------------------------------------
+    # the hot path
+
+    def on_rtp(self, packet: rtc.RtpPacket, data: bytes, arrival_time_ms: int) -> None:
+        """Handle one decrypted RTP packet from the publisher (synchronous)."""
+        stats = self.stats
+        stats.packets_received += 1
+        stats.bytes_received += len(data)
+        codec = self.codecs.get(packet.payload_type)
+        if codec is None:
+            stats.unknown_payload_type += 1
+            return
+        payload_type = packet.payload_type
+        sequence_number = packet.sequence_number
+        ssrc = packet.ssrc
+        apt = codec.rtx_for
+        if apt is not None:
+            unwrapped = self._unwrap_rtx(data, apt)
+            if unwrapped is None:
+                return
+            data, sequence_number = unwrapped
+            payload_type = apt
+            ssrc = self.media_ssrc  # type: ignore[assignment]
+            stats.retransmissions_received += 1
+            if self._nack is not None:
+                self._nack.missing.discard(sequence_number)
+        else:
+            self._observe_media(packet, ssrc, arrival_time_ms)
+
+        if self._history is not None:
+            self._history.put(ssrc, sequence_number, data)
+
+        keyframe = False
+        if self._detect_keyframe is not None and any(
+            d.waiting_keyframe for d in self.downtracks
+        ):
+            keyframe = self._detect_keyframe(data[payload_offset(data) :])
+
+        timestamp = packet.timestamp
+        for downtrack in self.downtracks:
+            try:
+                downtrack.forward(
+                    data, sequence_number, timestamp, payload_type, ssrc, keyframe
+                )
+            except Exception:  # one subscriber must never break the others
+                downtrack.stats.errors += 1
+                logger.debug("forwarding to %s failed", downtrack, exc_info=True)
+
+    def _observe_media(
+        self, packet: rtc.RtpPacket, ssrc: int, arrival_time_ms: int
+    ) -> None:
+        if ssrc != self.media_ssrc:
+            self.media_ssrc = ssrc
+            clock_rate = self.codecs[packet.payload_type].clock_rate
+            self._receive_stats = rtc.StreamStatistics(clock_rate)
+            if self._nack is not None:
+                self._nack = rtc.NackGenerator()
+        assert self._receive_stats is not None
+        self._receive_stats.add(packet)
+        if self._nack is not None and self._nack.add(packet):
+            self._send_nack(sorted(self._nack.missing))
+        if self._estimator is not None:
+            abs_send_time = packet.extensions.abs_send_time
+            if abs_send_time is not None:
+                remb = self._estimator.add(
+                    abs_send_time=abs_send_time,
+                    arrival_time_ms=arrival_time_ms,
+                    payload_size=len(packet.payload) + packet.padding_size,
+                    ssrc=ssrc,
+                )
+                if remb is not None:
+                    self._send_remb(remb[0])
+
+    def _unwrap_rtx(self, data: bytes, apt: int) -> tuple[bytes, int] | None:
+        """RFC 4588: the original sequence number leads the RTX payload."""
+        if self.media_ssrc is None:
+            return None
+        offset = payload_offset(data)
+        if len(data) < offset + 2:
+            return None  # RTX padding-only probe
+        original_seq = (data[offset] << 8) | data[offset + 1]
+        buf = bytearray(data[:offset])
+        buf += data[offset + 2 :]
+        buf[1] = (buf[1] & 0x80) | apt
+        buf[2] = original_seq >> 8
+        buf[3] = original_seq & 0xFF
+        buf[8:12] = self.media_ssrc.to_bytes(4, "big")
+        return bytes(buf), original_seq
+
+    def history_packet(self, ssrc: int, sequence_number: int) -> bytes | None:
+        """A recently received packet, for retransmission to a subscriber."""
+        if self._history is None:
+            return None
+        return self._history.get(ssrc, sequence_number)
+
+    # ------------------------------------------------------------------
+    # feedback toward the publisher
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe (throttled, see KeyframeRequester)."""
+        if self.kind == "video" and not self.closed:
+            self.keyframes.request()
+
+    def _send_pli(self) -> bool:
+        if self.media_ssrc is None:
+            return False
+        packet = rtc.RtcpPsfbPacket(
+            fmt=rtc.RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc, media_ssrc=self.media_ssrc
+        )
+        return self._upstream.send_rtcp(bytes(packet))
+
+    def _send_nack(self, lost: list[int]) -> None:
+        if self.media_ssrc is None or not lost:
+            return
+        packet = rtc.RtcpRtpfbPacket(
+            fmt=rtc.RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc, media_ssrc=self.media_ssrc
+        )
+        packet.lost = lost
+        if self._upstream.send_rtcp(bytes(packet)):
+            self.stats.nacks_sent += 1
+
+    def _send_remb(self, bitrate: int) -> None:
+        if self.media_ssrc is None:
+            return
+        cap = self.config.max_video_bitrate
+        if cap is not None:
+            bitrate = min(bitrate, cap)
+        packet = rtc.RtcpPsfbPacket(
+            fmt=rtc.RTCP_PSFB_APP,
+            ssrc=self._rtcp_ssrc,
+            media_ssrc=0,
+            fci=rtc.pack_remb_fci(bitrate, [self.media_ssrc]),
+        )
+        if self._upstream.send_rtcp(bytes(packet)):
+            self.stats.remb_sent += 1
+
+    async def on_rtcp(self, packet: Any) -> None:
+        """RTCP from the publisher about this track (sender reports, BYE)."""
+        if isinstance(packet, rtc.RtcpSrPacket):
+            info = packet.sender_info
+            self.sender_report = SenderReport(
+                ssrc=packet.ssrc,
+                ntp_timestamp=info.ntp_timestamp,
+                rtp_timestamp=info.rtp_timestamp,
+                received_at=time.monotonic(),
+            )
+            self._lsr = (info.ntp_timestamp >> 16) & 0xFFFFFFFF
+            self._lsr_time = time.monotonic()
+
+    def receiver_report(self) -> rtc.RtcpReceiverInfo | None:
+        """Reception statistics for the publisher's next receiver report."""
+        stream = self._receive_stats
+        if stream is None or self.media_ssrc is None:
+            return None
+        dlsr = 0
+        if self._lsr:
+            delay = time.monotonic() - self._lsr_time
+            if 0 < delay < 65536:
+                dlsr = int(delay * 65536)
+        return rtc.RtcpReceiverInfo(
+            ssrc=self.media_ssrc,
+            fraction_lost=stream.fraction_lost,
+            packets_lost=stream.packets_lost,
+            highest_sequence=stream.max_seq or 0,
+            jitter=stream.jitter,
+            lsr=self._lsr,
+            dlsr=dlsr,
+        )
+
+    @property
+    def rtcp_ssrc(self) -> int:
+        return self._rtcp_ssrc
+
+    def close(self) -> None:
+        """Stop forwarding; subscribers are detached by their owners."""
+        self.closed = True
+        self.keyframes.close()
+        self.downtracks.clear()
+
+    def __repr__(self) -> str:
+        return f"<Forwarder {self.kind} {self.track_id} of {self.publisher_id}>"

@@ -1,0 +1,414 @@
+"""A participant: one peer connection, what it publishes and what it receives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.sdp import candidate_from_sdp
+
+from . import _aiortc as rtc
+from .config import SFUConfig
+from .forwarding import CodecInfo, DownTrack, Forwarder
+from .forwarding.packet import extension_id_table
+from .negotiation import Negotiator
+from .signalling.adapter import Outbox
+from .signalling.messages import (
+    Answer,
+    Candidate,
+    ClientMessage,
+    Leave,
+    Offer,
+    ServerMessage,
+    SignallingError,
+)
+
+if TYPE_CHECKING:
+    from .room import Room
+
+logger = logging.getLogger(__name__)
+
+
+class Role(str, enum.Enum):
+    """A participant's role in its room."""
+
+    HOST = "host"
+    PARTICIPANT = "participant"
+
+
+@dataclass
+class Subscription:
+    """One forwarded track this participant receives."""
+
+    forwarder: Forwarder
+    downtrack: DownTrack
+    transceiver: RTCRtpTransceiver
+
+
+class Participant:
+    """A peer in a room, with the server's side of its peer connection.
+
+    The participant owns its ``RTCPeerConnection``, one
+    :class:`~pysfu.forwarding.Forwarder` per track it publishes and one
+    :class:`~pysfu.forwarding.DownTrack` per track it receives. Closing it
+    closes all of them (closing cascades down, as in mediasoup). Create
+    participants with :meth:`pysfu.Room.join`, not directly.
+    """
+
+    def __init__(
+        self,
+        room: Room,
+        participant_id: str,
+        role: Role,
+        outbox: Outbox,
+        *,
+        config: SFUConfig,
+        ice_username_fragment: str | None = None,
+        ice_password: str | None = None,
+        video_codecs: tuple[str, ...] | None = None,
+    ) -> None:
+        self.room = room
+        self.id = participant_id
+        self.role = role
+        self.config = config
+        #: Tracks this participant publishes, by track id.
+        self.publications: dict[str, Forwarder] = {}
+        #: Tracks this participant receives, by track id.
+        self.subscriptions: dict[str, Subscription] = {}
+        self.closed = False
+        self._outbox = outbox
+        self._ice_username_fragment = ice_username_fragment
+        self._ice_password = ice_password
+        self._video_codecs = video_codecs
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=[
+                    RTCIceServer(
+                        urls=s.urls, username=s.username, credential=s.credential
+                    )
+                    for s in config.ice.servers
+                ],
+                bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+            )
+        )
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        self.negotiator = Negotiator(self.pc, self._send_offer)
+        self._tap: rtc.RtpTap | None = None
+        self._output: rtc.RtpOutput | None = None
+        self._sender_hooks: dict[int, rtc.SenderHooks] = {}
+        self._idle_transceivers: list[RTCRtpTransceiver] = []
+        self._rtcp_task: asyncio.Task[None] | None = None
+        self._leave_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------
+    # lifecycle
+
+    async def start(self) -> None:
+        """Offer the client its publish slots and what it already receives."""
+        for kind in self.config.publish_kinds:
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            if kind == "video" and self._video_codecs:
+                transceiver.setCodecPreferences(_capabilities(kind, self._video_codecs))
+            self._ensure_transport()
+        self._rtcp_task = asyncio.get_running_loop().create_task(self._run_rtcp())
+        self.negotiator.request()
+
+    def _ensure_transport(self) -> rtc.RtpOutput:
+        """Set up the tap and output once the first transceiver exists."""
+        if self._output is None:
+            transceiver = self.pc.getTransceivers()[0]
+            ice = self.config.ice
+            rtc.configure_ice(
+                self.pc,
+                username_fragment=self._ice_username_fragment,
+                password=self._ice_password,
+                host_addresses=ice.host_addresses,
+                announced_address=ice.announced_address,
+            )
+            transport = rtc.dtls_transport_of(transceiver)
+            self._tap = rtc.RtpTap(transport)
+            self._output = rtc.RtpOutput(transport)
+        return self._output
+
+    async def leave(self, reason: str = "left") -> None:
+        """Leave the room: unpublish, unsubscribe, close the connection."""
+        await self.room.remove(self, reason)
+
+    async def close(self) -> None:
+        """Close everything this participant owns. Idempotent.
+
+        Prefer :meth:`leave`, which also tells the rest of the room.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self.negotiator.close()
+        if self._rtcp_task is not None:
+            self._rtcp_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rtcp_task
+        for subscription in self.subscriptions.values():
+            subscription.downtrack.close()
+        self.subscriptions.clear()
+        for forwarder in self.publications.values():
+            forwarder.close()
+        self.publications.clear()
+        await self.pc.close()
+
+    # ------------------------------------------------------------------
+    # signalling: messages in, messages out
+
+    async def handle(self, message: ClientMessage) -> None:
+        """Process one message from the client; problems are answered with an error."""
+        if self.closed:
+            return
+        try:
+            if isinstance(message, Answer):
+                await self.negotiator.apply_answer(message.sdp)
+            elif isinstance(message, Candidate):
+                await self._add_candidate(message)
+            elif isinstance(message, Leave):
+                await self.leave("left")
+            else:
+                raise SignallingError("unknown_type", f"unexpected message {message!r}")
+        except SignallingError as exc:
+            await self.send(exc.to_message())
+
+    async def send(self, message: ServerMessage) -> None:
+        """Send a message to the client through the adapter's outbox."""
+        try:
+            await self._outbox(message)
+        except Exception:
+            logger.debug("outbox of %s failed", self.id, exc_info=True)
+
+    async def _send_offer(self, sdp: str) -> None:
+        await self.send(Offer(sdp=sdp))
+
+    async def _add_candidate(self, message: Candidate) -> None:
+        text = message.candidate.strip()
+        if text.startswith("candidate:"):
+            text = text[len("candidate:") :]
+        if not text:
+            return  # end of candidates: aiortc needs no notice
+        try:
+            candidate = candidate_from_sdp(text)
+        except (ValueError, IndexError) as exc:
+            raise SignallingError(
+                "bad_candidate", f"unparsable ICE candidate: {exc}"
+            ) from exc
+        candidate.sdpMid = message.sdp_mid
+        candidate.sdpMLineIndex = message.sdp_mline_index
+        if candidate.sdpMid is None and candidate.sdpMLineIndex is None:
+            candidate.sdpMLineIndex = 0
+        try:
+            await self.pc.addIceCandidate(candidate)
+        except Exception as exc:
+            raise SignallingError(
+                "bad_candidate", f"ICE candidate rejected: {exc}"
+            ) from exc
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if (
+            state in ("failed", "closed")
+            and not self.closed
+            and self._leave_task is None
+        ):
+            logger.info("participant %s: connection %s", self.id, state)
+            self._leave_task = asyncio.get_running_loop().create_task(
+                self.leave(f"connection {state}")
+            )
+
+    # ------------------------------------------------------------------
+    # publishing
+
+    def _on_track(self, track: Any) -> None:
+        transceiver = next(
+            t for t in self.pc.getTransceivers() if t.receiver.track is track
+        )
+        kind = transceiver.kind
+        same_kind = sum(1 for f in self.publications.values() if f.kind == kind)
+        track_id = f"{self.id}/{kind}" + (f"-{same_kind + 1}" if same_kind else "")
+        output = self._ensure_transport()
+        forwarder = Forwarder(
+            track_id=track_id,
+            kind=kind,
+            publisher_id=self.id,
+            upstream=output,
+            rtcp_ssrc=rtc.rtcp_ssrc_of(transceiver),
+            config=self.config.forwarding,
+        )
+
+        def on_parameters(parameters: Any) -> None:
+            first = not forwarder.codecs
+            forwarder.set_codecs(
+                [CodecInfo.from_aiortc(c) for c in parameters.codecs],
+                {e.uri: e.id for e in parameters.headerExtensions},
+            )
+            if first and not self.closed:
+                self.publications[track_id] = forwarder
+                self.room._publish(self, forwarder)
+
+        rtc.take_over_receiver(transceiver.receiver, on_parameters, forwarder.on_rtcp)
+        assert self._tap is not None
+        self._tap.attach(transceiver.receiver, forwarder.on_rtp)
+
+    # ------------------------------------------------------------------
+    # subscribing
+
+    def subscribe(self, forwarder: Forwarder) -> None:
+        """Start receiving a forwarded track (renegotiates with the client)."""
+        if self.closed or forwarder.track_id in self.subscriptions:
+            return
+        transceiver = self._take_transceiver(forwarder.kind)
+        sender = transceiver.sender
+        codec = forwarder.primary_codec
+        if codec is not None:
+            with contextlib.suppress(ValueError):
+                transceiver.setCodecPreferences(_capabilities_like(codec))
+        rtc.set_sender_msid(sender, forwarder.publisher_id, forwarder.track_id)
+        output = self._ensure_transport()
+        downtrack = DownTrack(
+            forwarder, output, rtc.sender_ssrc_of(sender), subscriber_id=self.id
+        )
+        hooks = self._sender_hooks_for(sender)
+        hooks.on_parameters = lambda p: self._configure_downtrack(
+            downtrack, transceiver, p
+        )
+        hooks.on_rtcp = downtrack.on_rtcp
+        forwarder.add_downtrack(downtrack)
+        self.subscriptions[forwarder.track_id] = Subscription(
+            forwarder, downtrack, transceiver
+        )
+        self.negotiator.request()
+
+    def unsubscribe(self, track_id: str) -> None:
+        """Stop receiving a track; the client sees it end (renegotiates)."""
+        subscription = self.subscriptions.pop(track_id, None)
+        if subscription is None:
+            return
+        subscription.downtrack.close()
+        hooks = self._sender_hooks_for(subscription.transceiver.sender)
+        hooks.on_parameters = None
+        hooks.on_rtcp = None
+        if self.closed:
+            return
+        subscription.transceiver.direction = "inactive"
+        if self.config.reuse_transceivers:
+            self._idle_transceivers.append(subscription.transceiver)
+        self.negotiator.request()
+
+    def _take_transceiver(self, kind: str) -> RTCRtpTransceiver:
+        for transceiver in self._idle_transceivers:
+            if transceiver.kind == kind:
+                self._idle_transceivers.remove(transceiver)
+                transceiver.direction = "sendonly"
+                return transceiver
+        return self.pc.addTransceiver(kind, direction="sendonly")
+
+    def _sender_hooks_for(self, sender: RTCRtpSender) -> rtc.SenderHooks:
+        hooks = self._sender_hooks.get(id(sender))
+        if hooks is None:
+            hooks = self._sender_hooks[id(sender)] = rtc.take_over_sender(sender)
+        return hooks
+
+    def _configure_downtrack(
+        self, downtrack: DownTrack, transceiver: RTCRtpTransceiver, _parameters: Any
+    ) -> None:
+        forwarder = downtrack.forwarder
+        negotiated = [
+            CodecInfo.from_aiortc(c) for c in rtc.negotiated_codecs(transceiver)
+        ]
+        payload_types: dict[int, int] = {}
+        clock_rate = 0
+        for source in forwarder.codecs.values():
+            if source.rtx_for is not None:
+                continue
+            target = next((c for c in negotiated if source.same_format(c)), None)
+            if target is not None:
+                payload_types[source.payload_type] = target.payload_type
+                clock_rate = target.clock_rate
+        if not payload_types:
+            logger.warning(
+                "%s cannot receive %s: no codec in common", self.id, forwarder.track_id
+            )
+            return
+        extensions = extension_id_table(
+            forwarder.header_extensions,
+            {e.uri: e.id for e in rtc.negotiated_header_extensions(transceiver)},
+            set(self.config.forwarding.forwarded_extensions),
+        )
+        downtrack.configure(payload_types, extensions, clock_rate)
+
+    # ------------------------------------------------------------------
+    # RTCP: receiver reports to the publisher, sender reports to the subscriber
+
+    async def _run_rtcp(self) -> None:
+        interval = self.config.forwarding.rtcp_interval
+        while True:
+            await asyncio.sleep(interval * (0.5 + random.random()))
+            output = self._output
+            if output is None or not output.connected:
+                continue
+            try:
+                for forwarder in self.publications.values():
+                    report = forwarder.receiver_report()
+                    if report is not None:
+                        packet = rtc.RtcpRrPacket(
+                            ssrc=forwarder.rtcp_ssrc, reports=[report]
+                        )
+                        output.send_rtcp(bytes(packet))
+                for subscription in self.subscriptions.values():
+                    data = subscription.downtrack.sender_report(None)
+                    if data is not None:
+                        output.send_rtcp(data)
+            except Exception:
+                logger.exception("RTCP reports for %s failed", self.id)
+
+    # ------------------------------------------------------------------
+
+    def describe(self) -> dict[str, str]:
+        return {"participant_id": self.id, "role": self.role.value}
+
+    def __repr__(self) -> str:
+        return f"<Participant {self.id} ({self.role.value}) in {self.room.id}>"
+
+
+def _capabilities(kind: str, names: tuple[str, ...]) -> list[RTCRtpCodecCapability]:
+    """Sender capabilities of ``kind`` with the given codec names, in that order."""
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    chosen = [
+        c for name in names for c in capabilities if c.name.lower() == name.lower()
+    ]
+    return chosen + [c for c in capabilities if c.name.lower() == "rtx"]
+
+
+def _capabilities_like(codec: CodecInfo) -> list[RTCRtpCodecCapability]:
+    """Capabilities a subscriber can be offered to receive ``codec`` unchanged."""
+    capabilities = RTCRtpSender.getCapabilities(codec.mime_type.split("/")[0]).codecs
+    matching = [
+        c
+        for c in capabilities
+        if c.name.lower() == codec.name
+        and CodecInfo(0, c.mimeType, c.clockRate, c.channels, c.parameters).same_format(
+            codec
+        )
+    ]
+    if not matching:
+        raise ValueError(f"no capability matches {codec.mime_type}")
+    return matching

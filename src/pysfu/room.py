@@ -1,0 +1,288 @@
+"""Rooms and the registry that creates, finds and closes them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+
+from .config import SFUConfig
+from .errors import (
+    DuplicateParticipant,
+    HostTaken,
+    RoomClosedError,
+    RoomExists,
+    RoomFull,
+    RoomNotFound,
+)
+from .events import (
+    ParticipantJoinedEvent,
+    ParticipantLeftEvent,
+    RoomClosedEvent,
+    RoomEvent,
+    TrackPublishedEvent,
+    TrackUnpublishedEvent,
+)
+from .forwarding import Forwarder
+from .participant import Participant, Role
+from .signalling.adapter import Outbox
+from .signalling.messages import Joined, ParticipantJoined, ParticipantLeft, RoomClosed
+
+logger = logging.getLogger(__name__)
+
+#: Decides whether ``subscriber`` receives what ``publisher`` publishes.
+EligibilityPolicy = Callable[[Participant, Participant], bool]
+RoomListener = Callable[[RoomEvent], None]
+
+
+def everyone_else(publisher: Participant, subscriber: Participant) -> bool:
+    """The default policy: everyone receives everyone else in the room."""
+    return publisher is not subscriber
+
+
+def host_only(publisher: Participant, subscriber: Participant) -> bool:
+    """A "stage": only the host is forwarded, to everyone else."""
+    return publisher.role is Role.HOST and publisher is not subscriber
+
+
+class Room:
+    """A space of one host and up to ``max_participants`` participants.
+
+    Everyone in a room receives what the eligibility policy allows (by
+    default everyone else's audio and video). Rooms share nothing: media and
+    events of one never reach another. Create rooms with :meth:`SFU.create_room`.
+    """
+
+    def __init__(
+        self,
+        room_id: str,
+        *,
+        sfu: SFU,
+        max_participants: int = 1,
+        eligibility: EligibilityPolicy = everyone_else,
+        close_when_host_leaves: bool = True,
+        video_codecs: tuple[str, ...] | None = None,
+    ) -> None:
+        if max_participants < 0:
+            raise ValueError("max_participants must be >= 0")
+        self.id = room_id
+        self.max_participants = max_participants
+        self.eligibility = eligibility
+        self.close_when_host_leaves = close_when_host_leaves
+        self.video_codecs = video_codecs
+        self.members: dict[str, Participant] = {}
+        self.closed = False
+        self._sfu = sfu
+        self._listeners: list[RoomListener] = []
+
+    # ------------------------------------------------------------------
+    # membership
+
+    @property
+    def host(self) -> Participant | None:
+        return next((p for p in self.members.values() if p.role is Role.HOST), None)
+
+    @property
+    def participants(self) -> list[Participant]:
+        """Members other than the host."""
+        return [p for p in self.members.values() if p.role is Role.PARTICIPANT]
+
+    async def join(
+        self,
+        participant_id: str,
+        role: Role | str,
+        outbox: Outbox,
+        *,
+        ice_username_fragment: str | None = None,
+        ice_password: str | None = None,
+    ) -> Participant:
+        """Admit a participant and start negotiating with it.
+
+        ``outbox`` receives every message for the client, starting with
+        :class:`~pysfu.signalling.Joined` and the server's first offer.
+        ``ice_username_fragment``/``ice_password`` set the server side ICE
+        credentials of its connection (the join capability, see the docs).
+
+        Raises :class:`RoomClosedError`, :class:`HostTaken`, :class:`RoomFull`
+        or :class:`DuplicateParticipant`; the room is unchanged then.
+        """
+        role = Role(role)
+        if self.closed:
+            raise RoomClosedError(f"room {self.id} is closed")
+        if participant_id in self.members:
+            raise DuplicateParticipant(f"{participant_id} is already in room {self.id}")
+        if role is Role.HOST and self.host is not None:
+            raise HostTaken(f"room {self.id} already has a host")
+        if role is Role.PARTICIPANT and len(self.participants) >= self.max_participants:
+            raise RoomFull(
+                f"room {self.id} is full ({self.max_participants} participants)"
+            )
+
+        participant = Participant(
+            self,
+            participant_id,
+            role,
+            outbox,
+            config=self._sfu.config,
+            ice_username_fragment=ice_username_fragment,
+            ice_password=ice_password,
+            video_codecs=self.video_codecs,
+        )
+        others = list(self.members.values())
+        self.members[participant_id] = participant
+        await participant.send(
+            Joined(
+                room=self.id,
+                participant_id=participant_id,
+                role=role.value,
+                participants=[p.describe() for p in others],
+            )
+        )
+        for other in others:
+            await other.send(ParticipantJoined(participant_id, role.value))
+        self._emit(ParticipantJoinedEvent(self.id, participant_id, role.value))
+        for other in others:
+            for forwarder in other.publications.values():
+                if self.eligibility(other, participant):
+                    participant.subscribe(forwarder)
+        await participant.start()
+        return participant
+
+    async def remove(self, participant: Participant, reason: str = "left") -> None:
+        """Take a participant out: its tracks end for the others, it is closed."""
+        if self.members.get(participant.id) is not participant:
+            await participant.close()
+            return
+        del self.members[participant.id]
+        for forwarder in list(participant.publications.values()):
+            self._unpublish(participant, forwarder)
+        await participant.close()
+        for other in list(self.members.values()):
+            await other.send(ParticipantLeft(participant.id, participant.role.value))
+        self._emit(
+            ParticipantLeftEvent(
+                self.id, participant.id, participant.role.value, reason
+            )
+        )
+        if participant.role is Role.HOST and self.close_when_host_leaves:
+            await self.close("host left")
+
+    # ------------------------------------------------------------------
+    # tracks
+
+    def _publish(self, publisher: Participant, forwarder: Forwarder) -> None:
+        codec = forwarder.primary_codec
+        self._emit(
+            TrackPublishedEvent(
+                self.id,
+                publisher.id,
+                forwarder.track_id,
+                forwarder.kind,
+                codec.mime_type if codec else "",
+            )
+        )
+        for subscriber in self.members.values():
+            if self.eligibility(publisher, subscriber):
+                subscriber.subscribe(forwarder)
+
+    def _unpublish(self, publisher: Participant, forwarder: Forwarder) -> None:
+        for subscriber in self.members.values():
+            subscriber.unsubscribe(forwarder.track_id)
+        forwarder.close()
+        self._emit(
+            TrackUnpublishedEvent(
+                self.id, publisher.id, forwarder.track_id, forwarder.kind
+            )
+        )
+
+    # ------------------------------------------------------------------
+    # events
+
+    def add_listener(self, listener: RoomListener) -> Callable[[], None]:
+        """Call ``listener`` with every event of this room; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _emit(self, event: RoomEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("room listener failed on %s", event)
+
+    async def close(self, reason: str = "closed") -> None:
+        """Close the room for everyone in it. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        members = list(self.members.values())
+        self.members.clear()
+        for participant in members:
+            await participant.send(RoomClosed(reason))
+        await asyncio.gather(*(p.close() for p in members), return_exceptions=True)
+        self._emit(RoomClosedEvent(self.id, reason))
+        self._sfu._forget(self)
+
+    def __repr__(self) -> str:
+        return f"<Room {self.id} {len(self.members)} members>"
+
+
+class SFU:
+    """The registry of rooms: creates, finds and closes them.
+
+    One ``SFU`` per process is typical; its :class:`~pysfu.SFUConfig` applies
+    to every room.
+    """
+
+    def __init__(self, config: SFUConfig | None = None) -> None:
+        self.config = config or SFUConfig()
+        self.rooms: dict[str, Room] = {}
+
+    def create_room(
+        self,
+        room_id: str | None = None,
+        *,
+        max_participants: int = 1,
+        eligibility: EligibilityPolicy = everyone_else,
+        close_when_host_leaves: bool = True,
+        video_codecs: tuple[str, ...] | None = None,
+    ) -> Room:
+        """Create a room. ``room_id`` defaults to a random URL-safe token.
+
+        ``video_codecs`` restricts and orders the codecs publishers may use
+        (e.g. ``("H264",)``), like Janus' ``videocodec`` room setting.
+        """
+        if room_id is None:
+            room_id = secrets.token_urlsafe(12)
+        if room_id in self.rooms:
+            raise RoomExists(f"room {room_id} exists")
+        room = Room(
+            room_id,
+            sfu=self,
+            max_participants=max_participants,
+            eligibility=eligibility,
+            close_when_host_leaves=close_when_host_leaves,
+            video_codecs=video_codecs,
+        )
+        self.rooms[room_id] = room
+        return room
+
+    def get_room(self, room_id: str) -> Room:
+        """The room with that id; raises :class:`RoomNotFound`."""
+        try:
+            return self.rooms[room_id]
+        except KeyError:
+            raise RoomNotFound(f"no room {room_id}") from None
+
+    async def close_room(self, room_id: str, reason: str = "closed") -> None:
+        await self.get_room(room_id).close(reason)
+
+    async def close(self) -> None:
+        """Close every room."""
+        for room in list(self.rooms.values()):
+            await room.close("server shutting down")
+
+    def _forget(self, room: Room) -> None:
+        if self.rooms.get(room.id) is room:
+            del self.rooms[room.id]

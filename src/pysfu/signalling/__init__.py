@@ -1,0 +1,40 @@
+"""Signalling: typed messages and the seam transport adapters plug into."""
+
+from .adapter import Outbox
+from .memory import MemoryClient, MemorySignalling
+from .messages import (
+    Answer,
+    Candidate,
+    ClientMessage,
+    Error,
+    Joined,
+    Leave,
+    Offer,
+    ParticipantJoined,
+    ParticipantLeft,
+    RoomClosed,
+    ServerMessage,
+    SignallingError,
+    parse_client_message,
+    to_json,
+)
+
+__all__ = [
+    "Answer",
+    "Candidate",
+    "ClientMessage",
+    "Error",
+    "Joined",
+    "Leave",
+    "MemoryClient",
+    "MemorySignalling",
+    "Offer",
+    "Outbox",
+    "ParticipantJoined",
+    "ParticipantLeft",
+    "RoomClosed",
+    "ServerMessage",
+    "SignallingError",
+    "parse_client_message",
+    "to_json",
+]

@@ -1,0 +1,59 @@
+"""The seam between the core and a signalling transport.
+
+The core does no signalling I/O. An adapter (WebSocket, HTTP, in-memory, ...)
+does three things:
+
+1. admits a client with :meth:`pysfu.Room.join`, passing an :data:`Outbox`:
+   the coroutine function the core calls with every message for that client;
+2. turns what the client sends into :data:`~pysfu.signalling.ClientMessage`
+   values (:func:`~pysfu.signalling.parse_client_message` does it for JSON)
+   and awaits :meth:`pysfu.Participant.handle` with each, in order;
+3. when the transport goes away, awaits :meth:`pysfu.Participant.leave`.
+
+:func:`deliver_json` covers step 2 for text transports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from .messages import (
+    MAX_SDP_LENGTH,
+    ServerMessage,
+    SignallingError,
+    parse_client_message,
+)
+
+if TYPE_CHECKING:
+    from ..participant import Participant
+
+#: Called by the core with each message for one client. It should not block
+#: for long (queue the message if the transport is slow); if it raises, the
+#: message is dropped and the participant carries on.
+Outbox = Callable[[ServerMessage], Awaitable[None]]
+
+#: Largest JSON text accepted from a client.
+MAX_MESSAGE_LENGTH = MAX_SDP_LENGTH + 4096
+
+
+async def deliver_json(participant: Participant, text: str | bytes) -> None:
+    """Parse one JSON text from a client and hand it to ``participant``.
+
+    Malformed input is answered with an ``error`` message to that client only.
+    """
+    try:
+        if len(text) > MAX_MESSAGE_LENGTH:
+            raise SignallingError("too_large", "the message is too large")
+        try:
+            value = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SignallingError(
+                "bad_json", f"the message is not JSON: {exc}"
+            ) from exc
+        message = parse_client_message(value)
+    except SignallingError as exc:
+        await participant.send(exc.to_message())
+        return
+    await participant.handle(message)

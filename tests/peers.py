@@ -1,0 +1,322 @@
+"""Real aiortc client peers for the integration tests.
+
+Each peer publishes a video track whose frames carry a readable pattern (a
+peer code and a frame counter drawn as black/white blocks, robust to lossy
+coding) and an audio tone of its own frequency, answers the server's offers,
+and decodes whatever it receives so tests can assert on what a user would see
+and hear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+
+from pysfu import Room
+from pysfu._aiortc import configure_ice
+from pysfu.signalling import (
+    Answer,
+    Joined,
+    MemoryClient,
+    MemorySignalling,
+    Offer,
+    ParticipantJoined,
+    ParticipantLeft,
+    RoomClosed,
+)
+from pysfu.signalling import Error as ErrorMessage
+
+WIDTH, HEIGHT, BLOCK = 320, 240, 40
+COLUMNS = WIDTH // BLOCK
+CODE_BITS, COUNTER_BITS = 4, 16
+
+
+def draw_pattern(code: int, counter: int) -> np.ndarray:
+    """An RGB image encoding ``code`` and ``counter`` as black/white blocks."""
+    image = np.full((HEIGHT, WIDTH, 3), 128, dtype=np.uint8)
+    bits = [(code >> i) & 1 for i in range(CODE_BITS)] + [1, 0]  # + sync marker
+    bits += [(counter >> i) & 1 for i in range(COUNTER_BITS)]
+    for index, bit in enumerate(bits):
+        row, column = divmod(index, COLUMNS)
+        image[row * BLOCK : (row + 1) * BLOCK, column * BLOCK : (column + 1) * BLOCK] = (
+            255 if bit else 0
+        )
+    return image
+
+
+def read_pattern(frame: av.VideoFrame) -> tuple[int, int] | None:
+    """Read ``(code, counter)`` back from a decoded frame, or ``None``."""
+    gray = frame.reformat(width=WIDTH, height=HEIGHT).to_ndarray(format="gray")
+    bits = []
+    for index in range(CODE_BITS + 2 + COUNTER_BITS):
+        row, column = divmod(index, COLUMNS)
+        centre = gray[
+            row * BLOCK + 10 : (row + 1) * BLOCK - 10,
+            column * BLOCK + 10 : (column + 1) * BLOCK - 10,
+        ]
+        mean = float(centre.mean())
+        if 60 < mean < 196:
+            return None  # not a clean block: not our pattern
+        bits.append(1 if mean >= 128 else 0)
+    if bits[CODE_BITS : CODE_BITS + 2] != [1, 0]:
+        return None
+    code = sum(bit << i for i, bit in enumerate(bits[:CODE_BITS]))
+    counter = sum(bit << i for i, bit in enumerate(bits[CODE_BITS + 2 :]))
+    return code, counter
+
+
+class PatternVideoTrack(VideoStreamTrack):
+    """30 fps frames carrying the peer's code and a frame counter."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__()
+        self.code = code
+        self.counter = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame.from_ndarray(
+            draw_pattern(self.code, self.counter), format="rgb24"
+        )
+        frame.pts, frame.time_base = pts, time_base
+        self.counter = (self.counter + 1) % (1 << COUNTER_BITS)
+        return frame
+
+
+class ToneAudioTrack(AudioStreamTrack):
+    """A sine tone, so a listener can tell whose audio it hears."""
+
+    def __init__(self, frequency: float) -> None:
+        super().__init__()
+        self.frequency = frequency
+        self._sample = 0
+
+    async def recv(self) -> av.AudioFrame:
+        frame = await super().recv()
+        n = frame.samples
+        t = (np.arange(n) + self._sample) / frame.sample_rate
+        self._sample += n
+        samples = (np.sin(2 * math.pi * self.frequency * t) * 8000).astype("<i2")
+        frame.planes[0].update(samples.tobytes())
+        return frame
+
+
+def dominant_frequency(chunks: list[np.ndarray], sample_rate: int) -> float:
+    signal = np.concatenate(chunks).astype(float)
+    spectrum = np.abs(np.fft.rfft(signal))
+    spectrum[0] = 0
+    return float(np.fft.rfftfreq(len(signal), 1 / sample_rate)[int(spectrum.argmax())])
+
+
+@dataclass
+class ReceivedTrack:
+    """What a peer got on one incoming track."""
+
+    track_id: str
+    kind: str
+    frames: int = 0
+    patterns: list[tuple[int, int]] = field(default_factory=list)
+    audio_chunks: list[np.ndarray] = field(default_factory=list)
+    sample_rate: int = 48000
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    first_frame: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def codes(self) -> set[int]:
+        return {code for code, _ in self.patterns}
+
+    def frequency(self) -> float:
+        return dominant_frequency(self.audio_chunks[-50:], self.sample_rate)
+
+    def peak(self) -> int:
+        if not self.audio_chunks:
+            return 0
+        return int(np.abs(np.concatenate(self.audio_chunks[-50:])).max())
+
+
+class Peer:
+    """An aiortc client that joins a room through the in-memory adapter."""
+
+    def __init__(
+        self,
+        name: str,
+        code: int,
+        *,
+        tone: float = 440.0,
+        publish_video: bool = True,
+        publish_audio: bool = True,
+    ) -> None:
+        self.name = name
+        self.code = code
+        self.pc = RTCPeerConnection()
+        self.video = PatternVideoTrack(code) if publish_video else None
+        self.audio = ToneAudioTrack(tone) if publish_audio else None
+        self.client: MemoryClient | None = None
+        self.received: dict[str, ReceivedTrack] = {}
+        self.messages: list[Any] = []
+        self.errors: list[ErrorMessage] = []
+        self.plis_received = 0
+        self.answers_sent = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._new_track = asyncio.Event()
+        self._publishing = False
+        self.pc.on("track", self._on_track)
+
+    async def join(self, room: Room, role: str = "participant", **options: Any) -> Peer:
+        self.client = await MemorySignalling().join(room, self.name, role, **options)
+        self._tasks.append(asyncio.create_task(self._signalling_loop()))
+        return self
+
+    # -- signalling ------------------------------------------------------
+
+    async def _signalling_loop(self) -> None:
+        assert self.client is not None
+        while True:
+            message = await self.client.inbox.get()
+            self.messages.append(message)
+            if isinstance(message, Offer):
+                await self._answer(message.sdp)
+            elif isinstance(message, ErrorMessage):
+                self.errors.append(message)
+
+    async def _answer(self, sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        if not self._publishing:
+            self._attach_outgoing(sdp)
+        configure_ice(self.pc, host_addresses=["127.0.0.1"])
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        assert self.client is not None
+        self.answers_sent += 1
+        await self.client.send(Answer(sdp=self.pc.localDescription.sdp))
+
+    def _attach_outgoing(self, offer_sdp: str) -> None:
+        """Send our tracks on the sections the server offered to receive."""
+        sections = offer_sdp.split("\r\nm=")[1:]
+        for section in sections:
+            if "a=recvonly" not in section:
+                continue
+            mid = next(
+                line[6:] for line in section.split("\r\n") if line.startswith("a=mid:")
+            )
+            kind = section.split(" ", 1)[0]
+            track: MediaStreamTrack | None = self.video if kind == "video" else self.audio
+            if track is None:
+                continue
+            transceiver = next(t for t in self.pc.getTransceivers() if t.mid == mid)
+            transceiver.sender.replaceTrack(track)
+            transceiver.direction = "sendonly"
+            self._count_plis(transceiver.sender)
+            self._publishing = True
+
+    def _count_plis(self, sender: RTCRtpSender) -> None:
+        """Count keyframe requests reaching this publisher (then let aiortc act)."""
+        original = sender._handle_rtcp_packet
+
+        async def handle(packet: Any) -> None:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_PLI:
+                self.plis_received += 1
+            await original(packet)
+
+        sender._handle_rtcp_packet = handle
+
+    # -- receiving -------------------------------------------------------
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        received = ReceivedTrack(track_id=track.id, kind=track.kind)
+        self.received[track.id] = received
+        self._new_track.set()
+        self._tasks.append(asyncio.create_task(self._consume(track, received)))
+
+    async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                received.frames += 1
+                if isinstance(frame, av.VideoFrame):
+                    pattern = read_pattern(frame)
+                    if pattern is not None:
+                        received.patterns.append(pattern)
+                        received.first_frame.set()
+                elif isinstance(frame, av.AudioFrame):
+                    data = frame.to_ndarray().reshape(-1)
+                    received.sample_rate = frame.sample_rate
+                    received.audio_chunks.append(data[:: len(frame.layout.channels)])
+                    del received.audio_chunks[:-100]
+                    received.first_frame.set()
+        except MediaStreamError:
+            received.ended.set()
+
+    def track_from(self, publisher: str, kind: str) -> ReceivedTrack | None:
+        return self.received.get(f"{publisher}/{kind}")
+
+    async def wait_track(self, publisher: str, kind: str, timeout: float = 20) -> ReceivedTrack:
+        async def wait() -> ReceivedTrack:
+            while (track := self.track_from(publisher, kind)) is None:
+                self._new_track.clear()
+                await self._new_track.wait()
+            return track
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def wait_video_from(
+        self, publisher: "Peer", frames: int = 10, timeout: float = 30
+    ) -> ReceivedTrack:
+        """Wait until ``frames`` decoded frames of ``publisher``'s pattern arrived."""
+        track = await self.wait_track(publisher.name, "video", timeout)
+
+        async def enough() -> None:
+            while sum(1 for c, _ in track.patterns if c == publisher.code) < frames:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(enough(), timeout)
+        return track
+
+    async def wait_audio_from(
+        self, publisher: "Peer", frames: int = 50, timeout: float = 30
+    ) -> ReceivedTrack:
+        track = await self.wait_track(publisher.name, "audio", timeout)
+
+        async def enough() -> None:
+            while track.frames < frames:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(enough(), timeout)
+        return track
+
+    def saw(self, kind: type) -> list[Any]:
+        return [m for m in self.messages if isinstance(m, kind)]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.pc.close()
+
+
+__all__ = [
+    "Joined",
+    "ParticipantJoined",
+    "ParticipantLeft",
+    "Peer",
+    "ReceivedTrack",
+    "RoomClosed",
+    "draw_pattern",
+    "read_pattern",
+]
+
