@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +54,9 @@ def draw_pattern(code: int, counter: int) -> np.ndarray:
     bits += [(counter >> i) & 1 for i in range(COUNTER_BITS)]
     for index, bit in enumerate(bits):
         row, column = divmod(index, COLUMNS)
-        image[row * BLOCK : (row + 1) * BLOCK, column * BLOCK : (column + 1) * BLOCK] = (
-            255 if bit else 0
-        )
+        image[
+            row * BLOCK : (row + 1) * BLOCK, column * BLOCK : (column + 1) * BLOCK
+        ] = 255 if bit else 0
     return image
 
 
@@ -159,8 +160,10 @@ class Peer:
         tone: float = 440.0,
         publish_video: bool = True,
         publish_audio: bool = True,
+        offer_filter: Callable[[str], str] | None = None,
     ) -> None:
         self.name = name
+        self.offer_filter = offer_filter
         self.code = code
         self.pc = RTCPeerConnection()
         self.video = PatternVideoTrack(code) if publish_video else None
@@ -194,6 +197,8 @@ class Peer:
                 self.errors.append(message)
 
     async def _answer(self, sdp: str) -> None:
+        if self.offer_filter is not None:
+            sdp = self.offer_filter(sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         if not self._publishing:
             self._attach_outgoing(sdp)
@@ -213,7 +218,9 @@ class Peer:
                 line[6:] for line in section.split("\r\n") if line.startswith("a=mid:")
             )
             kind = section.split(" ", 1)[0]
-            track: MediaStreamTrack | None = self.video if kind == "video" else self.audio
+            track: MediaStreamTrack | None = (
+                self.video if kind == "video" else self.audio
+            )
             if track is None:
                 continue
             transceiver = next(t for t in self.pc.getTransceivers() if t.mid == mid)
@@ -263,7 +270,9 @@ class Peer:
     def track_from(self, publisher: str, kind: str) -> ReceivedTrack | None:
         return self.received.get(f"{publisher}/{kind}")
 
-    async def wait_track(self, publisher: str, kind: str, timeout: float = 20) -> ReceivedTrack:
+    async def wait_track(
+        self, publisher: str, kind: str, timeout: float = 20
+    ) -> ReceivedTrack:
         async def wait() -> ReceivedTrack:
             while (track := self.track_from(publisher, kind)) is None:
                 self._new_track.clear()
@@ -273,7 +282,7 @@ class Peer:
         return await asyncio.wait_for(wait(), timeout)
 
     async def wait_video_from(
-        self, publisher: "Peer", frames: int = 10, timeout: float = 30
+        self, publisher: Peer, frames: int = 10, timeout: float = 30
     ) -> ReceivedTrack:
         """Wait until ``frames`` decoded frames of ``publisher``'s pattern arrived."""
         track = await self.wait_track(publisher.name, "video", timeout)
@@ -286,7 +295,7 @@ class Peer:
         return track
 
     async def wait_audio_from(
-        self, publisher: "Peer", frames: int = 50, timeout: float = 30
+        self, publisher: Peer, frames: int = 50, timeout: float = 30
     ) -> ReceivedTrack:
         track = await self.wait_track(publisher.name, "audio", timeout)
 
@@ -307,6 +316,7 @@ class Peer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.pc.close()
+        self.client = None  # as a transport would, drop the server-side handle
 
 
 __all__ = [
@@ -319,4 +329,3 @@ __all__ = [
     "draw_pattern",
     "read_pattern",
 ]
-

@@ -16,13 +16,22 @@ against.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aioice.ice
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCIceGatherer,
+    RTCIceParameters,
+    RTCIceTransport,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
 from aiortc.codecs import CODECS
 from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
@@ -93,6 +102,7 @@ __all__ = [
     "take_over_receiver",
     "take_over_sender",
     "unpack_remb_fci",
+    "validate_ice_credentials",
 ]
 
 
@@ -114,6 +124,7 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     (RTCRtpSender, "send", ("self", "parameters")),
     (RTCRtpSender, "stop", ("self",)),
     (RTCRtpSender, "_handle_rtcp_packet", ("self", "packet")),
+    (RTCIceGatherer, "getLocalParameters", ("self",)),
     (aioice.ice.Connection, "gather_candidates", ("self",)),
     (
         aioice.ice.Connection,
@@ -164,6 +175,13 @@ def check_hook_points() -> None:
     ):
         if not hasattr(conn, name):
             problems.append(f"aioice Connection has no attribute {name}")
+    for name in ("ice_controlling", "remote_is_lite"):
+        if not hasattr(conn, name):
+            problems.append(f"aioice Connection has no attribute {name}")
+    if "iceLite" not in {f.name for f in dataclasses.fields(RTCIceParameters)}:
+        problems.append("RTCIceParameters has no iceLite field")
+    if not hasattr(RTCIceTransport(RTCIceGatherer()), "_role_set"):
+        problems.append("RTCIceTransport has no _role_set attribute")
     if not hasattr(DtlsState, "CONNECTED"):
         problems.append("aiortc.rtcdtlstransport.State has no CONNECTED")
     if problems:
@@ -240,6 +258,9 @@ class RtpTap:
 
     def detach(self, receiver: RTCRtpReceiver) -> None:
         self._sinks.pop(id(receiver), None)
+
+    def detach_all(self) -> None:
+        self._sinks.clear()
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
         transport = self._transport
@@ -411,6 +432,7 @@ def configure_ice(
     password: str | None = None,
     host_addresses: Iterable[str] | None = None,
     announced_address: str | None = None,
+    lite: bool = False,
 ) -> None:
     """Configure the server side ICE agent(s) of ``pc`` before gathering.
 
@@ -421,21 +443,58 @@ def configure_ice(
       ``None`` keeps aioice's choice (every interface except loopback).
     - ``announced_address``: written into host candidates instead of the
       local address, for servers behind a 1:1 NAT.
+    - ``lite``: announce ICE-lite (``a=ice-lite``) and stay the *controlled*
+      agent even when this side offers, as mediasoup does. A pair is then
+      selected only after the peer's nominating check arrives, and that check
+      is authenticated with this side's password: a peer that does not know
+      the password cannot complete ICE. (As controlling agent the server
+      would nominate pairs on its own checks, which only prove that the
+      server knows the *peer's* password.)
 
     Call after the peer connection has its first transceiver and before
     ``setLocalDescription``.
     """
+    validate_ice_credentials(username_fragment, password)
     for transceiver in pc.getTransceivers():
         gatherer = transceiver.receiver.transport.transport.iceGatherer
         conn = gatherer._connection
         if username_fragment is not None:
-            aioice.ice.validate_username(username_fragment)
             conn._local_username = username_fragment
         if password is not None:
-            aioice.ice.validate_password(password)
             conn._local_password = password
         if host_addresses is not None or announced_address is not None:
             _override_gathering(conn, host_addresses, announced_address)
+        if lite:
+            _announce_lite(transceiver.receiver.transport.transport, gatherer)
+
+
+def _announce_lite(ice_transport: Any, gatherer: Any) -> None:
+    conn = gatherer._connection
+    conn.ice_controlling = False
+    ice_transport._role_set = True  # aiortc would make the offerer controlling
+    if getattr(gatherer, "_pysfu_lite", False):
+        return
+    local_parameters = gatherer.getLocalParameters
+
+    def get_local_parameters() -> Any:
+        return dataclasses.replace(local_parameters(), iceLite=True)
+
+    gatherer.getLocalParameters = get_local_parameters
+    gatherer._pysfu_lite = True
+
+
+def validate_ice_credentials(
+    username_fragment: str | None, password: str | None
+) -> None:
+    """Raise ``ValueError`` unless these are valid ICE credentials (RFC 8839).
+
+    A username fragment is 4-256 and a password 22-256 ice-chars
+    (``A-Z a-z 0-9 + /``).
+    """
+    if username_fragment is not None:
+        aioice.ice.validate_username(username_fragment)
+    if password is not None:
+        aioice.ice.validate_password(password)
 
 
 def _override_gathering(

@@ -29,11 +29,16 @@ class IceConfig:
       for a server behind a 1:1 NAT (mediasoup's ``announcedAddress``); the
       server still binds ``host_addresses``.
     - ``servers``: STUN/TURN servers the server itself uses.
+    - ``lite``: the server announces ICE-lite and is always the controlled
+      agent, so only a peer that knows the server side ICE password of its
+      connection can complete ICE (see :func:`pysfu._aiortc.configure_ice`).
+      Every browser, aiortc and GStreamer handle ICE-lite peers.
     """
 
     host_addresses: tuple[str, ...] | None = None
     announced_address: str | None = None
     servers: tuple[IceServer, ...] = ()
+    lite: bool = True
 
 
 #: Header extensions copied from publisher to subscribers (renumbered to the

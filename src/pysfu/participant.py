@@ -139,6 +139,7 @@ class Participant:
                 password=self._ice_password,
                 host_addresses=ice.host_addresses,
                 announced_address=ice.announced_address,
+                lite=ice.lite,
             )
             transport = rtc.dtls_transport_of(transceiver)
             self._tap = rtc.RtpTap(transport)
@@ -168,6 +169,13 @@ class Participant:
         for forwarder in self.publications.values():
             forwarder.close()
         self.publications.clear()
+        # aiortc may hold the peer connection a little longer in its closing
+        # tasks; the hooks must not keep this participant alive meanwhile.
+        for hooks in self._sender_hooks.values():
+            hooks.on_parameters = None
+            hooks.on_rtcp = None
+        if self._tap is not None:
+            self._tap.detach_all()
         await self.pc.close()
 
     # ------------------------------------------------------------------
@@ -207,9 +215,9 @@ class Participant:
             return  # end of candidates: aiortc needs no notice
         try:
             candidate = candidate_from_sdp(text)
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts
             raise SignallingError(
-                "bad_candidate", f"unparsable ICE candidate: {exc}"
+                "bad_candidate", "unparsable ICE candidate"
             ) from exc
         candidate.sdpMid = message.sdp_mid
         candidate.sdpMLineIndex = message.sdp_mline_index
@@ -362,23 +370,27 @@ class Participant:
         interval = self.config.forwarding.rtcp_interval
         while True:
             await asyncio.sleep(interval * (0.5 + random.random()))
-            output = self._output
-            if output is None or not output.connected:
-                continue
             try:
-                for forwarder in self.publications.values():
-                    report = forwarder.receiver_report()
-                    if report is not None:
-                        packet = rtc.RtcpRrPacket(
-                            ssrc=forwarder.rtcp_ssrc, reports=[report]
-                        )
-                        output.send_rtcp(bytes(packet))
-                for subscription in self.subscriptions.values():
-                    data = subscription.downtrack.sender_report(None)
-                    if data is not None:
-                        output.send_rtcp(data)
+                self._send_reports()
             except Exception:
                 logger.exception("RTCP reports for %s failed", self.id)
+
+    def _send_reports(self) -> None:
+        # Synchronous on purpose: a loop variable held across an await in
+        # _run_rtcp would keep the last subscription (and through it a peer
+        # that already left) alive until the next report.
+        output = self._output
+        if output is None or not output.connected:
+            return
+        for forwarder in self.publications.values():
+            report = forwarder.receiver_report()
+            if report is not None:
+                packet = rtc.RtcpRrPacket(ssrc=forwarder.rtcp_ssrc, reports=[report])
+                output.send_rtcp(bytes(packet))
+        for subscription in self.subscriptions.values():
+            data = subscription.downtrack.sender_report(None)
+            if data is not None:
+                output.send_rtcp(data)
 
     # ------------------------------------------------------------------
 

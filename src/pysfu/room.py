@@ -7,6 +7,7 @@ import logging
 import secrets
 from collections.abc import Callable
 
+from ._aiortc import validate_ice_credentials
 from .config import SFUConfig
 from .errors import (
     DuplicateParticipant,
@@ -104,10 +105,12 @@ class Room:
         ``ice_username_fragment``/``ice_password`` set the server side ICE
         credentials of its connection (the join capability, see the docs).
 
-        Raises :class:`RoomClosedError`, :class:`HostTaken`, :class:`RoomFull`
-        or :class:`DuplicateParticipant`; the room is unchanged then.
+        Raises :class:`RoomClosedError`, :class:`HostTaken`, :class:`RoomFull`,
+        :class:`DuplicateParticipant`, or ``ValueError`` for malformed ICE
+        credentials; the room is unchanged then.
         """
         role = Role(role)
+        validate_ice_credentials(ice_username_fragment, ice_password)
         if self.closed:
             raise RoomClosedError(f"room {self.id} is closed")
         if participant_id in self.members:
@@ -146,7 +149,11 @@ class Room:
             for forwarder in other.publications.values():
                 if self.eligibility(other, participant):
                     participant.subscribe(forwarder)
-        await participant.start()
+        try:
+            await participant.start()
+        except BaseException:
+            await self.remove(participant, "failed to start")
+            raise
         return participant
 
     async def remove(self, participant: Participant, reason: str = "left") -> None:

@@ -1,6 +1,6 @@
 """Signalling: typed messages and the seam transport adapters plug into."""
 
-from .adapter import Outbox
+from .adapter import Outbox, deliver_json
 from .memory import MemoryClient, MemorySignalling
 from .messages import (
     Answer,
@@ -35,6 +35,7 @@ __all__ = [
     "RoomClosed",
     "ServerMessage",
     "SignallingError",
+    "deliver_json",
     "parse_client_message",
     "to_json",
 ]

@@ -1,0 +1,64 @@
+"""The aiortc internals pysfu hooks: present now, and loudly missed if they go."""
+
+from __future__ import annotations
+
+import pytest
+from aiortc import RTCPeerConnection, RTCRtpReceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+from pysfu._aiortc import AiortcIncompatible, check_hook_points, configure_ice
+
+
+def test_every_hook_point_exists_in_the_installed_aiortc() -> None:
+    check_hook_points()
+
+
+def test_a_missing_hook_point_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(RTCRtpReceiver, "_handle_rtcp_packet")
+    missing = r"RTCRtpReceiver\._handle_rtcp_packet"
+    with pytest.raises(AiortcIncompatible, match=missing):
+        check_hook_points()
+
+
+def test_a_changed_signature_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def handle_rtp_data(self: object, data: bytes) -> None: ...
+
+    monkeypatch.setattr(RTCDtlsTransport, "_handle_rtp_data", handle_rtp_data)
+    with pytest.raises(AiortcIncompatible, match="_handle_rtp_data"):
+        check_hook_points()
+
+
+async def test_host_and_announced_addresses_and_lite_in_the_offer() -> None:
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("video", direction="recvonly")
+        configure_ice(
+            pc,
+            username_fragment="abcd",
+            password="0123456789abcdefghijkl",
+            host_addresses=["127.0.0.1"],
+            announced_address="203.0.113.7",
+            lite=True,
+        )
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        candidates = [
+            line for line in sdp.splitlines() if line.startswith("a=candidate:")
+        ]
+        assert candidates and all(" 203.0.113.7 " in c for c in candidates)
+        assert "a=ice-ufrag:abcd" in sdp and "a=ice-pwd:0123456789abcdefghijkl" in sdp
+        assert "a=ice-lite" in sdp
+        transport = pc.getTransceivers()[0].receiver.transport.transport
+        assert transport._connection.ice_controlling is False
+        # the socket is bound where we asked, the address only announced
+        protocol = transport._connection._protocols[0]
+        assert protocol.transport.get_extra_info("sockname")[0] == "127.0.0.1"
+    finally:
+        await pc.close()
+
+
+async def test_invalid_ice_credentials_are_refused() -> None:
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio")
+    with pytest.raises(ValueError):
+        configure_ice(pc, password="short")
