@@ -216,9 +216,7 @@ class Participant:
         try:
             candidate = candidate_from_sdp(text)
         except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts
-            raise SignallingError(
-                "bad_candidate", "unparsable ICE candidate"
-            ) from exc
+            raise SignallingError("bad_candidate", "unparsable ICE candidate") from exc
         candidate.sdpMid = message.sdp_mid
         candidate.sdpMLineIndex = message.sdp_mline_index
         if candidate.sdpMid is None and candidate.sdpMLineIndex is None:
