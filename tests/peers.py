@@ -33,7 +33,6 @@ from pysfu._aiortc import configure_ice
 from pysfu.signalling import (
     Answer,
     Joined,
-    MemoryClient,
     MemorySignalling,
     Offer,
     ParticipantJoined,
@@ -168,7 +167,7 @@ class Peer:
         self.pc = RTCPeerConnection()
         self.video = PatternVideoTrack(code) if publish_video else None
         self.audio = ToneAudioTrack(tone) if publish_audio else None
-        self.client: MemoryClient | None = None
+        self.client: Any = None
         self.received: dict[str, ReceivedTrack] = {}
         self.messages: list[Any] = []
         self.errors: list[ErrorMessage] = []
@@ -180,7 +179,14 @@ class Peer:
         self.pc.on("track", self._on_track)
 
     async def join(self, room: Room, role: str = "participant", **options: Any) -> Peer:
-        self.client = await MemorySignalling().join(room, self.name, role, **options)
+        """Join through the in-memory adapter."""
+        return self.attach(
+            await MemorySignalling().join(room, self.name, role, **options)
+        )
+
+    def attach(self, client: Any) -> Peer:
+        """Use any client with ``inbox`` (server messages) and ``send()``."""
+        self.client = client
         self._tasks.append(asyncio.create_task(self._signalling_loop()))
         return self
 
@@ -316,6 +322,8 @@ class Peer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.pc.close()
+        if hasattr(self.client, "close"):
+            await self.client.close()
         self.client = None  # as a transport would, drop the server-side handle
 
 

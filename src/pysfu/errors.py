@@ -35,3 +35,27 @@ class RoomClosedError(PysfuError):
 
 class DuplicateParticipant(PysfuError):
     code = "duplicate_participant"
+
+
+class Unauthorized(PysfuError):
+    """A host credential was required and missing or wrong."""
+
+    code = "unauthorized"
+
+
+class CredentialError(PysfuError):
+    """A join credential that cannot be used (base class)."""
+
+    code = "credential_invalid"
+
+
+class CredentialUnknown(CredentialError):
+    code = "credential_unknown"
+
+
+class CredentialUsed(CredentialError):
+    code = "credential_used"
+
+
+class CredentialExpired(CredentialError):
+    code = "credential_expired"

@@ -80,9 +80,12 @@ class Participant:
         ice_username_fragment: str | None = None,
         ice_password: str | None = None,
         video_codecs: tuple[str, ...] | None = None,
+        name: str | None = None,
     ) -> None:
         self.room = room
         self.id = participant_id
+        #: A display name for the other clients (defaults to the id).
+        self.name = name or participant_id
         self.role = role
         self.config = config
         #: Tracks this participant publishes, by track id.
@@ -114,6 +117,7 @@ class Participant:
         self._idle_transceivers: list[RTCRtpTransceiver] = []
         self._rtcp_task: asyncio.Task[None] | None = None
         self._leave_task: asyncio.Task[None] | None = None
+        self._closed_event = asyncio.Event()
 
     # ------------------------------------------------------------------
     # lifecycle
@@ -177,6 +181,11 @@ class Participant:
         if self._tap is not None:
             self._tap.detach_all()
         await self.pc.close()
+        self._closed_event.set()
+
+    async def wait_closed(self) -> None:
+        """Return once the participant is closed (left, failed or room closed)."""
+        await self._closed_event.wait()
 
     # ------------------------------------------------------------------
     # signalling: messages in, messages out
@@ -393,7 +402,7 @@ class Participant:
     # ------------------------------------------------------------------
 
     def describe(self) -> dict[str, str]:
-        return {"participant_id": self.id, "role": self.role.value}
+        return {"participant_id": self.id, "role": self.role.value, "name": self.name}
 
     def __repr__(self) -> str:
         return f"<Participant {self.id} ({self.role.value}) in {self.room.id}>"

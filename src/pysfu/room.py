@@ -97,6 +97,7 @@ class Room:
         *,
         ice_username_fragment: str | None = None,
         ice_password: str | None = None,
+        name: str | None = None,
     ) -> Participant:
         """Admit a participant and start negotiating with it.
 
@@ -131,6 +132,7 @@ class Room:
             ice_username_fragment=ice_username_fragment,
             ice_password=ice_password,
             video_codecs=self.video_codecs,
+            name=name,
         )
         others = list(self.members.values())
         self.members[participant_id] = participant
@@ -143,7 +145,9 @@ class Room:
             )
         )
         for other in others:
-            await other.send(ParticipantJoined(participant_id, role.value))
+            await other.send(
+                ParticipantJoined(participant_id, role.value, participant.name)
+            )
         self._emit(ParticipantJoinedEvent(self.id, participant_id, role.value))
         for other in others:
             for forwarder in other.publications.values():

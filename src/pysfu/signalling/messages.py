@@ -70,6 +70,7 @@ class Offer:
 class ParticipantJoined:
     participant_id: str
     role: str
+    name: str = ""
     type: ClassVar[str] = "participant-joined"
 
 

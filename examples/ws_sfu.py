@@ -1,0 +1,295 @@
+"""pysfu's flagship example: a WebSocket SFU with a join backend and a browser client.
+
+    python examples/ws_sfu.py
+
+serves http://127.0.0.1:8080. Rooms have one host and up to
+``--max-participants`` participants who all see and hear each other. Only
+holders of a host key may create rooms; with no key configured one is
+generated and printed with a link that creates a room. Joining goes through
+the HTTP join backend, which hands each client the ICE password of the
+server's side of its connection: see docs/websocket-protocol.md.
+
+Every option can also be set with an environment variable, named in --help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from pysfu import SFU, IceConfig, IceServer, PysfuError, RoomExists, SFUConfig
+from pysfu.admission import Admission, HostKeys
+from pysfu.signalling.websocket import websocket_session
+from pysfu.slugs import ascii_slug, emoji_slug, slug_path
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_ROOM_SIZE = 50
+STATUS = {
+    "unauthorized": 401,
+    "room_not_found": 404,
+    "room_closed": 404,
+    "room_full": 409,
+    "host_taken": 409,
+}
+
+logger = logging.getLogger("ws_sfu")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+
+    def listed(name: str) -> list[str]:
+        return [v for v in (env(name) or "").split(",") if v]
+
+    parser = argparse.ArgumentParser(
+        description="pysfu WebSocket SFU example",
+        epilog="Each option falls back to the environment variable in brackets.",
+    )
+    add = parser.add_argument
+    add("--bind", default=env("PYSFU_BIND", "127.0.0.1"), help="[PYSFU_BIND]")
+    add("--port", type=int, default=int(env("PYSFU_PORT", "8080")), help="[PYSFU_PORT]")
+    add(
+        "--host-key",
+        action="append",
+        default=listed("PYSFU_HOST_KEY"),
+        help="a key that may create rooms and host them; repeatable "
+        "[PYSFU_HOST_KEY, comma-separated]",
+    )
+    add(
+        "--max-participants",
+        type=int,
+        default=int(env("PYSFU_MAX_PARTICIPANTS", "1")),
+        help="participants per room besides the host [PYSFU_MAX_PARTICIPANTS]",
+    )
+    add("--stun", action="append", default=listed("PYSFU_STUN"), help="[PYSFU_STUN]")
+    add(
+        "--turn",
+        action="append",
+        default=listed("PYSFU_TURN"),
+        help="TURN URL handed to clients [PYSFU_TURN]",
+    )
+    add(
+        "--turn-username",
+        default=env("PYSFU_TURN_USERNAME"),
+        help="[PYSFU_TURN_USERNAME]",
+    )
+    add(
+        "--turn-password",
+        default=env("PYSFU_TURN_PASSWORD"),
+        help="[PYSFU_TURN_PASSWORD]",
+    )
+    add(
+        "--ice-address",
+        action="append",
+        default=listed("PYSFU_ICE_ADDRESS"),
+        help="local address offered as ICE host candidate; repeatable; default: "
+        "every interface but loopback [PYSFU_ICE_ADDRESS]",
+    )
+    add(
+        "--announced-address",
+        default=env("PYSFU_ANNOUNCED_ADDRESS"),
+        help="public address written into host candidates (1:1 NAT) "
+        "[PYSFU_ANNOUNCED_ADDRESS]",
+    )
+    add(
+        "--slug",
+        choices=("emoji", "ascii"),
+        default=env("PYSFU_SLUG", "emoji"),
+        help="room link style [PYSFU_SLUG]",
+    )
+    add(
+        "--credential-ttl",
+        type=float,
+        default=float(env("PYSFU_CREDENTIAL_TTL", "30")),
+        help="seconds a join credential stays valid [PYSFU_CREDENTIAL_TTL]",
+    )
+    add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
+    return parser.parse_args(argv)
+
+
+def reply(data: dict[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(
+        data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False)
+    )
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    return reply({"error": code, "message": message}, status=status)
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object; an empty body counts as ``{}``."""
+    text = await request.text()
+    if not text.strip():
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("the body must be a JSON object")
+    return value
+
+
+class SfuApp:
+    """The HTTP join backend, the WebSocket endpoint and the static client."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.generated_key = None if args.host_key else secrets.token_urlsafe(18)
+        self.host_keys = HostKeys(args.host_key or [self.generated_key])
+        stun = tuple(IceServer(urls=url) for url in args.stun)
+        turn = tuple(
+            IceServer(
+                urls=url, username=args.turn_username, credential=args.turn_password
+            )
+            for url in args.turn
+        )
+        # The server itself only needs STUN (to learn a public address); TURN
+        # is for clients that cannot reach it directly.
+        self.client_ice_servers = stun + turn
+        self.sfu = SFU(
+            SFUConfig(
+                ice=IceConfig(
+                    host_addresses=tuple(args.ice_address) or None,
+                    announced_address=args.announced_address,
+                    servers=stun,
+                )
+            )
+        )
+        self.admission = Admission(self.sfu, credential_ttl=args.credential_ttl)
+
+    def application(self) -> web.Application:
+        app = web.Application()
+        app.add_routes(
+            [
+                web.get("/", self.page),
+                web.get("/new", self.page),
+                web.get("/r/{slug}", self.page),
+                web.post("/api/rooms", self.create_room),
+                web.post("/api/rooms/{room}/join", self.join),
+                web.get("/ws/{participant_id}", self.websocket),
+                web.static("/static", STATIC),
+            ]
+        )
+        app.on_shutdown.append(self.shutdown)
+        return app
+
+    async def page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def create_room(self, request: web.Request) -> web.Response:
+        if not self.host_keys.check(bearer(request)):
+            return error(401, "unauthorized", "a valid host key is required")
+        try:
+            body = await json_body(request)
+            size = body.get("max_participants", self.args.max_participants)
+            style = body.get("slug", self.args.slug)
+            if not isinstance(size, int) or not 0 <= size <= MAX_ROOM_SIZE:
+                raise ValueError(f"max_participants must be 0..{MAX_ROOM_SIZE}")
+            if style not in ("emoji", "ascii"):
+                raise ValueError("slug must be 'emoji' or 'ascii'")
+        except ValueError as exc:
+            return error(400, "bad_request", str(exc))
+        while True:
+            slug = emoji_slug() if style == "emoji" else ascii_slug()
+            try:
+                room = self.sfu.create_room(slug, max_participants=size)
+                break
+            except RoomExists:
+                continue
+        base = f"{request.scheme}://{request.host}/r/{slug_path(room.id)}"
+        logger.info("room %s created (max %d participants)", room.id, size)
+        return reply(
+            {"room": room.id, "host_url": base + "?role=host", "join_url": base},
+            status=201,
+        )
+
+    async def join(self, request: web.Request) -> web.Response:
+        try:
+            body = await json_body(request)
+            role = body.get("role", "participant")
+            name = body.get("name") or ""
+            if role not in ("host", "participant") or not isinstance(name, str):
+                raise ValueError("role must be 'host' or 'participant', name a string")
+        except ValueError as exc:
+            return error(400, "bad_request", str(exc))
+        try:
+            grant = self.admission.admit(
+                request.match_info["room"],
+                role,
+                name=name[:64],
+                host_authorized=self.host_keys.check(bearer(request)),
+            )
+        except PysfuError as exc:
+            return error(STATUS.get(exc.code, 400), exc.code, str(exc))
+        scheme = "wss" if request.scheme == "https" else "ws"
+        return reply(
+            {
+                "participant_id": grant.participant_id,
+                "room": grant.room_id,
+                "role": grant.role.value,
+                "name": grant.name,
+                "ice": {
+                    "username_fragment": grant.credentials.username_fragment,
+                    "password": grant.credentials.password,
+                    "expires_in": self.admission.credential_ttl,
+                },
+                "ice_servers": [
+                    {
+                        k: v
+                        for k, v in (
+                            ("urls", s.urls),
+                            ("username", s.username),
+                            ("credential", s.credential),
+                        )
+                        if v is not None
+                    }
+                    for s in self.client_ice_servers
+                ],
+                "ws_url": f"{scheme}://{request.host}/ws/{grant.participant_id}",
+            }
+        )
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        return await websocket_session(
+            request, self.admission, request.match_info["participant_id"]
+        )
+
+    async def shutdown(self, app: web.Application) -> None:
+        await self.sfu.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    server = SfuApp(args)
+    url = f"http://{args.bind}:{args.port}"
+    print(f"pysfu example SFU on {url}", flush=True)
+    if server.generated_key is not None:
+        print(f"generated host key: {server.generated_key}", flush=True)
+        print(f"open this link to create a room: {url}/new#key={server.generated_key}")
+    web.run_app(
+        server.application(),
+        host=args.bind,
+        port=args.port,
+        print=None,
+        shutdown_timeout=5,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Who may create rooms and join them: host keys and join credentials.
+
+The join capability is the ICE password of the server's side of a
+participant's connection. :meth:`Admission.admit` reserves a seat and issues
+a :class:`JoinGrant` holding fresh ICE credentials; the client gets them from
+the join backend (an HTTP API, say). :meth:`Admission.join` redeems the grant
+once (single-use), before it expires, and joins the room with the server's
+ICE agent set to exactly those credentials. Because the server is ICE-lite
+and controlled (see :class:`pysfu.IceConfig`), only a client that knows the
+password can complete ICE; signalling adapters send the server's offers with
+the password redacted (:func:`redact_ice_password`), so holding the
+signalling channel is not enough either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .errors import (
+    CredentialError,
+    CredentialExpired,
+    CredentialUnknown,
+    CredentialUsed,
+    HostTaken,
+    RoomFull,
+    Unauthorized,
+)
+from .participant import Participant, Role
+from .room import SFU
+from .signalling.adapter import Outbox
+
+logger = logging.getLogger(__name__)
+
+#: How many spent grants are remembered for specific error messages.
+MAX_REMEMBERED_GRANTS = 10_000
+_MESSAGES: dict[type[CredentialError], str] = {
+    CredentialUnknown: "no such admitted participant",
+    CredentialUsed: "these credentials were already used",
+    CredentialExpired: "these credentials expired",
+}
+
+#: What :func:`redact_ice_password` writes instead of the password.
+REDACTED = "REDACTED"
+_ICE_PWD = re.compile(r"^a=ice-pwd:\S+", re.MULTILINE)
+
+
+class HostKeys:
+    """The host credentials that allow creating rooms and joining as host.
+
+    Keys are kept as SHA-256 digests and compared in constant time; they are
+    never logged (``repr`` shows only how many there are).
+    """
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._digests = [hashlib.sha256(k.encode()).digest() for k in keys if k]
+        if not self._digests:
+            raise ValueError("at least one host key is required")
+
+    def check(self, presented: str | None) -> bool:
+        """Whether ``presented`` is one of the keys."""
+        digest = hashlib.sha256((presented or "").encode()).digest()
+        found = False
+        for known in self._digests:  # no early exit: same time for every key
+            found |= hmac.compare_digest(digest, known)
+        return found and bool(presented)
+
+    def __repr__(self) -> str:
+        return f"<HostKeys ({len(self._digests)} keys)>"
+
+
+@dataclass(frozen=True)
+class IceCredentials:
+    """ICE username fragment and password of the server's side of a connection."""
+
+    username_fragment: str
+    password: str
+
+    @classmethod
+    def generate(cls) -> IceCredentials:
+        # ice-chars are [A-Za-z0-9+/]: hex for the ufrag, base64 for 144 bits
+        password = base64.b64encode(secrets.token_bytes(18)).decode()
+        return cls(username_fragment=secrets.token_hex(8), password=password)
+
+    def __repr__(self) -> str:
+        ufrag = self.username_fragment
+        return f"IceCredentials(username_fragment={ufrag!r}, password=...)"
+
+
+@dataclass
+class JoinGrant:
+    """An admitted but not yet connected participant: its seat and credentials."""
+
+    participant_id: str
+    room_id: str
+    role: Role
+    name: str
+    credentials: IceCredentials
+    expires_at: float
+    used: bool = False
+
+
+def redact_ice_password(sdp: str) -> str:
+    """Replace every ``a=ice-pwd:`` value in ``sdp`` with :data:`REDACTED`."""
+    return _ICE_PWD.sub(f"a=ice-pwd:{REDACTED}", sdp)
+
+
+class Admission:
+    """Admits participants into an :class:`~pysfu.SFU`'s rooms.
+
+    - :meth:`admit` checks the room rules (host credential for the host role,
+      one host, ``max_participants`` counting seats already granted), then
+      reserves a seat and issues single-use ICE credentials that expire after
+      ``credential_ttl`` seconds.
+    - :meth:`join` redeems them and joins the room. If the connection is not
+      established when the credentials expire, the participant is removed and
+      its seat freed.
+    """
+
+    def __init__(
+        self,
+        sfu: SFU,
+        *,
+        credential_ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sfu = sfu
+        self.credential_ttl = credential_ttl
+        self._clock = clock
+        self._grants: dict[str, JoinGrant] = {}
+        # Recently spent grants, so a late or repeated attempt gets a specific
+        # error rather than "unknown"; bounded, oldest forgotten first.
+        self._spent: OrderedDict[str, type[CredentialError]] = OrderedDict()
+
+    def admit(
+        self,
+        room_id: str,
+        role: Role | str = Role.PARTICIPANT,
+        *,
+        name: str | None = None,
+        host_authorized: bool = False,
+    ) -> JoinGrant:
+        """Reserve a seat in a room and issue its credentials.
+
+        Raises RoomNotFound, Unauthorized, HostTaken or RoomFull.
+        """
+        role = Role(role)
+        room = self.sfu.get_room(room_id)
+        self._purge()
+        pending = [
+            g for g in self._grants.values() if g.room_id == room.id and not g.used
+        ]
+        if role is Role.HOST:
+            if not host_authorized:
+                raise Unauthorized("joining as host needs a host key")
+            if room.host is not None or any(g.role is Role.HOST for g in pending):
+                raise HostTaken(f"room {room.id} already has a host")
+        else:
+            seats = len(room.participants) + sum(
+                1 for g in pending if g.role is Role.PARTICIPANT
+            )
+            if seats >= room.max_participants:
+                raise RoomFull(f"room {room.id} is full")
+        participant_id = "p-" + secrets.token_urlsafe(12)
+        grant = JoinGrant(
+            participant_id=participant_id,
+            room_id=room.id,
+            role=role,
+            name=(name or "")[:64] or participant_id,
+            credentials=IceCredentials.generate(),
+            expires_at=self._clock() + self.credential_ttl,
+        )
+        self._grants[participant_id] = grant
+        logger.info(
+            "admitted %s as %s into room %s", participant_id, role.value, room.id
+        )
+        return grant
+
+    def redeem(self, participant_id: str) -> JoinGrant:
+        """Use a grant, once.
+
+        Raises CredentialUnknown, CredentialUsed or CredentialExpired.
+        """
+        self._purge()
+        grant = self._grants.get(participant_id)
+        if grant is None:
+            spent = self._spent.get(participant_id, CredentialUnknown)
+            raise spent(_MESSAGES[spent])
+        if grant.used:
+            raise CredentialUsed(_MESSAGES[CredentialUsed])
+        grant.used = True
+        return grant
+
+    async def join(self, participant_id: str, outbox: Outbox) -> Participant:
+        """Redeem a grant and join its room with the granted ICE credentials."""
+        grant = self.redeem(participant_id)
+        room = self.sfu.get_room(grant.room_id)
+        participant = await room.join(
+            grant.participant_id,
+            grant.role,
+            outbox,
+            ice_username_fragment=grant.credentials.username_fragment,
+            ice_password=grant.credentials.password,
+            name=grant.name,
+        )
+        delay = max(grant.expires_at - self._clock(), 0.0)
+        asyncio.get_running_loop().call_later(delay, self._expire, participant)
+        return participant
+
+    def _forget(self, participant_id: str, why: type[CredentialError]) -> None:
+        self._grants.pop(participant_id, None)
+        self._spent[participant_id] = why
+        while len(self._spent) > MAX_REMEMBERED_GRANTS:
+            self._spent.popitem(last=False)
+
+    def _expire(self, participant: Participant) -> None:
+        self._forget(participant.id, CredentialUsed)
+        if participant.closed or participant.pc.connectionState == "connected":
+            return
+        logger.info("credentials of %s expired before it connected", participant.id)
+        asyncio.get_running_loop().create_task(participant.leave("credentials expired"))
+
+    def _purge(self) -> None:
+        now = self._clock()
+        for participant_id, grant in list(self._grants.items()):
+            if not grant.used and now >= grant.expires_at:
+                self._forget(participant_id, CredentialExpired)

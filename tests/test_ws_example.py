@@ -1,0 +1,179 @@
+"""examples/ws_sfu.py as a user's client meets it: HTTP join backend, WebSocket,
+ICE credentials as the join capability. Real server process, aiortc clients."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from .example_server import example_server
+from .helpers import eventually
+from .peers import Peer
+from .ws_client import WsClient, create_room, join
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def connect(
+    http: aiohttp.ClientSession, peer: Peer, grant: dict, password: str | None = None
+) -> WsClient:
+    ws = await http.ws_connect(grant["ws_url"])
+    client = WsClient(ws, password or grant["ice"]["password"])
+    peer.attach(client)
+    return client
+
+
+async def test_room_creation_needs_a_host_key(http: aiohttp.ClientSession) -> None:
+    async with example_server() as base:
+        assert (await create_room(http, base, key="wrong"))[0] == 401
+        async with http.post(f"{base}/api/rooms") as response:
+            assert response.status == 401
+            assert (await response.json())["error"] == "unauthorized"
+        status, room = await create_room(http, base)
+        assert status == 201
+        assert room["join_url"].startswith(base + "/r/%F0%9F")  # emoji, percent-encoded
+        assert room["host_url"] == room["join_url"] + "?role=host"
+        async with http.get(room["join_url"]) as page:
+            assert page.status == 200
+
+
+async def test_join_rules(http: aiohttp.ClientSession) -> None:
+    async with example_server() as base:
+        _, room = await create_room(http, base)
+        status, body = await join(http, base + "/r/nope")
+        assert (status, body["error"]) == (404, "room_not_found")
+        status, grant = await join(http, room["join_url"], name="alice")
+        assert status == 200
+        assert set(grant) >= {"participant_id", "ice", "ice_servers", "ws_url"}
+        assert len(grant["ice"]["password"]) >= 22
+        status, body = await join(http, room["join_url"])
+        assert (status, body["error"]) == (409, "room_full")
+        api = room["join_url"].replace("/r/", "/api/rooms/") + "/join"
+        async with http.post(api, json={"role": "host"}) as response:
+            assert (response.status, (await response.json())["error"]) == (
+                401,
+                "unauthorized",
+            )
+        assert (await join(http, room["join_url"], role="host"))[0] == 200
+        status, body = await join(http, room["join_url"], role="host")
+        assert (status, body["error"]) == (409, "host_taken")
+        async with http.post(api, data="{") as response:
+            assert response.status == 400
+
+
+async def test_host_and_participant_over_websocket(http: aiohttp.ClientSession) -> None:
+    async with example_server() as base:
+        _, room = await create_room(http, base)
+        _, host_grant = await join(http, room["join_url"], role="host", name="Hana")
+        _, guest_grant = await join(http, room["join_url"], name="Gus")
+        host, guest = (
+            Peer(host_grant["participant_id"], 1),
+            Peer(guest_grant["participant_id"], 2),
+        )
+        try:
+            host_ws = await connect(http, host, host_grant)
+            guest_ws = await connect(http, guest, guest_grant)
+            await guest.wait_video_from(host)
+            await host.wait_video_from(guest)
+            await host.wait_audio_from(guest)
+            offers = [m["sdp"] for m in host_ws.raw if m["type"] == "offer"]
+            assert offers and all("a=ice-pwd:REDACTED" in sdp for sdp in offers)
+            assert not any(host_grant["ice"]["password"] in sdp for sdp in offers)
+            assert f"a=ice-ufrag:{host_grant['ice']['username_fragment']}" in offers[0]
+            joined = [m for m in host_ws.raw if m["type"] == "participant-joined"]
+            assert [m["name"] for m in joined] == ["Gus"]
+            # the guest leaves: the host is told, and the seat is free again
+            await guest_ws.ws.send_str('{"type": "leave"}')
+            await eventually(
+                lambda: any(m["type"] == "participant-left" for m in host_ws.raw),
+                what="participant-left",
+            )
+            assert (await join(http, room["join_url"]))[0] == 200
+        finally:
+            await host.close()
+            await guest.close()
+
+
+async def test_credentials_are_single_use(http: aiohttp.ClientSession) -> None:
+    async with example_server() as base:
+        _, room = await create_room(http, base)
+        _, host_grant = await join(http, room["join_url"], role="host")
+        _, guest_grant = await join(http, room["join_url"])
+        host, guest = (
+            Peer(host_grant["participant_id"], 1),
+            Peer(guest_grant["participant_id"], 2),
+        )
+        try:
+            await connect(http, host, host_grant)
+            await connect(http, guest, guest_grant)
+            track = await guest.wait_video_from(host)
+            replay = await http.ws_connect(guest_grant["ws_url"])
+            message = await replay.receive_json(timeout=10)
+            assert (message["type"], message["code"]) == ("error", "credential_used")
+            await replay.receive(timeout=10)
+            assert replay.close_code == 4401
+            before = len(track.patterns)
+            await eventually(
+                lambda: len(track.patterns) > before + 30, what="media goes on"
+            )
+        finally:
+            await host.close()
+            await guest.close()
+
+
+async def test_expired_credentials_are_refused_and_free_the_seat(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with example_server("--credential-ttl=1.5") as base:
+        _, room = await create_room(http, base)
+        _, grant = await join(http, room["join_url"])
+        assert (await join(http, room["join_url"]))[0] == 409  # seat reserved
+        await asyncio.sleep(2)
+        late = await http.ws_connect(grant["ws_url"])
+        message = await late.receive_json(timeout=10)
+        assert (message["type"], message["code"]) == ("error", "credential_expired")
+        await late.close()
+        assert (await join(http, room["join_url"]))[0] == 200  # seat freed
+
+
+async def test_another_participants_password_never_connects(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with example_server("--max-participants=2", "--credential-ttl=4") as base:
+        _, room = await create_room(http, base)
+        _, host_grant = await join(http, room["join_url"], role="host")
+        _, mallory_grant = await join(http, room["join_url"], name="mallory")
+        _, victim_grant = await join(http, room["join_url"], name="victim")
+        host = Peer(host_grant["participant_id"], 1)
+        mallory = Peer(mallory_grant["participant_id"], 2)
+        try:
+            host_ws = await connect(http, host, host_grant)
+            # mallory uses her own session but the victim's ICE password
+            await connect(
+                http, mallory, mallory_grant, password=victim_grant["ice"]["password"]
+            )
+            await eventually(lambda: mallory.answers_sent >= 1, what="mallory answered")
+            # her credentials expire without ICE completing: she is removed
+            await eventually(
+                lambda: any(
+                    m["type"] == "participant-left"
+                    and m["participant_id"] == mallory_grant["participant_id"]
+                    for m in host_ws.raw
+                ),
+                timeout=20,
+                what="mallory removed",
+            )
+            assert mallory.pc.connectionState != "connected"
+            assert all(t.frames == 0 for t in mallory.received.values())
+            assert re.fullmatch(r"p-[\w-]+", mallory_grant["participant_id"])
+        finally:
+            await host.close()
+            await mallory.close()

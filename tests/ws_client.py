@@ -1,0 +1,89 @@
+"""A hand-made client of the example's protocol: aiohttp for HTTP and WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+
+from pysfu.signalling import (
+    ClientMessage,
+    Error,
+    Joined,
+    Offer,
+    ParticipantJoined,
+    ParticipantLeft,
+    RoomClosed,
+    ServerMessage,
+    to_json,
+)
+
+from .example_server import HOST_KEY
+
+PARSERS = {
+    "joined": lambda m: Joined(
+        m["room"], m["participant_id"], m["role"], m["participants"]
+    ),
+    "offer": lambda m: Offer(m["sdp"]),
+    "participant-joined": lambda m: ParticipantJoined(
+        m["participant_id"], m["role"], m["name"]
+    ),
+    "participant-left": lambda m: ParticipantLeft(m["participant_id"], m["role"]),
+    "room-closed": lambda m: RoomClosed(m["reason"]),
+    "error": lambda m: Error(m["code"], m["message"]),
+}
+
+
+async def create_room(
+    http: aiohttp.ClientSession, base: str, key: str = HOST_KEY
+) -> Any:
+    async with http.post(
+        f"{base}/api/rooms", headers={"Authorization": f"Bearer {key}"}
+    ) as response:
+        return response.status, await response.json()
+
+
+async def join(
+    http: aiohttp.ClientSession,
+    join_url: str,
+    role: str = "participant",
+    name: str = "",
+) -> tuple[int, Any]:
+    api = join_url.replace("/r/", "/api/rooms/") + "/join"
+    headers = {"Authorization": f"Bearer {HOST_KEY}"} if role == "host" else {}
+    async with http.post(api, json={"role": role, "name": name}, headers=headers) as r:
+        return r.status, await r.json()
+
+
+class WsClient:
+    """Speaks the WebSocket protocol; same interface as MemoryClient for Peer."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, password: str) -> None:
+        self.ws = ws
+        self.password = password
+        self.inbox: asyncio.Queue[ServerMessage] = asyncio.Queue()
+        self.raw: list[dict[str, Any]] = []
+        self.closed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                continue
+            self.raw.append(json.loads(message.data))
+            data = json.loads(message.data)
+            if data["type"] == "offer":  # put back the password from the join backend
+                data["sdp"] = data["sdp"].replace(
+                    "a=ice-pwd:REDACTED", f"a=ice-pwd:{self.password}"
+                )
+            self.inbox.put_nowait(PARSERS[data["type"]](data))
+        self.closed.set()
+
+    async def send(self, message: ClientMessage) -> None:
+        await self.ws.send_str(json.dumps(to_json(message)))
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
