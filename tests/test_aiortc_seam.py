@@ -62,3 +62,19 @@ async def test_invalid_ice_credentials_are_refused() -> None:
     pc.addTransceiver("audio")
     with pytest.raises(ValueError):
         configure_ice(pc, password="short")
+
+
+async def test_vp9_and_av1_are_offered_for_forwarding() -> None:
+    from pysfu import SFU, SFUConfig
+
+    SFU(SFUConfig(passthrough_codecs=("VP9", "AV1")))
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("video", direction="recvonly")
+        offer = await pc.createOffer()
+        assert "a=rtpmap:103 VP9/90000" in offer.sdp
+        assert "a=rtpmap:105 AV1/90000" in offer.sdp
+        assert "a=fmtp:104 apt=103" in offer.sdp
+        assert offer.sdp.index("VP8/90000") < offer.sdp.index("VP9/90000")
+    finally:
+        await pc.close()

@@ -96,6 +96,7 @@ __all__ = [
     "negotiated_codecs",
     "negotiated_header_extensions",
     "pack_remb_fci",
+    "register_passthrough_codecs",
     "rtcp_ssrc_of",
     "sender_ssrc_of",
     "set_sender_msid",
@@ -187,6 +188,52 @@ def check_hook_points() -> None:
     if problems:
         raise AiortcIncompatible(
             "pysfu cannot run on this aiortc/aioice version: " + "; ".join(problems)
+        )
+
+
+# --------------------------------------------------------------------------
+# Codecs aiortc cannot encode or decode, but an SFU can forward
+
+#: Pass-through video codecs and the payload types they get (after aiortc's
+#: 96-102), with an RTX payload type each.
+PASSTHROUGH_VIDEO_CODECS: dict[str, tuple[int, dict[str, Any]]] = {
+    "VP9": (103, {"profile-id": 0}),
+    "AV1": (105, {}),
+}
+
+
+def register_passthrough_codecs(names: Iterable[str]) -> None:
+    """Let peer connections negotiate video codecs aiortc has no codec for.
+
+    This extends aiortc's process-wide codec table, so every
+    ``RTCPeerConnection`` in the process offers and accepts them: fine for an
+    SFU, which never decodes, but an aiortc *client* in the same process
+    cannot decode such a track. Idempotent.
+    """
+    video = CODECS["video"]
+    known = {c.mimeType.lower() for c in video}
+    feedback = next(c.rtcpFeedback for c in video if c.mimeType.lower() == "video/vp8")
+    for name in names:
+        payload_type, parameters = PASSTHROUGH_VIDEO_CODECS[name.upper()]
+        mime_type = f"video/{name.upper()}"
+        if mime_type.lower() in known:
+            continue
+        video.append(
+            RTCRtpCodecParameters(
+                mimeType=mime_type,
+                clockRate=90000,
+                payloadType=payload_type,
+                rtcpFeedback=list(feedback),
+                parameters=dict(parameters),
+            )
+        )
+        video.append(
+            RTCRtpCodecParameters(
+                mimeType="video/rtx",
+                clockRate=90000,
+                payloadType=payload_type + 1,
+                parameters={"apt": payload_type},
+            )
         )
 
 

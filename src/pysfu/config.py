@@ -83,6 +83,9 @@ class SFUConfig:
     forwarding: ForwardingConfig = field(default_factory=ForwardingConfig)
     #: Kinds every participant is offered to publish when it joins.
     publish_kinds: tuple[str, ...] = ("audio", "video")
+    #: Video codecs aiortc cannot encode or decode that the SFU negotiates and
+    #: forwards anyway (registered with aiortc for the whole process).
+    passthrough_codecs: tuple[str, ...] = ("VP9", "AV1")
     #: Reuse a transceiver whose track ended for the next track of its kind,
     #: so a long-lived connection does not grow one m-line per track ever
     #: received. Browsers handle this; aiortc clients cannot receive on a

@@ -7,7 +7,7 @@ import logging
 import secrets
 from collections.abc import Callable
 
-from ._aiortc import validate_ice_credentials
+from ._aiortc import register_passthrough_codecs, validate_ice_credentials
 from .config import SFUConfig
 from .errors import (
     DuplicateParticipant,
@@ -249,6 +249,7 @@ class SFU:
     def __init__(self, config: SFUConfig | None = None) -> None:
         self.config = config or SFUConfig()
         self.rooms: dict[str, Room] = {}
+        register_passthrough_codecs(self.config.passthrough_codecs)
 
     def create_room(
         self,
