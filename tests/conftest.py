@@ -8,6 +8,8 @@ import pytest
 
 from pysfu import SFU, IceConfig, SFUConfig
 
+from .peers import Peer, PeerFactory
+
 LOOPBACK = IceConfig(host_addresses=("127.0.0.1",))
 
 
@@ -19,3 +21,17 @@ async def sfu() -> AsyncIterator[SFU]:
     # let aiortc's closing tasks finish before the loop goes away
     await asyncio.sleep(0.1)
     gc.collect()
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[PeerFactory]:
+    """Make client peers; every one made is closed when the test ends."""
+    made: list[Peer] = []
+
+    def make(name: str, code: int, **options: object) -> Peer:
+        made.append(Peer(name, code, **options))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for peer in made:
+        await peer.close()

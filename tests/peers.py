@@ -14,7 +14,7 @@ import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import numpy as np
@@ -327,11 +327,18 @@ class Peer:
         self.client = None  # as a transport would, drop the server-side handle
 
 
+class PeerFactory(Protocol):
+    """The ``peers`` fixture: makes peers that are closed after the test."""
+
+    def __call__(self, name: str, code: int, **options: Any) -> Peer: ...
+
+
 __all__ = [
     "Joined",
     "ParticipantJoined",
     "ParticipantLeft",
     "Peer",
+    "PeerFactory",
     "ReceivedTrack",
     "RoomClosed",
     "draw_pattern",

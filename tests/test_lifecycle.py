@@ -15,127 +15,109 @@ from pysfu import SFU, ParticipantLeftEvent, RoomFull
 from pysfu.signalling import Leave, RoomClosed
 
 from .helpers import eventually
-from .peers import ParticipantLeft, PatternVideoTrack, Peer
+from .peers import ParticipantLeft, PatternVideoTrack, Peer, PeerFactory
 
 
-async def test_leave_ends_tracks_for_others_and_frees_everything(sfu: SFU) -> None:
+async def test_leave_ends_tracks_for_others_and_frees_everything(
+    sfu: SFU, peers: PeerFactory
+) -> None:
     room = sfu.create_room("r1")
     left: list[ParticipantLeftEvent] = []
     room.add_listener(
         lambda e: left.append(e) if isinstance(e, ParticipantLeftEvent) else None
     )
-    host = await Peer("host", code=1).join(room, "host")
-    guest = await Peer("guest", code=2).join(room)
-    try:
-        await host.wait_video_from(guest)
-        await host.wait_audio_from(guest)
-        # weak references only: the test itself must not keep anything alive
-        participant_ref = weakref.ref(room.members["guest"])
-        pc_ref = weakref.ref(room.members["guest"].pc)
-        forwarder_ref = weakref.ref(room.members["guest"].publications["guest/video"])
+    host = await peers("host", code=1).join(room, "host")
+    guest = await peers("guest", code=2).join(room)
+    await host.wait_video_from(guest)
+    await host.wait_audio_from(guest)
+    # weak references only: the test itself must not keep anything alive
+    participant_ref = weakref.ref(room.members["guest"])
+    pc_ref = weakref.ref(room.members["guest"].pc)
+    forwarder_ref = weakref.ref(room.members["guest"].publications["guest/video"])
 
-        assert guest.client is not None
-        await guest.client.send(Leave())
-        await guest.close()
+    assert guest.client is not None
+    await guest.client.send(Leave())
+    await guest.close()
 
-        video, audio = (
-            host.track_from("guest", "video"),
-            host.track_from("guest", "audio"),
-        )
-        assert video is not None and audio is not None
-        await asyncio.wait_for(video.ended.wait(), 10)
-        await asyncio.wait_for(audio.ended.wait(), 10)
-        await eventually(
-            lambda: host.saw(ParticipantLeft), what="participant-left message"
-        )
-        assert [e.participant_id for e in left] == ["guest"]
-        assert "guest" not in room.members
-        assert room.members["host"].subscriptions == {}
-        # the host's connection was renegotiated: the guest's sections are inactive
-        await eventually(
-            lambda: host.pc.signalingState == "stable" and host.answers_sent >= 3
-        )
+    video, audio = (
+        host.track_from("guest", "video"),
+        host.track_from("guest", "audio"),
+    )
+    assert video is not None and audio is not None
+    await asyncio.wait_for(video.ended.wait(), 10)
+    await asyncio.wait_for(audio.ended.wait(), 10)
+    await eventually(lambda: host.saw(ParticipantLeft), what="participant-left message")
+    assert [e.participant_id for e in left] == ["guest"]
+    assert "guest" not in room.members
+    assert room.members["host"].subscriptions == {}
+    # the host's connection was renegotiated: the guest's sections are inactive
+    await eventually(
+        lambda: host.pc.signalingState == "stable" and host.answers_sent >= 3
+    )
 
-        for _ in range(100):  # aiortc finishes closing in background tasks
-            gc.collect()
-            if participant_ref() is None and pc_ref() is None:
-                break
-            await asyncio.sleep(0.1)
-        assert participant_ref() is None
-        assert pc_ref() is None
-        assert forwarder_ref() is None
-    finally:
-        await host.close()
+    for _ in range(100):  # aiortc finishes closing in background tasks
+        gc.collect()
+        if participant_ref() is None and pc_ref() is None:
+            break
+        await asyncio.sleep(0.1)
+    assert participant_ref() is None
+    assert pc_ref() is None
+    assert forwarder_ref() is None
 
 
-async def test_new_participant_can_join_after_one_left(sfu: SFU) -> None:
+async def test_new_participant_can_join_after_one_left(
+    sfu: SFU, peers: PeerFactory
+) -> None:
     room = sfu.create_room("r1")
-    host = await Peer("host", code=1).join(room, "host")
-    first = await Peer("first", code=2).join(room)
-    try:
-        await first.wait_video_from(host)
-        with pytest.raises(RoomFull):
-            await Peer("extra", code=4).join(room)
-        await room.members["first"].leave()
-        await first.close()
-        second = await Peer("second", code=3).join(room)
-        try:
-            await second.wait_video_from(host)
-            await second.wait_audio_from(host)
-            assert room.members["host"].subscriptions.keys() == {
-                "second/audio",
-                "second/video",
-            }
-        finally:
-            await second.close()
-    finally:
-        await host.close()
+    host = await peers("host", code=1).join(room, "host")
+    first = await peers("first", code=2).join(room)
+    await first.wait_video_from(host)
+    with pytest.raises(RoomFull):
+        await peers("extra", code=4).join(room)
+    await room.members["first"].leave()
+    await first.close()
+    second = await peers("second", code=3).join(room)
+    await second.wait_video_from(host)
+    await second.wait_audio_from(host)
+    assert room.members["host"].subscriptions.keys() == {"second/audio", "second/video"}
 
 
-async def test_host_leaving_closes_the_room(sfu: SFU) -> None:
+async def test_host_leaving_closes_the_room(sfu: SFU, peers: PeerFactory) -> None:
     room = sfu.create_room("r1")
-    host = await Peer("host", code=1).join(room, "host")
-    guest = await Peer("guest", code=2).join(room)
-    try:
-        await guest.wait_video_from(host)
-        await room.members["host"].leave()
-        await eventually(lambda: guest.saw(RoomClosed), what="room-closed message")
-        assert room.closed and "r1" not in sfu.rooms
-        assert room.members == {}
-    finally:
-        await host.close()
-        await guest.close()
+    host = await peers("host", code=1).join(room, "host")
+    guest = await peers("guest", code=2).join(room)
+    await guest.wait_video_from(host)
+    await room.members["host"].leave()
+    await eventually(lambda: guest.saw(RoomClosed), what="room-closed message")
+    assert room.closed and "r1" not in sfu.rooms
+    assert room.members == {}
 
 
-async def test_rooms_never_exchange_media(sfu: SFU) -> None:
+async def test_rooms_never_exchange_media(sfu: SFU, peers: PeerFactory) -> None:
     room_a, room_b = sfu.create_room("a"), sfu.create_room("b")
-    a1 = await Peer("a1", code=1, tone=300).join(room_a, "host")
-    a2 = await Peer("a2", code=2, tone=500).join(room_a)
-    b1 = await Peer("b1", code=3, tone=700).join(room_b, "host")
-    b2 = await Peer("b2", code=4, tone=900).join(room_b)
+    a1 = await peers("a1", code=1, tone=300).join(room_a, "host")
+    a2 = await peers("a2", code=2, tone=500).join(room_a)
+    b1 = await peers("b1", code=3, tone=700).join(room_b, "host")
+    b2 = await peers("b2", code=4, tone=900).join(room_b)
     peers = [a1, a2, b1, b2]
-    try:
-        pairs = [(a1, a2), (a2, a1), (b1, b2), (b2, b1)]
-        for receiver, sender in pairs:
-            await receiver.wait_video_from(sender, frames=30)
-            await receiver.wait_audio_from(sender)
-        for receiver, sender in pairs:
-            assert set(receiver.received) == {
-                f"{sender.name}/video",
-                f"{sender.name}/audio",
-            }
-            assert receiver.track_from(sender.name, "video").codes() == {sender.code}
-            audio = receiver.track_from(sender.name, "audio")
-            assert abs(audio.frequency() - sender.audio.frequency) < 20
-        for room in (room_a, room_b):
-            for member in room.members.values():
-                for forwarder in member.publications.values():
-                    assert {d.subscriber_id for d in forwarder.downtracks} <= set(
-                        room.members
-                    )
-    finally:
-        for peer in peers:
-            await peer.close()
+    pairs = [(a1, a2), (a2, a1), (b1, b2), (b2, b1)]
+    for receiver, sender in pairs:
+        await receiver.wait_video_from(sender, frames=30)
+        await receiver.wait_audio_from(sender)
+    for receiver, sender in pairs:
+        assert set(receiver.received) == {
+            f"{sender.name}/video",
+            f"{sender.name}/audio",
+        }
+        assert receiver.track_from(sender.name, "video").codes() == {sender.code}
+        audio = receiver.track_from(sender.name, "audio")
+        assert abs(audio.frequency() - sender.audio.frequency) < 20
+    for room in (room_a, room_b):
+        for member in room.members.values():
+            for forwarder in member.publications.values():
+                assert {d.subscriber_id for d in forwarder.downtracks} <= set(
+                    room.members
+                )
 
 
 def kill_sockets(peer: Peer) -> None:
@@ -149,137 +131,118 @@ def kill_sockets(peer: Peer) -> None:
 
 async def test_a_subscriber_dying_mid_stream_does_not_interrupt_the_others(
     sfu: SFU,
+    peers: PeerFactory,
 ) -> None:
     room = sfu.create_room("r1", max_participants=2)
-    host = await Peer("host", code=1).join(room, "host")
-    doomed = await Peer("doomed", code=2).join(room)
-    steady = await Peer("steady", code=3).join(room)
-    try:
-        await steady.wait_video_from(host)
-        await doomed.wait_video_from(host)
-        await host.wait_video_from(steady)
-        kill_sockets(doomed)
-        seen = steady.track_from("host", "video")
-        seen_by_host = host.track_from("steady", "video")
-        assert seen is not None and seen_by_host is not None
-        before, before_host = len(seen.patterns), len(seen_by_host.patterns)
-        await eventually(
-            lambda: len(seen.patterns) > before + 60, what="frames to steady"
-        )
-        await eventually(
-            lambda: len(seen_by_host.patterns) > before_host + 60, what="frames to host"
-        )
-        assert "doomed" in room.members  # not noticed yet: ICE consent takes ~30 s
-        forwarder = room.members["host"].publications["host/video"]
-        assert all(d.stats.errors == 0 for d in forwarder.downtracks)
-    finally:
-        for peer in (host, doomed, steady):
-            await peer.close()
+    host = await peers("host", code=1).join(room, "host")
+    doomed = await peers("doomed", code=2).join(room)
+    steady = await peers("steady", code=3).join(room)
+    await steady.wait_video_from(host)
+    await doomed.wait_video_from(host)
+    await host.wait_video_from(steady)
+    kill_sockets(doomed)
+    seen = steady.track_from("host", "video")
+    seen_by_host = host.track_from("steady", "video")
+    assert seen is not None and seen_by_host is not None
+    before, before_host = len(seen.patterns), len(seen_by_host.patterns)
+    await eventually(lambda: len(seen.patterns) > before + 60, what="frames to steady")
+    await eventually(
+        lambda: len(seen_by_host.patterns) > before_host + 60, what="frames to host"
+    )
+    assert "doomed" in room.members  # not noticed yet: ICE consent takes ~30 s
+    forwarder = room.members["host"].publications["host/video"]
+    assert all(d.stats.errors == 0 for d in forwarder.downtracks)
 
 
 async def test_a_peer_closing_its_connection_is_removed_and_others_told(
     sfu: SFU,
+    peers: PeerFactory,
 ) -> None:
     room = sfu.create_room("r1")
-    host = await Peer("host", code=1).join(room, "host")
-    guest = await Peer("guest", code=2).join(room)
-    try:
-        await host.wait_video_from(guest)
-        await guest.pc.close()  # DTLS close_notify, but no signalling goodbye
-        await eventually(lambda: "guest" not in room.members, what="removal")
-        await eventually(
-            lambda: host.saw(ParticipantLeft), what="participant-left message"
-        )
-        await asyncio.wait_for(host.track_from("guest", "video").ended.wait(), 10)
-    finally:
-        await host.close()
-        await guest.close()
+    host = await peers("host", code=1).join(room, "host")
+    guest = await peers("guest", code=2).join(room)
+    await host.wait_video_from(guest)
+    await guest.pc.close()  # DTLS close_notify, but no signalling goodbye
+    await eventually(lambda: "guest" not in room.members, what="removal")
+    await eventually(lambda: host.saw(ParticipantLeft), what="participant-left message")
+    await asyncio.wait_for(host.track_from("guest", "video").ended.wait(), 10)
 
 
-async def test_lost_packets_are_recovered_from_the_sfu_history(sfu: SFU) -> None:
+async def test_lost_packets_are_recovered_from_the_sfu_history(
+    sfu: SFU, peers: PeerFactory
+) -> None:
     room = sfu.create_room("r1")
-    host = await Peer("host", code=1).join(room, "host")
-    guest = await Peer("guest", code=2).join(room)
-    try:
-        await guest.wait_video_from(host)
-        downtrack = room.members["guest"].subscriptions["host/video"].downtrack
-        output = downtrack._output
-        dropped: set[int] = set()
-        real_send = output.send_rtp
+    host = await peers("host", code=1).join(room, "host")
+    guest = await peers("guest", code=2).join(room)
+    await guest.wait_video_from(host)
+    downtrack = room.members["guest"].subscriptions["host/video"].downtrack
+    output = downtrack._output
+    dropped: set[int] = set()
+    real_send = output.send_rtp
 
-        def lossy_send(data: bytes | bytearray) -> bool:
-            seq = int.from_bytes(data[2:4], "big")
-            if seq % 7 == 0 and seq not in dropped:  # lose each 7th packet once
-                dropped.add(seq)
-                return True
-            return real_send(data)
+    def lossy_send(data: bytes | bytearray) -> bool:
+        seq = int.from_bytes(data[2:4], "big")
+        if seq % 7 == 0 and seq not in dropped:  # lose each 7th packet once
+            dropped.add(seq)
+            return True
+        return real_send(data)
 
-        downtrack._output = type(output).__new__(type(output))
-        downtrack._output.__dict__.update(output.__dict__)
-        downtrack._output.send_rtp = lossy_send  # type: ignore[method-assign]
-        track = guest.track_from("host", "video")
-        assert track is not None
-        start = len(track.patterns)
-        await eventually(
-            lambda: len(track.patterns) > start + 90, what="frames under loss"
-        )
-        counters = [n for _, n in track.patterns[start + 5 :]]
-        gaps = [b - a for a, b in itertools.pairwise(counters) if b - a != 1]
-        assert len(dropped) >= 10
-        assert downtrack.stats.nacks_received > 0
-        assert downtrack.stats.retransmitted >= len(dropped) - 3
-        assert gaps == [], f"frames lost despite retransmission: {gaps}"
-    finally:
-        await host.close()
-        await guest.close()
+    downtrack._output = type(output).__new__(type(output))
+    downtrack._output.__dict__.update(output.__dict__)
+    downtrack._output.send_rtp = lossy_send  # type: ignore[method-assign]
+    track = guest.track_from("host", "video")
+    assert track is not None
+    start = len(track.patterns)
+    await eventually(lambda: len(track.patterns) > start + 90, what="frames under loss")
+    counters = [n for _, n in track.patterns[start + 5 :]]
+    gaps = [b - a for a, b in itertools.pairwise(counters) if b - a != 1]
+    assert len(dropped) >= 10
+    assert downtrack.stats.nacks_received > 0
+    assert downtrack.stats.retransmitted >= len(dropped) - 3
+    assert gaps == [], f"frames lost despite retransmission: {gaps}"
 
 
 async def test_a_replaced_track_reaches_subscribers_on_the_same_stream(
     sfu: SFU,
+    peers: PeerFactory,
 ) -> None:
     room = sfu.create_room("r1")
-    host = await Peer("host", code=1).join(room, "host")
-    guest = await Peer("guest", code=2).join(room)
-    try:
-        track = await guest.wait_video_from(host)
-        sender = next(s for s in host.pc.getSenders() if s.track is host.video)
-        sender.replaceTrack(PatternVideoTrack(code=7))  # restarts timestamps at 0
-        await eventually(
-            lambda: sum(1 for c, _ in track.patterns if c == 7) >= 30, what="new source"
-        )
-        assert set(guest.received) == {"host/video", "host/audio"}
-    finally:
-        await host.close()
-        await guest.close()
+    host = await peers("host", code=1).join(room, "host")
+    guest = await peers("guest", code=2).join(room)
+    track = await guest.wait_video_from(host)
+    sender = next(s for s in host.pc.getSenders() if s.track is host.video)
+    sender.replaceTrack(PatternVideoTrack(code=7))  # restarts timestamps at 0
+    await eventually(
+        lambda: sum(1 for c, _ in track.patterns if c == 7) >= 30, what="new source"
+    )
+    assert set(guest.received) == {"host/video", "host/audio"}
 
 
-async def test_subscribers_get_sender_reports_for_sync(sfu: SFU) -> None:
+async def test_subscribers_get_sender_reports_for_sync(
+    sfu: SFU, peers: PeerFactory
+) -> None:
     room = sfu.create_room("r1")
-    host = await Peer("host", code=1).join(room, "host")
-    guest = await Peer("guest", code=2).join(room)
+    host = await peers("host", code=1).join(room, "host")
+    guest = await peers("guest", code=2).join(room)
     reports: list[object] = []
-    try:
-        await guest.wait_video_from(host)
-        transport = guest.pc.getTransceivers()[0].receiver.transport
-        real = transport._handle_rtcp_data
+    await guest.wait_video_from(host)
+    transport = guest.pc.getTransceivers()[0].receiver.transport
+    real = transport._handle_rtcp_data
 
-        async def spy(data: bytes) -> None:
-            reports.extend(
-                p for p in RtcpPacket.parse(data) if type(p).__name__ == "RtcpSrPacket"
-            )
-            await real(data)
-
-        transport._handle_rtcp_data = spy
-        ssrcs = {
-            d.ssrc: d.kind
-            for d in (s.downtrack for s in room.members["guest"].subscriptions.values())
-        }
-        await eventually(
-            lambda: {r.ssrc for r in reports} >= set(ssrcs), timeout=15, what="SRs"
+    async def spy(data: bytes) -> None:
+        reports.extend(
+            p for p in RtcpPacket.parse(data) if type(p).__name__ == "RtcpSrPacket"
         )
-        for report in reports:
-            ntp_seconds = report.sender_info.ntp_timestamp / (1 << 32) - 2208988800
-            assert abs(ntp_seconds - time.time()) < 10
-    finally:
-        await host.close()
-        await guest.close()
+        await real(data)
+
+    transport._handle_rtcp_data = spy
+    ssrcs = {
+        d.ssrc: d.kind
+        for d in (s.downtrack for s in room.members["guest"].subscriptions.values())
+    }
+    await eventually(
+        lambda: {r.ssrc for r in reports} >= set(ssrcs), timeout=15, what="SRs"
+    )
+    for report in reports:
+        ntp_seconds = report.sender_info.ntp_timestamp / (1 << 32) - 2208988800
+        assert abs(ntp_seconds - time.time()) < 10

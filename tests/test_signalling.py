@@ -22,7 +22,7 @@ from pysfu.signalling import Answer, Error, MemorySignalling, Offer
 from pysfu.signalling.adapter import MAX_MESSAGE_LENGTH, deliver_json
 
 from .helpers import eventually
-from .peers import Peer
+from .peers import PeerFactory
 
 UFRAG, PASSWORD = "hostufrag", "ServerSecret0123456789abc"
 
@@ -42,28 +42,26 @@ async def test_server_uses_the_ice_credentials_it_was_given(sfu: SFU) -> None:
     assert "a=ice-lite" in offer.sdp  # the server never nominates on its own
 
 
-async def test_a_peer_without_the_server_password_never_connects(sfu: SFU) -> None:
+async def test_a_peer_without_the_server_password_never_connects(
+    sfu: SFU, peers: PeerFactory
+) -> None:
     room = sfu.create_room("r1")
-    host = await Peer("host", code=1).join(room, "host")
-    intruder = await Peer("intruder", code=2, offer_filter=wrong_password).join(
+    await peers("host", code=1).join(room, "host")
+    intruder = await peers("intruder", code=2, offer_filter=wrong_password).join(
         room, ice_password=PASSWORD
     )
-    try:
-        # the intruder answered and runs ICE, with the wrong server password
-        await eventually(lambda: intruder.answers_sent >= 1, what="intruder's answer")
-        await eventually(lambda: "host/video" in room.members["host"].publications)
-        await asyncio.sleep(6)
-        server_side = room.members["intruder"].pc
-        assert server_side.connectionState != "connected"
-        assert intruder.pc.connectionState != "connected"
-        assert intruder.received == {} or all(
-            t.frames == 0 for t in intruder.received.values()
-        )
-        downtracks = room.members["host"].publications["host/video"].downtracks
-        assert all(d.stats.packets_sent == 0 for d in downtracks)
-    finally:
-        await host.close()
-        await intruder.close()
+    # the intruder answered and runs ICE, with the wrong server password
+    await eventually(lambda: intruder.answers_sent >= 1, what="intruder's answer")
+    await eventually(lambda: "host/video" in room.members["host"].publications)
+    await asyncio.sleep(6)
+    server_side = room.members["intruder"].pc
+    assert server_side.connectionState != "connected"
+    assert intruder.pc.connectionState != "connected"
+    assert intruder.received == {} or all(
+        t.frames == 0 for t in intruder.received.values()
+    )
+    downtracks = room.members["host"].publications["host/video"].downtracks
+    assert all(d.stats.packets_sent == 0 for d in downtracks)
 
 
 async def test_bad_answer_gets_an_error_and_a_good_one_still_works(sfu: SFU) -> None:
@@ -75,16 +73,13 @@ async def test_bad_answer_gets_an_error_and_a_good_one_still_works(sfu: SFU) -> 
     assert error.code == "bad_sdp"
 
     pc = RTCPeerConnection()
-    try:
-        await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
-        configure_ice(pc, host_addresses=["127.0.0.1"])
-        await pc.setLocalDescription(await pc.createAnswer())
-        await client.send(Answer(sdp=pc.localDescription.sdp))
-        await eventually(lambda: pc.connectionState == "connected", what="connection")
-        await client.send(Answer(sdp=pc.localDescription.sdp))  # nothing was offered
-        assert (await client.receive_type(Error, 5)).code == "unexpected_answer"
-    finally:
-        await pc.close()
+    await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+    configure_ice(pc, host_addresses=["127.0.0.1"])
+    await pc.setLocalDescription(await pc.createAnswer())
+    await client.send(Answer(sdp=pc.localDescription.sdp))
+    await eventually(lambda: pc.connectionState == "connected", what="connection")
+    await client.send(Answer(sdp=pc.localDescription.sdp))  # nothing was offered
+    assert (await client.receive_type(Error, 5)).code == "unexpected_answer"
 
 
 @pytest.mark.parametrize(
@@ -120,28 +115,26 @@ async def test_malformed_messages_get_specific_errors(
     assert "host" in room.members and not room.closed
 
 
-async def test_junk_in_one_room_does_not_disturb_another(sfu: SFU) -> None:
+async def test_junk_in_one_room_does_not_disturb_another(
+    sfu: SFU, peers: PeerFactory
+) -> None:
     live = sfu.create_room("live")
-    host = await Peer("host", code=1).join(live, "host")
-    guest = await Peer("guest", code=2).join(live)
+    host = await peers("host", code=1).join(live, "host")
+    guest = await peers("guest", code=2).join(live)
     other = sfu.create_room("other")
     attacker = await MemorySignalling().join(other, "attacker", "host")
-    try:
-        track = await guest.wait_video_from(host)
-        before = len(track.patterns)
-        for text in [
-            "{",
-            '{"type": "offer", "sdp": "v=0"}',
-            '{"type": "answer", "sdp": "v=0"}',
-        ] * 30:
-            await deliver_json(attacker.participant, text)
-        await eventually(
-            lambda: len(track.patterns) > before + 30, what="frames keep flowing"
-        )
-        assert attacker.inbox.qsize() >= 90
-    finally:
-        await host.close()
-        await guest.close()
+    track = await guest.wait_video_from(host)
+    before = len(track.patterns)
+    for text in [
+        "{",
+        '{"type": "offer", "sdp": "v=0"}',
+        '{"type": "answer", "sdp": "v=0"}',
+    ] * 30:
+        await deliver_json(attacker.participant, text)
+    await eventually(
+        lambda: len(track.patterns) > before + 30, what="frames keep flowing"
+    )
+    assert attacker.inbox.qsize() >= 90
 
 
 async def test_malformed_ice_credentials_are_refused_before_admission(sfu: SFU) -> None:

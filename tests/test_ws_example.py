@@ -12,7 +12,7 @@ import pytest
 
 from .example_server import example_server
 from .helpers import eventually
-from .peers import Peer
+from .peers import Peer, PeerFactory
 from .ws_client import WsClient, create_room, join
 
 
@@ -69,64 +69,60 @@ async def test_join_rules(http: aiohttp.ClientSession) -> None:
             assert response.status == 400
 
 
-async def test_host_and_participant_over_websocket(http: aiohttp.ClientSession) -> None:
+async def test_host_and_participant_over_websocket(
+    http: aiohttp.ClientSession, peers: PeerFactory
+) -> None:
     async with example_server() as base:
         _, room = await create_room(http, base)
         _, host_grant = await join(http, room["join_url"], role="host", name="Hana")
         _, guest_grant = await join(http, room["join_url"], name="Gus")
         host, guest = (
-            Peer(host_grant["participant_id"], 1),
-            Peer(guest_grant["participant_id"], 2),
+            peers(host_grant["participant_id"], 1),
+            peers(guest_grant["participant_id"], 2),
         )
-        try:
-            host_ws = await connect(http, host, host_grant)
-            guest_ws = await connect(http, guest, guest_grant)
-            await guest.wait_video_from(host)
-            await host.wait_video_from(guest)
-            await host.wait_audio_from(guest)
-            offers = [m["sdp"] for m in host_ws.raw if m["type"] == "offer"]
-            assert offers and all("a=ice-pwd:REDACTED" in sdp for sdp in offers)
-            assert not any(host_grant["ice"]["password"] in sdp for sdp in offers)
-            assert f"a=ice-ufrag:{host_grant['ice']['username_fragment']}" in offers[0]
-            joined = [m for m in host_ws.raw if m["type"] == "participant-joined"]
-            assert [m["name"] for m in joined] == ["Gus"]
-            # the guest leaves: the host is told, and the seat is free again
-            await guest_ws.ws.send_str('{"type": "leave"}')
-            await eventually(
-                lambda: any(m["type"] == "participant-left" for m in host_ws.raw),
-                what="participant-left",
-            )
-            assert (await join(http, room["join_url"]))[0] == 200
-        finally:
-            await host.close()
-            await guest.close()
+        host_ws = await connect(http, host, host_grant)
+        guest_ws = await connect(http, guest, guest_grant)
+        await guest.wait_video_from(host)
+        await host.wait_video_from(guest)
+        await host.wait_audio_from(guest)
+        offers = [m["sdp"] for m in host_ws.raw if m["type"] == "offer"]
+        assert offers and all("a=ice-pwd:REDACTED" in sdp for sdp in offers)
+        assert not any(host_grant["ice"]["password"] in sdp for sdp in offers)
+        assert f"a=ice-ufrag:{host_grant['ice']['username_fragment']}" in offers[0]
+        joined = [m for m in host_ws.raw if m["type"] == "participant-joined"]
+        assert [m["name"] for m in joined] == ["Gus"]
+        # the guest leaves: the host is told, and the seat is free again
+        await guest_ws.ws.send_str('{"type": "leave"}')
+        await eventually(
+            lambda: any(m["type"] == "participant-left" for m in host_ws.raw),
+            what="participant-left",
+        )
+        assert (await join(http, room["join_url"]))[0] == 200
 
 
-async def test_credentials_are_single_use(http: aiohttp.ClientSession) -> None:
+async def test_credentials_are_single_use(
+    http: aiohttp.ClientSession, peers: PeerFactory
+) -> None:
     async with example_server() as base:
         _, room = await create_room(http, base)
         _, host_grant = await join(http, room["join_url"], role="host")
         _, guest_grant = await join(http, room["join_url"])
         host, guest = (
-            Peer(host_grant["participant_id"], 1),
-            Peer(guest_grant["participant_id"], 2),
+            peers(host_grant["participant_id"], 1),
+            peers(guest_grant["participant_id"], 2),
         )
-        try:
-            await connect(http, host, host_grant)
-            await connect(http, guest, guest_grant)
-            track = await guest.wait_video_from(host)
-            replay = await http.ws_connect(guest_grant["ws_url"])
-            message = await replay.receive_json(timeout=10)
-            assert (message["type"], message["code"]) == ("error", "credential_used")
-            await replay.receive(timeout=10)
-            assert replay.close_code == 4401
-            before = len(track.patterns)
-            await eventually(
-                lambda: len(track.patterns) > before + 30, what="media goes on"
-            )
-        finally:
-            await host.close()
-            await guest.close()
+        await connect(http, host, host_grant)
+        await connect(http, guest, guest_grant)
+        track = await guest.wait_video_from(host)
+        replay = await http.ws_connect(guest_grant["ws_url"])
+        message = await replay.receive_json(timeout=10)
+        assert (message["type"], message["code"]) == ("error", "credential_used")
+        await replay.receive(timeout=10)
+        assert replay.close_code == 4401
+        before = len(track.patterns)
+        await eventually(
+            lambda: len(track.patterns) > before + 30, what="media goes on"
+        )
 
 
 async def test_expired_credentials_are_refused_and_free_the_seat(
@@ -145,35 +141,31 @@ async def test_expired_credentials_are_refused_and_free_the_seat(
 
 
 async def test_another_participants_password_never_connects(
-    http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession, peers: PeerFactory
 ) -> None:
     async with example_server("--max-participants=2", "--credential-ttl=4") as base:
         _, room = await create_room(http, base)
         _, host_grant = await join(http, room["join_url"], role="host")
         _, mallory_grant = await join(http, room["join_url"], name="mallory")
         _, victim_grant = await join(http, room["join_url"], name="victim")
-        host = Peer(host_grant["participant_id"], 1)
-        mallory = Peer(mallory_grant["participant_id"], 2)
-        try:
-            host_ws = await connect(http, host, host_grant)
-            # mallory uses her own session but the victim's ICE password
-            await connect(
-                http, mallory, mallory_grant, password=victim_grant["ice"]["password"]
-            )
-            await eventually(lambda: mallory.answers_sent >= 1, what="mallory answered")
-            # her credentials expire without ICE completing: she is removed
-            await eventually(
-                lambda: any(
-                    m["type"] == "participant-left"
-                    and m["participant_id"] == mallory_grant["participant_id"]
-                    for m in host_ws.raw
-                ),
-                timeout=20,
-                what="mallory removed",
-            )
-            assert mallory.pc.connectionState != "connected"
-            assert all(t.frames == 0 for t in mallory.received.values())
-            assert re.fullmatch(r"p-[\w-]+", mallory_grant["participant_id"])
-        finally:
-            await host.close()
-            await mallory.close()
+        host = peers(host_grant["participant_id"], 1)
+        mallory = peers(mallory_grant["participant_id"], 2)
+        host_ws = await connect(http, host, host_grant)
+        # mallory uses her own session but the victim's ICE password
+        await connect(
+            http, mallory, mallory_grant, password=victim_grant["ice"]["password"]
+        )
+        await eventually(lambda: mallory.answers_sent >= 1, what="mallory answered")
+        # her credentials expire without ICE completing: she is removed
+        await eventually(
+            lambda: any(
+                m["type"] == "participant-left"
+                and m["participant_id"] == mallory_grant["participant_id"]
+                for m in host_ws.raw
+            ),
+            timeout=20,
+            what="mallory removed",
+        )
+        assert mallory.pc.connectionState != "connected"
+        assert all(t.frames == 0 for t in mallory.received.values())
+        assert re.fullmatch(r"p-[\w-]+", mallory_grant["participant_id"])
