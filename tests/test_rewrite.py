@@ -151,3 +151,21 @@ async def test_a_failing_subscriber_does_not_stop_the_others() -> None:
         feed(forwarder, 0x1111, i, 960 * i, b"a", pt=111)
     assert len(out.rtp) == 5
     assert broken.stats.errors == 5
+
+
+async def test_a_reused_sender_continues_the_previous_numbering() -> None:
+    first_forwarder, first, _, out = make("audio", [OPUS])
+    first.configure({111: 111}, None, 48000)
+    for i in range(5):
+        feed(first_forwarder, 0x1111, 100 + i, 960 * i, b"a", pt=111)
+    first.close()  # that participant left; the transceiver is reused
+    second_forwarder, _, _, _ = make("audio", [OPUS])
+    second = DownTrack(
+        second_forwarder, out, ssrc=0xABCD, subscriber_id="s", resume=first.position()
+    )
+    second_forwarder.add_downtrack(second)
+    second.configure({111: 111}, None, 48000)
+    for i in range(5):
+        feed(second_forwarder, 0x2222, 40000 + i, 7 + 960 * i, b"b", pt=111)
+    assert len(out.rtp) == 10
+    assert_continuous(out.rtp)  # one SSRC, one stream: no jump back or forward

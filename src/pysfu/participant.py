@@ -24,6 +24,7 @@ from aiortc.sdp import candidate_from_sdp
 from . import _aiortc as rtc
 from .config import SFUConfig
 from .forwarding import CodecInfo, DownTrack, Forwarder
+from .forwarding.downtrack import StreamPosition
 from .forwarding.packet import extension_id_table
 from .negotiation import Negotiator
 from .signalling.adapter import Outbox
@@ -114,6 +115,8 @@ class Participant:
         self._tap: rtc.RtpTap | None = None
         self._output: rtc.RtpOutput | None = None
         self._sender_hooks: dict[int, rtc.SenderHooks] = {}
+        # where the last stream of an idle sender stopped, for the next one
+        self._stream_positions: dict[int, StreamPosition] = {}
         self._idle_transceivers: list[RTCRtpTransceiver] = []
         self._rtcp_task: asyncio.Task[None] | None = None
         self._leave_task: asyncio.Task[None] | None = None
@@ -299,7 +302,11 @@ class Participant:
         rtc.set_sender_msid(sender, forwarder.publisher_id, forwarder.track_id)
         output = self._ensure_transport()
         downtrack = DownTrack(
-            forwarder, output, rtc.sender_ssrc_of(sender), subscriber_id=self.id
+            forwarder,
+            output,
+            rtc.sender_ssrc_of(sender),
+            subscriber_id=self.id,
+            resume=self._stream_positions.pop(id(sender), None),
         )
         hooks = self._sender_hooks_for(sender)
         hooks.on_parameters = lambda p: self._configure_downtrack(
@@ -326,6 +333,8 @@ class Participant:
         subscription.transceiver.direction = "inactive"
         if self.config.reuse_transceivers:
             self._idle_transceivers.append(subscription.transceiver)
+            sender_id = id(subscription.transceiver.sender)
+            self._stream_positions[sender_id] = subscription.downtrack.position()
         self.negotiator.request()
 
     def _take_transceiver(self, kind: str) -> RTCRtpTransceiver:

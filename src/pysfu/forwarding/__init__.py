@@ -5,7 +5,7 @@ the decrypted RTP packets of one published track and hands each of them to
 its :class:`DownTrack` objects, one per subscriber, which rewrite and send.
 """
 
-from .downtrack import DownTrack
+from .downtrack import DownTrack, StreamPosition
 from .forwarder import CodecInfo, Forwarder
 
-__all__ = ["CodecInfo", "DownTrack", "Forwarder"]
+__all__ = ["CodecInfo", "DownTrack", "Forwarder", "StreamPosition"]

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 # A jump larger than this in the publisher's sequence numbers means the source
 # restarted (new encoder, reconnect): re-base instead of leaving a hole.
 _SEQUENCE_JUMP = 3000
-_NTP_EPOCH_OFFSET = 2208988800
 
 
 class RtpSink(Protocol):
@@ -47,9 +46,14 @@ class DownTrackStats:
     remb_bitrate: int | None = None
 
 
-def _ntp_now() -> int:
-    now = time.time() + _NTP_EPOCH_OFFSET
-    return int(now * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
+@dataclass(frozen=True)
+class StreamPosition:
+    """The end of an outgoing stream: what a successor on its SSRC continues."""
+
+    ssrc: int
+    next_sequence_number: int
+    last_timestamp: int
+    last_sent_at: float | None
 
 
 class DownTrack:
@@ -64,8 +68,17 @@ class DownTrack:
     """
 
     def __init__(
-        self, forwarder: Forwarder, output: RtpSink, ssrc: int, *, subscriber_id: str
+        self,
+        forwarder: Forwarder,
+        output: RtpSink,
+        ssrc: int,
+        *,
+        subscriber_id: str,
+        resume: StreamPosition | None = None,
     ) -> None:
+        """``resume``: where the previous stream on the same SSRC stopped (a
+        reused transceiver); numbering carries on from there, since a receiver
+        treats one SSRC as one stream."""
         self.forwarder = forwarder
         self.ssrc = ssrc
         self.subscriber_id = subscriber_id
@@ -87,9 +100,19 @@ class DownTrack:
         self._next_seq = random.getrandbits(15)  # < 32768: no early rollover
         self._last_out_ts = random.getrandbits(32)
         self._last_sent_at: float | None = None
+        if resume is not None and resume.ssrc == ssrc:
+            self._next_seq = resume.next_sequence_number
+            self._last_out_ts = resume.last_timestamp
+            self._last_sent_at = resume.last_sent_at
         # RTCP
         self._lsr = 0
         self._lsr_time = 0.0
+
+    def position(self) -> StreamPosition:
+        """Where this stream stands, for a successor on the same SSRC."""
+        return StreamPosition(
+            self.ssrc, self._next_seq, self._last_out_ts, self._last_sent_at
+        )
 
     def configure(
         self,
