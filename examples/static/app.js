@@ -1,0 +1,416 @@
+// The browser client of examples/ws_sfu.py: it speaks the protocol of
+// docs/websocket-protocol.md (an HTTP join backend, then one WebSocket and one
+// RTCPeerConnection per participant; the server sends every offer).
+//
+//   /                 a form to start a room with a host key
+//   /new#key=K        creates a room (POST /api/rooms), then opens it as host
+//   /r/<room>         joins as a participant; ?role=host joins as the host
+//
+// Query parameters: name=<display name>, codec=VP8|H264 (what this browser
+// sends), relay=1 (use only TURN relay candidates).
+
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+
+let pc = null; // the one RTCPeerConnection
+let ws = null; // the signalling WebSocket
+let joinResponse = null; // the body of POST /api/rooms/<room>/join
+let localStream = null;
+let joined = false; // "joined" received
+let finished = false; // a final status was shown: nothing changes it any more
+let lastServerError = null; // the last "error" message, shown if the socket closes
+const participants = new Map(); // participant_id -> {role, name}, others only
+const tiles = new Map(); // stream id (= publishing participant id) -> tile
+const streamOfTrack = new Map(); // remote track id -> stream id, for stats()
+
+// -- status -----------------------------------------------------------------
+
+function setStatus(text) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", text.startsWith("error"));
+}
+
+/** Show a final status and release everything. */
+function finish(text) {
+  if (finished) return;
+  finished = true;
+  setStatus(text);
+  teardown();
+}
+
+const fail = (message) => finish(`error: ${message}`);
+
+/** Derive the status of a call in progress from the current state. */
+function refreshStatus() {
+  if (finished || !pc) return;
+  const state = pc.connectionState;
+  if (state === "failed") return fail("the connection failed");
+  if (state === "disconnected") return setStatus("reconnecting");
+  if (!joined) return setStatus("connecting");
+  if (participants.size === 0) return setStatus("waiting for the participant");
+  const flowing = [...tiles.values()].some((tile) =>
+    tile.stream.getTracks().some((t) => t.readyState === "live" && !t.muted)
+  );
+  setStatus(state === "connected" && flowing ? "connected" : "connecting");
+}
+
+// -- HTTP -------------------------------------------------------------------
+
+/** POST JSON; resolves to {status, body} (body is {} if not JSON). */
+async function postJson(url, body, hostKey) {
+  const headers = { "Content-Type": "application/json" };
+  if (hostKey) headers.Authorization = `Bearer ${hostKey}`;
+  const response = await fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
+  return { status: response.status, body: await response.json().catch(() => ({})) };
+}
+
+/** The host key from "#key=..." (then kept in sessionStorage and removed from
+ *  the address bar) or from sessionStorage. */
+function takeHostKey() {
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("key");
+  if (fromHash) {
+    sessionStorage.setItem("pysfu-host-key", fromHash);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("pysfu-host-key");
+}
+
+// -- pages ------------------------------------------------------------------
+
+function showHome() {
+  $("home").hidden = false;
+  setStatus("enter the host key to start a room");
+  $("new-room").addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.assign(`/new${location.search}#key=${encodeURIComponent($("host-key").value)}`);
+  });
+}
+
+async function createRoom() {
+  const key = takeHostKey();
+  if (!key) return fail("no host key: open /new#key=<host key>");
+  setStatus("creating the room");
+  const { status, body } = await postJson("/api/rooms", {}, key);
+  if (status === 401) return fail("wrong host key");
+  if (status !== 201) return fail(body.message || `creating the room failed (HTTP ${status})`);
+  // Stay on this origin (the key is in this origin's sessionStorage) and
+  // carry our own options (name, codec, relay) over to the room page.
+  const hostUrl = new URL(body.host_url, location.href);
+  const target = new URL(hostUrl.pathname + hostUrl.search, location.origin);
+  for (const [name, value] of params) target.searchParams.set(name, value);
+  location.replace(target.href);
+}
+
+async function joinRoom(room) {
+  // `room` is the slug as it appears in the path: already percent-encoded.
+  const role = params.get("role") === "host" ? "host" : "participant";
+  const hostKey = role === "host" ? takeHostKey() : null;
+  $("room").hidden = false;
+  if (role === "host" && !hostKey) return fail("no host key: start the room from /new#key=<host key>");
+  if (role === "host") showShareLink();
+  setStatus("connecting");
+
+  const name = params.get("name") || `Guest-${Math.floor(100 + Math.random() * 900)}`;
+  $("local-name").textContent = `${name} (you)`;
+  try {
+    localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  } catch (error) {
+    return fail(`camera or microphone unavailable: ${error.message}`);
+  }
+  if (finished) return teardown(); // left while the browser asked for permission
+  $("local-video").srcObject = localStream;
+  enableControls();
+
+  const { status, body } = await postJson(`/api/rooms/${room}/join`, { name, role }, hostKey);
+  if (finished) return;
+  if (status === 409 && body.error === "room_full") return finish("room full");
+  if (status === 401) return fail("wrong host key");
+  if (status !== 200) return fail(body.message || `joining failed (HTTP ${status})`);
+  joinResponse = body;
+
+  pc = new RTCPeerConnection({
+    iceServers: body.ice_servers || [],
+    iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",
+  });
+  pc.onicecandidate = ({ candidate: c }) =>
+    send(c // null ends trickling: sent as ""
+      ? { type: "candidate", candidate: c.candidate, sdp_mid: c.sdpMid, sdp_mline_index: c.sdpMLineIndex }
+      : { type: "candidate", candidate: "", sdp_mid: null, sdp_mline_index: null });
+  pc.ontrack = onTrack;
+  pc.onconnectionstatechange = refreshStatus;
+
+  ws = new WebSocket(new URL(body.ws_url, location.href));
+  // Handle messages one at a time: an offer must be answered before the next.
+  let queue = Promise.resolve();
+  ws.onmessage = (event) => {
+    queue = queue
+      .then(() => onMessage(JSON.parse(event.data)))
+      .catch((error) => fail(error.message));
+  };
+  ws.onclose = (event) => {
+    // Queued too, so that a "room-closed" just before the close is shown.
+    queue = queue.then(() => {
+      const reason = lastServerError ? `: ${lastServerError.message}` : "";
+      fail(`the server closed the connection (${event.code})${reason}`);
+    });
+  };
+}
+
+function send(message) {
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
+}
+
+// -- signalling -------------------------------------------------------------
+
+async function onMessage(message) {
+  if (finished) return;
+  switch (message.type) {
+    case "joined":
+      joined = true;
+      for (const p of message.participants) {
+        if (p.participant_id !== message.participant_id) participants.set(p.participant_id, p);
+      }
+      break;
+    case "offer":
+      await answer(message.sdp);
+      break;
+    case "participant-joined":
+      participants.set(message.participant_id, message);
+      relabelTile(message.participant_id);
+      break;
+    case "participant-left":
+      participants.delete(message.participant_id);
+      removeTile(message.participant_id);
+      break;
+    case "room-closed":
+      finish(message.reason === "host left" ? "host left" : `room closed: ${message.reason}`);
+      return;
+    case "error":
+      lastServerError = message; // not fatal unless the socket closes
+      console.warn("server error", message.code, message.message);
+      return;
+  }
+  refreshStatus();
+}
+
+let published = false;
+
+async function answer(redactedSdp) {
+  // The offer comes without the ICE password: we got it from the join backend.
+  const sdp = redactedSdp.replace(/a=ice-pwd:REDACTED/g, `a=ice-pwd:${joinResponse.ice.password}`);
+  await pc.setRemoteDescription({ type: "offer", sdp });
+  const firstOffer = !published;
+  if (firstOffer) {
+    publish(sdp);
+    published = true;
+  }
+  await pc.setLocalDescription(await pc.createAnswer());
+  send({ type: "answer", sdp: pc.localDescription.sdp });
+  if (firstOffer && params.get("codec")) await sendVideoWith(params.get("codec"));
+}
+
+/** Attach the camera and microphone to the sections the server receives on. */
+function publish(offerSdp) {
+  const directions = offerDirections(offerSdp);
+  for (const transceiver of pc.getTransceivers()) {
+    if (directions.get(transceiver.mid) !== "recvonly") continue;
+    const kind = transceiver.receiver.track.kind;
+    const track = localStream.getTracks().find((t) => t.kind === kind);
+    if (!track || transceiver.sender.track) continue;
+    transceiver.sender.replaceTrack(track);
+    transceiver.direction = "sendonly";
+    if (kind === "video" && params.get("codec")) preferCodec(transceiver, params.get("codec"));
+  }
+}
+
+/** mid -> direction attribute of each m-section of an SDP. */
+function offerDirections(sdp) {
+  const directions = new Map();
+  for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+    const mid = /^a=mid:(\S+)/m.exec(section);
+    const direction = /^a=(sendrecv|sendonly|recvonly|inactive)\s*$/m.exec(section);
+    if (mid) directions.set(mid[1], direction ? direction[1] : "sendrecv");
+  }
+  return directions;
+}
+
+const isCodec = (codec, name) => codec.mimeType.toLowerCase() === `video/${name}`.toLowerCase();
+
+/** Put the codec `name` (VP8, H264, ...) first in what the answer lists. */
+function preferCodec(transceiver, name) {
+  const { codecs } = RTCRtpReceiver.getCapabilities("video");
+  const chosen = codecs.filter((c) => isCodec(c, name));
+  if (!chosen.length) return console.warn(`this browser has no ${name}`);
+  transceiver.setCodecPreferences([...chosen, ...codecs.filter((c) => !isCodec(c, name))]);
+}
+
+/** Make the camera's sender use `name`. Chrome sends with the offer's first
+ *  codec whatever the answer lists, so the encoding's codec is set too. */
+async function sendVideoWith(name) {
+  const sender = pc.getSenders().find((s) => s.track && s.track.kind === "video");
+  if (!sender) return;
+  const parameters = sender.getParameters();
+  const codec = (parameters.codecs || []).find((c) => isCodec(c, name));
+  if (!codec) return console.warn(`${name} was not negotiated`);
+  parameters.encodings.forEach((encoding) => (encoding.codec = codec));
+  await sender.setParameters(parameters);
+}
+
+// -- remote tiles -------------------------------------------------------------
+
+function onTrack({ track, streams }) {
+  const stream = streams[0]; // its id is the publishing participant's id
+  if (!stream) return;
+  streamOfTrack.set(track.id, stream.id);
+  if (!tiles.has(stream.id)) addTile(stream);
+  track.onmute = refreshStatus;
+  track.onunmute = refreshStatus;
+  refreshStatus();
+}
+
+function addTile(stream) {
+  const figure = document.createElement("figure");
+  figure.className = "tile remote";
+  figure.dataset.participant = stream.id;
+  const video = document.createElement("video");
+  video.autoplay = true;
+  video.playsInline = true;
+  video.srcObject = stream; // audio and video of that participant
+  const caption = document.createElement("figcaption");
+  figure.append(video, caption);
+  $("tiles").append(figure);
+  tiles.set(stream.id, { figure, caption, stream });
+  relabelTile(stream.id);
+  // Tracks are removed by a later offer (the participant stopped publishing).
+  stream.onremovetrack = () => {
+    if (stream.getTracks().length === 0) removeTile(stream.id);
+    refreshStatus();
+  };
+  video.play().catch(() => {
+    // Autoplay with sound refused: play muted and let the user unmute.
+    video.muted = true;
+    video.play().catch(() => {});
+    const unmute = document.createElement("button");
+    unmute.className = "unmute";
+    unmute.textContent = "Click to hear";
+    unmute.onclick = () => {
+      video.muted = false;
+      unmute.remove();
+    };
+    figure.append(unmute);
+  });
+}
+
+function relabelTile(id) {
+  const tile = tiles.get(id);
+  const who = participants.get(id);
+  if (tile) tile.caption.textContent = who ? who.name || who.role : "…";
+}
+
+function removeTile(id) {
+  const tile = tiles.get(id);
+  if (!tile) return;
+  tile.figure.remove();
+  tiles.delete(id);
+}
+
+// -- controls -----------------------------------------------------------------
+
+function enableControls() {
+  const toggle = (button, kind, on, off) => {
+    button.disabled = false;
+    button.onclick = () => {
+      const track = localStream.getTracks().find((t) => t.kind === kind);
+      track.enabled = !track.enabled;
+      button.textContent = track.enabled ? on : off;
+    };
+  };
+  toggle($("mute-audio"), "audio", "Mute microphone", "Unmute microphone");
+  toggle($("mute-video"), "video", "Turn camera off", "Turn camera on");
+  $("leave").disabled = false;
+  $("leave").onclick = () => {
+    send({ type: "leave" });
+    finish("left");
+  };
+}
+
+function showShareLink() {
+  // Participants use the same page without "?role=host" (nor our options).
+  const joinUrl = location.origin + location.pathname;
+  $("share").hidden = false;
+  $("join-link").value = joinUrl;
+  $("copy-link").onclick = async () => {
+    try {
+      await navigator.clipboard.writeText(joinUrl);
+      $("copy-link").textContent = "Link copied";
+    } catch {
+      $("join-link").select(); // let the user copy it by hand
+      $("copy-link").textContent = "Copy the selected link";
+    }
+  };
+}
+
+function teardown() {
+  if (ws) {
+    ws.onclose = null;
+    ws.close();
+  }
+  if (pc) pc.close();
+  if (localStream) localStream.getTracks().forEach((t) => t.stop());
+  for (const id of [...tiles.keys()]) removeTile(id);
+  for (const id of ["mute-audio", "mute-video", "leave"]) $(id).disabled = true;
+}
+
+// -- for tests and debugging --------------------------------------------------
+
+/** What this browser receives and sends, from pc.getStats(). */
+async function stats() {
+  const result = { inbound: [], outbound: [], candidatePair: null };
+  if (!pc) return result;
+  const report = await pc.getStats();
+  const codec = (s) => (report.get(s.codecId) || {}).mimeType || null;
+  const candidate = (id) => {
+    const c = report.get(id);
+    return c && { candidateType: c.candidateType, protocol: c.protocol, address: c.address, port: c.port };
+  };
+  let pair = null;
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp") {
+      result.inbound.push({
+        kind: s.kind,
+        mid: s.mid,
+        ssrc: s.ssrc,
+        participant: streamOfTrack.get(s.trackIdentifier) || null,
+        codec: codec(s),
+        packetsReceived: s.packetsReceived || 0,
+        bytesReceived: s.bytesReceived || 0,
+        framesDecoded: s.framesDecoded || 0,
+        totalAudioEnergy: s.totalAudioEnergy || 0,
+        audioLevel: s.audioLevel || 0,
+      });
+    } else if (s.type === "outbound-rtp") {
+      result.outbound.push({ kind: s.kind, mid: s.mid, codec: codec(s), packetsSent: s.packetsSent || 0, framesEncoded: s.framesEncoded || 0 });
+    } else if (s.type === "transport" && s.selectedCandidatePairId) {
+      pair = report.get(s.selectedCandidatePairId);
+    }
+  });
+  if (pair) {
+    const { state, nominated, localCandidateId, remoteCandidateId } = pair;
+    result.candidatePair = { state, nominated, local: candidate(localCandidateId), remote: candidate(remoteCandidateId) };
+  }
+  return result;
+}
+
+window.pysfu = {
+  get pc() { return pc; },
+  get joinResponse() { return joinResponse; },
+  status: () => $("status").textContent,
+  stats,
+};
+
+// -- start --------------------------------------------------------------------
+
+const path = location.pathname;
+if (path === "/new") createRoom().catch((error) => fail(error.message));
+else if (path.startsWith("/r/")) joinRoom(path.slice(3)).catch((error) => fail(error.message));
+else showHome();
