@@ -23,28 +23,22 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def example_server(*extra: str) -> AsyncIterator[str]:
-    """Start the example SFU; yield its base URL; always stop it."""
+async def run_example(script: Path, *options: str) -> AsyncIterator[str]:
+    """Run an example server on 127.0.0.1 with ICE on loopback; yield its URL.
+
+    The process is always stopped: SIGTERM (a graceful shutdown), then SIGKILL.
+    """
     port = free_port()
+    command = [sys.executable, str(script), f"--port={port}", "--ice-address=127.0.0.1"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "examples" / "ws_sfu.py"),
-            "--bind=127.0.0.1",
-            f"--port={port}",
-            f"--host-key={HOST_KEY}",
-            "--ice-address=127.0.0.1",
-            "--log-level=WARNING",
-            *extra,
-        ],
+        [*command, *options],
         stdout=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
             if process.poll() is not None:
-                raise RuntimeError(f"example server exited with {process.returncode}")
+                raise RuntimeError(f"{script.name} exited with {process.returncode}")
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:
@@ -53,8 +47,8 @@ async def example_server(*extra: str) -> AsyncIterator[str]:
             writer.close()
             break
         else:
-            raise RuntimeError("example server did not start")
-        yield base
+            raise RuntimeError(f"{script.name} did not start")
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -62,3 +56,14 @@ async def example_server(*extra: str) -> AsyncIterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def example_server(*options: str) -> contextlib.AbstractAsyncContextManager[str]:
+    """examples/ws_sfu.py with the test host key, quiet logs."""
+    return run_example(
+        ROOT / "examples" / "ws_sfu.py",
+        "--bind=127.0.0.1",
+        f"--host-key={HOST_KEY}",
+        "--log-level=WARNING",
+        *options,
+    )
