@@ -124,6 +124,12 @@ def error(status: int, code: str, message: str) -> web.Response:
     return reply({"error": code, "message": message}, status=status)
 
 
+def public_scheme(request: web.Request) -> str:
+    """http or https as the browser sees it, also behind a TLS-terminating proxy."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
+    return forwarded if forwarded in ("http", "https") else request.scheme
+
+
 def bearer(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -208,7 +214,7 @@ class SfuApp:
                 break
             except RoomExists:
                 continue
-        base = f"{request.scheme}://{request.host}/r/{slug_path(room.id)}"
+        base = f"{public_scheme(request)}://{request.host}/r/{slug_path(room.id)}"
         logger.info("room %s created (max %d participants)", room.id, size)
         return reply(
             {"room": room.id, "host_url": base + "?role=host", "join_url": base},
@@ -233,7 +239,7 @@ class SfuApp:
             )
         except PysfuError as exc:
             return error(STATUS.get(exc.code, 400), exc.code, str(exc))
-        scheme = "wss" if request.scheme == "https" else "ws"
+        scheme = "wss" if public_scheme(request) == "https" else "ws"
         return reply(
             {
                 "participant_id": grant.participant_id,

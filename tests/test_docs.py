@@ -407,3 +407,20 @@ def test_docs_build_strict(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "tutorial" / "index.html").exists()
+
+
+def test_readme_sample_is_the_tested_tutorial_code() -> None:
+    """Every line of the README's Python sample stands in the tutorial room,
+    which the tests above run: the sample cannot rot silently."""
+    readme = (ROOT / "README.md").read_text()
+    sample = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    source = {
+        line.strip()
+        for line in (ROOT / "examples/tutorial_room.py").read_text().splitlines()
+    }
+    missing = [
+        line
+        for line in sample.splitlines()
+        if line.strip() and line.strip() not in source
+    ]
+    assert missing == []

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from .example_server import example_server
+from .example_server import HOST_KEY, example_server
 from .helpers import eventually
 from .peers import Peer, PeerFactory
 from .ws_client import WsClient, create_room, join
@@ -169,3 +169,36 @@ async def test_another_participants_password_never_connects(
         assert mallory.pc.connectionState != "connected"
         assert all(t.frames == 0 for t in mallory.received.values())
         assert re.fullmatch(r"p-[\w-]+", mallory_grant["participant_id"])
+
+
+async def test_urls_follow_the_scheme_of_a_tls_proxy(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with example_server() as base:
+        async with http.post(
+            f"{base}/api/rooms",
+            headers={
+                "Authorization": f"Bearer {HOST_KEY}",
+                "X-Forwarded-Proto": "https",
+            },
+        ) as response:
+            room = await response.json()
+        assert room["join_url"].startswith("https://")
+        status, grant = await join(
+            http, room["join_url"].replace("https://", "http://", 1)
+        )
+        assert status == 200 and grant["ws_url"].startswith("ws://")  # no proxy here
+        api = (
+            room["join_url"]
+            .replace("https://", "http://", 1)
+            .replace("/r/", "/api/rooms/")
+        )
+        async with http.post(
+            api + "/join",
+            json={"role": "host"},
+            headers={
+                "Authorization": f"Bearer {HOST_KEY}",
+                "X-Forwarded-Proto": "https",
+            },
+        ) as response:
+            assert (await response.json())["ws_url"].startswith("wss://")

@@ -5,6 +5,10 @@ Media is forwarded at the RTP packet level, never decoded or re-encoded.
 
 from .config import ForwardingConfig, IceConfig, IceServer, SFUConfig
 from .errors import (
+    CredentialError,
+    CredentialExpired,
+    CredentialUnknown,
+    CredentialUsed,
     DuplicateParticipant,
     HostTaken,
     PysfuError,
@@ -12,6 +16,7 @@ from .errors import (
     RoomExists,
     RoomFull,
     RoomNotFound,
+    Unauthorized,
 )
 from .events import (
     ParticipantJoinedEvent,
@@ -30,6 +35,10 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "SFU",
     "CodecInfo",
+    "CredentialError",
+    "CredentialExpired",
+    "CredentialUnknown",
+    "CredentialUsed",
     "DownTrack",
     "DuplicateParticipant",
     "EligibilityPolicy",
@@ -54,6 +63,7 @@ __all__ = [
     "Subscription",
     "TrackPublishedEvent",
     "TrackUnpublishedEvent",
+    "Unauthorized",
     "everyone_else",
     "host_only",
 ]

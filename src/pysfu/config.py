@@ -28,7 +28,10 @@ class IceConfig:
     - ``announced_address``: the public address written into host candidates
       for a server behind a 1:1 NAT (mediasoup's ``announcedAddress``); the
       server still binds ``host_addresses``.
-    - ``servers``: STUN/TURN servers the server itself uses.
+    - ``servers``: STUN/TURN servers the server itself uses. aiortc uses
+      the first STUN and the first TURN server only, and a TURN server makes
+      it allocate a relay for every participant: an SFU with a public
+      address needs neither (hand TURN to clients instead).
     - ``lite``: the server announces ICE-lite and is always the controlled
       agent, so only a peer that knows the server side ICE password of its
       connection can complete ICE (see :func:`pysfu._aiortc.configure_ice`).

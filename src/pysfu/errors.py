@@ -10,10 +10,14 @@ class PysfuError(Exception):
 
 
 class RoomNotFound(PysfuError):
+    """No room has that id (or it was closed)."""
+
     code = "room_not_found"
 
 
 class RoomExists(PysfuError):
+    """A room with that id exists already."""
+
     code = "room_exists"
 
 
@@ -30,10 +34,14 @@ class HostTaken(PysfuError):
 
 
 class RoomClosedError(PysfuError):
+    """The room was closed; nobody can join it any more."""
+
     code = "room_closed"
 
 
 class DuplicateParticipant(PysfuError):
+    """A member of the room already has that participant id."""
+
     code = "duplicate_participant"
 
 
@@ -50,12 +58,18 @@ class CredentialError(PysfuError):
 
 
 class CredentialUnknown(CredentialError):
+    """No participant was admitted under that id."""
+
     code = "credential_unknown"
 
 
 class CredentialUsed(CredentialError):
+    """The credentials were redeemed already: they are single-use."""
+
     code = "credential_used"
 
 
 class CredentialExpired(CredentialError):
+    """The credentials were not redeemed in time; the seat was freed."""
+
     code = "credential_expired"
