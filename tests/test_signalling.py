@@ -134,7 +134,27 @@ async def test_junk_in_one_room_does_not_disturb_another(
     await eventually(
         lambda: len(track.patterns) > before + 30, what="frames keep flowing"
     )
-    assert attacker.inbox.qsize() >= 90
+    messages = [attacker.inbox.get_nowait() for _ in range(attacker.inbox.qsize())]
+    codes = [m.code for m in messages if isinstance(m, Error)]
+    burst = sfu.config.limits.message_burst
+    # the burst is answered message by message, then the flood is cut off
+    assert set(codes[:burst]) == {"bad_json", "unknown_type", "bad_sdp"}
+    assert codes[burst:] == ["rate_limited"]
+    assert "live" in sfu.rooms and len(live.members) == 2
+
+
+async def test_the_rate_limit_refills(sfu: SFU) -> None:
+    room = sfu.create_room("r1")
+    client = await MemorySignalling().join(room, "host", "host")
+    burst = sfu.config.limits.message_burst
+    for _ in range(burst + 5):
+        await deliver_json(client.participant, "{")
+    await asyncio.sleep(1.0)  # refills 20 tokens at the default 20/s
+    await deliver_json(client.participant, '{"type": "dance"}')
+    codes = [m.code for m in client.inbox._queue if isinstance(m, Error)]  # type: ignore[attr-defined]
+    assert codes.count("bad_json") == burst
+    assert codes.count("rate_limited") == 1
+    assert codes[-1] == "unknown_type"
 
 
 async def test_malformed_ice_credentials_are_refused_before_admission(sfu: SFU) -> None:

@@ -3,7 +3,7 @@
 Media is forwarded at the RTP packet level, never decoded or re-encoded.
 """
 
-from .config import ForwardingConfig, IceConfig, IceServer, SFUConfig
+from .config import ForwardingConfig, IceConfig, IceServer, LimitsConfig, SFUConfig
 from .errors import (
     CredentialError,
     CredentialExpired,
@@ -16,6 +16,8 @@ from .errors import (
     RoomExists,
     RoomFull,
     RoomNotFound,
+    TooManyPending,
+    TooManyRooms,
     Unauthorized,
 )
 from .events import (
@@ -29,6 +31,13 @@ from .events import (
 from .forwarding import CodecInfo, DownTrack, Forwarder
 from .participant import Participant, Role, Subscription
 from .room import SFU, EligibilityPolicy, Room, everyone_else, host_only
+from .stats import (
+    ParticipantStats,
+    PublishedTrackStats,
+    RoomStats,
+    SFUStats,
+    SubscriptionStats,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -47,9 +56,12 @@ __all__ = [
     "HostTaken",
     "IceConfig",
     "IceServer",
+    "LimitsConfig",
     "Participant",
     "ParticipantJoinedEvent",
     "ParticipantLeftEvent",
+    "ParticipantStats",
+    "PublishedTrackStats",
     "PysfuError",
     "Role",
     "Room",
@@ -59,8 +71,13 @@ __all__ = [
     "RoomExists",
     "RoomFull",
     "RoomNotFound",
+    "RoomStats",
     "SFUConfig",
+    "SFUStats",
     "Subscription",
+    "SubscriptionStats",
+    "TooManyPending",
+    "TooManyRooms",
     "TrackPublishedEvent",
     "TrackUnpublishedEvent",
     "Unauthorized",

@@ -33,6 +33,7 @@ from .errors import (
     CredentialUsed,
     HostTaken,
     RoomFull,
+    TooManyPending,
     Unauthorized,
 )
 from .participant import Participant, Role
@@ -156,6 +157,9 @@ class Admission:
         role = Role(role)
         room = self.sfu.get_room(room_id)
         self._purge()
+        limit = self.sfu.config.limits.max_pending
+        if sum(1 for g in self._grants.values() if not g.used) >= limit:
+            raise TooManyPending(f"{limit} participants are waiting to connect")
         pending = [
             g for g in self._grants.values() if g.room_id == room.id and not g.used
         ]

@@ -79,11 +79,41 @@ class ForwardingConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds that keep one client or one burst from exhausting the server.
+
+    - ``max_rooms``: rooms per :class:`~pysfu.SFU` (process); creating one
+      more raises :class:`~pysfu.errors.TooManyRooms`.
+    - ``max_pending``: admitted but not yet connected participants, over all
+      rooms (:class:`~pysfu.admission.Admission`); one more raises
+      :class:`~pysfu.errors.TooManyPending`.
+    - ``max_tracks_per_participant``: tracks one participant may publish;
+      further ones are not forwarded.
+    - ``max_subscribers_per_track``: subscribers one track is forwarded to;
+      further eligible participants do not receive it (logged).
+    - ``messages_per_second`` and ``message_burst``: signalling messages a
+      client may send (token bucket); the excess is refused with
+      ``rate_limited`` (one error per second at most) and dropped.
+
+    The size of one signalling message is bounded separately, by
+    :data:`pysfu.signalling.adapter.MAX_MESSAGE_LENGTH` (68 KiB).
+    """
+
+    max_rooms: int = 1000
+    max_pending: int = 1000
+    max_tracks_per_participant: int = 4
+    max_subscribers_per_track: int = 100
+    messages_per_second: float = 20.0
+    message_burst: int = 50
+
+
+@dataclass(frozen=True)
 class SFUConfig:
     """Everything an :class:`~pysfu.SFU` needs; all fields have working defaults."""
 
     ice: IceConfig = field(default_factory=IceConfig)
     forwarding: ForwardingConfig = field(default_factory=ForwardingConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     #: Kinds every participant is offered to publish when it joins.
     publish_kinds: tuple[str, ...] = ("audio", "video")
     #: Video codecs aiortc cannot encode or decode that the SFU negotiates and

@@ -73,3 +73,15 @@ class CredentialExpired(CredentialError):
     """The credentials were not redeemed in time; the seat was freed."""
 
     code = "credential_expired"
+
+
+class TooManyRooms(PysfuError):
+    """The SFU holds ``LimitsConfig.max_rooms`` rooms already."""
+
+    code = "too_many_rooms"
+
+
+class TooManyPending(PysfuError):
+    """``LimitsConfig.max_pending`` participants are admitted but not connected."""
+
+    code = "too_many_pending"

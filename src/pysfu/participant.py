@@ -27,6 +27,7 @@ from .forwarding import CodecInfo, DownTrack, Forwarder
 from .forwarding.downtrack import StreamPosition
 from .forwarding.packet import extension_id_table
 from .negotiation import Negotiator
+from .ratelimit import TokenBucket
 from .signalling.adapter import Outbox
 from .signalling.messages import (
     Answer,
@@ -37,6 +38,7 @@ from .signalling.messages import (
     ServerMessage,
     SignallingError,
 )
+from .stats import ParticipantStats
 
 if TYPE_CHECKING:
     from .room import Room
@@ -94,6 +96,11 @@ class Participant:
         #: Tracks this participant receives, by track id.
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = False
+        #: Client messages refused with an error so far.
+        self.signalling_errors = 0
+        self._rate = TokenBucket(
+            config.limits.messages_per_second, config.limits.message_burst
+        )
         self._outbox = outbox
         self._ice_username_fragment = ice_username_fragment
         self._ice_password = ice_password
@@ -194,7 +201,24 @@ class Participant:
     # signalling: messages in, messages out
 
     async def handle(self, message: ClientMessage) -> None:
-        """Process one message from the client; problems are answered with an error."""
+        """Process one message from the client; problems are answered with an error.
+
+        Messages beyond the rate limit (``LimitsConfig.messages_per_second``)
+        are dropped.
+        """
+        if await self.within_rate_limit():
+            await self.handle_unlimited(message)
+
+    async def within_rate_limit(self) -> bool:
+        """Count one client message against the rate limit; False: drop it."""
+        if self._rate.allow():
+            return True
+        if self._rate.should_warn():
+            await self.refuse(SignallingError("rate_limited", "too many messages"))
+        return False
+
+    async def handle_unlimited(self, message: ClientMessage) -> None:
+        """:meth:`handle` for a message already counted by :meth:`within_rate_limit`."""
         if self.closed:
             return
         try:
@@ -207,7 +231,23 @@ class Participant:
             else:
                 raise SignallingError("unknown_type", f"unexpected message {message!r}")
         except SignallingError as exc:
-            await self.send(exc.to_message())
+            await self.refuse(exc)
+
+    async def refuse(self, error: SignallingError) -> None:
+        """Answer a client message the server cannot accept with an error."""
+        self.signalling_errors += 1
+        logger.debug("%s: refused a message: %s", self, error.code)
+        await self.send(error.to_message())
+
+    @property
+    def malformed_packets(self) -> int:
+        """Incoming RTP that could not be parsed or routed to a published track."""
+        tap = self._tap
+        return tap.parse_errors + tap.unrouted if tap is not None else 0
+
+    def stats(self) -> ParticipantStats:
+        """A snapshot of this participant's counters."""
+        return ParticipantStats.of(self)
 
     async def send(self, message: ServerMessage) -> None:
         """Send a message to the client through the adapter's outbox."""
@@ -259,6 +299,12 @@ class Participant:
         transceiver = next(
             t for t in self.pc.getTransceivers() if t.receiver.track is track
         )
+        limit = self.config.limits.max_tracks_per_participant
+        if len(self.publications) >= limit:
+            logger.warning(
+                "%s publishes more than %d tracks; not forwarded", self, limit
+            )
+            return
         kind = transceiver.kind
         same_kind = sum(1 for f in self.publications.values() if f.kind == kind)
         track_id = f"{self.id}/{kind}" + (f"-{same_kind + 1}" if same_kind else "")
@@ -292,6 +338,15 @@ class Participant:
     def subscribe(self, forwarder: Forwarder) -> None:
         """Start receiving a forwarded track (renegotiates with the client)."""
         if self.closed or forwarder.track_id in self.subscriptions:
+            return
+        limit = self.config.limits.max_subscribers_per_track
+        if len(forwarder.downtracks) >= limit:
+            logger.warning(
+                "%s not forwarded to %s: %d subscribers already",
+                forwarder.track_id,
+                self.id,
+                limit,
+            )
             return
         transceiver = self._take_transceiver(forwarder.kind)
         sender = transceiver.sender

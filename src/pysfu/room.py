@@ -16,6 +16,7 @@ from .errors import (
     RoomExists,
     RoomFull,
     RoomNotFound,
+    TooManyRooms,
 )
 from .events import (
     ParticipantJoinedEvent,
@@ -29,6 +30,7 @@ from .forwarding import Forwarder
 from .participant import Participant, Role
 from .signalling.adapter import Outbox
 from .signalling.messages import Joined, ParticipantJoined, ParticipantLeft, RoomClosed
+from .stats import RoomStats, SFUStats
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +237,10 @@ class Room:
         self._emit(RoomClosedEvent(self.id, reason))
         self._sfu._forget(self)
 
+    def stats(self) -> RoomStats:
+        """A snapshot of the counters of everyone in the room."""
+        return RoomStats.of(self)
+
     def __repr__(self) -> str:
         return f"<Room {self.id} {len(self.members)} members>"
 
@@ -265,6 +271,8 @@ class SFU:
         ``video_codecs`` restricts and orders the codecs publishers may use
         (e.g. ``("H264",)``), like Janus' ``videocodec`` room setting.
         """
+        if len(self.rooms) >= self.config.limits.max_rooms:
+            raise TooManyRooms(f"this server holds {len(self.rooms)} rooms already")
         if room_id is None:
             room_id = secrets.token_urlsafe(12)
         if room_id in self.rooms:
@@ -294,6 +302,10 @@ class SFU:
         """Close every room."""
         for room in list(self.rooms.values()):
             await room.close("server shutting down")
+
+    def stats(self) -> SFUStats:
+        """A snapshot of the counters of every room."""
+        return SFUStats.of(self)
 
     def _forget(self, room: Room) -> None:
         if self.rooms.get(room.id) is room:

@@ -342,6 +342,11 @@ class Forwarder:
         )
 
     @property
+    def receive_statistics(self) -> rtc.StreamStatistics | None:
+        """RFC 3550 reception statistics of the current source, if any."""
+        return self._receive_stats
+
+    @property
     def rtcp_ssrc(self) -> int:
         return self._rtcp_ssrc
 

@@ -41,8 +41,11 @@ MAX_MESSAGE_LENGTH = MAX_SDP_LENGTH + 4096
 async def deliver_json(participant: Participant, text: str | bytes) -> None:
     """Parse one JSON text from a client and hand it to ``participant``.
 
-    Malformed input is answered with an ``error`` message to that client only.
+    Malformed input is answered with an ``error`` message to that client only;
+    malformed or not, every text counts against the client's rate limit.
     """
+    if not await participant.within_rate_limit():
+        return
     try:
         if len(text) > MAX_MESSAGE_LENGTH:
             raise SignallingError("too_large", "the message is too large")
@@ -54,6 +57,6 @@ async def deliver_json(participant: Participant, text: str | bytes) -> None:
             ) from exc
         message = parse_client_message(value)
     except SignallingError as exc:
-        await participant.send(exc.to_message())
+        await participant.refuse(exc)
         return
-    await participant.handle(message)
+    await participant.handle_unlimited(message)

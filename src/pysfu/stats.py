@@ -1,0 +1,165 @@
+"""Statistics snapshots: per room, participant, published track and subscription.
+
+Everything here is a plain, frozen dataclass built on demand from the live
+counters (:meth:`SFU.stats`, :meth:`Room.stats`, :meth:`Participant.stats`);
+taking a snapshot changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .forwarding import DownTrack, Forwarder
+    from .participant import Participant
+    from .room import SFU, Room
+
+
+@dataclass(frozen=True)
+class PublishedTrackStats:
+    """A track as the SFU receives it from its publisher."""
+
+    track_id: str
+    kind: str
+    codec: str
+    packets_received: int
+    bytes_received: int
+    #: Packets the publisher sent that never arrived (RTP sequence gaps).
+    packets_lost: int
+    #: Interarrival jitter in RTP timestamp units (RFC 3550).
+    jitter: int
+    retransmissions_received: int
+    unknown_payload_type: int
+    nacks_sent: int
+    #: Keyframe requests received from subscribers or made by the SFU.
+    keyframe_requests: int
+    #: Keyframe requests (PLI) actually sent to the publisher, after throttling.
+    keyframe_requests_sent: int
+    subscribers: int
+
+    @classmethod
+    def of(cls, forwarder: Forwarder) -> PublishedTrackStats:
+        stats, stream = forwarder.stats, forwarder.receive_statistics
+        codec = forwarder.primary_codec
+        return cls(
+            track_id=forwarder.track_id,
+            kind=forwarder.kind,
+            codec=codec.mime_type if codec else "",
+            packets_received=stats.packets_received,
+            bytes_received=stats.bytes_received,
+            packets_lost=stream.packets_lost
+            if stream and stream.max_seq is not None
+            else 0,
+            jitter=stream.jitter if stream else 0,
+            retransmissions_received=stats.retransmissions_received,
+            unknown_payload_type=stats.unknown_payload_type,
+            nacks_sent=stats.nacks_sent,
+            keyframe_requests=forwarder.keyframes.requested,
+            keyframe_requests_sent=forwarder.keyframes.sent,
+            subscribers=len(forwarder.downtracks),
+        )
+
+
+@dataclass(frozen=True)
+class SubscriptionStats:
+    """A forwarded track as one subscriber gets it."""
+
+    track_id: str
+    publisher_id: str
+    packets_sent: int
+    bytes_sent: int
+    #: Packets not sent: before the first keyframe, or the subscriber's
+    #: transport was not connected or its socket buffer was full.
+    packets_dropped: int
+    retransmitted: int
+    nacks_received: int
+    keyframe_requests_received: int
+    #: As the subscriber reported it (RTCP receiver reports).
+    packets_lost: int
+    fraction_lost: float
+    jitter: int
+    round_trip_time: float | None
+
+    @classmethod
+    def of(cls, downtrack: DownTrack) -> SubscriptionStats:
+        stats = downtrack.stats
+        return cls(
+            track_id=downtrack.forwarder.track_id,
+            publisher_id=downtrack.forwarder.publisher_id,
+            packets_sent=stats.packets_sent,
+            bytes_sent=stats.bytes_sent,
+            packets_dropped=stats.dropped,
+            retransmitted=stats.retransmitted,
+            nacks_received=stats.nacks_received,
+            keyframe_requests_received=stats.keyframe_requests_received,
+            packets_lost=stats.packets_lost,
+            fraction_lost=stats.fraction_lost,
+            jitter=stats.jitter,
+            round_trip_time=stats.round_trip_time,
+        )
+
+
+@dataclass(frozen=True)
+class ParticipantStats:
+    participant_id: str
+    role: str
+    connection_state: str
+    published: tuple[PublishedTrackStats, ...]
+    subscribed: tuple[SubscriptionStats, ...]
+    #: Client messages refused with an error.
+    signalling_errors: int
+    #: Incoming RTP that could not be parsed or routed to a track.
+    malformed_packets: int
+
+    @classmethod
+    def of(cls, participant: Participant) -> ParticipantStats:
+        return cls(
+            participant_id=participant.id,
+            role=participant.role.value,
+            connection_state=participant.pc.connectionState,
+            published=tuple(
+                PublishedTrackStats.of(f) for f in participant.publications.values()
+            ),
+            subscribed=tuple(
+                SubscriptionStats.of(s.downtrack)
+                for s in participant.subscriptions.values()
+            ),
+            signalling_errors=participant.signalling_errors,
+            malformed_packets=participant.malformed_packets,
+        )
+
+
+@dataclass(frozen=True)
+class RoomStats:
+    room_id: str
+    max_participants: int
+    members: tuple[ParticipantStats, ...]
+
+    @classmethod
+    def of(cls, room: Room) -> RoomStats:
+        return cls(
+            room_id=room.id,
+            max_participants=room.max_participants,
+            members=tuple(ParticipantStats.of(p) for p in room.members.values()),
+        )
+
+
+@dataclass(frozen=True)
+class SFUStats:
+    rooms: tuple[RoomStats, ...]
+
+    @classmethod
+    def of(cls, sfu: SFU) -> SFUStats:
+        return cls(rooms=tuple(RoomStats.of(r) for r in sfu.rooms.values()))
+
+    @property
+    def participants(self) -> int:
+        return sum(len(r.members) for r in self.rooms)
+
+    @property
+    def packets_forwarded(self) -> int:
+        """Packets sent to subscribers, over all live subscriptions."""
+        return sum(
+            s.packets_sent for r in self.rooms for m in r.members for s in m.subscribed
+        )
