@@ -149,9 +149,23 @@ async def test_a_subscriber_dying_mid_stream_does_not_interrupt_the_others(
     await eventually(
         lambda: len(seen_by_host.patterns) > before_host + 60, what="frames to host"
     )
-    assert "doomed" in room.members  # not noticed yet: ICE consent takes ~30 s
     forwarder = room.members["host"].publications["host/video"]
     assert all(d.stats.errors == 0 for d in forwarder.downtracks)
+    # ICE consent checks notice the silence (~10 s by default): the vanished
+    # peer is removed, the others are told and stop receiving its tracks
+    loop = asyncio.get_running_loop()
+    killed_at = loop.time()
+    await eventually(lambda: "doomed" not in room.members, timeout=30, what="removal")
+    removed_after = loop.time() - killed_at
+    await eventually(
+        lambda: any(m.participant_id == "doomed" for m in steady.saw(ParticipantLeft)),
+        what="participant-left",
+    )
+    track = steady.track_from("doomed", "video")
+    assert track is not None
+    await asyncio.wait_for(track.ended.wait(), 10)
+    assert set(room.members["host"].subscriptions) == {"steady/audio", "steady/video"}
+    print(f"vanished peer removed after {removed_after:.1f} s")
 
 
 async def test_a_peer_closing_its_connection_is_removed_and_others_told(

@@ -16,13 +16,16 @@ against.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
+import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aioice.ice
+import aioice.stun
 from aiortc import (
     RTCIceGatherer,
     RTCIceParameters,
@@ -99,6 +102,7 @@ __all__ = [
     "register_passthrough_codecs",
     "rtcp_ssrc_of",
     "sender_ssrc_of",
+    "set_consent_timing",
     "set_sender_msid",
     "take_over_receiver",
     "take_over_sender",
@@ -127,6 +131,9 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     (RTCRtpSender, "_handle_rtcp_packet", ("self", "packet")),
     (RTCIceGatherer, "getLocalParameters", ("self",)),
     (aioice.ice.Connection, "gather_candidates", ("self",)),
+    (aioice.ice.Connection, "query_consent", ("self",)),
+    (aioice.ice.Connection, "build_request", ("self", "pair", "nominate")),
+    (aioice.ice.Connection, "close", ("self",)),
     (
         aioice.ice.Connection,
         "get_component_candidates",
@@ -176,7 +183,7 @@ def check_hook_points() -> None:
     ):
         if not hasattr(conn, name):
             problems.append(f"aioice Connection has no attribute {name}")
-    for name in ("ice_controlling", "remote_is_lite"):
+    for name in ("ice_controlling", "remote_is_lite", "_query_consent_task"):
         if not hasattr(conn, name):
             problems.append(f"aioice Connection has no attribute {name}")
     if "iceLite" not in {f.name for f in dataclasses.fields(RTCIceParameters)}:
@@ -513,6 +520,46 @@ def configure_ice(
             _override_gathering(conn, host_addresses, announced_address)
         if lite:
             _announce_lite(transceiver.receiver.transport.transport, gatherer)
+
+
+def set_consent_timing(pc: RTCPeerConnection, interval: float, failures: int) -> None:
+    """Check ICE consent (RFC 7675) every ``interval`` s; close after ``failures``.
+
+    aioice checks every 5 s and gives up after 6 failures: a peer that
+    vanished without a goodbye (killed, unplugged) then keeps its seat and
+    resources for about 30 s. Call before the connection starts.
+    """
+    for transceiver in pc.getTransceivers():
+        conn = transceiver.receiver.transport.transport.iceGatherer._connection
+        conn.query_consent = _consent_checker(conn, interval, failures)  # type: ignore[method-assign,assignment]
+
+
+def _consent_checker(
+    conn: aioice.ice.Connection, interval: float, failures: int
+) -> Callable[[], Awaitable[None]]:
+    async def query_consent() -> None:  # aioice's loop, with our timing
+        assert conn.remote_password is not None
+        failed = 0
+        while True:
+            await asyncio.sleep(interval * (0.8 + 0.4 * random.random()))
+            for pair in list(conn._nominated.values()):
+                request = conn.build_request(pair, nominate=False)
+                try:
+                    await pair.protocol.request(
+                        request,
+                        pair.remote_addr,
+                        integrity_key=conn.remote_password.encode("utf8"),
+                        retransmissions=0,
+                    )
+                    failed = 0
+                except aioice.stun.TransactionError:
+                    failed += 1
+            if failed >= failures:
+                conn._query_consent_task = None  # close() must not cancel us
+                await conn.close()
+                return
+
+    return query_consent
 
 
 def _announce_lite(ice_transport: Any, gatherer: Any) -> None:

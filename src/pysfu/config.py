@@ -42,6 +42,12 @@ class IceConfig:
     announced_address: str | None = None
     servers: tuple[IceServer, ...] = ()
     lite: bool = True
+    #: Seconds between ICE consent checks (RFC 7675) to each peer.
+    consent_interval: float = 2.0
+    #: Consecutive failed checks after which a peer counts as gone: it is
+    #: removed about ``consent_interval * consent_failures`` seconds (10 s by
+    #: default) after it vanished without a goodbye.
+    consent_failures: int = 5
 
 
 #: Header extensions copied from publisher to subscribers (renumbered to the

@@ -155,6 +155,7 @@ class Participant:
                 announced_address=ice.announced_address,
                 lite=ice.lite,
             )
+            rtc.set_consent_timing(self.pc, ice.consent_interval, ice.consent_failures)
             transport = rtc.dtls_transport_of(transceiver)
             self._tap = rtc.RtpTap(transport)
             self._output = rtc.RtpOutput(transport)
