@@ -22,8 +22,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class RunningExample(str):
+    """The base URL of a running example; ``process`` is its Popen."""
+
+    process: subprocess.Popen[bytes]
+
+
 @contextlib.asynccontextmanager
-async def run_example(script: Path, *options: str) -> AsyncIterator[str]:
+async def run_example(script: Path, *options: str) -> AsyncIterator[RunningExample]:
     """Run an example server on 127.0.0.1 with ICE on loopback; yield its URL.
 
     The process is always stopped: SIGTERM (a graceful shutdown), then SIGKILL.
@@ -48,7 +54,9 @@ async def run_example(script: Path, *options: str) -> AsyncIterator[str]:
             break
         else:
             raise RuntimeError(f"{script.name} did not start")
-        yield f"http://127.0.0.1:{port}"
+        running = RunningExample(f"http://127.0.0.1:{port}")
+        running.process = process
+        yield running
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -58,7 +66,9 @@ async def run_example(script: Path, *options: str) -> AsyncIterator[str]:
             process.wait()
 
 
-def example_server(*options: str) -> contextlib.AbstractAsyncContextManager[str]:
+def example_server(
+    *options: str,
+) -> contextlib.AbstractAsyncContextManager[RunningExample]:
     """examples/ws_sfu.py with the test host key, quiet logs."""
     return run_example(
         ROOT / "examples" / "ws_sfu.py",

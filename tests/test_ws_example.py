@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -202,3 +203,24 @@ async def test_urls_follow_the_scheme_of_a_tls_proxy(
             },
         ) as response:
             assert (await response.json())["ws_url"].startswith("wss://")
+
+
+async def test_sigterm_tells_everyone_and_exits_cleanly(
+    http: aiohttp.ClientSession, peers: PeerFactory
+) -> None:
+    async with example_server() as base:
+        _, room = await create_room(http, base)
+        _, host_grant = await join(http, room["join_url"], role="host")
+        _, guest_grant = await join(http, room["join_url"])
+        host = peers(host_grant["participant_id"], 1)
+        guest = peers(guest_grant["participant_id"], 2)
+        host_ws = await connect(http, host, host_grant)
+        guest_ws = await connect(http, guest, guest_grant)
+        await guest.wait_video_from(host)
+        base.process.send_signal(signal.SIGTERM)
+        for client in (host_ws, guest_ws):
+            await asyncio.wait_for(client.closed.wait(), 15)
+            closing = [m for m in client.raw if m["type"] == "room-closed"]
+            assert [m["reason"] for m in closing] == ["server shutting down"]
+        returncode = await asyncio.to_thread(base.process.wait, 15)
+        assert returncode == 0
