@@ -32,6 +32,8 @@ from pysfu.slugs import ascii_slug, emoji_slug, slug_path
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_ROOM_SIZE = 50
 STATUS = {
+    "too_many_rooms": 503,
+    "too_many_pending": 503,
     "unauthorized": 401,
     "room_not_found": 404,
     "room_closed": 404,
@@ -109,6 +111,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=float(env("PYSFU_CREDENTIAL_TTL", "30")),
         help="seconds a join credential stays valid [PYSFU_CREDENTIAL_TTL]",
+    )
+    add(
+        "--allowed-origin",
+        action="append",
+        default=listed("PYSFU_ALLOWED_ORIGIN"),
+        help="origin of pages allowed to open the WebSocket, e.g. "
+        "https://meet.example.org; repeatable; default: this server's own "
+        "[PYSFU_ALLOWED_ORIGIN, comma-separated]",
     )
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
     return parser.parse_args(argv)
@@ -214,6 +224,8 @@ class SfuApp:
                 break
             except RoomExists:
                 continue
+            except PysfuError as exc:  # too_many_rooms
+                return error(STATUS.get(exc.code, 400), exc.code, str(exc))
         base = f"{public_scheme(request)}://{request.host}/r/{slug_path(room.id)}"
         logger.info("room %s created (max %d participants)", room.id, size)
         return reply(
@@ -269,7 +281,10 @@ class SfuApp:
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         return await websocket_session(
-            request, self.admission, request.match_info["participant_id"]
+            request,
+            self.admission,
+            request.match_info["participant_id"],
+            allowed_origins=self.args.allowed_origin or None,
         )
 
     async def shutdown(self, app: web.Application) -> None:

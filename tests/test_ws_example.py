@@ -224,3 +224,23 @@ async def test_sigterm_tells_everyone_and_exits_cleanly(
             assert [m["reason"] for m in closing] == ["server shutting down"]
         returncode = await asyncio.to_thread(base.process.wait, 15)
         assert returncode == 0
+
+
+async def test_websocket_origin_is_checked(http: aiohttp.ClientSession) -> None:
+    async with example_server("--allowed-origin=https://meet.example.org") as base:
+        _, room = await create_room(http, base)
+        _, grant = await join(http, room["join_url"])
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(grant["ws_url"], origin="https://evil.example.com")
+        assert refused.value.status == 403
+        ws = await http.ws_connect(grant["ws_url"], origin="https://meet.example.org")
+        assert (await ws.receive_json(timeout=10))["type"] == "joined"
+        await ws.close()
+    async with example_server() as base:  # default: the server's own origin only
+        _, room = await create_room(http, base)
+        _, grant = await join(http, room["join_url"])
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await http.ws_connect(grant["ws_url"], origin="https://evil.example.com")
+        ws = await http.ws_connect(grant["ws_url"], origin=base)
+        assert (await ws.receive_json(timeout=10))["type"] == "joined"
+        await ws.close()

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -29,10 +31,41 @@ CLOSE_CREDENTIALS_REFUSED = 4401
 MAX_QUEUED_MESSAGES = 256
 
 
+def origin_allowed(request: web.Request, allowed: Collection[str] | None) -> bool:
+    """Whether a WebSocket request comes from an acceptable page.
+
+    Browsers send the page's origin with every WebSocket request; without a
+    check, any web page could open sessions on a user's behalf. ``allowed``
+    lists origins such as ``"https://meet.example.org"``; ``None`` accepts the
+    server's own origin only. Requests without an Origin header come from
+    non-browser clients and are accepted (they can set any header anyway).
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    if allowed is not None:
+        return origin in allowed or "*" in allowed
+    return urlsplit(origin).netloc == request.host
+
+
 async def websocket_session(
-    request: web.Request, admission: Admission, participant_id: str
-) -> web.WebSocketResponse:
-    """Serve one participant's signalling over a WebSocket until either side ends."""
+    request: web.Request,
+    admission: Admission,
+    participant_id: str,
+    *,
+    allowed_origins: Collection[str] | None = None,
+) -> web.StreamResponse:
+    """Serve one participant's signalling over a WebSocket until either side ends.
+
+    A request from a page whose origin is not allowed (see
+    :func:`origin_allowed`) is refused with HTTP 403 before the upgrade.
+    """
+    if not origin_allowed(request, allowed_origins):
+        logger.warning("refused a WebSocket from origin %s", request.headers["Origin"])
+        return web.json_response(
+            {"error": "forbidden_origin", "message": "this origin may not connect"},
+            status=403,
+        )
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=MAX_MESSAGE_LENGTH)
     await ws.prepare(request)
     # None in the queue means "close the socket"
