@@ -26,6 +26,13 @@ from aiohttp import web
 
 from pysfu import SFU, IceConfig, IceServer, PysfuError, RoomExists, SFUConfig
 from pysfu.admission import Admission, HostKeys
+
+try:
+    import prometheus_client
+
+    from pysfu.metrics import SFUCollector
+except ImportError:  # pragma: no cover - metrics are optional
+    prometheus_client = None  # type: ignore[assignment]
 from pysfu.signalling.websocket import websocket_session
 from pysfu.slugs import ascii_slug, emoji_slug, slug_path
 
@@ -198,8 +205,16 @@ class SfuApp:
                 web.static("/static", STATIC),
             ]
         )
+        if prometheus_client is not None:  # the `metrics` extra
+            self.registry = prometheus_client.CollectorRegistry()
+            self.registry.register(SFUCollector(self.sfu))
+            app.add_routes([web.get("/metrics", self.metrics)])
         app.on_shutdown.append(self.shutdown)
         return app
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = prometheus_client.generate_latest(self.registry)
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
     async def page(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")

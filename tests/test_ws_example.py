@@ -244,3 +244,42 @@ async def test_websocket_origin_is_checked(http: aiohttp.ClientSession) -> None:
         ws = await http.ws_connect(grant["ws_url"], origin=base)
         assert (await ws.receive_json(timeout=10))["type"] == "joined"
         await ws.close()
+
+
+async def test_prometheus_metrics(
+    http: aiohttp.ClientSession, peers: PeerFactory
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def scrape(base: str) -> dict[str, float]:
+        async with http.get(f"{base}/metrics") as response:
+            assert response.status == 200
+            text = await response.text()
+        return {
+            sample.name
+            + "".join(f"[{v}]" for v in sample.labels.values()): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    async with example_server() as base:
+        _, room = await create_room(http, base)
+        _, host_grant = await join(http, room["join_url"], role="host")
+        _, guest_grant = await join(http, room["join_url"])
+        host = peers(host_grant["participant_id"], 1)
+        guest = peers(guest_grant["participant_id"], 2)
+        await connect(http, host, host_grant)
+        guest_ws = await connect(http, guest, guest_grant)
+        await guest.wait_video_from(host, frames=30)
+        metrics = await scrape(base)
+        assert (metrics["pysfu_rooms"], metrics["pysfu_participants"]) == (1, 2)
+        assert metrics["pysfu_published_tracks[video]"] == 2
+        assert metrics["pysfu_packets_forwarded_total[video]"] >= 30
+        forwarded = metrics["pysfu_packets_forwarded_total[video]"]
+        await guest_ws.ws.send_str('{"type": "leave"}')
+        await eventually(lambda: guest_ws.closed.is_set(), what="guest gone")
+        metrics = await scrape(base)
+        assert metrics["pysfu_participants"] == 1
+        assert metrics["pysfu_participants_left_total"] == 1
+        # counters keep what the guest received after it left
+        assert metrics["pysfu_packets_forwarded_total[video]"] >= forwarded

@@ -381,6 +381,7 @@ class Participant:
         if subscription is None:
             return
         subscription.downtrack.close()
+        self.room._retire_subscription(subscription.downtrack)
         hooks = self._sender_hooks_for(subscription.transceiver.sender)
         hooks.on_parameters = None
         hooks.on_rtcp = None

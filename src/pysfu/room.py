@@ -26,11 +26,11 @@ from .events import (
     TrackPublishedEvent,
     TrackUnpublishedEvent,
 )
-from .forwarding import Forwarder
+from .forwarding import DownTrack, Forwarder
 from .participant import Participant, Role
 from .signalling.adapter import Outbox
 from .signalling.messages import Joined, ParticipantJoined, ParticipantLeft, RoomClosed
-from .stats import RoomStats, SFUStats
+from .stats import RoomStats, SFUStats, SubscriptionStats, Totals
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ class Room:
         )
         others = list(self.members.values())
         self.members[participant_id] = participant
+        self._sfu.retired.participants_joined += 1
         await participant.send(
             Joined(
                 room=self.id,
@@ -170,6 +171,7 @@ class Room:
         del self.members[participant.id]
         for forwarder in list(participant.publications.values()):
             self._unpublish(participant, forwarder)
+        self._retire(participant)
         await participant.close()
         for other in list(self.members.values()):
             await other.send(ParticipantLeft(participant.id, participant.role.value))
@@ -180,6 +182,14 @@ class Room:
         )
         if participant.role is Role.HOST and self.close_when_host_leaves:
             await self.close("host left")
+
+    def _retire(self, participant: Participant) -> None:
+        totals = self._sfu.retired
+        totals.participants_left += 1
+        totals.add_participant(participant.stats())
+
+    def _retire_subscription(self, downtrack: DownTrack) -> None:
+        self._sfu.retired.add_subscription(SubscriptionStats.of(downtrack))
 
     # ------------------------------------------------------------------
     # tracks
@@ -232,6 +242,7 @@ class Room:
         members = list(self.members.values())
         self.members.clear()
         for participant in members:
+            self._retire(participant)
             await participant.send(RoomClosed(reason))
         await asyncio.gather(*(p.close() for p in members), return_exceptions=True)
         self._emit(RoomClosedEvent(self.id, reason))
@@ -255,6 +266,8 @@ class SFU:
     def __init__(self, config: SFUConfig | None = None) -> None:
         self.config = config or SFUConfig()
         self.rooms: dict[str, Room] = {}
+        #: Counters of participants that left; see :meth:`totals`.
+        self.retired = Totals()
         register_passthrough_codecs(self.config.passthrough_codecs)
 
     def create_room(
@@ -306,6 +319,10 @@ class SFU:
     def stats(self) -> SFUStats:
         """A snapshot of the counters of every room."""
         return SFUStats.of(self)
+
+    def totals(self) -> Totals:
+        """Cumulative counters since the SFU started, departed participants included."""
+        return self.retired.plus_live(self.stats())
 
     def _forget(self, room: Room) -> None:
         if self.rooms.get(room.id) is room:

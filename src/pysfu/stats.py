@@ -7,7 +7,7 @@ taking a snapshot changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class SubscriptionStats:
 
     track_id: str
     publisher_id: str
+    kind: str
     packets_sent: int
     bytes_sent: int
     #: Packets not sent: before the first keyframe, or the subscriber's
@@ -87,6 +88,7 @@ class SubscriptionStats:
         return cls(
             track_id=downtrack.forwarder.track_id,
             publisher_id=downtrack.forwarder.publisher_id,
+            kind=downtrack.kind,
             packets_sent=stats.packets_sent,
             bytes_sent=stats.bytes_sent,
             packets_dropped=stats.dropped,
@@ -163,3 +165,61 @@ class SFUStats:
         return sum(
             s.packets_sent for r in self.rooms for m in r.members for s in m.subscribed
         )
+
+
+@dataclass
+class Totals:
+    """Cumulative counters of an SFU since it started, including what
+    participants that have left did (for monotonic metrics)."""
+
+    participants_joined: int = 0
+    participants_left: int = 0
+    signalling_errors: int = 0
+    #: By kind ("audio", "video").
+    packets_received: dict[str, int] = field(default_factory=dict)
+    bytes_received: dict[str, int] = field(default_factory=dict)
+    packets_forwarded: dict[str, int] = field(default_factory=dict)
+    bytes_forwarded: dict[str, int] = field(default_factory=dict)
+    packets_dropped: int = 0
+    retransmitted: int = 0
+    keyframe_requests_sent: int = 0
+
+    def add_participant(self, participant: ParticipantStats) -> None:
+        """Fold a participant's counters in (when it leaves)."""
+        self.signalling_errors += participant.signalling_errors
+        for track in participant.published:
+            _bump(self.packets_received, track.kind, track.packets_received)
+            _bump(self.bytes_received, track.kind, track.bytes_received)
+            self.keyframe_requests_sent += track.keyframe_requests_sent
+        for subscription in participant.subscribed:
+            self.add_subscription(subscription)
+
+    def add_subscription(self, subscription: SubscriptionStats) -> None:
+        """Fold a subscription's counters in (when it ends)."""
+        _bump(self.packets_forwarded, subscription.kind, subscription.packets_sent)
+        _bump(self.bytes_forwarded, subscription.kind, subscription.bytes_sent)
+        self.packets_dropped += subscription.packets_dropped
+        self.retransmitted += subscription.retransmitted
+
+    def plus_live(self, live: SFUStats) -> Totals:
+        """These totals with the counters of everyone still connected added."""
+        total = Totals(
+            participants_joined=self.participants_joined,
+            participants_left=self.participants_left,
+            signalling_errors=self.signalling_errors,
+            packets_received=dict(self.packets_received),
+            bytes_received=dict(self.bytes_received),
+            packets_forwarded=dict(self.packets_forwarded),
+            bytes_forwarded=dict(self.bytes_forwarded),
+            packets_dropped=self.packets_dropped,
+            retransmitted=self.retransmitted,
+            keyframe_requests_sent=self.keyframe_requests_sent,
+        )
+        for room in live.rooms:
+            for member in room.members:
+                total.add_participant(member)
+        return total
+
+
+def _bump(counts: dict[str, int], key: str, value: int) -> None:
+    counts[key] = counts.get(key, 0) + value

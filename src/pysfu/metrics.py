@@ -1,0 +1,111 @@
+"""Prometheus metrics of an SFU (``pip install pysfu[metrics]``).
+
+    from prometheus_client import REGISTRY
+    REGISTRY.register(SFUCollector(sfu))
+
+The collector reads :meth:`pysfu.SFU.stats` and :meth:`pysfu.SFU.totals` at
+scrape time: nothing is counted twice on the packet path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .room import SFU
+
+
+class SFUCollector(Collector):
+    """Exposes rooms, participants, tracks and packet counters of one SFU."""
+
+    def __init__(self, sfu: SFU, prefix: str = "pysfu") -> None:
+        self.sfu = sfu
+        self.prefix = prefix
+
+    def collect(self) -> Iterator[Metric]:
+        p = self.prefix
+        live = self.sfu.stats()
+        totals = self.sfu.retired.plus_live(live)
+        yield GaugeMetricFamily(f"{p}_rooms", "Rooms open.", value=len(live.rooms))
+        yield GaugeMetricFamily(
+            f"{p}_participants", "Participants in rooms.", value=live.participants
+        )
+        tracks = GaugeMetricFamily(
+            f"{p}_published_tracks", "Tracks being published.", labels=["kind"]
+        )
+        subscriptions = GaugeMetricFamily(
+            f"{p}_subscriptions",
+            "Tracks being forwarded to a subscriber.",
+            labels=["kind"],
+        )
+        for kind in ("audio", "video"):
+            members = [m for r in live.rooms for m in r.members]
+            tracks.add_metric(
+                [kind], sum(1 for m in members for t in m.published if t.kind == kind)
+            )
+            subscriptions.add_metric(
+                [kind], sum(1 for m in members for s in m.subscribed if s.kind == kind)
+            )
+        yield tracks
+        yield subscriptions
+        for name, help_text, values in (
+            (
+                "packets_received",
+                "RTP packets received from publishers.",
+                totals.packets_received,
+            ),
+            (
+                "bytes_received",
+                "RTP bytes received from publishers.",
+                totals.bytes_received,
+            ),
+            (
+                "packets_forwarded",
+                "RTP packets sent to subscribers.",
+                totals.packets_forwarded,
+            ),
+            (
+                "bytes_forwarded",
+                "RTP bytes sent to subscribers.",
+                totals.bytes_forwarded,
+            ),
+        ):
+            family = CounterMetricFamily(f"{p}_{name}", help_text, labels=["kind"])
+            for kind in ("audio", "video"):
+                family.add_metric([kind], values.get(kind, 0))
+            yield family
+        for name, help_text, value in (
+            (
+                "packets_dropped",
+                "Packets not sent to a subscriber (not ready, slow).",
+                totals.packets_dropped,
+            ),
+            (
+                "retransmissions",
+                "Packets resent to subscribers after a NACK.",
+                totals.retransmitted,
+            ),
+            (
+                "keyframe_requests",
+                "Keyframe requests sent to publishers.",
+                totals.keyframe_requests_sent,
+            ),
+            (
+                "signalling_errors",
+                "Client messages refused with an error.",
+                totals.signalling_errors,
+            ),
+            (
+                "participants_joined",
+                "Participants that joined a room.",
+                totals.participants_joined,
+            ),
+            (
+                "participants_left",
+                "Participants that left a room.",
+                totals.participants_left,
+            ),
+        ):
+            yield CounterMetricFamily(f"{p}_{name}", help_text, value=value)
