@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from pysfu import SFU, IceConfig, IceServer, PysfuError, RoomExists, SFUConfig
-from pysfu.admission import Admission, HostKeys
+from pysfu.admission import Admission, HostKeys, RedactSecrets
 
 try:
     import prometheus_client
@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> None:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactSecrets())  # aiortc logs SDP at DEBUG
     server = SfuApp(args)
     url = f"http://{args.bind}:{args.port}"
     print(f"pysfu example SFU on {url}", flush=True)

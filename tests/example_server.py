@@ -29,16 +29,20 @@ class RunningExample(str):
 
 
 @contextlib.asynccontextmanager
-async def run_example(script: Path, *options: str) -> AsyncIterator[RunningExample]:
+async def run_example(
+    script: Path, *options: str, log: Path | None = None
+) -> AsyncIterator[RunningExample]:
     """Run an example server on 127.0.0.1 with ICE on loopback; yield its URL.
 
     The process is always stopped: SIGTERM (a graceful shutdown), then SIGKILL.
     """
     port = free_port()
     command = [sys.executable, str(script), f"--port={port}", "--ice-address=127.0.0.1"]
+    log_file = open(log, "wb") if log is not None else None  # noqa: SIM115
     process = subprocess.Popen(
         [*command, *options],
         stdout=subprocess.DEVNULL,
+        stderr=log_file,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
@@ -64,16 +68,19 @@ async def run_example(script: Path, *options: str) -> AsyncIterator[RunningExamp
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if log_file is not None:
+            log_file.close()
 
 
 def example_server(
-    *options: str,
+    *options: str, log: Path | None = None
 ) -> contextlib.AbstractAsyncContextManager[RunningExample]:
-    """examples/ws_sfu.py with the test host key, quiet logs."""
+    """examples/ws_sfu.py with the test host key; logs to ``log`` if given."""
     return run_example(
         ROOT / "examples" / "ws_sfu.py",
         "--bind=127.0.0.1",
         f"--host-key={HOST_KEY}",
         "--log-level=WARNING",
         *options,
+        log=log,
     )

@@ -7,6 +7,7 @@ import asyncio
 import re
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -283,3 +284,25 @@ async def test_prometheus_metrics(
         assert metrics["pysfu_participants_left_total"] == 1
         # counters keep what the guest received after it left
         assert metrics["pysfu_packets_forwarded_total[video]"] >= forwarded
+
+
+async def test_logs_tell_who_but_never_secrets(
+    http: aiohttp.ClientSession, peers: PeerFactory, tmp_path: Path
+) -> None:
+    log = tmp_path / "server.log"
+    async with example_server("--log-level=DEBUG", log=log) as base:
+        _, room = await create_room(http, base)
+        _, host_grant = await join(http, room["join_url"], role="host")
+        _, guest_grant = await join(http, room["join_url"])
+        host = peers(host_grant["participant_id"], 1)
+        guest = peers(guest_grant["participant_id"], 2)
+        await connect(http, host, host_grant)
+        await connect(http, guest, guest_grant)
+        await guest.wait_video_from(host)
+    text = log.read_text(errors="replace")
+    assert "setLocalDescription" in text  # aiortc did log its SDP at DEBUG...
+    for grant in (host_grant, guest_grant):
+        assert grant["ice"]["password"] not in text  # ...without the passwords
+        assert grant["participant_id"] in text  # who did what is there
+    assert HOST_KEY not in text
+    assert room["room"] in text

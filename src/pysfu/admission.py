@@ -52,7 +52,7 @@ _MESSAGES: dict[type[CredentialError], str] = {
 
 #: What :func:`redact_ice_password` writes instead of the password.
 REDACTED = "REDACTED"
-_ICE_PWD = re.compile(r"^a=ice-pwd:\S+", re.MULTILINE)
+_ICE_PWD = re.compile(r"a=ice-pwd:[^\s\\\"']+")
 
 
 class HostKeys:
@@ -113,6 +113,22 @@ class JoinGrant:
 def redact_ice_password(sdp: str) -> str:
     """Replace every ``a=ice-pwd:`` value in ``sdp`` with :data:`REDACTED`."""
     return _ICE_PWD.sub(f"a=ice-pwd:{REDACTED}", sdp)
+
+
+class RedactSecrets(logging.Filter):
+    """A logging filter that removes ICE passwords from log records.
+
+    aiortc logs whole SDP descriptions at DEBUG level, ICE passwords
+    included, and here those passwords are join credentials. Add it to the
+    handlers of an application (``handler.addFilter(RedactSecrets())``).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "ice-pwd" in message:
+            record.msg = redact_ice_password(message)
+            record.args = None
+        return True
 
 
 class Admission:
