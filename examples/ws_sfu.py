@@ -33,7 +33,7 @@ try:
     from pysfu.metrics import SFUCollector
 except ImportError:  # pragma: no cover - metrics are optional
     prometheus_client = None  # type: ignore[assignment]
-from pysfu.signalling.websocket import websocket_session
+from pysfu.signalling.websocket import WebSocketSignalling
 from pysfu.slugs import ascii_slug, emoji_slug, slug_path
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -127,6 +127,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "https://meet.example.org; repeatable; default: this server's own "
         "[PYSFU_ALLOWED_ORIGIN, comma-separated]",
     )
+    add(
+        "--reconnect-grace",
+        type=float,
+        default=float(env("PYSFU_RECONNECT_GRACE", "15")),
+        help="seconds a participant whose WebSocket dropped keeps its seat and "
+        "media, waiting for it to reconnect [PYSFU_RECONNECT_GRACE]",
+    )
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
     return parser.parse_args(argv)
 
@@ -191,6 +198,11 @@ class SfuApp:
             )
         )
         self.admission = Admission(self.sfu, credential_ttl=args.credential_ttl)
+        self.signalling = WebSocketSignalling(
+            self.admission,
+            allowed_origins=args.allowed_origin or None,
+            reconnect_grace=args.reconnect_grace,
+        )
 
     def application(self) -> web.Application:
         app = web.Application()
@@ -295,11 +307,8 @@ class SfuApp:
         )
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        return await websocket_session(
-            request,
-            self.admission,
-            request.match_info["participant_id"],
-            allowed_origins=self.args.allowed_origin or None,
+        return await self.signalling.handle(
+            request, request.match_info["participant_id"]
         )
 
     async def shutdown(self, app: web.Application) -> None:

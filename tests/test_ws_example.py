@@ -235,7 +235,7 @@ async def test_websocket_origin_is_checked(http: aiohttp.ClientSession) -> None:
             await http.ws_connect(grant["ws_url"], origin="https://evil.example.com")
         assert refused.value.status == 403
         ws = await http.ws_connect(grant["ws_url"], origin="https://meet.example.org")
-        assert (await ws.receive_json(timeout=10))["type"] == "joined"
+        assert (await ws.receive_json(timeout=10))["type"] == "session"
         await ws.close()
     async with example_server() as base:  # default: the server's own origin only
         _, room = await create_room(http, base)
@@ -243,7 +243,7 @@ async def test_websocket_origin_is_checked(http: aiohttp.ClientSession) -> None:
         with pytest.raises(aiohttp.WSServerHandshakeError):
             await http.ws_connect(grant["ws_url"], origin="https://evil.example.com")
         ws = await http.ws_connect(grant["ws_url"], origin=base)
-        assert (await ws.receive_json(timeout=10))["type"] == "joined"
+        assert (await ws.receive_json(timeout=10))["type"] == "session"
         await ws.close()
 
 
@@ -306,3 +306,52 @@ async def test_logs_tell_who_but_never_secrets(
         assert grant["participant_id"] in text  # who did what is there
     assert HOST_KEY not in text
     assert room["room"] in text
+
+
+async def test_a_dropped_websocket_can_resume_while_media_flows(
+    http: aiohttp.ClientSession, peers: PeerFactory
+) -> None:
+    async with example_server("--reconnect-grace=20") as base:
+        _, room = await create_room(http, base)
+        _, host_grant = await join(http, room["join_url"], role="host")
+        _, guest_grant = await join(http, room["join_url"])
+        host = peers(host_grant["participant_id"], 1)
+        guest = peers(guest_grant["participant_id"], 2)
+        host_ws = await connect(http, host, host_grant)
+        guest_ws = await connect(http, guest, guest_grant)
+        track = await host.wait_video_from(guest)
+        assert guest_ws.resume_token
+        await guest_ws.ws.close()  # the signalling drops, the peer connection lives
+        before = len(track.patterns)
+        await eventually(
+            lambda: len(track.patterns) > before + 30, what="media goes on"
+        )
+        replay = await http.ws_connect(f"{guest_grant['ws_url']}?resume=wrong")
+        assert (await replay.receive_json(timeout=10))["code"] == "credential_invalid"
+        await replay.close()
+        await guest_ws.reconnect(http, guest_grant["ws_url"])
+        await guest_ws.ws.send_str('{"type": "leave"}')  # the new socket works
+        await eventually(
+            lambda: any(m["type"] == "participant-left" for m in host_ws.raw),
+            what="participant-left after the resumed session's leave",
+        )
+
+
+async def test_a_websocket_that_does_not_come_back_leaves(
+    http: aiohttp.ClientSession, peers: PeerFactory
+) -> None:
+    async with example_server("--reconnect-grace=1") as base:
+        _, room = await create_room(http, base)
+        _, host_grant = await join(http, room["join_url"], role="host")
+        _, guest_grant = await join(http, room["join_url"])
+        host = peers(host_grant["participant_id"], 1)
+        guest = peers(guest_grant["participant_id"], 2)
+        host_ws = await connect(http, host, host_grant)
+        guest_ws = await connect(http, guest, guest_grant)
+        await host.wait_video_from(guest)
+        await guest_ws.ws.close()
+        await eventually(
+            lambda: any(m["type"] == "participant-left" for m in host_ws.raw),
+            what="removal after the grace period",
+        )
+        assert (await join(http, room["join_url"]))[0] == 200  # the seat is free

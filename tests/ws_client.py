@@ -65,6 +65,7 @@ class WsClient:
         self.password = password
         self.inbox: asyncio.Queue[ServerMessage] = asyncio.Queue()
         self.raw: list[dict[str, Any]] = []
+        self.resume_token: str | None = None
         self.closed = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
 
@@ -74,6 +75,9 @@ class WsClient:
                 continue
             self.raw.append(json.loads(message.data))
             data = json.loads(message.data)
+            if data["type"] == "session":  # how to resume after a drop
+                self.resume_token = data["resume_token"]
+                continue
             if data["type"] == "offer":  # put back the password from the join backend
                 data["sdp"] = data["sdp"].replace(
                     "a=ice-pwd:REDACTED", f"a=ice-pwd:{self.password}"
@@ -83,6 +87,13 @@ class WsClient:
 
     async def send(self, message: ClientMessage) -> None:
         await self.ws.send_str(json.dumps(to_json(message)))
+
+    async def reconnect(self, http: aiohttp.ClientSession, ws_url: str) -> None:
+        """Open a new socket for the same session (after a drop)."""
+        self._reader.cancel()
+        self.ws = await http.ws_connect(f"{ws_url}?resume={self.resume_token}")
+        self.closed.clear()
+        self._reader = asyncio.create_task(self._read())
 
     async def close(self) -> None:
         await self.ws.close()

@@ -25,7 +25,10 @@ const streamOfTrack = new Map(); // remote track id -> stream id, for stats()
 
 // -- status -----------------------------------------------------------------
 
+const statusHistory = []; // every status shown, for tests
+
 function setStatus(text) {
+  if (statusHistory[statusHistory.length - 1] !== text) statusHistory.push(text);
   $("status").textContent = text;
   $("status").classList.toggle("error", text.startsWith("error"));
 }
@@ -139,21 +142,46 @@ async function joinRoom(room) {
   pc.ontrack = onTrack;
   pc.onconnectionstatechange = refreshStatus;
 
-  ws = new WebSocket(new URL(body.ws_url, location.href));
-  // Handle messages one at a time: an offer must be answered before the next.
-  let queue = Promise.resolve();
+  openSocket(new URL(body.ws_url, location.href));
+}
+
+// Handle messages one at a time: an offer must be answered before the next.
+let messages = Promise.resolve();
+let session = null; // {resume_token, reconnect_grace} from the "session" message
+
+function openSocket(url, onRefused = null) {
+  ws = new WebSocket(url);
+  let opened = false;
+  ws.onopen = () => {
+    opened = true;
+    refreshStatus(); // back from "reconnecting"
+  };
   ws.onmessage = (event) => {
-    queue = queue
+    messages = messages
       .then(() => onMessage(JSON.parse(event.data)))
       .catch((error) => fail(error.message));
   };
   ws.onclose = (event) => {
+    if (!opened && onRefused) return onRefused(); // server unreachable: retry
     // Queued too, so that a "room-closed" just before the close is shown.
-    queue = queue.then(() => {
+    messages = messages.then(() => {
+      if (finished) return;
+      if (session && event.code !== 4401) return reconnect(Date.now() + session.reconnect_grace * 1000);
       const reason = lastServerError ? `: ${lastServerError.message}` : "";
       fail(`the server closed the connection (${event.code})${reason}`);
     });
   };
+}
+
+// The signalling dropped but the media may still flow: the server keeps our
+// seat for reconnect_grace seconds and resumes the session with our token.
+function reconnect(deadline) {
+  if (finished) return;
+  if (Date.now() > deadline) return fail("lost the connection to the server");
+  setStatus("reconnecting");
+  const url = new URL(joinResponse.ws_url, location.href);
+  url.searchParams.set("resume", session.resume_token);
+  openSocket(url, () => setTimeout(() => reconnect(deadline), 1000));
 }
 
 function send(message) {
@@ -165,6 +193,9 @@ function send(message) {
 async function onMessage(message) {
   if (finished) return;
   switch (message.type) {
+    case "session":
+      session = message;
+      return;
     case "joined":
       joined = true;
       for (const p of message.participants) {
@@ -405,7 +436,10 @@ window.pysfu = {
   get pc() { return pc; },
   get joinResponse() { return joinResponse; },
   status: () => $("status").textContent,
+  statusHistory: () => [...statusHistory],
   stats,
+  // Simulates a dropped signalling connection (the page reconnects).
+  dropSignalling: () => ws && ws.close(4000, "dropped for a test"),
 };
 
 // -- start --------------------------------------------------------------------

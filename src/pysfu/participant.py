@@ -240,6 +240,15 @@ class Participant:
         logger.debug("%s: refused a message: %s", self, error.code)
         await self.send(error.to_message())
 
+    def pending_offer(self) -> str | None:
+        """The SDP of the offer waiting for the client's answer, if any.
+
+        For adapters whose client reconnects: it may have lost the offer.
+        """
+        if self.negotiator.awaiting_answer and self.pc.localDescription is not None:
+            return str(self.pc.localDescription.sdp)
+        return None
+
     @property
     def malformed_packets(self) -> int:
         """Incoming RTP that could not be parsed or routed to a published track."""

@@ -192,6 +192,27 @@ async def test_a_participant_leaves_and_another_takes_the_seat(
     await assert_tiles(second, "Alice")
 
 
+async def test_the_page_reconnects_its_signalling_and_media_goes_on(
+    start_server: Any, browser: Browser
+) -> None:
+    server = start_server("--reconnect-grace=20")
+    host, guest = await connected_pair(browser, server)
+
+    await guest.page.evaluate("window.pysfu.dropSignalling()")
+
+    async def showed_reconnecting() -> bool:
+        history = await guest.page.evaluate("window.pysfu.statusHistory()")
+        return "reconnecting" in history[-3:]
+
+    await wait_for(showed_reconnecting, "the page to show it reconnects")
+    await guest.wait_status("connected")
+    await assert_receives(host, guest)  # media never stopped
+    await assert_receives(guest, host)
+    # the resumed session is fully usable: leaving through it reaches the host
+    await guest.page.click("#leave")
+    await host.wait_status("waiting for the participant")
+
+
 async def test_a_wrong_host_key_is_refused(start_server: Any, browser: Browser) -> None:
     server = start_server()
     for key in ("wrong", None):

@@ -4,30 +4,42 @@ One WebSocket per participant, carrying the JSON messages of
 :mod:`pysfu.signalling.messages`. The session starts by redeeming the
 participant's join grant (see :mod:`pysfu.admission`); the server's offers
 go out with the ICE password redacted, since the client got it from the join
-backend. When the socket closes the participant leaves; when the participant
-is removed (room closed, connection failed) the socket is closed.
+backend.
+
+If the socket drops while the peer connection lives, the participant keeps
+its seat and media keeps flowing for ``reconnect_grace`` seconds: a client
+that reconnects to its ``ws_url`` with ``?resume=<token>`` (the token came in
+the ``session`` message) carries on, the pending offer is sent again, and
+messages queued meanwhile are delivered. Otherwise the participant leaves
+when the grace period ends. When the participant is removed (room closed,
+connection failed) the socket is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import secrets
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
 from ..admission import Admission, redact_ice_password
 from ..errors import CredentialError, PysfuError
+from ..participant import Participant
 from .adapter import MAX_MESSAGE_LENGTH, deliver_json
-from .messages import Error, Offer, RoomClosed, ServerMessage, to_json
+from .messages import Error, Offer, RoomClosed, ServerMessage, SignallingError, to_json
 
 logger = logging.getLogger(__name__)
 
-#: Close code sent when the join credentials are refused.
+#: Close code sent when the join credentials (or a resume token) are refused.
 CLOSE_CREDENTIALS_REFUSED = 4401
-#: Messages queued for a client that reads too slowly before it is dropped.
+#: Messages kept for a client that reads too slowly or is reconnecting; past
+#: this the client is considered gone.
 MAX_QUEUED_MESSAGES = 256
 
 
@@ -48,6 +60,169 @@ def origin_allowed(request: web.Request, allowed: Collection[str] | None) -> boo
     return urlsplit(origin).netloc == request.host
 
 
+@dataclass(frozen=True)
+class _SessionInfo:
+    """Sent first: how to resume this session on a new socket."""
+
+    resume_token: str
+    reconnect_grace: float
+    type = "session"
+
+
+#: What a session queues for its client; ``None`` means "close the socket".
+_Outgoing = ServerMessage | _SessionInfo | None
+
+
+@dataclass(eq=False)
+class _Session:
+    """One participant's signalling, which may outlive one socket."""
+
+    resume_token: str
+    queue: asyncio.Queue[_Outgoing] = field(
+        default_factory=lambda: asyncio.Queue(MAX_QUEUED_MESSAGES)
+    )
+    participant: Participant | None = None
+    socket: web.WebSocketResponse | None = None
+    expiry: asyncio.TimerHandle | None = None
+    overflowed: bool = False
+
+    async def outbox(self, message: ServerMessage) -> None:
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            if self.participant is not None and not self.participant.closed:
+                logger.warning(
+                    "%s does not read its messages; removing it", self.participant
+                )
+                asyncio.get_running_loop().create_task(
+                    self.participant.leave("signalling backlog")
+                )
+
+
+class WebSocketSignalling:
+    """Serves participants' WebSocket signalling, with reconnection.
+
+    Route ``GET /ws/{participant_id}`` to :meth:`handle`.
+    """
+
+    def __init__(
+        self,
+        admission: Admission,
+        *,
+        allowed_origins: Collection[str] | None = None,
+        reconnect_grace: float = 15.0,
+    ) -> None:
+        self.admission = admission
+        self.allowed_origins = allowed_origins
+        self.reconnect_grace = reconnect_grace
+        self._sessions: dict[str, _Session] = {}
+
+    async def handle(
+        self, request: web.Request, participant_id: str
+    ) -> web.StreamResponse:
+        """Serve one socket of a participant until either side ends it.
+
+        A request from a page whose origin is not allowed (see
+        :func:`origin_allowed`) is refused with HTTP 403 before the upgrade.
+        """
+        if not origin_allowed(request, self.allowed_origins):
+            logger.warning(
+                "refused a WebSocket from origin %s", request.headers["Origin"]
+            )
+            return web.json_response(
+                {"error": "forbidden_origin", "message": "this origin may not connect"},
+                status=403,
+            )
+        ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=MAX_MESSAGE_LENGTH)
+        await ws.prepare(request)
+        resume = request.query.get("resume")
+        try:
+            if resume is not None:
+                session = self._resume(participant_id, resume)
+            else:
+                session = await self._start(participant_id)
+        except PysfuError as exc:
+            code = (
+                CLOSE_CREDENTIALS_REFUSED if isinstance(exc, CredentialError) else 4404
+            )
+            await ws.send_json(to_json(Error(exc.code, str(exc))))
+            await ws.close(code=code, message=exc.code.encode())
+            return ws
+        await self._serve(session, ws)
+        return ws
+
+    async def _start(self, participant_id: str) -> _Session:
+        session = _Session(resume_token=secrets.token_urlsafe(18))
+        session.queue.put_nowait(
+            _SessionInfo(session.resume_token, self.reconnect_grace)
+        )
+        session.participant = await self.admission.join(participant_id, session.outbox)
+        self._sessions[participant_id] = session
+        participant = session.participant
+
+        def forget(_: object) -> None:
+            self._sessions.pop(participant_id, None)
+            if session.expiry is not None:
+                session.expiry.cancel()
+            with contextlib.suppress(asyncio.QueueFull):
+                session.queue.put_nowait(None)
+
+        watcher = asyncio.get_running_loop().create_task(participant.wait_closed())
+        watcher.add_done_callback(forget)
+        return session
+
+    def _resume(self, participant_id: str, token: str) -> _Session:
+        session = self._sessions.get(participant_id)
+        if (
+            session is None
+            or not hmac.compare_digest(session.resume_token, token)
+            or session.socket is not None
+        ):
+            raise CredentialError("no session to resume with that token")
+        assert session.participant is not None
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
+        logger.info("%s reconnected its signalling", session.participant)
+        pending = session.participant.pending_offer()
+        if pending is not None:  # the client may have lost it with the socket
+            session.queue.put_nowait(Offer(pending))
+        return session
+
+    async def _serve(self, session: _Session, ws: web.WebSocketResponse) -> None:
+        participant = session.participant
+        assert participant is not None
+        session.socket = ws
+        writer = asyncio.get_running_loop().create_task(_write(ws, session.queue))
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    await deliver_json(participant, message.data)
+                elif message.type == WSMsgType.BINARY:
+                    await participant.refuse(
+                        SignallingError("bad_message", "send text frames")
+                    )
+                if participant.closed:
+                    break
+        finally:
+            session.socket = None
+            if participant.closed or self.reconnect_grace <= 0:
+                await participant.leave("websocket closed")
+                await _drain(writer)
+            else:
+                writer.cancel()
+                logger.info("%s lost its signalling; waiting for it", participant)
+                session.expiry = asyncio.get_running_loop().call_later(
+                    self.reconnect_grace, self._expire, participant
+                )
+            await ws.close()
+
+    def _expire(self, participant: Participant) -> None:
+        logger.info("%s did not reconnect its signalling", participant)
+        asyncio.get_running_loop().create_task(participant.leave("websocket lost"))
+
+
 async def websocket_session(
     request: web.Request,
     admission: Admission,
@@ -55,65 +230,32 @@ async def websocket_session(
     *,
     allowed_origins: Collection[str] | None = None,
 ) -> web.StreamResponse:
-    """Serve one participant's signalling over a WebSocket until either side ends.
+    """Serve one participant's signalling on one WebSocket, without reconnection.
 
-    A request from a page whose origin is not allowed (see
-    :func:`origin_allowed`) is refused with HTTP 403 before the upgrade.
+    The simplest way to use the adapter: when the socket closes, the
+    participant leaves. :class:`WebSocketSignalling` adds reconnection.
     """
-    if not origin_allowed(request, allowed_origins):
-        logger.warning("refused a WebSocket from origin %s", request.headers["Origin"])
-        return web.json_response(
-            {"error": "forbidden_origin", "message": "this origin may not connect"},
-            status=403,
-        )
-    ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=MAX_MESSAGE_LENGTH)
-    await ws.prepare(request)
-    # None in the queue means "close the socket"
-    queue: asyncio.Queue[ServerMessage | None] = asyncio.Queue(MAX_QUEUED_MESSAGES)
-
-    async def outbox(message: ServerMessage) -> None:
-        try:
-            queue.put_nowait(message)
-        except asyncio.QueueFull:
-            logger.warning("%s reads too slowly; closing its socket", participant_id)
-            await ws.close()
-
-    try:
-        participant = await admission.join(participant_id, outbox)
-    except PysfuError as exc:
-        code = CLOSE_CREDENTIALS_REFUSED if isinstance(exc, CredentialError) else 4404
-        await ws.send_json(to_json(Error(exc.code, str(exc))))
-        await ws.close(code=code, message=exc.code.encode())
-        return ws
-
-    writer = asyncio.get_running_loop().create_task(_write(ws, queue))
-    watcher = asyncio.get_running_loop().create_task(participant.wait_closed())
-    watcher.add_done_callback(lambda _: queue.put_nowait(None))
-    try:
-        async for message in ws:
-            if message.type == WSMsgType.TEXT:
-                await deliver_json(participant, message.data)
-            elif message.type == WSMsgType.BINARY:
-                await participant.send(Error("bad_message", "send text frames"))
-            if participant.closed:
-                break
-    finally:
-        watcher.cancel()
-        await participant.leave("websocket closed")
-        await _drain(queue, writer)
-        await ws.close()
-    return ws
+    signalling = WebSocketSignalling(
+        admission, allowed_origins=allowed_origins, reconnect_grace=0
+    )
+    return await signalling.handle(request, participant_id)
 
 
-async def _write(
-    ws: web.WebSocketResponse, queue: asyncio.Queue[ServerMessage | None]
-) -> None:
+async def _write(ws: web.WebSocketResponse, queue: asyncio.Queue[_Outgoing]) -> None:
     while True:
         message = await queue.get()
         if message is None:
             await ws.close()
             return
-        data = to_json(message)
+        data: dict[str, object]
+        if isinstance(message, _SessionInfo):
+            data = {
+                "type": "session",
+                "resume_token": message.resume_token,
+                "reconnect_grace": message.reconnect_grace,
+            }
+        else:
+            data = to_json(message)
         if isinstance(message, Offer):
             data["sdp"] = redact_ice_password(message.sdp)
         try:
@@ -125,9 +267,7 @@ async def _write(
             return
 
 
-async def _drain(
-    queue: asyncio.Queue[ServerMessage | None], writer: asyncio.Task[None]
-) -> None:
+async def _drain(writer: asyncio.Task[None]) -> None:
     """Let the writer flush what is queued (room-closed, ...), briefly."""
     with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
         await asyncio.wait_for(asyncio.shield(writer), 1.0)
