@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import io
+import logging
 import os
 import re
 import shutil
@@ -56,6 +58,7 @@ TESTED_FILES = {
     "docs/snippets/turnserver.conf": "test_turn_credentials_work_with_coturn",
     "docs/snippets/policies.py": "test_stage test_breakout",
     "docs/snippets/rooms.py": "test_room_gate test_rooms_*",
+    "docs/snippets/operate.py": "test_operate_*",
 }
 MKDOCS_BUILD = [sys.executable, "-m", "mkdocs", "build", "--strict"]
 #: Files included whole, as text (not code that runs).
@@ -424,3 +427,28 @@ def test_readme_sample_is_the_tested_tutorial_code() -> None:
         if line.strip() and line.strip() not in source
     ]
     assert missing == []
+
+
+async def test_operate_metrics_and_log_redaction(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    operate = snippet("operate")
+    sfu = SFU()
+    sfu.create_room("r")
+    registry = CollectorRegistry()
+    operate.expose_metrics(sfu, registry)
+    assert b"pysfu_rooms 1.0" in generate_latest(registry)
+
+    handler = logging.StreamHandler(io.StringIO())
+    logging.getLogger().addHandler(handler)
+    try:
+        operate.keep_secrets_out_of_logs()
+        logging.getLogger("aiortc.test").warning(
+            "sdp: a=ice-pwd:%s\r\n", "s3cretS3cretS3cret0000"
+        )
+        written = handler.stream.getvalue()
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert "a=ice-pwd:REDACTED" in written and "s3cret" not in written
