@@ -55,14 +55,17 @@ async def test_leave_ends_tracks_for_others_and_frees_everything(
         lambda: host.pc.signalingState == "stable" and host.answers_sent >= 3
     )
 
+    await assert_freed(participant_ref, pc_ref, forwarder_ref)
+
+
+async def assert_freed(*refs: weakref.ref[object]) -> None:
+    """The objects are garbage: nothing (task, callback, cache) holds them."""
     for _ in range(100):  # aiortc finishes closing in background tasks
         gc.collect()
-        if participant_ref() is None and pc_ref() is None:
-            break
+        if all(ref() is None for ref in refs):
+            return
         await asyncio.sleep(0.1)
-    assert participant_ref() is None
-    assert pc_ref() is None
-    assert forwarder_ref() is None
+    assert [ref() for ref in refs] == [None] * len(refs)
 
 
 async def test_new_participant_can_join_after_one_left(
@@ -140,6 +143,11 @@ async def test_a_subscriber_dying_mid_stream_does_not_interrupt_the_others(
     await steady.wait_video_from(host)
     await doomed.wait_video_from(host)
     await host.wait_video_from(steady)
+    doomed_refs = (
+        weakref.ref(room.members["doomed"]),
+        weakref.ref(room.members["doomed"].pc),
+        weakref.ref(room.members["doomed"].publications["doomed/video"]),
+    )
     kill_sockets(doomed)
     seen = steady.track_from("host", "video")
     seen_by_host = host.track_from("steady", "video")
@@ -165,6 +173,7 @@ async def test_a_subscriber_dying_mid_stream_does_not_interrupt_the_others(
     assert track is not None
     await asyncio.wait_for(track.ended.wait(), 10)
     assert set(room.members["host"].subscriptions) == {"steady/audio", "steady/video"}
+    await assert_freed(*doomed_refs)
     print(f"vanished peer removed after {removed_after:.1f} s")
 
 

@@ -34,8 +34,12 @@ class MemoryClient:
         self.inbox.put_nowait(message)
 
     async def send(self, message: ClientMessage) -> None:
-        """Send a message to the server side (processed before this returns)."""
-        await self.participant.handle(message)
+        """Send a message to the server side (processed before this returns).
+
+        After the participant left, messages go nowhere, as on a closed socket.
+        """
+        if self._participant is not None:
+            await self._participant.handle(message)
 
     async def receive(self, timeout: float | None = None) -> ServerMessage:
         return await asyncio.wait_for(self.inbox.get(), timeout)
@@ -63,10 +67,18 @@ class MemorySignalling:
         **options: object,
     ) -> MemoryClient:
         client = MemoryClient()
-        client._participant = await room.join(
+        participant = await room.join(
             participant_id,
             role,
             client._deliver,
             **options,  # type: ignore[arg-type]
         )
+        client._participant = participant
+
+        def release(_: object) -> None:
+            # Like a transport whose session ended, let go of the participant.
+            client._participant = None
+
+        watcher = asyncio.get_running_loop().create_task(participant.wait_closed())
+        watcher.add_done_callback(release)
         return client
