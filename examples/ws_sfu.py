@@ -161,11 +161,23 @@ def bearer(request: web.Request) -> str | None:
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object; an empty body counts as ``{}``."""
-    text = await request.text()
+    """The request's JSON object; an empty body counts as ``{}``.
+
+    Raises ``ValueError`` for anything else, including bodies over aiohttp's
+    size limit, undecodable text and JSON nested too deep to parse.
+    """
+    try:
+        text = await request.text()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ValueError("the body is too large") from exc
+    except (LookupError, UnicodeDecodeError) as exc:  # unknown or wrong charset
+        raise ValueError("the body is not text") from exc
     if not text.strip():
         return {}
-    value = json.loads(text)
+    try:
+        value = json.loads(text)
+    except RecursionError as exc:
+        raise ValueError("the JSON is nested too deeply") from exc
     if not isinstance(value, dict):
         raise ValueError("the body must be a JSON object")
     return value
@@ -238,7 +250,7 @@ class SfuApp:
             body = await json_body(request)
             size = body.get("max_participants", self.args.max_participants)
             style = body.get("slug", self.args.slug)
-            if not isinstance(size, int) or not 0 <= size <= MAX_ROOM_SIZE:
+            if type(size) is not int or not 0 <= size <= MAX_ROOM_SIZE:  # no bool
                 raise ValueError(f"max_participants must be 0..{MAX_ROOM_SIZE}")
             if style not in ("emoji", "ascii"):
                 raise ValueError("slug must be 'emoji' or 'ascii'")
@@ -267,13 +279,15 @@ class SfuApp:
             name = body.get("name") or ""
             if role not in ("host", "participant") or not isinstance(name, str):
                 raise ValueError("role must be 'host' or 'participant', name a string")
+            name = name[:64]
+            name.encode("utf-8")  # a lone surrogate cannot be sent back: refuse now
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
         try:
             grant = self.admission.admit(
                 request.match_info["room"],
                 role,
-                name=name[:64],
+                name=name,
                 host_authorized=self.host_keys.check(bearer(request)),
             )
         except PysfuError as exc:

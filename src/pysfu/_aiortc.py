@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import inspect
 import random
+import struct
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +94,8 @@ __all__ = [
     "RtpTap",
     "SenderHooks",
     "StreamStatistics",
+    "announced_ssrcs",
+    "answer_problem",
     "check_hook_points",
     "configure_ice",
     "dtls_transport_of",
@@ -118,6 +121,7 @@ class AiortcIncompatible(RuntimeError):
 # (object, attribute, required positional parameters or None for plain attributes)
 HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     (RTCDtlsTransport, "_handle_rtp_data", ("self", "data", "arrival_time_ms")),
+    (RTCDtlsTransport, "_handle_rtcp_data", ("self", "data")),
     (RTCDtlsTransport, "_register_rtp_receiver", ("self", "receiver", "parameters")),
     (RTCDtlsTransport, "_register_rtp_sender", ("self", "sender", "parameters")),
     (RTCDtlsTransport, "_unregister_rtp_receiver", ("self", "receiver")),
@@ -130,6 +134,7 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     (RTCRtpSender, "stop", ("self",)),
     (RTCRtpSender, "_handle_rtcp_packet", ("self", "packet")),
     (RTCIceGatherer, "getLocalParameters", ("self",)),
+    (RTCRtpTransceiver, "setCodecPreferences", ("self", "codecs")),
     (aioice.ice.Connection, "gather_candidates", ("self",)),
     (aioice.ice.Connection, "query_consent", ("self",)),
     (aioice.ice.Connection, "build_request", ("self", "pair", "nominate")),
@@ -190,6 +195,11 @@ def check_hook_points() -> None:
         problems.append("RTCIceParameters has no iceLite field")
     if not hasattr(RTCIceTransport(RTCIceGatherer()), "_role_set"):
         problems.append("RTCIceTransport has no _role_set attribute")
+    import aiortc.rtcpeerconnection as peerconnection
+
+    for name in ("filter_preferred_codecs", "find_common_codecs"):
+        if not callable(getattr(peerconnection, name, None)):
+            problems.append(f"aiortc.rtcpeerconnection.{name} is missing")
     if not hasattr(DtlsState, "CONNECTED"):
         problems.append("aiortc.rtcdtlstransport.State has no CONNECTED")
     if problems:
@@ -244,6 +254,37 @@ def register_passthrough_codecs(names: Iterable[str]) -> None:
         )
 
 
+def answer_problem(pc: RTCPeerConnection, sdp: str) -> str | None:
+    """Why aiortc would refuse this answer half-way, or ``None``.
+
+    ``setRemoteDescription`` applies an answer section by section and only
+    then finds a section with no codec in common: the sections before it stay
+    applied, and a corrected answer would not fire their track events again.
+    Checking every section first keeps a refused answer from changing anything.
+    """
+    from aiortc import sdp as aiortc_sdp
+    from aiortc.rtcpeerconnection import filter_preferred_codecs, find_common_codecs
+
+    try:
+        description = aiortc_sdp.SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises all sorts on garbage
+        return f"unparsable SDP: {exc!r}"[:200]
+    transceivers = {t.mid: t for t in pc.getTransceivers()}
+    for media in description.media:
+        if media.kind not in ("audio", "video"):
+            continue
+        transceiver = transceivers.get(media.rtp.muxId)
+        if transceiver is None:
+            return f"no {media.kind} section with mid {media.rtp.muxId!r} was offered"
+        common = filter_preferred_codecs(
+            find_common_codecs(CODECS[media.kind], media.rtp.codecs),
+            transceiver._preferred_codecs,
+        )
+        if not common:
+            return f"no codec in common for the {media.kind} section {media.rtp.muxId}"
+    return None
+
+
 # --------------------------------------------------------------------------
 # Reading negotiated state
 
@@ -263,6 +304,17 @@ def negotiated_header_extensions(
 ) -> list[RTCRtpHeaderExtensionParameters]:
     """RTP header extensions negotiated for a transceiver."""
     return list(transceiver._headerExtensions)
+
+
+def announced_ssrcs(parameters: RTCRtpReceiveParameters) -> set[int]:
+    """The media and RTX SSRCs a peer's SDP announced for a received track."""
+    ssrcs = set()
+    for encoding in parameters.encodings:
+        if encoding.ssrc is not None:
+            ssrcs.add(int(encoding.ssrc))
+        if encoding.rtx is not None and encoding.rtx.ssrc is not None:
+            ssrcs.add(int(encoding.rtx.ssrc))
+    return ssrcs
 
 
 def sender_ssrc_of(sender: RTCRtpSender) -> int:
@@ -305,7 +357,10 @@ class RtpTap:
         self.parse_errors = 0
         self.unrouted = 0
         self.sink_errors = 0
+        self.rtcp_errors = 0
         transport._handle_rtp_data = self._handle_rtp_data  # type: ignore[method-assign]
+        self._handle_rtcp_stock = transport._handle_rtcp_data
+        transport._handle_rtcp_data = self._handle_rtcp_data  # type: ignore[method-assign]
 
     def attach(self, receiver: RTCRtpReceiver, sink: RtpSink) -> None:
         self._sinks[id(receiver)] = sink
@@ -320,7 +375,7 @@ class RtpTap:
         transport = self._transport
         try:
             packet = RtpPacket.parse(data, transport._rtp_header_extensions_map)
-        except ValueError:
+        except (ValueError, struct.error):  # struct.error: bad extension lengths
             self.parse_errors += 1
             return
         receiver = transport._rtp_router.route_rtp(packet)
@@ -334,6 +389,15 @@ class RtpTap:
             # An exception escaping here would end the transport's receive loop
             # and silently stop this publisher for good.
             self.sink_errors += 1
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        # aiortc's RTCP routing lets some malformed packets raise (a REMB
+        # announcing more SSRCs than it holds: struct.error), which would end
+        # the receive loop as above.
+        try:
+            await self._handle_rtcp_stock(data)
+        except Exception:
+            self.rtcp_errors += 1
 
 
 def take_over_receiver(

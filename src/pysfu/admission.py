@@ -22,6 +22,7 @@ import logging
 import re
 import secrets
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -233,7 +234,10 @@ class Admission:
             name=grant.name,
         )
         delay = max(grant.expires_at - self._clock(), 0.0)
-        asyncio.get_running_loop().call_later(delay, self._expire, participant)
+        # a weak reference: the timer must not keep a departed participant alive
+        asyncio.get_running_loop().call_later(
+            delay, self._expire, participant.id, weakref.ref(participant)
+        )
         return participant
 
     def _forget(self, participant_id: str, why: type[CredentialError]) -> None:
@@ -242,9 +246,14 @@ class Admission:
         while len(self._spent) > MAX_REMEMBERED_GRANTS:
             self._spent.popitem(last=False)
 
-    def _expire(self, participant: Participant) -> None:
-        self._forget(participant.id, CredentialUsed)
-        if participant.closed or participant.pc.connectionState == "connected":
+    def _expire(self, participant_id: str, ref: weakref.ref[Participant]) -> None:
+        self._forget(participant_id, CredentialUsed)
+        participant = ref()
+        if (
+            participant is None
+            or participant.closed
+            or participant.pc.connectionState == "connected"
+        ):
             return
         logger.info("credentials of %s expired before it connected", participant.id)
         asyncio.get_running_loop().create_task(participant.leave("credentials expired"))

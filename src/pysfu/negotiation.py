@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from ._aiortc import answer_problem
 from .signalling.messages import SignallingError
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ class Negotiator:
             raise SignallingError(
                 "unexpected_answer", "no offer is waiting for an answer"
             )
+        problem = answer_problem(self._pc, sdp)
+        if problem is not None:
+            raise SignallingError("bad_sdp", f"the answer was rejected: {problem}")
         try:
             await self._pc.setRemoteDescription(
                 RTCSessionDescription(sdp=sdp, type="answer")

@@ -251,9 +251,11 @@ class Participant:
 
     @property
     def malformed_packets(self) -> int:
-        """Incoming RTP that could not be parsed or routed to a published track."""
+        """Incoming RTP/RTCP that could not be parsed or routed."""
         tap = self._tap
-        return tap.parse_errors + tap.unrouted if tap is not None else 0
+        if tap is None:
+            return 0
+        return tap.parse_errors + tap.unrouted + tap.rtcp_errors
 
     def stats(self) -> ParticipantStats:
         """A snapshot of this participant's counters."""
@@ -333,6 +335,7 @@ class Participant:
             forwarder.set_codecs(
                 [CodecInfo.from_aiortc(c) for c in parameters.codecs],
                 {e.uri: e.id for e in parameters.headerExtensions},
+                ssrcs=rtc.announced_ssrcs(parameters),
             )
             if first and not self.closed:
                 self.publications[track_id] = forwarder

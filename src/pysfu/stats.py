@@ -31,6 +31,8 @@ class PublishedTrackStats:
     jitter: int
     retransmissions_received: int
     unknown_payload_type: int
+    #: Packets of SSRCs the publisher's SDP did not announce (dropped).
+    unknown_ssrc: int
     nacks_sent: int
     #: Keyframe requests received from subscribers or made by the SFU.
     keyframe_requests: int
@@ -54,6 +56,7 @@ class PublishedTrackStats:
             jitter=stream.jitter if stream else 0,
             retransmissions_received=stats.retransmissions_received,
             unknown_payload_type=stats.unknown_payload_type,
+            unknown_ssrc=stats.unknown_ssrc,
             nacks_sent=stats.nacks_sent,
             keyframe_requests=forwarder.keyframes.requested,
             keyframe_requests_sent=forwarder.keyframes.sent,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -84,6 +84,7 @@ class ForwarderStats:
     bytes_received: int = 0
     retransmissions_received: int = 0
     unknown_payload_type: int = 0
+    unknown_ssrc: int = 0
     nacks_sent: int = 0
     remb_sent: int = 0
 
@@ -128,6 +129,7 @@ class Forwarder:
         self.codecs: dict[int, CodecInfo] = {}
         self.header_extensions: dict[str, int] = {}
         self.media_ssrc: int | None = None
+        self.announced_ssrcs: frozenset[int] = frozenset()
         self.sender_report: SenderReport | None = None
         self.closed = False
         self._upstream = upstream
@@ -151,10 +153,19 @@ class Forwarder:
     # configuration
 
     def set_codecs(
-        self, codecs: list[CodecInfo], header_extensions: Mapping[str, int]
+        self,
+        codecs: list[CodecInfo],
+        header_extensions: Mapping[str, int],
+        ssrcs: Collection[int] = (),
     ) -> None:
-        """Record what the publisher negotiated (payload types, extension ids)."""
+        """Record what the publisher negotiated (payload types, extension ids).
+
+        ``ssrcs``: the SSRCs its SDP announced for this track; when given,
+        packets of any other SSRC are dropped (counted as unknown_ssrc)
+        rather than taken for a new source.
+        """
         self.codecs = {c.payload_type: c for c in codecs}
+        self.announced_ssrcs = frozenset(ssrcs)
         self.header_extensions = dict(header_extensions)
         media = [c for c in codecs if c.rtx_for is None]
         if media and self.kind == "video":
@@ -187,6 +198,9 @@ class Forwarder:
         payload_type = packet.payload_type
         sequence_number = packet.sequence_number
         ssrc = packet.ssrc
+        if self.announced_ssrcs and ssrc not in self.announced_ssrcs:
+            stats.unknown_ssrc += 1
+            return
         apt = codec.rtx_for
         if apt is not None:
             unwrapped = self._unwrap_rtx(data, apt)

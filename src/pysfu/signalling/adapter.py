@@ -51,7 +51,7 @@ async def deliver_json(participant: Participant, text: str | bytes) -> None:
             raise SignallingError("too_large", "the message is too large")
         try:
             value = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise SignallingError(
                 "bad_json", f"the message is not JSON: {exc}"
             ) from exc
