@@ -169,3 +169,13 @@ async def test_a_reused_sender_continues_the_previous_numbering() -> None:
         feed(second_forwarder, 0x2222, 40000 + i, 7 + 960 * i, b"b", pt=111)
     assert len(out.rtp) == 10
     assert_continuous(out.rtp)  # one SSRC, one stream: no jump back or forward
+
+
+async def test_a_keyframe_asked_for_before_any_packet_is_sent_with_the_first() -> None:
+    forwarder, downtrack, upstream, _ = make("video", [VP8, RTX])
+    downtrack.configure({96: 98}, None, 90000)  # ready before the publisher sent
+    assert upstream.rtcp == [] and forwarder.keyframes.sent == 0
+    feed(forwarder, 0x1111, 1, 0, VP8_DELTA)
+    plis = [p for p in upstream.rtcp if type(p).__name__ == "RtcpPsfbPacket"]
+    assert [p.media_ssrc for p in plis] == [0x1111]
+    assert forwarder.keyframes.sent == 1

@@ -129,6 +129,7 @@ class Forwarder:
         self.codecs: dict[int, CodecInfo] = {}
         self.header_extensions: dict[str, int] = {}
         self.media_ssrc: int | None = None
+        self._keyframe_wanted = False
         self.announced_ssrcs: frozenset[int] = frozenset()
         self.sender_report: SenderReport | None = None
         self.closed = False
@@ -239,6 +240,9 @@ class Forwarder:
     ) -> None:
         if ssrc != self.media_ssrc:
             self.media_ssrc = ssrc
+            if self._keyframe_wanted:
+                self._keyframe_wanted = False
+                self.keyframes.request()
             clock_rate = self.codecs[packet.payload_type].clock_rate
             self._receive_stats = rtc.StreamStatistics(clock_rate)
             if self._nack is not None:
@@ -291,6 +295,8 @@ class Forwarder:
 
     def _send_pli(self) -> bool:
         if self.media_ssrc is None:
+            # nothing received yet: ask as soon as the publisher's SSRC is known
+            self._keyframe_wanted = True
             return False
         packet = rtc.RtcpPsfbPacket(
             fmt=rtc.RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc, media_ssrc=self.media_ssrc
