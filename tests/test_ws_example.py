@@ -7,7 +7,9 @@ import asyncio
 import re
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -31,6 +33,28 @@ async def connect(
     client = WsClient(ws, password or grant["ice"]["password"])
     peer.attach(client)
     return client
+
+
+@dataclass
+class Session:
+    """One user of the example: join answer, aiortc peer, signalling socket."""
+
+    grant: dict[str, Any]
+    peer: Peer
+    ws: WsClient
+
+
+async def host_and_guest(
+    http: aiohttp.ClientSession, base: str, peers: PeerFactory
+) -> tuple[dict[str, Any], Session, Session]:
+    """Create a room; a host and a guest join it and connect their peers."""
+    _, room = await create_room(http, base)
+    sessions = []
+    for role, code in (("host", 1), ("participant", 2)):
+        _, grant = await join(http, room["join_url"], role=role)
+        peer = peers(grant["participant_id"], code)
+        sessions.append(Session(grant, peer, await connect(http, peer, grant)))
+    return room, sessions[0], sessions[1]
 
 
 async def test_room_creation_needs_a_host_key(http: aiohttp.ClientSession) -> None:
@@ -210,13 +234,11 @@ async def test_sigterm_tells_everyone_and_exits_cleanly(
     http: aiohttp.ClientSession, peers: PeerFactory
 ) -> None:
     async with example_server() as base:
-        _, room = await create_room(http, base)
-        _, host_grant = await join(http, room["join_url"], role="host")
-        _, guest_grant = await join(http, room["join_url"])
-        host = peers(host_grant["participant_id"], 1)
-        guest = peers(guest_grant["participant_id"], 2)
-        host_ws = await connect(http, host, host_grant)
-        guest_ws = await connect(http, guest, guest_grant)
+        _, host_session, guest_session = await host_and_guest(http, base, peers)
+        host = host_session.peer
+        guest = guest_session.peer
+        host_ws = host_session.ws
+        guest_ws = guest_session.ws
         await guest.wait_video_from(host)
         base.process.send_signal(signal.SIGTERM)
         for client in (host_ws, guest_ws):
@@ -264,13 +286,10 @@ async def test_prometheus_metrics(
         }
 
     async with example_server() as base:
-        _, room = await create_room(http, base)
-        _, host_grant = await join(http, room["join_url"], role="host")
-        _, guest_grant = await join(http, room["join_url"])
-        host = peers(host_grant["participant_id"], 1)
-        guest = peers(guest_grant["participant_id"], 2)
-        await connect(http, host, host_grant)
-        guest_ws = await connect(http, guest, guest_grant)
+        _, host_session, guest_session = await host_and_guest(http, base, peers)
+        host = host_session.peer
+        guest = guest_session.peer
+        guest_ws = guest_session.ws
         await guest.wait_video_from(host, frames=30)
         metrics = await scrape(base)
         assert (metrics["pysfu_rooms"], metrics["pysfu_participants"]) == (1, 2)
@@ -291,13 +310,11 @@ async def test_logs_tell_who_but_never_secrets(
 ) -> None:
     log = tmp_path / "server.log"
     async with example_server("--log-level=DEBUG", log=log) as base:
-        _, room = await create_room(http, base)
-        _, host_grant = await join(http, room["join_url"], role="host")
-        _, guest_grant = await join(http, room["join_url"])
-        host = peers(host_grant["participant_id"], 1)
-        guest = peers(guest_grant["participant_id"], 2)
-        await connect(http, host, host_grant)
-        await connect(http, guest, guest_grant)
+        room, host_session, guest_session = await host_and_guest(http, base, peers)
+        host = host_session.peer
+        guest = guest_session.peer
+        host_grant = host_session.grant
+        guest_grant = guest_session.grant
         await guest.wait_video_from(host)
     text = log.read_text(errors="replace")
     assert "setLocalDescription" in text  # aiortc did log its SDP at DEBUG...
@@ -312,13 +329,12 @@ async def test_a_dropped_websocket_can_resume_while_media_flows(
     http: aiohttp.ClientSession, peers: PeerFactory
 ) -> None:
     async with example_server("--reconnect-grace=20") as base:
-        _, room = await create_room(http, base)
-        _, host_grant = await join(http, room["join_url"], role="host")
-        _, guest_grant = await join(http, room["join_url"])
-        host = peers(host_grant["participant_id"], 1)
-        guest = peers(guest_grant["participant_id"], 2)
-        host_ws = await connect(http, host, host_grant)
-        guest_ws = await connect(http, guest, guest_grant)
+        _, host_session, guest_session = await host_and_guest(http, base, peers)
+        host = host_session.peer
+        guest = guest_session.peer
+        guest_grant = guest_session.grant
+        host_ws = host_session.ws
+        guest_ws = guest_session.ws
         track = await host.wait_video_from(guest)
         assert guest_ws.resume_token
         await guest_ws.ws.close()  # the signalling drops, the peer connection lives
@@ -341,13 +357,11 @@ async def test_a_websocket_that_does_not_come_back_leaves(
     http: aiohttp.ClientSession, peers: PeerFactory
 ) -> None:
     async with example_server("--reconnect-grace=1") as base:
-        _, room = await create_room(http, base)
-        _, host_grant = await join(http, room["join_url"], role="host")
-        _, guest_grant = await join(http, room["join_url"])
-        host = peers(host_grant["participant_id"], 1)
-        guest = peers(guest_grant["participant_id"], 2)
-        host_ws = await connect(http, host, host_grant)
-        guest_ws = await connect(http, guest, guest_grant)
+        room, host_session, guest_session = await host_and_guest(http, base, peers)
+        host = host_session.peer
+        guest = guest_session.peer
+        host_ws = host_session.ws
+        guest_ws = guest_session.ws
         await host.wait_video_from(guest)
         await guest_ws.ws.close()
         await eventually(
