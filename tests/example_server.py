@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process a test started: SIGTERM (a graceful shutdown), then SIGKILL."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 class RunningExample(str):
     """The base URL of a running example; ``process`` is its Popen."""
 
@@ -34,7 +44,7 @@ async def run_example(
 ) -> AsyncIterator[RunningExample]:
     """Run an example server on 127.0.0.1 with ICE on loopback; yield its URL.
 
-    The process is always stopped: SIGTERM (a graceful shutdown), then SIGKILL.
+    The process is always stopped (:func:`stop_process`).
     """
     port = free_port()
     command = [sys.executable, str(script), f"--port={port}", "--ice-address=127.0.0.1"]
@@ -62,12 +72,7 @@ async def run_example(
         running.process = process
         yield running
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         if log_file is not None:
             log_file.close()
 

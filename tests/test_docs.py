@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -37,7 +36,7 @@ from pysfu import (
 from pysfu.errors import Unauthorized
 from pysfu.signalling import MemorySignalling, Offer
 
-from .example_server import ROOT, free_port, run_example
+from .example_server import ROOT, free_port, run_example, stop_process
 from .helpers import eventually
 from .peers import PeerFactory
 from .ws_client import WsClient
@@ -218,12 +217,7 @@ def coturn_with_docs_config(tmp_path: Path) -> Iterator[int]:
     try:
         yield port
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 async def test_turn_credentials_work_with_coturn(coturn_with_docs_config: int) -> None:

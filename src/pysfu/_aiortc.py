@@ -498,7 +498,6 @@ class RtpOutput:
     def __init__(self, transport: RTCDtlsTransport) -> None:
         self._transport = transport
         self.dropped = 0
-        self.sent_bytes = 0
 
     @property
     def connected(self) -> bool:
@@ -526,7 +525,6 @@ class RtpOutput:
             return False
         protected = self._transport._tx_srtp.protect(bytes(data))
         target[0].sendto(protected, target[1])
-        self.sent_bytes += len(protected)
         return True
 
     def send_rtcp(self, data: bytes) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from ..example_server import stop_process
 from .harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -31,7 +32,6 @@ from .harness import (
     Turn,
     free_port,
     log_tail,
-    stop_process,
     stun_binding_answered,
     turn_command,
 )

@@ -33,7 +33,6 @@ class DownTrackStats:
 
     packets_sent: int = 0
     bytes_sent: int = 0
-    payload_bytes_sent: int = 0
     dropped: int = 0
     errors: int = 0
     retransmitted: int = 0

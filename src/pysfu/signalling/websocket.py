@@ -84,13 +84,11 @@ class _Session:
     participant: Participant | None = None
     socket: web.WebSocketResponse | None = None
     expiry: asyncio.TimerHandle | None = None
-    overflowed: bool = False
 
     async def outbox(self, message: ServerMessage) -> None:
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
-            self.overflowed = True
             if self.participant is not None and not self.participant.closed:
                 logger.warning(
                     "%s does not read its messages; removing it", self.participant
