@@ -20,6 +20,8 @@ import av
 import numpy as np
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -164,7 +166,9 @@ class Peer:
         self.name = name
         self.offer_filter = offer_filter
         self.code = code
-        self.pc = RTCPeerConnection()
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
         self.video = PatternVideoTrack(code) if publish_video else None
         self.audio = ToneAudioTrack(tone) if publish_audio else None
         self.client: Any = None
