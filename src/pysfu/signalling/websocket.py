@@ -132,7 +132,11 @@ class WebSocketSignalling:
                 {"error": "forbidden_origin", "message": "this origin may not connect"},
                 status=403,
             )
-        ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=MAX_MESSAGE_LENGTH)
+        # aiohttp counts bytes and closes with 1009 past its limit; the limit
+        # here is in characters. Accept up to 4 bytes a character, so an
+        # oversized message gets a `too_large` error and the session lives on;
+        # only frames no client could mean (> 4x) close the socket.
+        ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=4 * MAX_MESSAGE_LENGTH)
         await ws.prepare(request)
         resume = request.query.get("resume")
         try:
