@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -128,6 +129,7 @@ class DataChannel:
             limits.data_messages_per_second, limits.data_message_burst
         )
         self.counters = DataCounters()
+        self._warned: dict[str, float] = {}  # error code -> when last sent
         self._tasks: set[asyncio.Task[None]] = set()
         channel.on("message", self._on_message)
 
@@ -158,7 +160,9 @@ class DataChannel:
             DataDroppedEvent(participant.room.id, participant.id, reason, size)
         )
         error = _ERRORS.get(reason)
-        if error is not None and self._rate.should_warn():
+        now = time.monotonic()
+        if error is not None and now - self._warned.get(reason, float("-inf")) >= 1.0:
+            self._warned[reason] = now  # once per second and kind at most
             task = asyncio.get_running_loop().create_task(
                 participant.send(Error(code=error[0], message=error[1]))
             )
