@@ -124,8 +124,11 @@ def header_extension(data: bytes, ext_id: int) -> bytes | None:
                 return None
             length = (data[pos] & 0x0F) + 1
             if element_id == ext_id:
-                value = data[pos + 1 : pos + 1 + length]
-                return bytes(value) if len(value) == length else None
+                return (
+                    bytes(data[pos + 1 : pos + 1 + length])
+                    if pos + length < end
+                    else None
+                )
             pos += 1 + length
     elif profile & 0xFFF0 == 0x1000:  # two-byte header
         while pos + 1 < end:
@@ -135,8 +138,11 @@ def header_extension(data: bytes, ext_id: int) -> bytes | None:
                 continue
             length = data[pos + 1]
             if element_id == ext_id:
-                value = data[pos + 2 : pos + 2 + length]
-                return bytes(value) if len(value) == length else None
+                return (
+                    bytes(data[pos + 2 : pos + 2 + length])
+                    if pos + 2 + length <= end
+                    else None
+                )
             pos += 2 + length
     return None
 
