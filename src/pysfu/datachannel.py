@@ -138,6 +138,13 @@ class DataChannel:
         return bool(self._channel.readyState == "open")
 
     def _on_message(self, data: str | bytes) -> None:
+        try:
+            self._receive(data)
+        except Exception:
+            # raised into aiortc, it would end this connection's SCTP reception
+            logger.exception("relaying a message of %s failed", self._participant)
+
+    def _receive(self, data: str | bytes) -> None:
         participant = self._participant
         if participant.closed:
             return
