@@ -11,7 +11,7 @@ import pytest
 from pysfu import SFU, LimitsConfig, Participant, SFUConfig, host_only
 from pysfu.datachannel import envelope, open_envelope
 from pysfu.events import DataDroppedEvent, DataMessageEvent, RoomEvent
-from pysfu.signalling import Error
+from pysfu.signalling import Error, Offer
 
 from .conftest import LOOPBACK
 from .helpers import eventually
@@ -199,6 +199,28 @@ async def test_oversize_and_floods_are_dropped_and_reported(
     bob.channel.send("still fine")  # type: ignore[union-attr]
     await eventually(lambda: ("bob", "bob", "still fine") in texts(host))
     await eventually(lambda: ("bob", "bob", "still fine") in texts(ann))
+
+
+async def test_a_room_without_media_slots_still_chats_with_its_credentials(
+    peers: PeerFactory,
+) -> None:
+    # publish_kinds=(): the channel is the connection's first (and only) section,
+    # and the join capability must apply to its ICE agent all the same
+    server = SFU(SFUConfig(ice=LOOPBACK, publish_kinds=()))
+    room = server.create_room("chat")
+    try:
+        host = await joined(talker(peers, "host"), room, "host")
+        guest = talker(peers, "guest")
+        await guest.join(room, ice_username_fragment="ufrag", ice_password="p" * 24)
+        await guest.wait_channel()
+        offer = next(m for m in guest.messages if isinstance(m, Offer))
+        assert offer.sdp.count("\r\nm=") == 1 and "\r\nm=application " in offer.sdp
+        assert "a=ice-ufrag:ufrag" in offer.sdp and f"a=ice-pwd:{'p' * 24}" in offer.sdp
+        assert "a=ice-lite" in offer.sdp
+        guest.channel.send("only words")  # type: ignore[union-attr]
+        await eventually(lambda: texts(host) == [("guest", "guest", "only words")])
+    finally:
+        await server.close()
 
 
 async def test_a_participant_that_leaves_frees_its_channel(
