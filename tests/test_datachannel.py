@@ -7,10 +7,12 @@ import weakref
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from pysfu import SFU, LimitsConfig, Participant, SFUConfig, host_only
 from pysfu.datachannel import envelope, open_envelope
 from pysfu.events import DataDroppedEvent, DataMessageEvent, RoomEvent
+from pysfu.metrics import SFUCollector
 from pysfu.signalling import Error, Offer
 
 from .conftest import LOOPBACK
@@ -97,6 +99,9 @@ async def test_messages_reach_the_room_stamped_with_the_true_sender(
     assert stats["ann"].messages_received == 2 and stats["ann"].messages_dropped == 0
     assert stats["bob"].messages_sent == 2
     assert sfu.totals().data_messages_relayed == 4
+    registry = CollectorRegistry()
+    registry.register(SFUCollector(sfu))
+    assert b"pysfu_data_messages_relayed_total 4.0" in generate_latest(registry)
 
     # the server speaks too: to one member, then to the room
     assert room.send_data("for bob", to=["bob"]) == ("bob",)
