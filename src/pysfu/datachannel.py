@@ -157,7 +157,7 @@ class DataChannel:
         elif not self._rate.allow():
             self._drop("rate_limited", size)
         else:
-            participant.room.relay_data(participant, data)
+            participant.room._relay_data(participant, data)
 
     def _drop(self, reason: str, size: int) -> None:
         """Count a message of this participant that is not relayed."""

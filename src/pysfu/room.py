@@ -244,7 +244,7 @@ class Room:
     # ------------------------------------------------------------------
     # data channels and speakers
 
-    def relay_data(self, sender: Participant, data: str | bytes) -> tuple[str, ...]:
+    def _relay_data(self, sender: Participant, data: str | bytes) -> tuple[str, ...]:
         """Relay a message of ``sender`` (already within the limits) to the
         members eligible to receive from it; returns their ids.
 
