@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from pysfu import SFU
+from pysfu import SFU, host_only
 from pysfu.config import SpeakerConfig
 from pysfu.events import ActiveSpeakerChangedEvent, RoomEvent, SpeakingChangedEvent
 from pysfu.forwarding.packet import audio_level
@@ -14,7 +14,7 @@ from pysfu.signalling import Speaking
 from pysfu.speaker import SpeakerDetector
 
 from .helpers import eventually
-from .peers import PeerFactory
+from .peers import ParticipantJoined, PeerFactory
 
 # -- the RFC 6464 level in raw RTP ---------------------------------------------------
 
@@ -185,3 +185,35 @@ async def test_the_room_follows_the_loud_publisher(
     guest.audio.amplitude = 0
     await eventually(lambda: active() is None, what="silence")
     await eventually(lambda: told(listener) is None)
+
+
+async def test_members_only_hear_of_speakers_they_receive(
+    sfu: SFU, peers: PeerFactory
+) -> None:
+    stage = sfu.create_room("stage", max_participants=3, eligibility=host_only)
+    other = sfu.create_room("other")
+    events: list[RoomEvent] = []
+    stage.add_listener(events.append)
+    quiet = {"publish_video": False, "publish_audio": False}
+    host = await peers("host", code=1, **quiet).join(stage, "host")
+    ann = await peers("ann", code=2, publish_video=False).join(stage)  # loud
+    bob = await peers("bob", code=3, **quiet).join(stage)
+    elsewhere = await peers("elsewhere", code=4, **quiet).join(other, "host")
+
+    await eventually(lambda: stage.active_speaker == "ann", what="ann speaking")
+    # ann is told about herself; nobody receives her, so nobody else is told
+    await eventually(lambda: any(isinstance(m, Speaking) for m in ann.messages))
+    said = [m for m in ann.messages if isinstance(m, Speaking)][-1]
+    assert said.active == "ann" and said.speakers[0]["participant_id"] == "ann"
+    # one message more to everyone: in order, after any "speaking" they got
+    await peers("late", code=5, **quiet).join(stage)
+    await peers("late2", code=6, **quiet).join(other)
+    for peer, newcomer in ((host, "late"), (bob, "late"), (elsewhere, "late2")):
+        await eventually(
+            lambda p=peer, n=newcomer: any(  # type: ignore[misc]
+                m.participant_id == n for m in p.saw(ParticipantJoined)
+            )
+        )
+        assert not any(isinstance(m, Speaking) for m in peer.messages)
+    assert any(isinstance(e, ActiveSpeakerChangedEvent) for e in events)
+    assert other.active_speaker is None and other.speakers == []
