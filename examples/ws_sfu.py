@@ -3,7 +3,8 @@
     python examples/ws_sfu.py
 
 serves http://127.0.0.1:8080. Rooms have one host and up to
-``--max-participants`` participants who all see and hear each other. Only
+``--max-participants`` participants who all see and hear each other, chat
+(over the data channel the server relays) and see who speaks. Only
 holders of a host key may create rooms; with no key configured one is
 generated and printed with a link that creates a room. Joining goes through
 the HTTP join backend, which hands each client the ICE password of the

@@ -22,6 +22,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
     RTCConfiguration,
+    RTCDataChannel,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -106,6 +107,8 @@ class ToneAudioTrack(AudioStreamTrack):
     def __init__(self, frequency: float) -> None:
         super().__init__()
         self.frequency = frequency
+        #: Peak sample value; 0 sends silence (still packets, with level -127).
+        self.amplitude = 8000
         self._sample = 0
 
     async def recv(self) -> av.AudioFrame:
@@ -113,7 +116,8 @@ class ToneAudioTrack(AudioStreamTrack):
         n = frame.samples
         t = (np.arange(n) + self._sample) / frame.sample_rate
         self._sample += n
-        samples = (np.sin(2 * math.pi * self.frequency * t) * 8000).astype("<i2")
+        samples = np.sin(2 * math.pi * self.frequency * t) * self.amplitude
+        samples = samples.astype("<i2")
         frame.planes[0].update(samples.tobytes())
         return frame
 
@@ -180,7 +184,12 @@ class Peer:
         self._tasks: list[asyncio.Task[None]] = []
         self._new_track = asyncio.Event()
         self._publishing = False
+        #: The server's data channel, once it arrived, and what came on it.
+        self.channel: RTCDataChannel | None = None
+        self.data_received: list[str | bytes] = []
+        self._channel_open = asyncio.Event()
         self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
 
     async def join(self, room: Room, role: str = "participant", **options: Any) -> Peer:
         """Join through the in-memory adapter."""
@@ -249,6 +258,21 @@ class Peer:
             await original(packet)
 
         sender._handle_rtcp_packet = handle
+
+    # -- data channel ----------------------------------------------------
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+        channel.on("message", self.data_received.append)
+        if channel.readyState == "open":
+            self._channel_open.set()
+        channel.on("open", self._channel_open.set)
+
+    async def wait_channel(self, timeout: float = 20) -> RTCDataChannel:
+        """The server's data channel, once open."""
+        await asyncio.wait_for(self._channel_open.wait(), timeout)
+        assert self.channel is not None
+        return self.channel
 
     # -- receiving -------------------------------------------------------
 

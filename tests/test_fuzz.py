@@ -376,7 +376,13 @@ def sdp_answers(draw: st.DrawFn, base: str) -> Input:
         ]
         return Input(sdp(extra))
     if how == "unsupported codecs":
-        chosen = draw(st.sets(st.integers(0, len(sections) - 1), min_size=1))
+        # media sections only: the data channel's section has no codecs
+        media = [
+            i
+            for i, sec in enumerate(sections)
+            if sec[0].startswith("m=audio") or sec[0].startswith("m=video")
+        ]
+        chosen = draw(st.sets(st.sampled_from(media), min_size=1))
         bent = []
         for index, section in enumerate(sections):
             if index in chosen:

@@ -17,6 +17,7 @@ from pysfu.signalling import (
     ParticipantLeft,
     RoomClosed,
     ServerMessage,
+    Speaking,
     to_json,
 )
 
@@ -32,6 +33,7 @@ PARSERS = {
     ),
     "participant-left": lambda m: ParticipantLeft(m["participant_id"], m["role"]),
     "room-closed": lambda m: RoomClosed(m["reason"]),
+    "speaking": lambda m: Speaking(m["speakers"], m["active"]),
     "error": lambda m: Error(m["code"], m["message"]),
 }
 

@@ -22,6 +22,9 @@ let lastServerError = null; // the last "error" message, shown if the socket clo
 const participants = new Map(); // participant_id -> {role, name}, others only
 const tiles = new Map(); // stream id (= publishing participant id) -> tile
 const streamOfTrack = new Map(); // remote track id -> stream id, for stats()
+let chatChannel = null; // the data channel the server relays ("pysfu")
+const chatLog = []; // every chat line shown, for tests: {from, name, text}
+let speaking = { speakers: [], active: null }; // the last "speaking" message
 
 // -- status -----------------------------------------------------------------
 
@@ -140,6 +143,9 @@ async function joinRoom(room) {
       ? { type: "candidate", candidate: c.candidate, sdp_mid: c.sdpMid, sdp_mline_index: c.sdpMLineIndex }
       : { type: "candidate", candidate: "", sdp_mid: null, sdp_mline_index: null });
   pc.ontrack = onTrack;
+  pc.ondatachannel = ({ channel }) => {
+    if (channel.label === "pysfu") openChat(channel);
+  };
   pc.onconnectionstatechange = refreshStatus;
 
   openSocket(new URL(body.ws_url, location.href));
@@ -198,6 +204,7 @@ async function onMessage(message) {
       return;
     case "joined":
       joined = true;
+      document.querySelector(".tile.local").dataset.participant = message.participant_id;
       for (const p of message.participants) {
         if (p.participant_id !== message.participant_id) participants.set(p.participant_id, p);
       }
@@ -213,10 +220,17 @@ async function onMessage(message) {
       participants.delete(message.participant_id);
       removeTile(message.participant_id);
       break;
+    case "speaking":
+      showSpeaking(message);
+      return;
     case "room-closed":
       finish(message.reason === "host left" ? "host left" : `room closed: ${message.reason}`);
       return;
     case "error":
+      if (message.code === "data_too_large" || message.code === "data_rate_limited") {
+        addChatLine({ from: null, name: null, text: `not delivered: ${message.message}` }, "notice");
+        return;
+      }
       lastServerError = message; // not fatal unless the socket closes
       console.warn("server error", message.code, message.message);
       return;
@@ -303,6 +317,7 @@ function addTile(stream) {
   const figure = document.createElement("figure");
   figure.className = "tile remote";
   figure.dataset.participant = stream.id;
+  markSpeaking(figure, stream.id);
   const video = document.createElement("video");
   video.autoplay = true;
   video.playsInline = true;
@@ -343,6 +358,68 @@ function removeTile(id) {
   if (!tile) return;
   tile.figure.remove();
   tiles.delete(id);
+}
+
+// -- chat ---------------------------------------------------------------------
+// The server stamps every message with its sender: text arrives as
+// {"from": id, "name": name, "data": text} ("from": null for the server).
+
+function openChat(channel) {
+  chatChannel = channel;
+  const enable = (on) => {
+    $("chat-input").disabled = !on;
+    $("chat-send").disabled = !on;
+  };
+  channel.onopen = () => enable(true);
+  channel.onclose = () => enable(false);
+  if (channel.readyState === "open") enable(true);
+  channel.onmessage = ({ data }) => {
+    if (typeof data !== "string") return; // binary: not used by this page
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (typeof message.data !== "string") return;
+    addChatLine({ from: message.from, name: message.name, text: message.data });
+  };
+  $("chat-form").onsubmit = (event) => {
+    event.preventDefault();
+    const text = $("chat-input").value;
+    if (!text.trim() || chatChannel.readyState !== "open") return;
+    chatChannel.send(text);
+    addChatLine({ from: joinResponse.participant_id, name: "you", text }, "own");
+    $("chat-input").value = "";
+  };
+}
+
+/** Append one line; user text only ever goes in as textContent. */
+function addChatLine(line, kind = "") {
+  chatLog.push(line);
+  const item = document.createElement("li");
+  if (kind) item.className = kind;
+  if (kind !== "notice") {
+    const who = document.createElement("span");
+    who.className = "from";
+    who.textContent = line.from === null ? "server" : line.name || line.from;
+    item.append(who);
+  }
+  item.append(document.createTextNode(line.text));
+  $("chat-log").append(item);
+  $("chat-log").scrollTop = $("chat-log").scrollHeight;
+}
+
+// -- who speaks -----------------------------------------------------------------
+
+function showSpeaking(message) {
+  speaking = { speakers: message.speakers, active: message.active };
+  document.querySelectorAll(".tile").forEach((figure) => markSpeaking(figure, figure.dataset.participant));
+}
+
+function markSpeaking(figure, id) {
+  figure.classList.toggle("speaking", speaking.speakers.some((s) => s.participant_id === id));
+  figure.classList.toggle("active-speaker", id !== undefined && speaking.active === id);
 }
 
 // -- controls -----------------------------------------------------------------
@@ -386,6 +463,8 @@ function teardown() {
     ws.onclose = null;
     ws.close();
   }
+  if (chatChannel) chatChannel.close();
+  $("chat-input").disabled = $("chat-send").disabled = true;
   if (pc) pc.close();
   if (localStream) localStream.getTracks().forEach((t) => t.stop());
   for (const id of [...tiles.keys()]) removeTile(id);
@@ -438,6 +517,11 @@ window.pysfu = {
   status: () => $("status").textContent,
   statusHistory: () => [...statusHistory],
   stats,
+  /** Chat lines shown so far ({from, name, text}); "you" for our own. */
+  chat: () => chatLog.map((line) => ({ ...line })),
+  /** The participant highlighted as speaking now, or null. */
+  get activeSpeaker() { return speaking.active; },
+  get speakers() { return speaking.speakers.map((s) => ({ ...s })); },
   // Simulates a dropped signalling connection (the page reconnects).
   dropSignalling: () => ws && ws.close(4000, "dropped for a test"),
 };

@@ -3,7 +3,15 @@
 Media is forwarded at the RTP packet level, never decoded or re-encoded.
 """
 
-from .config import ForwardingConfig, IceConfig, IceServer, LimitsConfig, SFUConfig
+from .config import (
+    ForwardingConfig,
+    IceConfig,
+    IceServer,
+    LimitsConfig,
+    SFUConfig,
+    SpeakerConfig,
+)
+from .datachannel import DataFilter
 from .errors import (
     CredentialError,
     CredentialExpired,
@@ -21,10 +29,14 @@ from .errors import (
     Unauthorized,
 )
 from .events import (
+    ActiveSpeakerChangedEvent,
+    DataDroppedEvent,
+    DataMessageEvent,
     ParticipantJoinedEvent,
     ParticipantLeftEvent,
     RoomClosedEvent,
     RoomEvent,
+    SpeakingChangedEvent,
     TrackPublishedEvent,
     TrackUnpublishedEvent,
 )
@@ -32,6 +44,7 @@ from .forwarding import CodecInfo, DownTrack, Forwarder
 from .participant import Participant, Role, Subscription
 from .room import SFU, EligibilityPolicy, Room, everyone_else, host_only
 from .stats import (
+    DataChannelStats,
     ParticipantStats,
     PublishedTrackStats,
     RoomStats,
@@ -43,11 +56,16 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "SFU",
+    "ActiveSpeakerChangedEvent",
     "CodecInfo",
     "CredentialError",
     "CredentialExpired",
     "CredentialUnknown",
     "CredentialUsed",
+    "DataChannelStats",
+    "DataDroppedEvent",
+    "DataFilter",
+    "DataMessageEvent",
     "DownTrack",
     "DuplicateParticipant",
     "EligibilityPolicy",
@@ -74,6 +92,8 @@ __all__ = [
     "RoomStats",
     "SFUConfig",
     "SFUStats",
+    "SpeakerConfig",
+    "SpeakingChangedEvent",
     "Subscription",
     "SubscriptionStats",
     "TooManyPending",

@@ -96,6 +96,7 @@ __all__ = [
     "StreamStatistics",
     "announced_ssrcs",
     "answer_problem",
+    "bundle_transport_of",
     "check_hook_points",
     "configure_ice",
     "dtls_transport_of",
@@ -292,6 +293,23 @@ def answer_problem(pc: RTCPeerConnection, sdp: str) -> str | None:
 def dtls_transport_of(transceiver: RTCRtpTransceiver) -> RTCDtlsTransport:
     """The DTLS transport carrying a transceiver's media (bundled or not)."""
     return transceiver.receiver.transport
+
+
+def bundle_transport_of(pc: RTCPeerConnection) -> RTCDtlsTransport:
+    """The DTLS transport everything of ``pc`` is bundled on (max-bundle):
+    that of its first transceiver, or of its data channels if it has none."""
+    transports = _dtls_transports(pc)
+    if not transports:
+        raise ValueError("the connection has no transceiver and no data channel")
+    return transports[0]
+
+
+def _dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
+    """The DTLS transports of a connection's transceivers and data channels."""
+    transports = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    return list({id(t): t for t in transports}.values())
 
 
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
@@ -571,8 +589,8 @@ def configure_ice(
     ``setLocalDescription``.
     """
     validate_ice_credentials(username_fragment, password)
-    for transceiver in pc.getTransceivers():
-        gatherer = transceiver.receiver.transport.transport.iceGatherer
+    for dtls in _dtls_transports(pc):
+        gatherer = dtls.transport.iceGatherer
         conn = gatherer._connection
         if username_fragment is not None:
             conn._local_username = username_fragment
@@ -581,7 +599,7 @@ def configure_ice(
         if host_addresses is not None or announced_address is not None:
             _override_gathering(conn, host_addresses, announced_address)
         if lite:
-            _announce_lite(transceiver.receiver.transport.transport, gatherer)
+            _announce_lite(dtls.transport, gatherer)
 
 
 def set_consent_timing(pc: RTCPeerConnection, interval: float, failures: int) -> None:
@@ -591,8 +609,8 @@ def set_consent_timing(pc: RTCPeerConnection, interval: float, failures: int) ->
     vanished without a goodbye (killed, unplugged) then keeps its seat and
     resources for about 30 s. Call before the connection starts.
     """
-    for transceiver in pc.getTransceivers():
-        conn = transceiver.receiver.transport.transport.iceGatherer._connection
+    for dtls in _dtls_transports(pc):
+        conn = dtls.transport.iceGatherer._connection
         conn.query_consent = _consent_checker(conn, interval, failures)  # type: ignore[method-assign,assignment]
 
 

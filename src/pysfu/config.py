@@ -100,6 +100,9 @@ class LimitsConfig:
     - ``messages_per_second`` and ``message_burst``: signalling messages a
       client may send (token bucket); the excess is refused with
       ``rate_limited`` (one error per second at most) and dropped.
+    - ``max_data_message_size``, ``data_messages_per_second``,
+      ``data_message_burst``, ``data_buffer_limit``: the same for messages
+      on the data channel (see :mod:`pysfu.datachannel`).
 
     The size of one signalling message is bounded separately, by
     :data:`pysfu.signalling.adapter.MAX_MESSAGE_LENGTH` (68 KiB).
@@ -111,6 +114,37 @@ class LimitsConfig:
     max_subscribers_per_track: int = 100
     messages_per_second: float = 20.0
     message_burst: int = 50
+    #: Largest data channel message a client may send, in bytes (UTF-8 for
+    #: text); larger ones are dropped and the sender gets ``data_too_large``.
+    max_data_message_size: int = 16 * 1024
+    #: Data channel messages a client may send (token bucket); the excess is
+    #: dropped and the sender gets ``data_rate_limited`` (once per second).
+    data_messages_per_second: float = 20.0
+    data_message_burst: int = 40
+    #: Bytes queued on a recipient's data channel beyond which messages to
+    #: it are dropped (a client that does not read must not grow the server).
+    data_buffer_limit: int = 1 << 20
+
+
+@dataclass(frozen=True)
+class SpeakerConfig:
+    """Active-speaker detection from the RFC 6464 audio level of each packet.
+
+    Every ``interval`` seconds the room averages the level (dBov, 0 is the
+    loudest, -127 silence) each publisher's audio packets carried. A
+    publisher starts speaking when its average is at least
+    ``speaking_level``, and stops once it has stayed below ``silent_level``
+    for ``hold`` seconds: levels in between change nothing (hysteresis).
+    The *active* speaker is the loudest one speaking; another speaker takes
+    over only when louder by ``switch_margin`` dB or when it stops.
+    """
+
+    enabled: bool = True
+    interval: float = 0.4
+    speaking_level: float = -50.0
+    silent_level: float = -60.0
+    hold: float = 0.8
+    switch_margin: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +154,10 @@ class SFUConfig:
     ice: IceConfig = field(default_factory=IceConfig)
     forwarding: ForwardingConfig = field(default_factory=ForwardingConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    speaker: SpeakerConfig = field(default_factory=SpeakerConfig)
+    #: Give every participant's connection a data channel that the server
+    #: relays between participants (see :mod:`pysfu.datachannel`).
+    data_channels: bool = True
     #: Kinds every participant is offered to publish when it joins.
     publish_kinds: tuple[str, ...] = ("audio", "video")
     #: Video codecs aiortc cannot encode or decode that the SFU negotiates and

@@ -43,10 +43,63 @@ class RoomClosedEvent:
     reason: str
 
 
+@dataclass(frozen=True)
+class DataMessageEvent:
+    """A participant's data channel message was relayed (after the room's
+    ``data_filter``: ``data`` is what the recipients got)."""
+
+    room_id: str
+    participant_id: str
+    data: str | bytes
+    #: Ids of the participants it was delivered to.
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DataDroppedEvent:
+    """A participant's data channel message was not relayed.
+
+    ``reason``: ``"too_large"``, ``"rate_limited"`` or ``"filtered"`` (the
+    room's ``data_filter`` returned ``None``).
+    """
+
+    room_id: str
+    participant_id: str
+    reason: str
+    size: int
+
+
+@dataclass(frozen=True)
+class SpeakingChangedEvent:
+    """A publisher started or stopped speaking (see :mod:`pysfu.speaker`).
+
+    ``level``: its average audio level over the last interval, in dBov.
+    """
+
+    room_id: str
+    participant_id: str
+    speaking: bool
+    level: float
+
+
+@dataclass(frozen=True)
+class ActiveSpeakerChangedEvent:
+    """The room's loudest speaker changed; ``participant_id`` is ``None`` when
+    nobody speaks any more."""
+
+    room_id: str
+    participant_id: str | None
+    level: float | None
+
+
 RoomEvent = (
     ParticipantJoinedEvent
     | ParticipantLeftEvent
     | TrackPublishedEvent
     | TrackUnpublishedEvent
     | RoomClosedEvent
+    | DataMessageEvent
+    | DataDroppedEvent
+    | SpeakingChangedEvent
+    | ActiveSpeakerChangedEvent
 )

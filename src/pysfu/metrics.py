@@ -98,6 +98,21 @@ class SFUCollector(Collector):
                 totals.signalling_errors,
             ),
             (
+                "data_messages_relayed",
+                "Data channel messages delivered to participants.",
+                totals.data_messages_relayed,
+            ),
+            (
+                "data_bytes_relayed",
+                "Data channel bytes delivered to participants.",
+                totals.data_bytes_relayed,
+            ),
+            (
+                "data_messages_dropped",
+                "Data channel messages of participants not relayed.",
+                totals.data_messages_dropped,
+            ),
+            (
                 "participants_joined",
                 "Participants that joined a room.",
                 totals.participants_joined,

@@ -53,7 +53,7 @@ class Negotiator:
     async def _offer(self) -> None:
         if self._closed or self._awaiting_answer or not self._changes_pending:
             return
-        if not self._pc.getTransceivers():
+        if not self._pc.getTransceivers() and self._pc.sctp is None:
             return  # nothing to negotiate yet; a later request() will
         self._changes_pending = False
         self._awaiting_answer = True

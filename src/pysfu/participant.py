@@ -23,6 +23,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from . import _aiortc as rtc
 from .config import SFUConfig
+from .datachannel import CHANNEL_LABEL, DataChannel
 from .forwarding import CodecInfo, DownTrack, Forwarder
 from .forwarding.downtrack import StreamPosition
 from .forwarding.packet import extension_id_table
@@ -119,6 +120,8 @@ class Participant:
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.negotiator = Negotiator(self.pc, self._send_offer)
+        #: The relayed data channel (``SFUConfig.data_channels``), once started.
+        self.data: DataChannel | None = None
         self._tap: rtc.RtpTap | None = None
         self._output: rtc.RtpOutput | None = None
         self._sender_hooks: dict[int, rtc.SenderHooks] = {}
@@ -138,14 +141,18 @@ class Participant:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             if kind == "video" and self._video_codecs:
                 transceiver.setCodecPreferences(_capabilities(kind, self._video_codecs))
+        if self.config.data_channels:
+            # after the transceivers: it shares their DTLS transport (bundle)
+            self.data = DataChannel(self, self.pc.createDataChannel(CHANNEL_LABEL))
+        if self.pc.getTransceivers() or self.data is not None:
             self._ensure_transport()
         self._rtcp_task = asyncio.get_running_loop().create_task(self._run_rtcp())
         self.negotiator.request()
 
     def _ensure_transport(self) -> rtc.RtpOutput:
-        """Set up the tap and output once the first transceiver exists."""
+        """Set up the tap and output once the connection has a transport
+        (its first transceiver or data channel)."""
         if self._output is None:
-            transceiver = self.pc.getTransceivers()[0]
             ice = self.config.ice
             rtc.configure_ice(
                 self.pc,
@@ -156,7 +163,7 @@ class Participant:
                 lite=ice.lite,
             )
             rtc.set_consent_timing(self.pc, ice.consent_interval, ice.consent_failures)
-            transport = rtc.dtls_transport_of(transceiver)
+            transport = rtc.bundle_transport_of(self.pc)
             self._tap = rtc.RtpTap(transport)
             self._output = rtc.RtpOutput(transport)
         return self._output
@@ -184,6 +191,8 @@ class Participant:
         for forwarder in self.publications.values():
             forwarder.close()
         self.publications.clear()
+        if self.data is not None:
+            self.data.close()
         # aiortc may hold the peer connection a little longer in its closing
         # tasks; the hooks must not keep this participant alive meanwhile.
         for hooks in self._sender_hooks.values():

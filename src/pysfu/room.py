@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ._aiortc import register_passthrough_codecs, validate_ice_credentials
 from .config import SFUConfig
+from .datachannel import DataFilter, envelope, message_size
 from .errors import (
     DuplicateParticipant,
     HostTaken,
@@ -19,6 +20,8 @@ from .errors import (
     TooManyRooms,
 )
 from .events import (
+    DataDroppedEvent,
+    DataMessageEvent,
     ParticipantJoinedEvent,
     ParticipantLeftEvent,
     RoomClosedEvent,
@@ -30,6 +33,7 @@ from .forwarding import DownTrack, Forwarder
 from .participant import Participant, Role
 from .signalling.adapter import Outbox
 from .signalling.messages import Joined, ParticipantJoined, ParticipantLeft, RoomClosed
+from .speaker import SpeakerMonitor
 from .stats import RoomStats, SFUStats, SubscriptionStats, Totals
 
 logger = logging.getLogger(__name__)
@@ -53,8 +57,9 @@ class Room:
     """A space of one host and up to ``max_participants`` participants.
 
     Everyone in a room receives what the eligibility policy allows (by
-    default everyone else's audio and video). Rooms share nothing: media and
-    events of one never reach another. Create rooms with :meth:`SFU.create_room`.
+    default everyone else's audio and video), and the same for data channel
+    messages. Rooms share nothing: media, messages and events of one never
+    reach another. Create rooms with :meth:`SFU.create_room`.
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class Room:
         eligibility: EligibilityPolicy = everyone_else,
         close_when_host_leaves: bool = True,
         video_codecs: tuple[str, ...] | None = None,
+        data_filter: DataFilter | None = None,
     ) -> None:
         if max_participants < 0:
             raise ValueError("max_participants must be >= 0")
@@ -74,10 +80,18 @@ class Room:
         self.eligibility = eligibility
         self.close_when_host_leaves = close_when_host_leaves
         self.video_codecs = video_codecs
+        #: Sees every data channel message before it is relayed: returns it,
+        #: a replacement, or ``None`` to drop it (see :mod:`pysfu.datachannel`).
+        self.data_filter = data_filter
         self.members: dict[str, Participant] = {}
         self.closed = False
         self._sfu = sfu
         self._listeners: list[RoomListener] = []
+        self._speakers = (
+            SpeakerMonitor(self, sfu.config.speaker)
+            if sfu.config.speaker.enabled
+            else None
+        )
 
     # ------------------------------------------------------------------
     # membership
@@ -152,6 +166,8 @@ class Room:
                 ParticipantJoined(participant_id, role.value, participant.name)
             )
         self._emit(ParticipantJoinedEvent(self.id, participant_id, role.value))
+        if self._speakers is not None:
+            self._speakers.members_changed()
         for other in others:
             for forwarder in other.publications.values():
                 if self.eligibility(other, participant):
@@ -173,6 +189,8 @@ class Room:
             self._unpublish(participant, forwarder)
         self._retire(participant)
         await participant.close()
+        if self._speakers is not None:
+            self._speakers.members_changed(left=participant.id)
         for other in list(self.members.values()):
             await other.send(ParticipantLeft(participant.id, participant.role.value))
         self._emit(
@@ -208,8 +226,12 @@ class Room:
         for subscriber in self.members.values():
             if self.eligibility(publisher, subscriber):
                 subscriber.subscribe(forwarder)
+        if self._speakers is not None and forwarder.kind == "audio":
+            self._speakers.track(forwarder)
 
     def _unpublish(self, publisher: Participant, forwarder: Forwarder) -> None:
+        if self._speakers is not None:
+            self._speakers.untrack(forwarder)
         for subscriber in self.members.values():
             subscriber.unsubscribe(forwarder.track_id)
         forwarder.close()
@@ -218,6 +240,67 @@ class Room:
                 self.id, publisher.id, forwarder.track_id, forwarder.kind
             )
         )
+
+    # ------------------------------------------------------------------
+    # data channels and speakers
+
+    def _relay_data(self, sender: Participant, data: str | bytes) -> tuple[str, ...]:
+        """Relay a message of ``sender`` (already within the limits) to the
+        members eligible to receive from it; returns their ids.
+
+        Called by the sender's :class:`~pysfu.datachannel.DataChannel`; the
+        room's ``data_filter`` sees the message first.
+        """
+        if self.data_filter is not None:
+            try:
+                filtered = self.data_filter(sender, data)
+            except Exception:
+                logger.exception("data filter of %s failed; message dropped", self)
+                filtered = None
+            if filtered is None:
+                if sender.data is not None:
+                    sender.data.counters.messages_dropped += 1
+                self._emit(
+                    DataDroppedEvent(self.id, sender.id, "filtered", message_size(data))
+                )
+                return ()
+            data = filtered
+        message = envelope(sender.id, sender.name, data)
+        delivered = tuple(
+            member.id
+            for member in list(self.members.values())
+            if member is not sender
+            and member.data is not None
+            and self.eligibility(sender, member)
+            and member.data.deliver(message)
+        )
+        self._emit(DataMessageEvent(self.id, sender.id, data, delivered))
+        return delivered
+
+    def send_data(
+        self, data: str | bytes, *, to: Iterable[str] | None = None
+    ) -> tuple[str, ...]:
+        """Send a message from the server (``"from": null``) to the members
+        with the ids in ``to``, or to every member; returns who got it."""
+        message = envelope(None, None, data)
+        wanted = None if to is None else set(to)
+        return tuple(
+            member.id
+            for member in list(self.members.values())
+            if (wanted is None or member.id in wanted)
+            and member.data is not None
+            and member.data.deliver(message)
+        )
+
+    @property
+    def speakers(self) -> list[tuple[str, float]]:
+        """``(participant id, level in dBov)`` of who speaks now, loudest first."""
+        return self._speakers.detector.speakers() if self._speakers else []
+
+    @property
+    def active_speaker(self) -> str | None:
+        """The participant speaking loudest now (with hysteresis), if any."""
+        return self._speakers.detector.active if self._speakers else None
 
     # ------------------------------------------------------------------
     # events
@@ -239,6 +322,8 @@ class Room:
         if self.closed:
             return
         self.closed = True
+        if self._speakers is not None:
+            await self._speakers.close()
         members = list(self.members.values())
         self.members.clear()
         for participant in members:
@@ -278,11 +363,13 @@ class SFU:
         eligibility: EligibilityPolicy = everyone_else,
         close_when_host_leaves: bool = True,
         video_codecs: tuple[str, ...] | None = None,
+        data_filter: DataFilter | None = None,
     ) -> Room:
         """Create a room. ``room_id`` defaults to a random URL-safe token.
 
         ``video_codecs`` restricts and orders the codecs publishers may use
         (e.g. ``("H264",)``), like Janus' ``videocodec`` room setting.
+        ``data_filter`` moderates data channel messages (:attr:`Room.data_filter`).
         """
         if len(self.rooms) >= self.config.limits.max_rooms:
             raise TooManyRooms(f"this server holds {len(self.rooms)} rooms already")
@@ -297,6 +384,7 @@ class SFU:
             eligibility=eligibility,
             close_when_host_leaves=close_when_host_leaves,
             video_codecs=video_codecs,
+            data_filter=data_filter,
         )
         self.rooms[room_id] = room
         return room

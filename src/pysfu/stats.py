@@ -106,6 +106,22 @@ class SubscriptionStats:
 
 
 @dataclass(frozen=True)
+class DataChannelStats:
+    """A participant's data channel (see :mod:`pysfu.datachannel`)."""
+
+    #: Messages (and their bytes) this participant sent, relayed or not.
+    messages_received: int = 0
+    bytes_received: int = 0
+    #: Its messages not relayed: too large, over the rate limit, or filtered.
+    messages_dropped: int = 0
+    #: Messages (and bytes, envelope included) delivered to it.
+    messages_sent: int = 0
+    bytes_sent: int = 0
+    #: Messages for it not sent: its channel was not open or too backed up.
+    send_dropped: int = 0
+
+
+@dataclass(frozen=True)
 class ParticipantStats:
     participant_id: str
     role: str
@@ -116,6 +132,7 @@ class ParticipantStats:
     signalling_errors: int
     #: Incoming RTP that could not be parsed or routed to a track.
     malformed_packets: int
+    data: DataChannelStats = field(default_factory=DataChannelStats)
 
     @classmethod
     def of(cls, participant: Participant) -> ParticipantStats:
@@ -132,6 +149,9 @@ class ParticipantStats:
             ),
             signalling_errors=participant.signalling_errors,
             malformed_packets=participant.malformed_packets,
+            data=participant.data.counters.snapshot()
+            if participant.data is not None
+            else DataChannelStats(),
         )
 
 
@@ -186,10 +206,18 @@ class Totals:
     packets_dropped: int = 0
     retransmitted: int = 0
     keyframe_requests_sent: int = 0
+    #: Data channel messages delivered to participants, and their bytes.
+    data_messages_relayed: int = 0
+    data_bytes_relayed: int = 0
+    #: Data channel messages of participants that were not relayed.
+    data_messages_dropped: int = 0
 
     def add_participant(self, participant: ParticipantStats) -> None:
         """Fold a participant's counters in (when it leaves)."""
         self.signalling_errors += participant.signalling_errors
+        self.data_messages_relayed += participant.data.messages_sent
+        self.data_bytes_relayed += participant.data.bytes_sent
+        self.data_messages_dropped += participant.data.messages_dropped
         for track in participant.published:
             _bump(self.packets_received, track.kind, track.packets_received)
             _bump(self.bytes_received, track.kind, track.bytes_received)
@@ -217,6 +245,9 @@ class Totals:
             packets_dropped=self.packets_dropped,
             retransmitted=self.retransmitted,
             keyframe_requests_sent=self.keyframe_requests_sent,
+            data_messages_relayed=self.data_messages_relayed,
+            data_bytes_relayed=self.data_bytes_relayed,
+            data_messages_dropped=self.data_messages_dropped,
         )
         for room in live.rooms:
             for member in room.members:

@@ -8,7 +8,6 @@ driver is all it needs: the browser is ``/usr/bin/chromium``).
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -21,8 +20,6 @@ import pytest
 
 from ..example_server import stop_process
 from .harness import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     HOST_KEY,
     LIVENESS,
     ROOT,
@@ -30,6 +27,7 @@ from .harness import (
     Browser,
     Server,
     Turn,
+    chromium,
     free_port,
     log_tail,
     stun_binding_answered,
@@ -98,21 +96,5 @@ def coturn(tmp_path: Path) -> Iterator[Turn]:
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     """Headless Debian Chromium with fake camera and microphone."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        pytest.fail("playwright is missing (pip install playwright)")
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        wrapper = Browser(chromium)
-        try:
-            yield wrapper
-        finally:
-            for user in wrapper.users:
-                print(f"--- console of {user.name}")
-                print("\n".join(user.console[-40:]))
-            await chromium.close()
+    async with chromium() as launched:
+        yield launched

@@ -8,7 +8,10 @@ driven by Playwright. The fixtures in ``conftest.py`` start and stop them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
+import os
 import secrets
 import socket
 import struct
@@ -16,7 +19,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+import wave
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,3 +241,45 @@ class Browser:
         page.on("pageerror", lambda e: user.console.append(f"pageerror: {e}"))
         self.users.append(user)
         return user
+
+
+@contextlib.asynccontextmanager
+async def chromium(*extra_args: str) -> AsyncIterator[Browser]:
+    """Headless Debian Chromium with fake camera and microphone (and
+    ``extra_args``); prints each user's console when it closes."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        pytest.fail("playwright is missing (pip install playwright)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[*CHROMIUM_ARGS, *extra_args],
+        )
+        wrapper = Browser(launched)
+        try:
+            yield wrapper
+        finally:
+            for user in wrapper.users:
+                print(f"--- console of {user.name}")
+                print("\n".join(user.console[-40:]))
+            await launched.close()
+
+
+def tone_wav(path: Path, seconds: float = 10.0, frequency: float = 440.0) -> Path:
+    """A loud 16-bit mono tone, for ``--use-file-for-fake-audio-capture``
+    (Chromium's own fake microphone beeps for 20 ms every 500 ms only)."""
+    rate = 48000
+    samples = (
+        int(16000 * math.sin(2 * math.pi * frequency * i / rate))
+        for i in range(int(seconds * rate))
+    )
+    with wave.open(str(path), "wb") as output:
+        output.setnchannels(1)
+        output.setsampwidth(2)
+        output.setframerate(rate)
+        output.writeframes(b"".join(struct.pack("<h", s) for s in samples))
+    return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -132,6 +132,9 @@ class Forwarder:
         self._keyframe_wanted = False
         self.announced_ssrcs: frozenset[int] = frozenset()
         self.sender_report: SenderReport | None = None
+        #: Called with the raw bytes of every media packet (not RTX) received,
+        #: e.g. by the room's active-speaker detection; must not raise.
+        self.packet_observer: Callable[[bytes], None] | None = None
         self.closed = False
         self._upstream = upstream
         self._rtcp_ssrc = rtcp_ssrc
@@ -215,6 +218,8 @@ class Forwarder:
                 self._nack.missing.discard(sequence_number)
         else:
             self._observe_media(packet, ssrc, arrival_time_ms)
+            if self.packet_observer is not None:
+                self.packet_observer(data)
 
         if self._history is not None:
             self._history.put(ssrc, sequence_number, data)
@@ -373,6 +378,7 @@ class Forwarder:
     def close(self) -> None:
         """Stop forwarding; subscribers are detached by their owners."""
         self.closed = True
+        self.packet_observer = None
         self.keyframes.close()
         self.downtracks.clear()
 

@@ -103,6 +103,59 @@ def payload_offset(data: bytes) -> int:
     return offset
 
 
+def header_extension(data: bytes, ext_id: int) -> bytes | None:
+    """The value of header extension ``ext_id`` in an RTP packet (RFC 8285), or
+    ``None`` when the packet has none or its extension block is malformed."""
+    if len(data) < 12 or not data[0] & 0x10 or not 0 < ext_id < 256:
+        return None
+    start = 12 + 4 * (data[0] & 0x0F)
+    if len(data) < start + 4:
+        return None
+    profile = (data[start] << 8) | data[start + 1]
+    end = min(start + 4 + 4 * ((data[start + 2] << 8) | data[start + 3]), len(data))
+    pos = start + 4
+    if profile == 0xBEDE:  # one-byte header
+        while pos < end:
+            element_id = data[pos] >> 4
+            if element_id == 0:
+                pos += 1
+                continue
+            if element_id == 15:
+                return None
+            length = (data[pos] & 0x0F) + 1
+            if element_id == ext_id:
+                return (
+                    bytes(data[pos + 1 : pos + 1 + length])
+                    if pos + length < end
+                    else None
+                )
+            pos += 1 + length
+    elif profile & 0xFFF0 == 0x1000:  # two-byte header
+        while pos + 1 < end:
+            element_id = data[pos]
+            if element_id == 0:
+                pos += 1
+                continue
+            length = data[pos + 1]
+            if element_id == ext_id:
+                return (
+                    bytes(data[pos + 2 : pos + 2 + length])
+                    if pos + 2 + length <= end
+                    else None
+                )
+            pos += 2 + length
+    return None
+
+
+def audio_level(data: bytes, ext_id: int) -> int | None:
+    """RFC 6464 client-to-mixer audio level of an RTP packet, in dBov (0 is the
+    loudest, -127 silence), or ``None`` without a (valid) level extension."""
+    value = header_extension(data, ext_id)
+    if not value:
+        return None
+    return -(value[0] & 0x7F)  # the high bit is the voice activity flag
+
+
 # --------------------------------------------------------------------------
 # Keyframe detection: "does this packet start a keyframe?" per codec.
 

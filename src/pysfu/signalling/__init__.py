@@ -15,6 +15,7 @@ from .messages import (
     RoomClosed,
     ServerMessage,
     SignallingError,
+    Speaking,
     parse_client_message,
     to_json,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "RoomClosed",
     "ServerMessage",
     "SignallingError",
+    "Speaking",
     "deliver_json",
     "parse_client_message",
     "to_json",

@@ -88,6 +88,18 @@ class RoomClosed:
 
 
 @dataclass(frozen=True)
+class Speaking:
+    """Who speaks, sent when it changes: ``speakers`` (loudest first) are
+    ``{"participant_id", "level"}`` objects (level: dBov, -127..0), ``active``
+    the participant to highlight, or ``None`` in silence. A client only hears
+    about participants it receives (and itself)."""
+
+    speakers: list[dict[str, Any]] = field(default_factory=list)
+    active: str | None = None
+    type: ClassVar[str] = "speaking"
+
+
+@dataclass(frozen=True)
 class Error:
     """A problem with something the client sent; ``code`` is machine-readable."""
 
@@ -97,7 +109,7 @@ class Error:
 
 
 ServerMessage = (
-    Joined | Offer | ParticipantJoined | ParticipantLeft | RoomClosed | Error
+    Joined | Offer | ParticipantJoined | ParticipantLeft | RoomClosed | Speaking | Error
 )
 
 
