@@ -19,7 +19,7 @@ Authorization is ``Bearer <token>``, with the room rules of
 :class:`~pysfu.admission.Admission`:
 
 - a **join credential**, the ICE password of a grant from
-  :meth:`Admission.admit <pysfu.admission.Admission.admit>` (the example's
+  :meth:`~pysfu.admission.Admission.admit` (the example's
   ``POST /api/rooms/{room}/join`` returns it as ``ice.password``): single-use,
   expiring, for that room; the client joins as the admitted participant, and
   the answer's ``a=ice-pwd`` is the token itself;
