@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from pysfu.signalling import Joined, ParticipantLeft
+from pysfu.signalling.whip import SDP
 
 from .example_server import HOST_KEY
 from .helpers import eventually
@@ -222,6 +223,17 @@ async def test_refusals_are_specific_and_harm_nothing(
         assert (await post(target=f"{base}/whip/no%20spaces")).status == 400
         assert (await post(content_type="text/plain")).status == 415
         assert (await post(body="v=0\r\n" + "a=x\r\n" * 20000)).status == 413
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length
+            for _ in range(100):
+                yield b"a=x" * 1000 + b"\r\n"
+
+        async with http.post(
+            url,
+            data=chunks(),
+            headers={"Authorization": f"Bearer {HOST_KEY}", "Content-Type": SDP},
+        ) as chunked:
+            assert chunked.status == 413
         garbage = await post(body="this is not SDP")
         assert garbage.status == 400 and "bad offer" in garbage.text
         unknown_codecs = without_known_codecs(offer)
