@@ -11,6 +11,7 @@ import pytest
 
 from pysfu.signalling import Joined, ParticipantLeft
 from pysfu.signalling.whip import SDP
+from pysfu.slugs import emoji_slug, slug_path
 
 from .example_server import HOST_KEY
 from .helpers import eventually
@@ -277,8 +278,10 @@ async def test_patch_trickles_candidates_and_refuses_ice_restart(
 ) -> None:
     async with whip_server() as base:
         publisher = peers("publisher", 5)
-        response = await whip_session(http, base, "trickle", publisher, HOST_KEY)
+        room = emoji_slug()  # percent-encoded in the URLs
+        response = await whip_session(http, base, room, publisher, HOST_KEY)
         assert response.status == 201
+        assert response.headers["Location"].startswith(f"/whip/{slug_path(room)}/")
         resource = base + response.headers["Location"]
         etag = response.headers["ETag"]
         offer = publisher.pc.localDescription.sdp
