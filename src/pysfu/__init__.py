@@ -3,6 +3,7 @@
 Media is forwarded at the RTP packet level, never decoded or re-encoded.
 """
 
+from .answering import ClientOffer, Purpose
 from .config import (
     ForwardingConfig,
     IceConfig,
@@ -13,6 +14,7 @@ from .config import (
 )
 from .datachannel import DataFilter
 from .errors import (
+    BadOffer,
     CredentialError,
     CredentialExpired,
     CredentialUnknown,
@@ -57,6 +59,8 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "SFU",
     "ActiveSpeakerChangedEvent",
+    "BadOffer",
+    "ClientOffer",
     "CodecInfo",
     "CredentialError",
     "CredentialExpired",
@@ -80,6 +84,7 @@ __all__ = [
     "ParticipantLeftEvent",
     "ParticipantStats",
     "PublishedTrackStats",
+    "Purpose",
     "PysfuError",
     "Role",
     "Room",
