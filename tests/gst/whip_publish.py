@@ -5,8 +5,10 @@
 
 Video: videotestsrc (one colour) -> vp8enc -> rtpvp8pay; audio: audiotestsrc
 (sine) -> opusenc -> rtpopuspay; both into one webrtcbin (max-bundle), which
-offers sendonly sections. Status lines: see gstclient.py. SIGTERM leaves the
-session (HTTP DELETE) and exits.
+offers sendonly sections. The encoder makes a keyframe only every 100 s or
+when asked (a PLI from the server): a viewer that sees video proves that
+keyframe requests reach the publisher. Status lines: see gstclient.py.
+SIGTERM leaves the session (HTTP DELETE) and exits.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import argparse
 
 from gstclient import Gst, WhipClient, main
 
+# --8<-- [start:pipeline]
 PIPELINE = """
 webrtcbin name=webrtc bundle-policy=max-bundle
 videotestsrc is-live=true pattern=solid-color foreground-color={argb}
   ! video/x-raw,width=320,height=240,framerate=30/1
   ! videoconvert ! queue
-  ! vp8enc deadline=1 keyframe-max-dist=60 target-bitrate=300000
+  ! vp8enc deadline=1 keyframe-max-dist=3000 target-bitrate=300000
   ! rtpvp8pay pt=96 picture-id-mode=15-bit
   ! application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000
   ! webrtc.
@@ -30,6 +33,7 @@ audiotestsrc is-live=true wave=sine freq={tone} volume=0.3
   ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000
   ! webrtc.
 """
+# --8<-- [end:pipeline]
 
 
 def build(argv: list[str]) -> WhipClient:
