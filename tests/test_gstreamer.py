@@ -200,11 +200,13 @@ async def test_gstreamer_publisher_to_gstreamer_player(
     player = gst("whep_play.py", f"{server}/whep/gst-room", grant["ice"]["password"])
     await wait_for(player, decoded(player, COLOR, TONE), "the publisher's colour")
 
-    # The publisher leaves (DELETE): the player's tracks end, and it may leave too.
-    publisher.stop()
-    assert publisher.has("deleted", status=200), publisher.describe()
+    # Each leaves with DELETE (on SIGTERM); the host's leaving closes the room.
     player.stop()
     assert player.has("deleted", status=200), player.describe()
+    publisher.stop()
+    assert publisher.has("deleted", status=200), publisher.describe()
+    status, body = await join(http, f"{server}/r/gst-room")
+    assert (status, body["error"]) == (404, "room_not_found")
 
 
 async def test_gstreamer_publisher_to_websocket_participant(
