@@ -124,7 +124,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def publish(
-    gst: Callable[..., GstClient], base: str, slug: str, token: str = HOST_KEY
+    gst: Callable[..., GstClient],
+    base: str,
+    slug: str,
+    *options: str,
+    token: str = HOST_KEY,
 ) -> GstClient:
     color = "".join(f"{c:02x}" for c in COLOR)
     return gst(
@@ -133,6 +137,7 @@ def publish(
         token,
         f"--color={color}",
         f"--tone={TONE}",
+        *options,
     )
 
 
@@ -183,12 +188,21 @@ def decoded(
     return check
 
 
+@pytest.mark.parametrize(
+    "nack_fec", [False, True], ids=["plain", "with-rtx-red-ulpfec"]
+)
 async def test_gstreamer_publisher_to_gstreamer_player(
     server: RunningExample,
     http: aiohttp.ClientSession,
     gst: Callable[..., GstClient],
+    nack_fec: bool,
 ) -> None:
-    publisher = publish(gst, server, "gst-room")
+    """webrtcbin to webrtcbin through pysfu; optionally with the RTX, RED and
+    ULPFEC sections webrtcbin offers when asked (pysfu forwards plain VP8)."""
+    extra = ("--nack",) if nack_fec else ()
+    publisher = publish(
+        gst, server, "gst-room", *extra, *(("--fec",) if nack_fec else ())
+    )
     await wait_for(
         publisher, lambda: publisher.has("connection", state="connected"), "publish"
     )
@@ -197,7 +211,9 @@ async def test_gstreamer_publisher_to_gstreamer_player(
     assert "a=setup:passive" in answer["sdp"]  # pysfu is the DTLS server
 
     grant = await credential(http, server, "gst-room")
-    player = gst("whep_play.py", f"{server}/whep/gst-room", grant["ice"]["password"])
+    player = gst(
+        "whep_play.py", f"{server}/whep/gst-room", grant["ice"]["password"], *extra
+    )
     await wait_for(player, decoded(player, COLOR, TONE), "the publisher's colour")
 
     # Each leaves with DELETE (on SIGTERM); the host's leaving closes the room.

@@ -38,7 +38,7 @@ AUDIO_OUT = (
 class Player:
     """Decodes what webrtcbin receives and keeps per-second numbers."""
 
-    def __init__(self, client: WhipClient) -> None:
+    def __init__(self, client: WhipClient, *, nack: bool = False) -> None:
         self.client = client
         self.pipeline = client.pipeline
         self.video: dict[str, Any] = {"frames": 0}
@@ -47,11 +47,12 @@ class Player:
         self._samples = array.array("h")
         webrtc = client.webrtc
         for caps in (VIDEO_CAPS, AUDIO_CAPS):
-            webrtc.emit(
+            transceiver = webrtc.emit(
                 "add-transceiver",
                 GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY,
                 Gst.Caps.from_string(caps),
             )
+            transceiver.set_property("do-nack", nack)
         webrtc.connect("pad-added", self._on_incoming)
         every_second(self._report)
 
@@ -134,13 +135,16 @@ def build(argv: list[str]) -> WhipClient:
     parser.add_argument("url")
     parser.add_argument("token")
     parser.add_argument("--duration", type=float)
+    parser.add_argument(
+        "--nack", action="store_true", help="offer NACK and RTX (retransmissions)"
+    )
     args = parser.parse_args(argv)
     pipeline = Gst.Pipeline.new("player")
     webrtc = Gst.ElementFactory.make("webrtcbin", "webrtc")
     webrtc.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
     pipeline.add(webrtc)
     client = WhipClient(pipeline, args.url, args.token, duration=args.duration)
-    Player(client)
+    Player(client, nack=args.nack)
     return client
 
 

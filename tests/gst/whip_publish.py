@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from gstclient import Gst, WhipClient, main
+from gstclient import Gst, GstWebRTC, WhipClient, main
 
 # --8<-- [start:pipeline]
 PIPELINE = """
@@ -43,9 +43,19 @@ def build(argv: list[str]) -> WhipClient:
     parser.add_argument("--color", default="2060c0", help="RRGGBB")
     parser.add_argument("--tone", type=float, default=440.0)
     parser.add_argument("--duration", type=float)
+    parser.add_argument(
+        "--nack", action="store_true", help="offer NACK and RTX (retransmissions)"
+    )
+    parser.add_argument("--fec", action="store_true", help="offer RED and ULPFEC")
     args = parser.parse_args(argv)
     argb = 0xFF000000 | int(args.color, 16)
     pipeline = Gst.parse_launch(PIPELINE.format(argb=argb, tone=args.tone))
+    webrtc = pipeline.get_by_name("webrtc")
+    for index in (0, 1):
+        transceiver = webrtc.emit("get-transceiver", index)
+        transceiver.set_property("do-nack", args.nack)
+        if args.fec:
+            transceiver.set_property("fec-type", GstWebRTC.WebRTCFECType.ULP_RED)
     return WhipClient(pipeline, args.url, args.token, duration=args.duration)
 
 
