@@ -3,8 +3,10 @@
 Media is forwarded at the RTP packet level, never decoded or re-encoded.
 """
 
+from .answering import ClientOffer, Purpose
 from .config import ForwardingConfig, IceConfig, IceServer, LimitsConfig, SFUConfig
 from .errors import (
+    BadOffer,
     CredentialError,
     CredentialExpired,
     CredentialUnknown,
@@ -43,6 +45,8 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "SFU",
+    "BadOffer",
+    "ClientOffer",
     "CodecInfo",
     "CredentialError",
     "CredentialExpired",
@@ -62,6 +66,7 @@ __all__ = [
     "ParticipantLeftEvent",
     "ParticipantStats",
     "PublishedTrackStats",
+    "Purpose",
     "PysfuError",
     "Role",
     "Room",

@@ -76,6 +76,8 @@ __all__ = [
     "RTCP_RTPFB_NACK",
     "AiortcIncompatible",
     "NackGenerator",
+    "OfferedMedia",
+    "ParsedOffer",
     "RTCRtpCodecParameters",
     "RTCRtpHeaderExtensionParameters",
     "RemoteBitrateEstimator",
@@ -95,6 +97,7 @@ __all__ = [
     "SenderHooks",
     "StreamStatistics",
     "announced_ssrcs",
+    "answer_as_dtls_server",
     "answer_problem",
     "check_hook_points",
     "configure_ice",
@@ -102,6 +105,7 @@ __all__ = [
     "negotiated_codecs",
     "negotiated_header_extensions",
     "pack_remb_fci",
+    "parse_client_offer",
     "register_passthrough_codecs",
     "rtcp_ssrc_of",
     "sender_ssrc_of",
@@ -126,6 +130,7 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     (RTCDtlsTransport, "_register_rtp_sender", ("self", "sender", "parameters")),
     (RTCDtlsTransport, "_unregister_rtp_receiver", ("self", "receiver")),
     (RTCDtlsTransport, "_unregister_rtp_sender", ("self", "sender")),
+    (RTCDtlsTransport, "_set_role", ("self", "role")),
     (RtpRouter, "route_rtp", ("self", "packet")),
     (RTCRtpReceiver, "receive", ("self", "parameters")),
     (RTCRtpReceiver, "stop", ("self",)),
@@ -283,6 +288,103 @@ def answer_problem(pc: RTCPeerConnection, sdp: str) -> str | None:
         if not common:
             return f"no codec in common for the {media.kind} section {media.rtp.muxId}"
     return None
+
+
+@dataclass(frozen=True)
+class OfferedMedia:
+    """One audio or video section of a client's offer."""
+
+    mid: str
+    kind: str
+    #: The client's direction: ``sendonly``, ``recvonly``, ``sendrecv``, ``inactive``.
+    direction: str
+
+
+@dataclass(frozen=True)
+class ParsedOffer:
+    """What the server needs to know of a client's offer before applying it."""
+
+    media: list[OfferedMedia]
+    #: The client's ICE username fragment (the first section's).
+    ice_username_fragment: str | None
+
+
+def parse_client_offer(
+    sdp: str, *, video_codecs: Iterable[str] | None = None
+) -> ParsedOffer:
+    """Check a client's offer before any peer connection sees it.
+
+    Raises ``ValueError`` saying what is wrong: unparsable, no audio or video,
+    a section without a mid or ICE credentials, sections not bundled on one
+    transport (pysfu forwards on one transport per participant), or a section
+    with no codec pysfu can forward (``video_codecs``, if given, restricts
+    video to those codec names).
+    """
+    from aiortc import sdp as aiortc_sdp
+    from aiortc.rtcpeerconnection import find_common_codecs
+
+    try:
+        description = aiortc_sdp.SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises all sorts on garbage
+        raise ValueError(f"unparsable SDP: {exc!r}"[:200]) from None
+    media = [m for m in description.media if m.kind in ("audio", "video")]
+    if not media:
+        raise ValueError("the offer has no audio or video section")
+    bundle = next((g for g in description.group if g.semantic == "BUNDLE"), None)
+    bundled = set(bundle.items) if bundle is not None else set()
+    allowed_video = {c.lower() for c in video_codecs} if video_codecs else None
+    offered = []
+    for section in media:
+        mid = section.rtp.muxId
+        if not mid:
+            raise ValueError(f"a {section.kind} section has no a=mid")
+        if len(media) > 1 and mid not in bundled:
+            raise ValueError(
+                f"section {mid} is not in the BUNDLE group: use the max-bundle policy"
+            )
+        ice = section.ice
+        if ice is None or not ice.usernameFragment or not ice.password:
+            raise ValueError(f"section {mid} has no a=ice-ufrag/a=ice-pwd")
+        if section.dtls is None or not section.dtls.fingerprints:
+            raise ValueError(f"section {mid} has no a=fingerprint")
+        common = find_common_codecs(CODECS[section.kind], section.rtp.codecs)
+        if section.kind == "video" and allowed_video is not None:
+            common = [c for c in common if c.name.lower() in allowed_video]
+        common = [c for c in common if c.name.lower() != "rtx"]
+        if not common:
+            names = sorted({c.name for c in section.rtp.codecs})
+            raise ValueError(
+                f"no codec pysfu can forward in the {section.kind} section {mid} "
+                f"(offered: {', '.join(names) or 'none'})"
+            )
+        offered.append(OfferedMedia(mid, section.kind, section.direction or "sendrecv"))
+    first = media[0].ice
+    return ParsedOffer(offered, first.usernameFragment if first else None)
+
+
+def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
+    """Make the coming answer say ``a=setup:passive``: pysfu is the DTLS server.
+
+    Call between ``setRemoteDescription(offer)`` and ``createAnswer()``. An
+    offer saying ``actpass`` leaves the role to the answerer, and aiortc
+    then picks the client role. As DTLS client aiortc offers only ECDSA
+    cipher suites, so a peer whose certificate is RSA (GStreamer's webrtcbin)
+    fails the handshake; as server it accepts any client certificate. An
+    offer that insists on a role (``active``/``passive``) keeps it.
+    """
+    from aiortc import sdp as aiortc_sdp
+
+    remote = pc.remoteDescription
+    if remote is None:
+        raise RuntimeError("set the remote offer first")
+    parsed = aiortc_sdp.SessionDescription.parse(remote.sdp)
+    roles = {m.dtls.role if m.dtls else None for m in parsed.media}
+    if roles != {"auto"}:
+        return  # the client chose its role: aiortc already took the other one
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        if transport._role == "auto":
+            transport._set_role("server")
 
 
 # --------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .answering import ClientOffer
 from .errors import (
     CredentialError,
     CredentialExpired,
@@ -111,6 +112,10 @@ class JoinGrant:
     used: bool = False
 
 
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
 def redact_ice_password(sdp: str) -> str:
     """Replace every ``a=ice-pwd:`` value in ``sdp`` with :data:`REDACTED`."""
     return _ICE_PWD.sub(f"a=ice-pwd:{REDACTED}", sdp)
@@ -158,6 +163,9 @@ class Admission:
         # Recently spent grants, so a late or repeated attempt gets a specific
         # error rather than "unknown"; bounded, oldest forgotten first.
         self._spent: OrderedDict[str, type[CredentialError]] = OrderedDict()
+        # Participant ids by a digest of their ICE password, for clients that
+        # present only the password (WHIP/WHEP bearer tokens); bounded alike.
+        self._by_password: OrderedDict[bytes, str] = OrderedDict()
 
     def admit(
         self,
@@ -201,6 +209,9 @@ class Admission:
             expires_at=self._clock() + self.credential_ttl,
         )
         self._grants[participant_id] = grant
+        self._by_password[_digest(grant.credentials.password)] = participant_id
+        while len(self._by_password) > MAX_REMEMBERED_GRANTS + len(self._grants):
+            self._by_password.popitem(last=False)
         logger.info(
             "admitted %s as %s into room %s", participant_id, role.value, room.id
         )
@@ -221,8 +232,30 @@ class Admission:
         grant.used = True
         return grant
 
-    async def join(self, participant_id: str, outbox: Outbox) -> Participant:
-        """Redeem a grant and join its room with the granted ICE credentials."""
+    def grant_for_password(self, password: str) -> JoinGrant:
+        """The unused grant whose ICE password this is (not redeemed yet).
+
+        For clients that present only the password, such as a WHIP client's
+        bearer token. Raises CredentialUnknown, CredentialUsed or
+        CredentialExpired.
+        """
+        self._purge()
+        participant_id = self._by_password.get(_digest(password))
+        if participant_id is None:
+            raise CredentialUnknown(_MESSAGES[CredentialUnknown])
+        grant = self._grants.get(participant_id)
+        if grant is None or grant.used:
+            spent = self._spent.get(participant_id, CredentialUsed)
+            raise spent(_MESSAGES[spent])
+        return grant
+
+    async def join(
+        self, participant_id: str, outbox: Outbox, *, offer: ClientOffer | None = None
+    ) -> Participant:
+        """Redeem a grant and join its room with the granted ICE credentials.
+
+        ``offer``: a WHIP/WHEP client's offer (see :meth:`pysfu.Room.join`).
+        """
         grant = self.redeem(participant_id)
         room = self.sfu.get_room(grant.room_id)
         participant = await room.join(
@@ -232,6 +265,7 @@ class Admission:
             ice_username_fragment=grant.credentials.username_fragment,
             ice_password=grant.credentials.password,
             name=grant.name,
+            offer=offer,
         )
         delay = max(grant.expires_at - self._clock(), 0.0)
         # a weak reference: the timer must not keep a departed participant alive

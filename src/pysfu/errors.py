@@ -85,3 +85,9 @@ class TooManyPending(PysfuError):
     """``LimitsConfig.max_pending`` participants are admitted but not connected."""
 
     code = "too_many_pending"
+
+
+class BadOffer(PysfuError):
+    """A client's SDP offer cannot be answered (see :mod:`pysfu.answering`)."""
+
+    code = "bad_offer"

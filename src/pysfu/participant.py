@@ -22,6 +22,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from . import _aiortc as rtc
+from .answering import Answerer, ClientOffer
 from .config import SFUConfig
 from .forwarding import CodecInfo, DownTrack, Forwarder
 from .forwarding.downtrack import StreamPosition
@@ -84,6 +85,7 @@ class Participant:
         ice_password: str | None = None,
         video_codecs: tuple[str, ...] | None = None,
         name: str | None = None,
+        offer: ClientOffer | None = None,
     ) -> None:
         self.room = room
         self.id = participant_id
@@ -128,19 +130,40 @@ class Participant:
         self._rtcp_task: asyncio.Task[None] | None = None
         self._leave_task: asyncio.Task[None] | None = None
         self._closed_event = asyncio.Event()
+        #: Set for a session fixed by the client's offer (WHIP/WHEP): it
+        #: answers once and never renegotiates (see :mod:`pysfu.answering`).
+        self.answerer = Answerer(self, offer) if offer is not None else None
+
+    @property
+    def video_codecs(self) -> tuple[str, ...] | None:
+        """The video codecs this participant may publish (the room's), or all."""
+        return self._video_codecs
 
     # ------------------------------------------------------------------
     # lifecycle
 
     async def start(self) -> None:
-        """Offer the client its publish slots and what it already receives."""
+        """Offer the client its publish slots and what it already receives.
+
+        A participant created with a client's offer answers it instead
+        (:meth:`Answerer.start <pysfu.answering.Answerer.start>`; the answer
+        is then in ``answerer.answer``).
+        """
+        self._rtcp_task = asyncio.get_running_loop().create_task(self._run_rtcp())
+        if self.answerer is not None:
+            await self.answerer.start()
+            return
         for kind in self.config.publish_kinds:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
-            if kind == "video" and self._video_codecs:
-                transceiver.setCodecPreferences(_capabilities(kind, self._video_codecs))
+            if kind == "video":
+                self.restrict_video_codecs(transceiver)
             self._ensure_transport()
-        self._rtcp_task = asyncio.get_running_loop().create_task(self._run_rtcp())
         self.negotiator.request()
+
+    def restrict_video_codecs(self, transceiver: RTCRtpTransceiver) -> None:
+        """Let a receiving video transceiver accept only the room's codecs."""
+        if self._video_codecs:
+            transceiver.setCodecPreferences(_capabilities("video", self._video_codecs))
 
     def _ensure_transport(self) -> rtc.RtpOutput:
         """Set up the tap and output once the first transceiver exists."""
@@ -226,7 +249,7 @@ class Participant:
             if isinstance(message, Answer):
                 await self.negotiator.apply_answer(message.sdp)
             elif isinstance(message, Candidate):
-                await self._add_candidate(message)
+                await self.add_candidate(message)
             elif isinstance(message, Leave):
                 await self.leave("left")
             else:
@@ -271,7 +294,8 @@ class Participant:
     async def _send_offer(self, sdp: str) -> None:
         await self.send(Offer(sdp=sdp))
 
-    async def _add_candidate(self, message: Candidate) -> None:
+    async def add_candidate(self, message: Candidate) -> None:
+        """Add the client's ICE candidate; raises :class:`SignallingError`."""
         text = message.candidate.strip()
         if text.startswith("candidate:"):
             text = text[len("candidate:") :]
@@ -349,25 +373,47 @@ class Participant:
     # subscribing
 
     def subscribe(self, forwarder: Forwarder) -> None:
-        """Start receiving a forwarded track (renegotiates with the client)."""
+        """Start receiving a forwarded track (renegotiates with the client).
+
+        A client-offered session has fixed sections instead: the track
+        becomes a candidate for one of its slots.
+        """
         if self.closed or forwarder.track_id in self.subscriptions:
             return
-        limit = self.config.limits.max_subscribers_per_track
-        if len(forwarder.downtracks) >= limit:
-            logger.warning(
-                "%s not forwarded to %s: %d subscribers already",
-                forwarder.track_id,
-                self.id,
-                limit,
-            )
+        if self.answerer is not None:
+            self.answerer.add_source(forwarder)
+            return
+        if not self.may_forward(forwarder):
             return
         transceiver = self._take_transceiver(forwarder.kind)
-        sender = transceiver.sender
         codec = forwarder.primary_codec
         if codec is not None:
             with contextlib.suppress(ValueError):
                 transceiver.setCodecPreferences(_capabilities_like(codec))
-        rtc.set_sender_msid(sender, forwarder.publisher_id, forwarder.track_id)
+        rtc.set_sender_msid(
+            transceiver.sender, forwarder.publisher_id, forwarder.track_id
+        )
+        self._forward(forwarder, transceiver)
+        self.negotiator.request()
+
+    def may_forward(self, forwarder: Forwarder) -> bool:
+        """Whether the track has room for one more subscriber (the limit)."""
+        limit = self.config.limits.max_subscribers_per_track
+        if len(forwarder.downtracks) < limit:
+            return True
+        logger.warning(
+            "%s not forwarded to %s: %d subscribers already",
+            forwarder.track_id,
+            self.id,
+            limit,
+        )
+        return False
+
+    def _forward(
+        self, forwarder: Forwarder, transceiver: RTCRtpTransceiver
+    ) -> Subscription:
+        """Send ``forwarder``'s packets on ``transceiver``'s sender."""
+        sender = transceiver.sender
         output = self._ensure_transport()
         downtrack = DownTrack(
             forwarder,
@@ -382,29 +428,44 @@ class Participant:
         )
         hooks.on_rtcp = downtrack.on_rtcp
         forwarder.add_downtrack(downtrack)
-        self.subscriptions[forwarder.track_id] = Subscription(
-            forwarder, downtrack, transceiver
-        )
-        self.negotiator.request()
+        subscription = Subscription(forwarder, downtrack, transceiver)
+        self.subscriptions[forwarder.track_id] = subscription
+        return subscription
 
     def unsubscribe(self, track_id: str) -> None:
-        """Stop receiving a track; the client sees it end (renegotiates)."""
-        subscription = self.subscriptions.pop(track_id, None)
-        if subscription is None:
+        """Stop receiving a track; the client sees it end (renegotiates).
+
+        In a client-offered session the track's slot switches to another
+        track, or falls silent.
+        """
+        if self.answerer is not None:
+            self.answerer.remove_source(track_id)
             return
-        subscription.downtrack.close()
-        self.room._retire_subscription(subscription.downtrack)
-        hooks = self._sender_hooks_for(subscription.transceiver.sender)
-        hooks.on_parameters = None
-        hooks.on_rtcp = None
-        if self.closed:
+        keep = self.config.reuse_transceivers and not self.closed
+        subscription = self._stop_forwarding(track_id, keep_position=keep)
+        if subscription is None or self.closed:
             return
         subscription.transceiver.direction = "inactive"
-        if self.config.reuse_transceivers:
+        if keep:
             self._idle_transceivers.append(subscription.transceiver)
-            sender_id = id(subscription.transceiver.sender)
-            self._stream_positions[sender_id] = subscription.downtrack.position()
         self.negotiator.request()
+
+    def _stop_forwarding(
+        self, track_id: str, *, keep_position: bool
+    ) -> Subscription | None:
+        """Stop a subscription's packets; remember where its stream stopped."""
+        subscription = self.subscriptions.pop(track_id, None)
+        if subscription is None:
+            return None
+        subscription.downtrack.close()
+        self.room._retire_subscription(subscription.downtrack)
+        sender = subscription.transceiver.sender
+        hooks = self._sender_hooks_for(sender)
+        hooks.on_parameters = None
+        hooks.on_rtcp = None
+        if keep_position:
+            self._stream_positions[id(sender)] = subscription.downtrack.position()
+        return subscription
 
     def _take_transceiver(self, kind: str) -> RTCRtpTransceiver:
         for transceiver in self._idle_transceivers:

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Callable
 
 from ._aiortc import register_passthrough_codecs, validate_ice_credentials
+from .answering import ClientOffer
 from .config import SFUConfig
 from .errors import (
     DuplicateParticipant,
@@ -100,6 +101,7 @@ class Room:
         ice_username_fragment: str | None = None,
         ice_password: str | None = None,
         name: str | None = None,
+        offer: ClientOffer | None = None,
     ) -> Participant:
         """Admit a participant and start negotiating with it.
 
@@ -108,12 +110,20 @@ class Room:
         ``ice_username_fragment``/``ice_password`` set the server side ICE
         credentials of its connection (the join capability, see the docs).
 
-        Raises :class:`RoomClosedError`, :class:`HostTaken`, :class:`RoomFull`,
+        With ``offer`` (a WHIP or WHEP client's), the session is fixed by
+        that offer instead: the participant answers it once (the answer is in
+        ``participant.answerer.answer``) and never renegotiates; see
+        :mod:`pysfu.answering`.
+
+        Raises :class:`~pysfu.errors.BadOffer` for an offer that cannot be
+        answered, :class:`RoomClosedError`, :class:`HostTaken`, :class:`RoomFull`,
         :class:`DuplicateParticipant`, or ``ValueError`` for malformed ICE
         credentials; the room is unchanged then.
         """
         role = Role(role)
         validate_ice_credentials(ice_username_fragment, ice_password)
+        if offer is not None:
+            offer.check(self.video_codecs)
         if self.closed:
             raise RoomClosedError(f"room {self.id} is closed")
         if participant_id in self.members:
@@ -135,6 +145,7 @@ class Room:
             ice_password=ice_password,
             video_codecs=self.video_codecs,
             name=name,
+            offer=offer,
         )
         others = list(self.members.values())
         self.members[participant_id] = participant
