@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiohttp
 from aiortc import RTCSessionDescription
+from multidict import CIMultiDict
 
 from pysfu._aiortc import configure_ice
 
@@ -19,7 +20,7 @@ from .peers import Peer
 class WhipResponse:
     status: int
     text: str
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
     links: list[str]
 
 
@@ -37,7 +38,7 @@ async def post_offer(
         return WhipResponse(
             response.status,
             await response.text(),
-            dict(response.headers),
+            CIMultiDict(response.headers),
             response.headers.getall("Link", []),
         )
 
