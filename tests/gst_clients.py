@@ -8,6 +8,7 @@ on stdout, one JSON object a line; :class:`GstClient` collects those lines.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ TONE = 440.0
 COLOR_TOLERANCE = 12
 
 #: Generous bound for anything a user waits for (CPU is shared with others).
-LIVENESS = 60.0
+LIVENESS = float(os.environ.get("GST_LIVENESS", "60"))
 
 
 class GstClient:
@@ -38,6 +39,7 @@ class GstClient:
         self._stderr = log.open("wb")
         self.process = subprocess.Popen(
             [SYSTEM_PYTHON, str(GST / script), *args],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
         )
@@ -51,6 +53,12 @@ class GstClient:
                 self.events.append(json.loads(line))
             except ValueError:
                 self.events.append({"event": "garbage", "line": line.decode()})
+
+    def send(self, message: dict[str, Any]) -> None:
+        """One JSON line to the client's stdin (room_member.py reads offers)."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        self.process.stdin.flush()
 
     def of(self, event: str) -> list[dict[str, Any]]:
         return [e for e in list(self.events) if e["event"] == event]
@@ -71,6 +79,9 @@ class GstClient:
         """SIGTERM (the client leaves with DELETE), then SIGKILL; idempotent."""
         stop_process(self.process)
         self._reader.join(timeout=10)
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
         self._stderr.close()
 
     def kill(self) -> None:
@@ -80,7 +91,9 @@ class GstClient:
 
     def describe(self) -> str:
         tail = self.log.read_text(errors="replace")[-2000:]
-        return f"events: {self.events[-5:]}\nstderr: {tail}"
+        events = [e for e in self.events if e["event"] not in ("stats", "offer")]
+        shown = [{k: str(v)[:1500] for k, v in e.items()} for e in events[-12:]]
+        return f"events: {shown}\nlast stats: {self.last('stats')}\nstderr: {tail}"
 
 
 GstStarter = Callable[..., GstClient]

@@ -18,11 +18,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from pysfu.signalling import Answer, Offer
+
 from .example_server import RunningExample
 from .gst_clients import (
     COLOR,
     LIVENESS,
     TONE,
+    GstClient,
     GstStarter,
     close_to,
     decoded,
@@ -182,3 +185,56 @@ async def test_websocket_publisher_to_gstreamer_player(
         "whep_play.py", f"{server}/whep/{slug}", viewer_grant["ice"]["password"]
     )
     await wait_for(player, decoded(player, None, 880.0), "the host's video and tone")
+
+
+async def relay(member: GstClient, client: WsClient) -> None:
+    """Carry the server's offers to room_member.py and its answers back."""
+    answered = 0
+
+    async def answers() -> None:
+        nonlocal answered
+        while True:
+            found = member.of("answer")
+            for event in found[answered:]:
+                await client.send(Answer(sdp=event["sdp"]))
+            answered = len(found)
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(answers())
+    try:
+        while True:
+            message = await client.inbox.get()
+            if isinstance(message, Offer):
+                member.send({"type": "offer", "sdp": message.sdp})
+    finally:
+        task.cancel()
+
+
+async def test_gstreamer_member_of_a_websocket_room(
+    server: RunningExample,
+    http: aiohttp.ClientSession,
+    gst: GstStarter,
+    peers: PeerFactory,
+) -> None:
+    """webrtcbin answers pysfu's offers, renegotiations included: it joins an
+    empty room, and the host who comes later reaches it in a new offer."""
+    _, room = await create_room(http, server)
+    _, grant = await join(http, room["join_url"])
+    member = gst("room_member.py")
+    ws = WsClient(await http.ws_connect(grant["ws_url"]), grant["ice"]["password"])
+    relaying = asyncio.create_task(relay(member, ws))
+    try:
+        await wait_for(member, lambda: member.of("answer"), "the first answer")
+        _, host_grant = await join(http, room["join_url"], role="host")
+        host: Peer = peers(host_grant["participant_id"], 6, tone=880.0)
+        host.attach(
+            WsClient(
+                await http.ws_connect(host_grant["ws_url"]),
+                host_grant["ice"]["password"],
+            )
+        )
+        await wait_for(member, decoded(member, None, 880.0), "the host's media")
+        assert len(member.of("answer")) >= 2  # the host's tracks came in a new offer
+    finally:
+        relaying.cancel()
+        await ws.close()

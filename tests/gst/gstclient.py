@@ -64,35 +64,29 @@ def enum_name(value: Any) -> str:
     return str(value.value_nick)
 
 
-class WhipClient:
-    """One webrtcbin that offers to a WHIP/WHEP endpoint and applies the answer.
+class Session:
+    """One webrtcbin in a pipeline, run on a GLib main loop until told to stop.
 
     ``pipeline`` must hold a webrtcbin named ``webrtc`` with
     ``bundle-policy=max-bundle``. ``ice_addresses``: local addresses libnice
-    offers as host candidates besides the ones it finds itself.
+    offers as host candidates besides the ones it finds itself. Subclasses
+    do the signalling: :meth:`gathered` runs once ICE gathering is complete.
     """
 
     def __init__(
         self,
         pipeline: Gst.Pipeline,
-        url: str,
-        token: str,
         *,
         ice_addresses: tuple[str, ...] = ("127.0.0.1",),
         duration: float | None = None,
     ) -> None:
         self.pipeline = pipeline
-        self.url = url
-        self.token = token
-        self.resource: str | None = None
         self.loop = GLib.MainLoop()
         self.exit_code = 0
-        self._offered = False
         self.webrtc = pipeline.get_by_name("webrtc")
         agent = ice_agent(self.webrtc)
         for address in ice_addresses:
             agent.emit("add-local-ip-address", address)
-        self.webrtc.connect("on-negotiation-needed", self._on_negotiation_needed)
         for name in ("ice-gathering-state", "ice-connection-state", "connection-state"):
             self.webrtc.connect(f"notify::{name}", self._on_state)
         bus = pipeline.get_bus()
@@ -109,7 +103,7 @@ class WhipClient:
         try:
             self.loop.run()
         finally:
-            self._leave()
+            self.leave()
             self.pipeline.set_state(Gst.State.NULL)
             emit("stopped", code=self.exit_code)
         return self.exit_code
@@ -118,6 +112,58 @@ class WhipClient:
         emit("error", message=message)
         self.exit_code = 1
         self.loop.quit()
+
+    def gathered(self) -> None:
+        """ICE gathering is complete: the local description has candidates."""
+
+    def leave(self) -> None:
+        """Say goodbye to the server (on the way out)."""
+
+    def local_sdp(self) -> str:
+        return str(self.webrtc.get_property("local-description").sdp.as_text())
+
+    def set_remote(self, kind: GstWebRTC.WebRTCSDPType, sdp: str) -> bool:
+        ok, message = GstSdp.SDPMessage.new_from_text(sdp)
+        if ok != GstSdp.SDPResult.OK:
+            self.fail("unparsable SDP from the server")
+            return False
+        description = GstWebRTC.WebRTCSessionDescription.new(kind, message)
+        self.webrtc.emit("set-remote-description", description, Gst.Promise.new())
+        return True
+
+    def _on_state(self, webrtc: Gst.Element, spec: Any) -> None:
+        state = enum_name(webrtc.get_property(spec.name))
+        emit(spec.name.replace("-state", ""), state=state)
+        if spec.name == "ice-gathering-state" and state == "complete":
+            GLib.idle_add(self._gathered)
+        if spec.name == "connection-state" and state == "failed":
+            GLib.idle_add(self.fail, "peer connection failed")
+
+    def _gathered(self) -> bool:
+        self.gathered()
+        return False
+
+    def _on_signal(self) -> bool:
+        self.loop.quit()
+        return False
+
+    def _on_error(self, bus: Gst.Bus, message: Gst.Message) -> None:
+        error, debug = message.parse_error()
+        self.fail(f"{message.src.get_name()}: {error.message} ({debug})")
+
+
+class WhipClient(Session):
+    """Offers to a WHIP/WHEP endpoint, applies the answer, DELETEs on exit."""
+
+    def __init__(
+        self, pipeline: Gst.Pipeline, url: str, token: str, **options: Any
+    ) -> None:
+        super().__init__(pipeline, **options)
+        self.url = url
+        self.token = token
+        self.resource: str | None = None
+        self._offered = False
+        self.webrtc.connect("on-negotiation-needed", self._on_negotiation_needed)
 
     # -- offer/answer ----------------------------------------------------
 
@@ -137,16 +183,8 @@ class WhipClient:
             return
         self.webrtc.emit("set-local-description", offer, Gst.Promise.new())
 
-    def _on_state(self, webrtc: Gst.Element, spec: Any) -> None:
-        state = enum_name(webrtc.get_property(spec.name))
-        emit(spec.name.replace("-state", ""), state=state)
-        if spec.name == "ice-gathering-state" and state == "complete":
-            GLib.idle_add(self._post_offer)
-        if spec.name == "connection-state" and state == "failed":
-            GLib.idle_add(self.fail, "peer connection failed")
-
-    def _post_offer(self) -> bool:
-        sdp = self.webrtc.get_property("local-description").sdp.as_text()
+    def gathered(self) -> None:
+        sdp = self.local_sdp()
         emit("offer", sdp=sdp)
         request = urllib.request.Request(
             self.url,
@@ -165,24 +203,16 @@ class WhipClient:
         except urllib.error.HTTPError as exc:
             body = exc.read().decode(errors="replace")[:500]
             self.fail(f"POST {self.url}: HTTP {exc.code}: {body}")
-            return False
+            return
         except OSError as exc:
             self.fail(f"POST {self.url}: {exc}")
-            return False
+            return
         if location:
             self.resource = urllib.parse.urljoin(self.url, location)
         emit("answer", status=status, location=self.resource, sdp=answer)
-        ok, message = GstSdp.SDPMessage.new_from_text(answer)
-        if ok != GstSdp.SDPResult.OK:
-            self.fail("unparsable answer SDP")
-            return False
-        description = GstWebRTC.WebRTCSessionDescription.new(
-            GstWebRTC.WebRTCSDPType.ANSWER, message
-        )
-        self.webrtc.emit("set-remote-description", description, Gst.Promise.new())
-        return False
+        self.set_remote(GstWebRTC.WebRTCSDPType.ANSWER, answer)
 
-    def _leave(self) -> None:
+    def leave(self) -> None:
         if self.resource is None:
             return
         request = urllib.request.Request(
@@ -199,16 +229,6 @@ class WhipClient:
             emit("error", message=f"DELETE {self.resource}: {exc}")
         self.resource = None
 
-    # -- the end ---------------------------------------------------------
-
-    def _on_signal(self) -> bool:
-        self.loop.quit()
-        return False
-
-    def _on_error(self, bus: Gst.Bus, message: Gst.Message) -> None:
-        error, debug = message.parse_error()
-        self.fail(f"{message.src.get_name()}: {error.message} ({debug})")
-
 
 def every_second(callback: Callable[[], None]) -> None:
     """Call ``callback`` once a second on the main loop."""
@@ -220,6 +240,6 @@ def every_second(callback: Callable[[], None]) -> None:
     GLib.timeout_add_seconds(1, tick)
 
 
-def main(build: Callable[[list[str]], WhipClient]) -> None:
+def main(build: Callable[[list[str]], Session]) -> None:
     """Build a client from the command line, run it, exit with its code."""
     sys.exit(build(sys.argv[1:]).run())

@@ -16,7 +16,7 @@ import array
 import itertools
 from typing import Any
 
-from gstclient import Gst, GstWebRTC, WhipClient, emit, every_second, main
+from gstclient import Gst, GstWebRTC, Session, WhipClient, emit, every_second, main
 
 VIDEO_CAPS = (
     "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"
@@ -36,9 +36,15 @@ AUDIO_OUT = (
 
 
 class Player:
-    """Decodes what webrtcbin receives and keeps per-second numbers."""
+    """Decodes what webrtcbin receives and keeps per-second numbers.
 
-    def __init__(self, client: WhipClient, *, nack: bool = False) -> None:
+    ``offer``: add recvonly VP8 and Opus transceivers (a WHEP client offers
+    them); otherwise decode whatever the server's offers bring.
+    """
+
+    def __init__(
+        self, client: Session, *, offer: bool = True, nack: bool = False
+    ) -> None:
         self.client = client
         self.pipeline = client.pipeline
         self.video: dict[str, Any] = {"frames": 0}
@@ -46,7 +52,7 @@ class Player:
         self._last_frame: tuple[bytes, int, int] | None = None
         self._samples = array.array("h")
         webrtc = client.webrtc
-        for caps in (VIDEO_CAPS, AUDIO_CAPS):
+        for caps in (VIDEO_CAPS, AUDIO_CAPS) if offer else ():
             transceiver = webrtc.emit(
                 "add-transceiver",
                 GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY,
