@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from aiortc import RTCPeerConnection, RTCRtpReceiver
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
-from pysfu._aiortc import AiortcIncompatible, check_hook_points, configure_ice
+from pysfu._aiortc import (
+    AiortcIncompatible,
+    answer_as_dtls_server,
+    check_hook_points,
+    configure_ice,
+)
 
 
 def test_every_hook_point_exists_in_the_installed_aiortc() -> None:
@@ -78,3 +83,28 @@ async def test_vp9_and_av1_are_offered_for_forwarding() -> None:
         assert offer.sdp.index("VP8/90000") < offer.sdp.index("VP9/90000")
     finally:
         await pc.close()
+
+
+@pytest.mark.parametrize(
+    ("offered", "answered"),
+    [("actpass", "passive"), ("active", "passive"), ("passive", "active")],
+)
+async def test_the_answer_makes_pysfu_the_dtls_server_unless_told_otherwise(
+    offered: str, answered: str
+) -> None:
+    client, server = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        client.addTransceiver("video", direction="sendonly")
+        await client.setLocalDescription(await client.createOffer())
+        offer = client.localDescription.sdp.replace(
+            "a=setup:actpass", f"a=setup:{offered}"
+        )
+        await server.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        answer_as_dtls_server(server)
+        await server.setLocalDescription(await server.createAnswer())
+        assert f"a=setup:{answered}" in server.localDescription.sdp
+        transport = server.getTransceivers()[0].receiver.transport
+        assert transport._role == ("server" if answered == "passive" else "client")
+    finally:
+        await client.close()
+        await server.close()

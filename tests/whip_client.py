@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,3 +90,8 @@ def whip_server(
         *options,
         log=log,
     )
+
+
+def without_known_codecs(sdp: str) -> str:
+    """``sdp`` with every codec renamed to one nobody knows (rtx aside)."""
+    return re.sub(r"(a=rtpmap:\d+ )(?!rtx/)", r"\1X-", sdp)

@@ -202,7 +202,10 @@ class Answerer:
     def _detach(self, slot: Slot) -> None:
         if slot.source is None:
             return
-        self.participant._stop_forwarding(slot.source.track_id, keep_position=True)
+        # no BYE: the client's track lives on, silent until the next source
+        self.participant._stop_forwarding(
+            slot.source.track_id, keep_position=True, bye=False
+        )
         slot.source = None
 
     def _slot_ready(self, slot: Slot) -> None:

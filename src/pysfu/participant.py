@@ -451,13 +451,16 @@ class Participant:
         self.negotiator.request()
 
     def _stop_forwarding(
-        self, track_id: str, *, keep_position: bool
+        self, track_id: str, *, keep_position: bool, bye: bool = True
     ) -> Subscription | None:
-        """Stop a subscription's packets; remember where its stream stopped."""
+        """Stop a subscription's packets; remember where its stream stopped.
+
+        ``bye=False`` keeps the client's track alive for a successor.
+        """
         subscription = self.subscriptions.pop(track_id, None)
         if subscription is None:
             return None
-        subscription.downtrack.close()
+        subscription.downtrack.close(bye=bye)
         self.room._retire_subscription(subscription.downtrack)
         sender = subscription.transceiver.sender
         hooks = self._sender_hooks_for(sender)

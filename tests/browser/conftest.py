@@ -39,15 +39,16 @@ from .harness import (
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start ``examples/ws_sfu.py`` with extra options; ready once ``GET /`` answers."""
+    """Start ``examples/ws_sfu.py`` (or ``script``) with extra options; ready
+    once ``GET /`` answers."""
     servers: list[Server] = []
 
-    def start(*options: str) -> Server:
+    def start(*options: str, script: Path = SERVER_SCRIPT) -> Server:
         port = free_port()
-        log = tmp_path / f"ws_sfu-{port}.log"
+        log = tmp_path / f"{script.stem}-{port}.log"
         command = [
             sys.executable,
-            str(SERVER_SCRIPT),
+            str(script),
             "--bind=127.0.0.1",
             f"--port={port}",
             f"--host-key={HOST_KEY}",

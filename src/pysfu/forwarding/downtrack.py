@@ -311,14 +311,19 @@ class DownTrack:
             )
         return b"".join(bytes(p) for p in packets)
 
-    def close(self) -> None:
-        """Detach from the forwarder and tell the subscriber the stream ended (BYE)."""
+    def close(self, *, bye: bool = True) -> None:
+        """Detach from the forwarder and tell the subscriber the stream ended (BYE).
+
+        ``bye=False`` when another source continues on the same SSRC: a BYE
+        would make the receiver end the track for good.
+        """
         if self.closed:
             return
         self.closed = True
         self.active = False
         self.forwarder.remove_downtrack(self)
-        self._output.send_rtcp(bytes(rtc.RtcpByePacket(sources=[self.ssrc])))
+        if bye:
+            self._output.send_rtcp(bytes(rtc.RtcpByePacket(sources=[self.ssrc])))
 
     def __repr__(self) -> str:
         return (
