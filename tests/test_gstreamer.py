@@ -70,20 +70,25 @@ async def credential(http: aiohttp.ClientSession, base: str, slug: str) -> Any:
 
 
 @pytest.mark.parametrize(
-    "nack_fec", [False, True], ids=["plain", "with-rtx-red-ulpfec"]
+    ("publisher_options", "player_options"),
+    [
+        ((), ()),
+        (("--nack", "--fec"), ("--nack",)),
+        (("--codec=vp9",), ("--codec=vp9",)),
+    ],
+    ids=["vp8", "with-rtx-red-ulpfec", "vp9"],
 )
 async def test_gstreamer_publisher_to_gstreamer_player(
     server: RunningExample,
     http: aiohttp.ClientSession,
     gst: GstStarter,
-    nack_fec: bool,
+    publisher_options: tuple[str, ...],
+    player_options: tuple[str, ...],
 ) -> None:
-    """webrtcbin to webrtcbin through pysfu; optionally with the RTX, RED and
-    ULPFEC sections webrtcbin offers when asked (pysfu forwards plain VP8)."""
-    extra = ("--nack",) if nack_fec else ()
-    publisher = publish(
-        gst, server, "gst-room", *extra, *(("--fec",) if nack_fec else ())
-    )
+    """webrtcbin to webrtcbin through pysfu: VP8; VP8 with the RTX, RED and
+    ULPFEC sections webrtcbin offers when asked (pysfu answers VP8 and RTX);
+    VP9, which pysfu forwards although aiortc has no codec for it."""
+    publisher = publish(gst, server, "gst-room", *publisher_options)
     await wait_for(
         publisher, lambda: publisher.has("connection", state="connected"), "publish"
     )
@@ -93,7 +98,10 @@ async def test_gstreamer_publisher_to_gstreamer_player(
 
     grant = await credential(http, server, "gst-room")
     player = gst(
-        "whep_play.py", f"{server}/whep/gst-room", grant["ice"]["password"], *extra
+        "whep_play.py",
+        f"{server}/whep/gst-room",
+        grant["ice"]["password"],
+        *player_options,
     )
     await wait_for(player, decoded(player, COLOR, TONE), "the publisher's colour")
 

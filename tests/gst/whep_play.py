@@ -2,7 +2,7 @@
 
     /usr/bin/python3 tests/gst/whep_play.py URL TOKEN [--duration SECONDS]
 
-webrtcbin offers recvonly VP8 video and Opus audio; what arrives is decoded
+webrtcbin offers recvonly VP8 (or VP9) video and Opus audio; what arrives is decoded
 (decodebin) into RGB frames and mono 48 kHz samples. Once a second it prints
 ``{"event": "stats", "video": {...}, "audio": {...}}``: frames decoded, frame
 size and the mean colour of the last frame; audio buffers decoded, the peak
@@ -19,7 +19,7 @@ from typing import Any
 from gstclient import Gst, GstWebRTC, Session, WhipClient, emit, every_second, main
 
 VIDEO_CAPS = (
-    "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"
+    "application/x-rtp,media=video,encoding-name={codec},payload=96,clock-rate=90000"
 )
 AUDIO_CAPS = (
     "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,"
@@ -43,7 +43,12 @@ class Player:
     """
 
     def __init__(
-        self, client: Session, *, offer: bool = True, nack: bool = False
+        self,
+        client: Session,
+        *,
+        offer: bool = True,
+        nack: bool = False,
+        codec: str = "VP8",
     ) -> None:
         self.client = client
         self.pipeline = client.pipeline
@@ -52,7 +57,8 @@ class Player:
         self._last_frame: tuple[bytes, int, int] | None = None
         self._samples = array.array("h")
         webrtc = client.webrtc
-        for caps in (VIDEO_CAPS, AUDIO_CAPS) if offer else ():
+        video_caps = VIDEO_CAPS.format(codec=codec.upper())
+        for caps in (video_caps, AUDIO_CAPS) if offer else ():
             transceiver = webrtc.emit(
                 "add-transceiver",
                 GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY,
@@ -140,6 +146,7 @@ def build(argv: list[str]) -> WhipClient:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url")
     parser.add_argument("token")
+    parser.add_argument("--codec", choices=("vp8", "vp9"), default="vp8")
     parser.add_argument("--duration", type=float)
     parser.add_argument(
         "--nack", action="store_true", help="offer NACK and RTX (retransmissions)"
@@ -150,7 +157,7 @@ def build(argv: list[str]) -> WhipClient:
     webrtc.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
     pipeline.add(webrtc)
     client = WhipClient(pipeline, args.url, args.token, duration=args.duration)
-    Player(client, nack=args.nack)
+    Player(client, nack=args.nack, codec=args.codec)
     return client
 
 

@@ -3,7 +3,7 @@
     /usr/bin/python3 tests/gst/whip_publish.py URL TOKEN [--color RRGGBB]
         [--tone HZ] [--duration SECONDS]
 
-Video: videotestsrc (one colour) -> vp8enc -> rtpvp8pay; audio: audiotestsrc
+Video: videotestsrc (one colour) -> vp8enc -> rtpvp8pay (or VP9); audio: audiotestsrc
 (sine) -> opusenc -> rtpopuspay; both into one webrtcbin (max-bundle), which
 offers sendonly sections. The encoder makes a keyframe only every 100 s or
 when asked (a PLI from the server): a viewer that sees video proves that
@@ -23,9 +23,9 @@ webrtcbin name=webrtc bundle-policy=max-bundle
 videotestsrc is-live=true pattern=solid-color foreground-color={argb}
   ! video/x-raw,width=320,height=240,framerate=30/1
   ! videoconvert ! queue
-  ! vp8enc deadline=1 keyframe-max-dist=3000 target-bitrate=300000
-  ! rtpvp8pay pt=96 picture-id-mode=15-bit
-  ! application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000
+  ! {codec}enc deadline=1 keyframe-max-dist=3000 target-bitrate=300000
+  ! rtp{codec}pay pt=96 picture-id-mode=15-bit
+  ! application/x-rtp,media=video,encoding-name={CODEC},payload=96,clock-rate=90000
   ! webrtc.
 audiotestsrc is-live=true wave=sine freq={tone} volume=0.3
   ! audioconvert ! audioresample ! queue
@@ -42,6 +42,7 @@ def build(argv: list[str]) -> WhipClient:
     parser.add_argument("token")
     parser.add_argument("--color", default="2060c0", help="RRGGBB")
     parser.add_argument("--tone", type=float, default=440.0)
+    parser.add_argument("--codec", choices=("vp8", "vp9"), default="vp8")
     parser.add_argument("--duration", type=float)
     parser.add_argument(
         "--nack", action="store_true", help="offer NACK and RTX (retransmissions)"
@@ -49,7 +50,11 @@ def build(argv: list[str]) -> WhipClient:
     parser.add_argument("--fec", action="store_true", help="offer RED and ULPFEC")
     args = parser.parse_args(argv)
     argb = 0xFF000000 | int(args.color, 16)
-    pipeline = Gst.parse_launch(PIPELINE.format(argb=argb, tone=args.tone))
+    pipeline = Gst.parse_launch(
+        PIPELINE.format(
+            argb=argb, tone=args.tone, codec=args.codec, CODEC=args.codec.upper()
+        )
+    )
     webrtc = pipeline.get_by_name("webrtc")
     for index in (0, 1):
         transceiver = webrtc.emit("get-transceiver", index)
