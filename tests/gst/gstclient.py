@@ -1,12 +1,11 @@
-"""What the GStreamer WHIP publisher and WHEP player share.
+"""What the GStreamer test clients (WHIP publisher, WHEP player, room member) share.
 
 These clients run with Debian's ``/usr/bin/python3`` (which has PyGObject and
 the GStreamer typelibs; the project's virtualenv has neither), as subprocesses
 of the tests. They report on stdout, one JSON object a line, e.g.
-``{"event": "ice", "state": "connected"}``, so a test can follow them.
+``{"event": "connection", "state": "connected"}``, so a test can follow them.
 
-Rough edges of GStreamer 1.22's webrtcbin handled here, for any WHIP/WHEP
-server:
+Rough edges of GStreamer 1.22's webrtcbin handled here, for any server:
 
 - libnice never gathers loopback addresses on its own: a client on the same
   host as the server (or in a loopback-only network namespace) must add
