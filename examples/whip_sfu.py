@@ -41,6 +41,7 @@ class WhipSfuApp(ws_sfu.SfuApp):
 
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__(args)
+        # --8<-- [start:endpoint]
         self.whip = WhipEndpoint(
             self.admission,
             host_keys=self.host_keys,
@@ -48,6 +49,7 @@ class WhipSfuApp(ws_sfu.SfuApp):
             allowed_origins=args.allowed_origin or None,
             room_size=args.max_participants,
         )
+        # --8<-- [end:endpoint]
 
     def application(self) -> web.Application:
         app = super().application()

@@ -10,6 +10,8 @@ import aiohttp
 import pytest
 
 from pysfu.signalling import Joined, ParticipantLeft
+from pysfu.signalling.whip import SDP
+from pysfu.slugs import emoji_slug, slug_path
 
 from .example_server import HOST_KEY
 from .helpers import eventually
@@ -222,6 +224,17 @@ async def test_refusals_are_specific_and_harm_nothing(
         assert (await post(target=f"{base}/whip/no%20spaces")).status == 400
         assert (await post(content_type="text/plain")).status == 415
         assert (await post(body="v=0\r\n" + "a=x\r\n" * 20000)).status == 413
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length
+            for _ in range(100):
+                yield b"a=x" * 1000 + b"\r\n"
+
+        async with http.post(
+            url,
+            data=chunks(),
+            headers={"Authorization": f"Bearer {HOST_KEY}", "Content-Type": SDP},
+        ) as chunked:
+            assert chunked.status == 413
         garbage = await post(body="this is not SDP")
         assert garbage.status == 400 and "bad offer" in garbage.text
         unknown_codecs = without_known_codecs(offer)
@@ -265,8 +278,10 @@ async def test_patch_trickles_candidates_and_refuses_ice_restart(
 ) -> None:
     async with whip_server() as base:
         publisher = peers("publisher", 5)
-        response = await whip_session(http, base, "trickle", publisher, HOST_KEY)
+        room = emoji_slug()  # percent-encoded in the URLs
+        response = await whip_session(http, base, room, publisher, HOST_KEY)
         assert response.status == 201
+        assert response.headers["Location"].startswith(f"/whip/{slug_path(room)}/")
         resource = base + response.headers["Location"]
         etag = response.headers["ETag"]
         offer = publisher.pc.localDescription.sdp

@@ -146,7 +146,7 @@ class Participant:
         """Offer the client its publish slots and what it already receives.
 
         A participant created with a client's offer answers it instead
-        (:meth:`Answerer.start <pysfu.answering.Answerer.start>`; the answer
+        (:meth:`~pysfu.answering.Answerer.start`; the answer
         is then in ``answerer.answer``).
         """
         self._rtcp_task = asyncio.get_running_loop().create_task(self._run_rtcp())

@@ -19,7 +19,7 @@ Authorization is ``Bearer <token>``, with the room rules of
 :class:`~pysfu.admission.Admission`:
 
 - a **join credential**, the ICE password of a grant from
-  :meth:`Admission.admit <pysfu.admission.Admission.admit>` (the example's
+  :meth:`~pysfu.admission.Admission.admit` (the example's
   ``POST /api/rooms/{room}/join`` returns it as ``ice.password``): single-use,
   expiring, for that room; the client joins as the admitted participant, and
   the answer's ``a=ice-pwd`` is the token itself;
@@ -340,10 +340,6 @@ class WhipEndpoint:
             return await self.admission.join(
                 grant.participant_id, _discard, offer=offer
             )
-        except BadOffer:
-            raise
-        except PysfuError:
-            raise
         except ValueError as exc:  # aiortc refusing the description late
             raise BadOffer(str(exc)) from exc
 
@@ -437,9 +433,11 @@ async def _body(request: web.Request, content_type: str) -> str:
         raise _Refused(415, f"the body must be {content_type}")
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _Refused(413, f"the body is larger than {MAX_BODY} bytes")
-    data = await request.content.read(MAX_BODY + 1)
-    if len(data) > MAX_BODY:
-        raise _Refused(413, f"the body is larger than {MAX_BODY} bytes")
+    data = b""
+    while chunk := await request.content.read(MAX_BODY + 1 - len(data)):
+        data += chunk  # read() may return part of the body: read to the end
+        if len(data) > MAX_BODY:
+            raise _Refused(413, f"the body is larger than {MAX_BODY} bytes")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
