@@ -11,6 +11,7 @@ python3-gi, gir1.2-gst-plugins-bad-1.0).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -245,4 +246,6 @@ async def test_gstreamer_member_of_a_websocket_room(
         assert len(member.of("answer")) >= 2  # the host's tracks came in a new offer
     finally:
         relaying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relaying
         await ws.close()
