@@ -149,6 +149,12 @@ async def test_a_vanished_gstreamer_publisher_is_dropped(
         await asyncio.sleep(1)
     assert await room_status() == 404  # the host is gone, and with it the room
 
+    # and nothing reaches the player any more: its picture freezes
+    reports = len(player.of("stats"))
+    stopped_at = frames()
+    await wait_for(player, lambda: len(player.of("stats")) >= reports + 3, "stats")
+    assert frames() == stopped_at
+
 
 async def test_gstreamer_publisher_to_websocket_participant(
     server: RunningExample,
