@@ -261,6 +261,10 @@ async def test_refusals_are_specific_and_harm_nothing(
         # the room holds one participant: the grant has the seat
         full = await join(http, f"{base}/r/refusals")
         assert full[0] == 409
+        watcher = await whip_session(
+            http, base, "refusals", peers("watcher", 9), HOST_KEY, watch=True
+        )
+        assert watcher.status == 409 and "room_full" in watcher.text
         other_room = await whip_session(
             http, base, "elsewhere", peers("x", 7), password(grant), watch=True
         )
