@@ -137,6 +137,10 @@ class ReceivedTrack:
     kind: str
     frames: int = 0
     patterns: list[tuple[int, int]] = field(default_factory=list)
+    #: Mean (R, G, B) of a recent frame that carried no pattern (other clients).
+    color: tuple[int, int, int] | None = None
+    #: Decoded frames without a pattern.
+    other_frames: int = 0
     audio_chunks: list[np.ndarray] = field(default_factory=list)
     sample_rate: int = 48000
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -292,6 +296,11 @@ class Peer:
                     if pattern is not None:
                         received.patterns.append(pattern)
                         received.first_frame.set()
+                    else:
+                        received.other_frames += 1
+                        if received.other_frames % 10 == 1:
+                            rgb = frame.to_ndarray(format="rgb24").mean(axis=(0, 1))
+                            received.color = (int(rgb[0]), int(rgb[1]), int(rgb[2]))
                 elif isinstance(frame, av.AudioFrame):
                     data = frame.to_ndarray().reshape(-1)
                     received.sample_rate = frame.sample_rate

@@ -59,6 +59,7 @@ TESTED_FILES = {
     "docs/snippets/policies.py": "test_stage test_breakout",
     "docs/snippets/rooms.py": "test_room_gate test_rooms_*",
     "docs/snippets/operate.py": "test_operate_*",
+    "tests/gst/whip_publish.py": "test_gstreamer.py test_browser_gstreamer.py",
 }
 MKDOCS_BUILD = [sys.executable, "-m", "mkdocs", "build", "--strict"]
 #: Files included whole, as text (not code that runs).

@@ -1,0 +1,68 @@
+"""Publish a solid colour and a sine tone to a WHIP endpoint with GStreamer.
+
+    /usr/bin/python3 tests/gst/whip_publish.py URL TOKEN [--color RRGGBB]
+        [--tone HZ] [--duration SECONDS]
+
+Video: videotestsrc (one colour) -> vp8enc -> rtpvp8pay (or VP9); audio: audiotestsrc
+(sine) -> opusenc -> rtpopuspay; both into one webrtcbin (max-bundle), which
+offers sendonly sections. The encoder makes a keyframe only every 100 s or
+when asked (a PLI from the server): a viewer that sees video proves that
+keyframe requests reach the publisher. Status lines: see gstclient.py.
+SIGTERM leaves the session (HTTP DELETE) and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from gstclient import Gst, GstWebRTC, WhipClient, main
+
+# --8<-- [start:pipeline]
+PIPELINE = """
+webrtcbin name=webrtc bundle-policy=max-bundle
+videotestsrc is-live=true pattern=solid-color foreground-color={argb}
+  ! video/x-raw,width=320,height=240,framerate=30/1
+  ! videoconvert ! queue
+  ! {codec}enc deadline=1 keyframe-max-dist=3000 target-bitrate=300000
+  ! rtp{codec}pay pt=96 picture-id-mode=15-bit
+  ! application/x-rtp,media=video,encoding-name={CODEC},payload=96,clock-rate=90000
+  ! webrtc.
+audiotestsrc is-live=true wave=sine freq={tone} volume=0.3
+  ! audioconvert ! audioresample ! queue
+  ! opusenc ! rtpopuspay pt=111
+  ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000
+  ! webrtc.
+"""
+# --8<-- [end:pipeline]
+
+
+def build(argv: list[str]) -> WhipClient:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("url")
+    parser.add_argument("token")
+    parser.add_argument("--color", default="2060c0", help="RRGGBB")
+    parser.add_argument("--tone", type=float, default=440.0)
+    parser.add_argument("--codec", choices=("vp8", "vp9"), default="vp8")
+    parser.add_argument("--duration", type=float)
+    parser.add_argument(
+        "--nack", action="store_true", help="offer NACK and RTX (retransmissions)"
+    )
+    parser.add_argument("--fec", action="store_true", help="offer RED and ULPFEC")
+    args = parser.parse_args(argv)
+    argb = 0xFF000000 | int(args.color, 16)
+    pipeline = Gst.parse_launch(
+        PIPELINE.format(
+            argb=argb, tone=args.tone, codec=args.codec, CODEC=args.codec.upper()
+        )
+    )
+    webrtc = pipeline.get_by_name("webrtc")
+    for index in (0, 1):
+        transceiver = webrtc.emit("get-transceiver", index)
+        transceiver.set_property("do-nack", args.nack)
+        if args.fec:
+            transceiver.set_property("fec-type", GstWebRTC.WebRTCFECType.ULP_RED)
+    return WhipClient(pipeline, args.url, args.token, duration=args.duration)
+
+
+if __name__ == "__main__":
+    main(build)
