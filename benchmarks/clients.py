@@ -39,7 +39,7 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 from clip import KEY_BYTES, Media, PacketTrack, SendLog, on_keyframe_request
-from janus import JanusSession
+from janus import JanusError, JanusSession
 from linejson import HOST, LineChannel
 from loadgen import StreamCount
 
@@ -95,7 +95,9 @@ class Receiver:
         self._keyframe: tuple[int, int] | None = None  # (timestamp, next seq)
         self._video_ssrcs: list[set[int]] = []
 
-    def sink(self, kind: str, ssrcs: set[int]) -> Callable[[RtpPacket, bytes, int], None]:
+    def sink(
+        self, kind: str, ssrcs: set[int]
+    ) -> Callable[[RtpPacket, bytes, int], None]:
         streams = self.streams
 
         def sink(packet: RtpPacket, data: bytes, _arrival_ms: int) -> None:
@@ -144,7 +146,10 @@ async def _ignore_rtcp(_packet: Any) -> None:
 
 
 class Leg:
-    """One ``RTCPeerConnection`` of a member: publishes ``tracks``, feeds ``receiver``."""
+    """One ``RTCPeerConnection`` of a member.
+
+    It publishes ``tracks`` and feeds what it receives to ``receiver``.
+    """
 
     def __init__(
         self,
@@ -321,7 +326,11 @@ class JanusPublisherLeg(Leg):
     """Publishes into a VideoRoom: the client offers, ``joinandconfigure``."""
 
     def __init__(
-        self, session: JanusSession, room: int, feed: int, tracks: dict[str, PacketTrack]
+        self,
+        session: JanusSession,
+        room: int,
+        feed: int,
+        tracks: dict[str, PacketTrack],
     ) -> None:
         super().__init__(f"feed-{feed}", tracks, None)
         self.session = session
@@ -332,7 +341,9 @@ class JanusPublisherLeg(Leg):
     async def open(self) -> None:
         self.handle = await self.session.attach()
         for kind in KINDS:
-            transceiver = self.pc.addTransceiver(self.tracks[kind], direction="sendonly")
+            transceiver = self.pc.addTransceiver(
+                self.tracks[kind], direction="sendonly"
+            )
             self._publishing(kind, transceiver.sender)
         configure_ice(self.pc, host_addresses=[HOST])
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -381,15 +392,22 @@ class JanusSubscriberLeg(Leg):
         assert self.receiver is not None
         if self.receiver.subscribed_at is None:
             self.receiver.subscribed_at = time.monotonic()
-        event = await self.session.message(
-            self.handle,
-            {
-                "request": "join",
-                "room": self.room,
-                "ptype": "subscriber",
-                "streams": [{"feed": self.feed}],
-            },
-        )
+        body = {
+            "request": "join",
+            "room": self.room,
+            "ptype": "subscriber",
+            "streams": [{"feed": self.feed}],
+        }
+        for _ in range(50):
+            try:
+                event = await self.session.message(self.handle, body)
+                break
+            except JanusError as exc:  # the feed's PeerConnection is not up yet
+                if "No such feed" not in str(exc):
+                    raise
+                await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError(f"janus never published feed {self.feed}")
         jsep = event.get("jsep")
         if not jsep:
             raise RuntimeError(f"janus sent no offer to the subscriber: {event}")
@@ -475,17 +493,31 @@ class Member:
         self.feeds = feeds
         self.receiver = Receiver(log) if feeds else None
         self.legs: list[Leg] = []
+        self._pending: tuple[list[Leg], list[Leg]] | None = None
 
-    async def join(self, timeout: float) -> None:
-        """Connect every leg; returns once they are connected (not yet receiving)."""
+    async def _legs_of_mode(self) -> tuple[list[Leg], list[Leg]]:
+        """The connections this member needs: (publishing, receiving)."""
         d = self.directory
+        publishing: list[Leg] = []
+        receiving: list[Leg] = []
         if d.mode == "pysfu":
-            hello = {"type": "hello", "room": self.room, "id": self.name, "role": self.role}
-            self.legs.append(LineLeg(d.port, hello, self.tracks, self.receiver))
+            hello = {
+                "type": "hello",
+                "room": self.room,
+                "id": self.name,
+                "role": self.role,
+            }
+            leg = LineLeg(d.port, hello, self.tracks, self.receiver)
+            (publishing if self.tracks else receiving).append(leg)
         elif d.mode == "relay":
             if self.tracks:
-                hello = {"type": "hello", "room": self.room, "id": self.name, "role": "host"}
-                self.legs.append(LineLeg(d.port, hello, self.tracks, None))
+                hello = {
+                    "type": "hello",
+                    "room": self.room,
+                    "id": self.name,
+                    "role": "host",
+                }
+                publishing.append(LineLeg(d.port, hello, self.tracks, None))
             for feed in self.feeds:
                 hello = {
                     "type": "hello",
@@ -495,27 +527,51 @@ class Member:
                     "feed": feed,
                 }
                 assert self.receiver is not None
-                self.legs.append(LineLeg(d.port, hello, {}, self.receiver))
+                receiving.append(LineLeg(d.port, hello, {}, self.receiver))
         else:
             assert d.janus is not None
             room = await d.janus_room(self.room)
             if self.tracks:
-                self.legs.append(
+                publishing.append(
                     JanusPublisherLeg(d.janus, room, d.feed(self.name), self.tracks)
                 )
             for feed in self.feeds:
                 assert self.receiver is not None
-                self.legs.append(
+                receiving.append(
                     JanusSubscriberLeg(
-                        d.janus, room, d.feed(feed), self.receiver, f"{self.name}<-{feed}"
+                        d.janus,
+                        room,
+                        d.feed(feed),
+                        self.receiver,
+                        f"{self.name}<-{feed}",
                     )
                 )
-        for leg in self.legs:
+        return publishing, receiving
+
+    async def _open(self, legs: list[Leg], timeout: float) -> None:
+        self.legs += legs
+        for leg in legs:
             await asyncio.wait_for(leg.open(), timeout)  # type: ignore[attr-defined]
         await asyncio.wait_for(
-            asyncio.gather(*(asyncio.shield(leg.connected) for leg in self.legs)),
-            timeout,
+            asyncio.gather(*(asyncio.shield(leg.connected) for leg in legs)), timeout
         )
+
+    async def publish(self, timeout: float) -> None:
+        """Open the connection(s) that publish (in pysfu: the member's only one)."""
+        if self._pending is None:
+            self._pending = await self._legs_of_mode()
+        await self._open(self._pending[0], timeout)
+
+    async def subscribe(self, timeout: float) -> None:
+        """Open the receiving connection(s); the feeds must have been published."""
+        if self._pending is None:
+            self._pending = await self._legs_of_mode()
+        await self._open(self._pending[1], timeout)
+
+    async def join(self, timeout: float) -> None:
+        """Publish, then subscribe; returns once connected (not yet receiving)."""
+        await self.publish(timeout)
+        await self.subscribe(timeout)
 
     async def receiving(self, timeout: float) -> None:
         if self.receiver is not None:
@@ -535,4 +591,6 @@ class Member:
     async def close(self) -> None:
         for track in self.tracks.values():
             track.stop()
-        await asyncio.gather(*(leg.close() for leg in self.legs), return_exceptions=True)
+        await asyncio.gather(
+            *(leg.close() for leg in self.legs), return_exceptions=True
+        )

@@ -168,7 +168,7 @@ class PacketTrack(MediaStreamTrack):
         self.keyframe_requests += 1
         self._restart = True
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:  # type: ignore[type-arg]
         if self.readyState != "live":
             raise MediaStreamError  # aiortc's sender stops on this
         clip = self.clip

@@ -103,7 +103,7 @@ admin: {{
 """
     )
     (configs / "janus.plugin.videoroom.jcfg").write_text(
-        'general: {\n    string_ids = false\n}\n'
+        "general: {\n    string_ids = false\n}\n"
     )
     return configs
 
@@ -212,9 +212,10 @@ class JanusSession:
 
     async def _post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
         assert self._http is not None
-        body = {**body, "transaction": body.get("transaction") or next(
-            self._transactions
-        )}
+        body = {
+            **body,
+            "transaction": body.get("transaction") or next(self._transactions),
+        }
         async with self._http.post(url, json=body) as response:
             reply: dict[str, Any] = await response.json(content_type=None)
         if reply.get("janus") == "error":
@@ -266,7 +267,7 @@ class JanusSession:
         data = event.get("plugindata", {}).get("data", {})
         if "error" in data:
             raise JanusError(f"{body.get('request')}: {data['error']}")
-        return event
+        return dict(event)
 
     async def trickle_completed(self, handle: int) -> None:
         """All our candidates were in the SDP: tell Janus there are no more."""
@@ -312,9 +313,7 @@ class JanusSession:
         self.closed = True
         if self._http is not None and self.session_id:
             with contextlib.suppress(Exception):
-                await self._post(
-                    f"{self.base}/{self.session_id}", {"janus": "destroy"}
-                )
+                await self._post(f"{self.base}/{self.session_id}", {"janus": "destroy"})
         if self._poll is not None:
             self._poll.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -53,7 +53,7 @@ from clip import Media, SendLog, encode_media
 from fanout import ServerProcess
 from janus import JanusProcess, JanusSession, janus_available
 from linejson import ROOM
-from loadgen import LoadSnapshot, LoadWindow, StreamCount
+from loadgen import LoadSnapshot, LoadWindow
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_JSON = BENCH_DIR / "results" / "suite.json"
@@ -267,7 +267,9 @@ async def fanout_case(
             if not load.received_packets:
                 raise RuntimeError("the subscribers received nothing in the window")
             result.forwarded_pps = load.received_packets / load.seconds
-            result.server_cpu_us_per_packet = window.server_cpu * 1e6 / load.received_packets
+            result.server_cpu_us_per_packet = (
+                window.server_cpu * 1e6 / load.received_packets
+            )
             result.server_cpu_percent = 100 * window.server_cpu / load.seconds
             result.client_cpu_percent = 100 * load.client_cpu_seconds / load.seconds
             result.loss_percent, result.delivered_percent = loss_and_delivery(
@@ -315,16 +317,28 @@ async def rooms_case(
             for r in range(rooms)
         ]
         guests = [
-            Member(directory, f"room{r}", f"r{r}-guest", "participant", media, [f"r{r}-host"])
+            Member(
+                directory,
+                f"room{r}",
+                f"r{r}-guest",
+                "participant",
+                media,
+                [f"r{r}-host"],
+            )
             for r in range(rooms)
         ]
         members = [*hosts, *guests]
         try:
-            for start in range(0, rooms, 4):
-                group = hosts[start : start + 4]
-                await asyncio.gather(*(m.join(args.timeout) for m in group))
-            await join_all(guests, args.timeout, batch=4)
-            await asyncio.gather(*(m.receiving(args.timeout) for m in hosts))
+            # Everybody publishes (hosts first: a pysfu room needs its host),
+            # then subscribes to the other.
+            for group in (hosts, guests):
+                for start in range(0, rooms, 4):
+                    batch = group[start : start + 4]
+                    await asyncio.gather(*(m.publish(args.timeout) for m in batch))
+            for start in range(0, len(members), 8):
+                batch = members[start : start + 8]
+                await asyncio.gather(*(m.subscribe(args.timeout) for m in batch))
+            await asyncio.gather(*(m.receiving(args.timeout) for m in members))
             await asyncio.sleep(args.warmup)
             window = await measure(server, members, members, args.seconds)
             load = window.load
@@ -365,7 +379,8 @@ async def latejoin_case(
         publisher = Member(directory, ROOM, "pub", "host", media, [])
         steady = Member(directory, ROOM, "steady", "participant", None, ["pub"])
         try:
-            await join_all([publisher, steady], args.timeout)
+            await join_all([publisher], args.timeout)
+            await join_all([steady], args.timeout)
             await asyncio.sleep(1.0)
             for index in range(args.latejoins):
                 joiner = Member(
@@ -392,9 +407,13 @@ async def latejoin_case(
                     await joiner.close()
                 await asyncio.sleep(1.0)  # beyond pysfu's keyframe coalescing
             result.joins = len(result.from_subscribe_ms)
-            result.median_from_subscribe_ms = statistics.median(result.from_subscribe_ms)
+            result.median_from_subscribe_ms = statistics.median(
+                result.from_subscribe_ms
+            )
             result.max_from_subscribe_ms = max(result.from_subscribe_ms)
-            result.median_from_connected_ms = statistics.median(result.from_connected_ms)
+            result.median_from_connected_ms = statistics.median(
+                result.from_connected_ms
+            )
         finally:
             result.problems += problems_of([publisher, steady])
             await close_all([steady, publisher])
@@ -420,7 +439,9 @@ def slope(points: list[tuple[float, float]]) -> float | None:
     return covariance / sum((x - mean_x) ** 2 for x, _ in points)
 
 
-async def memory_case(mode: str, media: Media, args: argparse.Namespace) -> MemoryResult:
+async def memory_case(
+    mode: str, media: Media, args: argparse.Namespace
+) -> MemoryResult:
     result = MemoryResult(mode)
     steps = [n for n in args.memory if mode != "relay" or n <= args.relay_max]
     members: list[Member] = []
@@ -451,13 +472,11 @@ async def memory_case(mode: str, media: Media, args: argparse.Namespace) -> Memo
 # running the suite
 
 
-Case = Callable[[], Awaitable[Any]]
-
-
-async def attempt(label: str, case: Case, empty: Any) -> Any:
+async def attempt(label: str, case: Awaitable[Any], empty: Any) -> Any:
+    """Run one case; a failure becomes ``empty`` with its ``error`` set."""
     log(f"{label}: running")
     try:
-        result = await case()
+        result = await case
     except Exception as exc:
         result = empty
         result.error = f"{type(exc).__name__}: {exc}"[:300]
@@ -485,8 +504,9 @@ async def run_suite(args: argparse.Namespace, document: dict[str, Any]) -> None:
                         continue
                     results["fanout"].append(
                         await attempt(
-                            f"fanout {mode} x {n}" + (f" #{repeat + 1}" if repeat else ""),
-                            lambda m=mode, n=n, r=repeat: fanout_case(m, n, r, media, args),
+                            f"fanout {mode} x {n}"
+                            + (f" #{repeat + 1}" if repeat else ""),
+                            fanout_case(mode, n, repeat, media, args),
                             FanoutResult(mode, n, repeat),
                         )
                     )
@@ -498,7 +518,7 @@ async def run_suite(args: argparse.Namespace, document: dict[str, Any]) -> None:
                 results["rooms"].append(
                     await attempt(
                         f"rooms {mode} x {rooms}",
-                        lambda m=mode, r=rooms: rooms_case(m, r, media, args),
+                        rooms_case(mode, rooms, media, args),
                         RoomsResult(mode, rooms),
                     )
                 )
@@ -511,7 +531,7 @@ async def run_suite(args: argparse.Namespace, document: dict[str, Any]) -> None:
                 results[part].append(
                     await attempt(
                         f"{part} {mode}",
-                        lambda m=mode, f=case_fn: f(m, media, args),  # type: ignore[misc]
+                        case_fn(mode, media, args),
                         empty_type(mode),
                     )
                 )
@@ -534,7 +554,10 @@ def table(rows: list[Any], columns: list[tuple[str, str, str]]) -> str:
     lines = [header, "-" * len(header)]
     for row in rows:
         if row.error:
-            cells = [fmt(getattr(row, attr), spec).rjust(len(title)) for title, attr, spec in columns[:2]]
+            cells = [
+                fmt(getattr(row, attr), spec).rjust(len(title))
+                for title, attr, spec in columns[:2]
+            ]
             lines.append("  ".join(cells) + "  " + row.error)
             continue
         lines.append(
@@ -584,9 +607,12 @@ LATEJOIN_COLUMNS = [
 def first_of(rows: list[Any], **match: Any) -> Any:
     """The first error-free row matching ``match`` (repeat 0 for fan-out)."""
     for row in rows:
-        if not row.error and all(getattr(row, k) == v for k, v in match.items()):
-            if getattr(row, "repeat", 0) == 0:
-                return row
+        if (
+            not row.error
+            and getattr(row, "repeat", 0) == 0
+            and all(getattr(row, k) == v for k, v in match.items())
+        ):
+            return row
     return None
 
 
@@ -596,7 +622,12 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def compute_ratios(results: dict[str, list[Any]]) -> dict[str, list[dict[str, Any]]]:
     """pysfu/janus and relay/pysfu for every case that has the modes."""
-    out: dict[str, list[dict[str, Any]]] = {"fanout": [], "rooms": [], "latejoin": [], "memory": []}
+    out: dict[str, list[dict[str, Any]]] = {
+        "fanout": [],
+        "rooms": [],
+        "latejoin": [],
+        "memory": [],
+    }
 
     def pair(metric: str, rows: list[Any], **match: Any) -> dict[str, Any]:
         values = {
@@ -654,7 +685,9 @@ def spread(results: list[FanoutResult], n: int) -> dict[str, dict[str, float]]:
                 "min": min(values),
                 "median": statistics.median(values),
                 "max": max(values),
-                "spread_percent": 100 * (max(values) - min(values)) / statistics.median(values),
+                "spread_percent": 100
+                * (max(values) - min(values))
+                / statistics.median(values),
             }
     return out
 
@@ -663,7 +696,11 @@ def report(document: dict[str, Any]) -> str:
     results = document["results"]
     out: list[str] = []
     if results["fanout"]:
-        out += ["", "FAN-OUT: 1 publisher -> N subscribers", table(results["fanout"], FANOUT_COLUMNS)]
+        out += [
+            "",
+            "FAN-OUT: 1 publisher -> N subscribers",
+            table(results["fanout"], FANOUT_COLUMNS),
+        ]
         costs = document["marginal_us_per_packet"]
         out.append(
             "marginal server CPU per extra forwarded packet: "
@@ -676,21 +713,37 @@ def report(document: dict[str, Any]) -> str:
                 f"(min/median/max, spread {s['spread_percent']:.0f} %)"
             )
     if results["rooms"]:
-        out += ["", "ROOMS: host + participant, both publishing audio+video", table(results["rooms"], ROOMS_COLUMNS)]
+        out += [
+            "",
+            "ROOMS: host + participant, both publishing audio+video",
+            table(results["rooms"], ROOMS_COLUMNS),
+        ]
     if results["latejoin"]:
-        out += ["", "LATE JOINER: subscribe -> first complete keyframe", table(results["latejoin"], LATEJOIN_COLUMNS)]
+        out += [
+            "",
+            "LATE JOINER: subscribe -> first complete keyframe",
+            table(results["latejoin"], LATEJOIN_COLUMNS),
+        ]
     if results["memory"]:
         out += ["", "MEMORY: server RSS (MB) as subscribers are added"]
         for row in results["memory"]:
             if row.error:
                 out.append(f"{row.mode:<5}  {row.error}")
                 continue
-            steps = "  ".join(f"{n}: {mb:.1f}" for n, mb in zip(row.steps, row.rss_mb, strict=True))
-            out.append(f"{row.mode:<5}  {steps}   slope {fmt(row.mb_per_subscriber, '.2f')} MB/subscriber")
-    out += ["", "RATIOS (pysfu/janus < 1: pysfu needs less; relay/pysfu > 1: relay needs more)"]
+            steps = "  ".join(
+                f"{n}: {mb:.1f}" for n, mb in zip(row.steps, row.rss_mb, strict=True)
+            )
+            per = fmt(row.mb_per_subscriber, ".2f")
+            out.append(f"{row.mode:<5}  {steps}   slope {per} MB/subscriber")
+    out += [
+        "",
+        "RATIOS (pysfu/janus < 1: pysfu needs less; relay/pysfu > 1: relay needs more)",
+    ]
     for part, rows in document["ratios"].items():
         for row in rows:
-            case = ", ".join(f"{k}={v}" for k, v in row.items() if k in ("subscribers", "rooms"))
+            case = ", ".join(
+                f"{k}={v}" for k, v in row.items() if k in ("subscribers", "rooms")
+            )
             out.append(
                 f"{part:<8} {case:<15} {row['metric']:<26} "
                 f"pysfu/janus {fmt(row['pysfu/janus'], '6.2f')}   "
@@ -737,7 +790,17 @@ def reexec_in_netns() -> None:
         )
     os.execvpe(
         "unshare",
-        ["unshare", "--net", "--", "sh", "-c", NETNS_SETUP, "sh", sys.executable, *sys.argv],
+        [
+            "unshare",
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            NETNS_SETUP,
+            "sh",
+            sys.executable,
+            *sys.argv,
+        ],
         {**os.environ, NETNS_ENV: "1"},
     )
 
@@ -752,7 +815,8 @@ def name_list(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
         unknown = set(names) - set(choices)
         if unknown:
             raise argparse.ArgumentTypeError(
-                f"unknown: {', '.join(sorted(unknown))} (choose from {', '.join(choices)})"
+                f"unknown: {', '.join(sorted(unknown))} "
+                f"(choose from {', '.join(choices)})"
             )
         return names
 
@@ -776,31 +840,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small, short cases")
     parser.add_argument("--parts", type=name_list(PARTS), default=list(PARTS))
     parser.add_argument("--modes", type=name_list(MODES), default=list(MODES))
-    parser.add_argument("--fanout", type=int_list, default=[1, 4, 8, 16, 32],
-                        help="subscriber counts of the fan-out part")
+    parser.add_argument(
+        "--fanout",
+        type=int_list,
+        default=[1, 4, 8, 16, 32],
+        help="subscriber counts of the fan-out part",
+    )
     parser.add_argument("--rooms", type=int_list, default=[1, 5, 10, 20])
-    parser.add_argument("--memory", type=int_list, default=[0, 8, 16, 32],
-                        help="subscriber counts at which RSS is read")
+    parser.add_argument(
+        "--memory",
+        type=int_list,
+        default=[0, 8, 16, 32],
+        help="subscriber counts at which RSS is read",
+    )
     parser.add_argument("--latejoins", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--settle", type=float, default=3.0,
-                        help="seconds before each RSS reading")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of the fan-out case at --repeat-at (noise)")
+    parser.add_argument(
+        "--settle", type=float, default=3.0, help="seconds before each RSS reading"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of the fan-out case at --repeat-at (noise)",
+    )
     parser.add_argument("--repeat-at", type=int, default=16)
-    parser.add_argument("--relay-max", type=int, default=16,
-                        help="largest subscriber count run for relay (it saturates)")
+    parser.add_argument(
+        "--relay-max",
+        type=int,
+        default=16,
+        help="largest subscriber count run for relay (it saturates)",
+    )
     parser.add_argument("--relay-max-rooms", type=int, default=5)
-    parser.add_argument("--bitrate", type=int, default=1_000_000, help="clip video bit/s")
+    parser.add_argument(
+        "--bitrate", type=int, default=1_000_000, help="clip video bit/s"
+    )
     parser.add_argument("--clip-seconds", type=float, default=4.0)
     parser.add_argument("--timeout", type=float, default=60.0, help="per join/wait")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
-    parser.add_argument("--no-netns", action="store_true",
-                        help="run in the current network namespace")
+    parser.add_argument(
+        "--no-netns", action="store_true", help="run in the current network namespace"
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        given = set(a.split("=")[0].lstrip("-").replace("-", "_") for a in (argv or sys.argv[1:]))
+        given = set(
+            a.split("=")[0].lstrip("-").replace("-", "_")
+            for a in (argv or sys.argv[1:])
+        )
         for key, value in QUICK.items():
             if key not in given:
                 setattr(args, key, value)
