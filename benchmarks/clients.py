@@ -551,10 +551,18 @@ class Member:
     async def _open(self, legs: list[Leg], timeout: float) -> None:
         self.legs += legs
         for leg in legs:
-            await asyncio.wait_for(leg.open(), timeout)  # type: ignore[attr-defined]
-        await asyncio.wait_for(
-            asyncio.gather(*(asyncio.shield(leg.connected) for leg in legs)), timeout
-        )
+            try:
+                await asyncio.wait_for(leg.open(), timeout)  # type: ignore[attr-defined]
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"{leg.name}: signalling took {timeout} s") from None
+        for leg in legs:
+            try:
+                await asyncio.wait_for(asyncio.shield(leg.connected), timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"{leg.name}: not connected after {timeout} s "
+                    f"({leg.pc.connectionState})"
+                ) from None
 
     async def publish(self, timeout: float) -> None:
         """Open the connection(s) that publish (in pysfu: the member's only one)."""
@@ -575,7 +583,13 @@ class Member:
 
     async def receiving(self, timeout: float) -> None:
         if self.receiver is not None:
-            await asyncio.wait_for(self.receiver.media.wait(), timeout)
+            try:
+                await asyncio.wait_for(self.receiver.media.wait(), timeout)
+            except asyncio.TimeoutError:
+                kinds = sorted({c.kind for c in self.receiver.streams.values()})
+                raise TimeoutError(
+                    f"{self.name}: received only {kinds or 'nothing'} in {timeout} s"
+                ) from None
 
     async def sent(self) -> dict[str, tuple[int, int]]:
         totals: dict[str, tuple[int, int]] = {}
