@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -268,7 +269,8 @@ def main() -> None:
     )
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="server: %(name)s: %(message)s")
+    level = os.environ.get("PYSFU_BENCH_SERVER_LOG", "WARNING")
+    logging.basicConfig(level=level, format="server: %(name)s: %(message)s")
     asyncio.run(serve(args.mode, args.port, args.subscribers, args.exit_on_stdin_eof))
 
 
