@@ -18,11 +18,14 @@ def cell(value: Any, spec: str) -> str:
 
 
 def markdown_table(
-    rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]
+    rows: list[dict[str, Any]], columns: list[tuple[str, str, str]], left: int = 1
 ) -> str:
+    """A Markdown table; the first ``left`` columns are text (left-aligned)."""
     lines = [
         "| " + " | ".join(title for title, _, _ in columns) + " |",
-        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(columns))) + "|",
+        "|"
+        + "|".join("---" if i < left else "---:" for i in range(len(columns)))
+        + "|",
     ]
     for row in rows:
         if row.get("error"):
@@ -127,7 +130,7 @@ def render(document: dict[str, Any]) -> str:
             rows.append({**entry, "part": part, "case": case})
     if rows:
         out += ["### Ratios", ""]
-        out += [markdown_table(rows, RATIOS), ""]
+        out += [markdown_table(rows, RATIOS, left=3), ""]
     return "\n".join(out)
 
 
