@@ -34,6 +34,8 @@ def markdown_table(
             lines.append("| " + " | ".join(first + rest) + " |")
         else:
             cells = [cell(row.get(key), spec) for _, key, spec in columns]
+            if row.get("problems"):  # connections lost during the case
+                cells[0] += " (!)"
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

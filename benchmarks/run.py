@@ -563,12 +563,13 @@ def table(rows: list[Any], columns: list[tuple[str, str, str]]) -> str:
             ]
             lines.append("  ".join(cells) + "  " + row.error)
             continue
-        lines.append(
-            "  ".join(
-                fmt(getattr(row, attr), spec).rjust(len(title))
-                for title, attr, spec in columns
-            )
+        line = "  ".join(
+            fmt(getattr(row, attr), spec).rjust(len(title))
+            for title, attr, spec in columns
         )
+        if row.problems:  # connections lost during the case: not a clean figure
+            line += f"  ! {len(row.problems)} problem(s), see the log"
+        lines.append(line)
     return "\n".join(lines)
 
 
