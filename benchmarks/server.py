@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -113,6 +114,7 @@ class PysfuServer(ConnectionServer):
     def __init__(self, max_participants: int) -> None:
         super().__init__()
         self.sfu = SFU(SFUConfig(ice=IceConfig(host_addresses=(HOST,))))
+        self.max_participants = max_participants
         self.sfu.create_room(ROOM, max_participants=max_participants)
 
     async def serve_client(self, channel: LineChannel, hello: dict[str, Any]) -> None:
@@ -120,7 +122,11 @@ class PysfuServer(ConnectionServer):
             await channel.send(to_json(message))
 
         try:
-            room = self.sfu.get_room(str(hello.get("room")))
+            name = str(hello.get("room"))
+            if name not in self.sfu.rooms and hello["role"] == "host":
+                # Rooms beyond the default one are created by their host.
+                self.sfu.create_room(name, max_participants=self.max_participants)
+            room = self.sfu.get_room(name)
             participant = await room.join(hello["id"], hello["role"], outbox)
         except PysfuError as exc:
             await channel.send(
@@ -138,34 +144,59 @@ class PysfuServer(ConnectionServer):
 
 
 class RelayServer(ConnectionServer):
-    """aiortc alone: decode the publisher once, encode once per subscriber."""
+    """aiortc alone: decode each publisher once, encode once per subscriber.
+
+    A ``host`` connection publishes under its ``id`` in its room; a
+    ``participant`` connection receives the publisher named by ``feed`` (by
+    default the room's first), waiting for it to publish.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.relay = MediaRelay()
-        self.tracks: dict[str, MediaStreamTrack] = {}
-        self.published = asyncio.Event()
-        self.has_host = False
+        #: (room, publisher id) -> its tracks by kind
+        self.tracks: dict[tuple[str, str], dict[str, MediaStreamTrack]] = {}
+        self.first: dict[str, str] = {}
+        self.published = asyncio.Condition()
         self.pcs: set[RTCPeerConnection] = set()
+        self._notifying: set[asyncio.Task[None]] = set()
+
+    async def _feed(self, room: str, feed: str | None) -> dict[str, MediaStreamTrack]:
+        def complete() -> bool:
+            name = feed or self.first.get(room)
+            tracks = self.tracks.get((room, name or ""), {})
+            return all(kind in tracks for kind in KINDS)
+
+        async with self.published:
+            await self.published.wait_for(complete)
+        return self.tracks[(room, feed or self.first[room])]
 
     async def serve_client(self, channel: LineChannel, hello: dict[str, Any]) -> None:
-        if hello["role"] == "host" and self.has_host:
-            await channel.send({"type": "error", "code": "HostTaken", "message": ""})
-            return
+        room = str(hello.get("room"))
         pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
         self.pcs.add(pc)
         try:
             if hello["role"] == "host":
-                self.has_host = True
-                pc.on("track", self._on_publisher_track)
+                key = (room, hello["id"])
+                if key in self.tracks:
+                    await channel.send(
+                        {"type": "error", "code": "IdTaken", "message": ""}
+                    )
+                    return
+                self.tracks[key] = {}
+                self.first.setdefault(room, hello["id"])
+                pc.on("track", lambda track: self._on_publisher_track(key, track))
                 for kind in KINDS:
                     pc.addTransceiver(kind, direction="recvonly")
             else:
-                await asyncio.wait_for(self.published.wait(), timeout=60)
+                feed = hello.get("feed")
+                tracks = await asyncio.wait_for(
+                    self._feed(room, str(feed) if feed else None), timeout=60
+                )
                 for kind in KINDS:
-                    track = self.relay.subscribe(self.tracks[kind])
+                    track = self.relay.subscribe(tracks[kind])
                     pc.addTransceiver(track, direction="sendonly")
             configure_ice(pc, host_addresses=[HOST])
             await pc.setLocalDescription(await pc.createOffer())
@@ -182,10 +213,18 @@ class RelayServer(ConnectionServer):
             self.pcs.discard(pc)
             await pc.close()
 
-    def _on_publisher_track(self, track: MediaStreamTrack) -> None:
-        self.tracks[track.kind] = track
-        if all(kind in self.tracks for kind in KINDS):
-            self.published.set()
+    def _on_publisher_track(
+        self, key: tuple[str, str], track: MediaStreamTrack
+    ) -> None:
+        self.tracks[key][track.kind] = track
+
+        async def notify() -> None:
+            async with self.published:
+                self.published.notify_all()
+
+        task = asyncio.ensure_future(notify())
+        self._notifying.add(task)
+        task.add_done_callback(self._notifying.discard)
 
     async def shutdown_media(self) -> None:
         await asyncio.gather(*(pc.close() for pc in list(self.pcs)))
@@ -230,7 +269,8 @@ def main() -> None:
     )
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="server: %(name)s: %(message)s")
+    level = os.environ.get("PYSFU_BENCH_SERVER_LOG", "WARNING")
+    logging.basicConfig(level=level, format="server: %(name)s: %(message)s")
     asyncio.run(serve(args.mode, args.port, args.subscribers, args.exit_on_stdin_eof))
 
 

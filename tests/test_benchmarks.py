@@ -1,0 +1,55 @@
+"""Smoke test of the benchmark suite (``benchmarks/run.py``): it measures something.
+
+One short pysfu fan-out case and one late joiner, run as a user would run the
+suite (a subprocess, already inside the tests' loopback-only namespace). Only
+that packets arrived and were counted is checked, never a timing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("psutil")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.network
+def test_suite_measures_a_pysfu_fanout_and_a_late_joiner(tmp_path: Path) -> None:
+    output = tmp_path / "suite.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--no-netns",
+            "--modes=pysfu",
+            "--parts=fanout,latejoin",
+            "--fanout=1",
+            "--repeat=1",
+            "--latejoins=1",
+            "--seconds=2",
+            "--warmup=1",
+            "--clip-seconds=1",
+            f"--json={output}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    document = json.loads(output.read_text())
+    (fanout,) = document["results"]["fanout"]
+    assert fanout["error"] is None, fanout
+    assert fanout["forwarded_pps"] > 0
+    assert fanout["server_cpu_us_per_packet"] > 0
+    # every video frame's delay was matched to the publisher's send log
+    assert fanout["latency_samples"] > 0
+    (late,) = document["results"]["latejoin"]
+    assert late["error"] is None, late
+    assert late["joins"] == 1
+    assert "FAN-OUT" in completed.stdout
