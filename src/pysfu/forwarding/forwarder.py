@@ -226,10 +226,19 @@ class Forwarder:
             keyframe = self._detect_keyframe(data[payload_offset(data) :])
 
         timestamp = packet.timestamp
+        now = time.monotonic()
+        variants: dict[int, bytearray] = {}
         for downtrack in self.downtracks:
             try:
                 downtrack.forward(
-                    data, sequence_number, timestamp, payload_type, ssrc, keyframe
+                    data,
+                    sequence_number,
+                    timestamp,
+                    payload_type,
+                    ssrc,
+                    keyframe,
+                    now,
+                    variants,
                 )
             except Exception:  # one subscriber must never break the others
                 downtrack.stats.errors += 1

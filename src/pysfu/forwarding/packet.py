@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 _HEADER = struct.Struct("!HII")  # sequence number, timestamp, SSRC at offset 2
 
@@ -17,7 +18,11 @@ DROP = 0
 
 
 def rewrite_header(
-    data: bytes, payload_type: int, sequence_number: int, timestamp: int, ssrc: int
+    data: bytes | bytearray,
+    payload_type: int,
+    sequence_number: int,
+    timestamp: int,
+    ssrc: int,
 ) -> bytearray:
     """Return a copy of an RTP packet with PT, sequence, timestamp and SSRC replaced.
 
@@ -76,9 +81,14 @@ def remap_extension_ids(buf: bytearray, table: Sequence[int]) -> None:
             pos += 2 + length
 
 
+#: Tables handed out so far: equal tables are one object, so subscribers
+#: with the same numbering share one renumbered copy of each packet.
+_TABLES: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+
 def extension_id_table(
-    source: dict[str, int], destination: dict[str, int], forwarded: set[str]
-) -> list[int] | None:
+    source: dict[str, int], destination: dict[str, int], forwarded: AbstractSet[str]
+) -> tuple[int, ...] | None:
     """Build the id table translating ``source`` ids to ``destination`` ids.
 
     ``source`` and ``destination`` map extension URIs to negotiated ids. Only
@@ -92,7 +102,12 @@ def extension_id_table(
         table[old_id] = new_id
         if new_id != old_id:
             identity = False
-    return None if identity else table
+    if identity:
+        return None
+    if len(_TABLES) > 1024:  # bounded: numberings in use are few
+        _TABLES.clear()
+    frozen = tuple(table)
+    return _TABLES.setdefault(frozen, frozen)
 
 
 def payload_offset(data: bytes) -> int:
