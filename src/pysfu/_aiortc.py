@@ -71,6 +71,8 @@ from aiortc.rtp import (
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
+from ._rtp import RtpHeader, extension_checks, parse_header
+
 __all__ = [
     "CODECS",
     "HOOK_POINTS",
@@ -93,6 +95,7 @@ __all__ = [
     "RtcpSenderInfo",
     "RtcpSourceInfo",
     "RtcpSrPacket",
+    "RtpHeader",
     "RtpOutput",
     "RtpPacket",
     "RtpTap",
@@ -104,6 +107,7 @@ __all__ = [
     "configure_ice",
     "datagram_endpoint",
     "dtls_transport_of",
+    "extension_checks_of",
     "negotiated_codecs",
     "negotiated_header_extensions",
     "pack_remb_fci",
@@ -219,6 +223,10 @@ def check_hook_points() -> None:
     )
     if not hasattr(session, "_srtp") or not hasattr(_srtp_lib, "srtp_protect"):
         problems.append("pylibsrtp Session has no _srtp context / srtp_protect")
+    from aiortc.rtp import HeaderExtensionsMap
+
+    if not hasattr(HeaderExtensionsMap(), "_HeaderExtensionsMap__ids"):
+        problems.append("aiortc HeaderExtensionsMap has no __ids")
     if not hasattr(DtlsState, "CONNECTED"):
         problems.append("aiortc.rtcdtlstransport.State has no CONNECTED")
     if problems:
@@ -375,8 +383,15 @@ def set_sender_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None
 # Receiving: decrypted RTP straight from the transport, no jitter buffer
 
 
-RtpSink = Callable[[RtpPacket, bytes, int], None]
+RtpSink = Callable[[RtpHeader, bytes, int], None]
 RtcpSink = Callable[[Any], Awaitable[None]]
+
+
+def extension_checks_of(extensions_map: Any) -> list[int]:
+    """:func:`pysfu._rtp.parse_header`'s ``checks`` for the ids configured in
+    an aiortc ``HeaderExtensionsMap``."""
+    ids = getattr(extensions_map, "_HeaderExtensionsMap__ids")  # noqa: B009
+    return extension_checks(ids)
 
 
 #: aiortc's arrival times are milliseconds since the NTP epoch (1900).
@@ -387,10 +402,12 @@ class RtpTap:
     """Diverts decrypted RTP of one DTLS transport to pysfu sinks.
 
     The stock path parses each packet, routes it to an ``RTCRtpReceiver`` and
-    depacketizes, jitter-buffers and decodes it. The tap keeps aiortc's parse
-    and routing and hands the packet, its raw bytes and its arrival time to the
-    sink registered for the receiver instead. Sinks are synchronous: a sink
-    must never await, so one slow consumer cannot stall the receive loop.
+    depacketizes, jitter-buffers and decodes it. The tap parses only the header
+    (:func:`pysfu._rtp.parse_header`, which accepts what aiortc's parser
+    accepts), keeps aiortc's routing and hands the header, the raw bytes and
+    the arrival time to the sink registered for the receiver instead. Sinks
+    are synchronous: a sink must never await, so one slow consumer cannot
+    stall the receive loop.
 
     ``direct`` (default): once DTLS has produced SRTP keys, SRTP datagrams are
     decrypted and delivered straight from aioice's datagram callback instead
@@ -409,6 +426,15 @@ class RtpTap:
         self.rtcp_errors = 0
         #: SRTP packets that failed authentication/replay checks (direct path).
         self.srtp_errors = 0
+        self._checks: list[int] = []
+        self._configure_checks()
+        register = transport._register_rtp_receiver
+
+        def register_rtp_receiver(receiver: Any, parameters: Any) -> None:
+            register(receiver, parameters)  # configures aiortc's extension map
+            self._configure_checks()
+
+        transport._register_rtp_receiver = register_rtp_receiver  # type: ignore[method-assign]
         transport._handle_rtp_data = self._handle_rtp_data  # type: ignore[method-assign]
         self._handle_rtcp_stock = transport._handle_rtcp_data
         transport._handle_rtcp_data = self._handle_rtcp_data  # type: ignore[method-assign]
@@ -423,6 +449,10 @@ class RtpTap:
 
     def detach_all(self) -> None:
         self._sinks.clear()
+
+    def _configure_checks(self) -> None:
+        """What each negotiated header extension's value must look like."""
+        self._checks = extension_checks_of(self._transport._rtp_header_extensions_map)
 
     def _divert_datagrams(self) -> None:
         dtls = self._transport
@@ -456,13 +486,12 @@ class RtpTap:
         # Never raises: an exception escaping into aiortc's receive loop (or
         # asyncio's datagram callback) would stop this publisher for good.
         transport = self._transport
-        try:
-            packet = RtpPacket.parse(data, transport._rtp_header_extensions_map)
-        except (ValueError, struct.error):  # struct.error: bad extension lengths
+        packet = parse_header(data, self._checks, transport._rtp_header_extensions_map)
+        if packet is None:
             self.parse_errors += 1
             return
         try:
-            receiver = transport._rtp_router.route_rtp(packet)
+            receiver = transport._rtp_router.route_rtp(packet)  # type: ignore[arg-type]
             sink = self._sinks.get(id(receiver)) if receiver is not None else None
             if sink is None:
                 self.unrouted += 1
