@@ -154,6 +154,7 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     (RTCRtpTransceiver, "setCodecPreferences", ("self", "codecs")),
     (aioice.ice.Connection, "gather_candidates", ("self",)),
     (aioice.ice.Connection, "data_received", ("self", "data", "component")),
+    (aioice.ice.StunProtocol, "datagram_received", ("self", "data", "addr")),
     (aioice.ice.Connection, "query_consent", ("self",)),
     (aioice.ice.Connection, "build_request", ("self", "pair", "nominate")),
     (aioice.ice.Connection, "close", ("self",)),
@@ -193,6 +194,7 @@ def check_hook_points() -> None:
     # connection and the receive-side state of a dtls transport.
     conn = aioice.ice.Connection(ice_controlling=False)
     for name in (
+        "_protocols",
         "_local_username",
         "_local_password",
         "_nominated",
@@ -461,6 +463,8 @@ class RtpTap:
         deliver = self._deliver
         connected = DtlsState.CONNECTED
 
+        shortcut: list[Any] = []  # the protocols whose STUN parse we skip
+
         def data_received(data: bytes, component: int) -> None:
             # SRTP, not SRTCP (RFC 5761 payload types 192-208), once keyed
             srtp = dtls._rx_srtp
@@ -473,6 +477,10 @@ class RtpTap:
             ):
                 queue_datagram(data, component)
                 return
+            if not shortcut:
+                shortcut.extend(conn._protocols)
+                for protocol in shortcut:
+                    _skip_stun_parse(protocol, data_received)
             try:
                 plain = srtp.unprotect(data)
             except pylibsrtp.Error:  # forged, replayed or corrupted
@@ -511,6 +519,28 @@ class RtpTap:
             await self._handle_rtcp_stock(data)
         except Exception:
             self.rtcp_errors += 1
+
+
+def _skip_stun_parse(
+    protocol: Any, data_received: Callable[[bytes, int], None]
+) -> None:
+    """Hand RTP/RTCP datagrams of an aioice protocol straight to ``data_received``.
+
+    aioice tries to parse every datagram as STUN and takes the ``ValueError``
+    as "not STUN": an exception per media packet. STUN's first two bits are
+    0 (RFC 5389 section 6) while RTP and RTCP start with version 2 (first
+    byte 128-191), so those can skip the attempt.
+    """
+    stock = protocol.datagram_received
+    component = protocol.local_candidate.component
+
+    def datagram_received(data: bytes, addr: Any) -> None:
+        if data and 127 < data[0] < 192:
+            data_received(data, component)
+        else:
+            stock(data, addr)
+
+    protocol.datagram_received = datagram_received
 
 
 def take_over_receiver(

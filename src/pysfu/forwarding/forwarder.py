@@ -138,6 +138,8 @@ class Forwarder:
         self.stats = ForwarderStats()
         self.downtracks: list[DownTrack] = []
         self.codecs: dict[int, CodecInfo] = {}
+        # payload type -> the type it retransmits (RTX) or None: read per packet
+        self._rtx_for: dict[int, int | None] = {}
         self.header_extensions: dict[str, int] = {}
         self.media_ssrc: int | None = None
         self._keyframe_wanted = False
@@ -178,6 +180,7 @@ class Forwarder:
         rather than taken for a new source.
         """
         self.codecs = {c.payload_type: c for c in codecs}
+        self._rtx_for = {c.payload_type: c.rtx_for for c in codecs}
         self.announced_ssrcs = frozenset(ssrcs)
         self.header_extensions = dict(header_extensions)
         self._abs_send_time_id = self.header_extensions.get(ABS_SEND_TIME_URI, 0)
@@ -208,17 +211,16 @@ class Forwarder:
         stats = self.stats
         stats.packets_received += 1
         stats.bytes_received += len(data)
-        codec = self.codecs.get(packet.payload_type)
-        if codec is None:
+        payload_type = packet.payload_type
+        apt = self._rtx_for.get(payload_type, -1)
+        if apt == -1:
             stats.unknown_payload_type += 1
             return
-        payload_type = packet.payload_type
         sequence_number = packet.sequence_number
         ssrc = packet.ssrc
         if self.announced_ssrcs and ssrc not in self.announced_ssrcs:
             stats.unknown_ssrc += 1
             return
-        apt = codec.rtx_for
         if apt is not None:
             unwrapped = self._unwrap_rtx(data, apt)
             if unwrapped is None:
@@ -239,7 +241,8 @@ class Forwarder:
         if self._detect_keyframe is not None and any(
             d.waiting_keyframe for d in self.downtracks
         ):
-            keyframe = self._detect_keyframe(data[payload_offset(data) :])
+            # a view, not a copy of the payload
+            keyframe = self._detect_keyframe(memoryview(data)[payload_offset(data) :])
 
         timestamp = packet.timestamp
         now = time.monotonic()

@@ -122,7 +122,7 @@ def payload_offset(data: bytes) -> int:
 # Keyframe detection: "does this packet start a keyframe?" per codec.
 
 
-def vp8_starts_keyframe(payload: bytes) -> bool:
+def vp8_starts_keyframe(payload: bytes | memoryview) -> bool:
     """RFC 7741: first partition start of a frame whose P bit is 0."""
     if len(payload) < 1:
         return False
@@ -146,7 +146,7 @@ def vp8_starts_keyframe(payload: bytes) -> bool:
     return len(payload) > pos and not payload[pos] & 0x01
 
 
-def h264_starts_keyframe(payload: bytes) -> bool:
+def h264_starts_keyframe(payload: bytes | memoryview) -> bool:
     """RFC 6184: an SPS or an IDR slice start (single, STAP-A or FU-A)."""
     if len(payload) < 1:
         return False
@@ -166,12 +166,12 @@ def h264_starts_keyframe(payload: bytes) -> bool:
     return False
 
 
-def vp9_starts_keyframe(payload: bytes) -> bool:
+def vp9_starts_keyframe(payload: bytes | memoryview) -> bool:
     """VP9 RTP payload format: B (start of frame) set and P (inter-predicted) clear."""
     return len(payload) >= 1 and bool(payload[0] & 0x08) and not payload[0] & 0x40
 
 
-def av1_starts_keyframe(payload: bytes) -> bool:
+def av1_starts_keyframe(payload: bytes | memoryview) -> bool:
     """AV1 RTP payload format: N bit, first packet of a coded video sequence."""
     return len(payload) >= 1 and bool(payload[0] & 0x08)
 
