@@ -129,6 +129,7 @@ _srtp_protect = _srtp_lib.srtp_protect
 _SRTP_BUFFER = 1500  # as pylibsrtp's own buffer: packet + trailer must fit
 _MAX_RTP = _SRTP_BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
 _RTP_HEADER = struct.Struct("!HII")  # sequence number, timestamp, SSRC at offset 2
+_CONNECTED = DtlsState.CONNECTED
 
 
 class AiortcIncompatible(RuntimeError):
@@ -652,14 +653,10 @@ class RtpOutput:
         self._cdata = _srtp_ffi.new("unsigned char[]", _SRTP_BUFFER)
         self._memory = memoryview(_srtp_ffi.buffer(self._cdata))
         self._length = _srtp_ffi.new("int *")
-        transport.on("statechange", self._forget_target)
 
     @property
     def connected(self) -> bool:
         return self._transport._state == DtlsState.CONNECTED
-
-    def _forget_target(self) -> None:
-        self._target = None
 
     def _socket(self) -> tuple[Any, tuple[str, int]] | None:
         dtls = self._transport
@@ -677,8 +674,8 @@ class RtpOutput:
         return udp, pair.remote_addr
 
     def _resolve(self) -> tuple[Callable[[Any, Any], int], Any, Any, Any] | None:
-        """Look up socket, address and SRTP context once; kept until the DTLS
-        state changes or a send fails."""
+        """Look up socket, address and SRTP context once; kept while the DTLS
+        transport stays connected and sends succeed."""
         found = self._socket()
         if found is None or self._transport._tx_srtp is None:
             return None
@@ -700,7 +697,9 @@ class RtpOutput:
         """Send a copy of RTP packet ``data`` with PT, sequence number,
         timestamp and SSRC replaced (marker, CSRCs, extensions and payload kept).
         """
-        target = self._target or self._resolve()
+        target = self._target
+        if target is None or self._transport._state is not _CONNECTED:
+            target = self._resolve()
         length = len(data)
         if target is None or length < 12 or length > _MAX_RTP:
             self.dropped += 1
