@@ -469,6 +469,12 @@ class RtpTap:
         def data_received(data: bytes, component: int) -> None:
             # SRTP, not SRTCP (RFC 5761 payload types 192-208), once keyed
             srtp = dtls._rx_srtp
+            if len(data) > _SRTP_BUFFER and 127 < data[0] < 192:
+                # libsrtp's buffer cannot take it and pylibsrtp raises
+                # ValueError, which would end aiortc's receive task (and the
+                # connection) if the datagram took the stock path
+                self.srtp_errors += 1
+                return
             if (
                 srtp is None
                 or len(data) < 12
@@ -481,10 +487,11 @@ class RtpTap:
             if not shortcut:
                 shortcut.extend(conn._protocols)
                 for protocol in shortcut:
-                    _skip_stun_parse(protocol, data_received)
+                    if hasattr(protocol, "local_candidate"):
+                        _skip_stun_parse(protocol, data_received)
             try:
                 plain = srtp.unprotect(data)
-            except pylibsrtp.Error:  # forged, replayed or corrupted
+            except (pylibsrtp.Error, ValueError):  # forged, replayed, > 1500 bytes
                 self.srtp_errors += 1
                 return
             deliver(plain, int(time.time() * 1000) + _NTP_EPOCH_MS)
