@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from pysfu._aiortc import (
     AiortcIncompatible,
+    RtpTap,
     answer_as_dtls_server,
     check_hook_points,
     configure_ice,
+    datagram_endpoint,
+    dtls_transport_of,
+    negotiated_codecs,
+    protect_rtp,
+    sender_ssrc_of,
+    take_over_receiver,
+    take_over_sender,
 )
+
+from .helpers import eventually
 
 
 def test_every_hook_point_exists_in_the_installed_aiortc() -> None:
@@ -105,6 +117,81 @@ async def test_the_answer_makes_pysfu_the_dtls_server_unless_told_otherwise(
         assert f"a=setup:{answered}" in server.localDescription.sdp
         transport = server.getTransceivers()[0].receiver.transport
         assert transport._role == ("server" if answered == "passive" else "client")
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def _noop_rtcp(_packet: object) -> None:
+    return None
+
+
+async def _publishing_pair() -> tuple[RTCPeerConnection, RTCPeerConnection]:
+    """A server side receiving video from a client side, both taken over."""
+    server, client = RTCPeerConnection(), RTCPeerConnection()
+    transceiver = server.addTransceiver("video", direction="recvonly")
+    take_over_receiver(transceiver.receiver, lambda _p: None, _noop_rtcp)
+    configure_ice(server, host_addresses=["127.0.0.1"])
+    await server.setLocalDescription(await server.createOffer())
+    await client.setRemoteDescription(server.localDescription)
+    sending = client.getTransceivers()[0]
+    sending.direction = "sendonly"
+    take_over_sender(sending.sender)
+    configure_ice(client, host_addresses=["127.0.0.1"])
+    await client.setLocalDescription(await client.createAnswer())
+    await server.setRemoteDescription(client.localDescription)
+    await eventually(
+        lambda: server.connectionState == "connected" == client.connectionState,
+        what="the pair to connect",
+    )
+    return server, client
+
+
+@pytest.mark.parametrize("direct", [True, False])
+async def test_the_tap_delivers_srtp_and_drops_forged_and_replayed_packets(
+    direct: bool,
+) -> None:
+    server, client = await _publishing_pair()
+    try:
+        receiving = server.getTransceivers()[0]
+        sending = client.getTransceivers()[0]
+        server_dtls = dtls_transport_of(receiving)
+        tap = RtpTap(server_dtls, direct=direct)
+        got: list[tuple[int, bytes]] = []
+        tap.attach(receiving.receiver, lambda p, d, _a: got.append((p.ssrc, d)))
+        endpoint = datagram_endpoint(server_dtls)
+        assert endpoint is not None
+        _, protocol, addr = endpoint
+        ssrc = sender_ssrc_of(sending.sender)
+        pt = negotiated_codecs(receiving)[0].payloadType
+        client_dtls = dtls_transport_of(sending)
+
+        def packet(seq: int) -> bytes:
+            return struct.pack("!BBHII", 0x80, pt, seq, 1234, ssrc) + b"payload"
+
+        first = protect_rtp(client_dtls, packet(1))
+        protocol.datagram_received(first, addr)  # type: ignore[attr-defined]
+        if direct:  # delivered within the datagram callback
+            assert got == [(ssrc, packet(1))]
+        await eventually(lambda: len(got) == 1, what="the packet")
+        assert got == [(ssrc, packet(1))]
+
+        forged = bytearray(protect_rtp(client_dtls, packet(2)))
+        forged[-1] ^= 1
+        protocol.datagram_received(bytes(forged), addr)  # type: ignore[attr-defined]
+        protocol.datagram_received(first, addr)  # type: ignore[attr-defined]  # replay
+        if direct:  # more than libsrtp's buffer takes, as SRTP and as SRTCP
+            # (aiortc's own receive task ends on these, closing the transport)
+            for oversized in (b"\x80" + bytes(1600), b"\x80\xc8" + bytes(1600)):
+                protocol.datagram_received(oversized, addr)  # type: ignore[attr-defined]
+        protocol.datagram_received(  # type: ignore[attr-defined]
+            protect_rtp(client_dtls, packet(3)), addr
+        )
+        await eventually(lambda: len(got) == 2, what="the next good packet")
+        assert got[1] == (ssrc, packet(3))
+        if direct:
+            assert tap.srtp_errors == 4
+            assert server_dtls.state == "connected"
     finally:
         await client.close()
         await server.close()

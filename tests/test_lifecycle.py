@@ -206,18 +206,20 @@ async def test_lost_packets_are_recovered_from_the_sfu_history(
     downtrack = room.members["guest"].subscriptions["host/video"].downtrack
     output = downtrack._output
     dropped: set[int] = set()
-    real_send = output.send_rtp
+    real_send = output.send_rewritten
 
-    def lossy_send(data: bytes | bytearray) -> bool:
-        seq = int.from_bytes(data[2:4], "big")
+    def lossy_send(
+        data: bytes | bytearray, pt: int, seq: int, ts: int, ssrc: int
+    ) -> bool:
         if seq % 7 == 0 and seq not in dropped:  # lose each 7th packet once
             dropped.add(seq)
             return True
-        return real_send(data)
+        return real_send(data, pt, seq, ts, ssrc)
 
+    # a copy of the output for this downtrack only (audio shares the original)
     downtrack._output = type(output).__new__(type(output))
     downtrack._output.__dict__.update(output.__dict__)
-    downtrack._output.send_rtp = lossy_send  # type: ignore[method-assign]
+    downtrack._output.send_rewritten = lossy_send  # type: ignore[method-assign]
     track = guest.track_from("host", "video")
     assert track is not None
     start = len(track.patterns)

@@ -21,12 +21,14 @@ import dataclasses
 import inspect
 import random
 import struct
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aioice.ice
 import aioice.stun
+import pylibsrtp
 from aiortc import (
     RTCIceGatherer,
     RTCIceParameters,
@@ -66,6 +68,10 @@ from aiortc.rtp import (
     pack_remb_fci,
     unpack_remb_fci,
 )
+from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
+
+from ._rtp import RtpHeader, extension_checks, parse_header
 
 __all__ = [
     "CODECS",
@@ -91,6 +97,7 @@ __all__ = [
     "RtcpSenderInfo",
     "RtcpSourceInfo",
     "RtcpSrPacket",
+    "RtpHeader",
     "RtpOutput",
     "RtpPacket",
     "RtpTap",
@@ -102,11 +109,14 @@ __all__ = [
     "bundle_transport_of",
     "check_hook_points",
     "configure_ice",
+    "datagram_endpoint",
     "dtls_transport_of",
+    "extension_checks_of",
     "negotiated_codecs",
     "negotiated_header_extensions",
     "pack_remb_fci",
     "parse_client_offer",
+    "protect_rtp",
     "register_passthrough_codecs",
     "rtcp_ssrc_of",
     "sender_ssrc_of",
@@ -117,6 +127,14 @@ __all__ = [
     "unpack_remb_fci",
     "validate_ice_credentials",
 ]
+
+
+# libsrtp, called directly on the hot path (see RtpOutput.send_rewritten)
+_srtp_protect = _srtp_lib.srtp_protect
+_SRTP_BUFFER = 1500  # as pylibsrtp's own buffer: packet + trailer must fit
+_MAX_RTP = _SRTP_BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
+_RTP_HEADER = struct.Struct("!HII")  # sequence number, timestamp, SSRC at offset 2
+_CONNECTED = DtlsState.CONNECTED
 
 
 class AiortcIncompatible(RuntimeError):
@@ -142,6 +160,8 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     (RTCIceGatherer, "getLocalParameters", ("self",)),
     (RTCRtpTransceiver, "setCodecPreferences", ("self", "codecs")),
     (aioice.ice.Connection, "gather_candidates", ("self",)),
+    (aioice.ice.Connection, "data_received", ("self", "data", "component")),
+    (aioice.ice.StunProtocol, "datagram_received", ("self", "data", "addr")),
     (aioice.ice.Connection, "query_consent", ("self",)),
     (aioice.ice.Connection, "build_request", ("self", "pair", "nominate")),
     (aioice.ice.Connection, "close", ("self",)),
@@ -181,6 +201,7 @@ def check_hook_points() -> None:
     # connection and the receive-side state of a dtls transport.
     conn = aioice.ice.Connection(ice_controlling=False)
     for name in (
+        "_protocols",
         "_local_username",
         "_local_password",
         "_nominated",
@@ -206,6 +227,15 @@ def check_hook_points() -> None:
     for name in ("filter_preferred_codecs", "find_common_codecs"):
         if not callable(getattr(peerconnection, name, None)):
             problems.append(f"aiortc.rtcpeerconnection.{name} is missing")
+    session = pylibsrtp.Session(
+        pylibsrtp.Policy(key=bytes(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    )
+    if not hasattr(session, "_srtp") or not hasattr(_srtp_lib, "srtp_protect"):
+        problems.append("pylibsrtp Session has no _srtp context / srtp_protect")
+    from aiortc.rtp import HeaderExtensionsMap
+
+    if not hasattr(HeaderExtensionsMap(), "_HeaderExtensionsMap__ids"):
+        problems.append("aiortc HeaderExtensionsMap has no __ids")
     if not hasattr(DtlsState, "CONNECTED"):
         problems.append("aiortc.rtcdtlstransport.State has no CONNECTED")
     if problems:
@@ -437,6 +467,25 @@ def announced_ssrcs(parameters: RTCRtpReceiveParameters) -> set[int]:
     return ssrcs
 
 
+def datagram_endpoint(
+    dtls: RTCDtlsTransport,
+) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol, tuple[str, int]] | None:
+    """The UDP transport, protocol and remote address of a DTLS transport's
+    nominated candidate pair, or ``None`` before ICE has selected one.
+
+    For benchmarks and tests that inject datagrams or pause a socket."""
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None or pair.protocol.transport is None:
+        return None
+    return pair.protocol.transport, pair.protocol, pair.remote_addr
+
+
+def protect_rtp(dtls: RTCDtlsTransport, data: bytes) -> bytes:
+    """Encrypt one RTP packet with a connected transport's SRTP session, without
+    sending it (for load generators that inject datagrams)."""
+    return bytes(dtls._tx_srtp.protect(data))
+
+
 def sender_ssrc_of(sender: RTCRtpSender) -> int:
     """The media SSRC a sender announced in SDP."""
     return int(sender._ssrc)
@@ -457,30 +506,63 @@ def set_sender_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None
 # Receiving: decrypted RTP straight from the transport, no jitter buffer
 
 
-RtpSink = Callable[[RtpPacket, bytes, int], None]
+RtpSink = Callable[[RtpHeader, bytes, int], None]
 RtcpSink = Callable[[Any], Awaitable[None]]
+
+
+def extension_checks_of(extensions_map: Any) -> list[int]:
+    """:func:`pysfu._rtp.parse_header`'s ``checks`` for the ids configured in
+    an aiortc ``HeaderExtensionsMap``."""
+    ids = getattr(extensions_map, "_HeaderExtensionsMap__ids")  # noqa: B009
+    return extension_checks(ids)
+
+
+#: aiortc's arrival times are milliseconds since the NTP epoch (1900).
+_NTP_EPOCH_MS = 2_208_988_800_000
 
 
 class RtpTap:
     """Diverts decrypted RTP of one DTLS transport to pysfu sinks.
 
     The stock path parses each packet, routes it to an ``RTCRtpReceiver`` and
-    depacketizes, jitter-buffers and decodes it. The tap keeps aiortc's parse
-    and routing and hands the packet, its raw bytes and its arrival time to the
-    sink registered for the receiver instead. Sinks are synchronous: a sink
-    must never await, so one slow consumer cannot stall the receive loop.
+    depacketizes, jitter-buffers and decodes it. The tap parses only the header
+    (:func:`pysfu._rtp.parse_header`, which accepts what aiortc's parser
+    accepts), keeps aiortc's routing and hands the header, the raw bytes and
+    the arrival time to the sink registered for the receiver instead. Sinks
+    are synchronous: a sink must never await, so one slow consumer cannot
+    stall the receive loop.
+
+    ``direct`` (default): once DTLS has produced SRTP keys, SRTP datagrams are
+    decrypted and delivered straight from aioice's datagram callback instead
+    of going through its ``asyncio.Queue`` and the DTLS transport's receive
+    task (a task wake-up and a chain of awaits per packet). DTLS, SRTCP and
+    STUN still take the stock path. aiortc's transport-level
+    ``packetsReceived``/``bytesReceived`` then no longer count these packets.
     """
 
-    def __init__(self, transport: RTCDtlsTransport) -> None:
+    def __init__(self, transport: RTCDtlsTransport, *, direct: bool = True) -> None:
         self._transport = transport
         self._sinks: dict[int, RtpSink] = {}
         self.parse_errors = 0
         self.unrouted = 0
         self.sink_errors = 0
         self.rtcp_errors = 0
+        #: SRTP packets that failed authentication/replay checks (direct path).
+        self.srtp_errors = 0
+        self._checks: list[int] = []
+        self._configure_checks()
+        register = transport._register_rtp_receiver
+
+        def register_rtp_receiver(receiver: Any, parameters: Any) -> None:
+            register(receiver, parameters)  # configures aiortc's extension map
+            self._configure_checks()
+
+        transport._register_rtp_receiver = register_rtp_receiver  # type: ignore[method-assign]
         transport._handle_rtp_data = self._handle_rtp_data  # type: ignore[method-assign]
         self._handle_rtcp_stock = transport._handle_rtcp_data
         transport._handle_rtcp_data = self._handle_rtcp_data  # type: ignore[method-assign]
+        if direct:
+            self._divert_datagrams()
 
     def attach(self, receiver: RTCRtpReceiver, sink: RtpSink) -> None:
         self._sinks[id(receiver)] = sink
@@ -491,24 +573,71 @@ class RtpTap:
     def detach_all(self) -> None:
         self._sinks.clear()
 
-    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+    def _configure_checks(self) -> None:
+        """What each negotiated header extension's value must look like."""
+        self._checks = extension_checks_of(self._transport._rtp_header_extensions_map)
+
+    def _divert_datagrams(self) -> None:
+        dtls = self._transport
+        conn = dtls.transport._connection
+        queue_datagram = conn.data_received
+        deliver = self._deliver
+        connected = DtlsState.CONNECTED
+
+        shortcut: list[Any] = []  # the protocols whose STUN parse we skip
+
+        def data_received(data: bytes, component: int) -> None:
+            # SRTP, not SRTCP (RFC 5761 payload types 192-208), once keyed
+            srtp = dtls._rx_srtp
+            if len(data) > _SRTP_BUFFER and 127 < data[0] < 192:
+                # libsrtp's buffer cannot take it and pylibsrtp raises
+                # ValueError, which would end aiortc's receive task (and the
+                # connection) if the datagram took the stock path
+                self.srtp_errors += 1
+                return
+            if (
+                srtp is None
+                or len(data) < 12
+                or not 127 < data[0] < 192
+                or 191 < data[1] < 209
+                or dtls._state != connected
+            ):
+                queue_datagram(data, component)
+                return
+            if not shortcut:
+                shortcut.extend(conn._protocols)
+                for protocol in shortcut:
+                    if hasattr(protocol, "local_candidate"):
+                        _skip_stun_parse(protocol, data_received)
+            try:
+                plain = srtp.unprotect(data)
+            except (pylibsrtp.Error, ValueError):  # forged, replayed, > 1500 bytes
+                self.srtp_errors += 1
+                return
+            deliver(plain, int(time.time() * 1000) + _NTP_EPOCH_MS)
+
+        conn.data_received = data_received  # type: ignore[method-assign]
+
+    def _deliver(self, data: bytes, arrival_time_ms: int) -> None:
+        # Never raises: an exception escaping into aiortc's receive loop (or
+        # asyncio's datagram callback) would stop this publisher for good.
         transport = self._transport
-        try:
-            packet = RtpPacket.parse(data, transport._rtp_header_extensions_map)
-        except (ValueError, struct.error):  # struct.error: bad extension lengths
+        packet = parse_header(data, self._checks, transport._rtp_header_extensions_map)
+        if packet is None:
             self.parse_errors += 1
             return
-        receiver = transport._rtp_router.route_rtp(packet)
-        sink = self._sinks.get(id(receiver)) if receiver is not None else None
-        if sink is None:
-            self.unrouted += 1
-            return
         try:
+            receiver = transport._rtp_router.route_rtp(packet)  # type: ignore[arg-type]
+            sink = self._sinks.get(id(receiver)) if receiver is not None else None
+            if sink is None:
+                self.unrouted += 1
+                return
             sink(packet, data, arrival_time_ms)
         except Exception:
-            # An exception escaping here would end the transport's receive loop
-            # and silently stop this publisher for good.
             self.sink_errors += 1
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        self._deliver(data, arrival_time_ms)
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         # aiortc's RTCP routing lets some malformed packets raise (a REMB
@@ -518,6 +647,28 @@ class RtpTap:
             await self._handle_rtcp_stock(data)
         except Exception:
             self.rtcp_errors += 1
+
+
+def _skip_stun_parse(
+    protocol: Any, data_received: Callable[[bytes, int], None]
+) -> None:
+    """Hand RTP/RTCP datagrams of an aioice protocol straight to ``data_received``.
+
+    aioice tries to parse every datagram as STUN and takes the ``ValueError``
+    as "not STUN": an exception per media packet. STUN's first two bits are
+    0 (RFC 5389 section 6) while RTP and RTCP start with version 2 (first
+    byte 128-191), so those can skip the attempt.
+    """
+    stock = protocol.datagram_received
+    component = protocol.local_candidate.component
+
+    def datagram_received(data: bytes, addr: Any) -> None:
+        if data and 127 < data[0] < 192:
+            data_received(data, component)
+        else:
+            stock(data, addr)
+
+    protocol.datagram_received = datagram_received
 
 
 def take_over_receiver(
@@ -609,6 +760,12 @@ class RtpOutput:
     failing subscriber raise into the publisher's receive loop. Here a send is
     a plain call: it returns ``False`` (and counts a drop) when the transport
     is not connected yet, is gone, or its socket buffer is full.
+
+    The hot path, :meth:`send_rewritten`, copies a packet once into a buffer
+    owned by this output, rewrites the fixed header there, encrypts it in place
+    with libsrtp (pylibsrtp's own ``protect`` allocates and copies twice more)
+    and hands a view of it to the UDP socket: no per-packet Python objects
+    beyond the view.
     """
 
     #: A subscriber whose socket holds more than this many unsent bytes is
@@ -618,6 +775,11 @@ class RtpOutput:
     def __init__(self, transport: RTCDtlsTransport) -> None:
         self._transport = transport
         self.dropped = 0
+        # (socket.sendto, remote address, libsrtp context, the Session owning it)
+        self._target: tuple[Callable[[Any, Any], int], Any, Any, Any] | None = None
+        self._cdata = _srtp_ffi.new("unsigned char[]", _SRTP_BUFFER)
+        self._memory = memoryview(_srtp_ffi.buffer(self._cdata))
+        self._length = _srtp_ffi.new("int *")
 
     @property
     def connected(self) -> bool:
@@ -637,6 +799,54 @@ class RtpOutput:
         if buffered is not None and buffered() > self.max_write_buffer:
             return None
         return udp, pair.remote_addr
+
+    def _resolve(self) -> tuple[Callable[[Any, Any], int], Any, Any, Any] | None:
+        """Look up socket, address and SRTP context once; kept while the DTLS
+        transport stays connected and sends succeed."""
+        found = self._socket()
+        if found is None or self._transport._tx_srtp is None:
+            return None
+        udp, addr = found
+        sock = getattr(udp, "_sock", None)  # asyncio's socket: skips its checks
+        sendto = sock.sendto if sock is not None else udp.sendto
+        session = self._transport._tx_srtp
+        self._target = (sendto, addr, session._srtp[0], session)
+        return self._target
+
+    def send_rewritten(
+        self,
+        data: bytes | bytearray,
+        payload_type: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+    ) -> bool:
+        """Send a copy of RTP packet ``data`` with PT, sequence number,
+        timestamp and SSRC replaced (marker, CSRCs, extensions and payload kept).
+        """
+        target = self._target
+        if target is None or self._transport._state is not _CONNECTED:
+            target = self._resolve()
+        length = len(data)
+        if target is None or length < 12 or length > _MAX_RTP:
+            self.dropped += 1
+            return False
+        memory = self._memory
+        memory[:length] = data
+        memory[1] = (data[1] & 0x80) | payload_type
+        _RTP_HEADER.pack_into(memory, 2, sequence_number, timestamp, ssrc)
+        length_p = self._length
+        length_p[0] = length
+        if _srtp_protect(target[2], self._cdata, length_p):
+            self.dropped += 1
+            return False
+        try:
+            target[0](memory[: length_p[0]], target[1])
+        except OSError:  # buffer full (EAGAIN), socket closed, unreachable
+            self._target = None
+            self.dropped += 1
+            return False
+        return True
 
     def send_rtp(self, data: bytes | bytearray) -> bool:
         target = self._socket()

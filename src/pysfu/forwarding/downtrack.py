@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,6 +25,41 @@ class RtpSink(Protocol):
     def send_rtp(self, data: bytes | bytearray) -> bool: ...
 
     def send_rtcp(self, data: bytes) -> bool: ...
+
+
+class RewritingSink(RtpSink, Protocol):
+    """A sink that rewrites the fixed header itself while encrypting
+    (:meth:`pysfu._aiortc.RtpOutput.send_rewritten`): one copy per packet."""
+
+    def send_rewritten(
+        self,
+        data: bytes | bytearray,
+        payload_type: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+    ) -> bool: ...
+
+
+class _Rewriting:
+    """Gives a plain :class:`RtpSink` the :class:`RewritingSink` interface."""
+
+    def __init__(self, sink: RtpSink) -> None:
+        self.sink = sink
+        self.send_rtp = sink.send_rtp
+        self.send_rtcp = sink.send_rtcp
+
+    def send_rewritten(
+        self,
+        data: bytes | bytearray,
+        payload_type: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+    ) -> bool:
+        return self.sink.send_rtp(
+            rewrite_header(data, payload_type, sequence_number, timestamp, ssrc)
+        )
 
 
 @dataclass
@@ -86,9 +121,11 @@ class DownTrack:
         self.active = False
         self.closed = False
         self.waiting_keyframe = forwarder.kind == "video"
-        self._output = output
+        self._output: RewritingSink = (
+            output if hasattr(output, "send_rewritten") else _Rewriting(output)  # type: ignore[assignment]
+        )
         self._pt_map: dict[int, int] = {}
-        self._extension_table: list[int] | None = None
+        self._extension_table: Sequence[int] | None = None
         self._clock_rate = 90000 if forwarder.kind == "video" else 48000
         # rewrite state
         self._source_ssrc: int | None = None
@@ -116,7 +153,7 @@ class DownTrack:
     def configure(
         self,
         payload_types: Mapping[int, int],
-        extension_table: list[int] | None,
+        extension_table: Sequence[int] | None,
         clock_rate: int,
     ) -> None:
         """Apply what negotiation with the subscriber produced and start sending.
@@ -143,25 +180,29 @@ class DownTrack:
         payload_type: int,
         source_ssrc: int,
         keyframe: bool,
+        now: float,
+        variants: dict[int, bytearray],
     ) -> None:
+        """Send one packet of the forwarder's source to this subscriber.
+
+        ``now``: ``time.monotonic()`` of the packet's arrival (one call shared
+        by all subscribers). ``variants``: per incoming packet, its copies with
+        renumbered header extensions, by ``id()`` of the id table; subscribers
+        whose connections negotiated the same ids share one.
+        """
         if not self.active:
             return
-        if source_ssrc != self._source_ssrc or self._jumped(sequence_number):
-            if self.kind == "video" and not keyframe:
-                if not self.waiting_keyframe:
-                    self.waiting_keyframe = True
-                    self.forwarder.request_keyframe()
+        delta = (sequence_number - self._last_in_seq) & 0xFFFF
+        if (
+            source_ssrc != self._source_ssrc
+            or self.waiting_keyframe
+            or _SEQUENCE_JUMP < delta < 0x10000 - _SEQUENCE_JUMP
+            or -0x7FFFFFFF < (timestamp - self._last_in_ts) < -self._clock_rate
+        ):
+            if not self._resync(sequence_number, timestamp, source_ssrc, keyframe):
                 self.stats.dropped += 1
                 return
-            self._rebase(source_ssrc, sequence_number, timestamp)
-        elif self.waiting_keyframe:
-            if not keyframe:
-                self.stats.dropped += 1
-                return
-            self._rebase(source_ssrc, sequence_number, timestamp)
-        elif -0x7FFFFFFF < (timestamp - self._last_in_ts) < -self._clock_rate:
-            # the source's clock went back (e.g. a replaced track restarts at 0)
-            self._rebase(source_ssrc, sequence_number, timestamp)
+            delta = 0
 
         out_pt = self._pt_map.get(payload_type)
         if out_pt is None:
@@ -169,21 +210,43 @@ class DownTrack:
             return
         out_seq = (sequence_number + self._seq_offset) & 0xFFFF
         out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
-        buf = rewrite_header(data, out_pt, out_seq, out_ts, self.ssrc)
-        if self._extension_table is not None:
-            remap_extension_ids(buf, self._extension_table)
-        if not self._output.send_rtp(buf):
+        table = self._extension_table
+        if table is not None:
+            remapped = variants.get(id(table))
+            if remapped is None:
+                remapped = variants[id(table)] = bytearray(data)
+                remap_extension_ids(remapped, table)
+            data = remapped  # type: ignore[assignment]
+        if not self._output.send_rewritten(data, out_pt, out_seq, out_ts, self.ssrc):
             self.stats.dropped += 1
             return
         stats = self.stats
         stats.packets_sent += 1
-        stats.bytes_sent += len(buf)
-        if ((sequence_number - self._last_in_seq) & 0xFFFF) < 0x8000:
+        stats.bytes_sent += len(data)
+        if delta < 0x8000:
             self._last_in_seq = sequence_number
             self._last_in_ts = timestamp
             self._next_seq = (out_seq + 1) & 0xFFFF
             self._last_out_ts = out_ts
-            self._last_sent_at = time.monotonic()
+            self._last_sent_at = now
+
+    def _resync(
+        self, sequence_number: int, timestamp: int, source_ssrc: int, keyframe: bool
+    ) -> bool:
+        """The slow path: a new source, a jump, or waiting for a keyframe.
+        Returns whether the packet may be sent (after a re-base)."""
+        if source_ssrc != self._source_ssrc or self._jumped(sequence_number):
+            if self.kind == "video" and not keyframe:
+                if not self.waiting_keyframe:
+                    self.waiting_keyframe = True
+                    self.forwarder.request_keyframe()
+                return False
+        elif self.waiting_keyframe and not keyframe:
+            return False
+        # a new source, a keyframe we waited for, or the source's clock went
+        # back (e.g. a replaced track restarts at 0)
+        self._rebase(source_ssrc, sequence_number, timestamp)
+        return True
 
     def _jumped(self, sequence_number: int) -> bool:
         delta = (sequence_number - self._last_in_seq) & 0xFFFF
@@ -256,12 +319,12 @@ class DownTrack:
         if out_pt is None:
             return
         timestamp = int.from_bytes(data[4:8], "big")
-        buf = rewrite_header(
-            data, out_pt, out_seq, (timestamp + self._ts_offset) & 0xFFFFFFFF, self.ssrc
-        )
         if self._extension_table is not None:
-            remap_extension_ids(buf, self._extension_table)
-        if self._output.send_rtp(buf):
+            data = bytearray(data)  # type: ignore[assignment]
+            remap_extension_ids(data, self._extension_table)  # type: ignore[arg-type]
+        if self._output.send_rewritten(
+            data, out_pt, out_seq, (timestamp + self._ts_offset) & 0xFFFFFFFF, self.ssrc
+        ):
             self.stats.retransmitted += 1
 
     # ------------------------------------------------------------------

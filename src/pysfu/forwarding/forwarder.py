@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import _aiortc as rtc
+from .._rtp import find_extension
 from ..config import ForwardingConfig
 from .history import PacketHistory
 from .keyframes import KeyframeRequester
@@ -20,6 +21,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+
+class RtpHeaderLike(Protocol):
+    """What the forwarder reads of a parsed packet: the tap's
+    :class:`pysfu._rtp.RtpHeader` or an aiortc ``RtpPacket``."""
+
+    payload_type: int
+    sequence_number: int
+    timestamp: int
+    ssrc: int
 
 
 class RtcpOutput(Protocol):
@@ -127,6 +138,8 @@ class Forwarder:
         self.stats = ForwarderStats()
         self.downtracks: list[DownTrack] = []
         self.codecs: dict[int, CodecInfo] = {}
+        # payload type -> the type it retransmits (RTX) or None: read per packet
+        self._rtx_for: dict[int, int | None] = {}
         self.header_extensions: dict[str, int] = {}
         self.media_ssrc: int | None = None
         self._keyframe_wanted = False
@@ -149,6 +162,7 @@ class Forwarder:
         self._receive_stats: rtc.StreamStatistics | None = None
         self._lsr = 0
         self._lsr_time = 0.0
+        self._abs_send_time_id = 0
         self.keyframes = KeyframeRequester(
             self._send_pli, self.config.keyframe_min_interval
         )
@@ -169,8 +183,10 @@ class Forwarder:
         rather than taken for a new source.
         """
         self.codecs = {c.payload_type: c for c in codecs}
+        self._rtx_for = {c.payload_type: c.rtx_for for c in codecs}
         self.announced_ssrcs = frozenset(ssrcs)
         self.header_extensions = dict(header_extensions)
+        self._abs_send_time_id = self.header_extensions.get(ABS_SEND_TIME_URI, 0)
         media = [c for c in codecs if c.rtx_for is None]
         if media and self.kind == "video":
             self._detect_keyframe = KEYFRAME_DETECTORS.get(media[0].name)
@@ -190,22 +206,24 @@ class Forwarder:
     # ------------------------------------------------------------------
     # the hot path
 
-    def on_rtp(self, packet: rtc.RtpPacket, data: bytes, arrival_time_ms: int) -> None:
-        """Handle one decrypted RTP packet from the publisher (synchronous)."""
+    def on_rtp(self, packet: RtpHeaderLike, data: bytes, arrival_time_ms: int) -> None:
+        """Handle one decrypted RTP packet from the publisher (synchronous).
+
+        ``packet`` is its parsed header, ``data`` the whole packet as received.
+        """
         stats = self.stats
         stats.packets_received += 1
         stats.bytes_received += len(data)
-        codec = self.codecs.get(packet.payload_type)
-        if codec is None:
+        payload_type = packet.payload_type
+        apt = self._rtx_for.get(payload_type, -1)
+        if apt == -1:
             stats.unknown_payload_type += 1
             return
-        payload_type = packet.payload_type
         sequence_number = packet.sequence_number
         ssrc = packet.ssrc
         if self.announced_ssrcs and ssrc not in self.announced_ssrcs:
             stats.unknown_ssrc += 1
             return
-        apt = codec.rtx_for
         if apt is not None:
             unwrapped = self._unwrap_rtx(data, apt)
             if unwrapped is None:
@@ -217,7 +235,7 @@ class Forwarder:
             if self._nack is not None:
                 self._nack.missing.discard(sequence_number)
         else:
-            self._observe_media(packet, ssrc, arrival_time_ms)
+            self._observe_media(packet, data, ssrc, arrival_time_ms)
             if self.packet_observer is not None:
                 self.packet_observer(data)
 
@@ -228,20 +246,30 @@ class Forwarder:
         if self._detect_keyframe is not None and any(
             d.waiting_keyframe for d in self.downtracks
         ):
-            keyframe = self._detect_keyframe(data[payload_offset(data) :])
+            # a view, not a copy of the payload
+            keyframe = self._detect_keyframe(memoryview(data)[payload_offset(data) :])
 
         timestamp = packet.timestamp
+        now = time.monotonic()
+        variants: dict[int, bytearray] = {}
         for downtrack in self.downtracks:
             try:
                 downtrack.forward(
-                    data, sequence_number, timestamp, payload_type, ssrc, keyframe
+                    data,
+                    sequence_number,
+                    timestamp,
+                    payload_type,
+                    ssrc,
+                    keyframe,
+                    now,
+                    variants,
                 )
             except Exception:  # one subscriber must never break the others
                 downtrack.stats.errors += 1
                 logger.debug("forwarding to %s failed", downtrack, exc_info=True)
 
     def _observe_media(
-        self, packet: rtc.RtpPacket, ssrc: int, arrival_time_ms: int
+        self, packet: RtpHeaderLike, data: bytes, ssrc: int, arrival_time_ms: int
     ) -> None:
         if ssrc != self.media_ssrc:
             self.media_ssrc = ssrc
@@ -253,16 +281,19 @@ class Forwarder:
             if self._nack is not None:
                 self._nack = rtc.NackGenerator()
         assert self._receive_stats is not None
-        self._receive_stats.add(packet)
-        if self._nack is not None and self._nack.add(packet):
+        # aiortc's statistics and NACK generator read only sequence_number
+        # and timestamp, which every RtpHeaderLike has
+        self._receive_stats.add(packet)  # type: ignore[arg-type]
+        if self._nack is not None and self._nack.add(packet):  # type: ignore[arg-type]
             self._send_nack(sorted(self._nack.missing))
-        if self._estimator is not None:
-            abs_send_time = packet.extensions.abs_send_time
-            if abs_send_time is not None:
+        ast_id = self._abs_send_time_id
+        if self._estimator is not None and ast_id:
+            at = find_extension(data, packet, ast_id)
+            if 0 < at <= len(data) - 3:
                 remb = self._estimator.add(
-                    abs_send_time=abs_send_time,
+                    abs_send_time=(data[at] << 16) | (data[at + 1] << 8) | data[at + 2],
                     arrival_time_ms=arrival_time_ms,
-                    payload_size=len(packet.payload) + packet.padding_size,
+                    payload_size=len(data) - payload_offset(data),
                     ssrc=ssrc,
                 )
                 if remb is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 _HEADER = struct.Struct("!HII")  # sequence number, timestamp, SSRC at offset 2
 
@@ -17,7 +18,11 @@ DROP = 0
 
 
 def rewrite_header(
-    data: bytes, payload_type: int, sequence_number: int, timestamp: int, ssrc: int
+    data: bytes | bytearray,
+    payload_type: int,
+    sequence_number: int,
+    timestamp: int,
+    ssrc: int,
 ) -> bytearray:
     """Return a copy of an RTP packet with PT, sequence, timestamp and SSRC replaced.
 
@@ -76,9 +81,14 @@ def remap_extension_ids(buf: bytearray, table: Sequence[int]) -> None:
             pos += 2 + length
 
 
+#: Tables handed out so far: equal tables are one object, so subscribers
+#: with the same numbering share one renumbered copy of each packet.
+_TABLES: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+
 def extension_id_table(
-    source: dict[str, int], destination: dict[str, int], forwarded: set[str]
-) -> list[int] | None:
+    source: dict[str, int], destination: dict[str, int], forwarded: AbstractSet[str]
+) -> tuple[int, ...] | None:
     """Build the id table translating ``source`` ids to ``destination`` ids.
 
     ``source`` and ``destination`` map extension URIs to negotiated ids. Only
@@ -92,7 +102,12 @@ def extension_id_table(
         table[old_id] = new_id
         if new_id != old_id:
             identity = False
-    return None if identity else table
+    if identity:
+        return None
+    if len(_TABLES) > 1024:  # bounded: numberings in use are few
+        _TABLES.clear()
+    frozen = tuple(table)
+    return _TABLES.setdefault(frozen, frozen)
 
 
 def payload_offset(data: bytes) -> int:
@@ -160,7 +175,7 @@ def audio_level(data: bytes, ext_id: int) -> int | None:
 # Keyframe detection: "does this packet start a keyframe?" per codec.
 
 
-def vp8_starts_keyframe(payload: bytes) -> bool:
+def vp8_starts_keyframe(payload: bytes | memoryview) -> bool:
     """RFC 7741: first partition start of a frame whose P bit is 0."""
     if len(payload) < 1:
         return False
@@ -184,7 +199,7 @@ def vp8_starts_keyframe(payload: bytes) -> bool:
     return len(payload) > pos and not payload[pos] & 0x01
 
 
-def h264_starts_keyframe(payload: bytes) -> bool:
+def h264_starts_keyframe(payload: bytes | memoryview) -> bool:
     """RFC 6184: an SPS or an IDR slice start (single, STAP-A or FU-A)."""
     if len(payload) < 1:
         return False
@@ -204,12 +219,12 @@ def h264_starts_keyframe(payload: bytes) -> bool:
     return False
 
 
-def vp9_starts_keyframe(payload: bytes) -> bool:
+def vp9_starts_keyframe(payload: bytes | memoryview) -> bool:
     """VP9 RTP payload format: B (start of frame) set and P (inter-predicted) clear."""
     return len(payload) >= 1 and bool(payload[0] & 0x08) and not payload[0] & 0x40
 
 
-def av1_starts_keyframe(payload: bytes) -> bool:
+def av1_starts_keyframe(payload: bytes | memoryview) -> bool:
     """AV1 RTP payload format: N bit, first packet of a coded video sequence."""
     return len(payload) >= 1 and bool(payload[0] & 0x08)
 

@@ -1,0 +1,390 @@
+"""In-process micro-benchmark of pysfu's forwarding hot path.
+
+One publisher link and up to 32 subscriber links are real aiortc peer
+connections over 127.0.0.1 (ICE, DTLS, SRTP), taken over with pysfu's seam as
+``Participant`` does: the SFU side of the publisher link has an ``RtpTap``
+feeding a real ``Forwarder``; every subscriber link has a ``DownTrack`` writing
+through a real ``RtpOutput``. Pre-encrypted VP8-shaped RTP packets are handed
+to the SFU's UDP protocol (``datagram_received``), one per event-loop
+iteration, as the kernel would deliver them, so everything from aioice's
+datagram handler to the subscribers' ``sendto`` runs as in a server. The
+subscribers' sockets are paused while a batch is timed and drained (and
+counted) afterwards.
+
+CPU time is ``time.process_time()`` over a batch of packets (the process's
+user + system time, so the kernel's loopback delivery of the sends counts too),
+median of several runs. Reported per subscriber count N:
+
+- ``µs/in``: CPU per incoming packet (all of its N copies included);
+- ``µs/fwd``: the same divided by N (CPU per forwarded packet);
+- ``marginal``: extra CPU per extra forwarded packet, the slope between
+  successive subscriber counts.
+
+``loop`` is the cost of an empty event-loop iteration (the injector alone);
+it is included in ``µs/in`` because a real datagram costs one iteration too.
+
+    python benchmarks/hotpath.py --subscribers 0,1,4,16,32 --packets 400 --runs 5
+
+Run it inside a loopback-only network namespace (``unshare --net`` with ``lo``
+up) or anywhere 127.0.0.1 works; it raises the subscribers' receive buffers
+with ``SO_RCVBUFFORCE`` when root, so a paused batch is not dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import socket
+import statistics
+import struct
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCRtpTransceiver
+
+from pysfu._aiortc import (
+    RtpOutput,
+    RtpTap,
+    configure_ice,
+    datagram_endpoint,
+    dtls_transport_of,
+    negotiated_codecs,
+    negotiated_header_extensions,
+    protect_rtp,
+    sender_ssrc_of,
+    take_over_receiver,
+    take_over_sender,
+)
+from pysfu.forwarding import CodecInfo, DownTrack, Forwarder
+from pysfu.forwarding.packet import extension_id_table
+
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+PAYLOAD_SIZE = 1150  # + headers: ~1.2 kB, a typical full video packet
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux, root only
+
+
+async def _noop_rtcp(_packet: Any) -> None:
+    return None
+
+
+@dataclass
+class Link:
+    """One connected pair: the SFU's side and the client's side."""
+
+    sfu: RTCPeerConnection
+    client: RTCPeerConnection
+    sfu_transceiver: RTCRtpTransceiver
+    client_transceiver: RTCRtpTransceiver
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.sfu.close()
+
+
+async def connect(sfu_receives: bool, on_client_rtp: Callable[..., None]) -> Link:
+    """Connect an SFU-side and a client-side peer connection over 127.0.0.1.
+
+    Neither side runs aiortc's encoders, decoders or RTP tasks: senders and
+    receivers are taken over with pysfu's seam."""
+    sfu, client = RTCPeerConnection(), RTCPeerConnection()
+    direction = "recvonly" if sfu_receives else "sendonly"
+    sfu_t = sfu.addTransceiver("video", direction=direction)
+    if sfu_receives:
+        take_over_receiver(sfu_t.receiver, lambda _p: None, _noop_rtcp)
+    else:
+        take_over_sender(sfu_t.sender)
+    configure_ice(sfu, host_addresses=["127.0.0.1"])
+    await sfu.setLocalDescription(await sfu.createOffer())
+    await client.setRemoteDescription(sfu.localDescription)
+    client_t = client.getTransceivers()[0]
+    if sfu_receives:
+        client_t.direction = "sendonly"
+        take_over_sender(client_t.sender)
+    else:
+        take_over_receiver(client_t.receiver, lambda _p: None, _noop_rtcp)
+        tap = RtpTap(dtls_transport_of(client_t))
+        tap.attach(client_t.receiver, on_client_rtp)
+    configure_ice(client, host_addresses=["127.0.0.1"])
+    await client.setLocalDescription(await client.createAnswer())
+    await sfu.setRemoteDescription(client.localDescription)
+    for _ in range(400):
+        if sfu.connectionState == "connected" == client.connectionState:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise RuntimeError("link did not connect")
+    return Link(sfu, client, sfu_t, client_t)
+
+
+def vp8_packets(
+    ssrc: int, payload_type: int, ext_ids: dict[str, int], first_seq: int = 1000
+) -> Iterator[bytes]:
+    """VP8-shaped RTP packets: the first starts a keyframe, 4 per frame."""
+    mid_id, ast_id = ext_ids[MID], ext_ids[ABS_SEND_TIME]
+    # one-byte extensions (RFC 8285): mid "0" and abs-send-time, padded to 4
+    elements = bytes([mid_id << 4 | 0, ord("0"), ast_id << 4 | 2, 0, 0, 0])
+    elements += bytes(-len(elements) % 4)
+    for i in itertools.count():
+        frame, part = divmod(i, 4)
+        first = part == 0
+        marker = part == 3
+        header = struct.pack(
+            "!BBHII",
+            0x90,
+            (0x80 if marker else 0) | payload_type,
+            (first_seq + i) & 0xFFFF,
+            (frame * 3000) & 0xFFFFFFFF,
+            ssrc,
+        )
+        ext = bytearray(struct.pack("!HH", 0xBEDE, len(elements) // 4) + elements)
+        ext[7:10] = ((frame * 4000) & 0xFFFFFF).to_bytes(3, "big")  # abs-send-time
+        descriptor = bytes([0x90 if first else 0x80, 0x80, 0x80 | (frame >> 8) & 0x7F])
+        descriptor += bytes([frame & 0xFF])
+        vp8 = bytes([0x00 if i == 0 else 0x01]) + bytes(PAYLOAD_SIZE - 1)
+        yield header + bytes(ext) + descriptor + vp8
+
+
+@dataclass
+class Row:
+    subscribers: int
+    us_per_incoming: float
+    us_per_forwarded: float | None
+    marginal_us: float | None
+    delivered_percent: float
+
+
+class Bench:
+    def __init__(self, max_subscribers: int, direct: bool = True) -> None:
+        self.max_subscribers = max_subscribers
+        self.direct = direct
+        self.received = 0
+        self.links: list[Link] = []
+
+    def _count(self, _packet: Any, _data: bytes, _arrival: int) -> None:
+        self.received += 1
+
+    async def setup(self) -> None:
+        self.publisher = await connect(True, self._count)
+        self.links.append(self.publisher)
+        sfu_dtls = dtls_transport_of(self.publisher.sfu_transceiver)
+        self.pub_dtls = dtls_transport_of(self.publisher.client_transceiver)
+        self.ext_ids = {
+            e.uri: e.id
+            for e in negotiated_header_extensions(self.publisher.sfu_transceiver)
+        }
+        self.ssrc = sender_ssrc_of(self.publisher.client_transceiver.sender)
+        self.forwarder = Forwarder(
+            track_id="pub/video",
+            kind="video",
+            publisher_id="pub",
+            upstream=RtpOutput(sfu_dtls),
+            rtcp_ssrc=sender_ssrc_of(self.publisher.sfu_transceiver.sender),
+        )
+        codecs = [
+            CodecInfo.from_aiortc(c)
+            for c in negotiated_codecs(self.publisher.sfu_transceiver)
+        ]
+        self.vp8 = next(c for c in codecs if c.name == "vp8")
+        rtx = [c for c in codecs if c.rtx_for == self.vp8.payload_type]
+        self.forwarder.set_codecs(
+            [self.vp8, *rtx],
+            self.ext_ids,
+            ssrcs={self.ssrc},
+        )
+        tap = RtpTap(sfu_dtls, direct=self.direct)
+        tap.attach(self.publisher.sfu_transceiver.receiver, self.forwarder.on_rtp)
+        self.tap = tap
+        endpoint = datagram_endpoint(sfu_dtls)
+        assert endpoint is not None
+        _, self.sfu_protocol, self.pub_addr = endpoint
+        self.client_sockets: list[asyncio.DatagramTransport] = []
+        self.downtracks: list[DownTrack] = []
+        for i in range(self.max_subscribers):
+            link = await connect(False, self._count)
+            self.links.append(link)
+            dtls = dtls_transport_of(link.sfu_transceiver)
+            downtrack = DownTrack(
+                self.forwarder,
+                RtpOutput(dtls),
+                sender_ssrc_of(link.sfu_transceiver.sender),
+                subscriber_id=f"sub{i}",
+            )
+            sub_ext = {
+                e.uri: e.id for e in negotiated_header_extensions(link.sfu_transceiver)
+            }
+            downtrack.configure(
+                {self.vp8.payload_type: self.vp8.payload_type},
+                extension_id_table(self.ext_ids, sub_ext, {ABS_SEND_TIME}),
+                90000,
+            )
+            self.downtracks.append(downtrack)
+            client_end = datagram_endpoint(dtls_transport_of(link.client_transceiver))
+            assert client_end is not None
+            udp = client_end[0]
+            sock = udp.get_extra_info("socket")
+            try:  # hold a whole paused batch (we are root in the netns)
+                sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 16 << 20)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+            self.client_sockets.append(udp)
+        self.packets = vp8_packets(self.ssrc, self.vp8.payload_type, self.ext_ids)
+        # the keyframe that starts every downtrack
+        self.forwarder.downtracks = list(self.downtracks)
+        await self.run_batch(8, inject=True)
+        await self.drain()
+
+    async def run_batch(self, count: int, inject: bool) -> float:
+        """CPU seconds to feed ``count`` datagrams, one per loop iteration."""
+        loop = asyncio.get_running_loop()
+        datagrams = [
+            protect_rtp(self.pub_dtls, next(self.packets)) for _ in range(count)
+        ]
+        stats = self.forwarder.stats
+        target = stats.packets_received + (count if inject else 0)
+        receive = self.sfu_protocol.datagram_received  # type: ignore[attr-defined]
+        addr = self.pub_addr
+        done = loop.create_future()
+        checks = itertools.count()
+
+        def check() -> None:
+            if stats.packets_received >= target:
+                done.set_result(None)
+            elif next(checks) > 10_000:
+                done.set_exception(RuntimeError("the forwarder did not get them"))
+            else:
+                loop.call_soon(check)
+
+        def step(i: int) -> None:
+            if inject:
+                receive(datagrams[i], addr)
+            if i + 1 < count:
+                loop.call_soon(step, i + 1)
+            else:
+                loop.call_soon(check)
+
+        start = time.process_time()
+        loop.call_soon(step, 0)
+        await done
+        return time.process_time() - start
+
+    async def drain(self) -> None:
+        for udp in self.client_sockets:
+            udp.resume_reading()
+        expected = sum(d.stats.packets_sent for d in self.downtracks)
+        for _ in range(200):
+            if self.received >= expected:
+                break
+            await asyncio.sleep(0.02)
+        for udp in self.client_sockets:
+            udp.pause_reading()
+
+    async def measure(self, subscribers: int, count: int) -> tuple[float, float]:
+        self.forwarder.downtracks = self.downtracks[:subscribers]
+        sent_before = sum(d.stats.packets_sent for d in self.downtracks)
+        received_before = self.received
+        cpu = await self.run_batch(count, inject=True)
+        await self.drain()
+        sent = sum(d.stats.packets_sent for d in self.downtracks) - sent_before
+        delivered = 100.0
+        if subscribers:
+            delivered = (
+                100.0 * (self.received - received_before) / (count * subscribers)
+            )
+            assert sent == count * subscribers, (sent, count, subscribers)
+        return cpu / count * 1e6, delivered
+
+    async def close(self) -> None:
+        for link in self.links:
+            await link.close()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    counts = sorted({int(n) for n in args.subscribers.split(",")})
+    bench = Bench(max(counts), direct=not args.queued_receive)
+    await bench.setup()
+    try:
+        loop_costs: list[float] = []
+        samples: dict[int, list[float]] = {n: [] for n in counts}
+        delivered: dict[int, list[float]] = {n: [] for n in counts}
+        for _ in range(args.runs):
+            loop_costs.append(
+                await bench.run_batch(args.packets, inject=False) / args.packets * 1e6
+            )
+            for n in counts:
+                us, percent = await bench.measure(n, args.packets)
+                samples[n].append(us)
+                delivered[n].append(percent)
+        rows: list[Row] = []
+        previous: tuple[int, float] | None = None
+        for n in counts:
+            us = statistics.median(samples[n])
+            marginal = None
+            if previous is not None and n > previous[0]:
+                marginal = (us - previous[1]) / (n - previous[0])
+            rows.append(
+                Row(
+                    n,
+                    round(us, 2),
+                    round(us / n, 2) if n else None,
+                    round(marginal, 2) if marginal is not None else None,
+                    round(min(delivered[n]), 1),
+                )
+            )
+            previous = (n, us)
+        return {
+            "direct_receive": bench.direct,
+            "loop_us": round(statistics.median(loop_costs), 2),
+            "packets": args.packets,
+            "runs": args.runs,
+            "tap_errors": bench.tap.parse_errors + bench.tap.sink_errors,
+            "rows": [asdict(r) for r in rows],
+        }
+    finally:
+        await bench.close()
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"empty loop iteration: {result['loop_us']} µs (included below)")
+    print(f"{'N':>4} {'µs/in':>8} {'µs/fwd':>8} {'marginal':>9} {'delivered%':>11}")
+    for r in result["rows"]:
+        fwd = "" if r["us_per_forwarded"] is None else f"{r['us_per_forwarded']:.2f}"
+        marg = "" if r["marginal_us"] is None else f"{r['marginal_us']:.2f}"
+        print(
+            f"{r['subscribers']:>4} {r['us_per_incoming']:>8.2f} {fwd:>8} {marg:>9}"
+            f" {r['delivered_percent']:>11}"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", default="0,1,4,16,32")
+    parser.add_argument("--packets", type=int, default=400, help="per batch")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--queued-receive",
+        action="store_true",
+        help="the publisher's SRTP through aiortc's queue and receive task"
+        " (RtpTap(direct=False)), for comparison",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=Path(__file__).parent / "results" / "hotpath.json"
+    )
+    args = parser.parse_args(argv)
+    result = asyncio.run(run(args))
+    print_table(result)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"[hotpath] wrote {args.json}")
+    if result["tap_errors"]:
+        sys.exit(f"the tap dropped {result['tap_errors']} packets")
+
+
+if __name__ == "__main__":
+    main()
