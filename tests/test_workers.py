@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -37,6 +39,7 @@ from pysfu.signalling import (
     RoomClosed,
     ServerMessage,
     deliver_json,
+    to_json,
 )
 from pysfu.signalling.adapter import MAX_MESSAGE_LENGTH
 from pysfu.workers import RemoteParticipant, WorkerFailed, WorkerPool
@@ -417,3 +420,72 @@ async def test_requests_to_a_dead_pool_fail_cleanly() -> None:
     await pool.close()
     with pytest.raises(WorkerFailed):
         await pool.create_room("r")
+
+
+# ---------------------------------------------------------------------------
+# docs/snippets/workers.py
+
+
+def _snippets() -> ModuleType:
+    path = Path(__file__).parents[1] / "docs" / "snippets" / "workers.py"
+    spec = importlib.util.spec_from_file_location("docs_snippets_workers", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class JsonClient:
+    """A client speaking JSON text to the snippet's ``session``."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[ServerMessage] = asyncio.Queue()
+        self.to_server: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def send(self, message: ClientMessage) -> None:
+        self.to_server.put_nowait(json.dumps(to_json(message)))
+
+    async def from_server(self, text: str) -> None:
+        self.inbox.put_nowait(server_message_from_json(json.loads(text)))
+
+
+async def test_how_to_snippets(peers: PeerFactory) -> None:
+    docs = _snippets()
+    pool = await docs.start_pool()
+    sessions: list[asyncio.Task[None]] = []
+    try:
+        log: list[str] = []
+        docs.log_events(pool, log)
+        room_id = await pool.create_room("docs", max_participants=1)
+        clients, made = [], []
+        for name, code, role in [("host", 1, "host"), ("guest", 2, "participant")]:
+            client = JsonClient()
+            clients.append(client)
+            sessions.append(
+                asyncio.create_task(
+                    docs.session(
+                        pool,
+                        room_id,
+                        name,
+                        role,
+                        client.to_server.get,
+                        client.from_server,
+                    )
+                )
+            )
+            made.append(peers(name, code).attach(client))
+        await made[0].wait_video_from(made[1])
+        await made[1].wait_video_from(made[0])
+        assert await docs.occupancy(pool) == {"docs": (pool.room_worker("docs"), 2)}
+        # the guest's client goes away: its session leaves the room
+        clients[1].to_server.put_nowait(None)
+        await asyncio.wait_for(sessions[1], 30)
+        await eventually(
+            lambda: "ParticipantLeftEvent docs" in log, what="participant left"
+        )
+        assert log[:2] == ["ParticipantJoinedEvent docs"] * 2
+    finally:
+        for task in sessions:
+            task.cancel()
+        await asyncio.gather(*sessions, return_exceptions=True)
+        await pool.close()
