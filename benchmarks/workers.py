@@ -36,14 +36,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-from aiortc import MediaStreamTrack  # noqa: E402
-from aiortc.sdp import SessionDescription  # noqa: E402
-from linejson import HOST, LINE_LIMIT, LineChannel  # noqa: E402
+import av
+import numpy as np
+import psutil
+from aiortc import MediaStreamTrack
+from aiortc.sdp import SessionDescription
+from linejson import HOST, LINE_LIMIT, LineChannel
 
 HERE = Path(__file__).parent
 DEFAULT_JSON = HERE / "results" / "workers.json"
@@ -264,10 +262,12 @@ async def load(port: int, rooms: int, seconds: float, warmup: float) -> None:
 
     lag_task = asyncio.create_task(watch_lag())
 
+    peers_up = peers
+
     async def counts() -> Counts:
-        sent = sum(await asyncio.gather(*(p.sent_packets() for p in peers)))
+        sent = sum(await asyncio.gather(*(p.sent_packets() for p in peers_up)))
         received = expected = 0
-        for peer in peers:
+        for peer in peers_up:
             for stream in peer.streams.values():
                 received += stream.packets
                 expected += stream.highest - stream.first + 1
@@ -278,7 +278,14 @@ async def load(port: int, rooms: int, seconds: float, warmup: float) -> None:
         for batch in range(0, len(peers), 8):  # not all DTLS handshakes at once
             chunk = peers[batch : batch + 8]
             await asyncio.gather(*(p.connect(port) for p in chunk))
-            await asyncio.gather(*(p.wait_ready(90) for p in chunk))
+            # on a saturated machine a connection may fail to set up: the
+            # case goes on with the rooms that work, and says how many
+            await asyncio.gather(
+                *(p.wait_ready(90) for p in chunk), return_exceptions=True
+            )
+        up = [p for p in peers if p.ready.done() and not p.ready.exception()]
+        failed = {p.room for p in peers if p not in up}
+        peers_up = [p for p in peers if p.room not in failed]
         await asyncio.sleep(warmup)
         before = await counts()
         print(json.dumps({"window": "start"}), flush=True)
@@ -297,6 +304,10 @@ async def load(port: int, rooms: int, seconds: float, warmup: float) -> None:
                     "received": after.received - before.received,
                     "expected": after.expected - before.expected,
                     "problems": problems[:10],
+                    "rooms_up": rooms - len(failed),
+                    # rooms with a peer that failed after it was ready (e.g.
+                    # aiortc gave up on ICE consent: 6 checks unanswered)
+                    "rooms_lost": len({p.room for p in peers_up if p.problems}),
                     "loop_lag_p99_ms": 1000 * lags[int(len(lags) * 0.99)]
                     if lags
                     else 0,
@@ -330,8 +341,14 @@ class CaseResult:
     #: How late the load generator's event loop woke up in the window.
     loadgen_lag_p99_ms: float = 0.0
     loadgen_lag_max_ms: float = 0.0
-    #: UDP datagrams the kernel dropped (receive buffer full) in the window.
-    udp_buffer_drops: int = 0
+    #: UDP datagrams the kernel dropped (receive buffer full) in the window,
+    #: at the server's sockets and at the load generator's.
+    server_udp_drops: int = 0
+    loadgen_udp_drops: int = 0
+    #: Rooms whose two peers both connected (the others are left out).
+    rooms_up: int = 0
+    #: Rooms where a peer's connection failed during the case.
+    rooms_lost: int = 0
     error: str | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -380,11 +397,29 @@ class Child:
         await proc.wait()
 
 
-def udp_drops() -> int:
-    """Datagrams the kernel dropped for full receive buffers (this netns)."""
-    lines = Path("/proc/net/snmp").read_text().splitlines()
-    header, values = (line.split() for line in lines if line.startswith("Udp:"))
-    return int(dict(zip(header, values)).get("RcvbufErrors", 0))
+def udp_drops(pids: list[int]) -> int:
+    """Datagrams dropped (receive buffer full) at the UDP sockets of ``pids``.
+
+    From the ``drops`` column of ``/proc/net/udp``, for the sockets whose
+    inodes the processes hold: it tells whether the server or the load
+    generator fell behind.
+    """
+    inodes: set[str] = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:["):
+                        inodes.add(link[8:-1])
+    drops = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    drops += int(fields[-1])
+    return drops
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> list[float]:
@@ -422,13 +457,17 @@ async def run_case(workers: int, rooms: int, args: argparse.Namespace) -> CaseRe
         )
         await loadgen.start()
         await loadgen.line(180)  # window start
+        assert loadgen.proc is not None
+        server_pids = [p.pid for p in processes]
+        loadgen_pids = [loadgen.proc.pid]
         before, machine_before = cpu_seconds(processes), psutil.cpu_times()
-        drops_before = udp_drops()
+        drops = udp_drops(server_pids), udp_drops(loadgen_pids)
         end = await loadgen.line(args.seconds + 60)
         after, machine_after = cpu_seconds(processes), psutil.cpu_times()
-        result.udp_buffer_drops = udp_drops() - drops_before
+        result.server_udp_drops = udp_drops(server_pids) - drops[0]
+        result.loadgen_udp_drops = udp_drops(loadgen_pids) - drops[1]
         seconds = end["seconds"]
-        used = [b - a for a, b in zip(before, after)]
+        used = [b - a for a, b in zip(before, after, strict=True)]
         total = sum(used)
         result.forwarded_pps = end["received"] / seconds
         result.sent_pps = end["sent"] / seconds
@@ -444,6 +483,8 @@ async def run_case(workers: int, rooms: int, args: argparse.Namespace) -> CaseRe
         )
         result.machine_cpu_percent = 100 * (busy - idle) / max(busy, 1e-9)
         result.problems = end["problems"]
+        result.rooms_up = end["rooms_up"]
+        result.rooms_lost = end["rooms_lost"]
         result.loadgen_lag_p99_ms = end["loop_lag_p99_ms"]
         result.loadgen_lag_max_ms = end["loop_lag_max_ms"]
     except Exception as exc:
@@ -468,6 +509,8 @@ async def run_all(args: argparse.Namespace, results: list[CaseResult]) -> None:
 COLUMNS = (
     ("workers", "workers", "d"),
     ("rooms", "rooms", "d"),
+    ("up", "rooms_up", "d"),
+    ("lost", "rooms_lost", "d"),
     ("fwd pkt/s", "forwarded_pps", ".0f"),
     ("loss %", "loss_percent", ".2f"),
     ("SFU CPU%", "server_cpu_percent", ".1f"),
@@ -476,7 +519,8 @@ COLUMNS = (
     ("loadgen CPU%", "client_cpu_percent", ".1f"),
     ("machine busy%", "machine_cpu_percent", ".1f"),
     ("lag p99 ms", "loadgen_lag_p99_ms", ".0f"),
-    ("UDP drops", "udp_buffer_drops", "d"),
+    ("drops srv", "server_udp_drops", "d"),
+    ("drops gen", "loadgen_udp_drops", "d"),
 )
 
 
@@ -513,8 +557,17 @@ def reexec_in_netns() -> None:
     command = 'ip link set lo up && exec "$@"'
     os.execvpe(
         "unshare",
-        ["unshare", "--net", "--", "sh", "-c", command, "sh", sys.executable]
-        + sys.argv,
+        [
+            "unshare",
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            command,
+            "sh",
+            sys.executable,
+            *sys.argv,
+        ],
         {**os.environ, NETNS_ENV: "1"},
     )
 
@@ -539,10 +592,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s"
+    )
     if os.environ.get("PYSFU_BENCH_LOG"):  # e.g. INFO: why participants left
         logging.getLogger("pysfu").setLevel(os.environ["PYSFU_BENCH_LOG"])
         logging.getLogger("aiortc").setLevel(os.environ["PYSFU_BENCH_LOG"])
+        logging.getLogger("aioice").setLevel(os.environ["PYSFU_BENCH_LOG"])
     if args.serve:
         asyncio.run(serve(args.workers[0], args.rooms[0], watch_stdin=True))
         return
