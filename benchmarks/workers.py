@@ -329,6 +329,8 @@ async def load(port: int, rooms: int, seconds: float, warmup: float) -> None:
 class CaseResult:
     workers: int
     rooms: int
+    #: Cores each worker may use (``--worker-cpu``), or None: unlimited.
+    worker_cpu_budget: float | None = None
     forwarded_pps: float = 0.0
     sent_pps: float = 0.0
     loss_percent: float = 0.0
@@ -422,6 +424,41 @@ def udp_drops(pids: list[int]) -> int:
     return drops
 
 
+class CpuBudget:
+    """One cgroup (v1 ``cpu`` controller) per worker, capping it at ``cores``.
+
+    Emulates a machine with one smaller core per worker: each worker gets
+    the same budget whatever the number of workers, so a budget below what
+    the load needs shows what more workers add, on a machine whose real
+    cores are shared with the load generator.
+    """
+
+    ROOT = Path("/sys/fs/cgroup/cpu")
+
+    def __init__(self, cores: float) -> None:
+        self.cores = cores
+        self.groups: list[Path] = []
+
+    def confine(self, pids: list[int]) -> None:
+        for index, pid in enumerate(pids):
+            group = self.ROOT / f"pysfu-bench-{os.getpid()}-{index}"
+            group.mkdir()
+            self.groups.append(group)
+            period = 100_000
+            (group / "cpu.cfs_period_us").write_text(str(period))
+            (group / "cpu.cfs_quota_us").write_text(str(int(period * self.cores)))
+            (group / "cgroup.procs").write_text(str(pid))
+
+    def release(self) -> None:
+        for group in self.groups:
+            with contextlib.suppress(OSError):
+                for pid in (group / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        (self.ROOT / "cgroup.procs").write_text(pid)
+                group.rmdir()
+        self.groups.clear()
+
+
 def cpu_seconds(processes: list[psutil.Process]) -> list[float]:
     out = []
     for process in processes:
@@ -436,10 +473,13 @@ def cpu_seconds(processes: list[psutil.Process]) -> list[float]:
 async def run_case(workers: int, rooms: int, args: argparse.Namespace) -> CaseResult:
     server = Child("--serve", "--workers", str(workers), "--rooms", str(rooms))
     loadgen: Child | None = None
-    result = CaseResult(workers, rooms)
+    result = CaseResult(workers, rooms, worker_cpu_budget=args.worker_cpu)
+    budget = CpuBudget(args.worker_cpu) if args.worker_cpu else None
     try:
         await server.start()
         hello = await server.line(60)
+        if budget is not None:
+            budget.confine(hello["workers"])
         assert server.proc is not None
         processes = [psutil.Process(server.proc.pid)] + [
             psutil.Process(pid) for pid in hello["workers"]
@@ -493,6 +533,8 @@ async def run_case(workers: int, rooms: int, args: argparse.Namespace) -> CaseRe
         if loadgen is not None:
             await loadgen.stop()
         await server.stop()
+        if budget is not None:
+            budget.release()
     return result
 
 
@@ -582,6 +624,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="window")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--repeat", type=int, default=1, help="runs of every case")
+    parser.add_argument(
+        "--worker-cpu",
+        type=float,
+        default=None,
+        help="cap each worker at this many cores (a cgroup each; needs root)",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     parser.add_argument("--netns", action="store_true", help="in `unshare --net`")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
