@@ -489,3 +489,24 @@ async def test_how_to_snippets(peers: PeerFactory) -> None:
             task.cancel()
         await asyncio.gather(*sessions, return_exceptions=True)
         await pool.close()
+
+
+async def test_without_restart_new_rooms_go_to_the_survivors() -> None:
+    pool = WorkerPool(2, SFUConfig(ice=LOOPBACK))
+    await pool.start()
+    try:
+        await pool.create_room("doomed", worker=0)
+        dead_pid = pool.workers[0].pid
+        assert dead_pid is not None
+        os.kill(dead_pid, signal.SIGKILL)
+        await eventually(lambda: pool.pids == [pool.workers[1].pid], what="reaped")
+        assert "doomed" not in pool.rooms
+        for name in ("a", "b"):
+            await pool.create_room(name)
+            assert pool.room_worker(name) == 1
+        with pytest.raises(WorkerFailed):
+            await pool.create_room("c", worker=0)
+        assert (await pool.stats()).rooms[0].room_id == "a"
+    finally:
+        await pool.close()
+    assert not running(dead_pid)
