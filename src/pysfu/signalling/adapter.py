@@ -17,28 +17,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .messages import (
     MAX_SDP_LENGTH,
+    ClientMessage,
     ServerMessage,
     SignallingError,
     parse_client_message,
 )
-
-if TYPE_CHECKING:
-    from ..participant import Participant
 
 #: Called by the core with each message for one client. It should not block
 #: for long (queue the message if the transport is slow); if it raises, the
 #: message is dropped and the participant carries on.
 Outbox = Callable[[ServerMessage], Awaitable[None]]
 
+
+class SignallingTarget(Protocol):
+    """What :func:`deliver_json` needs: a :class:`pysfu.Participant`, or a
+    :class:`pysfu.workers.RemoteParticipant` whose connection is in a worker."""
+
+    async def within_rate_limit(self) -> bool: ...
+    async def refuse(self, error: SignallingError) -> None: ...
+    async def handle_unlimited(self, message: ClientMessage) -> None: ...
+
+
 #: Largest JSON text accepted from a client.
 MAX_MESSAGE_LENGTH = MAX_SDP_LENGTH + 4096
 
 
-async def deliver_json(participant: Participant, text: str | bytes) -> None:
+async def deliver_json(participant: SignallingTarget, text: str | bytes) -> None:
     """Parse one JSON text from a client and hand it to ``participant``.
 
     Malformed input is answered with an ``error`` message to that client only;
