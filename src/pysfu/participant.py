@@ -283,11 +283,12 @@ class Participant:
 
     @property
     def malformed_packets(self) -> int:
-        """Incoming RTP/RTCP that could not be parsed or routed."""
+        """Incoming RTP/RTCP that could not be decrypted, parsed or routed
+        (forged, replayed or oversized SRTP included)."""
         tap = self._tap
         if tap is None:
             return 0
-        return tap.parse_errors + tap.unrouted + tap.rtcp_errors
+        return tap.parse_errors + tap.unrouted + tap.rtcp_errors + tap.srtp_errors
 
     def stats(self) -> ParticipantStats:
         """A snapshot of this participant's counters."""

@@ -130,7 +130,8 @@ class ParticipantStats:
     subscribed: tuple[SubscriptionStats, ...]
     #: Client messages refused with an error.
     signalling_errors: int
-    #: Incoming RTP that could not be parsed or routed to a track.
+    #: Incoming RTP/RTCP that could not be decrypted, parsed or routed to a
+    #: track.
     malformed_packets: int
     data: DataChannelStats = field(default_factory=DataChannelStats)
 
