@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+
+from .signalling.messages import SignallingError
 
 
 class TokenBucket:
@@ -35,4 +37,13 @@ class TokenBucket:
         if now - self._last_warning >= 1.0:
             self._last_warning = now
             return True
+        return False
+
+    async def admit(self, refuse: Callable[[SignallingError], Awaitable[None]]) -> bool:
+        """Count one client message: False means drop it, and the client is
+        told (``rate_limited``, through ``refuse``) at most once per second."""
+        if self.allow():
+            return True
+        if self.should_warn():
+            await refuse(SignallingError("rate_limited", "too many messages"))
         return False

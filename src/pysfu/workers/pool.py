@@ -115,11 +115,7 @@ class RemoteParticipant:
 
     async def within_rate_limit(self) -> bool:
         """Count one client message against the rate limit; False: drop it."""
-        if self._rate.allow():
-            return True
-        if self._rate.should_warn():
-            await self.refuse(SignallingError("rate_limited", "too many messages"))
-        return False
+        return await self._rate.admit(self.refuse)
 
     async def handle_unlimited(self, message: ClientMessage) -> None:
         """:meth:`handle` for a message already counted by :meth:`within_rate_limit`."""
