@@ -62,7 +62,9 @@ class Negotiator:
             self.offers_sent += 1
             await self._send_offer(self._pc.localDescription.sdp)
         except Exception:
-            if not self._closed:
+            # a participant leaving closes its connection under a pending
+            # offer: expected, not worth an ERROR
+            if not self._closed and self._pc.connectionState != "closed":
                 logger.exception("creating or sending an offer failed")
 
     async def apply_answer(self, sdp: str) -> None:
