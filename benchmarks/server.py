@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -86,10 +87,15 @@ class ConnectionServer:
                 await self.serve_client(channel, hello)
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
+        except asyncio.CancelledError:
+            # shutting down; a cancelled handler makes asyncio's stream
+            # callback print a traceback per connection, so end quietly
+            pass
         finally:
             self._channels.discard(channel)
             self._tasks.discard(task)
-            await channel.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await channel.close()
 
     async def serve_client(self, channel: LineChannel, hello: dict[str, Any]) -> None:
         raise NotImplementedError
