@@ -1,0 +1,139 @@
+"""The one place where pysfu touches aiortc and aioice internals.
+
+aiortc is a complete WebRTC endpoint: it depacketizes, buffers and decodes
+every received track and encodes every sent one. An SFU wants none of that; it
+wants the decrypted RTP packets of a publisher and a way to encrypt and send
+rewritten packets to each subscriber. aiortc offers no public API for either,
+so this package hooks a small number of private methods *per instance* (aiortc
+constructs its senders and receivers itself, so subclassing is not possible).
+
+Every attribute used here is listed in :data:`HOOK_POINTS` and checked by
+:func:`check_hook_points` when pysfu is imported, so an aiortc upgrade that
+moves one of them fails loudly at import time instead of silently dropping
+media. ``pyproject.toml`` pins the aiortc versions these hooks were checked
+against.
+
+The seam is a package of small modules, one job each: :mod:`.hooks` (what is
+hooked, checked at import), :mod:`.sdp` (codecs, offers, answers),
+:mod:`.transports` (reading negotiated state), :mod:`.receive` (decrypted RTP
+in), :mod:`.send` (encrypted RTP out) and :mod:`.ice` (credentials, addresses,
+consent). Import from ``pysfu._aiortc`` itself.
+"""
+
+from __future__ import annotations
+
+from aiortc.codecs import CODECS
+from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+)
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpByePacket,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
+
+from .._rtp import RtpHeader
+from .hooks import HOOK_POINTS, AiortcIncompatible, check_hook_points
+from .ice import configure_ice, set_consent_timing, validate_ice_credentials
+from .receive import (
+    RtpTap,
+    SenderHooks,
+    extension_checks_of,
+    take_over_receiver,
+    take_over_sender,
+)
+from .sdp import (
+    OfferedMedia,
+    ParsedOffer,
+    answer_as_dtls_server,
+    answer_problem,
+    parse_client_offer,
+    register_passthrough_codecs,
+)
+from .send import RtpOutput
+from .transports import (
+    announced_ssrcs,
+    bundle_transport_of,
+    datagram_endpoint,
+    dtls_transport_of,
+    negotiated_codecs,
+    negotiated_header_extensions,
+    protect_rtp,
+    rtcp_ssrc_of,
+    sender_ssrc_of,
+    set_sender_msid,
+)
+
+__all__ = [
+    "CODECS",
+    "HOOK_POINTS",
+    "RTCP_PSFB_APP",
+    "RTCP_PSFB_FIR",
+    "RTCP_PSFB_PLI",
+    "RTCP_RTPFB_NACK",
+    "AiortcIncompatible",
+    "NackGenerator",
+    "OfferedMedia",
+    "ParsedOffer",
+    "RTCRtpCodecParameters",
+    "RTCRtpHeaderExtensionParameters",
+    "RemoteBitrateEstimator",
+    "RtcpByePacket",
+    "RtcpPacket",
+    "RtcpPsfbPacket",
+    "RtcpReceiverInfo",
+    "RtcpRrPacket",
+    "RtcpRtpfbPacket",
+    "RtcpSdesPacket",
+    "RtcpSenderInfo",
+    "RtcpSourceInfo",
+    "RtcpSrPacket",
+    "RtpHeader",
+    "RtpOutput",
+    "RtpPacket",
+    "RtpTap",
+    "SenderHooks",
+    "StreamStatistics",
+    "announced_ssrcs",
+    "answer_as_dtls_server",
+    "answer_problem",
+    "bundle_transport_of",
+    "check_hook_points",
+    "configure_ice",
+    "datagram_endpoint",
+    "dtls_transport_of",
+    "extension_checks_of",
+    "negotiated_codecs",
+    "negotiated_header_extensions",
+    "pack_remb_fci",
+    "parse_client_offer",
+    "protect_rtp",
+    "register_passthrough_codecs",
+    "rtcp_ssrc_of",
+    "sender_ssrc_of",
+    "set_consent_timing",
+    "set_sender_msid",
+    "take_over_receiver",
+    "take_over_sender",
+    "unpack_remb_fci",
+    "validate_ice_credentials",
+]
+
+check_hook_points()

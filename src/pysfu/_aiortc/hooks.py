@@ -1,0 +1,130 @@
+"""Hook points: every aiortc/aioice internal pysfu uses, checked at import."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import aioice.ice
+import aioice.stun
+import pylibsrtp
+from aiortc import (
+    RTCIceGatherer,
+    RTCIceParameters,
+    RTCIceTransport,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from pylibsrtp._binding import lib as _srtp_lib
+
+
+class AiortcIncompatible(RuntimeError):
+    """The installed aiortc/aioice lacks an internal that pysfu hooks."""
+
+
+# (object, attribute, required positional parameters or None for plain attributes)
+HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
+    (RTCDtlsTransport, "_handle_rtp_data", ("self", "data", "arrival_time_ms")),
+    (RTCDtlsTransport, "_handle_rtcp_data", ("self", "data")),
+    (RTCDtlsTransport, "_register_rtp_receiver", ("self", "receiver", "parameters")),
+    (RTCDtlsTransport, "_register_rtp_sender", ("self", "sender", "parameters")),
+    (RTCDtlsTransport, "_unregister_rtp_receiver", ("self", "receiver")),
+    (RTCDtlsTransport, "_unregister_rtp_sender", ("self", "sender")),
+    (RTCDtlsTransport, "_set_role", ("self", "role")),
+    (RtpRouter, "route_rtp", ("self", "packet")),
+    (RTCRtpReceiver, "receive", ("self", "parameters")),
+    (RTCRtpReceiver, "stop", ("self",)),
+    (RTCRtpReceiver, "_handle_rtcp_packet", ("self", "packet")),
+    (RTCRtpSender, "send", ("self", "parameters")),
+    (RTCRtpSender, "stop", ("self",)),
+    (RTCRtpSender, "_handle_rtcp_packet", ("self", "packet")),
+    (RTCIceGatherer, "getLocalParameters", ("self",)),
+    (RTCRtpTransceiver, "setCodecPreferences", ("self", "codecs")),
+    (aioice.ice.Connection, "gather_candidates", ("self",)),
+    (aioice.ice.Connection, "data_received", ("self", "data", "component")),
+    (aioice.ice.StunProtocol, "datagram_received", ("self", "data", "addr")),
+    (aioice.ice.Connection, "query_consent", ("self",)),
+    (aioice.ice.Connection, "build_request", ("self", "pair", "nominate")),
+    (aioice.ice.Connection, "close", ("self",)),
+    (
+        aioice.ice.Connection,
+        "get_component_candidates",
+        ("self", "component", "addresses"),
+    ),
+    (NackGenerator, "add", ("self", "packet")),
+    (StreamStatistics, "add", ("self", "packet")),
+    (
+        RemoteBitrateEstimator,
+        "add",
+        ("self", "arrival_time_ms", "abs_send_time", "payload_size", "ssrc"),
+    ),
+]
+
+
+def check_hook_points() -> None:
+    """Raise :class:`AiortcIncompatible` if any hooked internal has changed."""
+    problems = []
+    for owner, name, params in HOOK_POINTS:
+        attr = getattr(owner, name, None)
+        if attr is None:
+            problems.append(
+                f"{owner.__module__}.{owner.__qualname__}.{name} is missing"
+            )
+            continue
+        if params is None:
+            continue
+        actual = tuple(inspect.signature(attr).parameters)
+        if not set(params) <= set(actual):
+            problems.append(
+                f"{owner.__qualname__}.{name}{actual} no longer takes {params}"
+            )
+    # Attributes set in __init__ cannot be seen on the class: check a throwaway
+    # connection and the receive-side state of a dtls transport.
+    conn = aioice.ice.Connection(ice_controlling=False)
+    for name in (
+        "_protocols",
+        "_local_username",
+        "_local_password",
+        "_nominated",
+        "_local_candidates",
+        "_local_candidates_start",
+        "_local_candidates_end",
+        "_components",
+        "_transport_policy",
+        "_use_ipv4",
+        "_use_ipv6",
+    ):
+        if not hasattr(conn, name):
+            problems.append(f"aioice Connection has no attribute {name}")
+    for name in ("ice_controlling", "remote_is_lite", "_query_consent_task"):
+        if not hasattr(conn, name):
+            problems.append(f"aioice Connection has no attribute {name}")
+    if "iceLite" not in {f.name for f in dataclasses.fields(RTCIceParameters)}:
+        problems.append("RTCIceParameters has no iceLite field")
+    if not hasattr(RTCIceTransport(RTCIceGatherer()), "_role_set"):
+        problems.append("RTCIceTransport has no _role_set attribute")
+    import aiortc.rtcpeerconnection as peerconnection
+
+    for name in ("filter_preferred_codecs", "find_common_codecs"):
+        if not callable(getattr(peerconnection, name, None)):
+            problems.append(f"aiortc.rtcpeerconnection.{name} is missing")
+    session = pylibsrtp.Session(
+        pylibsrtp.Policy(key=bytes(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    )
+    if not hasattr(session, "_srtp") or not hasattr(_srtp_lib, "srtp_protect"):
+        problems.append("pylibsrtp Session has no _srtp context / srtp_protect")
+    from aiortc.rtp import HeaderExtensionsMap
+
+    if not hasattr(HeaderExtensionsMap(), "_HeaderExtensionsMap__ids"):
+        problems.append("aiortc HeaderExtensionsMap has no __ids")
+    if not hasattr(DtlsState, "CONNECTED"):
+        problems.append("aiortc.rtcdtlstransport.State has no CONNECTED")
+    if problems:
+        raise AiortcIncompatible(
+            "pysfu cannot run on this aiortc/aioice version: " + "; ".join(problems)
+        )

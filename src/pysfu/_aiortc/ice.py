@@ -1,0 +1,167 @@
+"""ICE: credentials the application chooses, host and announced addresses,
+ICE-lite and consent timing."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import aioice.ice
+import aioice.stun
+from aiortc import (
+    RTCPeerConnection,
+)
+
+from .transports import _dtls_transports
+
+
+def configure_ice(
+    pc: RTCPeerConnection,
+    *,
+    username_fragment: str | None = None,
+    password: str | None = None,
+    host_addresses: Iterable[str] | None = None,
+    announced_address: str | None = None,
+    lite: bool = False,
+) -> None:
+    """Configure the server side ICE agent(s) of ``pc`` before gathering.
+
+    - ``username_fragment``/``password``: the local ICE credentials. A peer
+      must know the password to complete ICE (its connectivity checks are
+      authenticated with it), which makes it usable as a join capability.
+    - ``host_addresses``: the local addresses offered as host candidates;
+      ``None`` keeps aioice's choice (every interface except loopback).
+    - ``announced_address``: written into host candidates instead of the
+      local address, for servers behind a 1:1 NAT.
+    - ``lite``: announce ICE-lite (``a=ice-lite``) and stay the *controlled*
+      agent even when this side offers, as mediasoup does. A pair is then
+      selected only after the peer's nominating check arrives, and that check
+      is authenticated with this side's password: a peer that does not know
+      the password cannot complete ICE. (As controlling agent the server
+      would nominate pairs on its own checks, which only prove that the
+      server knows the *peer's* password.)
+
+    Call after the peer connection has its first transceiver and before
+    ``setLocalDescription``.
+    """
+    validate_ice_credentials(username_fragment, password)
+    for dtls in _dtls_transports(pc):
+        gatherer = dtls.transport.iceGatherer
+        conn = gatherer._connection
+        if username_fragment is not None:
+            conn._local_username = username_fragment
+        if password is not None:
+            conn._local_password = password
+        if host_addresses is not None or announced_address is not None:
+            _override_gathering(conn, host_addresses, announced_address)
+        if lite:
+            _announce_lite(dtls.transport, gatherer)
+
+
+def set_consent_timing(pc: RTCPeerConnection, interval: float, failures: int) -> None:
+    """Check ICE consent (RFC 7675) every ``interval`` s; close after ``failures``.
+
+    aioice checks every 5 s and gives up after 6 failures: a peer that
+    vanished without a goodbye (killed, unplugged) then keeps its seat and
+    resources for about 30 s. Call before the connection starts.
+    """
+    for dtls in _dtls_transports(pc):
+        conn = dtls.transport.iceGatherer._connection
+        conn.query_consent = _consent_checker(conn, interval, failures)  # type: ignore[method-assign,assignment]
+
+
+def _consent_checker(
+    conn: aioice.ice.Connection, interval: float, failures: int
+) -> Callable[[], Awaitable[None]]:
+    async def query_consent() -> None:  # aioice's loop, with our timing
+        assert conn.remote_password is not None
+        failed = 0
+        while True:
+            await asyncio.sleep(interval * (0.8 + 0.4 * random.random()))
+            for pair in list(conn._nominated.values()):
+                request = conn.build_request(pair, nominate=False)
+                try:
+                    await pair.protocol.request(
+                        request,
+                        pair.remote_addr,
+                        integrity_key=conn.remote_password.encode("utf8"),
+                        retransmissions=0,
+                    )
+                    failed = 0
+                except aioice.stun.TransactionError:
+                    failed += 1
+            if failed >= failures:
+                conn._query_consent_task = None  # close() must not cancel us
+                await conn.close()
+                return
+
+    return query_consent
+
+
+def _announce_lite(ice_transport: Any, gatherer: Any) -> None:
+    conn = gatherer._connection
+    conn.ice_controlling = False
+    ice_transport._role_set = True  # aiortc would make the offerer controlling
+    if getattr(gatherer, "_pysfu_lite", False):
+        return
+    local_parameters = gatherer.getLocalParameters
+
+    def get_local_parameters() -> Any:
+        return dataclasses.replace(local_parameters(), iceLite=True)
+
+    gatherer.getLocalParameters = get_local_parameters
+    gatherer._pysfu_lite = True
+
+
+def validate_ice_credentials(
+    username_fragment: str | None, password: str | None
+) -> None:
+    """Raise ``ValueError`` unless these are valid ICE credentials (RFC 8839).
+
+    A username fragment is 4-256 and a password 22-256 ice-chars
+    (``A-Z a-z 0-9 + /``).
+    """
+    if username_fragment is not None:
+        aioice.ice.validate_username(username_fragment)
+    if password is not None:
+        aioice.ice.validate_password(password)
+
+
+def _override_gathering(
+    conn: aioice.ice.Connection,
+    host_addresses: Iterable[str] | None,
+    announced_address: str | None,
+) -> None:
+    if getattr(conn, "_pysfu_gathering", False):
+        return
+    addresses = list(host_addresses) if host_addresses is not None else None
+
+    async def gather_candidates() -> None:
+        if conn._local_candidates_start:
+            return
+        conn._local_candidates_start = True
+        chosen: list[str] = []
+        if conn._transport_policy == aioice.ice.TransportPolicy.ALL:
+            chosen = (
+                addresses
+                if addresses is not None
+                else aioice.ice.get_host_addresses(
+                    use_ipv4=conn._use_ipv4, use_ipv6=conn._use_ipv6
+                )
+            )
+        for component in conn._components:
+            candidates = await conn.get_component_candidates(
+                component=component, addresses=chosen
+            )
+            if announced_address is not None:
+                for candidate in candidates:
+                    if candidate.type == "host":
+                        candidate.host = announced_address
+            conn._local_candidates += candidates
+        conn._local_candidates_end = True
+
+    conn.gather_candidates = gather_candidates  # type: ignore[method-assign]
+    conn._pysfu_gathering = True  # type: ignore[attr-defined]

@@ -1,0 +1,264 @@
+"""Receiving: decrypted RTP straight from the transport, no jitter buffer or decoder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pylibsrtp
+from aiortc import (
+    RTCRtpReceiver,
+    RTCRtpSender,
+)
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import (
+    RTCRtpReceiveParameters,
+    RTCRtpSendParameters,
+)
+
+from .._rtp import RtpHeader, extension_checks, parse_header
+from .transports import _SRTP_BUFFER
+
+RtpSink = Callable[[RtpHeader, bytes, int], None]
+RtcpSink = Callable[[Any], Awaitable[None]]
+
+
+def extension_checks_of(extensions_map: Any) -> list[int]:
+    """:func:`pysfu._rtp.parse_header`'s ``checks`` for the ids configured in
+    an aiortc ``HeaderExtensionsMap``."""
+    ids = getattr(extensions_map, "_HeaderExtensionsMap__ids")  # noqa: B009
+    return extension_checks(ids)
+
+
+#: aiortc's arrival times are milliseconds since the NTP epoch (1900).
+_NTP_EPOCH_MS = 2_208_988_800_000
+
+
+class RtpTap:
+    """Diverts decrypted RTP of one DTLS transport to pysfu sinks.
+
+    The stock path parses each packet, routes it to an ``RTCRtpReceiver`` and
+    depacketizes, jitter-buffers and decodes it. The tap parses only the header
+    (:func:`pysfu._rtp.parse_header`, which accepts what aiortc's parser
+    accepts), keeps aiortc's routing and hands the header, the raw bytes and
+    the arrival time to the sink registered for the receiver instead. Sinks
+    are synchronous: a sink must never await, so one slow consumer cannot
+    stall the receive loop.
+
+    ``direct`` (default): once DTLS has produced SRTP keys, SRTP datagrams are
+    decrypted and delivered straight from aioice's datagram callback instead
+    of going through its ``asyncio.Queue`` and the DTLS transport's receive
+    task (a task wake-up and a chain of awaits per packet). DTLS, SRTCP and
+    STUN still take the stock path. aiortc's transport-level
+    ``packetsReceived``/``bytesReceived`` then no longer count these packets.
+    """
+
+    def __init__(self, transport: RTCDtlsTransport, *, direct: bool = True) -> None:
+        self._transport = transport
+        self._sinks: dict[int, RtpSink] = {}
+        self.parse_errors = 0
+        self.unrouted = 0
+        self.sink_errors = 0
+        self.rtcp_errors = 0
+        #: SRTP packets that failed authentication/replay checks (direct path).
+        self.srtp_errors = 0
+        self._checks: list[int] = []
+        self._configure_checks()
+        register = transport._register_rtp_receiver
+
+        def register_rtp_receiver(receiver: Any, parameters: Any) -> None:
+            register(receiver, parameters)  # configures aiortc's extension map
+            self._configure_checks()
+
+        transport._register_rtp_receiver = register_rtp_receiver  # type: ignore[method-assign]
+        transport._handle_rtp_data = self._handle_rtp_data  # type: ignore[method-assign]
+        self._handle_rtcp_stock = transport._handle_rtcp_data
+        transport._handle_rtcp_data = self._handle_rtcp_data  # type: ignore[method-assign]
+        if direct:
+            self._divert_datagrams()
+
+    def attach(self, receiver: RTCRtpReceiver, sink: RtpSink) -> None:
+        self._sinks[id(receiver)] = sink
+
+    def detach(self, receiver: RTCRtpReceiver) -> None:
+        self._sinks.pop(id(receiver), None)
+
+    def detach_all(self) -> None:
+        self._sinks.clear()
+
+    def _configure_checks(self) -> None:
+        """What each negotiated header extension's value must look like."""
+        self._checks = extension_checks_of(self._transport._rtp_header_extensions_map)
+
+    def _divert_datagrams(self) -> None:
+        dtls = self._transport
+        conn = dtls.transport._connection
+        queue_datagram = conn.data_received
+        deliver = self._deliver
+        connected = DtlsState.CONNECTED
+
+        shortcut: list[Any] = []  # the protocols whose STUN parse we skip
+
+        def data_received(data: bytes, component: int) -> None:
+            # SRTP, not SRTCP (RFC 5761 payload types 192-208), once keyed
+            srtp = dtls._rx_srtp
+            if len(data) > _SRTP_BUFFER and 127 < data[0] < 192:
+                # libsrtp's buffer cannot take it and pylibsrtp raises
+                # ValueError, which would end aiortc's receive task (and the
+                # connection) if the datagram took the stock path
+                self.srtp_errors += 1
+                return
+            if (
+                srtp is None
+                or len(data) < 12
+                or not 127 < data[0] < 192
+                or 191 < data[1] < 209
+                or dtls._state != connected
+            ):
+                queue_datagram(data, component)
+                return
+            if not shortcut:
+                shortcut.extend(conn._protocols)
+                for protocol in shortcut:
+                    if hasattr(protocol, "local_candidate"):
+                        _skip_stun_parse(protocol, data_received)
+            try:
+                plain = srtp.unprotect(data)
+            except (pylibsrtp.Error, ValueError):  # forged, replayed, > 1500 bytes
+                self.srtp_errors += 1
+                return
+            deliver(plain, int(time.time() * 1000) + _NTP_EPOCH_MS)
+
+        conn.data_received = data_received  # type: ignore[method-assign]
+
+    def _deliver(self, data: bytes, arrival_time_ms: int) -> None:
+        # Never raises: an exception escaping into aiortc's receive loop (or
+        # asyncio's datagram callback) would stop this publisher for good.
+        transport = self._transport
+        packet = parse_header(data, self._checks, transport._rtp_header_extensions_map)
+        if packet is None:
+            self.parse_errors += 1
+            return
+        try:
+            receiver = transport._rtp_router.route_rtp(packet)  # type: ignore[arg-type]
+            sink = self._sinks.get(id(receiver)) if receiver is not None else None
+            if sink is None:
+                self.unrouted += 1
+                return
+            sink(packet, data, arrival_time_ms)
+        except Exception:
+            self.sink_errors += 1
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        self._deliver(data, arrival_time_ms)
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        # aiortc's RTCP routing lets some malformed packets raise (a REMB
+        # announcing more SSRCs than it holds: struct.error), which would end
+        # the receive loop as above.
+        try:
+            await self._handle_rtcp_stock(data)
+        except Exception:
+            self.rtcp_errors += 1
+
+
+def _skip_stun_parse(
+    protocol: Any, data_received: Callable[[bytes, int], None]
+) -> None:
+    """Hand RTP/RTCP datagrams of an aioice protocol straight to ``data_received``.
+
+    aioice tries to parse every datagram as STUN and takes the ``ValueError``
+    as "not STUN": an exception per media packet. STUN's first two bits are
+    0 (RFC 5389 section 6) while RTP and RTCP start with version 2 (first
+    byte 128-191), so those can skip the attempt.
+    """
+    stock = protocol.datagram_received
+    component = protocol.local_candidate.component
+
+    def datagram_received(data: bytes, addr: Any) -> None:
+        if data and 127 < data[0] < 192:
+            data_received(data, component)
+        else:
+            stock(data, addr)
+
+    protocol.datagram_received = datagram_received
+
+
+def take_over_receiver(
+    receiver: RTCRtpReceiver,
+    on_parameters: Callable[[RTCRtpReceiveParameters], None],
+    on_rtcp: RtcpSink,
+) -> None:
+    """Stop aiortc from decoding a receiver's track; pysfu consumes it instead.
+
+    Must be called before aiortc calls ``receiver.receive()`` (that is, from
+    the peer connection's ``track`` event). The decoder thread and RTCP task
+    that ``receive()`` would start are never created; the receiver is only
+    registered with its transport so RTP and RTCP get routed to it.
+    """
+    registered: list[RTCDtlsTransport] = []
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        transport = receiver.transport
+        if not registered:
+            transport._register_rtp_receiver(receiver, parameters)
+            registered.append(transport)
+        on_parameters(parameters)
+
+    async def stop() -> None:
+        for transport in registered:
+            transport._unregister_rtp_receiver(receiver)
+        registered.clear()
+
+    receiver.receive = receive  # type: ignore[method-assign]
+    receiver.stop = stop  # type: ignore[method-assign]
+    receiver._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign,assignment]
+
+
+@dataclass
+class SenderHooks:
+    """What pysfu plugs into a taken-over sender (see :func:`take_over_sender`).
+
+    The fields are swapped when a transceiver is reused for another track.
+    """
+
+    on_parameters: Callable[[RTCRtpSendParameters], None] | None = None
+    on_rtcp: RtcpSink | None = None
+    registered: list[RTCDtlsTransport] = field(default_factory=list)
+
+
+def take_over_sender(sender: RTCRtpSender) -> SenderHooks:
+    """Keep aiortc's encoder and RTP/RTCP tasks off a sender.
+
+    pysfu writes packets for this sender itself (through :class:`RtpOutput`),
+    so ``send()`` only registers the sender with its transport, which routes
+    the subscriber's RTCP feedback (PLI, NACK, receiver reports) to it, and
+    passes the negotiated parameters on. aiortc calls ``send()`` after every
+    negotiation in which the transceiver sends.
+    """
+    hooks = SenderHooks()
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        transport = sender.transport
+        if not hooks.registered:
+            transport._register_rtp_sender(sender, parameters)
+            hooks.registered.append(transport)
+        if hooks.on_parameters is not None:
+            hooks.on_parameters(parameters)
+
+    async def stop() -> None:
+        for transport in hooks.registered:
+            transport._unregister_rtp_sender(sender)
+        hooks.registered.clear()
+
+    async def handle_rtcp(packet: Any) -> None:
+        if hooks.on_rtcp is not None:
+            await hooks.on_rtcp(packet)
+
+    sender.send = send  # type: ignore[method-assign]
+    sender.stop = stop  # type: ignore[method-assign]
+    sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+    return hooks

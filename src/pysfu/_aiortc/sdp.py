@@ -1,0 +1,186 @@
+"""SDP: codecs aiortc cannot code but an SFU forwards, offers and answers
+checked before aiortc applies them, and the DTLS role of an answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import (
+    RTCPeerConnection,
+)
+from aiortc.codecs import CODECS
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+)
+
+#: Pass-through video codecs and the payload types they get (after aiortc's
+#: 96-102), with an RTX payload type each.
+PASSTHROUGH_VIDEO_CODECS: dict[str, tuple[int, dict[str, Any]]] = {
+    "VP9": (103, {"profile-id": 0}),
+    "AV1": (105, {}),
+}
+
+
+def register_passthrough_codecs(names: Iterable[str]) -> None:
+    """Let peer connections negotiate video codecs aiortc has no codec for.
+
+    This extends aiortc's process-wide codec table, so every
+    ``RTCPeerConnection`` in the process offers and accepts them: fine for an
+    SFU, which never decodes, but an aiortc *client* in the same process
+    cannot decode such a track. Idempotent.
+    """
+    video = CODECS["video"]
+    known = {c.mimeType.lower() for c in video}
+    feedback = next(c.rtcpFeedback for c in video if c.mimeType.lower() == "video/vp8")
+    for name in names:
+        payload_type, parameters = PASSTHROUGH_VIDEO_CODECS[name.upper()]
+        mime_type = f"video/{name.upper()}"
+        if mime_type.lower() in known:
+            continue
+        video.append(
+            RTCRtpCodecParameters(
+                mimeType=mime_type,
+                clockRate=90000,
+                payloadType=payload_type,
+                rtcpFeedback=list(feedback),
+                parameters=dict(parameters),
+            )
+        )
+        video.append(
+            RTCRtpCodecParameters(
+                mimeType="video/rtx",
+                clockRate=90000,
+                payloadType=payload_type + 1,
+                parameters={"apt": payload_type},
+            )
+        )
+
+
+def answer_problem(pc: RTCPeerConnection, sdp: str) -> str | None:
+    """Why aiortc would refuse this answer half-way, or ``None``.
+
+    ``setRemoteDescription`` applies an answer section by section and only
+    then finds a section with no codec in common: the sections before it stay
+    applied, and a corrected answer would not fire their track events again.
+    Checking every section first keeps a refused answer from changing anything.
+    """
+    from aiortc import sdp as aiortc_sdp
+    from aiortc.rtcpeerconnection import filter_preferred_codecs, find_common_codecs
+
+    try:
+        description = aiortc_sdp.SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises all sorts on garbage
+        return f"unparsable SDP: {exc!r}"[:200]
+    transceivers = {t.mid: t for t in pc.getTransceivers()}
+    for media in description.media:
+        if media.kind not in ("audio", "video"):
+            continue
+        transceiver = transceivers.get(media.rtp.muxId)
+        if transceiver is None:
+            return f"no {media.kind} section with mid {media.rtp.muxId!r} was offered"
+        common = filter_preferred_codecs(
+            find_common_codecs(CODECS[media.kind], media.rtp.codecs),
+            transceiver._preferred_codecs,
+        )
+        if not common:
+            return f"no codec in common for the {media.kind} section {media.rtp.muxId}"
+    return None
+
+
+@dataclass(frozen=True)
+class OfferedMedia:
+    """One audio or video section of a client's offer."""
+
+    mid: str
+    kind: str
+    #: The client's direction: ``sendonly``, ``recvonly``, ``sendrecv``, ``inactive``.
+    direction: str
+
+
+@dataclass(frozen=True)
+class ParsedOffer:
+    """What the server needs to know of a client's offer before applying it."""
+
+    media: list[OfferedMedia]
+    #: The client's ICE username fragment (the first section's).
+    ice_username_fragment: str | None
+
+
+def parse_client_offer(
+    sdp: str, *, video_codecs: Iterable[str] | None = None
+) -> ParsedOffer:
+    """Check a client's offer before any peer connection sees it.
+
+    Raises ``ValueError`` saying what is wrong: unparsable, no audio or video,
+    a section without a mid or ICE credentials, sections not bundled on one
+    transport (pysfu forwards on one transport per participant), or a section
+    with no codec pysfu can forward (``video_codecs``, if given, restricts
+    video to those codec names).
+    """
+    from aiortc import sdp as aiortc_sdp
+    from aiortc.rtcpeerconnection import find_common_codecs
+
+    try:
+        description = aiortc_sdp.SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises all sorts on garbage
+        raise ValueError(f"unparsable SDP: {exc!r}"[:200]) from None
+    media = [m for m in description.media if m.kind in ("audio", "video")]
+    if not media:
+        raise ValueError("the offer has no audio or video section")
+    bundle = next((g for g in description.group if g.semantic == "BUNDLE"), None)
+    bundled = set(bundle.items) if bundle is not None else set()
+    allowed_video = {c.lower() for c in video_codecs} if video_codecs else None
+    offered = []
+    for section in media:
+        mid = section.rtp.muxId
+        if not mid:
+            raise ValueError(f"a {section.kind} section has no a=mid")
+        if len(media) > 1 and mid not in bundled:
+            raise ValueError(
+                f"section {mid} is not in the BUNDLE group: use the max-bundle policy"
+            )
+        ice = section.ice
+        if ice is None or not ice.usernameFragment or not ice.password:
+            raise ValueError(f"section {mid} has no a=ice-ufrag/a=ice-pwd")
+        if section.dtls is None or not section.dtls.fingerprints:
+            raise ValueError(f"section {mid} has no a=fingerprint")
+        common = find_common_codecs(CODECS[section.kind], section.rtp.codecs)
+        if section.kind == "video" and allowed_video is not None:
+            common = [c for c in common if c.name.lower() in allowed_video]
+        common = [c for c in common if c.name.lower() != "rtx"]
+        if not common:
+            names = sorted({c.name for c in section.rtp.codecs})
+            raise ValueError(
+                f"no codec pysfu can forward in the {section.kind} section {mid} "
+                f"(offered: {', '.join(names) or 'none'})"
+            )
+        offered.append(OfferedMedia(mid, section.kind, section.direction or "sendrecv"))
+    first = media[0].ice
+    return ParsedOffer(offered, first.usernameFragment if first else None)
+
+
+def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
+    """Make the coming answer say ``a=setup:passive``: pysfu is the DTLS server.
+
+    Call between ``setRemoteDescription(offer)`` and ``createAnswer()``. An
+    offer saying ``actpass`` leaves the role to the answerer, and aiortc
+    then picks the client role. As DTLS client aiortc offers only ECDSA
+    cipher suites, so a peer whose certificate is RSA (GStreamer's webrtcbin)
+    fails the handshake; as server it accepts any client certificate. An
+    offer that insists on a role (``active``/``passive``) keeps it.
+    """
+    from aiortc import sdp as aiortc_sdp
+
+    remote = pc.remoteDescription
+    if remote is None:
+        raise RuntimeError("set the remote offer first")
+    parsed = aiortc_sdp.SessionDescription.parse(remote.sdp)
+    roles = {m.dtls.role if m.dtls else None for m in parsed.media}
+    if roles != {"auto"}:
+        return  # the client chose its role: aiortc already took the other one
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        if transport._role == "auto":
+            transport._set_role("server")

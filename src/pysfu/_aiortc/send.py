@@ -1,0 +1,127 @@
+"""Sending: encrypt and hand to the socket without awaiting, no encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
+from pylibsrtp._binding import ffi as _srtp_ffi
+
+from .transports import _CONNECTED, _MAX_RTP, _RTP_HEADER, _SRTP_BUFFER, _srtp_protect
+
+
+class RtpOutput:
+    """Encrypts and sends RTP/RTCP on one DTLS transport, synchronously.
+
+    aiortc's ``_send_rtp`` is a chain of coroutines; for UDP it never really
+    suspends, but awaiting it per subscriber per packet costs time and lets a
+    failing subscriber raise into the publisher's receive loop. Here a send is
+    a plain call: it returns ``False`` (and counts a drop) when the transport
+    is not connected yet, is gone, or its socket buffer is full.
+
+    The hot path, :meth:`send_rewritten`, copies a packet once into a buffer
+    owned by this output, rewrites the fixed header there, encrypts it in place
+    with libsrtp (pylibsrtp's own ``protect`` allocates and copies twice more)
+    and hands a view of it to the UDP socket: no per-packet Python objects
+    beyond the view.
+    """
+
+    #: A subscriber whose socket holds more than this many unsent bytes is
+    #: slow; its packets are dropped rather than buffered without bound.
+    max_write_buffer = 1 << 20
+
+    def __init__(self, transport: RTCDtlsTransport) -> None:
+        self._transport = transport
+        self.dropped = 0
+        # (socket.sendto, remote address, libsrtp context, the Session owning it)
+        self._target: tuple[Callable[[Any, Any], int], Any, Any, Any] | None = None
+        self._cdata = _srtp_ffi.new("unsigned char[]", _SRTP_BUFFER)
+        self._memory = memoryview(_srtp_ffi.buffer(self._cdata))
+        self._length = _srtp_ffi.new("int *")
+
+    @property
+    def connected(self) -> bool:
+        return self._transport._state == DtlsState.CONNECTED
+
+    def _socket(self) -> tuple[Any, tuple[str, int]] | None:
+        dtls = self._transport
+        if dtls._state != DtlsState.CONNECTED:
+            return None
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None or pair.protocol.transport is None:
+            return None
+        udp = pair.protocol.transport
+        if udp.is_closing():
+            return None
+        buffered = getattr(udp, "get_write_buffer_size", None)
+        if buffered is not None and buffered() > self.max_write_buffer:
+            return None
+        return udp, pair.remote_addr
+
+    def _resolve(self) -> tuple[Callable[[Any, Any], int], Any, Any, Any] | None:
+        """Look up socket, address and SRTP context once; kept while the DTLS
+        transport stays connected and sends succeed."""
+        found = self._socket()
+        if found is None or self._transport._tx_srtp is None:
+            return None
+        udp, addr = found
+        sock = getattr(udp, "_sock", None)  # asyncio's socket: skips its checks
+        sendto = sock.sendto if sock is not None else udp.sendto
+        session = self._transport._tx_srtp
+        self._target = (sendto, addr, session._srtp[0], session)
+        return self._target
+
+    def send_rewritten(
+        self,
+        data: bytes | bytearray,
+        payload_type: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+    ) -> bool:
+        """Send a copy of RTP packet ``data`` with PT, sequence number,
+        timestamp and SSRC replaced (marker, CSRCs, extensions and payload kept).
+        """
+        target = self._target
+        if target is None or self._transport._state is not _CONNECTED:
+            target = self._resolve()
+        length = len(data)
+        if target is None or length < 12 or length > _MAX_RTP:
+            self.dropped += 1
+            return False
+        memory = self._memory
+        memory[:length] = data
+        memory[1] = (data[1] & 0x80) | payload_type
+        _RTP_HEADER.pack_into(memory, 2, sequence_number, timestamp, ssrc)
+        length_p = self._length
+        length_p[0] = length
+        if _srtp_protect(target[2], self._cdata, length_p):
+            self.dropped += 1
+            return False
+        try:
+            target[0](memory[: length_p[0]], target[1])
+        except OSError:  # buffer full (EAGAIN), socket closed, unreachable
+            self._target = None
+            self.dropped += 1
+            return False
+        return True
+
+    def send_rtp(self, data: bytes | bytearray) -> bool:
+        target = self._socket()
+        if target is None:
+            self.dropped += 1
+            return False
+        protected = self._transport._tx_srtp.protect(bytes(data))
+        target[0].sendto(protected, target[1])
+        return True
+
+    def send_rtcp(self, data: bytes) -> bool:
+        target = self._socket()
+        if target is None:
+            self.dropped += 1
+            return False
+        protected = self._transport._tx_srtp.protect_rtcp(data)
+        target[0].sendto(protected, target[1])
+        return True

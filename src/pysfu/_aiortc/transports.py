@@ -1,0 +1,107 @@
+"""Reading negotiated state: transports, codecs, SSRCs of a connection."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pylibsrtp
+from aiortc import (
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpReceiveParameters,
+)
+from pylibsrtp._binding import lib as _srtp_lib
+
+_srtp_protect = _srtp_lib.srtp_protect
+_SRTP_BUFFER = 1500  # as pylibsrtp's own buffer: packet + trailer must fit
+_MAX_RTP = _SRTP_BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
+_RTP_HEADER = struct.Struct("!HII")  # sequence number, timestamp, SSRC at offset 2
+_CONNECTED = DtlsState.CONNECTED
+
+
+def dtls_transport_of(transceiver: RTCRtpTransceiver) -> RTCDtlsTransport:
+    """The DTLS transport carrying a transceiver's media (bundled or not)."""
+    return transceiver.receiver.transport
+
+
+def bundle_transport_of(pc: RTCPeerConnection) -> RTCDtlsTransport:
+    """The DTLS transport everything of ``pc`` is bundled on (max-bundle):
+    that of its first transceiver, or of its data channels if it has none."""
+    transports = _dtls_transports(pc)
+    if not transports:
+        raise ValueError("the connection has no transceiver and no data channel")
+    return transports[0]
+
+
+def _dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
+    """The DTLS transports of a connection's transceivers and data channels."""
+    transports = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    return list({id(t): t for t in transports}.values())
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """Codecs negotiated for a transceiver, in preference order."""
+    return list(transceiver._codecs)
+
+
+def negotiated_header_extensions(
+    transceiver: RTCRtpTransceiver,
+) -> list[RTCRtpHeaderExtensionParameters]:
+    """RTP header extensions negotiated for a transceiver."""
+    return list(transceiver._headerExtensions)
+
+
+def announced_ssrcs(parameters: RTCRtpReceiveParameters) -> set[int]:
+    """The media and RTX SSRCs a peer's SDP announced for a received track."""
+    ssrcs = set()
+    for encoding in parameters.encodings:
+        if encoding.ssrc is not None:
+            ssrcs.add(int(encoding.ssrc))
+        if encoding.rtx is not None and encoding.rtx.ssrc is not None:
+            ssrcs.add(int(encoding.rtx.ssrc))
+    return ssrcs
+
+
+def datagram_endpoint(
+    dtls: RTCDtlsTransport,
+) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol, tuple[str, int]] | None:
+    """The UDP transport, protocol and remote address of a DTLS transport's
+    nominated candidate pair, or ``None`` before ICE has selected one.
+
+    For benchmarks and tests that inject datagrams or pause a socket."""
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None or pair.protocol.transport is None:
+        return None
+    return pair.protocol.transport, pair.protocol, pair.remote_addr
+
+
+def protect_rtp(dtls: RTCDtlsTransport, data: bytes) -> bytes:
+    """Encrypt one RTP packet with a connected transport's SRTP session, without
+    sending it (for load generators that inject datagrams)."""
+    return bytes(dtls._tx_srtp.protect(data))
+
+
+def sender_ssrc_of(sender: RTCRtpSender) -> int:
+    """The media SSRC a sender announced in SDP."""
+    return int(sender._ssrc)
+
+
+def rtcp_ssrc_of(transceiver: RTCRtpTransceiver) -> int:
+    """The SSRC used as sender of RTCP feedback about a received stream."""
+    return int(transceiver.sender._ssrc)
+
+
+def set_sender_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
+    """Set the ``a=msid`` a sender announces, so receivers can group tracks."""
+    sender._stream_id = stream_id
+    sender._track_id = track_id
