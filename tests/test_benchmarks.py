@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("psutil")
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
