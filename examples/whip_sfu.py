@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ws_sfu
 
-from pysfu.admission import RedactSecrets
 from pysfu.signalling.whip import WhipEndpoint
 
 logger = logging.getLogger("whip_sfu")
@@ -67,12 +66,7 @@ class WhipSfuApp(ws_sfu.SfuApp):
 
 def main(argv: list[str] | None = None) -> None:
     args = ws_sfu.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactSecrets())  # aiortc logs SDP at DEBUG
+    ws_sfu.setup_logging(args.log_level)
     server = WhipSfuApp(args)
     url = f"http://{args.bind}:{args.port}"
     print(f"pysfu WHIP/WHEP SFU on {url}", flush=True)
@@ -81,13 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"generated host key: {key}", flush=True)
         print(f"publish with WHIP: {url}/publish#key={key}", flush=True)
         print(f"WHIP endpoint: {url}/whip/<room>, bearer token {key}", flush=True)
-    web.run_app(
-        server.application(),
-        host=args.bind,
-        port=args.port,
-        print=None,
-        shutdown_timeout=5,
-    )
+    ws_sfu.serve(server.application(), args)
 
 
 if __name__ == "__main__":

@@ -330,27 +330,31 @@ class SfuApp:
         await self.sfu.close()
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def setup_logging(level: str) -> None:
+    """Log to stderr at ``level``, with ICE passwords redacted."""
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactSecrets())  # aiortc logs SDP at DEBUG
+
+
+def serve(app: web.Application, args: argparse.Namespace) -> None:
+    """Run ``app`` on the configured address until SIGINT/SIGTERM."""
+    web.run_app(app, host=args.bind, port=args.port, print=None, shutdown_timeout=5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
     server = SfuApp(args)
     url = f"http://{args.bind}:{args.port}"
     print(f"pysfu example SFU on {url}", flush=True)
     if server.generated_key is not None:
         print(f"generated host key: {server.generated_key}", flush=True)
         print(f"open this link to create a room: {url}/new#key={server.generated_key}")
-    web.run_app(
-        server.application(),
-        host=args.bind,
-        port=args.port,
-        print=None,
-        shutdown_timeout=5,
-    )
+    serve(server.application(), args)
 
 
 if __name__ == "__main__":
