@@ -163,6 +163,15 @@ class PacketTrack(MediaStreamTrack):
         self._start: float | None = None
         self._restart = False
         self._time_base = fractions.Fraction(1, clip.clock_rate)
+        self._running = asyncio.Event()
+        self._running.set()
+
+    def pause(self) -> None:
+        """Stop sending (the connection stays up) until :meth:`resume`."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
 
     def request_keyframe(self) -> None:
         self.keyframe_requests += 1
@@ -172,8 +181,11 @@ class PacketTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError  # aiortc's sender stops on this
         clip = self.clip
+        if not self._running.is_set():
+            await self._running.wait()
+            self._start = None  # pace from now on, no catching up
         if self._start is None:
-            self._start = time.monotonic()
+            self._start = time.monotonic() - self.sent_frames * clip.interval
         wait = self._start + self.sent_frames * clip.interval - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)

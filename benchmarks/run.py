@@ -80,6 +80,9 @@ def log(message: str) -> None:
 class Server:
     """The server of one case: ``server.py`` (pysfu, relay) or ``janus``."""
 
+    #: the CPUs the server runs on (None: wherever the kernel puts it)
+    cpus: set[int] | None = None
+
     def __init__(self, mode: str, capacity: int) -> None:
         self.mode = mode
         self.capacity = capacity
@@ -93,6 +96,7 @@ class Server:
             self._janus = JanusProcess()
             port = await self._janus.start()
             self._ps = psutil.Process(self._janus.pid)
+            self._pin()
             self._session = JanusSession(port)
             await self._session.start()
             return Directory("janus", janus=self._session)
@@ -100,7 +104,17 @@ class Server:
         port = await self._server.start()
         assert self._server.proc is not None
         self._ps = psutil.Process(self._server.proc.pid)
+        self._pin()
         return Directory(self.mode, port=port)
+
+    def _pin(self) -> None:
+        """Keep the server on its own CPU(s), away from the load generator:
+        threads started later inherit it."""
+        if self.cpus is None or self._ps is None:
+            return
+        for thread in self._ps.threads():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(thread.id, self.cpus)
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process so far (all threads)."""
@@ -236,8 +250,26 @@ class FanoutResult:
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     latency_p99_ms: float | None = None
+    #: server CPU with the same connections up and the publisher paused: what
+    #: the peers cost per second whatever media flows (RTCP, ICE consent, timers)
+    idle_cpu_percent: float | None = None
     error: str | None = None
     problems: list[str] = field(default_factory=list)
+
+
+async def idle_cpu_percent(server: Server, publisher: Member, seconds: float) -> float:
+    """Server CPU % while ``publisher`` sends nothing and every peer stays
+    connected (its RTCP and ICE consent checks go on)."""
+    for track in publisher.tracks.values():
+        track.pause()
+    try:
+        await asyncio.sleep(2)  # let the last packets drain
+        before = server.cpu_seconds()
+        await asyncio.sleep(seconds)
+        return 100 * (server.cpu_seconds() - before) / seconds
+    finally:
+        for track in publisher.tracks.values():
+            track.resume()
 
 
 def loss_and_delivery(window: LoadWindow, receivers: int) -> tuple[float, float]:
@@ -285,6 +317,10 @@ async def fanout_case(
                 result.latency_p50_ms = percentile(ms, 50)
                 result.latency_p95_ms = percentile(ms, 95)
                 result.latency_p99_ms = percentile(ms, 99)
+            if args.idle > 0:
+                result.idle_cpu_percent = await idle_cpu_percent(
+                    server, publisher, args.idle
+                )
         finally:
             result.problems = problems_of([publisher, *subs])
             await close_all([*subs, publisher])
@@ -579,6 +615,7 @@ FANOUT_COLUMNS = [
     ("fwd pkt/s", "forwarded_pps", ".0f"),
     ("srv µs/pkt", "server_cpu_us_per_packet", ".1f"),
     ("srv CPU%", "server_cpu_percent", ".1f"),
+    ("idle CPU%", "idle_cpu_percent", ".1f"),
     ("loss %", "loss_percent", ".2f"),
     ("deliv %", "delivered_percent", ".1f"),
     ("peak RSS MB", "server_peak_rss_mb", ".1f"),
@@ -837,6 +874,7 @@ QUICK = {
     "latejoins": 3,
     "repeat": 1,
     "settle": 1.5,
+    "idle": 2.0,
 }
 
 
@@ -861,6 +899,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latejoins", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the load generator on the first CPU and every server on the "
+        "others (default when there are two or more), so that neither takes the "
+        "other's core and its caches",
+    )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=5.0,
+        help="seconds of server CPU measured per fan-out case with the "
+        "publisher paused (0: skip)",
+    )
     parser.add_argument(
         "--settle", type=float, default=3.0, help="seconds before each RSS reading"
     )
@@ -913,6 +966,10 @@ def main() -> None:
         reexec_in_netns()
     if args.nice:
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # children inherit it
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.pin and len(cpus) >= 2:
+        os.sched_setaffinity(0, cpus[:1])
+        Server.cpus = set(cpus[1:])
     if "janus" in args.modes and (problem := janus_available()):
         log(f"skipping janus: {problem}")
         args.modes = [m for m in args.modes if m != "janus"]

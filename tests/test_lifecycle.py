@@ -7,8 +7,11 @@ import gc
 import itertools
 import time
 import weakref
+from dataclasses import replace
+from typing import Any
 
 import pytest
+from aioice import stun
 from aiortc.rtp import RtcpPacket
 
 from pysfu import SFU, ParticipantLeftEvent, RoomFull, SFUConfig
@@ -180,6 +183,57 @@ async def test_a_subscriber_dying_mid_stream_does_not_interrupt_the_others(
     assert set(room.members["host"].subscriptions) == {"steady/audio", "steady/video"}
     await assert_freed(*doomed_refs)
     print(f"vanished peer removed after {removed_after:.1f} s")
+
+
+def answer_consent_late(peer: Peer, delay: float) -> None:
+    """Make a peer answer ICE checks ``delay`` s late, as an overloaded one does."""
+    loop = asyncio.get_running_loop()
+    connections = {
+        id(c): c
+        for c in (
+            t.receiver.transport.transport._connection
+            for t in peer.pc.getTransceivers()
+        )
+    }  # bundled transceivers share one
+    for connection in connections.values():
+        for protocol in connection._protocols:
+            send_stun = protocol.send_stun
+
+            def late(message: Any, addr: Any, send_stun: Any = send_stun) -> None:
+                if message.message_class == stun.Class.RESPONSE:
+                    loop.call_later(delay, send_stun, message, addr)
+                else:
+                    send_stun(message, addr)
+
+            protocol.send_stun = late
+
+
+async def test_a_slow_peer_keeps_its_seat_a_silent_one_loses_it(
+    peers: PeerFactory,
+) -> None:
+    # consent checks every 0.5 s, a peer is gone after 2 s without any answer
+    config = SFUConfig(ice=replace(LOOPBACK, consent_interval=0.5, consent_failures=4))
+    sfu = SFU(config)
+    try:
+        room = sfu.create_room("r1", max_participants=2)
+        host = await peers("host", code=1).join(room, "host")
+        slow = await peers("slow", code=2).join(room)
+        silent = await peers("silent", code=3).join(room)
+        await slow.wait_video_from(host)
+        await silent.wait_video_from(host)
+        # answers 0.8 s late: after the first check's 0.5 s timeout, within
+        # its retransmissions
+        answer_consent_late(slow, 0.8)
+        kill_sockets(silent)
+        await eventually(lambda: "silent" not in room.members, what="removal")
+        seen = slow.track_from("host", "video")
+        assert seen is not None
+        before = len(seen.patterns)
+        await asyncio.sleep(4)  # twice the consent deadline
+        assert "slow" in room.members
+        await eventually(lambda: len(seen.patterns) > before + 60, what="frames")
+    finally:
+        await sfu.close()
 
 
 async def test_a_peer_closing_its_connection_is_removed_and_others_told(

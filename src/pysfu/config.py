@@ -44,9 +44,9 @@ class IceConfig:
     lite: bool = True
     #: Seconds between ICE consent checks (RFC 7675) to each peer.
     consent_interval: float = 2.0
-    #: Consecutive failed checks after which a peer counts as gone: it is
-    #: removed about ``consent_interval * consent_failures`` seconds (10 s by
-    #: default) after it vanished without a goodbye.
+    #: A peer that answered none of its checks (each retransmitted twice) for
+    #: ``consent_interval * consent_failures`` seconds (10 s by default)
+    #: counts as gone and is removed; a slow answer still counts.
     consent_failures: int = 5
 
 

@@ -22,6 +22,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from . import _aiortc as rtc
+from ._slots import sleep_slotted
 from .answering import Answerer, ClientOffer
 from .config import SFUConfig
 from .datachannel import CHANNEL_LABEL, DataChannel
@@ -524,7 +525,8 @@ class Participant:
     async def _run_rtcp(self) -> None:
         interval = self.config.forwarding.rtcp_interval
         while True:
-            await asyncio.sleep(interval * (0.5 + random.random()))
+            # randomized as RFC 3550 asks, on the grid all participants share
+            await sleep_slotted(interval * (0.5 + random.random()))
             try:
                 self._send_reports()
             except Exception:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._slots import sleep_slotted
 from .config import SpeakerConfig
 from .events import ActiveSpeakerChangedEvent, SpeakingChangedEvent
 from .forwarding.packet import audio_level
@@ -205,7 +206,7 @@ class SpeakerMonitor:
     async def _run(self) -> None:
         interval = self.detector.config.interval
         while True:
-            await asyncio.sleep(interval)
+            await sleep_slotted(interval)  # one wake-up for every room
             try:
                 await self.update(self._clock())
             except Exception:

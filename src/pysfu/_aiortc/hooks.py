@@ -50,6 +50,11 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     (aioice.ice.StunProtocol, "datagram_received", ("self", "data", "addr")),
     (aioice.ice.Connection, "query_consent", ("self",)),
     (aioice.ice.Connection, "build_request", ("self", "pair", "nominate")),
+    (
+        aioice.ice.StunProtocol,
+        "request",
+        ("self", "request", "addr", "integrity_key", "retransmissions"),
+    ),
     (aioice.ice.Connection, "close", ("self",)),
     (
         aioice.ice.Connection,

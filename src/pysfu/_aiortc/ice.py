@@ -4,6 +4,7 @@ ICE-lite and consent timing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 from collections.abc import Awaitable, Callable, Iterable
@@ -15,6 +16,7 @@ from aiortc import (
     RTCPeerConnection,
 )
 
+from .._slots import sleep_slotted
 from .transports import _dtls_transports
 
 
@@ -62,41 +64,64 @@ def configure_ice(
 
 
 def set_consent_timing(pc: RTCPeerConnection, interval: float, failures: int) -> None:
-    """Check ICE consent (RFC 7675) every ``interval`` s; close after ``failures``.
+    """Check ICE consent (RFC 7675) every ``interval`` s; close the connection
+    once no check has been answered for ``interval * failures`` s.
 
-    aioice checks every 5 s and gives up after 6 failures: a peer that
-    vanished without a goodbye (killed, unplugged) then keeps its seat and
-    resources for about 30 s. Call before the connection starts.
+    aioice checks every 5 s, sends each check once with a 0.5 s timeout and
+    gives up after 6 unanswered ones: a peer that vanished without a goodbye
+    (killed, unplugged) keeps its seat for about 30 s, while a peer that is
+    merely slow (an overloaded machine answering 0.6 s late) is dropped as if
+    gone. Here each check is retransmitted (after 0.5 and 1.5 s), any answer
+    within the deadline keeps consent, and the checks of every connection
+    share the wake-ups of :mod:`pysfu._slots`. Call before the connection
+    starts.
     """
     for dtls in _dtls_transports(pc):
         conn = dtls.transport.iceGatherer._connection
-        conn.query_consent = _consent_checker(conn, interval, failures)  # type: ignore[method-assign,assignment]
+        conn.query_consent = _consent_checker(conn, interval, interval * failures)  # type: ignore[method-assign,assignment]
+
+
+#: Retransmissions of each consent check (aioice doubles the timeout each
+#: time: sent at 0, 0.5 and 1.5 s, given up at 3.5 s).
+CONSENT_RETRANSMISSIONS = 2
 
 
 def _consent_checker(
-    conn: aioice.ice.Connection, interval: float, failures: int
+    conn: aioice.ice.Connection, interval: float, deadline: float
 ) -> Callable[[], Awaitable[None]]:
-    async def query_consent() -> None:  # aioice's loop, with our timing
+    async def query_consent() -> None:  # replaces aioice's loop
         assert conn.remote_password is not None
-        failed = 0
-        while True:
-            await asyncio.sleep(interval * (0.8 + 0.4 * random.random()))
-            for pair in list(conn._nominated.values()):
-                request = conn.build_request(pair, nominate=False)
-                try:
-                    await pair.protocol.request(
-                        request,
-                        pair.remote_addr,
-                        integrity_key=conn.remote_password.encode("utf8"),
-                        retransmissions=0,
-                    )
-                    failed = 0
-                except aioice.stun.TransactionError:
-                    failed += 1
-            if failed >= failures:
-                conn._query_consent_task = None  # close() must not cancel us
-                await conn.close()
-                return
+        key = conn.remote_password.encode("utf8")
+        loop = asyncio.get_running_loop()
+        answered = loop.time()
+
+        async def check(pair: Any) -> None:
+            nonlocal answered
+            request = conn.build_request(pair, nominate=False)
+            with contextlib.suppress(aioice.stun.TransactionError):
+                await pair.protocol.request(
+                    request,
+                    pair.remote_addr,
+                    integrity_key=key,
+                    retransmissions=CONSENT_RETRANSMISSIONS,
+                )
+                answered = loop.time()
+
+        checks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await sleep_slotted(interval * (0.8 + 0.4 * random.random()))
+                if loop.time() - answered > deadline:
+                    break
+                for pair in list(conn._nominated.values()):
+                    task = loop.create_task(check(pair))
+                    checks.add(task)
+                    task.add_done_callback(checks.discard)
+        finally:
+            for task in list(checks):
+                task.cancel()
+        conn._query_consent_task = None  # close() must not cancel us
+        await conn.close()
 
     return query_consent
 
