@@ -243,11 +243,13 @@ class Forwarder:
             self._history.put(ssrc, sequence_number, data)
 
         keyframe = False
-        if self._detect_keyframe is not None and any(
-            d.waiting_keyframe for d in self.downtracks
-        ):
-            # a view, not a copy of the payload
-            keyframe = self._detect_keyframe(memoryview(data)[payload_offset(data) :])
+        detect = self._detect_keyframe
+        if detect is not None:
+            for waiting in self.downtracks:  # a plain loop: no generator per packet
+                if waiting.waiting_keyframe:
+                    # a view, not a copy of the payload
+                    keyframe = detect(memoryview(data)[payload_offset(data) :])
+                    break
 
         timestamp = packet.timestamp
         now = time.monotonic()
