@@ -72,9 +72,12 @@ class CaseResult:
 class ServerProcess:
     """``server.py`` in its own process (and session, so Ctrl-C reaches us only)."""
 
-    def __init__(self, mode: str, subscribers: int) -> None:
+    def __init__(
+        self, mode: str, subscribers: int, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.mode = mode
         self.subscribers = subscribers
+        self.extra_args = extra_args
         self.proc: asyncio.subprocess.Process | None = None
         self._ps: psutil.Process | None = None
 
@@ -90,6 +93,7 @@ class ServerProcess:
             "--subscribers",
             str(self.subscribers),
             "--exit-on-stdin-eof",
+            *self.extra_args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,

@@ -46,6 +46,7 @@ FANOUT = [
     ("forwarded pkt/s", "forwarded_pps", ".0f"),
     ("server µs/pkt", "server_cpu_us_per_packet", ".1f"),
     ("server CPU %", "server_cpu_percent", ".1f"),
+    ("idle CPU %", "idle_cpu_percent", ".1f"),
     ("loss %", "loss_percent", ".2f"),
     ("delivered %", "delivered_percent", ".1f"),
     ("peak RSS MB", "server_peak_rss_mb", ".1f"),

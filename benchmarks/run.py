@@ -82,6 +82,8 @@ class Server:
 
     #: the CPUs the server runs on (None: wherever the kernel puts it)
     cpus: set[int] | None = None
+    #: event loop of the Python servers (``server.py --loop``)
+    loop = "asyncio"
 
     def __init__(self, mode: str, capacity: int) -> None:
         self.mode = mode
@@ -100,7 +102,7 @@ class Server:
             self._session = JanusSession(port)
             await self._session.start()
             return Directory("janus", janus=self._session)
-        self._server = ServerProcess(self.mode, self.capacity)
+        self._server = ServerProcess(self.mode, self.capacity, ("--loop", self.loop))
         port = await self._server.start()
         assert self._server.proc is not None
         self._ps = psutil.Process(self._server.proc.pid)
@@ -900,6 +902,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop of the pysfu and relay servers",
+    )
+    parser.add_argument(
         "--pin",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -966,6 +974,7 @@ def main() -> None:
         reexec_in_netns()
     if args.nice:
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # children inherit it
+    Server.loop = args.loop
     cpus = sorted(os.sched_getaffinity(0))
     if args.pin and len(cpus) >= 2:
         os.sched_setaffinity(0, cpus[:1])

@@ -274,10 +274,24 @@ def main() -> None:
         "--subscribers", type=int, default=64, help="room size (pysfu mode)"
     )
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop implementation (uvloop: pip install uvloop)",
+    )
     args = parser.parse_args()
     level = os.environ.get("PYSFU_BENCH_SERVER_LOG", "WARNING")
     logging.basicConfig(level=level, format="server: %(name)s: %(message)s")
-    asyncio.run(serve(args.mode, args.port, args.subscribers, args.exit_on_stdin_eof))
+    main_coroutine = serve(
+        args.mode, args.port, args.subscribers, args.exit_on_stdin_eof
+    )
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main_coroutine)
+    else:
+        asyncio.run(main_coroutine)
 
 
 if __name__ == "__main__":

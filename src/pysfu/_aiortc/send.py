@@ -68,7 +68,14 @@ class RtpOutput:
             return None
         udp, addr = found
         sock = getattr(udp, "_sock", None)  # asyncio's socket: skips its checks
-        sendto = sock.sendto if sock is not None else udp.sendto
+        if sock is not None:
+            sendto = sock.sendto
+        else:  # another loop (uvloop): its transport may queue what it cannot
+            # send at once, so it gets a copy, not a view of the reused buffer
+            def sendto(data: Any, addr: Any) -> int:
+                udp.sendto(bytes(data), addr)
+                return len(data)
+
         session = self._transport._tx_srtp
         self._target = (sendto, addr, session._srtp[0], session)
         return self._target
