@@ -33,6 +33,7 @@ def test_suite_measures_a_pysfu_fanout_and_a_late_joiner(tmp_path: Path) -> None
             "--seconds=2",
             "--warmup=1",
             "--clip-seconds=1",
+            "--idle=1",
             f"--json={output}",
         ],
         capture_output=True,
@@ -45,6 +46,8 @@ def test_suite_measures_a_pysfu_fanout_and_a_late_joiner(tmp_path: Path) -> None
     assert fanout["error"] is None, fanout
     assert fanout["forwarded_pps"] > 0
     assert fanout["server_cpu_us_per_packet"] > 0
+    # the publisher paused, the server still runs the peers' RTCP and consent
+    assert 0 <= fanout["idle_cpu_percent"] < fanout["server_cpu_percent"]
     # every video frame's delay was matched to the publisher's send log
     assert fanout["latency_samples"] > 0
     (late,) = document["results"]["latejoin"]

@@ -206,6 +206,49 @@ async def test_oversize_and_floods_are_dropped_and_reported(
     await eventually(lambda: ("bob", "bob", "still fine") in texts(ann))
 
 
+def stop_reading(peer: Peer) -> None:
+    """Make a client stop reading its sockets (a frozen tab, a stalled
+    process): nothing it is sent is acknowledged any more."""
+    sctp = peer.pc.sctp
+    assert sctp is not None
+    for protocol in sctp.transport.transport._connection._protocols:
+        protocol.transport.pause_reading()
+
+
+async def test_a_recipient_that_stops_reading_loses_messages_not_the_room(
+    peers: PeerFactory,
+) -> None:
+    limits = LimitsConfig(
+        max_data_message_size=8192,
+        data_messages_per_second=1000,
+        data_message_burst=1000,
+        data_buffer_limit=64 * 1024,
+    )
+    sfu = SFU(SFUConfig(ice=LOOPBACK, limits=limits))
+    try:
+        room = sfu.create_room("r1", max_participants=2)
+        host = await joined(talker(peers, "host"), room, "host")
+        ann = await joined(talker(peers, "ann"), room)
+        stuck = await joined(talker(peers, "stuck"), room)
+        stop_reading(stuck)
+        channel = await ann.wait_channel()
+        payload = "x" * 8000
+        for number in range(60):  # 480 kB, far more than stuck's 64 KiB buffer
+            channel.send(f"{number:03d}{payload}")
+        # the room carries on: the host gets every message, in order
+        await eventually(lambda: len(host.data_received) == 60, what="60 messages")
+        numbers = [int(str(data)[:3]) for _, _, data in texts(host)]
+        assert numbers == list(range(60))
+        # the stalled member's copies stop at its buffer limit
+        stats = {m.participant_id: m.data for m in room.stats().members}
+        assert stats["stuck"].send_dropped > 0
+        assert stats["stuck"].messages_sent < 60
+        assert stats["host"].send_dropped == 0
+        assert "stuck" in room.members  # a slow reader is not thrown out for it
+    finally:
+        await sfu.close()
+
+
 async def test_a_room_without_media_slots_still_chats_with_its_credentials(
     peers: PeerFactory,
 ) -> None:
