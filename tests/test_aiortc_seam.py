@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcsctptransport import SCTP_DATA_FIRST_FRAG, DataChunk, tsn_plus_one
 
 from pysfu._aiortc import (
     AiortcIncompatible,
@@ -16,6 +18,7 @@ from pysfu._aiortc import (
     configure_ice,
     datagram_endpoint,
     dtls_transport_of,
+    limit_sctp_reception,
     negotiated_codecs,
     protect_rtp,
     sender_ssrc_of,
@@ -192,6 +195,41 @@ async def test_the_tap_delivers_srtp_and_drops_forged_and_replayed_packets(
         if direct:
             assert tap.srtp_errors == 4
             assert server_dtls.state == "connected"
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_an_sctp_peer_sending_beyond_the_receive_window_is_cut_off() -> None:
+    server, client = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        server.createDataChannel("chat")
+        opened = asyncio.Event()
+        client.on("datachannel", lambda _channel: opened.set())
+        configure_ice(server, host_addresses=["127.0.0.1"])
+        await server.setLocalDescription(await server.createOffer())
+        await client.setRemoteDescription(server.localDescription)
+        configure_ice(client, host_addresses=["127.0.0.1"])  # now it has an agent
+        await client.setLocalDescription(await client.createAnswer())
+        await server.setRemoteDescription(client.localDescription)
+        await asyncio.wait_for(opened.wait(), 20)
+        assert server.sctp is not None and client.sctp is not None
+        violations: list[str] = []
+        limit_sctp_reception(server.sctp, violations.append)
+        # raw DATA chunks, each opening a message that never ends: a compliant
+        # sender stops at the 1 MiB window the server advertised
+        tsn = client.sctp._local_tsn
+        for stream_seq in range(1000):
+            chunk = DataChunk(flags=SCTP_DATA_FIRST_FRAG)
+            chunk.tsn, tsn = tsn, tsn_plus_one(tsn)
+            chunk.stream_seq = stream_seq
+            chunk.protocol = 53  # WebRTC binary
+            chunk.user_data = bytes(1200)
+            await client.sctp._send_chunk(chunk)
+            if stream_seq % 20 == 19:
+                await asyncio.sleep(0.01)  # let the server read: one event loop
+        await eventually(lambda: server.sctp.state == "closed", what="the abort")
+        assert violations == ["more data than the advertised receive window"]
     finally:
         await client.close()
         await server.close()

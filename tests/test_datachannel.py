@@ -206,6 +206,32 @@ async def test_oversize_and_floods_are_dropped_and_reported(
     await eventually(lambda: ("bob", "bob", "still fine") in texts(ann))
 
 
+async def test_a_message_over_the_sctp_limit_closes_only_that_channel(
+    sfu: SFU, peers: PeerFactory
+) -> None:
+    room = sfu.create_room("r1", max_participants=2)
+    events = record(room)
+    host = await joined(talker(peers, "host"), room, "host")
+    ann = await joined(talker(peers, "ann"), room)
+    rogue = await joined(talker(peers, "rogue"), room)
+    # aiortc refuses to send over the peer's a=max-message-size (256 KiB);
+    # a hostile client does not
+    assert rogue.pc.sctp is not None
+    rogue.pc.sctp._remote_max_message_size = 0
+    channel = await rogue.wait_channel()
+    channel.send("y" * (1 << 20))  # 1 MiB, fragmented: the server aborts midway
+    await eventually(lambda: channel.readyState == "closed", what="channel closed")
+    await eventually(lambda: any(e.code == "data_too_large" for e in rogue.errors))
+    assert any(
+        isinstance(e, DataDroppedEvent) and e.participant_id == "rogue" for e in events
+    )
+    # nobody got any of it, and the others go on chatting
+    (await ann.wait_channel()).send("after")
+    await eventually(lambda: ("ann", "ann", "after") in texts(host))
+    assert [data for _, _, data in texts(host)] == ["after"]
+    assert "rogue" in room.members  # its media (none here) and seat stay
+
+
 def stop_reading(peer: Peer) -> None:
     """Make a client stop reading its sockets (a frozen tab, a stalled
     process): nothing it is sent is acknowledged any more."""

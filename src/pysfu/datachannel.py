@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import _aiortc as rtc
 from .config import LimitsConfig
 from .events import DataDroppedEvent
 from .ratelimit import TokenBucket
@@ -132,6 +133,8 @@ class DataChannel:
         self._warned: dict[str, float] = {}  # error code -> when last sent
         self._tasks: set[asyncio.Task[None]] = set()
         channel.on("message", self._on_message)
+        # aiortc would reassemble a message of any size before _on_message
+        rtc.limit_sctp_reception(channel.transport, self._on_sctp_violation)
 
     @property
     def open(self) -> bool:
@@ -158,6 +161,12 @@ class DataChannel:
             self._drop("rate_limited", size)
         else:
             participant.room._relay_data(participant, data)
+
+    def _on_sctp_violation(self, problem: str) -> None:
+        """The client broke the SCTP limits the server advertised: its data
+        channel is closed (the association aborted); media carries on."""
+        logger.warning("%s sent %s: data channel closed", self._participant, problem)
+        self._drop("too_large", 0)
 
     def _drop(self, reason: str, size: int) -> None:
         """Count a message of this participant that is not relayed."""

@@ -16,8 +16,9 @@ against.
 The seam is a package of small modules, one job each: :mod:`.hooks` (what is
 hooked, checked at import), :mod:`.sdp` (codecs, offers, answers),
 :mod:`.transports` (reading negotiated state), :mod:`.receive` (decrypted RTP
-in), :mod:`.send` (encrypted RTP out) and :mod:`.ice` (credentials, addresses,
-consent). Import from ``pysfu._aiortc`` itself.
+in), :mod:`.send` (encrypted RTP out), :mod:`.ice` (credentials, addresses,
+consent) and :mod:`.sctp` (holding peers to the advertised SCTP limits).
+Import from ``pysfu._aiortc`` itself.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from .receive import (
     take_over_receiver,
     take_over_sender,
 )
+from .sctp import limit_sctp_reception
 from .sdp import (
     OfferedMedia,
     ParsedOffer,
@@ -120,6 +122,7 @@ __all__ = [
     "datagram_endpoint",
     "dtls_transport_of",
     "extension_checks_of",
+    "limit_sctp_reception",
     "negotiated_codecs",
     "negotiated_header_extensions",
     "pack_remb_fci",

@@ -20,6 +20,7 @@ from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtcsctptransport import DataChunk, InboundStream, RTCSctpTransport
 from pylibsrtp._binding import lib as _srtp_lib
 
 
@@ -61,6 +62,7 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
         "get_component_candidates",
         ("self", "component", "addresses"),
     ),
+    (RTCSctpTransport, "_receive_data_chunk", ("self", "chunk")),
     (NackGenerator, "add", ("self", "packet")),
     (StreamStatistics, "add", ("self", "packet")),
     (
@@ -127,6 +129,12 @@ def check_hook_points() -> None:
 
     if not hasattr(HeaderExtensionsMap(), "_HeaderExtensionsMap__ids"):
         problems.append("aiortc HeaderExtensionsMap has no __ids")
+    if not hasattr(InboundStream(), "reassembly"):
+        problems.append("aiortc InboundStream has no reassembly")
+    chunk = DataChunk()
+    for name in ("flags", "stream_id", "stream_seq", "user_data"):
+        if not hasattr(chunk, name):
+            problems.append(f"aiortc DataChunk has no {name}")
     if not hasattr(DtlsState, "CONNECTED"):
         problems.append("aiortc.rtcdtlstransport.State has no CONNECTED")
     if problems:
