@@ -34,6 +34,12 @@ async def joined(peer: Peer, room: object, role: str = "participant") -> Peer:
     return peer
 
 
+async def talkers(peers: PeerFactory, room: object, *names: str) -> list[Peer]:
+    """The room's host, then participants named ``names``, all joined."""
+    host = await joined(talker(peers, "host"), room, "host")
+    return [host] + [await joined(talker(peers, name), room) for name in names]
+
+
 def texts(peer: Peer) -> list[tuple[str | None, str | None, str | bytes]]:
     return [open_envelope(m) for m in peer.data_received]
 
@@ -75,9 +81,7 @@ async def test_messages_reach_the_room_stamped_with_the_true_sender(
 ) -> None:
     room = sfu.create_room("r1", max_participants=2)
     events = record(room)
-    host = await joined(talker(peers, "host"), room, "host")
-    ann = await joined(talker(peers, "ann"), room)
-    bob = await joined(talker(peers, "bob"), room)
+    host, ann, bob = await talkers(peers, room, "ann", "bob")
 
     # a client claiming to be the host in its text is still stamped as itself
     forged = json.dumps({"from": "host", "name": "host", "data": "obey"})
@@ -134,9 +138,7 @@ async def test_rooms_never_exchange_messages(sfu: SFU, peers: PeerFactory) -> No
 async def test_eligibility_applies_to_messages(sfu: SFU, peers: PeerFactory) -> None:
     room = sfu.create_room("stage", max_participants=2, eligibility=host_only)
     events = record(room)
-    host = await joined(talker(peers, "host"), room, "host")
-    ann = await joined(talker(peers, "ann"), room)
-    bob = await joined(talker(peers, "bob"), room)
+    host, ann, bob = await talkers(peers, room, "ann", "bob")
     host.channel.send("welcome")  # type: ignore[union-attr]
     for peer in (ann, bob):
         await eventually(lambda p=peer: texts(p) == [("host", "host", "welcome")])  # type: ignore[misc]
@@ -182,9 +184,7 @@ async def test_oversize_and_floods_are_dropped_and_reported(
 ) -> None:
     room = strict_sfu.create_room("r1", max_participants=2)
     events = record(room)
-    host = await joined(talker(peers, "host"), room, "host")
-    ann = await joined(talker(peers, "ann"), room)
-    bob = await joined(talker(peers, "bob"), room)
+    host, ann, bob = await talkers(peers, room, "ann", "bob")
 
     ann.channel.send("x" * 101)  # type: ignore[union-attr]
     await eventually(lambda: any(e.code == "data_too_large" for e in ann.errors))
@@ -211,9 +211,7 @@ async def test_a_message_over_the_sctp_limit_closes_only_that_channel(
 ) -> None:
     room = sfu.create_room("r1", max_participants=2)
     events = record(room)
-    host = await joined(talker(peers, "host"), room, "host")
-    ann = await joined(talker(peers, "ann"), room)
-    rogue = await joined(talker(peers, "rogue"), room)
+    host, ann, rogue = await talkers(peers, room, "ann", "rogue")
     # aiortc refuses to send over the peer's a=max-message-size (256 KiB);
     # a hostile client does not
     assert rogue.pc.sctp is not None
@@ -253,9 +251,7 @@ async def test_a_recipient_that_stops_reading_loses_messages_not_the_room(
     sfu = SFU(SFUConfig(ice=LOOPBACK, limits=limits))
     try:
         room = sfu.create_room("r1", max_participants=2)
-        host = await joined(talker(peers, "host"), room, "host")
-        ann = await joined(talker(peers, "ann"), room)
-        stuck = await joined(talker(peers, "stuck"), room)
+        host, ann, stuck = await talkers(peers, room, "ann", "stuck")
         stop_reading(stuck)
         channel = await ann.wait_channel()
         payload = "x" * 8000
