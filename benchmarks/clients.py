@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
@@ -39,9 +40,9 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 from clip import KEY_BYTES, Media, PacketTrack, SendLog, on_keyframe_request
+from counting import LoadSnapshot, StreamCount
 from janus import JanusError, JanusSession
 from linejson import HOST, LineChannel
-from loadgen import StreamCount
 
 from pysfu._aiortc import (
     RTCP_PSFB_APP,
@@ -608,3 +609,22 @@ class Member:
         await asyncio.gather(
             *(leg.close() for leg in self.legs), return_exceptions=True
         )
+
+
+async def snapshot(publishers: list[Member], receivers: list[Member]) -> LoadSnapshot:
+    """What ``publishers`` sent and ``receivers`` got so far, and our CPU time."""
+    cpu = psutil.Process().cpu_times()
+    sent: dict[str, tuple[int, int]] = {}
+    for member in publishers:
+        for kind, (packets, octets) in (await member.sent()).items():
+            before = sent.get(kind, (0, 0))
+            sent[kind] = (before[0] + packets, before[1] + octets)
+    snap = LoadSnapshot(time.monotonic(), cpu.user + cpu.system, sent)
+    for member in receivers:
+        if member.receiver is not None:
+            snap.streams.update(member.receiver.snapshot(member.name))
+    return snap
+
+
+async def close_all(members: list[Member]) -> None:
+    await asyncio.gather(*(m.close() for m in members), return_exceptions=True)
