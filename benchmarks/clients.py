@@ -47,8 +47,8 @@ from linejson import HOST, LineChannel
 from pysfu._aiortc import (
     RTCP_PSFB_APP,
     RtcpPsfbPacket,
+    RtpHeader,
     RtpOutput,
-    RtpPacket,
     RtpTap,
     configure_ice,
     pack_remb_fci,
@@ -98,10 +98,10 @@ class Receiver:
 
     def sink(
         self, kind: str, ssrcs: set[int]
-    ) -> Callable[[RtpPacket, bytes, int], None]:
+    ) -> Callable[[RtpHeader, bytes, int], None]:
         streams = self.streams
 
-        def sink(packet: RtpPacket, data: bytes, _arrival_ms: int) -> None:
+        def sink(packet: RtpHeader, data: bytes, _arrival_ms: int) -> None:
             count = streams.get(packet.ssrc)
             if count is None:
                 count = streams[packet.ssrc] = StreamCount(kind)
@@ -114,7 +114,7 @@ class Receiver:
 
         return sink
 
-    def _video(self, packet: RtpPacket, now: float) -> None:
+    def _video(self, packet: RtpHeader, now: float) -> None:
         if self.first_keyframe_at is None:
             self._track_keyframe(packet, now)
         if packet.marker and self.log is not None:
@@ -122,7 +122,7 @@ class Receiver:
             if delay is not None and 0 <= delay < 10:
                 self.latencies.append(delay)
 
-    def _track_keyframe(self, packet: RtpPacket, now: float) -> None:
+    def _track_keyframe(self, packet: RtpHeader, now: float) -> None:
         """Note when every packet of the first keyframe has arrived in order."""
         seq = packet.sequence_number
         if vp8_keyframe_start(packet.payload):
