@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
@@ -39,15 +40,15 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 from clip import KEY_BYTES, Media, PacketTrack, SendLog, on_keyframe_request
+from counting import LoadSnapshot, StreamCount
 from janus import JanusError, JanusSession
 from linejson import HOST, LineChannel
-from loadgen import StreamCount
 
 from pysfu._aiortc import (
     RTCP_PSFB_APP,
     RtcpPsfbPacket,
+    RtpHeader,
     RtpOutput,
-    RtpPacket,
     RtpTap,
     configure_ice,
     pack_remb_fci,
@@ -97,10 +98,10 @@ class Receiver:
 
     def sink(
         self, kind: str, ssrcs: set[int]
-    ) -> Callable[[RtpPacket, bytes, int], None]:
+    ) -> Callable[[RtpHeader, bytes, int], None]:
         streams = self.streams
 
-        def sink(packet: RtpPacket, data: bytes, _arrival_ms: int) -> None:
+        def sink(packet: RtpHeader, data: bytes, _arrival_ms: int) -> None:
             count = streams.get(packet.ssrc)
             if count is None:
                 count = streams[packet.ssrc] = StreamCount(kind)
@@ -113,7 +114,7 @@ class Receiver:
 
         return sink
 
-    def _video(self, packet: RtpPacket, now: float) -> None:
+    def _video(self, packet: RtpHeader, now: float) -> None:
         if self.first_keyframe_at is None:
             self._track_keyframe(packet, now)
         if packet.marker and self.log is not None:
@@ -121,7 +122,7 @@ class Receiver:
             if delay is not None and 0 <= delay < 10:
                 self.latencies.append(delay)
 
-    def _track_keyframe(self, packet: RtpPacket, now: float) -> None:
+    def _track_keyframe(self, packet: RtpHeader, now: float) -> None:
         """Note when every packet of the first keyframe has arrived in order."""
         seq = packet.sequence_number
         if vp8_keyframe_start(packet.payload):
@@ -608,3 +609,22 @@ class Member:
         await asyncio.gather(
             *(leg.close() for leg in self.legs), return_exceptions=True
         )
+
+
+async def snapshot(publishers: list[Member], receivers: list[Member]) -> LoadSnapshot:
+    """What ``publishers`` sent and ``receivers`` got so far, and our CPU time."""
+    cpu = psutil.Process().cpu_times()
+    sent: dict[str, tuple[int, int]] = {}
+    for member in publishers:
+        for kind, (packets, octets) in (await member.sent()).items():
+            before = sent.get(kind, (0, 0))
+            sent[kind] = (before[0] + packets, before[1] + octets)
+    snap = LoadSnapshot(time.monotonic(), cpu.user + cpu.system, sent)
+    for member in receivers:
+        if member.receiver is not None:
+            snap.streams.update(member.receiver.snapshot(member.name))
+    return snap
+
+
+async def close_all(members: list[Member]) -> None:
+    await asyncio.gather(*(m.close() for m in members), return_exceptions=True)

@@ -27,7 +27,7 @@ import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
-from synthetic import HEIGHT, WIDTH, MovingTextureTrack
+from synthetic import HEIGHT, WIDTH, MovingTexture
 
 VIDEO_RATE = 90000
 AUDIO_RATE = 48000
@@ -72,7 +72,7 @@ def encode_video(seconds: float = 4.0, bitrate: int = 1_000_000) -> Clip:
         "rc_lookahead": "0",
         "keyint_min": str(count + 1),
     }
-    texture = MovingTextureTrack()
+    texture = MovingTexture()
     frames: list[bytes] = []
     keys: list[bool] = []
     for index in range(count):

@@ -48,24 +48,22 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from clients import Directory, Member
+from clients import Directory, Member, close_all, snapshot
 from clip import Media, SendLog, encode_media
-from fanout import ServerProcess
+from counting import LoadWindow
 from janus import JanusProcess, JanusSession, janus_available
 from linejson import ROOM
-from loadgen import LoadSnapshot, LoadWindow
+from processes import NETNS_ENV, ServerProcess, cpu_seconds, memory, reexec_in_netns
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_JSON = BENCH_DIR / "results" / "suite.json"
 MODES = ("pysfu", "relay", "janus")
 PARTS = ("fanout", "rooms", "latejoin", "memory")
-NETNS_ENV = "PYSFU_BENCH_IN_NETNS"
 #: Inside the namespace: loopback up, plus 127.0.0.1 on an ifb device for Janus.
 NETNS_SETUP = (
     "ip link set lo up && "
     "{ ip link add bench0 type ifb && ip addr add 127.0.0.1/32 dev bench0 && "
-    "ip link set bench0 up || echo 'no ifb device: janus will not connect' >&2; } && "
-    'exec "$@"'
+    "ip link set bench0 up || echo 'no ifb device: janus will not connect' >&2; }"
 )
 
 
@@ -103,9 +101,8 @@ class Server:
             await self._session.start()
             return Directory("janus", janus=self._session)
         self._server = ServerProcess(self.mode, self.capacity, ("--loop", self.loop))
-        port = await self._server.start()
-        assert self._server.proc is not None
-        self._ps = psutil.Process(self._server.proc.pid)
+        port = await self._server.listen()
+        self._ps = psutil.Process(self._server.pid)
         self._pin()
         return Directory(self.mode, port=port)
 
@@ -121,22 +118,15 @@ class Server:
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process so far (all threads)."""
         assert self._ps is not None
-        times = self._ps.cpu_times()
-        return float(times.user + times.system)
-
-    def _status(self, field_name: str) -> int:
-        assert self._ps is not None
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path(f"/proc/{self._ps.pid}/status").read_text().splitlines():
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) * 1024
-        return int(self._ps.memory_info().rss)
+        return cpu_seconds(self._ps)
 
     def rss(self) -> int:
-        return self._status("VmRSS")
+        assert self._ps is not None
+        return memory(self._ps, "VmRSS")
 
     def peak_rss(self) -> int:
-        return self._status("VmHWM")
+        assert self._ps is not None
+        return memory(self._ps, "VmHWM")
 
     @property
     def alive(self) -> bool:
@@ -169,24 +159,6 @@ async def join_all(members: list[Member], timeout: float, batch: int = 8) -> Non
         group = members[start : start + batch]
         await asyncio.gather(*(m.join(timeout) for m in group))
     await asyncio.gather(*(m.receiving(timeout) for m in members))
-
-
-async def close_all(members: list[Member]) -> None:
-    await asyncio.gather(*(m.close() for m in members), return_exceptions=True)
-
-
-async def snapshot(publishers: list[Member], receivers: list[Member]) -> LoadSnapshot:
-    cpu = psutil.Process().cpu_times()
-    sent: dict[str, tuple[int, int]] = {}
-    for member in publishers:
-        for kind, (packets, octets) in (await member.sent()).items():
-            before = sent.get(kind, (0, 0))
-            sent[kind] = (before[0] + packets, before[1] + octets)
-    snap = LoadSnapshot(time.monotonic(), cpu.user + cpu.system, sent)
-    for member in receivers:
-        assert member.receiver is not None
-        snap.streams.update(member.receiver.snapshot(member.name))
-    return snap
 
 
 @dataclass
@@ -823,32 +795,6 @@ def machine() -> dict[str, Any]:
     }
 
 
-def reexec_in_netns() -> None:
-    if os.environ.get(NETNS_ENV):
-        return
-    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("ip")):
-        sys.exit(
-            "the suite runs inside `unshare --net` and needs root, unshare(1) and "
-            "ip(8); use --no-netns to run in the current namespace (Janus will then "
-            "need a non-loopback interface)"
-        )
-    os.execvpe(
-        "unshare",
-        [
-            "unshare",
-            "--net",
-            "--",
-            "sh",
-            "-c",
-            NETNS_SETUP,
-            "sh",
-            sys.executable,
-            *sys.argv,
-        ],
-        {**os.environ, NETNS_ENV: "1"},
-    )
-
-
 def int_list(text: str) -> list[int]:
     return [int(n) for n in text.split(",") if n.strip()]
 
@@ -971,7 +917,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     if not args.no_netns:
-        reexec_in_netns()
+        reexec_in_netns(
+            NETNS_SETUP,
+            "the suite runs inside `unshare --net` and needs root, unshare(1) and "
+            "ip(8); use --no-netns to run in the current namespace (Janus will then "
+            "need a non-loopback interface)",
+        )
     if args.nice:
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # children inherit it
     Server.loop = args.loop

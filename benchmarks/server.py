@@ -25,7 +25,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 from aiortc import (
     MediaStreamTrack,
@@ -39,8 +39,8 @@ from linejson import HOST, LINE_LIMIT, ROOM, LineChannel
 
 from pysfu import SFU, IceConfig, PysfuError, SFUConfig
 from pysfu._aiortc import configure_ice
-from pysfu.signalling import to_json
-from pysfu.signalling.adapter import deliver_json
+from pysfu.signalling import Outbox, to_json
+from pysfu.signalling.adapter import SignallingTarget, deliver_json
 from pysfu.signalling.messages import ServerMessage
 
 KINDS = ("audio", "video")
@@ -114,7 +114,35 @@ class ConnectionServer:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-class PysfuServer(ConnectionServer):
+class Joined(SignallingTarget, Protocol):
+    """A participant as :class:`ParticipantServer` uses it (local or remote)."""
+
+    async def leave(self, reason: str = "left") -> None: ...
+
+
+class ParticipantServer(ConnectionServer):
+    """Admits each connection as a pysfu participant, over pysfu's JSON messages."""
+
+    async def join(self, hello: dict[str, Any], outbox: Outbox) -> Joined:
+        raise NotImplementedError
+
+    async def serve_client(self, channel: LineChannel, hello: dict[str, Any]) -> None:
+        async def outbox(message: ServerMessage) -> None:
+            await channel.send(to_json(message))
+
+        try:
+            participant = await self.join(hello, outbox)
+        except PysfuError as exc:
+            await channel.send({"type": "error", "code": exc.code, "message": str(exc)})
+            return
+        try:
+            while (line := await channel.receive_line()) is not None:
+                await deliver_json(participant, line)
+        finally:
+            await participant.leave("disconnected")
+
+
+class PysfuServer(ParticipantServer):
     """Admits clients into a pysfu room; one connection per participant."""
 
     def __init__(self, max_participants: int) -> None:
@@ -123,27 +151,12 @@ class PysfuServer(ConnectionServer):
         self.max_participants = max_participants
         self.sfu.create_room(ROOM, max_participants=max_participants)
 
-    async def serve_client(self, channel: LineChannel, hello: dict[str, Any]) -> None:
-        async def outbox(message: ServerMessage) -> None:
-            await channel.send(to_json(message))
-
-        try:
-            name = str(hello.get("room"))
-            if name not in self.sfu.rooms and hello["role"] == "host":
-                # Rooms beyond the default one are created by their host.
-                self.sfu.create_room(name, max_participants=self.max_participants)
-            room = self.sfu.get_room(name)
-            participant = await room.join(hello["id"], hello["role"], outbox)
-        except PysfuError as exc:
-            await channel.send(
-                {"type": "error", "code": type(exc).__name__, "message": str(exc)}
-            )
-            return
-        try:
-            while (line := await channel.receive_line()) is not None:
-                await deliver_json(participant, line)
-        finally:
-            await participant.leave("disconnected")
+    async def join(self, hello: dict[str, Any], outbox: Outbox) -> Joined:
+        name = str(hello.get("room"))
+        if name not in self.sfu.rooms and hello["role"] == "host":
+            # Rooms beyond the default one are created by their host.
+            self.sfu.create_room(name, max_participants=self.max_participants)
+        return await self.sfu.get_room(name).join(hello["id"], hello["role"], outbox)
 
     async def shutdown_media(self) -> None:
         await self.sfu.close()

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
-from fanout import NETNS_ENV, reexec_in_netns
+from processes import NETNS_ENV, reexec_in_netns
 
 from pysfu import SFU, DownTrack, Forwarder, IceConfig, Participant, Room, SFUConfig
 from pysfu.signalling import Leave

@@ -8,10 +8,11 @@ Each case runs three kinds of process on 127.0.0.1:
   signalling of ``linejson.py``, ``deliver_json`` for what they send;
 - the load generator (``workers.py --load``), in its own process: R rooms of a
   host and a participant, each publishing VP8 video and Opus audio and
-  receiving the other's. Publishers send a clip encoded once at start-up
-  (``av.Packet``s paced in real time, so the generator spends nothing on
-  encoding) and receivers only count RTP packets per SSRC (loadgen's
-  ``Subscriber``: decrypted and parsed, never decoded);
+  receiving the other's: the benchmark suite's clients (``clients.Member``
+  over the same signalling). Publishers send a clip encoded once at start-up
+  (``clip.py``: ``av.Packet``s paced in real time, so the generator spends
+  nothing on encoding) and receivers only count RTP packets per SSRC
+  (decrypted and parsed, never decoded);
 - this driver, which starts both per case and reads the CPU time of the
   server's processes (the pool's process and every worker) from ``/proc``
   through psutil, over the window the load generator measures.
@@ -24,68 +25,44 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fractions
 import json
 import logging
-import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
-import numpy as np
 import psutil
-from aiortc import MediaStreamTrack
-from aiortc.sdp import SessionDescription
-from linejson import HOST, LINE_LIMIT, LineChannel
+from linejson import HOST, LINE_LIMIT
+from processes import Child, reexec_in_netns
 
-HERE = Path(__file__).parent
-DEFAULT_JSON = HERE / "results" / "workers.json"
-NETNS_ENV = "PYSFU_BENCH_NETNS"
-FPS = 30
+SCRIPT = Path(__file__).resolve()
+DEFAULT_JSON = SCRIPT.parent / "results" / "workers.json"
+#: A pool (or a load generator) with many peers takes a while to close.
+STOP_TIMEOUT = 20.0
 
 # ----------------------------------------------------------------------------
 # the server
 
 
 async def serve(workers: int, rooms: int, watch_stdin: bool) -> None:
-    from server import ConnectionServer, wait_for_stop
+    from server import Joined, ParticipantServer, wait_for_stop
 
-    from pysfu import IceConfig, PysfuError, SFUConfig
-    from pysfu.signalling import to_json
-    from pysfu.signalling.adapter import deliver_json
-    from pysfu.signalling.messages import ServerMessage
+    from pysfu import IceConfig, SFUConfig
+    from pysfu.signalling import Outbox
     from pysfu.workers import WorkerPool
 
-    class PoolServer(ConnectionServer):
+    class PoolServer(ParticipantServer):
         def __init__(self, pool: WorkerPool) -> None:
             super().__init__()
             self.pool = pool
 
-        async def serve_client(
-            self, channel: LineChannel, hello: dict[str, Any]
-        ) -> None:
-            async def outbox(message: ServerMessage) -> None:
-                await channel.send(to_json(message))
-
-            try:
-                participant = await self.pool.join(
-                    str(hello.get("room")), hello["id"], hello["role"], outbox
-                )
-            except PysfuError as exc:
-                await channel.send(
-                    {"type": "error", "code": exc.code, "message": str(exc)}
-                )
-                return
-            try:
-                while (line := await channel.receive_line()) is not None:
-                    await deliver_json(participant, line)
-            finally:
-                await participant.leave("disconnected")
+        async def join(self, hello: dict[str, Any], outbox: Outbox) -> Joined:
+            return await self.pool.join(
+                str(hello.get("room")), hello["id"], hello["role"], outbox
+            )
 
         async def shutdown_media(self) -> None:
             await self.pool.close()
@@ -117,140 +94,19 @@ async def serve(workers: int, rooms: int, watch_stdin: bool) -> None:
 # the load generator
 
 
-def encode_clip(seconds: float, bitrate: int) -> tuple[list[bytes], list[bytes]]:
-    """VP8 frames (640x360, keyframe first) and 20 ms Opus frames, encoded once."""
-    from synthetic import MovingTextureTrack
-
-    video = av.CodecContext.create("libvpx", "w")
-    video.width, video.height, video.pix_fmt = 640, 360, "yuv420p"
-    video.bit_rate = bitrate
-    video.framerate = fractions.Fraction(FPS)
-    video.time_base = fractions.Fraction(1, FPS)
-    video.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
-    source = MovingTextureTrack()
-    frames: list[bytes] = []
-    for index in range(int(seconds * FPS)):
-        frame = source.render(index)
-        frame.pts, frame.time_base = index, video.time_base
-        frames += [bytes(p) for p in video.encode(frame)]
-    frames += [bytes(p) for p in video.encode(None)]
-
-    audio = av.CodecContext.create("libopus", "w")
-    audio.sample_rate, audio.layout, audio.format = 48000, "stereo", "s16"
-    audio.bit_rate = 32000
-    samples = 960
-    opus: list[bytes] = []
-    for index in range(int(seconds * 50)):
-        t = (np.arange(samples) + index * samples) / 48000
-        tone = (np.sin(2 * math.pi * 440 * t) * 8000).astype("<i2")
-        frame = av.AudioFrame.from_ndarray(
-            np.repeat(tone, 2).reshape(1, -1), format="s16", layout="stereo"
-        )
-        frame.sample_rate, frame.pts = 48000, index * samples
-        opus += [bytes(p) for p in audio.encode(frame)]
-    return frames, opus
-
-
-class PacketTrack(MediaStreamTrack):
-    """Replays pre-encoded frames at real-time pace as ``av.Packet``s.
-
-    aiortc's sender only packetizes ``av.Packet``s (no encoding), so the
-    load generator's cost is packetizing, encrypting and sending.
-    """
-
-    def __init__(self, kind: str, frames: list[bytes], rate: float, clock: int):
-        super().__init__()
-        self.kind = kind
-        self._frames = frames
-        self._interval = 1 / rate
-        self._step = int(clock / rate)
-        self._time_base = fractions.Fraction(1, clock)
-        self._start: float | None = None
-        self._index = 0
-
-    async def recv(self) -> av.Packet:
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            self._index += 1
-            delay = self._start + self._index * self._interval - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        packet = av.Packet(self._frames[self._index % len(self._frames)])
-        packet.pts, packet.time_base = self._index * self._step, self._time_base
-        return packet
-
-
-def room_peer_class() -> type:
-    from loadgen import Subscriber
-
-    class RoomPeer(Subscriber):  # type: ignore[misc, valid-type]
-        """Publishes the clip on the slots offered; counts what it receives."""
-
-        def __init__(
-            self, name: str, role: str, room: str, clip: tuple[list[bytes], ...]
-        ):
-            super().__init__(name, bitrate=1_000_000)
-            self.role, self.room = role, room
-            self.tracks = {
-                "video": PacketTrack("video", clip[0], FPS, 90000),
-                "audio": PacketTrack("audio", clip[1], 50, 48000),
-            }
-            self.senders: dict[str, Any] = {}
-
-        async def connect(self, port: int) -> None:
-            self._channel = await LineChannel.connect(port)
-            await self._channel.send(
-                {"type": "hello", "room": self.room, "id": self.name, "role": self.role}
-            )
-            self._task = asyncio.create_task(self._signalling())
-
-        def prepare_answer(self, offer_sdp: str) -> None:
-            for media in SessionDescription.parse(offer_sdp).media:
-                if media.direction != "recvonly" or media.kind in self.senders:
-                    continue
-                transceiver = next(
-                    t for t in self.pc.getTransceivers() if t.mid == media.rtp.muxId
-                )
-                transceiver.sender.replaceTrack(self.tracks[media.kind])
-                transceiver.direction = "sendonly"
-                self.senders[media.kind] = transceiver.sender
-
-        async def sent_packets(self) -> int:
-            total = 0
-            for sender in self.senders.values():
-                for stats in (await sender.getStats()).values():
-                    if stats.type == "outbound-rtp":
-                        total += stats.packetsSent
-            return total
-
-        async def close(self) -> None:
-            for track in self.tracks.values():
-                track.stop()
-            await super().close()
-
-    return RoomPeer
-
-
-@dataclass
-class Counts:
-    time: float
-    cpu: float
-    sent: int
-    received: int
-    expected: int
-
-
 async def load(port: int, rooms: int, seconds: float, warmup: float) -> None:
     """Run the load; print one JSON line at the window's start and one at its end."""
-    clip = encode_clip(4.0, 1_000_000)
-    room_peer = room_peer_class()
-    peers = [
-        room_peer(f"{role}-{i}", role, f"room-{i}", clip)
+    from clients import Directory, Member, close_all, snapshot
+    from clip import encode_media
+    from counting import LoadWindow
+
+    media = encode_media(4.0, 1_000_000)
+    directory = Directory("pysfu", port=port)
+    members = [
+        Member(directory, f"room-{i}", f"{role}-{i}", role, media, [f"{other}-{i}"])
         for i in range(rooms)
-        for role in ("host", "participant")
+        for role, other in (("host", "participant"), ("participant", "host"))
     ]
-    me = psutil.Process()
     lags: list[float] = []
 
     async def watch_lag() -> None:
@@ -260,54 +116,48 @@ async def load(port: int, rooms: int, seconds: float, warmup: float) -> None:
             await asyncio.sleep(0.1)
             lags.append(time.monotonic() - start - 0.1)
 
+    async def connect(member: Member) -> None:
+        await member.join(90)
+        await member.receiving(90)
+
     lag_task = asyncio.create_task(watch_lag())
-
-    peers_up = peers
-
-    async def counts() -> Counts:
-        sent = sum(await asyncio.gather(*(p.sent_packets() for p in peers_up)))
-        received = expected = 0
-        for peer in peers_up:
-            for stream in peer.streams.values():
-                received += stream.packets
-                expected += stream.highest - stream.first + 1
-        cpu = me.cpu_times()
-        return Counts(time.monotonic(), cpu.user + cpu.system, sent, received, expected)
-
     try:
-        for batch in range(0, len(peers), 8):  # not all DTLS handshakes at once
-            chunk = peers[batch : batch + 8]
-            await asyncio.gather(*(p.connect(port) for p in chunk))
+        failed: set[str] = set()
+        for batch in range(0, len(members), 8):  # not all DTLS handshakes at once
+            chunk = members[batch : batch + 8]
             # on a saturated machine a connection may fail to set up: the
             # case goes on with the rooms that work, and says how many
-            await asyncio.gather(
-                *(p.wait_ready(90) for p in chunk), return_exceptions=True
+            outcomes = await asyncio.gather(
+                *(connect(m) for m in chunk), return_exceptions=True
             )
-        up = [p for p in peers if p.ready.done() and not p.ready.exception()]
-        failed = {p.room for p in peers if p not in up}
-        peers_up = [p for p in peers if p.room not in failed]
+            failed |= {
+                m.room
+                for m, outcome in zip(chunk, outcomes, strict=True)
+                if isinstance(outcome, BaseException)
+            }
+        up = [m for m in members if m.room not in failed]
         await asyncio.sleep(warmup)
-        before = await counts()
+        before = await snapshot(up, up)
         print(json.dumps({"window": "start"}), flush=True)
         del lags[:]
         await asyncio.sleep(seconds)
-        after = await counts()
+        window = LoadWindow.between(before, await snapshot(up, up))
         lags.sort()
-        problems = [f"{p.name}: {x}" for p in peers for x in p.problems]
+        problems = [p for m in members for p in m.problems()]
         print(
             json.dumps(
                 {
                     "window": "end",
-                    "seconds": after.time - before.time,
-                    "client_cpu_seconds": after.cpu - before.cpu,
-                    "sent": after.sent - before.sent,
-                    "received": after.received - before.received,
-                    "expected": after.expected - before.expected,
+                    "seconds": window.seconds,
+                    "client_cpu_seconds": window.client_cpu_seconds,
+                    "sent": sum(window.sent_packets.values()),
+                    "received": window.received_packets,
+                    "expected": window.expected_packets,
                     "problems": problems[:10],
                     "rooms_up": rooms - len(failed),
                     # rooms with a peer that failed after it was ready (e.g.
                     # aiortc gave up on ICE consent: 6 checks unanswered)
-                    "rooms_lost": len({p.room for p in peers_up if p.problems}),
+                    "rooms_lost": len({m.room for m in up if m.problems()}),
                     "loop_lag_p99_ms": 1000 * lags[int(len(lags) * 0.99)]
                     if lags
                     else 0,
@@ -318,7 +168,7 @@ async def load(port: int, rooms: int, seconds: float, warmup: float) -> None:
         )
     finally:
         lag_task.cancel()
-        await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
+        await close_all(members)
 
 
 # ----------------------------------------------------------------------------
@@ -353,50 +203,6 @@ class CaseResult:
     rooms_lost: int = 0
     error: str | None = None
     problems: list[str] = field(default_factory=list)
-
-
-class Child:
-    """A child process of this script, stopped by closing its stdin."""
-
-    def __init__(self, *args: str) -> None:
-        self.args = args
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> asyncio.StreamReader:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(Path(__file__).resolve()),
-            *self.args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            limit=LINE_LIMIT,
-        )
-        assert self.proc.stdout is not None
-        return self.proc.stdout
-
-    async def line(self, timeout: float) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdout is not None
-        raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-        if not raw:
-            raise RuntimeError(f"{self.args[0]} exited early")
-        value: dict[str, Any] = json.loads(raw)
-        return value
-
-    async def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        if proc.stdin is not None:
-            proc.stdin.close()
-        for escalate in (proc.terminate, proc.kill):
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-                return
-            except asyncio.TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    escalate()
-        await proc.wait()
 
 
 def udp_drops(pids: list[int]) -> int:
@@ -471,7 +277,15 @@ def cpu_seconds(processes: list[psutil.Process]) -> list[float]:
 
 
 async def run_case(workers: int, rooms: int, args: argparse.Namespace) -> CaseResult:
-    server = Child("--serve", "--workers", str(workers), "--rooms", str(rooms))
+    server = Child(
+        SCRIPT,
+        "--serve",
+        "--workers",
+        str(workers),
+        "--rooms",
+        str(rooms),
+        stop_timeout=STOP_TIMEOUT,
+    )
     loadgen: Child | None = None
     result = CaseResult(workers, rooms, worker_cpu_budget=args.worker_cpu)
     budget = CpuBudget(args.worker_cpu) if args.worker_cpu else None
@@ -480,11 +294,11 @@ async def run_case(workers: int, rooms: int, args: argparse.Namespace) -> CaseRe
         hello = await server.line(60)
         if budget is not None:
             budget.confine(hello["workers"])
-        assert server.proc is not None
-        processes = [psutil.Process(server.proc.pid)] + [
+        processes = [psutil.Process(server.pid)] + [
             psutil.Process(pid) for pid in hello["workers"]
         ]
         loadgen = Child(
+            SCRIPT,
             "--load",
             "--port",
             str(hello["port"]),
@@ -494,12 +308,12 @@ async def run_case(workers: int, rooms: int, args: argparse.Namespace) -> CaseRe
             str(args.seconds),
             "--warmup",
             str(args.warmup),
+            stop_timeout=STOP_TIMEOUT,
         )
         await loadgen.start()
         await loadgen.line(180)  # window start
-        assert loadgen.proc is not None
         server_pids = [p.pid for p in processes]
-        loadgen_pids = [loadgen.proc.pid]
+        loadgen_pids = [loadgen.pid]
         before, machine_before = cpu_seconds(processes), psutil.cpu_times()
         drops = udp_drops(server_pids), udp_drops(loadgen_pids)
         end = await loadgen.line(args.seconds + 60)
@@ -588,30 +402,6 @@ def format_table(results: list[CaseResult]) -> str:
 
 def log(message: str) -> None:
     print(f"[workers] {message}", file=sys.stderr, flush=True)
-
-
-def reexec_in_netns() -> None:
-    """Run this command again inside a fresh network namespace with only ``lo``."""
-    if os.environ.get(NETNS_ENV):
-        return
-    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("ip")):
-        sys.exit("--netns needs root, unshare(1) and ip(8)")
-    command = 'ip link set lo up && exec "$@"'
-    os.execvpe(
-        "unshare",
-        [
-            "unshare",
-            "--net",
-            "--",
-            "sh",
-            "-c",
-            command,
-            "sh",
-            sys.executable,
-            *sys.argv,
-        ],
-        {**os.environ, NETNS_ENV: "1"},
-    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,0 +1,159 @@
+"""The benchmark scripts' own processes: children they measure, and the netns.
+
+- :class:`Child`: a Python script run as a child process that reports on
+  stdout in JSON lines and exits when its stdin closes;
+- :class:`ServerProcess`: ``server.py`` as such a child, with its CPU time
+  and memory read from ``/proc`` (psutil);
+- :func:`reexec_in_netns`: run the current command again inside a fresh
+  network namespace that has only loopback (``unshare --net``, root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+from linejson import LINE_LIMIT
+
+BENCH_DIR = Path(__file__).resolve().parent
+SERVER_SCRIPT = BENCH_DIR / "server.py"
+#: Set inside the network namespace so that the command does not re-exec again.
+NETNS_ENV = "PYSFU_BENCH_IN_NETNS"
+#: What runs in the new namespace before the command: bring loopback up.
+LOOPBACK_UP = "ip link set lo up"
+
+
+class Child:
+    """``python SCRIPT ARGS`` in its own session (Ctrl-C reaches only us).
+
+    It reads JSON lines from its stdout; :meth:`stop` closes its stdin (the
+    child exits on EOF), then escalates to SIGTERM and SIGKILL.
+    """
+
+    def __init__(self, script: Path, *args: str, stop_timeout: float = 5.0) -> None:
+        self.script = script
+        self.args = args
+        self.stop_timeout = stop_timeout
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(self.script),
+            *self.args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            limit=LINE_LIMIT,
+        )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def line(self, timeout: float) -> dict[str, Any]:
+        """The next JSON object the child prints."""
+        assert self.proc is not None and self.proc.stdout is not None
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not raw:
+            raise RuntimeError(f"{self.script.name} {' '.join(self.args)} exited early")
+        value: dict[str, Any] = json.loads(raw)
+        return value
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        for escalate in (proc.terminate, proc.kill):
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=self.stop_timeout)
+                return
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    escalate()
+        await proc.wait()
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU time of ``process`` so far (all threads)."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def memory(process: psutil.Process, field: str) -> int:
+    """``VmRSS`` or ``VmHWM`` (peak RSS) of ``process`` in bytes, from /proc."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return int(process.memory_info().rss)
+
+
+class ServerProcess(Child):
+    """``server.py --mode MODE``; :meth:`listen` starts it and returns its port."""
+
+    def __init__(self, mode: str, capacity: int, extra_args: tuple[str, ...] = ()):
+        super().__init__(
+            SERVER_SCRIPT,
+            "--mode",
+            mode,
+            "--port",
+            "0",
+            "--subscribers",
+            str(capacity),
+            "--exit-on-stdin-eof",
+            *extra_args,
+        )
+        self.mode = mode
+
+    async def listen(self, timeout: float = 30.0) -> int:
+        await self.start()
+        try:
+            hello = await self.line(timeout)
+        except RuntimeError:
+            raise RuntimeError(f"{self.mode} server exited before listening") from None
+        return int(hello["port"])
+
+
+def reexec_in_netns(
+    setup: str = LOOPBACK_UP,
+    refusal: str = "--netns needs root, unshare(1) and ip(8)",
+) -> None:
+    """Run this command again in a new network namespace, after ``setup``.
+
+    Does nothing when already inside (``NETNS_ENV`` is set); exits with
+    ``refusal`` when the namespace cannot be made.
+    """
+    if os.environ.get(NETNS_ENV):
+        return
+    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("ip")):
+        sys.exit(refusal)
+    os.execvpe(
+        "unshare",
+        [
+            "unshare",
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            setup + ' && exec "$@"',
+            "sh",
+            sys.executable,
+            *sys.argv,
+        ],
+        {**os.environ, NETNS_ENV: "1"},
+    )
