@@ -98,7 +98,8 @@ def _consent_checker(
         async def check(pair: Any) -> None:
             nonlocal answered
             request = conn.build_request(pair, nominate=False)
-            with contextlib.suppress(aioice.stun.TransactionError):
+            # unanswered (TransactionError) or unsendable: no consent from it
+            with contextlib.suppress(Exception):
                 await pair.protocol.request(
                     request,
                     pair.remote_addr,
