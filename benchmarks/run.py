@@ -246,11 +246,22 @@ async def idle_cpu_percent(server: Server, publisher: Member, seconds: float) ->
             track.resume()
 
 
-def loss_and_delivery(window: LoadWindow, receivers: int) -> tuple[float, float]:
-    packets = window.received_packets
-    expected = max(window.expected_packets, 1)
-    published = max(sum(window.sent_packets.values()), 1)
-    return 100 * (1 - packets / expected), 100 * packets / (published * receivers)
+def record_window(
+    result: FanoutResult | RoomsResult, server: Server, window: Window, receivers: int
+) -> None:
+    """Fill in what every load case reports about its measured window;
+    ``receivers``: how many receive each published packet."""
+    load = window.load
+    packets = load.received_packets
+    result.forwarded_pps = packets / load.seconds
+    result.server_cpu_us_per_packet = window.server_cpu * 1e6 / packets
+    result.server_cpu_percent = 100 * window.server_cpu / load.seconds
+    result.client_cpu_percent = 100 * load.client_cpu_seconds / load.seconds
+    expected = max(load.expected_packets, 1)
+    published = max(sum(load.sent_packets.values()), 1)
+    result.loss_percent = 100 * (1 - packets / expected)
+    result.delivered_percent = 100 * packets / (published * receivers)
+    result.server_peak_rss_mb = server.peak_rss() / 2**20
 
 
 async def fanout_case(
@@ -272,16 +283,7 @@ async def fanout_case(
             load = window.load
             if not load.received_packets:
                 raise RuntimeError("the subscribers received nothing in the window")
-            result.forwarded_pps = load.received_packets / load.seconds
-            result.server_cpu_us_per_packet = (
-                window.server_cpu * 1e6 / load.received_packets
-            )
-            result.server_cpu_percent = 100 * window.server_cpu / load.seconds
-            result.client_cpu_percent = 100 * load.client_cpu_seconds / load.seconds
-            result.loss_percent, result.delivered_percent = loss_and_delivery(
-                load, subscribers
-            )
-            result.server_peak_rss_mb = server.peak_rss() / 2**20
+            record_window(result, server, window, subscribers)
             result.publisher_video_kbps = (
                 load.sent_octets.get("video", 0) * 8 / load.seconds / 1000
             )
@@ -357,14 +359,9 @@ async def rooms_case(
             load = window.load
             if not load.received_packets or not window.server_cpu:
                 raise RuntimeError("nothing was forwarded in the window")
-            result.forwarded_pps = load.received_packets / load.seconds
-            result.packets_per_cpu_second = load.received_packets / window.server_cpu
-            result.server_cpu_us_per_packet = 1e6 / result.packets_per_cpu_second
-            result.server_cpu_percent = 100 * window.server_cpu / load.seconds
-            result.client_cpu_percent = 100 * load.client_cpu_seconds / load.seconds
             # every published packet goes to exactly one receiver
-            result.loss_percent, result.delivered_percent = loss_and_delivery(load, 1)
-            result.server_peak_rss_mb = server.peak_rss() / 2**20
+            record_window(result, server, window, 1)
+            result.packets_per_cpu_second = load.received_packets / window.server_cpu
         finally:
             result.problems = problems_of(members)
             await close_all([*guests, *hosts])
