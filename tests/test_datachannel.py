@@ -16,7 +16,7 @@ from pysfu.metrics import SFUCollector
 from pysfu.signalling import Error, Offer
 
 from .conftest import LOOPBACK
-from .helpers import eventually
+from .helpers import eventually, ice_sockets
 from .peers import Peer, PeerFactory
 from .test_lifecycle import assert_freed
 
@@ -233,9 +233,7 @@ async def test_a_message_over_the_sctp_limit_closes_only_that_channel(
 def stop_reading(peer: Peer) -> None:
     """Make a client stop reading its sockets (a frozen tab, a stalled
     process): nothing it is sent is acknowledged any more."""
-    sctp = peer.pc.sctp
-    assert sctp is not None
-    for protocol in sctp.transport.transport._connection._protocols:
+    for protocol in ice_sockets(peer.pc):
         protocol.transport.pause_reading()
 
 

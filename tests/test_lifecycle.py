@@ -18,7 +18,7 @@ from pysfu import SFU, ParticipantLeftEvent, RoomFull, SFUConfig
 from pysfu.signalling import Leave, RoomClosed
 
 from .conftest import LOOPBACK
-from .helpers import eventually
+from .helpers import eventually, ice_sockets
 from .peers import ParticipantLeft, PatternVideoTrack, Peer, PeerFactory
 
 
@@ -133,11 +133,9 @@ async def test_rooms_never_exchange_media(sfu: SFU, peers: PeerFactory) -> None:
 
 def kill_sockets(peer: Peer) -> None:
     """Make a peer vanish like a killed process: its sockets close, no goodbye."""
-    for transceiver in peer.pc.getTransceivers():
-        connection = transceiver.receiver.transport.transport._connection
-        for protocol in connection._protocols:
-            if protocol.transport is not None:
-                protocol.transport.close()
+    for protocol in ice_sockets(peer.pc):
+        if protocol.transport is not None:
+            protocol.transport.close()
 
 
 async def test_a_subscriber_dying_mid_stream_does_not_interrupt_the_others(
@@ -188,24 +186,16 @@ async def test_a_subscriber_dying_mid_stream_does_not_interrupt_the_others(
 def answer_consent_late(peer: Peer, delay: float) -> None:
     """Make a peer answer ICE checks ``delay`` s late, as an overloaded one does."""
     loop = asyncio.get_running_loop()
-    connections = {
-        id(c): c
-        for c in (
-            t.receiver.transport.transport._connection
-            for t in peer.pc.getTransceivers()
-        )
-    }  # bundled transceivers share one
-    for connection in connections.values():
-        for protocol in connection._protocols:
-            send_stun = protocol.send_stun
+    for protocol in ice_sockets(peer.pc):
+        send_stun = protocol.send_stun
 
-            def late(message: Any, addr: Any, send_stun: Any = send_stun) -> None:
-                if message.message_class == stun.Class.RESPONSE:
-                    loop.call_later(delay, send_stun, message, addr)
-                else:
-                    send_stun(message, addr)
+        def late(message: Any, addr: Any, send_stun: Any = send_stun) -> None:
+            if message.message_class == stun.Class.RESPONSE:
+                loop.call_later(delay, send_stun, message, addr)
+            else:
+                send_stun(message, addr)
 
-            protocol.send_stun = late
+        protocol.send_stun = late
 
 
 async def test_a_slow_peer_keeps_its_seat_a_silent_one_loses_it(
