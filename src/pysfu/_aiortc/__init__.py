@@ -16,8 +16,9 @@ against.
 The seam is a package of small modules, one job each: :mod:`.hooks` (what is
 hooked, checked at import), :mod:`.sdp` (codecs, offers, answers),
 :mod:`.transports` (reading negotiated state), :mod:`.receive` (decrypted RTP
-in), :mod:`.send` (encrypted RTP out), :mod:`.ice` (credentials, addresses,
-consent) and :mod:`.sctp` (holding peers to the advertised SCTP limits).
+in), :mod:`.send` (encrypted RTP out), :mod:`.estimator` (REMB estimates),
+:mod:`.ice` (credentials, addresses, consent) and :mod:`.sctp` (holding
+peers to the advertised SCTP limits).
 Import from ``pysfu._aiortc`` itself.
 """
 
@@ -51,6 +52,7 @@ from aiortc.rtp import (
 )
 
 from .._rtp import RtpHeader
+from .estimator import remote_bitrate_estimator
 from .hooks import HOOK_POINTS, AiortcIncompatible, check_hook_points
 from .ice import configure_ice, set_consent_timing, validate_ice_credentials
 from .receive import (
@@ -129,6 +131,7 @@ __all__ = [
     "parse_client_offer",
     "protect_rtp",
     "register_passthrough_codecs",
+    "remote_bitrate_estimator",
     "rtcp_ssrc_of",
     "sender_ssrc_of",
     "set_consent_timing",

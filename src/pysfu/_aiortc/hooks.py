@@ -135,6 +135,9 @@ def check_hook_points() -> None:
     for name in ("flags", "stream_id", "stream_seq", "user_data"):
         if not hasattr(chunk, name):
             problems.append(f"aiortc DataChunk has no {name}")
+    counter = getattr(RemoteBitrateEstimator(), "incoming_bitrate", None)
+    if not all(hasattr(counter, name) for name in ("add", "rate", "reset")):
+        problems.append("aiortc RemoteBitrateEstimator has no incoming_bitrate counter")
     if not hasattr(DtlsState, "CONNECTED"):
         problems.append("aiortc.rtcdtlstransport.State has no CONNECTED")
     if problems:

@@ -158,7 +158,7 @@ class Forwarder:
             PacketHistory(self.config.nack_history) if kind == "video" else None
         )
         self._nack = rtc.NackGenerator() if kind == "video" else None
-        self._estimator = rtc.RemoteBitrateEstimator() if kind == "video" else None
+        self._estimator = rtc.remote_bitrate_estimator() if kind == "video" else None
         self._receive_stats: rtc.StreamStatistics | None = None
         self._lsr = 0
         self._lsr_time = 0.0
