@@ -118,7 +118,7 @@ class Answerer:
                 direction = "recvonly"
             else:
                 direction = "sendonly"
-            transceiver = pc.addTransceiver(media.kind, direction=direction)
+            transceiver = participant._add_transceiver(media.kind, direction)
             if direction == "recvonly" and media.kind == "video":
                 participant.restrict_video_codecs(transceiver)
             if direction == "sendonly":

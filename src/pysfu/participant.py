@@ -158,7 +158,7 @@ class Participant:
             await self.answerer.start()
             return
         for kind in self.config.publish_kinds:
-            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            transceiver = self._add_transceiver(kind, "recvonly")
             if kind == "video":
                 self.restrict_video_codecs(transceiver)
         if self.config.data_channels:
@@ -483,7 +483,12 @@ class Participant:
                 self._idle_transceivers.remove(transceiver)
                 transceiver.direction = "sendonly"
                 return transceiver
-        return self.pc.addTransceiver(kind, direction="sendonly")
+        return self._add_transceiver(kind, "sendonly")
+
+    def _add_transceiver(self, kind: str, direction: str) -> RTCRtpTransceiver:
+        transceiver = self.pc.addTransceiver(kind, direction=direction)
+        rtc.slim_receiver(transceiver.receiver)
+        return transceiver
 
     def _sender_hooks_for(self, sender: RTCRtpSender) -> rtc.SenderHooks:
         hooks = self._sender_hooks.get(id(sender))

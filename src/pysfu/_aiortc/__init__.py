@@ -52,7 +52,7 @@ from aiortc.rtp import (
 )
 
 from .._rtp import RtpHeader
-from .estimator import remote_bitrate_estimator
+from .estimator import remote_bitrate_estimator, slim_receiver
 from .hooks import HOOK_POINTS, AiortcIncompatible, check_hook_points
 from .ice import configure_ice, set_consent_timing, validate_ice_credentials
 from .receive import (
@@ -136,6 +136,7 @@ __all__ = [
     "sender_ssrc_of",
     "set_consent_timing",
     "set_sender_msid",
+    "slim_receiver",
     "take_over_receiver",
     "take_over_sender",
     "unpack_remb_fci",

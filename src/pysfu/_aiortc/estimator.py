@@ -1,7 +1,8 @@
-"""The bandwidth estimate toward publishers: aiortc's, minus a per-millisecond loop."""
+"""REMB estimators: aiortc's, minus a per-millisecond loop and 96 KiB of buckets."""
 
 from __future__ import annotations
 
+from aiortc import RTCRtpReceiver
 from aiortc.rate import RemoteBitrateEstimator
 
 from ..forwarding.bitrate import WindowedRate
@@ -25,3 +26,22 @@ def remote_bitrate_estimator() -> RemoteBitrateEstimator:
         INCOMING_WINDOW_MS, INCOMING_SCALE
     )
     return estimator
+
+
+#: Where aiortc keeps a video receiver's own estimator (a private attribute).
+_RECEIVER_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
+
+
+def slim_receiver(receiver: RTCRtpReceiver) -> None:
+    """Give an aiortc video receiver the lean estimator instead of its own.
+
+    aiortc makes every transceiver's receiver, sending ones included, and each
+    video receiver builds a REMB estimator whose rate counter preallocates one
+    object per millisecond of its window: 96 KiB per video transceiver, or a
+    third of what a subscriber with one video subscription costs. pysfu never
+    runs those receivers' stock receive path (publishers' are taken over,
+    subscriptions only send), but the swap keeps the receiver working if
+    aiortc ever does.
+    """
+    if isinstance(getattr(receiver, _RECEIVER_ESTIMATOR, None), RemoteBitrateEstimator):
+        setattr(receiver, _RECEIVER_ESTIMATOR, remote_bitrate_estimator())

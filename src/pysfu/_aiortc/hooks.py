@@ -135,6 +135,10 @@ def check_hook_points() -> None:
     for name in ("flags", "stream_id", "stream_seq", "user_data"):
         if not hasattr(chunk, name):
             problems.append(f"aiortc DataChunk has no {name}")
+    if "_RTCRtpReceiver__remote_bitrate_estimator" not in (
+        RTCRtpReceiver.__init__.__code__.co_names
+    ):
+        problems.append("aiortc RTCRtpReceiver has no __remote_bitrate_estimator")
     counter = getattr(RemoteBitrateEstimator(), "incoming_bitrate", None)
     if not all(hasattr(counter, name) for name in ("add", "rate", "reset")):
         problems.append("aiortc RemoteBitrateEstimator has no incoming_bitrate counter")

@@ -1,20 +1,26 @@
-"""The REMB estimator's rate counter, with aiortc's own counter as the oracle."""
+"""REMB estimators: pysfu's rate counter against aiortc's, and receivers slimmed."""
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
+from aiortc import RTCRtpReceiver
 from aiortc.rate import RateCounter, RemoteBitrateEstimator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pysfu import SFU
 from pysfu._aiortc import (
     AiortcIncompatible,
     check_hook_points,
     remote_bitrate_estimator,
 )
+from pysfu._aiortc.estimator import _RECEIVER_ESTIMATOR as RECEIVER_ESTIMATOR
 from pysfu.forwarding.bitrate import WindowedRate
+
+from .peers import PeerFactory
 
 SETTINGS = settings(
     max_examples=400,
@@ -93,6 +99,35 @@ def test_the_estimator_reports_what_aiortcs_reports(seed: int) -> None:
         if report is not None:
             reports.append(report[0])
     assert len(set(reports)) > 3  # the estimate moved: the comparison meant something
+
+
+async def test_every_video_receiver_of_the_server_is_slimmed(
+    sfu: SFU, peers: PeerFactory
+) -> None:
+    room = sfu.create_room("r1")
+    host = await peers("host", code=3).join(room, "host")
+    guest = await peers("guest", code=9).join(room)
+    await guest.wait_video_from(host)
+    await host.wait_video_from(guest)
+    for participant in (room.host, *room.participants):
+        assert participant is not None
+        video = [t for t in participant.pc.getTransceivers() if t.kind == "video"]
+        directions = {t.direction for t in video}
+        assert directions == {"recvonly", "sendonly"}  # publishes and subscribes
+        for transceiver in video:
+            estimator = getattr(transceiver.receiver, RECEIVER_ESTIMATOR)
+            assert isinstance(estimator.incoming_bitrate, WindowedRate)
+
+
+def test_a_receiver_without_its_estimator_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def init(self: RTCRtpReceiver, kind: str, transport: Any) -> None:
+        self.kind = kind
+
+    monkeypatch.setattr(RTCRtpReceiver, "__init__", init)
+    with pytest.raises(AiortcIncompatible, match="__remote_bitrate_estimator"):
+        check_hook_points()
 
 
 def test_an_estimator_without_the_counter_fails_loudly(
