@@ -37,6 +37,7 @@ from typing import Any
 import psutil
 from linejson import HOST, LINE_LIMIT
 from processes import Child, reexec_in_netns
+from processes import cpu_seconds as process_cpu_seconds
 
 SCRIPT = Path(__file__).resolve()
 DEFAULT_JSON = SCRIPT.parent / "results" / "workers.json"
@@ -269,8 +270,7 @@ def cpu_seconds(processes: list[psutil.Process]) -> list[float]:
     out = []
     for process in processes:
         try:
-            times = process.cpu_times()
-            out.append(times.user + times.system)
+            out.append(process_cpu_seconds(process))
         except psutil.Error:
             out.append(float("nan"))
     return out
