@@ -99,6 +99,23 @@ async def test_video_starts_on_a_keyframe_and_asks_for_one() -> None:
     assert_continuous(out.rtp)
 
 
+async def test_a_new_video_source_that_starts_on_a_keyframe_goes_on_at_once() -> None:
+    forwarder, downtrack, _, out = make("video", [VP8, RTX])
+    downtrack.configure({96: 98}, None, 90000)
+    feed(forwarder, 0x1111, 1, 0, VP8_KEYFRAME)
+    feed(forwarder, 0x1111, 2, 3000, VP8_DELTA)
+    asked = forwarder.keyframes.sent  # the subscriber's start asked for one
+    # the publisher's encoder restarts: a new SSRC, then a jump in the same
+    # SSRC (e.g. a replaced track), each starting on a keyframe
+    feed(forwarder, 0x2222, 500, 7, VP8_KEYFRAME)
+    feed(forwarder, 0x2222, 501, 3007, VP8_DELTA)
+    feed(forwarder, 0x2222, 20000, 6007, VP8_KEYFRAME)
+    feed(forwarder, 0x2222, 20001, 9007, VP8_DELTA)
+    assert [p.payload for p in out.rtp] == [VP8_KEYFRAME, VP8_DELTA] * 3
+    assert_continuous(out.rtp)
+    assert forwarder.keyframes.sent == asked  # nothing more asked of the publisher
+
+
 async def test_retransmissions_are_unwrapped_and_forwarded_in_place() -> None:
     forwarder, downtrack, upstream, out = make("video", [VP8, RTX])
     downtrack.configure({96: 98}, None, 90000)

@@ -199,7 +199,9 @@ class DownTrack:
             or _SEQUENCE_JUMP < delta < 0x10000 - _SEQUENCE_JUMP
             or -0x7FFFFFFF < (timestamp - self._last_in_ts) < -self._clock_rate
         ):
-            if not self._resync(sequence_number, timestamp, source_ssrc, keyframe):
+            if not self._resync(
+                data, sequence_number, timestamp, source_ssrc, keyframe
+            ):
                 self.stats.dropped += 1
                 return
             delta = 0
@@ -231,12 +233,23 @@ class DownTrack:
             self._last_sent_at = now
 
     def _resync(
-        self, sequence_number: int, timestamp: int, source_ssrc: int, keyframe: bool
+        self,
+        data: bytes,
+        sequence_number: int,
+        timestamp: int,
+        source_ssrc: int,
+        keyframe: bool,
     ) -> bool:
         """The slow path: a new source, a jump, or waiting for a keyframe.
-        Returns whether the packet may be sent (after a re-base)."""
+        Returns whether the packet may be sent (after a re-base).
+
+        ``keyframe`` is the forwarder's verdict, made only while some
+        subscriber waits for one; a new source usually starts with a keyframe,
+        so it is checked here rather than asking the publisher for another."""
         if source_ssrc != self._source_ssrc or self._jumped(sequence_number):
-            if self.kind == "video" and not keyframe:
+            if self.kind == "video" and not (
+                keyframe or self.forwarder.is_keyframe(data)
+            ):
                 if not self.waiting_keyframe:
                     self.waiting_keyframe = True
                     self.forwarder.request_keyframe()

@@ -243,12 +243,10 @@ class Forwarder:
             self._history.put(ssrc, sequence_number, data)
 
         keyframe = False
-        detect = self._detect_keyframe
-        if detect is not None:
+        if self._detect_keyframe is not None:
             for waiting in self.downtracks:  # a plain loop: no generator per packet
                 if waiting.waiting_keyframe:
-                    # a view, not a copy of the payload
-                    keyframe = detect(memoryview(data)[payload_offset(data) :])
+                    keyframe = self.is_keyframe(data)
                     break
 
         timestamp = packet.timestamp
@@ -300,6 +298,15 @@ class Forwarder:
                 )
                 if remb is not None:
                     self._send_remb(remb[0])
+
+    def is_keyframe(self, data: bytes) -> bool:
+        """Whether RTP packet ``data`` starts a keyframe (video; always False
+        for audio or a codec pysfu cannot inspect)."""
+        detect = self._detect_keyframe
+        if detect is None:
+            return False
+        # a view, not a copy of the payload
+        return detect(memoryview(data)[payload_offset(data) :])
 
     def _unwrap_rtx(self, data: bytes, apt: int) -> tuple[bytes, int] | None:
         """RFC 4588: the original sequence number leads the RTX payload."""
