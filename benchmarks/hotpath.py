@@ -41,7 +41,7 @@ import statistics
 import struct
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -123,32 +123,65 @@ async def connect(sfu_receives: bool, on_client_rtp: Callable[..., None]) -> Lin
     return Link(sfu, client, sfu_t, client_t)
 
 
-def vp8_packets(
-    ssrc: int, payload_type: int, ext_ids: dict[str, int], first_seq: int = 1000
-) -> Iterator[bytes]:
-    """VP8-shaped RTP packets: the first starts a keyframe, 4 per frame."""
-    mid_id, ast_id = ext_ids[MID], ext_ids[ABS_SEND_TIME]
-    # one-byte extensions (RFC 8285): mid "0" and abs-send-time, padded to 4
-    elements = bytes([mid_id << 4 | 0, ord("0"), ast_id << 4 | 2, 0, 0, 0])
-    elements += bytes(-len(elements) % 4)
-    for i in itertools.count():
-        frame, part = divmod(i, 4)
-        first = part == 0
-        marker = part == 3
-        header = struct.pack(
-            "!BBHII",
-            0x90,
-            (0x80 if marker else 0) | payload_type,
-            (first_seq + i) & 0xFFFF,
-            (frame * 3000) & 0xFFFFFFFF,
-            ssrc,
-        )
-        ext = bytearray(struct.pack("!HH", 0xBEDE, len(elements) // 4) + elements)
-        ext[7:10] = ((frame * 4000) & 0xFFFFFF).to_bytes(3, "big")  # abs-send-time
-        descriptor = bytes([0x90 if first else 0x80, 0x80, 0x80 | (frame >> 8) & 0x7F])
-        descriptor += bytes([frame & 0xFF])
-        vp8 = bytes([0x00 if i == 0 else 0x01]) + bytes(PAYLOAD_SIZE - 1)
-        yield header + bytes(ext) + descriptor + vp8
+class Vp8Stream:
+    """VP8-shaped RTP packets of one publisher, 4 per frame.
+
+    Each :meth:`batch` is whole frames and starts with a keyframe, so that
+    subscribers left out of a batch (a jump of more than 3000 sequence
+    numbers makes a downtrack wait for a keyframe) resume on the next one.
+    """
+
+    def __init__(
+        self,
+        ssrc: int,
+        payload_type: int,
+        ext_ids: dict[str, int],
+        first_seq: int = 1000,
+    ) -> None:
+        self.ssrc = ssrc
+        self.payload_type = payload_type
+        mid_id, self.ast_id = ext_ids[MID], ext_ids[ABS_SEND_TIME]
+        # one-byte extensions (RFC 8285): mid "0" and abs-send-time, padded to 4
+        elements = bytes([mid_id << 4 | 0, ord("0"), self.ast_id << 4 | 2, 0, 0, 0])
+        self.elements = elements + bytes(-len(elements) % 4)
+        self.sequence = first_seq
+        self.frame = 0
+
+    def batch(self, count: int) -> list[bytes]:
+        """At least ``count`` packets: whole frames, the first a keyframe."""
+        packets: list[bytes] = []
+        while len(packets) < count:
+            packets += self._frame(keyframe=not packets)
+        return packets
+
+    def _frame(self, keyframe: bool) -> list[bytes]:
+        frame = self.frame
+        self.frame += 1
+        packets = []
+        for part in range(4):
+            header = struct.pack(
+                "!BBHII",
+                0x90,
+                (0x80 if part == 3 else 0) | self.payload_type,  # marker: last
+                self.sequence & 0xFFFF,
+                (frame * 3000) & 0xFFFFFFFF,
+                self.ssrc,
+            )
+            self.sequence += 1
+            ext = bytearray(
+                struct.pack("!HH", 0xBEDE, len(self.elements) // 4) + self.elements
+            )
+            ext[7:10] = ((frame * 4000) & 0xFFFFFF).to_bytes(3, "big")  # abs-send-time
+            descriptor = bytes(
+                [0x90 if part == 0 else 0x80, 0x80, 0x80 | (frame >> 8) & 0x7F]
+            )
+            descriptor += bytes([frame & 0xFF])
+            # VP8 payload header: P bit 0 marks a keyframe (first partition)
+            vp8 = bytes([0x00 if keyframe and part == 0 else 0x01])
+            packets.append(
+                header + bytes(ext) + descriptor + vp8 + bytes(PAYLOAD_SIZE - 1)
+            )
+        return packets
 
 
 @dataclass
@@ -234,18 +267,26 @@ class Bench:
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
             self.client_sockets.append(udp)
-        self.packets = vp8_packets(self.ssrc, self.vp8.payload_type, self.ext_ids)
+        self.stream = Vp8Stream(self.ssrc, self.vp8.payload_type, self.ext_ids)
         # the keyframe that starts every downtrack
         self.forwarder.downtracks = list(self.downtracks)
         await self.run_batch(8, inject=True)
         await self.drain()
 
-    async def run_batch(self, count: int, inject: bool) -> float:
-        """CPU seconds to feed ``count`` datagrams, one per loop iteration."""
+    async def run_batch(self, count: int, inject: bool) -> tuple[float, int]:
+        """CPU seconds to feed about ``count`` datagrams (whole frames), one
+        per loop iteration, and how many; ``inject=False``: the empty loop,
+        which takes no packets from the stream (a gap would make the
+        forwarder send NACKs)."""
         loop = asyncio.get_running_loop()
-        datagrams = [
-            protect_rtp(self.pub_dtls, next(self.packets)) for _ in range(count)
-        ]
+        if inject:
+            datagrams = [
+                protect_rtp(self.pub_dtls, packet)
+                for packet in self.stream.batch(count)
+            ]
+        else:
+            datagrams = [b""] * count
+        count = len(datagrams)
         stats = self.forwarder.stats
         target = stats.packets_received + (count if inject else 0)
         receive = self.sfu_protocol.datagram_received  # type: ignore[attr-defined]
@@ -272,7 +313,7 @@ class Bench:
         start = time.process_time()
         loop.call_soon(step, 0)
         await done
-        return time.process_time() - start
+        return time.process_time() - start, count
 
     async def drain(self) -> None:
         for udp in self.client_sockets:
@@ -289,7 +330,7 @@ class Bench:
         self.forwarder.downtracks = self.downtracks[:subscribers]
         sent_before = sum(d.stats.packets_sent for d in self.downtracks)
         received_before = self.received
-        cpu = await self.run_batch(count, inject=True)
+        cpu, count = await self.run_batch(count, inject=True)
         await self.drain()
         sent = sum(d.stats.packets_sent for d in self.downtracks) - sent_before
         delivered = 100.0
@@ -314,9 +355,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         samples: dict[int, list[float]] = {n: [] for n in counts}
         delivered: dict[int, list[float]] = {n: [] for n in counts}
         for _ in range(args.runs):
-            loop_costs.append(
-                await bench.run_batch(args.packets, inject=False) / args.packets * 1e6
-            )
+            empty_loop, _ = await bench.run_batch(args.packets, inject=False)
+            loop_costs.append(empty_loop / args.packets * 1e6)
             for n in counts:
                 us, percent = await bench.measure(n, args.packets)
                 samples[n].append(us)
