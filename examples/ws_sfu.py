@@ -11,7 +11,7 @@ the HTTP join backend, which hands each client the ICE password of the
 server's side of its connection: see docs/websocket-protocol.md.
 
 With ``--workers N`` the rooms live in N worker processes (a
-:class:`~pysfu.workers.WorkerPool`, one core each); this process keeps the
+``WorkerPool``, one core each); this process keeps the
 join backend and the signalling.
 
 Every option can also be set with an environment variable, named in --help.
@@ -232,8 +232,9 @@ class SfuApp:
         #: the admission into self.sfu's rooms, whose participants are local
         self.local_admission: Admission[Participant] | None = None
         self.admission: Admission[SessionParticipant]
+        # --8<-- [start:rooms]
         if args.workers:
-            self.pool = WorkerPool(args.workers, config)
+            self.pool = WorkerPool(args.workers, config)  # started on app startup
             self.admission = Admission(self.pool, credential_ttl=args.credential_ttl)
         else:
             self.sfu = SFU(config)
@@ -246,6 +247,7 @@ class SfuApp:
             allowed_origins=args.allowed_origin or None,
             reconnect_grace=args.reconnect_grace,
         )
+        # --8<-- [end:rooms]
 
     def application(self) -> web.Application:
         app = web.Application()
