@@ -133,3 +133,9 @@ async def test_credentials_that_expire_unconnected_free_the_seat(rooms: Rooms) -
     with pytest.raises(CredentialUsed):
         admission.redeem(grant.participant_id)
     assert [type(m).__name__ for m in got][:2] == ["Joined", "Offer"]
+    # a host who joined (not merely admitted) holds the host seat
+    host = admission.admit("r", "host", host_authorized=True)
+    await admission.join(host.participant_id, outbox)
+    assert rooms.seats("r").has_host
+    with pytest.raises(HostTaken):
+        admission.admit("r", "host", host_authorized=True)

@@ -112,7 +112,7 @@ class WorkerServer:
             await participant.leave(frame.get("reason", "left"))
             self._report_closed(key, participant)  # before the reply, as in-process
         elif kind == "leave_unless_connected":
-            left = await participant.leave_unless_connected(str(frame.get("reason")))
+            left = await participant.leave_unless_connected(frame.get("reason", "left"))
             self._report_closed(key, participant)
             return left
         elif kind == "pending_offer":
