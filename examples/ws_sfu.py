@@ -146,8 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers",
         type=int,
         default=int(env("PYSFU_WORKERS", "0")),
-        help="worker processes to spread the rooms over (one core each); 0: "
-        "every room in this process; /metrics then adds up all workers "
+        help="worker processes to spread the rooms over (one core each), "
+        "/metrics adding up all of them; 0: every room in this process "
         "[PYSFU_WORKERS]",
     )
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
