@@ -40,9 +40,12 @@ class WhipSfuApp(ws_sfu.SfuApp):
 
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__(args)
+        if self.local_admission is None:
+            # a WHIP session answers the client's offer in this process
+            raise SystemExit("whip_sfu.py: --workers is not supported")
         # --8<-- [start:endpoint]
         self.whip = WhipEndpoint(
-            self.admission,
+            self.local_admission,
             host_keys=self.host_keys,
             ice_servers=self.client_ice_servers,
             allowed_origins=args.allowed_origin or None,

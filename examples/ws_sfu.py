@@ -10,6 +10,10 @@ generated and printed with a link that creates a room. Joining goes through
 the HTTP join backend, which hands each client the ICE password of the
 server's side of its connection: see docs/websocket-protocol.md.
 
+With ``--workers N`` the rooms live in N worker processes (a
+``WorkerPool``, one core each); this process keeps the
+join backend and the signalling.
+
 Every option can also be set with an environment variable, named in --help.
 """
 
@@ -27,15 +31,18 @@ from aiohttp import web
 
 from pysfu import SFU, IceConfig, IceServer, PysfuError, RoomExists, SFUConfig
 from pysfu.admission import Admission, HostKeys, RedactSecrets
+from pysfu.participant import Participant
 
 try:
     import prometheus_client
 
-    from pysfu.metrics import SFUCollector
+    from pysfu.metrics import PoolCollector, SFUCollector
 except ImportError:  # pragma: no cover - metrics are optional
     prometheus_client = None  # type: ignore[assignment]
+from pysfu.signalling.adapter import SessionParticipant
 from pysfu.signalling.websocket import WebSocketSignalling
 from pysfu.slugs import ascii_slug, emoji_slug, slug_path
+from pysfu.workers import WorkerPool
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_ROOM_SIZE = 50
@@ -135,8 +142,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds a participant whose WebSocket dropped keeps its seat and "
         "media, waiting for it to reconnect [PYSFU_RECONNECT_GRACE]",
     )
+    add(
+        "--workers",
+        type=int,
+        default=int(env("PYSFU_WORKERS", "0")),
+        help="worker processes to spread the rooms over (one core each), "
+        "/metrics adding up all of them; 0: every room in this process "
+        "[PYSFU_WORKERS]",
+    )
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.workers < 0:
+        parser.error("--workers must be 0 or more")
+    return args
 
 
 def reply(data: dict[str, Any], status: int = 200) -> web.Response:
@@ -201,21 +219,35 @@ class SfuApp:
         # The server itself only needs STUN (to learn a public address); TURN
         # is for clients that cannot reach it directly.
         self.client_ice_servers = stun + turn
-        self.sfu = SFU(
-            SFUConfig(
-                ice=IceConfig(
-                    host_addresses=tuple(args.ice_address) or None,
-                    announced_address=args.announced_address,
-                    servers=stun,
-                )
+        config = SFUConfig(
+            ice=IceConfig(
+                host_addresses=tuple(args.ice_address) or None,
+                announced_address=args.announced_address,
+                servers=stun,
             )
         )
-        self.admission = Admission(self.sfu, credential_ttl=args.credential_ttl)
+        # rooms in this process, or in worker processes: one of the two
+        self.sfu: SFU | None = None
+        self.pool: WorkerPool | None = None
+        #: the admission into self.sfu's rooms, whose participants are local
+        self.local_admission: Admission[Participant] | None = None
+        self.admission: Admission[SessionParticipant]
+        # --8<-- [start:rooms]
+        if args.workers:
+            self.pool = WorkerPool(args.workers, config)  # started on app startup
+            self.admission = Admission(self.pool, credential_ttl=args.credential_ttl)
+        else:
+            self.sfu = SFU(config)
+            self.local_admission = Admission(
+                self.sfu, credential_ttl=args.credential_ttl
+            )
+            self.admission = self.local_admission
         self.signalling = WebSocketSignalling(
             self.admission,
             allowed_origins=args.allowed_origin or None,
             reconnect_grace=args.reconnect_grace,
         )
+        # --8<-- [end:rooms]
 
     def application(self) -> web.Application:
         app = web.Application()
@@ -232,12 +264,27 @@ class SfuApp:
         )
         if prometheus_client is not None:  # the `metrics` extra
             self.registry = prometheus_client.CollectorRegistry()
-            self.registry.register(SFUCollector(self.sfu))
+            if self.pool is not None:
+                self.pool_collector = PoolCollector(self.pool)
+                self.registry.register(self.pool_collector)
+            else:
+                assert self.sfu is not None
+                self.registry.register(SFUCollector(self.sfu))
             app.add_routes([web.get("/metrics", self.metrics)])
+        app.on_startup.append(self.startup)
         app.on_shutdown.append(self.shutdown)
         return app
 
+    async def startup(self, app: web.Application) -> None:
+        if self.pool is not None:
+            await self.pool.start()
+            logger.info(
+                "rooms go to %d workers (pids %s)", self.args.workers, self.pool.pids
+            )
+
     async def metrics(self, request: web.Request) -> web.Response:
+        if self.pool is not None:
+            await self.pool_collector.refresh()
         body = prometheus_client.generate_latest(self.registry)
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
@@ -260,18 +307,24 @@ class SfuApp:
         while True:
             slug = emoji_slug() if style == "emoji" else ascii_slug()
             try:
-                room = self.sfu.create_room(slug, max_participants=size)
+                room_id = await self.new_room(slug, size)
                 break
             except RoomExists:
                 continue
             except PysfuError as exc:  # too_many_rooms
                 return error(STATUS.get(exc.code, 400), exc.code, str(exc))
-        base = f"{public_scheme(request)}://{request.host}/r/{slug_path(room.id)}"
-        logger.info("room %s created (max %d participants)", room.id, size)
+        base = f"{public_scheme(request)}://{request.host}/r/{slug_path(room_id)}"
+        logger.info("room %s created (max %d participants)", room_id, size)
         return reply(
-            {"room": room.id, "host_url": base + "?role=host", "join_url": base},
+            {"room": room_id, "host_url": base + "?role=host", "join_url": base},
             status=201,
         )
+
+    async def new_room(self, room_id: str, size: int) -> str:
+        if self.pool is not None:
+            return await self.pool.create_room(room_id, max_participants=size)
+        assert self.sfu is not None
+        return self.sfu.create_room(room_id, max_participants=size).id
 
     async def join(self, request: web.Request) -> web.Response:
         try:
@@ -327,7 +380,10 @@ class SfuApp:
         )
 
     async def shutdown(self, app: web.Application) -> None:
-        await self.sfu.close()
+        if self.pool is not None:
+            await self.pool.close()  # every room closed, every worker reaped
+        if self.sfu is not None:
+            await self.sfu.close()
 
 
 def setup_logging(level: str) -> None:

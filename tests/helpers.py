@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from aiortc import RTCPeerConnection
@@ -33,3 +36,41 @@ def ice_sockets(pc: RTCPeerConnection) -> list[Any]:
         + ([pc.sctp.transport] if pc.sctp is not None else [])
     }
     return [p for c in connections.values() for p in c._protocols]
+
+
+def process_alive(pid: int) -> bool:
+    """Running, not merely a zombie waiting for whoever adopted it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def child_pids(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid``."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.append(int(stat.parent.name))
+    return children
+
+
+def udp_port_owner(port: int, pids: Iterable[int]) -> int | None:
+    """Which of ``pids`` holds the UDP socket bound to ``port`` (this netns)."""
+    inodes = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in inodes:
+                    return pid
+    return None

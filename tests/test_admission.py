@@ -2,21 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import unicodedata
+from collections.abc import AsyncIterator
 from urllib.parse import unquote
 
 import pytest
 
-from pysfu import SFU, HostTaken, RoomFull, RoomNotFound
+from pysfu import SFU, HostTaken, RoomFull, RoomNotFound, SFUConfig
 from pysfu.admission import Admission, HostKeys, IceCredentials, redact_ice_password
+from pysfu.backend import RoomSeats
 from pysfu.errors import (
     CredentialExpired,
     CredentialUnknown,
     CredentialUsed,
     Unauthorized,
 )
+from pysfu.signalling import ServerMessage
 from pysfu.slugs import EMOJI_ALPHABET, ascii_slug, emoji_slug, slug_bits, slug_path
+from pysfu.workers import WorkerPool
+
+from .conftest import LOOPBACK
+
+Rooms = SFU | WorkerPool
+
+
+@pytest.fixture(params=["sfu", "pool"])
+async def rooms(request: pytest.FixtureRequest) -> AsyncIterator[Rooms]:
+    """Admission's rules hold alike for rooms in this process and in workers."""
+    if request.param == "sfu":
+        sfu = SFU(SFUConfig(ice=LOOPBACK))
+        yield sfu
+        await sfu.close()
+    else:
+        async with WorkerPool(1, SFUConfig(ice=LOOPBACK)) as pool:
+            yield pool
+
+
+async def create_room(rooms: Rooms, room_id: str, max_participants: int) -> None:
+    if isinstance(rooms, WorkerPool):
+        await rooms.create_room(room_id, max_participants=max_participants)
+    else:
+        rooms.create_room(room_id, max_participants=max_participants)
 
 
 def test_host_keys() -> None:
@@ -54,11 +82,12 @@ def test_emoji_slugs() -> None:
     assert slug_bits(ascii_slug()) >= 64 and slug_path(ascii_slug()).isascii()
 
 
-async def test_admission_rules_and_single_use(caplog: pytest.LogCaptureFixture) -> None:
+async def test_admission_rules_and_single_use(
+    rooms: Rooms, caplog: pytest.LogCaptureFixture
+) -> None:
     now = [0.0]
-    sfu = SFU()
-    admission = Admission(sfu, credential_ttl=30, clock=lambda: now[0])
-    room = sfu.create_room("r", max_participants=1)
+    admission = Admission(rooms, credential_ttl=30, clock=lambda: now[0])
+    await create_room(rooms, "r", max_participants=1)
     caplog.set_level(logging.DEBUG)
     with pytest.raises(RoomNotFound):
         admission.admit("nope")
@@ -81,4 +110,32 @@ async def test_admission_rules_and_single_use(caplog: pytest.LogCaptureFixture) 
         admission.redeem(host.participant_id)
     assert admission.admit("r", "host", host_authorized=True)  # the seat came back
     assert host.credentials.password not in caplog.text
-    assert room.members == {}
+    assert rooms.seats("r") == RoomSeats("r", 1, has_host=False, participants=0)
+
+
+async def test_credentials_that_expire_unconnected_free_the_seat(rooms: Rooms) -> None:
+    admission = Admission(rooms, credential_ttl=1.0)
+    await create_room(rooms, "r", max_participants=1)
+    grant = admission.admit("r", name="late")
+    got: list[ServerMessage] = []
+
+    async def outbox(message: ServerMessage) -> None:
+        got.append(message)
+
+    participant = await admission.join(grant.participant_id, outbox)
+    assert rooms.seats("r").participants == 1
+    with pytest.raises(RoomFull):
+        admission.admit("r")
+    # nobody answers the offer, so the connection never comes up
+    await asyncio.wait_for(participant.wait_closed(), 20)
+    assert rooms.seats("r").participants == 0
+    assert admission.admit("r")  # the seat came back
+    with pytest.raises(CredentialUsed):
+        admission.redeem(grant.participant_id)
+    assert [type(m).__name__ for m in got][:2] == ["Joined", "Offer"]
+    # a host who joined (not merely admitted) holds the host seat
+    host = admission.admit("r", "host", host_authorized=True)
+    await admission.join(host.participant_id, outbox)
+    assert rooms.seats("r").has_host
+    with pytest.raises(HostTaken):
+        admission.admit("r", "host", host_authorized=True)

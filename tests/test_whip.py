@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from pysfu.admission import Admission
 from pysfu.signalling import Joined, ParticipantLeft
-from pysfu.signalling.whip import SDP
+from pysfu.signalling.whip import SDP, WhipEndpoint
 from pysfu.slugs import emoji_slug, slug_path
+from pysfu.workers import WorkerPool
 
 from .example_server import HOST_KEY
 from .helpers import eventually
@@ -388,3 +390,10 @@ async def test_a_vanished_whep_viewer_frees_its_seat(
         headers = {"Authorization": f"Bearer {HOST_KEY}"}
         async with http.delete(resource, headers=headers) as gone:
             assert gone.status == 404
+
+
+def test_whip_needs_rooms_in_its_own_process() -> None:
+    # a WHIP session answers the client's offer where the peer connection is
+    pool = WorkerPool(1)  # never started: no process
+    with pytest.raises(TypeError, match="in-process SFU"):
+        WhipEndpoint(Admission(pool))  # type: ignore[arg-type]

@@ -53,7 +53,7 @@ from pysfu.workers.codec import (
 from pysfu.workers.framing import FrameDecoder, FrameError, encode_frame
 
 from .conftest import LOOPBACK
-from .helpers import eventually
+from .helpers import eventually, process_alive
 from .peers import ParticipantLeft, Peer, PeerFactory
 
 # ---------------------------------------------------------------------------
@@ -397,21 +397,13 @@ def test_workers_exit_when_the_parent_dies(tmp_path: Path) -> None:
         parent.wait(timeout=30)
         # orphans are reparented and reaped by init (or this namespace's reaper)
         deadline = time.monotonic() + 30
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not [pid for pid in pids if _alive(pid)], "worker outlived its parent"
+        survivors = [pid for pid in pids if process_alive(pid)]
+        assert not survivors, "worker outlived its parent"
     finally:
         parent.kill()
         parent.wait(timeout=30)
-
-
-def _alive(pid: int) -> bool:
-    """Running, not merely a zombie waiting for whoever adopted it."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
 
 
 async def test_requests_to_a_dead_pool_fail_cleanly() -> None:

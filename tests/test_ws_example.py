@@ -15,9 +15,14 @@ import aiohttp
 import pytest
 
 from .example_server import HOST_KEY, example_server
-from .helpers import eventually
+from .helpers import child_pids, eventually, process_alive, udp_port_owner
 from .peers import Peer, PeerFactory
 from .ws_client import WsClient, create_room, join
+
+#: The example with its rooms in this process, and spread over two workers.
+EITHER_MODE = pytest.mark.parametrize(
+    "mode", [(), ("--workers=2",)], ids=["in-process", "workers"]
+)
 
 
 @pytest.fixture
@@ -71,8 +76,9 @@ async def test_room_creation_needs_a_host_key(http: aiohttp.ClientSession) -> No
             assert page.status == 200
 
 
-async def test_join_rules(http: aiohttp.ClientSession) -> None:
-    async with example_server() as base:
+@EITHER_MODE
+async def test_join_rules(http: aiohttp.ClientSession, mode: tuple[str, ...]) -> None:
+    async with example_server(*mode) as base:
         _, room = await create_room(http, base)
         status, body = await join(http, base + "/r/nope")
         assert (status, body["error"]) == (404, "room_not_found")
@@ -126,10 +132,11 @@ async def test_host_and_participant_over_websocket(
         assert (await join(http, room["join_url"]))[0] == 200
 
 
+@EITHER_MODE
 async def test_credentials_are_single_use(
-    http: aiohttp.ClientSession, peers: PeerFactory
+    http: aiohttp.ClientSession, peers: PeerFactory, mode: tuple[str, ...]
 ) -> None:
-    async with example_server() as base:
+    async with example_server(*mode) as base:
         _, room = await create_room(http, base)
         _, host_grant = await join(http, room["join_url"], role="host")
         _, guest_grant = await join(http, room["join_url"])
@@ -151,10 +158,11 @@ async def test_credentials_are_single_use(
         )
 
 
+@EITHER_MODE
 async def test_expired_credentials_are_refused_and_free_the_seat(
-    http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession, mode: tuple[str, ...]
 ) -> None:
-    async with example_server("--credential-ttl=1.5") as base:
+    async with example_server("--credential-ttl=1.5", *mode) as base:
         _, room = await create_room(http, base)
         _, grant = await join(http, room["join_url"])
         assert (await join(http, room["join_url"]))[0] == 409  # seat reserved
@@ -166,10 +174,12 @@ async def test_expired_credentials_are_refused_and_free_the_seat(
         assert (await join(http, room["join_url"]))[0] == 200  # seat freed
 
 
+@EITHER_MODE
 async def test_another_participants_password_never_connects(
-    http: aiohttp.ClientSession, peers: PeerFactory
+    http: aiohttp.ClientSession, peers: PeerFactory, mode: tuple[str, ...]
 ) -> None:
-    async with example_server("--max-participants=2", "--credential-ttl=4") as base:
+    options = ("--max-participants=2", "--credential-ttl=4", *mode)
+    async with example_server(*options) as base:
         _, room = await create_room(http, base)
         _, host_grant = await join(http, room["join_url"], role="host")
         _, mallory_grant = await join(http, room["join_url"], name="mallory")
@@ -230,16 +240,19 @@ async def test_urls_follow_the_scheme_of_a_tls_proxy(
             assert (await response.json())["ws_url"].startswith("wss://")
 
 
+@EITHER_MODE
 async def test_sigterm_tells_everyone_and_exits_cleanly(
-    http: aiohttp.ClientSession, peers: PeerFactory
+    http: aiohttp.ClientSession, peers: PeerFactory, mode: tuple[str, ...]
 ) -> None:
-    async with example_server() as base:
+    async with example_server(*mode) as base:
         _, host_session, guest_session = await host_and_guest(http, base, peers)
         host = host_session.peer
         guest = guest_session.peer
         host_ws = host_session.ws
         guest_ws = guest_session.ws
         await guest.wait_video_from(host)
+        workers = child_pids(base.process.pid)
+        assert len(workers) == (2 if mode else 0)
         base.process.send_signal(signal.SIGTERM)
         for client in (host_ws, guest_ws):
             await asyncio.wait_for(client.closed.wait(), 15)
@@ -247,6 +260,10 @@ async def test_sigterm_tells_everyone_and_exits_cleanly(
             assert [m["reason"] for m in closing] == ["server shutting down"]
         returncode = await asyncio.to_thread(base.process.wait, 15)
         assert returncode == 0
+        await eventually(
+            lambda: not any(process_alive(pid) for pid in workers),
+            what="no worker outlives the server",
+        )
 
 
 async def test_websocket_origin_is_checked(http: aiohttp.ClientSession) -> None:
@@ -269,8 +286,9 @@ async def test_websocket_origin_is_checked(http: aiohttp.ClientSession) -> None:
         await ws.close()
 
 
+@EITHER_MODE
 async def test_prometheus_metrics(
-    http: aiohttp.ClientSession, peers: PeerFactory
+    http: aiohttp.ClientSession, peers: PeerFactory, mode: tuple[str, ...]
 ) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -285,7 +303,7 @@ async def test_prometheus_metrics(
             for sample in family.samples
         }
 
-    async with example_server() as base:
+    async with example_server(*mode) as base:
         _, host_session, guest_session = await host_and_guest(http, base, peers)
         host = host_session.peer
         guest = guest_session.peer
@@ -325,10 +343,11 @@ async def test_logs_tell_who_but_never_secrets(
     assert room["room"] in text
 
 
+@EITHER_MODE
 async def test_a_dropped_websocket_can_resume_while_media_flows(
-    http: aiohttp.ClientSession, peers: PeerFactory
+    http: aiohttp.ClientSession, peers: PeerFactory, mode: tuple[str, ...]
 ) -> None:
-    async with example_server("--reconnect-grace=20") as base:
+    async with example_server("--reconnect-grace=20", *mode) as base:
         _, host_session, guest_session = await host_and_guest(http, base, peers)
         host = host_session.peer
         guest = guest_session.peer
@@ -369,3 +388,69 @@ async def test_a_websocket_that_does_not_come_back_leaves(
             what="removal after the grace period",
         )
         assert (await join(http, room["join_url"]))[0] == 200  # the seat is free
+
+
+def server_port(offer_sdp: str) -> int:
+    """The port of the server's (only, loopback) ICE candidate in an offer."""
+    found = re.search(
+        r"a=candidate:\S+ \d+ udp \d+ 127\.0\.0\.1 (\d+) typ host", offer_sdp, re.I
+    )
+    assert found, offer_sdp
+    return int(found.group(1))
+
+
+async def test_rooms_spread_over_worker_processes(
+    http: aiohttp.ClientSession, peers: PeerFactory
+) -> None:
+    async with example_server("--workers=2") as base:
+        workers = child_pids(base.process.pid)
+        assert len(workers) == 2
+        rooms = [await host_and_guest(http, base, peers) for _ in range(2)]
+        holders = set()
+        for room, host, guest in rooms:
+            await guest.peer.wait_video_from(host.peer)
+            await host.peer.wait_video_from(guest.peer)
+            assert set(host.peer.received) == {
+                f"{guest.grant['participant_id']}/video",
+                f"{guest.grant['participant_id']}/audio",
+            }  # nothing from the other room
+            # both connections of a room end in the same worker's UDP sockets
+            offers = [
+                next(m["sdp"] for m in s.ws.raw if m["type"] == "offer")
+                for s in (host, guest)
+            ]
+            owners = {udp_port_owner(server_port(sdp), workers) for sdp in offers}
+            assert len(owners) == 1 and owners <= set(workers)
+            holders |= owners
+            status, body = await join(http, room["join_url"])
+            assert (status, body["error"]) == (409, "room_full")
+        assert holders == set(workers)  # one room in each worker
+        base.process.terminate()
+        assert await asyncio.to_thread(base.process.wait, 15) == 0
+        await eventually(
+            lambda: not any(process_alive(pid) for pid in workers),
+            what="no worker outlives the server",
+        )
+
+
+@EITHER_MODE
+async def test_a_resumed_session_gets_the_pending_offer_again(
+    http: aiohttp.ClientSession, mode: tuple[str, ...]
+) -> None:
+    async with example_server(*mode) as base:
+        _, room = await create_room(http, base)
+        _, grant = await join(http, room["join_url"], role="host")
+        ws = WsClient(await http.ws_connect(grant["ws_url"]), grant["ice"]["password"])
+        await eventually(
+            lambda: any(m["type"] == "offer" for m in ws.raw), what="first offer"
+        )
+        first = next(m["sdp"] for m in ws.raw if m["type"] == "offer")
+        await ws.close()  # lost before it was answered
+        await ws.reconnect(http, grant["ws_url"])
+        await eventually(
+            lambda: sum(m["type"] == "offer" for m in ws.raw) == 2,
+            what="the offer sent again",
+        )
+        again = [m["sdp"] for m in ws.raw if m["type"] == "offer"][1]
+        assert again == first and "a=ice-pwd:REDACTED" in again
+        await ws.close()

@@ -22,24 +22,25 @@ import logging
 import re
 import secrets
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Generic
 
 from .answering import ClientOffer
+from .backend import P, RoomsBackend
 from .errors import (
     CredentialError,
     CredentialExpired,
     CredentialUnknown,
     CredentialUsed,
     HostTaken,
+    PysfuError,
     RoomFull,
     TooManyPending,
     Unauthorized,
 )
-from .participant import Participant, Role
-from .room import SFU
+from .participant import Role
 from .signalling.adapter import Outbox
 
 logger = logging.getLogger(__name__)
@@ -137,8 +138,9 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-class Admission:
-    """Admits participants into an :class:`~pysfu.SFU`'s rooms.
+class Admission(Generic[P]):
+    """Admits participants into the rooms of an :class:`~pysfu.SFU` or of a
+    :class:`~pysfu.workers.WorkerPool` (any :class:`~pysfu.backend.RoomsBackend`).
 
     - :meth:`admit` checks the room rules (host credential for the host role,
       one host, ``max_participants`` counting seats already granted), then
@@ -151,7 +153,7 @@ class Admission:
 
     def __init__(
         self,
-        sfu: SFU,
+        sfu: RoomsBackend[P],
         *,
         credential_ttl: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -166,6 +168,7 @@ class Admission:
         # Participant ids by a digest of their ICE password, for clients that
         # present only the password (WHIP/WHEP bearer tokens); bounded alike.
         self._by_password: OrderedDict[bytes, str] = OrderedDict()
+        self._expiries: set[asyncio.Task[None]] = set()
 
     def admit(
         self,
@@ -180,29 +183,29 @@ class Admission:
         Raises RoomNotFound, Unauthorized, HostTaken or RoomFull.
         """
         role = Role(role)
-        room = self.sfu.get_room(room_id)
+        room = self.sfu.seats(room_id)
         self._purge()
         limit = self.sfu.config.limits.max_pending
         if sum(1 for g in self._grants.values() if not g.used) >= limit:
             raise TooManyPending(f"{limit} participants are waiting to connect")
         pending = [
-            g for g in self._grants.values() if g.room_id == room.id and not g.used
+            g for g in self._grants.values() if g.room_id == room.room_id and not g.used
         ]
         if role is Role.HOST:
             if not host_authorized:
                 raise Unauthorized("joining as host needs a host key")
-            if room.host is not None or any(g.role is Role.HOST for g in pending):
-                raise HostTaken(f"room {room.id} already has a host")
+            if room.has_host or any(g.role is Role.HOST for g in pending):
+                raise HostTaken(f"room {room.room_id} already has a host")
         else:
-            seats = len(room.participants) + sum(
+            seats = room.participants + sum(
                 1 for g in pending if g.role is Role.PARTICIPANT
             )
             if seats >= room.max_participants:
-                raise RoomFull(f"room {room.id} is full")
+                raise RoomFull(f"room {room.room_id} is full")
         participant_id = "p-" + secrets.token_urlsafe(12)
         grant = JoinGrant(
             participant_id=participant_id,
-            room_id=room.id,
+            room_id=room.room_id,
             role=role,
             name=(name or "")[:64] or participant_id,
             credentials=IceCredentials.generate(),
@@ -213,7 +216,7 @@ class Admission:
         while len(self._by_password) > MAX_REMEMBERED_GRANTS + len(self._grants):
             self._by_password.popitem(last=False)
         logger.info(
-            "admitted %s as %s into room %s", participant_id, role.value, room.id
+            "admitted %s as %s into room %s", participant_id, role.value, room.room_id
         )
         return grant
 
@@ -251,14 +254,15 @@ class Admission:
 
     async def join(
         self, participant_id: str, outbox: Outbox, *, offer: ClientOffer | None = None
-    ) -> Participant:
+    ) -> P:
         """Redeem a grant and join its room with the granted ICE credentials.
 
-        ``offer``: a WHIP/WHEP client's offer (see :meth:`pysfu.Room.join`).
+        ``offer``: a WHIP/WHEP client's offer (see :meth:`pysfu.Room.join`;
+        in-process rooms only).
         """
         grant = self.redeem(participant_id)
-        room = self.sfu.get_room(grant.room_id)
-        participant = await room.join(
+        participant = await self.sfu.join(
+            grant.room_id,
             grant.participant_id,
             grant.role,
             outbox,
@@ -268,9 +272,9 @@ class Admission:
             offer=offer,
         )
         delay = max(grant.expires_at - self._clock(), 0.0)
-        # a weak reference: the timer must not keep a departed participant alive
+        # ids only: the timer must not keep a departed participant alive
         asyncio.get_running_loop().call_later(
-            delay, self._expire, participant.id, weakref.ref(participant)
+            delay, self._expire, grant.room_id, grant.participant_id
         )
         return participant
 
@@ -280,17 +284,24 @@ class Admission:
         while len(self._spent) > MAX_REMEMBERED_GRANTS:
             self._spent.popitem(last=False)
 
-    def _expire(self, participant_id: str, ref: weakref.ref[Participant]) -> None:
+    def _expire(self, room_id: str, participant_id: str) -> None:
         self._forget(participant_id, CredentialUsed)
-        participant = ref()
-        if (
-            participant is None
-            or participant.closed
-            or participant.pc.connectionState == "connected"
-        ):
+        task = asyncio.get_running_loop().create_task(
+            self._remove_unconnected(room_id, participant_id)
+        )
+        self._expiries.add(task)
+        task.add_done_callback(self._expiries.discard)
+
+    async def _remove_unconnected(self, room_id: str, participant_id: str) -> None:
+        try:
+            removed = await self.sfu.leave_unless_connected(
+                room_id, participant_id, "credentials expired"
+            )
+        except PysfuError:  # the worker holding the room is gone: so is the seat
+            logger.debug("could not expire %s", participant_id, exc_info=True)
             return
-        logger.info("credentials of %s expired before it connected", participant.id)
-        asyncio.get_running_loop().create_task(participant.leave("credentials expired"))
+        if removed:
+            logger.info("credentials of %s expired before it connected", participant_id)
 
     def _purge(self) -> None:
         now = self._clock()

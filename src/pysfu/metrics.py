@@ -4,7 +4,10 @@
     REGISTRY.register(SFUCollector(sfu))
 
 The collector reads :meth:`pysfu.SFU.stats` and :meth:`pysfu.SFU.totals` at
-scrape time: nothing is counted twice on the packet path.
+scrape time: nothing is counted twice on the packet path. For rooms in worker
+processes, :class:`PoolCollector` exposes the same metrics of a
+:class:`~pysfu.workers.WorkerPool`; await its :meth:`~PoolCollector.refresh`
+before each scrape, since asking the workers is asynchronous.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .room import SFU
+from .stats import SFUStats, Totals
+from .workers import WorkerPool
 
 
 class SFUCollector(Collector):
@@ -25,102 +30,125 @@ class SFUCollector(Collector):
         self.prefix = prefix
 
     def collect(self) -> Iterator[Metric]:
-        p = self.prefix
         live = self.sfu.stats()
-        totals = self.sfu.retired.plus_live(live)
-        yield GaugeMetricFamily(f"{p}_rooms", "Rooms open.", value=len(live.rooms))
-        yield GaugeMetricFamily(
-            f"{p}_participants", "Participants in rooms.", value=live.participants
+        yield from _families(live, self.sfu.retired.plus_live(live), self.prefix)
+
+
+class PoolCollector(Collector):
+    """The metrics of :class:`SFUCollector`, for every worker of a pool together.
+
+    A scrape shows the snapshot of the last :meth:`refresh`.
+    """
+
+    def __init__(self, pool: WorkerPool, prefix: str = "pysfu") -> None:
+        self.pool = pool
+        self.prefix = prefix
+        self._live = SFUStats(rooms=())
+        self._totals = Totals()
+
+    async def refresh(self) -> None:
+        """Ask every running worker for its statistics."""
+        self._live = await self.pool.stats()
+        self._totals = await self.pool.totals()
+
+    def collect(self) -> Iterator[Metric]:
+        yield from _families(self._live, self._totals, self.prefix)
+
+
+def _families(live: SFUStats, totals: Totals, p: str) -> Iterator[Metric]:
+    yield GaugeMetricFamily(f"{p}_rooms", "Rooms open.", value=len(live.rooms))
+    yield GaugeMetricFamily(
+        f"{p}_participants", "Participants in rooms.", value=live.participants
+    )
+    tracks = GaugeMetricFamily(
+        f"{p}_published_tracks", "Tracks being published.", labels=["kind"]
+    )
+    subscriptions = GaugeMetricFamily(
+        f"{p}_subscriptions",
+        "Tracks being forwarded to a subscriber.",
+        labels=["kind"],
+    )
+    for kind in ("audio", "video"):
+        members = [m for r in live.rooms for m in r.members]
+        tracks.add_metric(
+            [kind], sum(1 for m in members for t in m.published if t.kind == kind)
         )
-        tracks = GaugeMetricFamily(
-            f"{p}_published_tracks", "Tracks being published.", labels=["kind"]
+        subscriptions.add_metric(
+            [kind], sum(1 for m in members for s in m.subscribed if s.kind == kind)
         )
-        subscriptions = GaugeMetricFamily(
-            f"{p}_subscriptions",
-            "Tracks being forwarded to a subscriber.",
-            labels=["kind"],
-        )
+    yield tracks
+    yield subscriptions
+    for name, help_text, values in (
+        (
+            "packets_received",
+            "RTP packets received from publishers.",
+            totals.packets_received,
+        ),
+        (
+            "bytes_received",
+            "RTP bytes received from publishers.",
+            totals.bytes_received,
+        ),
+        (
+            "packets_forwarded",
+            "RTP packets sent to subscribers.",
+            totals.packets_forwarded,
+        ),
+        (
+            "bytes_forwarded",
+            "RTP bytes sent to subscribers.",
+            totals.bytes_forwarded,
+        ),
+    ):
+        family = CounterMetricFamily(f"{p}_{name}", help_text, labels=["kind"])
         for kind in ("audio", "video"):
-            members = [m for r in live.rooms for m in r.members]
-            tracks.add_metric(
-                [kind], sum(1 for m in members for t in m.published if t.kind == kind)
-            )
-            subscriptions.add_metric(
-                [kind], sum(1 for m in members for s in m.subscribed if s.kind == kind)
-            )
-        yield tracks
-        yield subscriptions
-        for name, help_text, values in (
-            (
-                "packets_received",
-                "RTP packets received from publishers.",
-                totals.packets_received,
-            ),
-            (
-                "bytes_received",
-                "RTP bytes received from publishers.",
-                totals.bytes_received,
-            ),
-            (
-                "packets_forwarded",
-                "RTP packets sent to subscribers.",
-                totals.packets_forwarded,
-            ),
-            (
-                "bytes_forwarded",
-                "RTP bytes sent to subscribers.",
-                totals.bytes_forwarded,
-            ),
-        ):
-            family = CounterMetricFamily(f"{p}_{name}", help_text, labels=["kind"])
-            for kind in ("audio", "video"):
-                family.add_metric([kind], values.get(kind, 0))
-            yield family
-        for name, help_text, value in (
-            (
-                "packets_dropped",
-                "Packets not sent to a subscriber (not ready, slow).",
-                totals.packets_dropped,
-            ),
-            (
-                "retransmissions",
-                "Packets resent to subscribers after a NACK.",
-                totals.retransmitted,
-            ),
-            (
-                "keyframe_requests",
-                "Keyframe requests sent to publishers.",
-                totals.keyframe_requests_sent,
-            ),
-            (
-                "signalling_errors",
-                "Client messages refused with an error.",
-                totals.signalling_errors,
-            ),
-            (
-                "data_messages_relayed",
-                "Data channel messages delivered to participants.",
-                totals.data_messages_relayed,
-            ),
-            (
-                "data_bytes_relayed",
-                "Data channel bytes delivered to participants.",
-                totals.data_bytes_relayed,
-            ),
-            (
-                "data_messages_dropped",
-                "Data channel messages of participants not relayed.",
-                totals.data_messages_dropped,
-            ),
-            (
-                "participants_joined",
-                "Participants that joined a room.",
-                totals.participants_joined,
-            ),
-            (
-                "participants_left",
-                "Participants that left a room.",
-                totals.participants_left,
-            ),
-        ):
-            yield CounterMetricFamily(f"{p}_{name}", help_text, value=value)
+            family.add_metric([kind], values.get(kind, 0))
+        yield family
+    for name, help_text, value in (
+        (
+            "packets_dropped",
+            "Packets not sent to a subscriber (not ready, slow).",
+            totals.packets_dropped,
+        ),
+        (
+            "retransmissions",
+            "Packets resent to subscribers after a NACK.",
+            totals.retransmitted,
+        ),
+        (
+            "keyframe_requests",
+            "Keyframe requests sent to publishers.",
+            totals.keyframe_requests_sent,
+        ),
+        (
+            "signalling_errors",
+            "Client messages refused with an error.",
+            totals.signalling_errors,
+        ),
+        (
+            "data_messages_relayed",
+            "Data channel messages delivered to participants.",
+            totals.data_messages_relayed,
+        ),
+        (
+            "data_bytes_relayed",
+            "Data channel bytes delivered to participants.",
+            totals.data_bytes_relayed,
+        ),
+        (
+            "data_messages_dropped",
+            "Data channel messages of participants not relayed.",
+            totals.data_messages_dropped,
+        ),
+        (
+            "participants_joined",
+            "Participants that joined a room.",
+            totals.participants_joined,
+        ),
+        (
+            "participants_left",
+            "Participants that left a room.",
+            totals.participants_left,
+        ),
+    ):
+        yield CounterMetricFamily(f"{p}_{name}", help_text, value=value)

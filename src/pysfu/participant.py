@@ -196,6 +196,16 @@ class Participant:
         """Leave the room: unpublish, unsubscribe, close the connection."""
         await self.room.remove(self, reason)
 
+    async def leave_unless_connected(self, reason: str) -> bool:
+        """Leave unless the peer connection is established; whether it left.
+
+        For credentials that expired before the client connected.
+        """
+        if self.closed or self.pc.connectionState == "connected":
+            return False
+        await self.leave(reason)
+        return True
+
     async def close(self) -> None:
         """Close everything this participant owns. Idempotent.
 
@@ -277,6 +287,10 @@ class Participant:
         if self.negotiator.awaiting_answer and self.pc.localDescription is not None:
             return str(self.pc.localDescription.sdp)
         return None
+
+    async def fetch_pending_offer(self) -> str | None:
+        """:meth:`pending_offer`, awaitable as on a remote participant."""
+        return self.pending_offer()
 
     @property
     def malformed_packets(self) -> int:

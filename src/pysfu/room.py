@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 
 from ._aiortc import register_passthrough_codecs, validate_ice_credentials
 from .answering import ClientOffer
+from .backend import RoomSeats
 from .config import SFUConfig
 from .datachannel import DataFilter, envelope, message_size
 from .errors import (
@@ -409,6 +410,49 @@ class SFU:
 
     async def close_room(self, room_id: str, reason: str = "closed") -> None:
         await self.get_room(room_id).close(reason)
+
+    # the rooms backend of an Admission (see pysfu.backend)
+
+    def seats(self, room_id: str) -> RoomSeats:
+        """Who holds a room's seats; raises :class:`RoomNotFound`."""
+        room = self.get_room(room_id)
+        return RoomSeats(
+            room_id=room.id,
+            max_participants=room.max_participants,
+            has_host=room.host is not None,
+            participants=len(room.participants),
+        )
+
+    async def join(
+        self,
+        room_id: str,
+        participant_id: str,
+        role: Role | str,
+        outbox: Outbox,
+        *,
+        name: str | None = None,
+        ice_username_fragment: str | None = None,
+        ice_password: str | None = None,
+        offer: ClientOffer | None = None,
+    ) -> Participant:
+        """:meth:`Room.join` on the room with that id (or :class:`RoomNotFound`)."""
+        return await self.get_room(room_id).join(
+            participant_id,
+            role,
+            outbox,
+            ice_username_fragment=ice_username_fragment,
+            ice_password=ice_password,
+            name=name,
+            offer=offer,
+        )
+
+    async def leave_unless_connected(
+        self, room_id: str, participant_id: str, reason: str
+    ) -> bool:
+        """Remove a member whose connection is not established; whether it did."""
+        room = self.rooms.get(room_id)
+        member = room.members.get(participant_id) if room is not None else None
+        return member is not None and await member.leave_unless_connected(reason)
 
     async def close(self) -> None:
         """Close every room."""

@@ -42,6 +42,19 @@ class SignallingTarget(Protocol):
     async def handle_unlimited(self, message: ClientMessage) -> None: ...
 
 
+class SessionParticipant(SignallingTarget, Protocol):
+    """What an adapter needs for a whole session: a :class:`pysfu.Participant`
+    or a :class:`pysfu.workers.RemoteParticipant`."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    async def leave(self, reason: str = "left") -> None: ...
+    async def wait_closed(self) -> None: ...
+    async def fetch_pending_offer(self) -> str | None: ...
+
+
 #: Largest JSON text accepted from a client.
 MAX_MESSAGE_LENGTH = MAX_SDP_LENGTH + 4096
 

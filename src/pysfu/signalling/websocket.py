@@ -30,8 +30,7 @@ from aiohttp import WSMsgType, web
 
 from ..admission import Admission, redact_ice_password
 from ..errors import CredentialError, PysfuError
-from ..participant import Participant
-from .adapter import MAX_MESSAGE_LENGTH, deliver_json
+from .adapter import MAX_MESSAGE_LENGTH, SessionParticipant, deliver_json
 from .messages import Error, Offer, RoomClosed, ServerMessage, SignallingError, to_json
 
 logger = logging.getLogger(__name__)
@@ -81,7 +80,7 @@ class _Session:
     queue: asyncio.Queue[_Outgoing] = field(
         default_factory=lambda: asyncio.Queue(MAX_QUEUED_MESSAGES)
     )
-    participant: Participant | None = None
+    participant: SessionParticipant | None = None
     socket: web.WebSocketResponse | None = None
     expiry: asyncio.TimerHandle | None = None
 
@@ -101,12 +100,13 @@ class _Session:
 class WebSocketSignalling:
     """Serves participants' WebSocket signalling, with reconnection.
 
-    Route ``GET /ws/{participant_id}`` to :meth:`handle`.
+    Route ``GET /ws/{participant_id}`` to :meth:`handle`. ``admission`` may
+    admit into an :class:`~pysfu.SFU` or a :class:`~pysfu.workers.WorkerPool`.
     """
 
     def __init__(
         self,
-        admission: Admission,
+        admission: Admission[SessionParticipant],
         *,
         allowed_origins: Collection[str] | None = None,
         reconnect_grace: float = 15.0,
@@ -141,7 +141,7 @@ class WebSocketSignalling:
         resume = request.query.get("resume")
         try:
             if resume is not None:
-                session = self._resume(participant_id, resume)
+                session = await self._resume(participant_id, resume, ws)
             else:
                 session = await self._start(participant_id)
         except PysfuError as exc:
@@ -174,7 +174,9 @@ class WebSocketSignalling:
         watcher.add_done_callback(forget)
         return session
 
-    def _resume(self, participant_id: str, token: str) -> _Session:
+    async def _resume(
+        self, participant_id: str, token: str, ws: web.WebSocketResponse
+    ) -> _Session:
         session = self._sessions.get(participant_id)
         if (
             session is None
@@ -187,7 +189,16 @@ class WebSocketSignalling:
             session.expiry.cancel()
             session.expiry = None
         logger.info("%s reconnected its signalling", session.participant)
-        pending = session.participant.pending_offer()
+        # taken before asking a worker for the offer: no second resume meanwhile
+        session.socket = ws
+        try:
+            pending = await session.participant.fetch_pending_offer()
+        except BaseException:  # this socket is gone: the grace period starts anew
+            session.socket = None
+            session.expiry = asyncio.get_running_loop().call_later(
+                self.reconnect_grace, self._expire, session.participant
+            )
+            raise
         if pending is not None:  # the client may have lost it with the socket
             session.queue.put_nowait(Offer(pending))
         return session
@@ -220,14 +231,14 @@ class WebSocketSignalling:
                 )
             await ws.close()
 
-    def _expire(self, participant: Participant) -> None:
+    def _expire(self, participant: SessionParticipant) -> None:
         logger.info("%s did not reconnect its signalling", participant)
         asyncio.get_running_loop().create_task(participant.leave("websocket lost"))
 
 
 async def websocket_session(
     request: web.Request,
-    admission: Admission,
+    admission: Admission[SessionParticipant],
     participant_id: str,
     *,
     allowed_origins: Collection[str] | None = None,

@@ -56,6 +56,7 @@ from ..errors import (
     RoomNotFound,
 )
 from ..participant import Participant, Role
+from ..room import SFU
 from ..slugs import EMOJI_ALPHABET
 from .messages import Candidate, ServerMessage, SignallingError
 
@@ -165,13 +166,15 @@ class WhipEndpoint:
 
     def __init__(
         self,
-        admission: Admission,
+        admission: Admission[Participant],
         *,
         host_keys: HostKeys | None = None,
         ice_servers: Iterable[IceServer] = (),
         allowed_origins: Collection[str] | None = None,
         room_size: int = 1,
     ) -> None:
+        if not isinstance(admission.sfu, SFU):
+            raise TypeError("WHIP/WHEP needs an Admission into an in-process SFU")
         self.admission = admission
         self.sfu = admission.sfu
         self.host_keys = host_keys

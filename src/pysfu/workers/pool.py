@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..answering import ClientOffer
+from ..backend import RoomSeats
 from ..config import SFUConfig
 from ..errors import (
     DuplicateParticipant,
@@ -142,6 +144,21 @@ class RemoteParticipant:
     async def wait_closed(self) -> None:
         """Return once the participant is closed (left, failed, room or worker gone)."""
         await self._closed_event.wait()
+
+    async def fetch_pending_offer(self) -> str | None:
+        """:meth:`pysfu.Participant.pending_offer`, asked of the worker.
+
+        For adapters whose client reconnects: it may have lost the offer.
+        ``None`` once the participant is closed.
+        """
+        if self.closed:
+            return None
+        with contextlib.suppress(WorkerFailed):
+            offer = await self._worker.request(
+                {"type": "pending_offer", "room": self.room_id, "participant": self.id}
+            )
+            return str(offer) if offer is not None else None
+        return None
 
     def _send(self, frame: dict[str, Any]) -> None:
         if not self.closed:
@@ -353,6 +370,8 @@ class WorkerPool:
         self.command: tuple[str, ...] = (python,)
         self.workers = [WorkerProcess(i, self) for i in range(count)]
         self._rooms: dict[str, WorkerProcess] = {}
+        #: max_participants of every room, for :meth:`seats`
+        self._room_sizes: dict[str, int] = {}
         self._listeners: list[PoolListener] = []
         self._restarts: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -431,6 +450,7 @@ class WorkerPool:
             frame["eligibility"] = dump_object(eligibility)
         # placed before the request: a second create of the same id must fail
         self._rooms[room_id] = target
+        self._room_sizes[room_id] = max_participants
         target.rooms.add(room_id)
         try:
             await target.request(frame)
@@ -458,6 +478,7 @@ class WorkerPool:
 
     def _forget_room(self, room_id: str) -> None:
         worker = self._rooms.pop(room_id, None)
+        self._room_sizes.pop(room_id, None)
         if worker is not None:
             worker.rooms.discard(room_id)
 
@@ -474,14 +495,18 @@ class WorkerPool:
         name: str | None = None,
         ice_username_fragment: str | None = None,
         ice_password: str | None = None,
+        offer: ClientOffer | None = None,
     ) -> RemoteParticipant:
         """Join a room in its worker, as :meth:`pysfu.Room.join` does in-process.
 
         ``outbox`` is called in this process with every message for the
         client, starting with ``joined`` and the server's first offer. Raises
         what ``Room.join`` raises (the same classes), :class:`RoomNotFound`,
-        or :class:`WorkerFailed`.
+        or :class:`WorkerFailed`. A client's own ``offer`` (WHIP/WHEP) is not
+        supported in workers (``NotImplementedError``).
         """
+        if offer is not None:
+            raise NotImplementedError("WHIP/WHEP offers need an in-process SFU")
         role = Role(role)
         worker = self._worker_of(room_id)
         key = (room_id, participant_id)
@@ -511,6 +536,48 @@ class WorkerPool:
             participant._mark_closed()
             raise
         return participant
+
+    def seats(self, room_id: str) -> RoomSeats:
+        """Who holds a room's seats, from the pool's own record (no request).
+
+        Raises :class:`RoomNotFound`. With :meth:`join` and
+        :meth:`leave_unless_connected` this makes the pool a
+        :class:`~pysfu.backend.RoomsBackend` for :class:`~pysfu.admission.Admission`.
+        """
+        worker = self._worker_of(room_id)
+        roles = [
+            p.role
+            for (room, _), p in worker.participants.items()
+            if room == room_id and not p.closed
+        ]
+        return RoomSeats(
+            room_id=room_id,
+            max_participants=self._room_sizes[room_id],
+            has_host=Role.HOST in roles,
+            participants=roles.count(Role.PARTICIPANT),
+        )
+
+    async def leave_unless_connected(
+        self, room_id: str, participant_id: str, reason: str
+    ) -> bool:
+        """Remove a member whose connection is not established; whether it did.
+
+        As :meth:`pysfu.Participant.leave_unless_connected`, in its worker.
+        """
+        worker = self._rooms.get(room_id)
+        if worker is None or (room_id, participant_id) not in worker.participants:
+            return False
+        with contextlib.suppress(WorkerFailed):
+            left = await worker.request(
+                {
+                    "type": "leave_unless_connected",
+                    "room": room_id,
+                    "participant": participant_id,
+                    "reason": reason,
+                }
+            )
+            return bool(left)
+        return False
 
     # ------------------------------------------------------------------
     # events and stats

@@ -110,8 +110,13 @@ class WorkerServer:
             await participant.refuse(error)
         elif kind == "leave":
             await participant.leave(frame.get("reason", "left"))
-            key = (participant.room.id, participant.id)
             self._report_closed(key, participant)  # before the reply, as in-process
+        elif kind == "leave_unless_connected":
+            left = await participant.leave_unless_connected(frame.get("reason", "left"))
+            self._report_closed(key, participant)
+            return left
+        elif kind == "pending_offer":
+            return participant.pending_offer()
         else:
             raise ProtocolError(f"unknown request {kind!r}")
         return None
