@@ -137,10 +137,17 @@ async def assert_tiles(user: User, *names: str) -> None:
 # -- tests --------------------------------------------------------------------------
 
 
+#: the example's rooms in its own process, or in two worker processes
+ROOMS_IN = pytest.mark.parametrize(
+    "rooms_option", [(), ("--workers=2",)], ids=["in-process", "workers"]
+)
+
+
+@ROOMS_IN
 async def test_host_and_participant_see_and_hear_each_other(
-    start_server: Any, browser: Browser
+    start_server: Any, browser: Browser, rooms_option: tuple[str, ...]
 ) -> None:
-    server = start_server()
+    server = start_server(*rooms_option)
     host, guest = await connected_pair(browser, server)
 
     await assert_receives(guest, host)
@@ -192,10 +199,11 @@ async def test_a_participant_leaves_and_another_takes_the_seat(
     await assert_tiles(second, "Alice")
 
 
+@ROOMS_IN
 async def test_the_page_reconnects_its_signalling_and_media_goes_on(
-    start_server: Any, browser: Browser
+    start_server: Any, browser: Browser, rooms_option: tuple[str, ...]
 ) -> None:
-    server = start_server("--reconnect-grace=20")
+    server = start_server("--reconnect-grace=20", *rooms_option)
     host, guest = await connected_pair(browser, server)
 
     await guest.page.evaluate("window.pysfu.dropSignalling()")
