@@ -500,6 +500,7 @@ class Participant:
         return self._add_transceiver(kind, "sendonly")
 
     def _add_transceiver(self, kind: str, direction: str) -> RTCRtpTransceiver:
+        """Every transceiver pysfu adds: its receiver, never run, is slimmed."""
         transceiver = self.pc.addTransceiver(kind, direction=direction)
         rtc.slim_receiver(transceiver.receiver)
         return transceiver

@@ -10,8 +10,9 @@ class WindowedRate:
 
     A drop-in for aiortc's ``RateCounter`` (same ``add``/``rate``/``reset``
     and the same figures, reordered packets included; a sample older than
-    the window is ignored where aiortc's would land in a wrong bucket), which the REMB
-    estimator calls twice per received video packet. aiortc's counter keeps
+    the window is ignored, where aiortc's would land in a wrong bucket),
+    which the REMB estimator calls twice per received video packet.
+    aiortc's counter keeps
     one bucket per millisecond and clears them one by one as time passes: a
     Python loop of one step per millisecond between two packets, about half
     of the estimator's cost. This one keeps the samples themselves and drops
@@ -40,15 +41,14 @@ class WindowedRate:
             self._expire(now_ms)
             if now_ms < self._origin:
                 return  # older than the window: nothing to count
-            if samples and now_ms < samples[-1][0]:
-                # reordered: keep the samples sorted, so they expire in order
-                index = len(samples)
-                while index and samples[index - 1][0] > now_ms:
-                    index -= 1
-                samples.insert(index, (now_ms, value))
-                self._total += value
-                return
-        samples.append((now_ms, value))
+        if samples and now_ms < samples[-1][0]:
+            # reordered: keep the samples sorted, so that they expire in order
+            index = len(samples)
+            while index and samples[index - 1][0] > now_ms:
+                index -= 1
+            samples.insert(index, (now_ms, value))
+        else:
+            samples.append((now_ms, value))
         self._total += value
 
     def rate(self, now_ms: int) -> int | None:
