@@ -38,24 +38,27 @@ def ice_sockets(pc: RTCPeerConnection) -> list[Any]:
     return [p for c in connections.values() for p in c._protocols]
 
 
+def _stat_fields(stat: Path) -> list[str] | None:
+    """The fields of a ``/proc/PID/stat`` after the command name (state first,
+    then the parent's pid), or ``None`` if the process is gone."""
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, IndexError):
+        return None
+
+
 def process_alive(pid: int) -> bool:
     """Running, not merely a zombie waiting for whoever adopted it."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
+    fields = _stat_fields(Path(f"/proc/{pid}/stat"))
+    return fields is not None and fields[0] != "Z"
 
 
 def child_pids(pid: int) -> list[int]:
     """Live processes whose parent is ``pid``."""
     children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, IndexError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
+        fields = _stat_fields(stat)
+        if fields is not None and int(fields[1]) == pid and fields[0] != "Z":
             children.append(int(stat.parent.name))
     return children
 
