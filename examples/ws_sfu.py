@@ -46,16 +46,6 @@ from pysfu.workers import WorkerPool
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_ROOM_SIZE = 50
-STATUS = {
-    "too_many_rooms": 503,
-    "too_many_pending": 503,
-    "unauthorized": 401,
-    "room_not_found": 404,
-    "room_closed": 404,
-    "room_full": 409,
-    "host_taken": 409,
-}
-
 logger = logging.getLogger("ws_sfu")
 
 
@@ -312,7 +302,7 @@ class SfuApp:
             except RoomExists:
                 continue
             except PysfuError as exc:  # too_many_rooms
-                return error(STATUS.get(exc.code, 400), exc.code, str(exc))
+                return error(exc.http_status, exc.code, str(exc))
         base = f"{public_scheme(request)}://{request.host}/r/{slug_path(room_id)}"
         logger.info("room %s created (max %d participants)", room_id, size)
         return reply(
@@ -345,7 +335,7 @@ class SfuApp:
                 host_authorized=self.host_keys.check(bearer(request)),
             )
         except PysfuError as exc:
-            return error(STATUS.get(exc.code, 400), exc.code, str(exc))
+            return error(exc.http_status, exc.code, str(exc))
         scheme = "wss" if public_scheme(request) == "https" else "ws"
         return reply(
             {

@@ -16,7 +16,7 @@ from pysfu.signalling import ClientMessage, ServerMessage, to_json
 from .example_server import ROOT, run_example
 from .helpers import eventually
 from .peers import PeerFactory
-from .ws_client import PARSERS
+from .ws_client import parse_server_message
 
 EXAMPLE = ROOT / "examples" / "http_poll_sfu.py"
 
@@ -49,7 +49,7 @@ class PollClient:
                     assert message["seq"] == self.after + 1, "a message was skipped"
                     self.after = message.pop("seq")
                     self.raw.append(message)
-                    self.inbox.put_nowait(PARSERS[message["type"]](message))
+                    self.inbox.put_nowait(parse_server_message(message))
 
     async def send(self, message: ClientMessage) -> None:
         await self.send_text(to_json(message))

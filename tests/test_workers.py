@@ -20,6 +20,8 @@ import pytest
 
 from pysfu import (
     SFU,
+    ActiveSpeakerChangedEvent,
+    DataMessageEvent,
     DuplicateParticipant,
     HostTaken,
     ParticipantJoinedEvent,
@@ -29,7 +31,9 @@ from pysfu import (
     RoomFull,
     RoomNotFound,
     SFUConfig,
+    SpeakingChangedEvent,
 )
+from pysfu.messages import Speaking
 from pysfu.signalling import (
     Candidate,
     ClientMessage,
@@ -43,13 +47,7 @@ from pysfu.signalling import (
 )
 from pysfu.signalling.adapter import MAX_MESSAGE_LENGTH
 from pysfu.workers import RemoteParticipant, WorkerFailed, WorkerPool
-from pysfu.workers.codec import (
-    error_from_json,
-    error_to_json,
-    event_from_json,
-    event_to_json,
-    server_message_from_json,
-)
+from pysfu.workers.codec import server_message_from_json
 from pysfu.workers.framing import FrameDecoder, FrameError, encode_frame
 
 from .conftest import LOOPBACK
@@ -86,14 +84,7 @@ def test_corrupt_streams_are_refused(data: bytes) -> None:
         FrameDecoder().feed(data)
 
 
-def test_messages_events_and_errors_round_trip() -> None:
-    offer = server_message_from_json({"type": "offer", "sdp": "v=0"})
-    assert offer.sdp == "v=0"  # type: ignore[union-attr]
-    event = ParticipantJoinedEvent("r", "p", "host")
-    assert event_from_json(event_to_json(event)) == event
-    again = error_from_json(error_to_json(RoomFull("room r is full")))
-    assert isinstance(again, RoomFull) and str(again) == "room r is full"
-    assert isinstance(error_from_json(error_to_json(ValueError("x"))), ValueError)
+# Every message, event and error through the codec: tests/test_worker_codec.py
 
 
 # ---------------------------------------------------------------------------
@@ -211,6 +202,69 @@ async def test_rooms_on_two_workers_forward_and_stay_apart(
         lambda: host_b.track_from("guest-b", "video").frames > frames + 10,  # type: ignore[union-attr]
         what="room b still flowing",
     )
+
+
+async def test_speakers_and_data_reach_listeners_and_clients_through_workers(
+    pool: WorkerPool, peers: PeerFactory
+) -> None:
+    """Every kind of event and message crosses the pipe, not only joins.
+
+    The worker pipe once carried a hand-written copy of the message and event
+    lists: ``speaking`` messages and the speaker and data events were dropped
+    as "bad frames", and binary data could not be encoded at all.
+    """
+    events: list[RoomEvent] = []
+    pool.add_listener(events.append)
+    await pool.create_room("s", max_participants=2)
+    host = await join(
+        pool, peers("host", code=1, publish_video=False, tone=440), "s", "host"
+    )
+    listener = await join(
+        pool,
+        peers("listener", code=2, publish_video=False, publish_audio=False),
+        "s",
+    )
+
+    def told(peer: Peer) -> str | None:
+        said = [m for m in peer.messages if isinstance(m, Speaking)]
+        return said[-1].active if said else None
+
+    await eventually(
+        lambda: any(
+            isinstance(e, SpeakingChangedEvent)
+            and (e.room_id, e.participant_id, e.speaking) == ("s", "host", True)
+            for e in events
+        ),
+        what="the pool listener to hear the host speak",
+    )
+    await eventually(
+        lambda: any(
+            isinstance(e, ActiveSpeakerChangedEvent) and e.participant_id == "host"
+            for e in events
+        ),
+        what="the host as the active speaker, at the pool listener",
+    )
+    await eventually(lambda: told(listener) == "host", what="'speaking' to a client")
+    await eventually(lambda: told(host) == "host", what="'speaking' to the speaker")
+
+    # data, binary and text: relayed, and the pool listener sees what was sent
+    channel = await host.wait_channel()
+    await listener.wait_channel()
+    channel.send(b"\x00\xffbinary")
+    channel.send("text ✓")
+    await eventually(
+        lambda: len([e for e in events if isinstance(e, DataMessageEvent)]) == 2,
+        what="both data events at the pool listener",
+    )
+    relayed = [
+        (e.participant_id, e.data, e.recipients)
+        for e in events
+        if isinstance(e, DataMessageEvent)
+    ]
+    assert relayed == [
+        ("host", b"\x00\xffbinary", ("listener",)),
+        ("host", "text ✓", ("listener",)),
+    ]
 
 
 async def test_close_tells_everyone_and_leaks_nothing(peers: PeerFactory) -> None:

@@ -4,38 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import fields
 from typing import Any
 
 import aiohttp
 
-from pysfu.signalling import (
-    ClientMessage,
-    Error,
-    Joined,
-    Offer,
-    ParticipantJoined,
-    ParticipantLeft,
-    RoomClosed,
-    ServerMessage,
-    Speaking,
-    to_json,
-)
+from pysfu.messages import ClientMessage, ServerMessage, to_json
+from pysfu.workers.codec import SERVER_MESSAGE_TYPES
 
 from .example_server import HOST_KEY
 
-PARSERS = {
-    "joined": lambda m: Joined(
-        m["room"], m["participant_id"], m["role"], m["participants"]
-    ),
-    "offer": lambda m: Offer(m["sdp"]),
-    "participant-joined": lambda m: ParticipantJoined(
-        m["participant_id"], m["role"], m["name"]
-    ),
-    "participant-left": lambda m: ParticipantLeft(m["participant_id"], m["role"]),
-    "room-closed": lambda m: RoomClosed(m["reason"]),
-    "speaking": lambda m: Speaking(m["speakers"], m["active"]),
-    "error": lambda m: Error(m["code"], m["message"]),
-}
+
+def parse_server_message(data: dict[str, Any]) -> ServerMessage:
+    """The message a JSON object from the server describes; every field of
+    its class must be present (KeyError otherwise: the server left one out)."""
+    cls = SERVER_MESSAGE_TYPES[data["type"]]
+    message: ServerMessage = cls(**{f.name: data[f.name] for f in fields(cls)})
+    return message
 
 
 async def create_room(
@@ -84,7 +69,7 @@ class WsClient:
                 data["sdp"] = data["sdp"].replace(
                     "a=ice-pwd:REDACTED", f"a=ice-pwd:{self.password}"
                 )
-            self.inbox.put_nowait(PARSERS[data["type"]](data))
+            self.inbox.put_nowait(parse_server_message(data))
         self.closed.set()
 
     async def send(self, message: ClientMessage) -> None:

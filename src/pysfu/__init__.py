@@ -26,9 +26,11 @@ from .errors import (
     RoomExists,
     RoomFull,
     RoomNotFound,
+    SignallingError,
     TooManyPending,
     TooManyRooms,
     Unauthorized,
+    WorkerFailed,
 )
 from .events import (
     ActiveSpeakerChangedEvent,
@@ -97,6 +99,7 @@ __all__ = [
     "RoomStats",
     "SFUConfig",
     "SFUStats",
+    "SignallingError",
     "SpeakerConfig",
     "SpeakingChangedEvent",
     "Subscription",
@@ -106,6 +109,7 @@ __all__ = [
     "TrackPublishedEvent",
     "TrackUnpublishedEvent",
     "Unauthorized",
+    "WorkerFailed",
     "everyone_else",
     "host_only",
 ]

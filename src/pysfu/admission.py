@@ -29,6 +29,7 @@ from typing import Generic
 
 from .answering import ClientOffer
 from .backend import P, RoomsBackend
+from .digests import secret_digest as _digest
 from .errors import (
     CredentialError,
     CredentialExpired,
@@ -41,7 +42,7 @@ from .errors import (
     Unauthorized,
 )
 from .participant import Role
-from .signalling.adapter import Outbox
+from .ports import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -111,10 +112,6 @@ class JoinGrant:
     credentials: IceCredentials
     expires_at: float
     used: bool = False
-
-
-def _digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
 
 
 def redact_ice_password(sdp: str) -> str:

@@ -38,6 +38,13 @@ from .forwarding import Forwarder
 if TYPE_CHECKING:
     from .participant import Participant
 
+__all__ = [
+    "Answerer",
+    "ClientOffer",
+    "Purpose",
+    "Slot",
+]
+
 logger = logging.getLogger(__name__)
 
 

@@ -15,7 +15,12 @@ from typing import Protocol, TypeVar
 from .answering import ClientOffer
 from .config import SFUConfig
 from .participant import Role
-from .signalling.adapter import Outbox, SessionParticipant
+from .ports import Outbox, SessionParticipant
+
+__all__ = [
+    "RoomSeats",
+    "RoomsBackend",
+]
 
 #: The kind of participant a backend's :meth:`RoomsBackend.join` returns.
 P = TypeVar("P", bound=SessionParticipant, covariant=True)

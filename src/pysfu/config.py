@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+__all__ = [
+    "DEFAULT_FORWARDED_EXTENSIONS",
+    "ForwardingConfig",
+    "IceConfig",
+    "IceServer",
+    "LimitsConfig",
+    "SFUConfig",
+    "SpeakerConfig",
+]
+
 
 @dataclass(frozen=True)
 class IceServer:

@@ -33,12 +33,22 @@ from typing import TYPE_CHECKING, Any
 from . import _aiortc as rtc
 from .config import LimitsConfig
 from .events import DataDroppedEvent
+from .messages import Error
 from .ratelimit import TokenBucket
-from .signalling.messages import Error
 from .stats import DataChannelStats
 
 if TYPE_CHECKING:
     from .participant import Participant
+
+__all__ = [
+    "CHANNEL_LABEL",
+    "DataChannel",
+    "DataCounters",
+    "DataFilter",
+    "envelope",
+    "message_size",
+    "open_envelope",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "ActiveSpeakerChangedEvent",
+    "DataDroppedEvent",
+    "DataMessageEvent",
+    "ParticipantJoinedEvent",
+    "ParticipantLeftEvent",
+    "RoomClosedEvent",
+    "RoomEvent",
+    "SpeakingChangedEvent",
+    "TrackPublishedEvent",
+    "TrackUnpublishedEvent",
+]
+
 
 @dataclass(frozen=True)
 class ParticipantJoinedEvent:

@@ -21,6 +21,11 @@ from .room import SFU
 from .stats import SFUStats, Totals
 from .workers import WorkerPool
 
+__all__ = [
+    "PoolCollector",
+    "SFUCollector",
+]
+
 
 class SFUCollector(Collector):
     """Exposes rooms, participants, tracks and packet counters of one SFU."""

@@ -18,7 +18,11 @@ from collections.abc import Awaitable, Callable
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from ._aiortc import answer_problem
-from .signalling.messages import SignallingError
+from .errors import SignallingError
+
+__all__ = [
+    "Negotiator",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -26,21 +26,22 @@ from ._slots import sleep_slotted
 from .answering import Answerer, ClientOffer
 from .config import SFUConfig
 from .datachannel import CHANNEL_LABEL, DataChannel
+from .errors import SignallingError
 from .forwarding import CodecInfo, DownTrack, Forwarder
 from .forwarding.downtrack import StreamPosition
 from .forwarding.packet import extension_id_table
-from .negotiation import Negotiator
-from .ratelimit import TokenBucket
-from .signalling.adapter import Outbox
-from .signalling.messages import (
+from .messages import (
     Answer,
     Candidate,
     ClientMessage,
+    Error,
     Leave,
     Offer,
     ServerMessage,
-    SignallingError,
 )
+from .negotiation import Negotiator
+from .ports import Outbox
+from .ratelimit import TokenBucket
 from .stats import ParticipantStats
 
 if TYPE_CHECKING:
@@ -255,7 +256,11 @@ class Participant:
 
     async def within_rate_limit(self) -> bool:
         """Count one client message against the rate limit; False: drop it."""
-        return await self._rate.admit(self.refuse)
+        if self._rate.allow():
+            return True
+        if self._rate.should_warn():  # told at most once per second
+            await self.refuse(SignallingError("rate_limited", "too many messages"))
+        return False
 
     async def handle_unlimited(self, message: ClientMessage) -> None:
         """:meth:`handle` for a message already counted by :meth:`within_rate_limit`."""
@@ -277,7 +282,7 @@ class Participant:
         """Answer a client message the server cannot accept with an error."""
         self.signalling_errors += 1
         logger.debug("%s: refused a message: %s", self, error.code)
-        await self.send(error.to_message())
+        await self.send(Error.of(error))
 
     def pending_offer(self) -> str | None:
         """The SDP of the offer waiting for the client's answer, if any.

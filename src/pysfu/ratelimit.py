@@ -1,11 +1,15 @@
-"""A token bucket, for limiting how fast one client may send signalling."""
+"""A token bucket, for limiting how fast one client may send signalling.
+
+It only counts: the caller decides what a refusal looks like (an ``error``
+message for signalling, a dropped data channel message).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from .signalling.messages import SignallingError
+__all__ = ["TokenBucket"]
 
 
 class TokenBucket:
@@ -37,13 +41,4 @@ class TokenBucket:
         if now - self._last_warning >= 1.0:
             self._last_warning = now
             return True
-        return False
-
-    async def admit(self, refuse: Callable[[SignallingError], Awaitable[None]]) -> bool:
-        """Count one client message: False means drop it, and the client is
-        told (``rate_limited``, through ``refuse``) at most once per second."""
-        if self.allow():
-            return True
-        if self.should_warn():
-            await refuse(SignallingError("rate_limited", "too many messages"))
         return False

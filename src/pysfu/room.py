@@ -32,11 +32,20 @@ from .events import (
     TrackUnpublishedEvent,
 )
 from .forwarding import DownTrack, Forwarder
+from .messages import Joined, ParticipantJoined, ParticipantLeft, RoomClosed
 from .participant import Participant, Role
-from .signalling.adapter import Outbox
-from .signalling.messages import Joined, ParticipantJoined, ParticipantLeft, RoomClosed
+from .ports import Outbox
 from .speaker import SpeakerMonitor
 from .stats import RoomStats, SFUStats, SubscriptionStats, Totals
+
+__all__ = [
+    "SFU",
+    "EligibilityPolicy",
+    "Room",
+    "RoomListener",
+    "everyone_else",
+    "host_only",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,15 @@ import math
 import secrets
 from urllib.parse import quote
 
+__all__ = [
+    "DEFAULT_EMOJI_LENGTH",
+    "EMOJI_ALPHABET",
+    "ascii_slug",
+    "emoji_slug",
+    "slug_bits",
+    "slug_path",
+]
+
 _EMOJI_RANGES = (
     (0x1F330, 0x1F335),  # chestnut, seedling, trees, cactus
     (0x1F345, 0x1F37C),  # food and drink

@@ -23,12 +23,20 @@ from ._slots import sleep_slotted
 from .config import SpeakerConfig
 from .events import ActiveSpeakerChangedEvent, SpeakingChangedEvent
 from .forwarding.packet import audio_level
-from .signalling.messages import Speaking
+from .messages import Speaking
 
 if TYPE_CHECKING:
     from .forwarding import Forwarder
     from .participant import Participant
     from .room import Room
+
+__all__ = [
+    "AUDIO_LEVEL_URI",
+    "SILENCE",
+    "SpeakerDetector",
+    "SpeakerMonitor",
+    "SpeakerUpdate",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,16 @@ if TYPE_CHECKING:
     from .participant import Participant
     from .room import SFU, Room
 
+__all__ = [
+    "DataChannelStats",
+    "ParticipantStats",
+    "PublishedTrackStats",
+    "RoomStats",
+    "SFUStats",
+    "SubscriptionStats",
+    "Totals",
+]
+
 
 @dataclass(frozen=True)
 class PublishedTrackStats:

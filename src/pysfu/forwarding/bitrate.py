@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections import deque
 
+__all__ = [
+    "WindowedRate",
+]
+
 
 class WindowedRate:
     """Bytes received over the last ``window_ms`` milliseconds, as a rate.

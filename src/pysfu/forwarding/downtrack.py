@@ -14,6 +14,14 @@ from .packet import remap_extension_ids, rewrite_header
 if TYPE_CHECKING:
     from .forwarder import Forwarder
 
+__all__ = [
+    "DownTrack",
+    "DownTrackStats",
+    "RewritingSink",
+    "RtpSink",
+    "StreamPosition",
+]
+
 # A jump larger than this in the publisher's sequence numbers means the source
 # restarted (new encoder, reconnect): re-base instead of leaving a hole.
 _SEQUENCE_JUMP = 3000

@@ -18,6 +18,16 @@ from .packet import KEYFRAME_DETECTORS, payload_offset
 if TYPE_CHECKING:
     from .downtrack import DownTrack
 
+__all__ = [
+    "ABS_SEND_TIME_URI",
+    "CodecInfo",
+    "Forwarder",
+    "ForwarderStats",
+    "RtcpOutput",
+    "RtpHeaderLike",
+    "SenderReport",
+]
+
 logger = logging.getLogger(__name__)
 
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"

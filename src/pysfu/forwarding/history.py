@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "PacketHistory",
+]
+
 
 class PacketHistory:
     """The last ``size`` packets of a stream, indexed by sequence number.

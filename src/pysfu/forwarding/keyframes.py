@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+__all__ = [
+    "KeyframeRequester",
+]
+
 
 class KeyframeRequester:
     """Sends at most one keyframe request (PLI) per ``min_interval`` seconds.

@@ -11,6 +11,21 @@ import struct
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
+__all__ = [
+    "DROP",
+    "KEYFRAME_DETECTORS",
+    "audio_level",
+    "av1_starts_keyframe",
+    "extension_id_table",
+    "h264_starts_keyframe",
+    "header_extension",
+    "payload_offset",
+    "remap_extension_ids",
+    "rewrite_header",
+    "vp8_starts_keyframe",
+    "vp9_starts_keyframe",
+]
+
 _HEADER = struct.Struct("!HII")  # sequence number, timestamp, SSRC at offset 2
 
 #: Value in an extension id table meaning "drop this extension".

@@ -1,8 +1,11 @@
-"""Signalling: typed messages and the seam transport adapters plug into."""
+"""Signalling adapters: the transports between clients and the core.
 
-from .adapter import Outbox, deliver_json
-from .memory import MemoryClient, MemorySignalling
-from .messages import (
+The vocabulary itself lives in :mod:`pysfu.messages` and the core's port
+types in :mod:`pysfu.ports`; both are re-exported here, as they were defined
+here before, so ``from pysfu.signalling import Offer`` keeps working.
+"""
+
+from ..messages import (
     Answer,
     Candidate,
     ClientMessage,
@@ -19,6 +22,9 @@ from .messages import (
     parse_client_message,
     to_json,
 )
+from ..ports import Outbox
+from .adapter import deliver_json
+from .memory import MemoryClient, MemorySignalling
 
 __all__ = [
     "Answer",

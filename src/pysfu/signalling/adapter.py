@@ -16,44 +16,17 @@ does three things:
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import Protocol
 
-from .messages import (
-    MAX_SDP_LENGTH,
-    ClientMessage,
-    ServerMessage,
-    SignallingError,
-    parse_client_message,
-)
+from ..messages import MAX_SDP_LENGTH, SignallingError, parse_client_message
+from ..ports import Outbox, SessionParticipant, SignallingTarget
 
-#: Called by the core with each message for one client. It should not block
-#: for long (queue the message if the transport is slow); if it raises, the
-#: message is dropped and the participant carries on.
-Outbox = Callable[[ServerMessage], Awaitable[None]]
-
-
-class SignallingTarget(Protocol):
-    """What :func:`deliver_json` needs: a :class:`pysfu.Participant`, or a
-    :class:`pysfu.workers.RemoteParticipant` whose connection is in a worker."""
-
-    async def within_rate_limit(self) -> bool: ...
-    async def refuse(self, error: SignallingError) -> None: ...
-    async def handle_unlimited(self, message: ClientMessage) -> None: ...
-
-
-class SessionParticipant(SignallingTarget, Protocol):
-    """What an adapter needs for a whole session: a :class:`pysfu.Participant`
-    or a :class:`pysfu.workers.RemoteParticipant`."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def closed(self) -> bool: ...
-    async def leave(self, reason: str = "left") -> None: ...
-    async def wait_closed(self) -> None: ...
-    async def fetch_pending_offer(self) -> str | None: ...
-
+__all__ = [
+    "MAX_MESSAGE_LENGTH",
+    "Outbox",
+    "SessionParticipant",
+    "SignallingTarget",
+    "deliver_json",
+]
 
 #: Largest JSON text accepted from a client.
 MAX_MESSAGE_LENGTH = MAX_SDP_LENGTH + 4096

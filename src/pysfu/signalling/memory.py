@@ -9,11 +9,16 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, TypeVar
 
-from .messages import ClientMessage, ServerMessage
+from ..messages import ClientMessage, ServerMessage
 
 if TYPE_CHECKING:
     from ..participant import Participant
     from ..room import Room
+
+__all__ = [
+    "MemoryClient",
+    "MemorySignalling",
+]
 
 M = TypeVar("M")
 

@@ -1,174 +1,39 @@
-"""Typed signalling messages shared by every adapter.
+"""Moved to :mod:`pysfu.messages`; this name is kept so old imports work."""
 
-Each message has a JSON form (``to_json()``/``parse_client_message``) that the
-WebSocket adapter and browser client use; in-process adapters pass the
-dataclasses directly. Negotiation is server-driven: the server sends every
-offer and the client only answers (see :mod:`pysfu.negotiation`).
-"""
-
-from __future__ import annotations
-
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
-
-# ---------------------------------------------------------------------------
-# client -> server
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The client's SDP answer to the server's latest offer."""
-
-    sdp: str
-    type: ClassVar[str] = "answer"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A trickled ICE candidate of the client (``candidate: ""`` ends trickling)."""
-
-    candidate: str
-    sdp_mid: str | None = None
-    sdp_mline_index: int | None = None
-    type: ClassVar[str] = "candidate"
-
-
-@dataclass(frozen=True)
-class Leave:
-    """The client leaves the room."""
-
-    type: ClassVar[str] = "leave"
-
-
-ClientMessage = Answer | Candidate | Leave
-
-# ---------------------------------------------------------------------------
-# server -> client
-
-
-@dataclass(frozen=True)
-class Joined:
-    """Sent once, first: who the client is and who is already in the room."""
-
-    room: str
-    participant_id: str
-    role: str
-    participants: list[dict[str, str]] = field(default_factory=list)
-    type: ClassVar[str] = "joined"
-
-
-@dataclass(frozen=True)
-class Offer:
-    """An SDP offer from the server; the client must reply with an Answer."""
-
-    sdp: str
-    type: ClassVar[str] = "offer"
-
-
-@dataclass(frozen=True)
-class ParticipantJoined:
-    participant_id: str
-    role: str
-    name: str = ""
-    type: ClassVar[str] = "participant-joined"
-
-
-@dataclass(frozen=True)
-class ParticipantLeft:
-    participant_id: str
-    role: str
-    type: ClassVar[str] = "participant-left"
-
-
-@dataclass(frozen=True)
-class RoomClosed:
-    reason: str
-    type: ClassVar[str] = "room-closed"
-
-
-@dataclass(frozen=True)
-class Speaking:
-    """Who speaks, sent when it changes: ``speakers`` (loudest first) are
-    ``{"participant_id", "level"}`` objects (level: dBov, -127..0), ``active``
-    the participant to highlight, or ``None`` in silence. A client only hears
-    about participants it receives (and itself)."""
-
-    speakers: list[dict[str, Any]] = field(default_factory=list)
-    active: str | None = None
-    type: ClassVar[str] = "speaking"
-
-
-@dataclass(frozen=True)
-class Error:
-    """A problem with something the client sent; ``code`` is machine-readable."""
-
-    code: str
-    message: str
-    type: ClassVar[str] = "error"
-
-
-ServerMessage = (
-    Joined | Offer | ParticipantJoined | ParticipantLeft | RoomClosed | Speaking | Error
+from ..messages import (
+    MAX_SDP_LENGTH,
+    Answer,
+    Candidate,
+    ClientMessage,
+    Error,
+    Joined,
+    Leave,
+    Offer,
+    ParticipantJoined,
+    ParticipantLeft,
+    RoomClosed,
+    ServerMessage,
+    SignallingError,
+    Speaking,
+    parse_client_message,
+    to_json,
 )
 
-
-def to_json(message: ClientMessage | ServerMessage) -> dict[str, Any]:
-    """The JSON object form of a message: its fields plus ``"type"``."""
-    return {"type": message.type, **asdict(message)}
-
-
-class SignallingError(Exception):
-    """A client message the server cannot accept; becomes an :class:`Error` reply."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def to_message(self) -> Error:
-        return Error(code=self.code, message=self.message)
-
-
-#: Largest SDP accepted, in characters (a browser offer with audio+video is ~5 kB).
-MAX_SDP_LENGTH = 64 * 1024
-
-
-def _string(obj: Mapping[str, Any], key: str, *, optional: bool = False) -> Any:
-    value = obj.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise SignallingError("bad_message", f"'{key}' must be a string")
-    return value
-
-
-def parse_client_message(obj: object) -> ClientMessage:
-    """Validate a decoded JSON value and build the client message it describes.
-
-    Raises :class:`SignallingError` with a specific code for anything else.
-    """
-    if not isinstance(obj, Mapping):
-        raise SignallingError("bad_message", "a message must be a JSON object")
-    kind = obj.get("type")
-    if kind == "answer":
-        sdp = _string(obj, "sdp")
-        if len(sdp) > MAX_SDP_LENGTH:
-            raise SignallingError("bad_sdp", "the SDP is too large")
-        return Answer(sdp=sdp)
-    if kind == "candidate":
-        index = obj.get("sdp_mline_index")
-        if index is not None and (
-            not isinstance(index, int) or isinstance(index, bool)
-        ):
-            raise SignallingError("bad_message", "'sdp_mline_index' must be an integer")
-        return Candidate(
-            candidate=_string(obj, "candidate"),
-            sdp_mid=_string(obj, "sdp_mid", optional=True),
-            sdp_mline_index=index,
-        )
-    if kind == "leave":
-        return Leave()
-    if isinstance(kind, str):
-        raise SignallingError("unknown_type", f"unknown message type {kind[:40]!r}")
-    raise SignallingError("bad_message", "'type' must be a string")
+__all__ = [
+    "MAX_SDP_LENGTH",
+    "Answer",
+    "Candidate",
+    "ClientMessage",
+    "Error",
+    "Joined",
+    "Leave",
+    "Offer",
+    "ParticipantJoined",
+    "ParticipantLeft",
+    "RoomClosed",
+    "ServerMessage",
+    "SignallingError",
+    "Speaking",
+    "parse_client_message",
+    "to_json",
+]

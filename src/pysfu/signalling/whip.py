@@ -35,7 +35,6 @@ client that vanishes without ``DELETE`` is removed by ICE consent
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 import re
@@ -48,6 +47,7 @@ from aiohttp import web
 from ..admission import Admission, HostKeys, JoinGrant
 from ..answering import ClientOffer, Purpose
 from ..config import IceServer
+from ..digests import secret_digest as _digest
 from ..errors import (
     BadOffer,
     CredentialError,
@@ -55,10 +55,20 @@ from ..errors import (
     PysfuError,
     RoomNotFound,
 )
+from ..messages import Candidate, ServerMessage, SignallingError
 from ..participant import Participant, Role
 from ..room import SFU
 from ..slugs import EMOJI_ALPHABET
-from .messages import Candidate, ServerMessage, SignallingError
+
+__all__ = [
+    "MAX_BODY",
+    "SDP",
+    "SDP_FRAGMENT",
+    "WhipEndpoint",
+    "WhipSession",
+    "link_header",
+    "valid_slug",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,20 +77,6 @@ SDP_FRAGMENT = "application/trickle-ice-sdpfrag"
 #: Largest offer or SDP fragment accepted, in bytes.
 MAX_BODY = 64 * 1024
 _ASCII_SLUG = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_STATUS = {
-    "too_many_rooms": 503,
-    "too_many_pending": 503,
-    "unauthorized": 401,
-    "room_not_found": 404,
-    "room_closed": 404,
-    "room_full": 409,
-    "host_taken": 409,
-    "duplicate_participant": 409,
-    "credential_unknown": 401,
-    "credential_used": 410,
-    "credential_expired": 410,
-    "bad_offer": 422,
-}
 
 
 def valid_slug(slug: str) -> bool:
@@ -100,10 +96,6 @@ def link_header(server: IceServer) -> str:
     return value
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
-
-
 class _Refused(Exception):
     """An HTTP error with a text body saying why."""
 
@@ -115,7 +107,7 @@ class _Refused(Exception):
 
 
 def _refused_for(exc: PysfuError) -> _Refused:
-    return _Refused(_STATUS.get(exc.code, 400), f"{exc.code}: {exc}")
+    return _Refused(exc.http_status, f"{exc.code}: {exc}")
 
 
 @dataclass(eq=False)

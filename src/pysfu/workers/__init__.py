@@ -1,5 +1,6 @@
 """Spread rooms over worker processes, one per core (see :class:`WorkerPool`)."""
 
-from .pool import RemoteParticipant, WorkerFailed, WorkerPool
+from ..errors import WorkerFailed
+from .pool import RemoteParticipant, WorkerPool
 
 __all__ = ["RemoteParticipant", "WorkerFailed", "WorkerPool"]

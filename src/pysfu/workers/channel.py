@@ -10,6 +10,10 @@ from typing import Any
 
 from .framing import FrameDecoder, encode_frame
 
+__all__ = [
+    "FrameChannel",
+]
+
 
 class FrameChannel:
     """Sends and receives framed JSON objects over one connected socket.

@@ -9,27 +9,15 @@ from __future__ import annotations
 
 import base64
 import pickle
+import types
+import typing
 from dataclasses import asdict, fields
 from typing import Any
 
 from .. import errors
-from ..events import (
-    ParticipantJoinedEvent,
-    ParticipantLeftEvent,
-    RoomClosedEvent,
-    RoomEvent,
-    TrackPublishedEvent,
-    TrackUnpublishedEvent,
-)
-from ..signalling.messages import (
-    Error,
-    Joined,
-    Offer,
-    ParticipantJoined,
-    ParticipantLeft,
-    RoomClosed,
-    ServerMessage,
-)
+from ..errors import ProtocolError
+from ..events import RoomEvent
+from ..messages import ServerMessage
 from ..stats import (
     ParticipantStats,
     PublishedTrackStats,
@@ -39,29 +27,50 @@ from ..stats import (
     Totals,
 )
 
-_SERVER_MESSAGES: dict[str, type[ServerMessage]] = {
-    cls.type: cls
-    for cls in (Joined, Offer, ParticipantJoined, ParticipantLeft, RoomClosed, Error)
+__all__ = [
+    "BYTES_TAG",
+    "EVENT_TYPES",
+    "SERVER_MESSAGE_TYPES",
+    "ProtocolError",
+    "add_totals",
+    "dump_object",
+    "error_from_json",
+    "error_to_json",
+    "event_from_json",
+    "event_to_json",
+    "load_object",
+    "server_message_from_json",
+    "server_message_to_json",
+    "stats_from_json",
+    "stats_to_json",
+    "totals_to_json",
+]
+
+# Derived from the unions, never listed by hand: a new message or event
+# crosses the pipe as soon as it joins its union.
+#: Every server message class, by its ``type``.
+SERVER_MESSAGE_TYPES: dict[str, type[ServerMessage]] = {
+    cls.type: cls for cls in typing.get_args(ServerMessage)
 }
-_EVENTS: dict[str, type[RoomEvent]] = {
-    cls.__name__: cls
-    for cls in (
-        ParticipantJoinedEvent,
-        ParticipantLeftEvent,
-        TrackPublishedEvent,
-        TrackUnpublishedEvent,
-        RoomClosedEvent,
-    )
+#: Every room event class, by its class name.
+EVENT_TYPES: dict[str, type[RoomEvent]] = {
+    cls.__name__: cls for cls in typing.get_args(RoomEvent)
 }
 
+#: The key of the one-key object that stands for a ``bytes`` value
+#: (a binary data channel message), whose value is its base64 text.
+BYTES_TAG = "$b64"
 
-class ProtocolError(ValueError):
-    """A frame from the other side does not have the expected shape."""
+
+def server_message_to_json(message: ServerMessage) -> dict[str, Any]:
+    """A server message as a JSON object: its fields plus ``"type"``."""
+    return {"type": message.type, **_encode(asdict(message))}
 
 
 def server_message_from_json(obj: dict[str, Any]) -> ServerMessage:
-    """Rebuild a server message from ``pysfu.signalling.to_json``'s output."""
-    cls = _SERVER_MESSAGES.get(obj.get("type", ""))
+    """Rebuild a server message from :func:`server_message_to_json`'s output
+    (or ``pysfu.messages.to_json``'s, the same for messages without bytes)."""
+    cls = SERVER_MESSAGE_TYPES.get(obj.get("type", ""))
     if cls is None:
         raise ProtocolError(f"unknown server message type {obj.get('type')!r}")
     message: ServerMessage = _build(cls, obj)
@@ -69,29 +78,76 @@ def server_message_from_json(obj: dict[str, Any]) -> ServerMessage:
 
 
 def event_to_json(event: RoomEvent) -> dict[str, Any]:
-    return {"event": type(event).__name__, **asdict(event)}
+    """A room event as a JSON object: its fields plus ``"event"`` (the class)."""
+    return {"event": type(event).__name__, **_encode(asdict(event))}
 
 
 def event_from_json(obj: dict[str, Any]) -> RoomEvent:
-    cls = _EVENTS.get(obj.get("event", ""))
+    """Rebuild a room event from :func:`event_to_json`'s output."""
+    cls = EVENT_TYPES.get(obj.get("event", ""))
     if cls is None:
         raise ProtocolError(f"unknown event {obj.get('event')!r}")
     event: RoomEvent = _build(cls, obj)
     return event
 
 
+def _encode(value: Any) -> Any:
+    """``value`` with every ``bytes`` replaced by a tagged object (JSON has none)."""
+    if isinstance(value, bytes):
+        return {BYTES_TAG: base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dict):
+        return {key: _encode(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(item) for item in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and BYTES_TAG in value:
+            try:
+                return base64.b64decode(value[BYTES_TAG], validate=True)
+            except (ValueError, TypeError) as exc:
+                raise ProtocolError(f"bad bytes value: {exc}") from exc
+        return {key: _decode(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decode(item) for item in value]
+    return value
+
+
+def _is_tuple_type(hint: Any) -> bool:
+    """Whether a field annotation is a tuple (or a union with one): JSON
+    turns tuples into lists, and a frozen dataclass must get its tuple back."""
+    if typing.get_origin(hint) is tuple:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_is_tuple_type(arg) for arg in typing.get_args(hint))
+    return False
+
+
 def _build(cls: type[Any], obj: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in obj:
+            continue
+        value = _decode(obj[f.name])
+        if isinstance(value, list) and _is_tuple_type(hints.get(f.name)):
+            value = tuple(value)
+        values[f.name] = value
     try:
-        return cls(**{f.name: obj[f.name] for f in fields(cls) if f.name in obj})
+        return cls(**values)
     except TypeError as exc:
         raise ProtocolError(f"bad {cls.__name__}: {exc}") from exc
 
 
 def stats_to_json(stats: SFUStats) -> list[dict[str, Any]]:
+    """Every room's stats snapshot as JSON objects."""
     return [asdict(room) for room in stats.rooms]
 
 
 def stats_from_json(rooms: list[dict[str, Any]]) -> tuple[RoomStats, ...]:
+    """Rebuild the room snapshots :func:`stats_to_json` wrote."""
     return tuple(_room_stats(room) for room in rooms)
 
 
@@ -118,6 +174,7 @@ def _room_stats(obj: dict[str, Any]) -> RoomStats:
 
 
 def totals_to_json(totals: Totals) -> dict[str, Any]:
+    """Cumulative counters as a JSON object (see :func:`add_totals`)."""
     return asdict(totals)
 
 
@@ -141,7 +198,10 @@ def error_to_json(exc: BaseException) -> dict[str, str]:
         kind = "ValueError"
     else:
         kind = "PysfuError"
-    return {"type": kind, "message": str(exc)}
+    obj = {"type": kind, "message": str(exc)}
+    if isinstance(exc, errors.SignallingError):
+        obj["code"] = exc.code  # per instance, unlike the other classes
+    return obj
 
 
 def error_from_json(obj: dict[str, Any]) -> Exception:
@@ -149,6 +209,8 @@ def error_from_json(obj: dict[str, Any]) -> Exception:
     kind, message = str(obj.get("type")), str(obj.get("message", ""))
     if kind == "ValueError":
         return ValueError(message)
+    if kind == "SignallingError":
+        return errors.SignallingError(str(obj.get("code", "bad_message")), message)
     cls = getattr(errors, kind, None)
     if isinstance(cls, type) and issubclass(cls, errors.PysfuError):
         return cls(message)
@@ -165,4 +227,5 @@ def dump_object(value: object) -> str:
 
 
 def load_object(text: str) -> Any:
+    """The value :func:`dump_object` wrote."""
     return pickle.loads(base64.b64decode(text))

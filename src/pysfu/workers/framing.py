@@ -13,14 +13,14 @@ import json
 import struct
 from typing import Any
 
+from ..errors import FrameError
+
+__all__ = ["MAX_FRAME", "FrameDecoder", "FrameError", "encode_frame"]
+
 _HEADER = struct.Struct("!I")
 #: Largest frame body accepted, in bytes. A frame carries one signalling
 #: message (an SDP of at most 64 KiB, plus JSON escaping) or a stats snapshot.
 MAX_FRAME = 16 * 1024 * 1024
-
-
-class FrameError(ValueError):
-    """The byte stream is not a valid sequence of frames; the peer is broken."""
 
 
 def encode_frame(obj: dict[str, Any]) -> bytes:

@@ -27,27 +27,22 @@ from ..backend import RoomSeats
 from ..config import SFUConfig
 from ..errors import (
     DuplicateParticipant,
-    PysfuError,
+    ProtocolError,
     RoomExists,
     RoomNotFound,
+    SignallingError,
     TooManyRooms,
+    WorkerFailed,
 )
 from ..events import RoomClosedEvent, RoomEvent
+from ..messages import ClientMessage, RoomClosed, ServerMessage, to_json
 from ..participant import Role
+from ..ports import Outbox
 from ..ratelimit import TokenBucket
 from ..room import EligibilityPolicy, everyone_else
-from ..signalling.adapter import Outbox
-from ..signalling.messages import (
-    ClientMessage,
-    RoomClosed,
-    ServerMessage,
-    SignallingError,
-    to_json,
-)
 from ..stats import SFUStats, Totals
 from .channel import FrameChannel
 from .codec import (
-    ProtocolError,
     add_totals,
     dump_object,
     error_from_json,
@@ -57,6 +52,15 @@ from .codec import (
 )
 from .framing import FrameError
 
+__all__ = [
+    "START_TIMEOUT",
+    "STOP_TIMEOUT",
+    "PoolListener",
+    "RemoteParticipant",
+    "WorkerPool",
+    "WorkerProcess",
+]
+
 logger = logging.getLogger(__name__)
 
 PoolListener = Callable[[RoomEvent], None]
@@ -64,12 +68,6 @@ PoolListener = Callable[[RoomEvent], None]
 #: Seconds a worker gets to start, and to close its rooms on shutdown.
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-
-
-class WorkerFailed(PysfuError):
-    """The worker process holding the room died; its rooms are gone."""
-
-    code = "worker_failed"
 
 
 class RemoteParticipant:
@@ -117,7 +115,11 @@ class RemoteParticipant:
 
     async def within_rate_limit(self) -> bool:
         """Count one client message against the rate limit; False: drop it."""
-        return await self._rate.admit(self.refuse)
+        if self._rate.allow():
+            return True
+        if self._rate.should_warn():  # told at most once per second
+            await self.refuse(SignallingError("rate_limited", "too many messages"))
+        return False
 
     async def handle_unlimited(self, message: ClientMessage) -> None:
         """:meth:`handle` for a message already counted by :meth:`within_rate_limit`."""

@@ -19,25 +19,26 @@ import logging
 import socket
 from typing import Any
 
-from ..errors import PysfuError
+from ..errors import ProtocolError, PysfuError, SignallingError
 from ..events import RoomEvent
+from ..messages import ServerMessage, parse_client_message
 from ..participant import Participant
 from ..room import SFU
-from ..signalling.messages import (
-    ServerMessage,
-    SignallingError,
-    parse_client_message,
-    to_json,
-)
 from .channel import FrameChannel
 from .codec import (
-    ProtocolError,
     error_to_json,
     event_to_json,
     load_object,
+    server_message_to_json,
     stats_to_json,
     totals_to_json,
 )
+
+__all__ = [
+    "WorkerServer",
+    "main",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class WorkerServer:
                     "type": "out",
                     "room": room_id,
                     "participant": participant_id,
-                    "message": to_json(message),
+                    "message": server_message_to_json(message),
                 }
             )
 
