@@ -96,3 +96,17 @@ def test_every_public_module_lists_what_it_exports(name: str) -> None:
     assert not missing, f"listed but not there: {missing}"
     unlisted = defined_public_names(module) - set(listed)
     assert not unlisted, f"defined and public but not in __all__: {sorted(unlisted)}"
+
+
+def test_the_old_homes_of_the_vocabulary_still_work() -> None:
+    """Code written against pysfu.signalling keeps importing the same objects."""
+    from pysfu import messages, ports, signalling
+    from pysfu.signalling import adapter
+    from pysfu.signalling import messages as old_messages
+
+    for name in old_messages.__all__:
+        assert getattr(old_messages, name) is getattr(messages, name)
+    for name in set(messages.__all__) & set(signalling.__all__):
+        assert getattr(signalling, name) is getattr(messages, name)
+    assert signalling.Outbox is adapter.Outbox is ports.Outbox
+    assert adapter.SessionParticipant is ports.SessionParticipant

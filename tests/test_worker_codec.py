@@ -1,9 +1,10 @@
-"""The worker pipe's JSON forms: every message, event and error round-trips.
+"""The worker pipe's JSON forms: every frame, message, event and error round-trips.
 
 Pure: no processes, no sockets. The parametrisation is over the unions
 themselves (``typing.get_args``), so a message or event added to
 :mod:`pysfu.messages` or :mod:`pysfu.events` without a sample here fails
-``test_every_member_has_a_sample`` rather than going untested.
+``test_every_member_has_a_sample`` rather than going untested; the same holds
+for the pipe's own requests and notices (:mod:`pysfu.workers.protocol`).
 """
 
 from __future__ import annotations
@@ -37,12 +38,16 @@ from pysfu.messages import (
     ServerMessage,
     Speaking,
 )
+from pysfu.workers import protocol
 from pysfu.workers.codec import (
     ProtocolError,
     error_from_json,
     error_to_json,
     event_from_json,
     event_to_json,
+    frame_to_json,
+    notice_from_json,
+    request_from_json,
     server_message_from_json,
     server_message_to_json,
 )
@@ -90,6 +95,38 @@ EVENT_SAMPLES: list[Any] = [
 ]
 
 
+#: At least one value of every pipe request, with its optional parts set.
+REQUEST_SAMPLES: list[Any] = [
+    protocol.Init("gASVAAAAAAAAAAA="),
+    protocol.CreateRoom("room"),
+    protocol.CreateRoom("room", 8, False, ["VP8", "H264"], "gASV"),
+    protocol.Join("room", "p1", "host"),
+    protocol.Join("room", "p1", "participant", "Zoë", "ufrag", "password" * 3),
+    protocol.Stats(),
+    protocol.CloseRoom("room", "host left"),
+    protocol.Handle("room", "p1", {"type": "answer", "sdp": "v=0"}),
+    protocol.Handle("room", "p1", ["not", "an", "object"]),  # checked in the worker
+    protocol.Refuse("room", "p1", "rate_limited", "too many messages"),
+    protocol.Leave("room", "p1", "left"),
+    protocol.LeaveUnlessConnected("room", "p1", "credentials expired"),
+    protocol.PendingOffer("room", "p1"),
+    protocol.Shutdown(),
+]
+
+#: At least one value of every frame a worker sends.
+NOTICE_SAMPLES: list[Any] = [
+    protocol.Reply(1),
+    protocol.Reply(2, "p1"),
+    protocol.Reply(3, {"rooms": [], "totals": {"packets_forwarded": {"video": 3}}}),
+    protocol.Reply(4, error={"type": "RoomFull", "message": "room r is full"}),
+    protocol.Out("room", "p1", server_message_to_json(Offer("v=0"))),
+    protocol.Closed("room", "p1"),
+    protocol.EventNotice(
+        event_to_json(DataMessageEvent("room", "p1", b"\x00\x01", ("p2",)))
+    ),
+]
+
+
 def _through_the_pipe(obj: dict[str, Any]) -> dict[str, Any]:
     """What the other end of the pipe decodes: framed JSON, as the pool sends."""
     (decoded,) = FrameDecoder().feed(encode_frame(obj))
@@ -99,8 +136,13 @@ def _through_the_pipe(obj: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "union, samples",
-    [(ServerMessage, MESSAGE_SAMPLES), (RoomEvent, EVENT_SAMPLES)],
-    ids=["ServerMessage", "RoomEvent"],
+    [
+        (ServerMessage, MESSAGE_SAMPLES),
+        (RoomEvent, EVENT_SAMPLES),
+        (protocol.Request, REQUEST_SAMPLES),
+        (protocol.Notice, NOTICE_SAMPLES),
+    ],
+    ids=["ServerMessage", "RoomEvent", "Request", "Notice"],
 )
 def test_every_member_has_a_sample(union: Any, samples: list[Any]) -> None:
     assert {type(s) for s in samples} == set(typing.get_args(union))
@@ -120,6 +162,31 @@ def test_every_room_event_round_trips(event: RoomEvent) -> None:
     assert again == event and type(again) is type(event)
 
 
+@pytest.mark.parametrize("request_id", [None, 7])
+@pytest.mark.parametrize("frame", REQUEST_SAMPLES, ids=repr)
+def test_every_pipe_request_round_trips(
+    frame: protocol.Request, request_id: int | None
+) -> None:
+    again = request_from_json(_through_the_pipe(frame_to_json(frame, request_id)))
+    assert again == (frame, request_id) and type(again[0]) is type(frame)
+
+
+@pytest.mark.parametrize("notice", NOTICE_SAMPLES, ids=repr)
+def test_every_pipe_notice_round_trips(notice: protocol.Notice) -> None:
+    again = notice_from_json(_through_the_pipe(frame_to_json(notice)))
+    assert again == notice and type(again) is type(notice)
+
+
+def test_requests_and_notices_have_distinct_tags() -> None:
+    """One ``type`` names one frame class, whichever way it travels."""
+    tags = [
+        cls.type
+        for union in (protocol.Request, protocol.Notice)
+        for cls in typing.get_args(union)
+    ]
+    assert len(tags) == len(set(tags))
+
+
 def test_binary_data_is_tagged_not_mangled() -> None:
     event = DataMessageEvent("room", "p1", b"\x00\x01", ("p2",))
     obj = event_to_json(event)
@@ -135,12 +202,20 @@ def test_binary_data_is_tagged_not_mangled() -> None:
         {"type": "no-such-message"},
         {"type": "offer"},  # a required field missing
         {"event": "NoSuchEvent", "room_id": "r"},
+        {"type": "no-such-request", "id": 1},
+        {"type": "leave", "room": "r", "participant": "p", "id": "1"},
+        {"type": "join", "room": "r", "participant": "p"},  # no role
         {"event": "DataMessageEvent", "room_id": "r", "participant_id": "p",
          "data": {"$b64": "not base64!"}, "recipients": []},
     ],
 )  # fmt: skip
 def test_bad_frames_are_protocol_errors(obj: dict[str, Any]) -> None:
-    decode = server_message_from_json if "type" in obj else event_from_json
+    if "event" in obj:
+        decode: Any = event_from_json
+    elif obj.get("type") in ("no-such-request", "leave", "join"):
+        decode = request_from_json
+    else:
+        decode = server_message_from_json
     with pytest.raises(ProtocolError):
         decode(obj)
 

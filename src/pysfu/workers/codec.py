@@ -1,4 +1,4 @@
-"""JSON forms of what crosses the pipe: messages, events, stats and errors.
+"""JSON forms of what crosses the pipe: frames, messages, events, stats, errors.
 
 Pure functions, no I/O. Everything the core hands an adapter or a listener
 is a frozen dataclass, so the JSON form is its fields (plus a tag naming the
@@ -26,10 +26,13 @@ from ..stats import (
     SubscriptionStats,
     Totals,
 )
+from .protocol import Notice, Request
 
 __all__ = [
     "BYTES_TAG",
     "EVENT_TYPES",
+    "NOTICE_TYPES",
+    "REQUEST_TYPES",
     "SERVER_MESSAGE_TYPES",
     "ProtocolError",
     "add_totals",
@@ -38,7 +41,10 @@ __all__ = [
     "error_to_json",
     "event_from_json",
     "event_to_json",
+    "frame_to_json",
     "load_object",
+    "notice_from_json",
+    "request_from_json",
     "server_message_from_json",
     "server_message_to_json",
     "stats_from_json",
@@ -57,9 +63,59 @@ EVENT_TYPES: dict[str, type[RoomEvent]] = {
     cls.__name__: cls for cls in typing.get_args(RoomEvent)
 }
 
+#: Every request of the pool to a worker, by its ``type``.
+REQUEST_TYPES: dict[str, type[Request]] = {
+    cls.type: cls for cls in typing.get_args(Request)
+}
+#: Every frame a worker sends the pool, by its ``type``.
+NOTICE_TYPES: dict[str, type[Notice]] = {
+    cls.type: cls for cls in typing.get_args(Notice)
+}
+
 #: The key of the one-key object that stands for a ``bytes`` value
 #: (a binary data channel message), whose value is its base64 text.
 BYTES_TAG = "$b64"
+
+
+def frame_to_json(
+    frame: Request | Notice, request_id: int | None = None
+) -> dict[str, Any]:
+    """A pipe frame as a JSON object: its fields, ``"type"``, and the
+    ``"id"`` of a request that wants a reply.
+
+    The fields are JSON already: a message or event inside a frame is in its
+    own JSON form (with its ``bytes`` tagged), decoded by its own function.
+    """
+    obj = {
+        "type": frame.type,
+        **{f.name: getattr(frame, f.name) for f in fields(frame)},
+    }
+    if request_id is not None:
+        obj["id"] = request_id
+    return obj
+
+
+def request_from_json(obj: dict[str, Any]) -> tuple[Request, int | None]:
+    """A request to a worker, and its id (``None``: no reply wanted)."""
+    cls = REQUEST_TYPES.get(obj.get("type", ""))
+    if cls is None:
+        raise ProtocolError(f"unknown request {obj.get('type')!r}")
+    request_id = obj.get("id")
+    if request_id is not None and (
+        not isinstance(request_id, int) or isinstance(request_id, bool)
+    ):
+        raise ProtocolError(f"bad request id {request_id!r}")
+    request: Request = _build(cls, obj, decode=False)
+    return request, request_id
+
+
+def notice_from_json(obj: dict[str, Any]) -> Notice:
+    """A frame from a worker: a reply, a message for a client, an event..."""
+    cls = NOTICE_TYPES.get(obj.get("type", ""))
+    if cls is None:
+        raise ProtocolError(f"unknown frame type {obj.get('type')!r}")
+    notice: Notice = _build(cls, obj, decode=False)
+    return notice
 
 
 def server_message_to_json(message: ServerMessage) -> dict[str, Any]:
@@ -125,13 +181,13 @@ def _is_tuple_type(hint: Any) -> bool:
     return False
 
 
-def _build(cls: type[Any], obj: dict[str, Any]) -> Any:
+def _build(cls: type[Any], obj: dict[str, Any], *, decode: bool = True) -> Any:
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in fields(cls):
         if f.name not in obj:
             continue
-        value = _decode(obj[f.name])
+        value = _decode(obj[f.name]) if decode else obj[f.name]
         if isinstance(value, list) and _is_tuple_type(hints.get(f.name)):
             value = tuple(value)
         values[f.name] = value

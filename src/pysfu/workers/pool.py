@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from typing_extensions import assert_never
+
 from ..answering import ClientOffer
 from ..backend import RoomSeats
 from ..config import SFUConfig
@@ -47,10 +49,30 @@ from .codec import (
     dump_object,
     error_from_json,
     event_from_json,
+    frame_to_json,
+    notice_from_json,
     server_message_from_json,
     stats_from_json,
 )
 from .framing import FrameError
+from .protocol import (
+    Closed,
+    CloseRoom,
+    CreateRoom,
+    EventNotice,
+    Handle,
+    Init,
+    Join,
+    Leave,
+    LeaveUnlessConnected,
+    Out,
+    PendingOffer,
+    Refuse,
+    Reply,
+    Request,
+    Shutdown,
+    Stats,
+)
 
 __all__ = [
     "START_TIMEOUT",
@@ -123,25 +145,18 @@ class RemoteParticipant:
 
     async def handle_unlimited(self, message: ClientMessage) -> None:
         """:meth:`handle` for a message already counted by :meth:`within_rate_limit`."""
-        self._send({"type": "handle", "message": to_json(message)})
+        self._send(Handle(self.room_id, self.id, to_json(message)))
 
     async def refuse(self, error: SignallingError) -> None:
         """Answer the client with an error (through the worker, in order)."""
-        self._send({"type": "refuse", "code": error.code, "message": error.message})
+        self._send(Refuse(self.room_id, self.id, error.code, error.message))
 
     async def leave(self, reason: str = "left") -> None:
         """Leave the room; returns once the worker removed the participant."""
         if self.closed:
             return
         with contextlib.suppress(WorkerFailed):
-            await self._worker.request(
-                {
-                    "type": "leave",
-                    "room": self.room_id,
-                    "participant": self.id,
-                    "reason": reason,
-                }
-            )
+            await self._worker.request(Leave(self.room_id, self.id, reason))
 
     async def wait_closed(self) -> None:
         """Return once the participant is closed (left, failed, room or worker gone)."""
@@ -156,15 +171,13 @@ class RemoteParticipant:
         if self.closed:
             return None
         with contextlib.suppress(WorkerFailed):
-            offer = await self._worker.request(
-                {"type": "pending_offer", "room": self.room_id, "participant": self.id}
-            )
+            offer = await self._worker.request(PendingOffer(self.room_id, self.id))
             return str(offer) if offer is not None else None
         return None
 
-    def _send(self, frame: dict[str, Any]) -> None:
+    def _send(self, request: Handle | Refuse) -> None:
         if not self.closed:
-            self._worker.send({**frame, "room": self.room_id, "participant": self.id})
+            self._worker.send(request)
 
     async def _deliver(self, message: ServerMessage) -> None:
         try:
@@ -231,15 +244,16 @@ class WorkerProcess:
         self.alive = True
         self._reader = asyncio.get_running_loop().create_task(self._read())
         await asyncio.wait_for(
-            self.request({"type": "init", "config": dump_object(self._pool.config)}),
+            self.request(Init(dump_object(self._pool.config))),
             START_TIMEOUT,
         )
 
-    def send(self, frame: dict[str, Any]) -> None:
+    def send(self, request: Request) -> None:
+        """Send a request that wants no reply (dropped if the worker is gone)."""
         if self.alive and self._channel is not None:
-            self._channel.send(frame)
+            self._channel.send(frame_to_json(request))
 
-    async def request(self, frame: dict[str, Any]) -> Any:
+    async def request(self, request: Request) -> Any:
         """Send a request and wait for its reply; raises what the worker raised."""
         if not self.alive or self._channel is None:
             raise WorkerFailed(f"worker {self.index} is not running")
@@ -247,7 +261,7 @@ class WorkerProcess:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            self._channel.send({**frame, "id": request_id})
+            self._channel.send(frame_to_json(request, request_id))
             return await future
         finally:
             self._pending.pop(request_id, None)
@@ -266,29 +280,29 @@ class WorkerProcess:
             await self._lost()
 
     async def _on_frame(self, frame: dict[str, Any]) -> None:
-        kind = frame.get("type")
-        if kind == "out":
-            target = self.participants.get((frame["room"], frame["participant"]))
+        notice = notice_from_json(frame)
+        if isinstance(notice, Out):
+            target = self.participants.get((notice.room, notice.participant))
             if target is not None and not target.closed:
-                await target._deliver(server_message_from_json(frame["message"]))
-        elif kind == "reply":
-            future = self._pending.get(frame["id"])
+                await target._deliver(server_message_from_json(notice.message))
+        elif isinstance(notice, Reply):
+            future = self._pending.get(notice.id)
             if future is not None and not future.done():
-                if "error" in frame:
-                    future.set_exception(error_from_json(frame["error"]))
+                if notice.error is not None:
+                    future.set_exception(error_from_json(notice.error))
                 else:
-                    future.set_result(frame.get("result"))
-        elif kind == "closed":
-            target = self.participants.pop((frame["room"], frame["participant"]), None)
+                    future.set_result(notice.result)
+        elif isinstance(notice, Closed):
+            target = self.participants.pop((notice.room, notice.participant), None)
             if target is not None:
                 target._mark_closed()
-        elif kind == "event":
-            event = event_from_json(frame)
+        elif isinstance(notice, EventNotice):
+            event = event_from_json(notice.event)
             if isinstance(event, RoomClosedEvent):
                 self._pool._forget_room(event.room_id)
             self._pool._emit(event)
         else:
-            raise ProtocolError(f"unknown frame type {kind!r}")
+            assert_never(notice)
 
     async def _lost(self) -> None:
         """The socket closed: a shutdown we asked for, or the worker died."""
@@ -320,7 +334,7 @@ class WorkerProcess:
         self._stopping = True
         if self.alive:
             with contextlib.suppress(WorkerFailed, asyncio.TimeoutError):
-                await asyncio.wait_for(self.request({"type": "shutdown"}), STOP_TIMEOUT)
+                await asyncio.wait_for(self.request(Shutdown()), STOP_TIMEOUT)
         if self._channel is not None:
             await self._channel.close()
         if self._reader is not None:
@@ -441,21 +455,21 @@ class WorkerPool:
         if len(self._rooms) >= self.config.limits.max_rooms:
             raise TooManyRooms(f"this pool holds {len(self._rooms)} rooms already")
         target = self.workers[worker] if worker is not None else self._least_loaded()
-        frame: dict[str, Any] = {
-            "type": "create_room",
-            "room": room_id,
-            "max_participants": max_participants,
-            "close_when_host_leaves": close_when_host_leaves,
-            "video_codecs": list(video_codecs) if video_codecs is not None else None,
-        }
-        if eligibility is not everyone_else:
-            frame["eligibility"] = dump_object(eligibility)
+        request = CreateRoom(
+            room_id,
+            max_participants=max_participants,
+            close_when_host_leaves=close_when_host_leaves,
+            video_codecs=list(video_codecs) if video_codecs is not None else None,
+            eligibility=(
+                dump_object(eligibility) if eligibility is not everyone_else else None
+            ),
+        )
         # placed before the request: a second create of the same id must fail
         self._rooms[room_id] = target
         self._room_sizes[room_id] = max_participants
         target.rooms.add(room_id)
         try:
-            await target.request(frame)
+            await target.request(request)
         except BaseException:
             self._forget_room(room_id)
             raise
@@ -476,7 +490,7 @@ class WorkerPool:
     async def close_room(self, room_id: str, reason: str = "closed") -> None:
         """Close a room for everyone in it."""
         worker = self._worker_of(room_id)
-        await worker.request({"type": "close_room", "room": room_id, "reason": reason})
+        await worker.request(CloseRoom(room_id, reason))
 
     def _forget_room(self, room_id: str) -> None:
         worker = self._rooms.pop(room_id, None)
@@ -522,15 +536,14 @@ class WorkerPool:
         worker.participants[key] = participant
         try:
             participant.name = await worker.request(
-                {
-                    "type": "join",
-                    "room": room_id,
-                    "participant": participant_id,
-                    "role": role.value,
-                    "name": name,
-                    "ice_username_fragment": ice_username_fragment,
-                    "ice_password": ice_password,
-                }
+                Join(
+                    room_id,
+                    participant_id,
+                    role.value,
+                    name=name,
+                    ice_username_fragment=ice_username_fragment,
+                    ice_password=ice_password,
+                )
             )
         except BaseException:
             if worker.participants.get(key) is participant:
@@ -571,12 +584,7 @@ class WorkerPool:
             return False
         with contextlib.suppress(WorkerFailed):
             left = await worker.request(
-                {
-                    "type": "leave_unless_connected",
-                    "room": room_id,
-                    "participant": participant_id,
-                    "reason": reason,
-                }
+                LeaveUnlessConnected(room_id, participant_id, reason)
             )
             return bool(left)
         return False
@@ -602,7 +610,7 @@ class WorkerPool:
     async def _collect(self) -> list[dict[str, Any]]:
         running = [w for w in self.workers if w.alive]
         replies = await asyncio.gather(
-            *(w.request({"type": "stats"}) for w in running), return_exceptions=True
+            *(w.request(Stats()) for w in running), return_exceptions=True
         )
         return [r for r in replies if isinstance(r, dict)]
 

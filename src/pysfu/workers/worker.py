@@ -19,6 +19,8 @@ import logging
 import socket
 from typing import Any
 
+from typing_extensions import assert_never
+
 from ..errors import ProtocolError, PysfuError, SignallingError
 from ..events import RoomEvent
 from ..messages import ServerMessage, parse_client_message
@@ -28,10 +30,30 @@ from .channel import FrameChannel
 from .codec import (
     error_to_json,
     event_to_json,
+    frame_to_json,
     load_object,
+    request_from_json,
     server_message_to_json,
     stats_to_json,
     totals_to_json,
+)
+from .protocol import (
+    Closed,
+    CloseRoom,
+    CreateRoom,
+    EventNotice,
+    Handle,
+    Init,
+    Join,
+    Leave,
+    LeaveUnlessConnected,
+    Out,
+    PendingOffer,
+    Refuse,
+    Reply,
+    Request,
+    Shutdown,
+    Stats,
 )
 
 __all__ = [
@@ -55,82 +77,87 @@ class WorkerServer:
     async def serve(self) -> None:
         """Process frames in arrival order until the pool goes away."""
         while (frame := await self.channel.receive()) is not None:
-            if frame.get("type") == "shutdown":
+            request_id = frame.get("id")
+            try:
+                request, request_id = request_from_json(frame)
+            except ProtocolError as exc:
+                self._failed(frame, request_id, exc)
+                continue
+            if isinstance(request, Shutdown):
                 await self.sfu.close()
                 for key, participant in list(self.participants.items()):
                     self._report_closed(key, participant)
-                self._reply(frame, None)
+                self._reply(request_id, None)
                 return
             try:
-                result = await self._dispatch(frame)
+                result = await self._dispatch(request)
             except Exception as exc:  # answered, or logged: the worker goes on
-                if "id" in frame:
-                    self.channel.send(
-                        {
-                            "type": "reply",
-                            "id": frame["id"],
-                            "error": error_to_json(exc),
-                        }
-                    )
-                elif not isinstance(exc, PysfuError):
-                    logger.exception("frame %s failed", frame.get("type"))
+                self._failed(frame, request_id, exc)
             else:
-                self._reply(frame, result)
+                self._reply(request_id, result)
 
-    def _reply(self, frame: dict[str, Any], result: Any) -> None:
-        if "id" in frame:
-            self.channel.send({"type": "reply", "id": frame["id"], "result": result})
+    def _failed(self, frame: dict[str, Any], request_id: Any, exc: Exception) -> None:
+        if isinstance(request_id, int):
+            self.channel.send(
+                frame_to_json(Reply(request_id, error=error_to_json(exc)))
+            )
+        elif not isinstance(exc, PysfuError):
+            logger.exception("frame %s failed", frame.get("type"))
 
-    async def _dispatch(self, frame: dict[str, Any]) -> Any:
-        kind = frame.get("type")
-        if kind == "create_room":
-            return self._create_room(frame)
-        if kind == "join":
-            return await self._join(frame)
-        if kind == "stats":
+    def _reply(self, request_id: int | None, result: Any) -> None:
+        if request_id is not None:
+            self.channel.send(frame_to_json(Reply(request_id, result)))
+
+    async def _dispatch(self, request: Request) -> Any:
+        if isinstance(request, CreateRoom):
+            return self._create_room(request)
+        if isinstance(request, Join):
+            return await self._join(request)
+        if isinstance(request, Stats):
             return {
                 "rooms": stats_to_json(self.sfu.stats()),
                 "totals": totals_to_json(self.sfu.totals()),
             }
-        if kind == "close_room":
-            await self.sfu.close_room(frame["room"], frame.get("reason", "closed"))
+        if isinstance(request, CloseRoom):
+            await self.sfu.close_room(request.room, request.reason)
             return None
-        key = (str(frame.get("room")), str(frame.get("participant")))
+        if isinstance(request, Init | Shutdown):
+            raise ProtocolError(f"unexpected {request.type!r}")
+        key = (request.room, request.participant)
         participant = self.participants.get(key)
         if participant is None:
             return None  # it left meanwhile: as on a closed socket
-        if kind == "handle":
+        if isinstance(request, Handle):
             try:
-                message = parse_client_message(frame.get("message"))
+                message = parse_client_message(request.message)
             except SignallingError as exc:
                 await participant.refuse(exc)
             else:
                 await participant.handle_unlimited(message)
-        elif kind == "refuse":
-            error = SignallingError(str(frame.get("code")), str(frame.get("message")))
-            await participant.refuse(error)
-        elif kind == "leave":
-            await participant.leave(frame.get("reason", "left"))
+        elif isinstance(request, Refuse):
+            await participant.refuse(SignallingError(request.code, request.message))
+        elif isinstance(request, Leave):
+            await participant.leave(request.reason)
             self._report_closed(key, participant)  # before the reply, as in-process
-        elif kind == "leave_unless_connected":
-            left = await participant.leave_unless_connected(frame.get("reason", "left"))
+        elif isinstance(request, LeaveUnlessConnected):
+            left = await participant.leave_unless_connected(request.reason)
             self._report_closed(key, participant)
             return left
-        elif kind == "pending_offer":
+        elif isinstance(request, PendingOffer):
             return participant.pending_offer()
         else:
-            raise ProtocolError(f"unknown request {kind!r}")
+            assert_never(request)
         return None
 
-    def _create_room(self, frame: dict[str, Any]) -> str:
+    def _create_room(self, request: CreateRoom) -> str:
         options: dict[str, Any] = {}
-        if frame.get("eligibility"):
-            options["eligibility"] = load_object(frame["eligibility"])
-        codecs = frame.get("video_codecs")
+        if request.eligibility:
+            options["eligibility"] = load_object(request.eligibility)
+        codecs = request.video_codecs
         room = self.sfu.create_room(
-            frame["room"],
-            max_participants=frame.get("max_participants", 1),
-            close_when_host_leaves=frame.get("close_when_host_leaves", True),
+            request.room,
+            max_participants=request.max_participants,
+            close_when_host_leaves=request.close_when_host_leaves,
             video_codecs=tuple(codecs) if codecs is not None else None,
             **options,
         )
@@ -138,29 +165,23 @@ class WorkerServer:
         return room.id
 
     def _on_event(self, event: RoomEvent) -> None:
-        self.channel.send({"type": "event", **event_to_json(event)})
+        self.channel.send(frame_to_json(EventNotice(event_to_json(event))))
 
-    async def _join(self, frame: dict[str, Any]) -> str:
-        room_id, participant_id = frame["room"], frame["participant"]
+    async def _join(self, request: Join) -> str:
+        room_id, participant_id = request.room, request.participant
 
         async def outbox(message: ServerMessage) -> None:
-            self.channel.send(
-                {
-                    "type": "out",
-                    "room": room_id,
-                    "participant": participant_id,
-                    "message": server_message_to_json(message),
-                }
-            )
+            out = Out(room_id, participant_id, server_message_to_json(message))
+            self.channel.send(frame_to_json(out))
 
         room = self.sfu.get_room(room_id)
         participant = await room.join(
             participant_id,
-            frame["role"],
+            request.role,
             outbox,
-            name=frame.get("name"),
-            ice_username_fragment=frame.get("ice_username_fragment"),
-            ice_password=frame.get("ice_password"),
+            name=request.name,
+            ice_username_fragment=request.ice_username_fragment,
+            ice_password=request.ice_password,
         )
         key = (room_id, participant_id)
         self.participants[key] = participant
@@ -176,7 +197,7 @@ class WorkerServer:
     def _report_closed(self, key: tuple[str, str], participant: Participant) -> None:
         if participant.closed and self.participants.get(key) is participant:
             del self.participants[key]
-            self.channel.send({"type": "closed", "room": key[0], "participant": key[1]})
+            self.channel.send(frame_to_json(Closed(key[0], key[1])))
 
     async def close(self) -> None:
         await self.sfu.close()
@@ -189,12 +210,13 @@ class WorkerServer:
 async def run(fd: int) -> None:
     """Serve the pool on socket ``fd`` until it closes."""
     channel = await FrameChannel.open(socket.socket(fileno=fd))
-    init = await channel.receive()
-    if init is None or init.get("type") != "init":
+    frame = await channel.receive()
+    init, init_id = request_from_json(frame) if frame is not None else (None, None)
+    if not isinstance(init, Init) or init_id is None:
         await channel.close()
         return
-    server = WorkerServer(channel, SFU(load_object(init["config"])))
-    channel.send({"type": "reply", "id": init["id"], "result": None})
+    server = WorkerServer(channel, SFU(load_object(init.config)))
+    channel.send(frame_to_json(Reply(init_id)))
     try:
         await server.serve()
     finally:
