@@ -422,6 +422,14 @@ async def test_rooms_spread_over_worker_processes(
             owners = {udp_port_owner(server_port(sdp), workers) for sdp in offers}
             assert len(owners) == 1 and owners <= set(workers)
             holders |= owners
+            # who speaks crosses the worker pipe too (it once was dropped there)
+            for session in (host, guest):
+                await eventually(
+                    lambda s=session: any(  # type: ignore[misc]
+                        m["type"] == "speaking" and m["active"] for m in s.ws.raw
+                    ),
+                    what="a 'speaking' message from a worker",
+                )
             status, body = await join(http, room["join_url"])
             assert (status, body["error"]) == (409, "room_full")
         assert holders == set(workers)  # one room in each worker
