@@ -18,6 +18,7 @@ must be removed from its list (the test says so), and a new one fails.
 from __future__ import annotations
 
 import ast
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,6 +158,28 @@ def test_no_module_reaches_into_another_modules_private_names() -> None:
     assert not new, f"private names used across modules: {new}"
     fixed = sorted(KNOWN_PRIVATE_ACCESS - found)
     assert not fixed, f"fixed: remove from KNOWN_PRIVATE_ACCESS: {fixed}"
+
+
+def test_the_seam_uses_no_private_name_of_the_rest_of_pysfu() -> None:
+    """``_aiortc/`` may use aiortc's, aioice's and its own private names, not
+    those of the modules above it."""
+    ours = set().union(*(private_names_defined(TREES[m]) for m in checked_modules()))
+    theirs: set[str] = set()
+    for package in ("aiortc", "aioice", "pylibsrtp"):
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.origin is not None
+        for path in Path(spec.origin).parent.rglob("*.py"):
+            theirs |= private_names_defined(ast.parse(path.read_text()))
+    seam = [m for m in PATHS if m.startswith("pysfu._aiortc")]
+    seams_own = set().union(*(private_names_defined(TREES[m]) for m in seam))
+    found = sorted(
+        (module, access)
+        for module in seam
+        for _, access in private_accesses(module)
+        if access.rsplit(".", 1)[-1].split()[-1] in ours - theirs - seams_own
+        and not access.startswith("from pysfu._aiortc")
+    )
+    assert not found, f"the seam uses private names of pysfu's core: {found}"
 
 
 def test_the_private_name_check_can_fail() -> None:
