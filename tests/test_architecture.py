@@ -45,7 +45,6 @@ KNOWN_PRIVATE_ACCESS: set[tuple[str, str]] = {
     ("pysfu.datachannel", "participant.room._relay_data"),
     ("pysfu.participant", "self.room._publish"),
     ("pysfu.participant", "self.room._retire_subscription"),
-    ("pysfu.speaker", "room._emit"),
 }
 
 #: Import cycles known today, each as the sorted list of its modules.

@@ -99,7 +99,7 @@ class Room:
         self._sfu = sfu
         self._listeners: list[RoomListener] = []
         self._speakers = (
-            SpeakerMonitor(self, sfu.config.speaker)
+            SpeakerMonitor(self, sfu.config.speaker, emit=self._emit)
             if sfu.config.speaker.enabled
             else None
         )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from ._slots import sleep_slotted
 from .config import SpeakerConfig
-from .events import ActiveSpeakerChangedEvent, SpeakingChangedEvent
+from .events import ActiveSpeakerChangedEvent, RoomEvent, SpeakingChangedEvent
 from .forwarding.packet import audio_level
 from .messages import Speaking
 
@@ -159,9 +159,9 @@ class SpeakerMonitor:
     ``interval`` seconds, while the room has audio tracks, the monitor
     evaluates, emits :class:`~pysfu.events.SpeakingChangedEvent` and
     :class:`~pysfu.events.ActiveSpeakerChangedEvent`, and sends each member
-    whose view changed a :class:`~pysfu.signalling.Speaking` message. A member
+    whose view changed a :class:`~pysfu.messages.Speaking` message. A member
     only hears about publishers the room's eligibility policy lets it receive
-    (and about itself).
+    (and about itself). Events go to ``emit``, the room's own event dispatch.
     """
 
     def __init__(
@@ -169,9 +169,12 @@ class SpeakerMonitor:
         room: Room,
         config: SpeakerConfig,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        emit: Callable[[RoomEvent], None],
     ) -> None:
         self.detector = SpeakerDetector(config)
         self._room = room
+        self._emit = emit
         self._clock = clock
         self._forwarders: dict[str, Forwarder] = {}  # by track id
         self._sent: dict[str, tuple[tuple[str, ...], str | None]] = {}
@@ -229,13 +232,13 @@ class SpeakerMonitor:
         detector = self.detector
         update = detector.evaluate(now)
         for participant_id in update.started:
-            room._emit(
+            self._emit(
                 SpeakingChangedEvent(
                     room.id, participant_id, True, detector.levels[participant_id]
                 )
             )
         for participant_id in update.stopped:
-            room._emit(
+            self._emit(
                 SpeakingChangedEvent(
                     room.id,
                     participant_id,
@@ -245,7 +248,7 @@ class SpeakerMonitor:
             )
         if update.active_changed:
             active = detector.active
-            room._emit(
+            self._emit(
                 ActiveSpeakerChangedEvent(
                     room.id,
                     active,
