@@ -2,7 +2,9 @@
 
 1. No module reaches into another module's private names: ``obj._name`` is
    only used on ``self``/``cls`` or for a private name the same module
-   defines, and nothing does ``from module import _name``. Private *modules*
+   defines (its classes may use each other's privates; the scan knows names,
+   not types, so a name defined in both modules is not caught), and nothing
+   does ``from module import _name``. Private *modules*
    (``_aiortc``, ``_rtp``, ``_slots``) are the package's own and may be
    imported; inside ``_aiortc/`` the private names of aiortc and aioice are
    that package's job (each is listed in ``_aiortc/hooks.py`` HOOK_POINTS),
@@ -25,11 +27,13 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "pysfu"
 
-#: (module, "expression._name") pairs known today. Most are children calling
-#: their parent's privates (participant/datachannel/speaker into Room, room
-#: into SFU, answering into Participant): the fix is the ports of review
-#: refactor 3 (code-review-2026-12.md §9), which reshapes participant.py and
-#: room.py and is out of this round's scope.
+#: (module, "expression._name") pairs known today: children calling their
+#: parent's privates (participant and datachannel into Room, answering into
+#: Participant). The fix is the ports and session classes of review
+#: refactors 2 and 3 (code-review-2026-12.md §9), which reshape
+#: participant.py and room.py and are out of this round's scope. (Room's calls
+#: into SFU, e.g. ``sfu._forget``, are module-internal while both classes
+#: share room.py; splitting out sfu.py will surface them here.)
 KNOWN_PRIVATE_ACCESS: set[tuple[str, str]] = {
     # the WHIP/WHEP answerer drives a Participant's transport by hand
     # (refactor 2: two session classes over a PeerTransport)
