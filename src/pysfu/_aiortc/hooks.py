@@ -57,6 +57,13 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
         ("self", "request", "addr", "integrity_key", "retransmissions"),
     ),
     (aioice.ice.Connection, "close", ("self",)),
+    (aioice.ice.Connection, "check_incoming", ("self", "message", "addr", "protocol")),
+    (aioice.ice.Connection, "check_start", ("self", "pair")),
+    (aioice.ice.Connection, "check_state", ("self", "pair", "state")),
+    (aioice.ice.Connection, "check_complete", ("self", "pair")),
+    (aioice.ice.Connection, "_check_periodic", ("self",)),
+    (aioice.ice.Connection, "_remote_candidates_expected", ("self",)),
+    (aioice.ice.Connection, "switch_role", ("self", "ice_controlling")),
     (
         aioice.ice.Connection,
         "get_component_candidates",
@@ -105,12 +112,23 @@ def check_hook_points() -> None:
         "_transport_policy",
         "_use_ipv4",
         "_use_ipv6",
+        "_tie_breaker",
+        "_check_list",
+        "_check_list_done",
+        "_queue",
+        "_closing",
     ):
         if not hasattr(conn, name):
             problems.append(f"aioice Connection has no attribute {name}")
     for name in ("ice_controlling", "remote_is_lite", "_query_consent_task"):
         if not hasattr(conn, name):
             problems.append(f"aioice Connection has no attribute {name}")
+    pair_fields = ("task", "state", "nominated", "remote_nominated", "protocol")
+    if not all(
+        hasattr(aioice.ice.CandidatePair(None, None), name)  # type: ignore[arg-type]
+        for name in pair_fields
+    ) or not hasattr(aioice.ice.CandidatePair.State, "SUCCEEDED"):
+        problems.append(f"aioice CandidatePair lacks one of {pair_fields}")
     if "iceLite" not in {f.name for f in dataclasses.fields(RTCIceParameters)}:
         problems.append("RTCIceParameters has no iceLite field")
     if not hasattr(RTCIceTransport(RTCIceGatherer()), "_role_set"):

@@ -42,9 +42,10 @@ def configure_ice(
       agent even when this side offers, as mediasoup does. A pair is then
       selected only after the peer's nominating check arrives, and that check
       is authenticated with this side's password: a peer that does not know
-      the password cannot complete ICE. (As controlling agent the server
-      would nominate pairs on its own checks, which only prove that the
-      server knows the *peer's* password.)
+      the password cannot complete ICE. The agent sends no connectivity
+      checks of its own and never switches role (see :func:`_be_lite`): as
+      controlling agent it would nominate pairs on its own checks, which only
+      prove that the server knows the *peer's* password.
 
     Call after the peer connection has its first transceiver and before
     ``setLocalDescription``.
@@ -131,6 +132,7 @@ def _announce_lite(ice_transport: Any, gatherer: Any) -> None:
     conn = gatherer._connection
     conn.ice_controlling = False
     ice_transport._role_set = True  # aiortc would make the offerer controlling
+    _be_lite(conn)
     if getattr(gatherer, "_pysfu_lite", False):
         return
     local_parameters = gatherer.getLocalParameters
@@ -140,6 +142,75 @@ def _announce_lite(ice_transport: Any, gatherer: Any) -> None:
 
     gatherer.getLocalParameters = get_local_parameters
     gatherer._pysfu_lite = True
+
+
+#: The largest ICE tie-breaker: a peer that also claims the controlled role is
+#: always answered 487 Role Conflict (RFC 8445 section 7.3.1.1) and has to
+#: take control itself; this side never switches.
+_LARGEST_TIE_BREAKER = 2**64 - 1
+
+
+def _be_lite(conn: aioice.ice.Connection) -> None:
+    """Make ``conn`` an ICE-lite agent (RFC 8445 section 2.5), not one in name only.
+
+    aioice runs full ICE whatever is announced: it sends its own connectivity
+    checks, signed with the *peer's* password, and repairs role conflicts. A
+    peer that knows only this side's username fragment could then answer a
+    check with 487 Role Conflict, make this side controlling and let it
+    nominate a pair on the strength of its own checks, which prove nothing
+    about the peer. Here the agent
+
+    - sends no connectivity check of its own (consent checks, see
+      :func:`set_consent_timing`, start only on a nominated pair);
+    - never changes role: a peer claiming the controlled role too gets 487;
+    - marks a pair succeeded only for the address and socket a check *from
+      the peer* came from, after aioice authenticated that check with this
+      side's password (MESSAGE-INTEGRITY), and nominated only once such a
+      check carried USE-CANDIDATE.
+    """
+    if getattr(conn, "_pysfu_true_lite", False):
+        return
+    conn._tie_breaker = _LARGEST_TIE_BREAKER
+    validated: set[tuple[int, tuple[str, int]]] = set()
+    check_incoming = conn.check_incoming
+
+    def check_incoming_authenticated(
+        message: aioice.stun.Message, addr: tuple[str, int], protocol: Any
+    ) -> None:
+        # aioice calls this only for checks that passed USERNAME and
+        # MESSAGE-INTEGRITY with the local password (request_received)
+        validated.add((id(protocol), (addr[0], addr[1])))
+        check_incoming(message, addr, protocol)
+
+    async def check_start(pair: aioice.ice.CandidatePair) -> None:
+        # the "triggered check" of a full agent: answered by the peer's own
+        # check instead of sending one
+        if (id(pair.protocol), pair.remote_addr) not in validated:
+            pair.task = None  # not validated by the peer: stays as it is
+            return
+        conn.check_state(pair, aioice.ice.CandidatePair.State.SUCCEEDED)
+        if pair.remote_nominated:
+            pair.nominated = True
+        conn.check_complete(pair)
+
+    def check_periodic() -> bool:
+        # connect() starts no checks; it only waits (every 20 ms, as aioice)
+        # while there is nothing to wait on yet: no pair and more candidates
+        # to come. A check from the peer forms a pair too (peer-reflexive).
+        return (
+            not conn._check_list
+            and not conn._check_list_done
+            and conn._remote_candidates_expected()
+        )
+
+    def switch_role(ice_controlling: bool) -> None:
+        pass  # a lite agent is always controlled
+
+    conn.check_incoming = check_incoming_authenticated  # type: ignore[method-assign]
+    conn.check_start = check_start  # type: ignore[method-assign]
+    conn._check_periodic = check_periodic  # type: ignore[method-assign]
+    conn.switch_role = switch_role  # type: ignore[method-assign]
+    conn._pysfu_true_lite = True  # type: ignore[attr-defined]
 
 
 def validate_ice_credentials(

@@ -1,0 +1,152 @@
+"""Attack tools against the aiortc/aioice seam: hostile ICE agents, raw
+datagrams, raw SRTP and SCTP, for the ``test_ice_*``, ``test_udp_*``,
+``test_srtp_*``, ``test_sctp_*``, ``test_candidates_*`` and ``test_stall_*``
+tests of this tier."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aioice.ice
+import aioice.stun
+from aiortc import RTCPeerConnection
+
+Pair = aioice.ice.CandidatePair
+
+
+def ice_connections(pc: RTCPeerConnection) -> list[aioice.ice.Connection]:
+    """The aioice connections of a client (bundled ones once)."""
+    transports = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    found = {id(d.transport._connection): d.transport._connection for d in transports}
+    return list(found.values())
+
+
+class RoleConflictHijack:
+    """Turns a client's ICE agent into the attacker of issue 20.1.
+
+    The attacker knows the server's username fragment but not its password,
+    so none of its own checks can pass. It answers the server's checks,
+    which the server signs with the *attacker's* password, and claims a role
+    conflict (487) to every check that says "controlled", hoping the server
+    turns controlling and nominates the pair on its own checks. Its own
+    agent then accepts the server's nomination without any check of its own.
+    """
+
+    def __init__(self) -> None:
+        #: connectivity checks the server sent to the attacker
+        self.checks_received = 0
+        self.conflicts_claimed = 0
+
+    def install(self, pc: RTCPeerConnection) -> None:
+        for conn in ice_connections(pc):
+            self._hijack(conn)
+
+    def install_before_answer(self, pc: RTCPeerConnection) -> None:
+        """Hijack as soon as the client's answer is applied (its ICE agent
+        exists then, and no check has arrived yet)."""
+        set_local = pc.setLocalDescription
+
+        async def set_local_description(description: Any = None) -> None:
+            self.install(pc)
+            await set_local(description)
+
+        pc.setLocalDescription = set_local_description  # type: ignore[method-assign]
+
+    def _hijack(self, conn: aioice.ice.Connection) -> None:
+        if getattr(conn, "_hijacked", False):
+            return
+        conn._hijacked = True  # type: ignore[attr-defined]
+        request_received = conn.request_received
+
+        def hijacked_request(
+            message: aioice.stun.Message, addr: tuple[str, int], protocol: Any
+        ) -> None:
+            self.checks_received += 1
+            if "ICE-CONTROLLED" in message.attributes:
+                self.conflicts_claimed += 1
+                conn.respond_error(message, addr, protocol, (487, "Role Conflict"))
+                return
+            conn.ice_controlling = False  # let the server control
+            request_received(message, addr, protocol)
+
+        async def wait_for_nomination(pair: Pair) -> None:
+            conn.check_state(pair, Pair.State.IN_PROGRESS)
+            while not pair.remote_nominated:
+                await asyncio.sleep(0.05)
+            conn.check_state(pair, Pair.State.SUCCEEDED)
+            pair.nominated = True
+            conn.check_complete(pair)
+
+        conn.request_received = hijacked_request  # type: ignore[method-assign]
+        conn.check_start = wait_for_nomination  # type: ignore[method-assign]
+
+
+async def wait_quiet(
+    seconds: float, still_true: Callable[[], object], what: str
+) -> None:
+    """Watch ``still_true()`` for ``seconds`` (a window in which an attack
+    that works shows, not a speed bound); fail as soon as it turns false."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        assert still_true(), what
+        await asyncio.sleep(0.1)
+
+
+def rss_bytes(pid: int | None = None) -> int:
+    """Resident memory of a process (this one by default), from /proc."""
+    status = Path(f"/proc/{pid or 'self'}/status").read_text()
+    kib = next(
+        line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")
+    )
+    return int(kib) * 1024
+
+
+def host_candidate_port(sdp: str) -> int:
+    """The UDP port of the first host candidate in an SDP."""
+    match = re.search(r"a=candidate:\S+ 1 udp \d+ \S+ (\d+) typ host", sdp)
+    assert match is not None, "no host candidate in the SDP"
+    return int(match.group(1))
+
+
+def stun_ping(sock: socket.socket, addr: tuple[str, int], tries: int = 50) -> None:
+    """Send an unauthenticated STUN Binding request and wait for the answer
+    (400 Bad Request): every datagram sent to ``addr`` before it has been read
+    by the server. Blocking; run it in a thread."""
+    request = aioice.stun.Message(
+        message_method=aioice.stun.Method.BINDING,
+        message_class=aioice.stun.Class.REQUEST,
+    )
+    sock.settimeout(0.5)
+    for _ in range(tries):
+        sock.sendto(bytes(request), addr)
+        try:
+            while True:
+                data, _ = sock.recvfrom(2048)
+                if data[8:20] == request.transaction_id:
+                    return
+        except TimeoutError:
+            continue
+    raise AssertionError(f"no STUN answer from {addr}")
+
+
+def blast(
+    addr: tuple[str, int], datagrams: list[bytes], count: int, batch: int = 2
+) -> None:
+    """Send ``count`` datagrams (cycling through ``datagrams``) to ``addr``,
+    ``batch`` at a time, each batch confirmed read with :func:`stun_ping`, so
+    that none is lost in the kernel however busy the machine. Blocking."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        for sent in range(count):
+            sock.sendto(datagrams[sent % len(datagrams)], addr)
+            if sent % batch == batch - 1:
+                stun_ping(sock, addr)
+        stun_ping(sock, addr)
