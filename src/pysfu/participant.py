@@ -295,11 +295,18 @@ class Participant:
     @property
     def malformed_packets(self) -> int:
         """Incoming RTP/RTCP that could not be decrypted, parsed or routed
-        (forged, replayed or oversized SRTP included)."""
+        (forged, replayed or oversized SRTP included), and datagrams to its
+        ICE port that were dropped before aioice queued them."""
         tap = self._tap
         if tap is None:
             return 0
-        return tap.parse_errors + tap.unrouted + tap.rtcp_errors + tap.srtp_errors
+        return (
+            tap.parse_errors
+            + tap.unrouted
+            + tap.rtcp_errors
+            + tap.srtp_errors
+            + sum(tap.datagrams_dropped.values())
+        )
 
     def stats(self) -> ParticipantStats:
         """A snapshot of this participant's counters."""

@@ -6,8 +6,10 @@ tests of this tier."""
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import socket
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ from typing import Any
 import aioice.ice
 import aioice.stun
 from aiortc import RTCPeerConnection
+
+from pysfu._aiortc import datagram_endpoint, dtls_transport_of, protect_rtp
 
 Pair = aioice.ice.CandidatePair
 
@@ -150,3 +154,25 @@ def blast(
             if sent % batch == batch - 1:
                 stun_ping(sock, addr)
         stun_ping(sock, addr)
+
+
+async def send_random_ssrcs(pc: RTCPeerConnection, count: int, seed: int = 1) -> None:
+    """Send ``count`` RTP packets, each of a new random SSRC, through a
+    connected client's own SRTP session and socket (a hostile publisher).
+
+    The client forgets each SSRC's outbound stream after use, so that only
+    the receiving side's memory grows."""
+    transceiver = pc.getTransceivers()[0]
+    dtls = dtls_transport_of(transceiver)
+    endpoint = datagram_endpoint(dtls)
+    assert endpoint is not None, "the client is not connected"
+    transport, _, addr = endpoint
+    session = dtls._tx_srtp
+    rng = random.Random(seed)
+    for sent in range(count):
+        ssrc = rng.getrandbits(32)
+        packet = struct.pack("!BBHII", 0x80, 96, 1, 1234, ssrc) + bytes(100)
+        transport.sendto(protect_rtp(dtls, packet), addr)
+        session.remove_stream(ssrc)
+        if sent % 50 == 49:
+            await asyncio.sleep(0.002)  # let the server read its socket
