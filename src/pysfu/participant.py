@@ -338,7 +338,9 @@ class Participant:
         if candidate.sdpMid is None and candidate.sdpMLineIndex is None:
             candidate.sdpMLineIndex = 0
         try:
-            await self.pc.addIceCandidate(candidate)
+            await rtc.add_remote_candidate(self.pc, candidate)
+        except rtc.TooManyCandidates as exc:
+            raise SignallingError("too_many_candidates", str(exc)) from exc
         except Exception as exc:
             raise SignallingError(
                 "bad_candidate", f"ICE candidate rejected: {exc}"

@@ -57,6 +57,7 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
         ("self", "request", "addr", "integrity_key", "retransmissions"),
     ),
     (aioice.ice.Connection, "close", ("self",)),
+    (aioice.ice.Connection, "add_remote_candidate", ("self", "remote_candidate")),
     (aioice.ice.Connection, "check_incoming", ("self", "message", "addr", "protocol")),
     (aioice.ice.Connection, "check_start", ("self", "pair")),
     (aioice.ice.Connection, "check_state", ("self", "pair", "state")),
@@ -117,6 +118,7 @@ def check_hook_points() -> None:
         "_check_list_done",
         "_queue",
         "_closing",
+        "_remote_candidates",
     ):
         if not hasattr(conn, name):
             problems.append(f"aioice Connection has no attribute {name}")

@@ -10,9 +10,11 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import aioice
 import aioice.ice
 import aioice.stun
 from aiortc import (
+    RTCIceCandidate,
     RTCPeerConnection,
 )
 
@@ -62,6 +64,54 @@ def configure_ice(
             _override_gathering(conn, host_addresses, announced_address)
         if lite:
             _announce_lite(dtls.transport, gatherer)
+        _limit_remote_candidates(conn)
+
+
+#: Remote candidates one connection may hold. aioice pairs and re-sorts its
+#: whole check list for each one (O(n) per candidate, also once ICE has
+#: completed); a browser signals a handful.
+MAX_REMOTE_CANDIDATES = 50
+
+
+class TooManyCandidates(ValueError):
+    """The peer signalled more than :data:`MAX_REMOTE_CANDIDATES` candidates."""
+
+
+async def add_remote_candidate(
+    pc: RTCPeerConnection, candidate: RTCIceCandidate
+) -> bool:
+    """Add a trickled remote candidate; whether it was used.
+
+    Once ICE has completed (or failed) a candidate can change nothing and is
+    ignored (``False``). Raises :class:`TooManyCandidates` once the
+    connection holds :data:`MAX_REMOTE_CANDIDATES`, and what
+    ``RTCPeerConnection.addIceCandidate`` raises.
+    """
+    transports = _dtls_transports(pc)
+    if transports and transports[0].transport.state not in ("new", "checking"):
+        return False  # aiortc would still file it in the remote description
+    await pc.addIceCandidate(candidate)
+    return True
+
+
+def _limit_remote_candidates(conn: aioice.ice.Connection) -> None:
+    """Refuse remote candidates beyond the cap, from SDP and trickled alike."""
+    if getattr(conn, "_pysfu_candidates_limited", False):
+        return
+    add = conn.add_remote_candidate
+
+    async def add_remote_candidate(remote_candidate: aioice.Candidate | None) -> None:
+        if remote_candidate is not None:
+            if conn._nominated:
+                return  # ICE completed: a new candidate can change nothing
+            if len(conn._remote_candidates) >= MAX_REMOTE_CANDIDATES:
+                raise TooManyCandidates(
+                    f"more than {MAX_REMOTE_CANDIDATES} ICE candidates"
+                )
+        await add(remote_candidate)
+
+    conn.add_remote_candidate = add_remote_candidate  # type: ignore[method-assign]
+    conn._pysfu_candidates_limited = True  # type: ignore[attr-defined]
 
 
 def set_consent_timing(pc: RTCPeerConnection, interval: float, failures: int) -> None:
