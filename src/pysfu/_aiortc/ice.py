@@ -18,7 +18,7 @@ from aiortc import (
     RTCPeerConnection,
 )
 
-from .._slots import sleep_slotted
+from .._slots import SLOT, sleep_slotted
 from .transports import _dtls_transports
 
 
@@ -124,8 +124,11 @@ def set_consent_timing(pc: RTCPeerConnection, interval: float, failures: int) ->
     merely slow (an overloaded machine answering 0.6 s late) is dropped as if
     gone. Here each check is retransmitted (after 0.5 and 1.5 s), any answer
     within the deadline keeps consent, and the checks of every connection
-    share the wake-ups of :mod:`pysfu._slots`. Call before the connection
-    starts.
+    share the wake-ups of :mod:`pysfu._slots`. Time the server itself was
+    stalled (its checker woke up late: a blocked event loop, a stopped
+    process) does not count against the peer: a server stalled for 12 s
+    drops nobody, while a peer that vanished is still dropped after the
+    deadline. Call before the connection starts.
     """
     for dtls in _dtls_transports(pc):
         conn = dtls.transport.iceGatherer._connection
@@ -162,7 +165,13 @@ def _consent_checker(
         checks: set[asyncio.Task[None]] = set()
         try:
             while True:
-                await sleep_slotted(interval * (0.8 + 0.4 * random.random()))
+                delay = interval * (0.8 + 0.4 * random.random())
+                wake = loop.time() + delay + SLOT  # sleep_slotted's latest
+                await sleep_slotted(delay)
+                # Woken late, the server itself was stalled (a blocked loop,
+                # a stopped process): the answers it could not read then are
+                # not the peer's silence, so the stall does not count.
+                answered += max(0.0, loop.time() - wake)
                 if loop.time() - answered > deadline:
                     break
                 for pair in list(conn._nominated.values()):
