@@ -32,6 +32,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the test suite's clients: aiortc peers, WebSocket
 
+from pysfu._aiortc import set_consent_timing  # noqa: E402
 from tests.example_server import example_server  # noqa: E402
 from tests.peers import Peer  # noqa: E402
 from tests.ws_client import WsClient, create_room, join  # noqa: E402
@@ -42,9 +43,24 @@ async def joined(
 ) -> tuple[str, Peer, WsClient]:
     _, grant = await join(http, join_url, role=role)
     peer = Peer(grant["participant_id"], code)
+    browser_like_consent(peer)
     ws = WsClient(await http.ws_connect(grant["ws_url"]), grant["ice"]["password"])
     peer.attach(ws)
     return grant["participant_id"], peer, ws
+
+
+def browser_like_consent(peer: Peer) -> None:
+    """Give a client a browser's consent tolerance (a check every 5 s,
+    retransmitted, 30 s to answer): aioice's own sends each check once with
+    a 0.5 s timeout, so with the server stopped half of each second the
+    *client* would soon give up, which is not what this measures."""
+    set_local = peer.pc.setLocalDescription
+
+    async def set_local_description(description: Any = None) -> None:
+        set_consent_timing(peer.pc, 5.0, 6)  # the agent exists by now
+        await set_local(description)
+
+    peer.pc.setLocalDescription = set_local_description  # type: ignore[method-assign]
 
 
 def frames(peer: Peer, host: Peer) -> int:
@@ -93,7 +109,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "seconds": round(stalled, 1),
                 "guests": args.guests,
                 "peers_dropped": dropped,
-                "host_connected": host.pc.connectionState == "connected",
+                "connection_states": [p.pc.connectionState for p in peers],
                 "fps_during_stalls": [round(f / stalled, 1) for f in during],
                 "fps_after": [round(f / args.after, 1) for f in after],
             }
