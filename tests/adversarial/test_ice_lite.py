@@ -3,19 +3,24 @@
 The server is ICE-lite: it sends no connectivity checks of its own and never
 turns controlling, so a client that answers its checks with 487 Role
 Conflict (knowing the grant's username fragment but not the password) gets
-nothing, while the rightful client connects as before.
+nothing, while the rightful client connects as before; in process, and
+against the real example with the victim's WebSocket.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from pysfu import SFU
 
+from ..example_server import example_server
 from ..helpers import eventually
 from ..peers import PeerFactory
+from ..ws_client import WsClient, create_room, join
 from .seam_helpers import RoleConflictHijack, wait_quiet
 
 pytestmark = pytest.mark.adversarial
@@ -57,3 +62,46 @@ async def test_a_role_conflict_does_not_replace_the_password(
     downtracks = room.members["host"].publications["host/video"].downtracks
     to_attacker = [d for d in downtracks if d.subscriber_id == "attacker"]
     assert all(d.stats.packets_sent == 0 for d in to_attacker)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_a_stolen_session_without_the_password_gets_no_media(
+    http: aiohttp.ClientSession, peers: PeerFactory
+) -> None:
+    """The issue's attack on the real example: the attacker opens the
+    victim's WebSocket (participant ids appear in logs and URLs), answers
+    the offer with its own credentials and claims role conflicts."""
+    async with example_server("--max-participants=2") as base:
+        _, room = await create_room(http, base)
+        _, host_grant = await join(http, room["join_url"], role="host")
+        _, victim_grant = await join(http, room["join_url"], name="victim")
+        host = peers(host_grant["participant_id"], 1)
+        host.attach(
+            WsClient(
+                await http.ws_connect(host_grant["ws_url"]),
+                host_grant["ice"]["password"],
+            )
+        )
+        attacker = peers(victim_grant["participant_id"], 2)
+        hijack = RoleConflictHijack()
+        hijack.install_before_answer(attacker.pc)
+        # it has the WebSocket, not the join answer: no password to put back
+        attacker.attach(
+            WsClient(await http.ws_connect(victim_grant["ws_url"]), "x" * 24)
+        )
+        await eventually(lambda: attacker.answers_sent >= 1, what="its answer")
+        await eventually(
+            lambda: host.pc.connectionState == "connected", what="the host"
+        )
+        await wait_quiet(
+            6,
+            lambda: attacker.pc.connectionState != "connected",
+            "the attacker connected without the server's password",
+        )
+        assert hijack.checks_received == 0
+        assert all(t.frames == 0 for t in attacker.received.values())
