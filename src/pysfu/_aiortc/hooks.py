@@ -133,8 +133,10 @@ def check_hook_points() -> None:
         problems.append(f"aioice CandidatePair lacks one of {pair_fields}")
     if "iceLite" not in {f.name for f in dataclasses.fields(RTCIceParameters)}:
         problems.append("RTCIceParameters has no iceLite field")
-    if not hasattr(RTCIceTransport(RTCIceGatherer()), "_role_set"):
-        problems.append("RTCIceTransport has no _role_set attribute")
+    ice_transport = RTCIceTransport(RTCIceGatherer())
+    for name in ("_role_set", "_connection"):
+        if not hasattr(ice_transport, name):
+            problems.append(f"RTCIceTransport has no {name} attribute")
     import aiortc.rtcpeerconnection as peerconnection
 
     for name in ("filter_preferred_codecs", "find_common_codecs"):

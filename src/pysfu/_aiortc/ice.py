@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -20,6 +21,8 @@ from aiortc import (
 
 from .._slots import SLOT, sleep_slotted
 from .transports import _dtls_transports
+
+logger = logging.getLogger(__name__)
 
 
 def configure_ice(
@@ -88,26 +91,37 @@ async def add_remote_candidate(
     ``RTCPeerConnection.addIceCandidate`` raises.
     """
     transports = _dtls_transports(pc)
-    if transports and transports[0].transport.state not in ("new", "checking"):
-        return False  # aiortc would still file it in the remote description
+    if transports:  # (before the first negotiation aiortc refuses it itself)
+        ice_transport = transports[0].transport
+        if ice_transport.state not in ("new", "checking"):
+            return False  # aiortc would still file it in the remote description
+        if len(ice_transport._connection._remote_candidates) >= MAX_REMOTE_CANDIDATES:
+            raise TooManyCandidates(f"more than {MAX_REMOTE_CANDIDATES} ICE candidates")
     await pc.addIceCandidate(candidate)
     return True
 
 
 def _limit_remote_candidates(conn: aioice.ice.Connection) -> None:
-    """Refuse remote candidates beyond the cap, from SDP and trickled alike."""
+    """Ignore remote candidates once ICE completed or beyond the cap, from SDP
+    (an answer can list hundreds) and trickled alike."""
     if getattr(conn, "_pysfu_candidates_limited", False):
         return
     add = conn.add_remote_candidate
+    warned: list[bool] = []
 
     async def add_remote_candidate(remote_candidate: aioice.Candidate | None) -> None:
         if remote_candidate is not None:
             if conn._nominated:
                 return  # ICE completed: a new candidate can change nothing
             if len(conn._remote_candidates) >= MAX_REMOTE_CANDIDATES:
-                raise TooManyCandidates(
-                    f"more than {MAX_REMOTE_CANDIDATES} ICE candidates"
-                )
+                if not warned:
+                    warned.append(True)
+                    logger.warning(
+                        "%s: ignoring remote candidates beyond %d",
+                        conn,
+                        MAX_REMOTE_CANDIDATES,
+                    )
+                return
         await add(remote_candidate)
 
     conn.add_remote_candidate = add_remote_candidate  # type: ignore[method-assign]
