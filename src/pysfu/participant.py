@@ -300,11 +300,18 @@ class Participant:
     @property
     def malformed_packets(self) -> int:
         """Incoming RTP/RTCP that could not be decrypted, parsed or routed
-        (forged, replayed or oversized SRTP included)."""
+        (forged, replayed or oversized SRTP included), and datagrams to its
+        ICE port that were dropped before aioice queued them."""
         tap = self._tap
         if tap is None:
             return 0
-        return tap.parse_errors + tap.unrouted + tap.rtcp_errors + tap.srtp_errors
+        return (
+            tap.parse_errors
+            + tap.unrouted
+            + tap.rtcp_errors
+            + tap.srtp_errors
+            + sum(tap.datagrams_dropped.values())
+        )
 
     def stats(self) -> ParticipantStats:
         """A snapshot of this participant's counters."""
@@ -336,7 +343,9 @@ class Participant:
         if candidate.sdpMid is None and candidate.sdpMLineIndex is None:
             candidate.sdpMLineIndex = 0
         try:
-            await self.pc.addIceCandidate(candidate)
+            await rtc.add_remote_candidate(self.pc, candidate)
+        except rtc.TooManyCandidates as exc:
+            raise SignallingError("too_many_candidates", str(exc)) from exc
         except Exception as exc:
             raise SignallingError(
                 "bad_candidate", f"ICE candidate rejected: {exc}"

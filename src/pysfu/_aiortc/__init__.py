@@ -54,7 +54,14 @@ from aiortc.rtp import (
 from .._rtp import RtpHeader
 from .estimator import remote_bitrate_estimator, slim_receiver
 from .hooks import HOOK_POINTS, AiortcIncompatible, check_hook_points
-from .ice import configure_ice, set_consent_timing, validate_ice_credentials
+from .ice import (
+    MAX_REMOTE_CANDIDATES,
+    TooManyCandidates,
+    add_remote_candidate,
+    configure_ice,
+    set_consent_timing,
+    validate_ice_credentials,
+)
 from .receive import (
     RtpTap,
     SenderHooks,
@@ -88,6 +95,7 @@ from .transports import (
 __all__ = [
     "CODECS",
     "HOOK_POINTS",
+    "MAX_REMOTE_CANDIDATES",
     "RTCP_PSFB_APP",
     "RTCP_PSFB_FIR",
     "RTCP_PSFB_PLI",
@@ -115,6 +123,8 @@ __all__ = [
     "RtpTap",
     "SenderHooks",
     "StreamStatistics",
+    "TooManyCandidates",
+    "add_remote_candidate",
     "announced_ssrcs",
     "answer_as_dtls_server",
     "answer_problem",

@@ -57,6 +57,14 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
         ("self", "request", "addr", "integrity_key", "retransmissions"),
     ),
     (aioice.ice.Connection, "close", ("self",)),
+    (aioice.ice.Connection, "add_remote_candidate", ("self", "remote_candidate")),
+    (aioice.ice.Connection, "check_incoming", ("self", "message", "addr", "protocol")),
+    (aioice.ice.Connection, "check_start", ("self", "pair")),
+    (aioice.ice.Connection, "check_state", ("self", "pair", "state")),
+    (aioice.ice.Connection, "check_complete", ("self", "pair")),
+    (aioice.ice.Connection, "_check_periodic", ("self",)),
+    (aioice.ice.Connection, "_remote_candidates_expected", ("self",)),
+    (aioice.ice.Connection, "switch_role", ("self", "ice_controlling")),
     (
         aioice.ice.Connection,
         "get_component_candidates",
@@ -105,16 +113,30 @@ def check_hook_points() -> None:
         "_transport_policy",
         "_use_ipv4",
         "_use_ipv6",
+        "_tie_breaker",
+        "_check_list",
+        "_check_list_done",
+        "_queue",
+        "_closing",
+        "_remote_candidates",
     ):
         if not hasattr(conn, name):
             problems.append(f"aioice Connection has no attribute {name}")
     for name in ("ice_controlling", "remote_is_lite", "_query_consent_task"):
         if not hasattr(conn, name):
             problems.append(f"aioice Connection has no attribute {name}")
+    pair_fields = ("task", "state", "nominated", "remote_nominated", "protocol")
+    if not all(
+        hasattr(aioice.ice.CandidatePair(None, None), name)  # type: ignore[arg-type]
+        for name in pair_fields
+    ) or not hasattr(aioice.ice.CandidatePair.State, "SUCCEEDED"):
+        problems.append(f"aioice CandidatePair lacks one of {pair_fields}")
     if "iceLite" not in {f.name for f in dataclasses.fields(RTCIceParameters)}:
         problems.append("RTCIceParameters has no iceLite field")
-    if not hasattr(RTCIceTransport(RTCIceGatherer()), "_role_set"):
-        problems.append("RTCIceTransport has no _role_set attribute")
+    ice_transport = RTCIceTransport(RTCIceGatherer())
+    for name in ("_role_set", "_connection"):
+        if not hasattr(ice_transport, name):
+            problems.append(f"RTCIceTransport has no {name} attribute")
     import aiortc.rtcpeerconnection as peerconnection
 
     for name in ("filter_preferred_codecs", "find_common_codecs"):

@@ -6,18 +6,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import aioice
 import aioice.ice
 import aioice.stun
 from aiortc import (
+    RTCIceCandidate,
     RTCPeerConnection,
 )
 
-from .._slots import sleep_slotted
+from .._slots import SLOT, sleep_slotted
 from .transports import _dtls_transports
+
+logger = logging.getLogger(__name__)
 
 
 def configure_ice(
@@ -42,9 +47,10 @@ def configure_ice(
       agent even when this side offers, as mediasoup does. A pair is then
       selected only after the peer's nominating check arrives, and that check
       is authenticated with this side's password: a peer that does not know
-      the password cannot complete ICE. (As controlling agent the server
-      would nominate pairs on its own checks, which only prove that the
-      server knows the *peer's* password.)
+      the password cannot complete ICE. The agent sends no connectivity
+      checks of its own and never switches role (see :func:`_be_lite`): as
+      controlling agent it would nominate pairs on its own checks, which only
+      prove that the server knows the *peer's* password.
 
     Call after the peer connection has its first transceiver and before
     ``setLocalDescription``.
@@ -61,6 +67,65 @@ def configure_ice(
             _override_gathering(conn, host_addresses, announced_address)
         if lite:
             _announce_lite(dtls.transport, gatherer)
+        _limit_remote_candidates(conn)
+
+
+#: Remote candidates one connection may hold. aioice pairs and re-sorts its
+#: whole check list for each one (O(n) per candidate, also once ICE has
+#: completed); a browser signals a handful.
+MAX_REMOTE_CANDIDATES = 50
+
+
+class TooManyCandidates(ValueError):
+    """The peer signalled more than :data:`MAX_REMOTE_CANDIDATES` candidates."""
+
+
+async def add_remote_candidate(
+    pc: RTCPeerConnection, candidate: RTCIceCandidate
+) -> bool:
+    """Add a trickled remote candidate; whether it was used.
+
+    Once ICE has completed (or failed) a candidate can change nothing and is
+    ignored (``False``). Raises :class:`TooManyCandidates` once the
+    connection holds :data:`MAX_REMOTE_CANDIDATES`, and what
+    ``RTCPeerConnection.addIceCandidate`` raises.
+    """
+    transports = _dtls_transports(pc)
+    if transports:  # (before the first negotiation aiortc refuses it itself)
+        ice_transport = transports[0].transport
+        if ice_transport.state not in ("new", "checking"):
+            return False  # aiortc would still file it in the remote description
+        if len(ice_transport._connection._remote_candidates) >= MAX_REMOTE_CANDIDATES:
+            raise TooManyCandidates(f"more than {MAX_REMOTE_CANDIDATES} ICE candidates")
+    await pc.addIceCandidate(candidate)
+    return True
+
+
+def _limit_remote_candidates(conn: aioice.ice.Connection) -> None:
+    """Ignore remote candidates once ICE completed or beyond the cap, from SDP
+    (an answer can list hundreds) and trickled alike."""
+    if getattr(conn, "_pysfu_candidates_limited", False):
+        return
+    add = conn.add_remote_candidate
+    warned: list[bool] = []
+
+    async def add_remote_candidate(remote_candidate: aioice.Candidate | None) -> None:
+        if remote_candidate is not None:
+            if conn._nominated:
+                return  # ICE completed: a new candidate can change nothing
+            if len(conn._remote_candidates) >= MAX_REMOTE_CANDIDATES:
+                if not warned:
+                    warned.append(True)
+                    logger.warning(
+                        "%s: ignoring remote candidates beyond %d",
+                        conn,
+                        MAX_REMOTE_CANDIDATES,
+                    )
+                return
+        await add(remote_candidate)
+
+    conn.add_remote_candidate = add_remote_candidate  # type: ignore[method-assign]
+    conn._pysfu_candidates_limited = True  # type: ignore[attr-defined]
 
 
 def set_consent_timing(pc: RTCPeerConnection, interval: float, failures: int) -> None:
@@ -73,8 +138,11 @@ def set_consent_timing(pc: RTCPeerConnection, interval: float, failures: int) ->
     merely slow (an overloaded machine answering 0.6 s late) is dropped as if
     gone. Here each check is retransmitted (after 0.5 and 1.5 s), any answer
     within the deadline keeps consent, and the checks of every connection
-    share the wake-ups of :mod:`pysfu._slots`. Call before the connection
-    starts.
+    share the wake-ups of :mod:`pysfu._slots`. Time the server itself was
+    stalled (its checker woke up late: a blocked event loop, a stopped
+    process) does not count against the peer: a server stalled for 12 s
+    drops nobody, while a peer that vanished is still dropped after the
+    deadline. Call before the connection starts.
     """
     for dtls in _dtls_transports(pc):
         conn = dtls.transport.iceGatherer._connection
@@ -111,7 +179,13 @@ def _consent_checker(
         checks: set[asyncio.Task[None]] = set()
         try:
             while True:
-                await sleep_slotted(interval * (0.8 + 0.4 * random.random()))
+                delay = interval * (0.8 + 0.4 * random.random())
+                wake = loop.time() + delay + SLOT  # sleep_slotted's latest
+                await sleep_slotted(delay)
+                # Woken late, the server itself was stalled (a blocked loop,
+                # a stopped process): the answers it could not read then are
+                # not the peer's silence, so the stall does not count.
+                answered += max(0.0, loop.time() - wake)
                 if loop.time() - answered > deadline:
                     break
                 for pair in list(conn._nominated.values()):
@@ -131,6 +205,7 @@ def _announce_lite(ice_transport: Any, gatherer: Any) -> None:
     conn = gatherer._connection
     conn.ice_controlling = False
     ice_transport._role_set = True  # aiortc would make the offerer controlling
+    _be_lite(conn)
     if getattr(gatherer, "_pysfu_lite", False):
         return
     local_parameters = gatherer.getLocalParameters
@@ -140,6 +215,75 @@ def _announce_lite(ice_transport: Any, gatherer: Any) -> None:
 
     gatherer.getLocalParameters = get_local_parameters
     gatherer._pysfu_lite = True
+
+
+#: The largest ICE tie-breaker: a peer that also claims the controlled role is
+#: always answered 487 Role Conflict (RFC 8445 section 7.3.1.1) and has to
+#: take control itself; this side never switches.
+_LARGEST_TIE_BREAKER = 2**64 - 1
+
+
+def _be_lite(conn: aioice.ice.Connection) -> None:
+    """Make ``conn`` an ICE-lite agent (RFC 8445 section 2.5), not one in name only.
+
+    aioice runs full ICE whatever is announced: it sends its own connectivity
+    checks, signed with the *peer's* password, and repairs role conflicts. A
+    peer that knows only this side's username fragment could then answer a
+    check with 487 Role Conflict, make this side controlling and let it
+    nominate a pair on the strength of its own checks, which prove nothing
+    about the peer. Here the agent
+
+    - sends no connectivity check of its own (consent checks, see
+      :func:`set_consent_timing`, start only on a nominated pair);
+    - never changes role: a peer claiming the controlled role too gets 487;
+    - marks a pair succeeded only for the address and socket a check *from
+      the peer* came from, after aioice authenticated that check with this
+      side's password (MESSAGE-INTEGRITY), and nominated only once such a
+      check carried USE-CANDIDATE.
+    """
+    if getattr(conn, "_pysfu_true_lite", False):
+        return
+    conn._tie_breaker = _LARGEST_TIE_BREAKER
+    validated: set[tuple[int, tuple[str, int]]] = set()
+    check_incoming = conn.check_incoming
+
+    def check_incoming_authenticated(
+        message: aioice.stun.Message, addr: tuple[str, int], protocol: Any
+    ) -> None:
+        # aioice calls this only for checks that passed USERNAME and
+        # MESSAGE-INTEGRITY with the local password (request_received)
+        validated.add((id(protocol), (addr[0], addr[1])))
+        check_incoming(message, addr, protocol)
+
+    async def check_start(pair: aioice.ice.CandidatePair) -> None:
+        # the "triggered check" of a full agent: answered by the peer's own
+        # check instead of sending one
+        if (id(pair.protocol), pair.remote_addr) not in validated:
+            pair.task = None  # not validated by the peer: stays as it is
+            return
+        conn.check_state(pair, aioice.ice.CandidatePair.State.SUCCEEDED)
+        if pair.remote_nominated:
+            pair.nominated = True
+        conn.check_complete(pair)
+
+    def check_periodic() -> bool:
+        # connect() starts no checks; it only waits (every 20 ms, as aioice)
+        # while there is nothing to wait on yet: no pair and more candidates
+        # to come. A check from the peer forms a pair too (peer-reflexive).
+        return (
+            not conn._check_list
+            and not conn._check_list_done
+            and conn._remote_candidates_expected()
+        )
+
+    def switch_role(ice_controlling: bool) -> None:
+        pass  # a lite agent is always controlled
+
+    conn.check_incoming = check_incoming_authenticated  # type: ignore[method-assign]
+    conn.check_start = check_start  # type: ignore[method-assign]
+    conn._check_periodic = check_periodic  # type: ignore[method-assign]
+    conn.switch_role = switch_role  # type: ignore[method-assign]
+    conn._pysfu_true_lite = True  # type: ignore[attr-defined]
 
 
 def validate_ice_credentials(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from aiortc.rtcrtpparameters import (
 from .._rtp import RtpHeader, extension_checks, parse_header
 from .transports import _SRTP_BUFFER
 
+logger = logging.getLogger(__name__)
+
 RtpSink = Callable[[RtpHeader, bytes, int], None]
 RtcpSink = Callable[[Any], Awaitable[None]]
 
@@ -32,6 +35,19 @@ def extension_checks_of(extensions_map: Any) -> list[int]:
     ids = getattr(extensions_map, "_HeaderExtensionsMap__ids")  # noqa: B009
     return extension_checks(ids)
 
+
+#: Datagrams held for the DTLS transport at most: a DTLS flight before ICE
+#: completes, or SRTCP while its reader is busy. (SRTP, once keyed, does not
+#: queue: :class:`RtpTap` delivers it directly.)
+MAX_QUEUED_DATAGRAMS = 64
+#: The largest datagram queued: a DTLS record (16 KiB plus header and
+#: expansion); WebRTC peers send at most about 1,500 bytes.
+MAX_QUEUED_DATAGRAM = 17 * 1024
+
+#: Distinct SSRCs a peer may send SRTP/SRTCP with (libsrtp keeps a stream
+#: for each): a publisher uses two or three per track (media, RTX, FEC),
+#: times three with simulcast, plus the SSRCs its RTCP reports come from.
+MAX_INBOUND_SSRCS = 32
 
 #: aiortc's arrival times are milliseconds since the NTP epoch (1900).
 _NTP_EPOCH_MS = 2_208_988_800_000
@@ -77,6 +93,12 @@ class RtpTap:
         transport._handle_rtp_data = self._handle_rtp_data  # type: ignore[method-assign]
         self._handle_rtcp_stock = transport._handle_rtcp_data
         transport._handle_rtcp_data = self._handle_rtcp_data  # type: ignore[method-assign]
+        #: Datagrams dropped before reaching aioice's receive queue, by reason
+        #: (see :meth:`_bound_receive_queue`).
+        self.datagrams_dropped: dict[str, int] = {}
+        #: SSRCs of this peer libsrtp accepted a packet of (one stream each).
+        self._inbound_ssrcs: set[int] = set()
+        self._bound_receive_queue()
         if direct:
             self._divert_datagrams()
 
@@ -93,6 +115,78 @@ class RtpTap:
         """What each negotiated header extension's value must look like."""
         self._checks = extension_checks_of(self._transport._rtp_header_extensions_map)
 
+    def _drop(self, reason: str) -> None:
+        dropped = self.datagrams_dropped
+        if reason not in dropped:
+            logger.warning(
+                "ICE port of %s: dropping datagrams (%s), counted from now",
+                self._transport.transport._connection,
+                reason,
+            )
+            dropped[reason] = 0
+        dropped[reason] += 1
+
+    def _new_ssrc_refused(self, data: bytes) -> bool:
+        """Whether an SRTP/SRTCP datagram is of an SSRC beyond the cap.
+
+        libsrtp keeps a stream (state and replay window) for each SSRC whose
+        packet authenticates, and never forgets one: a peer sending random
+        SSRCs through its own SRTP session grew the server without limit. The
+        SSRCs a peer used are counted once their packet decrypted; beyond
+        :data:`MAX_INBOUND_SSRCS`, a packet of a new SSRC is dropped before
+        libsrtp sees it.
+        """
+        if len(self._inbound_ssrcs) < MAX_INBOUND_SSRCS or len(data) < 12:
+            return False  # (too short for libsrtp to take anyway)
+        rtcp = 191 < data[1] < 209  # RFC 5761: the sender's SSRC at 4, not 8
+        offset = 4 if rtcp else 8
+        ssrc = int.from_bytes(data[offset : offset + 4], "big")
+        return ssrc not in self._inbound_ssrcs
+
+    def _bound_receive_queue(self) -> None:
+        """Keep what anyone can send to the server's ICE port from piling up.
+
+        aioice queues every datagram that is not STUN in an unbounded
+        ``asyncio.Queue``, which nothing reads until ICE completes: junk sent
+        to a pending participant's port stayed there (1 GB in 22 s, still
+        referenced after the participant left). Only DTLS and RTP/RTCP (RFC
+        7983 demultiplexing) of a plausible size are queued, at most
+        :data:`MAX_QUEUED_DATAGRAMS` at a time and nothing once the connection
+        closes (what it held is dropped then); the rest is dropped, counted
+        by reason and logged once.
+        """
+        conn = self._transport.transport._connection
+        queue = conn._queue
+        queue_datagram = conn.data_received
+        drop = self._drop
+        new_ssrc_refused = self._new_ssrc_refused
+
+        def data_received(data: bytes, component: int) -> None:
+            first = data[0] if data else 0
+            if not (19 < first < 64 or 127 < first < 192):
+                drop("not_dtls_or_rtp")
+            elif len(data) > MAX_QUEUED_DATAGRAM:
+                drop("too_large")
+            elif conn._closing:
+                drop("closed")
+            elif queue.qsize() >= MAX_QUEUED_DATAGRAMS:
+                drop("queue_full")
+            elif first > 127 and new_ssrc_refused(data):
+                drop("too_many_ssrcs")
+            else:
+                queue_datagram(data, component)
+
+        close = conn.close
+
+        async def close_and_drain() -> None:
+            await close()
+            while not queue.empty():  # what nobody will read any more
+                queue.get_nowait()
+            queue.put_nowait(None)  # aioice's end mark, for a reader not yet woken
+
+        conn.data_received = data_received  # type: ignore[method-assign]
+        conn.close = close_and_drain  # type: ignore[method-assign]
+
     def _divert_datagrams(self) -> None:
         dtls = self._transport
         conn = dtls.transport._connection
@@ -101,6 +195,7 @@ class RtpTap:
         connected = DtlsState.CONNECTED
 
         shortcut: list[Any] = []  # the protocols whose STUN parse we skip
+        inbound_ssrcs = self._inbound_ssrcs
 
         def data_received(data: bytes, component: int) -> None:
             # SRTP, not SRTCP (RFC 5761 payload types 192-208), once keyed
@@ -125,11 +220,16 @@ class RtpTap:
                 for protocol in shortcut:
                     if hasattr(protocol, "local_candidate"):
                         _skip_stun_parse(protocol, data_received)
+            ssrc = int.from_bytes(data[8:12], "big")
+            if ssrc not in inbound_ssrcs and len(inbound_ssrcs) >= MAX_INBOUND_SSRCS:
+                self._drop("too_many_ssrcs")
+                return
             try:
                 plain = srtp.unprotect(data)
             except (pylibsrtp.Error, ValueError):  # forged, replayed, > 1500 bytes
                 self.srtp_errors += 1
                 return
+            inbound_ssrcs.add(ssrc)
             deliver(plain, int(time.time() * 1000) + _NTP_EPOCH_MS)
 
         conn.data_received = data_received  # type: ignore[method-assign]
@@ -153,9 +253,12 @@ class RtpTap:
             self.sink_errors += 1
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        # decrypted on aiortc's path: libsrtp has a stream for its SSRC now
+        self._inbound_ssrcs.add(int.from_bytes(data[8:12], "big"))
         self._deliver(data, arrival_time_ms)
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
+        self._inbound_ssrcs.add(int.from_bytes(data[4:8], "big"))
         # aiortc's RTCP routing lets some malformed packets raise (a REMB
         # announcing more SSRCs than it holds: struct.error), which would end
         # the receive loop as above.
