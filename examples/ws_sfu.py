@@ -29,7 +29,15 @@ from typing import Any
 
 from aiohttp import web
 
-from pysfu import SFU, IceConfig, IceServer, PysfuError, RoomExists, SFUConfig
+from pysfu import (
+    SFU,
+    IceConfig,
+    IceServer,
+    LimitsConfig,
+    PysfuError,
+    RoomExists,
+    SFUConfig,
+)
 from pysfu.admission import Admission, HostKeys, RedactSecrets
 from pysfu.participant import Participant
 
@@ -128,6 +136,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds a join credential stays valid [PYSFU_CREDENTIAL_TTL]",
     )
     add(
+        "--pending-hold",
+        type=float,
+        default=float(env("PYSFU_PENDING_HOLD", "10")),
+        help="seconds an admitted participant holds its seat before opening "
+        "its WebSocket [PYSFU_PENDING_HOLD]",
+    )
+    add(
         "--allowed-origin",
         action="append",
         default=listed("PYSFU_ALLOWED_ORIGIN"),
@@ -141,6 +156,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=float(env("PYSFU_RECONNECT_GRACE", "15")),
         help="seconds a participant whose WebSocket dropped keeps its seat and "
         "media, waiting for it to reconnect [PYSFU_RECONNECT_GRACE]",
+    )
+    add(
+        "--room-idle-timeout",
+        type=float,
+        default=float(env("PYSFU_ROOM_IDLE_TIMEOUT", "60")),
+        help="seconds after which a room without a host (or without anyone) "
+        "is closed [PYSFU_ROOM_IDLE_TIMEOUT]",
+    )
+    add(
+        "--max-rooms",
+        type=int,
+        default=int(env("PYSFU_MAX_ROOMS", "1000")),
+        help="rooms this server holds at most [PYSFU_MAX_ROOMS]",
     )
     add(
         "--workers",
@@ -224,7 +252,11 @@ class SfuApp:
                 host_addresses=tuple(args.ice_address) or None,
                 announced_address=args.announced_address,
                 servers=stun,
-            )
+            ),
+            limits=LimitsConfig(
+                max_rooms=args.max_rooms,
+                room_idle_timeout=args.room_idle_timeout,
+            ),
         )
         # rooms in this process, or in worker processes: one of the two
         self.sfu: SFU | None = None
@@ -235,11 +267,17 @@ class SfuApp:
         # --8<-- [start:rooms]
         if args.workers:
             self.pool = WorkerPool(args.workers, config)  # started on app startup
-            self.admission = Admission(self.pool, credential_ttl=args.credential_ttl)
+            self.admission = Admission(
+                self.pool,
+                credential_ttl=args.credential_ttl,
+                pending_hold=args.pending_hold,
+            )
         else:
             self.sfu = SFU(config)
             self.local_admission = Admission(
-                self.sfu, credential_ttl=args.credential_ttl
+                self.sfu,
+                credential_ttl=args.credential_ttl,
+                pending_hold=args.pending_hold,
             )
             self.admission = self.local_admission
         self.signalling = WebSocketSignalling(
@@ -343,6 +381,7 @@ class SfuApp:
                 role,
                 name=name,
                 host_authorized=self.host_keys.check(bearer(request)),
+                client=request.remote,
             )
         except PysfuError as exc:
             return error(STATUS.get(exc.code, 400), exc.code, str(exc))
@@ -371,6 +410,8 @@ class SfuApp:
                     for s in self.client_ice_servers
                 ],
                 "ws_url": f"{scheme}://{request.host}/ws/{grant.participant_id}",
+                # sent as the socket's first message: a URL would be logged
+                "signalling_token": grant.signalling_token,
             }
         )
 

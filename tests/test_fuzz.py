@@ -1055,6 +1055,7 @@ async def test_fuzzed_join_api_requests_get_json_answers(
         room = await create_room(http, base, 1)
         grant = await join_room(http, base, room)
         ws = await http.ws_connect(grant["ws_url"])
+        await ws.send_json({"type": "hello", "token": grant["signalling_token"]})
         try:
             kinds = []
             while "offer" not in kinds:
@@ -1065,11 +1066,25 @@ async def test_fuzzed_join_api_requests_get_json_answers(
 
 
 participant_ids = slugs | st.sampled_from(["p-", "p-x", "%", "..", "."])
-# a URL cannot carry a lone surrogate, so no client can send one
-resume_tokens = st.none() | st.text(
-    st.characters(exclude_categories=["Cs"]), max_size=30
+first_messages = st.text(max_size=100) | st.binary(max_size=100)
+hellos = st.tuples(
+    st.sampled_from(["hello", "resume"]),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=30),
 )
-first_frames = st.none() | st.text(max_size=100) | st.binary(max_size=100)
+
+
+def hello_in(frame: str | bytes) -> bool:
+    """Whether ``frame`` is a well-formed hello or resume message."""
+    try:
+        value = json.loads(frame)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return (
+        isinstance(frame, str)
+        and isinstance(value, dict)
+        and value.get("type") in ("hello", "resume")
+        and isinstance(value.get("token"), str)
+    )
 
 
 async def test_unknown_participant_ids_are_refused_on_the_websocket(
@@ -1078,34 +1093,37 @@ async def test_unknown_participant_ids_are_refused_on_the_websocket(
     async with example_server() as base:
         run = in_loop(asyncio.get_running_loop())
 
-        async def check(participant_id: str, resume: str | None, frame: Any) -> None:
+        async def check(participant_id: str, frame: str | bytes) -> None:
             url = f"{base}/ws/{room_path(participant_id)}"
-            if resume is not None:
-                url += "?resume=" + quote(resume, safe="")
             ws = await http.ws_connect(yarl.URL(url, encoded=True))
             try:
                 if isinstance(frame, str):
                     await ws.send_str(frame)
-                elif isinstance(frame, bytes):
+                else:
                     await ws.send_bytes(frame)
                 message = await ws.receive(timeout=10)
                 assert message.type == aiohttp.WSMsgType.TEXT, message
                 error = json.loads(message.data)
                 assert error["type"] == "error"
-                if resume is None:
-                    assert error["code"] == "credential_unknown"
-                else:
-                    assert error["code"].startswith("credential_")
                 closing = await ws.receive(timeout=10)
                 assert closing.type == aiohttp.WSMsgType.CLOSE
-                assert ws.close_code == 4401
+                if hello_in(frame):
+                    assert error["code"].startswith("credential_")
+                    assert ws.close_code == 4401
+                else:
+                    assert error["code"] == "hello_expected"
+                    assert ws.close_code == 4400
             finally:
                 await ws.close()
 
         @settings(FUZZ_SETTINGS, max_examples=60)
-        @given(participant_ids, resume_tokens, first_frames)
-        def fuzz(participant_id: str, resume: str | None, frame: Any) -> None:
-            run(check(participant_id, resume, frame))
+        @given(
+            participant_ids,
+            first_messages
+            | hellos.map(lambda h: json.dumps({"type": h[0], "token": h[1]})),
+        )
+        def fuzz(participant_id: str, frame: str | bytes) -> None:
+            run(check(participant_id, frame))
 
         await asyncio.to_thread(fuzz)
 
@@ -1131,6 +1149,9 @@ class WsSessions:
             await self.close()
             grant = await join_room(self.http, self.base, self.room)
             self.ws = await self.http.ws_connect(grant["ws_url"])
+            await self.ws.send_json(
+                {"type": "hello", "token": grant["signalling_token"]}
+            )
             self.used, self.sessions = 0, self.sessions + 1
             while (await self.ws.receive_json(timeout=10))["type"] != "offer":
                 pass

@@ -36,6 +36,7 @@ async def connect(
 ) -> WsClient:
     ws = await http.ws_connect(grant["ws_url"])
     client = WsClient(ws, password or grant["ice"]["password"])
+    await client.hello(grant["signalling_token"])
     peer.attach(client)
     return client
 
@@ -148,6 +149,9 @@ async def test_credentials_are_single_use(
         await connect(http, guest, guest_grant)
         track = await guest.wait_video_from(host)
         replay = await http.ws_connect(guest_grant["ws_url"])
+        await replay.send_json(
+            {"type": "hello", "token": guest_grant["signalling_token"]}
+        )
         message = await replay.receive_json(timeout=10)
         assert (message["type"], message["code"]) == ("error", "credential_used")
         await replay.receive(timeout=10)
@@ -168,6 +172,7 @@ async def test_expired_credentials_are_refused_and_free_the_seat(
         assert (await join(http, room["join_url"]))[0] == 409  # seat reserved
         await asyncio.sleep(2)
         late = await http.ws_connect(grant["ws_url"])
+        await late.send_json({"type": "hello", "token": grant["signalling_token"]})
         message = await late.receive_json(timeout=10)
         assert (message["type"], message["code"]) == ("error", "credential_expired")
         await late.close()
@@ -274,6 +279,7 @@ async def test_websocket_origin_is_checked(http: aiohttp.ClientSession) -> None:
             await http.ws_connect(grant["ws_url"], origin="https://evil.example.com")
         assert refused.value.status == 403
         ws = await http.ws_connect(grant["ws_url"], origin="https://meet.example.org")
+        await ws.send_json({"type": "hello", "token": grant["signalling_token"]})
         assert (await ws.receive_json(timeout=10))["type"] == "session"
         await ws.close()
     async with example_server() as base:  # default: the server's own origin only
@@ -282,6 +288,7 @@ async def test_websocket_origin_is_checked(http: aiohttp.ClientSession) -> None:
         with pytest.raises(aiohttp.WSServerHandshakeError):
             await http.ws_connect(grant["ws_url"], origin="https://evil.example.com")
         ws = await http.ws_connect(grant["ws_url"], origin=base)
+        await ws.send_json({"type": "hello", "token": grant["signalling_token"]})
         assert (await ws.receive_json(timeout=10))["type"] == "session"
         await ws.close()
 
@@ -338,6 +345,7 @@ async def test_logs_tell_who_but_never_secrets(
     assert "setLocalDescription" in text  # aiortc did log its SDP at DEBUG...
     for grant in (host_grant, guest_grant):
         assert grant["ice"]["password"] not in text  # ...without the passwords
+        assert grant["signalling_token"] not in text
         assert grant["participant_id"] in text  # who did what is there
     assert HOST_KEY not in text
     assert room["room"] in text
@@ -361,10 +369,15 @@ async def test_a_dropped_websocket_can_resume_while_media_flows(
         await eventually(
             lambda: len(track.patterns) > before + 30, what="media goes on"
         )
-        replay = await http.ws_connect(f"{guest_grant['ws_url']}?resume=wrong")
+        replay = await http.ws_connect(guest_grant["ws_url"])
+        await replay.send_json({"type": "resume", "token": "wrong"})
         assert (await replay.receive_json(timeout=10))["code"] == "credential_invalid"
         await replay.close()
+        used = guest_ws.resume_token
         await guest_ws.reconnect(http, guest_grant["ws_url"])
+        await eventually(
+            lambda: guest_ws.resume_token != used, what="a new resume token"
+        )
         await guest_ws.ws.send_str('{"type": "leave"}')  # the new socket works
         await eventually(
             lambda: any(m["type"] == "participant-left" for m in host_ws.raw),
@@ -440,7 +453,7 @@ async def test_a_resumed_session_gets_the_pending_offer_again(
     async with example_server(*mode) as base:
         _, room = await create_room(http, base)
         _, grant = await join(http, room["join_url"], role="host")
-        ws = WsClient(await http.ws_connect(grant["ws_url"]), grant["ice"]["password"])
+        ws = await WsClient.connect(http, grant)
         await eventually(
             lambda: any(m["type"] == "offer" for m in ws.raw), what="first offer"
         )

@@ -75,6 +75,13 @@ class CredentialExpired(CredentialError):
     code = "credential_expired"
 
 
+class CredentialRefused(CredentialError):
+    """The host refused this admitted participant, or a newcomer took its seat
+    because it did not open its signalling in time."""
+
+    code = "credential_refused"
+
+
 class TooManyRooms(PysfuError):
     """The SFU holds ``LimitsConfig.max_rooms`` rooms already."""
 
