@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"generated host key: {key}", flush=True)
         print(f"publish with WHIP: {url}/publish#key={key}", flush=True)
         print(f"WHIP endpoint: {url}/whip/<room>, bearer token {key}", flush=True)
-    ws_sfu.serve(server.application(), args)
+    ws_sfu.serve(server.application(), args, server.metrics_application())
 
 
 if __name__ == "__main__":

@@ -20,10 +20,13 @@ Every option can also be set with an environment variable, named in --help.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hmac
 import json
 import logging
 import os
 import secrets
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,7 @@ from pysfu import (
 )
 from pysfu.admission import Admission, HostKeys, RedactSecrets
 from pysfu.participant import Participant
+from pysfu.ratelimit import ClientLimits
 
 try:
     import prometheus_client
@@ -48,6 +52,7 @@ try:
 except ImportError:  # pragma: no cover - metrics are optional
     prometheus_client = None  # type: ignore[assignment]
 from pysfu.signalling.adapter import SessionParticipant
+from pysfu.signalling.connections import ConnectionGuard
 from pysfu.signalling.websocket import WebSocketSignalling
 from pysfu.slugs import ascii_slug, emoji_slug, slug_path
 from pysfu.workers import WorkerPool
@@ -63,6 +68,9 @@ STATUS = {
     "room_full": 409,
     "host_taken": 409,
 }
+#: Wrong host keys one client address may present: a burst, then one a second.
+HOST_KEY_FAILURES_PER_SECOND = 1.0
+HOST_KEY_FAILURE_BURST = 10
 
 logger = logging.getLogger("ws_sfu")
 
@@ -178,6 +186,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "/metrics adding up all of them; 0: every room in this process "
         "[PYSFU_WORKERS]",
     )
+    add(
+        "--metrics-address",
+        default=env("PYSFU_METRICS_ADDRESS"),
+        help="HOST:PORT of a separate listener serving /metrics only (keep it "
+        "private, e.g. 127.0.0.1:9100) [PYSFU_METRICS_ADDRESS]",
+    )
+    add(
+        "--metrics-token",
+        default=env("PYSFU_METRICS_TOKEN"),
+        help="serve /metrics on the main listener too, to requests with "
+        "'Authorization: Bearer <token>'; without this or --metrics-address "
+        "/metrics is not served [PYSFU_METRICS_TOKEN]",
+    )
+    add(
+        "--max-connections",
+        type=int,
+        default=int(env("PYSFU_MAX_CONNECTIONS", "512")),
+        help="open HTTP/WebSocket connections at most (never more than half "
+        "the file descriptor limit) [PYSFU_MAX_CONNECTIONS]",
+    )
+    add(
+        "--idle-timeout",
+        type=float,
+        default=float(env("PYSFU_IDLE_TIMEOUT", "10")),
+        help="seconds a new connection may stay silent before it is closed "
+        "[PYSFU_IDLE_TIMEOUT]",
+    )
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
     args = parser.parse_args(argv)
     if args.workers < 0:
@@ -193,6 +228,12 @@ def reply(data: dict[str, Any], status: int = 200) -> web.Response:
 
 def error(status: int, code: str, message: str) -> web.Response:
     return reply({"error": code, "message": message}, status=status)
+
+
+def too_many_attempts() -> web.Response:
+    response = error(429, "rate_limited", "too many wrong host keys; slow down")
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 def public_scheme(request: web.Request) -> str:
@@ -237,6 +278,9 @@ class SfuApp:
         self.args = args
         self.generated_key = None if args.host_key else secrets.token_urlsafe(18)
         self.host_keys = HostKeys(args.host_key or [self.generated_key])
+        self.host_key_failures = ClientLimits(
+            HOST_KEY_FAILURES_PER_SECOND, HOST_KEY_FAILURE_BURST
+        )
         stun = tuple(IceServer(urls=url) for url in args.stun)
         turn = tuple(
             IceServer(
@@ -300,15 +344,8 @@ class SfuApp:
                 web.static("/static", STATIC),
             ]
         )
-        if prometheus_client is not None:  # the `metrics` extra
-            self.registry = prometheus_client.CollectorRegistry()
-            if self.pool is not None:
-                self.pool_collector = PoolCollector(self.pool)
-                self.registry.register(self.pool_collector)
-            else:
-                assert self.sfu is not None
-                self.registry.register(SFUCollector(self.sfu))
-            app.add_routes([web.get("/metrics", self.metrics)])
+        if self.serves_metrics() and self.args.metrics_token:
+            app.add_routes([web.get("/metrics", self.metrics_with_token)])
         app.on_startup.append(self.startup)
         app.on_shutdown.append(self.shutdown)
         return app
@@ -320,6 +357,35 @@ class SfuApp:
                 "rooms go to %d workers (pids %s)", self.args.workers, self.pool.pids
             )
 
+    def serves_metrics(self) -> bool:
+        """Whether /metrics is configured (and the `metrics` extra installed)."""
+        wanted = self.args.metrics_token or self.args.metrics_address
+        if not wanted or prometheus_client is None:
+            return False
+        if not hasattr(self, "registry"):
+            self.registry = prometheus_client.CollectorRegistry()
+            if self.pool is not None:
+                self.pool_collector = PoolCollector(self.pool)
+                self.registry.register(self.pool_collector)
+            else:
+                assert self.sfu is not None
+                self.registry.register(SFUCollector(self.sfu))
+        return True
+
+    def metrics_application(self) -> web.Application | None:
+        """The app of the --metrics-address listener, if configured."""
+        if not (self.args.metrics_address and self.serves_metrics()):
+            return None
+        app = web.Application()
+        app.add_routes([web.get("/metrics", self.metrics)])
+        return app
+
+    async def metrics_with_token(self, request: web.Request) -> web.Response:
+        token = bearer(request) or ""
+        if not hmac.compare_digest(token.encode(), self.args.metrics_token.encode()):
+            return error(401, "unauthorized", "/metrics needs its bearer token")
+        return await self.metrics(request)
+
     async def metrics(self, request: web.Request) -> web.Response:
         if self.pool is not None:
             await self.pool_collector.refresh()
@@ -329,8 +395,24 @@ class SfuApp:
     async def page(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
+    def host_key_valid(self, request: web.Request) -> bool | None:
+        """Whether the request's bearer token is a host key; ``None``: this
+        address guessed wrong too often (answered at once, nothing hashed)."""
+        key = bearer(request)
+        if key is None:
+            return False
+        if self.host_key_failures.exhausted(request.remote):
+            return None
+        if self.host_keys.check(key):
+            return True
+        self.host_key_failures.allow(request.remote)  # spend one failure
+        return False
+
     async def create_room(self, request: web.Request) -> web.Response:
-        if not self.host_keys.check(bearer(request)):
+        valid = self.host_key_valid(request)
+        if valid is None:
+            return too_many_attempts()
+        if not valid:
             return error(401, "unauthorized", "a valid host key is required")
         try:
             body = await json_body(request)
@@ -375,12 +457,15 @@ class SfuApp:
             name.encode("utf-8")  # a lone surrogate cannot be sent back: refuse now
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
+        host_authorized = self.host_key_valid(request) if role == "host" else False
+        if host_authorized is None:
+            return too_many_attempts()
         try:
             grant = self.admission.admit(
                 request.match_info["room"],
                 role,
                 name=name,
-                host_authorized=self.host_keys.check(bearer(request)),
+                host_authorized=host_authorized,
                 client=request.remote,
             )
         except PysfuError as exc:
@@ -437,9 +522,53 @@ def setup_logging(level: str) -> None:
         handler.addFilter(RedactSecrets())  # aiortc logs SDP at DEBUG
 
 
-def serve(app: web.Application, args: argparse.Namespace) -> None:
-    """Run ``app`` on the configured address until SIGINT/SIGTERM."""
-    web.run_app(app, host=args.bind, port=args.port, print=None, shutdown_timeout=5)
+def serve(
+    app: web.Application,
+    args: argparse.Namespace,
+    metrics_app: web.Application | None = None,
+) -> None:
+    """Run ``app`` on the configured address until SIGINT/SIGTERM.
+
+    Connections are capped and silent ones closed (:class:`ConnectionGuard`),
+    so that idle clients cannot take every file descriptor; ``metrics_app``
+    listens on ``--metrics-address``.
+    """
+    asyncio.run(_serve(app, args, metrics_app))
+
+
+async def _serve(
+    app: web.Application,
+    args: argparse.Namespace,
+    metrics_app: web.Application | None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    # idle keep-alive connections close after 15 s; silent new ones after
+    # --idle-timeout (the guard)
+    runner = web.AppRunner(app, shutdown_timeout=5, keepalive_timeout=15)
+    await runner.setup()
+    assert runner.server is not None
+    guard = ConnectionGuard(
+        runner.server,
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout,
+    )
+    server = await loop.create_server(guard, args.bind, args.port)
+    runners = [runner]
+    if metrics_app is not None:
+        host, _, port = args.metrics_address.rpartition(":")
+        metrics_runner = web.AppRunner(metrics_app)
+        await metrics_runner.setup()
+        await web.TCPSite(metrics_runner, host or "127.0.0.1", int(port)).start()
+        runners.append(metrics_runner)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        for each in reversed(runners):
+            await each.cleanup()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -451,7 +580,7 @@ def main(argv: list[str] | None = None) -> None:
     if server.generated_key is not None:
         print(f"generated host key: {server.generated_key}", flush=True)
         print(f"open this link to create a room: {url}/new#key={server.generated_key}")
-    serve(server.application(), args)
+    serve(server.application(), args, server.metrics_application())
 
 
 if __name__ == "__main__":

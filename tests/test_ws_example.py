@@ -300,7 +300,8 @@ async def test_prometheus_metrics(
     from prometheus_client.parser import text_string_to_metric_families
 
     async def scrape(base: str) -> dict[str, float]:
-        async with http.get(f"{base}/metrics") as response:
+        headers = {"Authorization": "Bearer metrics-secret"}
+        async with http.get(f"{base}/metrics", headers=headers) as response:
             assert response.status == 200
             text = await response.text()
         return {
@@ -310,7 +311,7 @@ async def test_prometheus_metrics(
             for sample in family.samples
         }
 
-    async with example_server(*mode) as base:
+    async with example_server("--metrics-token=metrics-secret", *mode) as base:
         _, host_session, guest_session = await host_and_guest(http, base, peers)
         host = host_session.peer
         guest = guest_session.peer

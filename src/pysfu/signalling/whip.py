@@ -56,6 +56,7 @@ from ..errors import (
     RoomNotFound,
 )
 from ..participant import Participant, Role
+from ..ratelimit import ClientLimits
 from ..room import SFU
 from ..slugs import EMOJI_ALPHABET
 from .messages import Candidate, ServerMessage, SignallingError
@@ -63,6 +64,8 @@ from .messages import Candidate, ServerMessage, SignallingError
 logger = logging.getLogger(__name__)
 
 SDP = "application/sdp"
+#: Sent with 429: when to try again, in seconds.
+RETRY = {"Retry-After": "1"}
 SDP_FRAGMENT = "application/trickle-ice-sdpfrag"
 #: Largest offer or SDP fragment accepted, in bytes.
 MAX_BODY = 64 * 1024
@@ -159,6 +162,9 @@ class WhipEndpoint:
       only.
     - ``room_size``: ``max_participants`` of rooms created by a host's WHIP
       request.
+    - ``offers_per_second``, ``offer_burst``: offers one client address may
+      POST (each costs parsing and checking an SDP); the excess gets
+      ``429`` with ``Retry-After`` before any of that work.
 
     Add :meth:`routes` to an ``aiohttp.web.Application``; call :meth:`close`
     on shutdown (the SFU's rooms are the application's to close).
@@ -172,6 +178,8 @@ class WhipEndpoint:
         ice_servers: Iterable[IceServer] = (),
         allowed_origins: Collection[str] | None = None,
         room_size: int = 1,
+        offers_per_second: float = 5.0,
+        offer_burst: int = 30,
     ) -> None:
         if not isinstance(admission.sfu, SFU):
             raise TypeError("WHIP/WHEP needs an Admission into an in-process SFU")
@@ -182,6 +190,7 @@ class WhipEndpoint:
         self.allowed_origins = allowed_origins
         self.room_size = room_size
         self.sessions: dict[str, WhipSession] = {}
+        self._offer_limits = ClientLimits(offers_per_second, offer_burst)
 
     def routes(self, prefix: str = "") -> list[web.RouteDef]:
         """The routes: ``{prefix}/whip/{room}``, ``{prefix}/whep/{room}`` and
@@ -240,6 +249,8 @@ class WhipEndpoint:
         return response
 
     async def _post(self, request: web.Request, purpose: Purpose) -> web.Response:
+        if not self._offer_limits.allow(request.remote):
+            raise _Refused(429, "too many offers from this address", RETRY)
         token = _bearer(request)
         if not token:
             raise _Refused(
