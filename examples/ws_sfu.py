@@ -55,6 +55,7 @@ from pysfu.signalling.adapter import SessionParticipant
 from pysfu.signalling.connections import ConnectionGuard
 from pysfu.signalling.websocket import WebSocketSignalling
 from pysfu.slugs import ascii_slug, emoji_slug, slug_path
+from pysfu.turn import with_turn_credentials
 from pysfu.workers import WorkerPool
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -116,7 +117,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--turn-password",
         default=env("PYSFU_TURN_PASSWORD"),
-        help="[PYSFU_TURN_PASSWORD]",
+        help="a static TURN password for every client; prefer --turn-secret "
+        "[PYSFU_TURN_PASSWORD]",
+    )
+    add(
+        "--turn-secret",
+        default=env("PYSFU_TURN_SECRET"),
+        help="the TURN server's shared secret (coturn: static-auth-secret): each "
+        "client gets its own credentials, valid --turn-ttl seconds "
+        "[PYSFU_TURN_SECRET]",
+    )
+    add(
+        "--turn-ttl",
+        type=float,
+        default=float(env("PYSFU_TURN_TTL", "3600")),
+        help="seconds the TURN credentials of a join answer stay valid "
+        "[PYSFU_TURN_TTL]",
     )
     add(
         "--ice-address",
@@ -492,12 +508,24 @@ class SfuApp:
                         )
                         if v is not None
                     }
-                    for s in self.client_ice_servers
+                    for s in self.ice_servers_for(grant.participant_id)
                 ],
                 "ws_url": f"{scheme}://{request.host}/ws/{grant.participant_id}",
                 # sent as the socket's first message: a URL would be logged
                 "signalling_token": grant.signalling_token,
             }
+        )
+
+    def ice_servers_for(self, participant_id: str) -> tuple[IceServer, ...]:
+        """The STUN/TURN servers of one join answer: with --turn-secret, TURN
+        credentials of this participant's own, valid --turn-ttl seconds."""
+        if self.args.turn_secret is None:
+            return self.client_ice_servers
+        return with_turn_credentials(
+            self.client_ice_servers,
+            self.args.turn_secret,
+            participant_id,
+            self.args.turn_ttl,
         )
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
