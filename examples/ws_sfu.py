@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
 import os
 import secrets
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,8 @@ STATUS = {
     "room_full": 409,
     "host_taken": 409,
 }
+#: Seconds the single-use host link of a new room stays valid.
+HOST_TICKET_TTL = 600.0
 #: Wrong host keys one client address may present: a burst, then one a second.
 HOST_KEY_FAILURES_PER_SECOND = 1.0
 HOST_KEY_FAILURE_BURST = 10
@@ -287,6 +291,42 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     return value
 
 
+class HostTickets:
+    """Single-use, short-lived tickets that let a room's creator join it as
+    host without the long-lived host key: the ``host_url`` of a new room
+    carries one in its fragment (``#ticket=``), which browsers do not send
+    to servers, so it stays out of access logs. Kept as digests; bounded."""
+
+    MAX_TICKETS = 10_000
+
+    def __init__(self, ttl: float = HOST_TICKET_TTL) -> None:
+        self.ttl = ttl
+        self._tickets: dict[bytes, tuple[str, float]] = {}
+
+    def issue(self, room_id: str) -> str:
+        now = time.monotonic()
+        for digest, (_, expires) in list(self._tickets.items()):
+            if expires <= now:
+                del self._tickets[digest]
+        while len(self._tickets) >= self.MAX_TICKETS:  # oldest first
+            del self._tickets[next(iter(self._tickets))]
+        ticket = secrets.token_urlsafe(24)
+        self._tickets[_sha256(ticket)] = (room_id, now + self.ttl)
+        return ticket
+
+    def valid(self, ticket: str | None, room_id: str) -> bool:
+        """Whether ``ticket`` opens ``room_id`` as host (it is not spent)."""
+        found = self._tickets.get(_sha256(ticket or ""))
+        return found is not None and found[0] == room_id and found[1] > time.monotonic()
+
+    def spend(self, ticket: str | None) -> None:
+        self._tickets.pop(_sha256(ticket or ""), None)
+
+
+def _sha256(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
 class SfuApp:
     """The HTTP join backend, the WebSocket endpoint and the static client."""
 
@@ -294,6 +334,7 @@ class SfuApp:
         self.args = args
         self.generated_key = None if args.host_key else secrets.token_urlsafe(18)
         self.host_keys = HostKeys(args.host_key or [self.generated_key])
+        self.host_tickets = HostTickets()
         self.host_key_failures = ClientLimits(
             HOST_KEY_FAILURES_PER_SECOND, HOST_KEY_FAILURE_BURST
         )
@@ -451,8 +492,14 @@ class SfuApp:
                 return error(STATUS.get(exc.code, 400), exc.code, str(exc))
         base = f"{public_scheme(request)}://{request.host}/r/{slug_path(room_id)}"
         logger.info("room %s created (max %d participants)", room_id, size)
+        ticket = self.host_tickets.issue(room_id)
         return reply(
-            {"room": room_id, "host_url": base + "?role=host", "join_url": base},
+            {
+                "room": room_id,
+                # works once, for HOST_TICKET_TTL s: the key itself stays put
+                "host_url": f"{base}?role=host#ticket={ticket}",
+                "join_url": base,
+            },
             status=201,
         )
 
@@ -473,12 +520,19 @@ class SfuApp:
             name.encode("utf-8")  # a lone surrogate cannot be sent back: refuse now
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
-        host_authorized = self.host_key_valid(request) if role == "host" else False
+        room_id = request.match_info["room"]
+        ticket = None
+        host_authorized: bool | None = False
+        if role == "host":
+            if self.host_tickets.valid(bearer(request), room_id):
+                ticket, host_authorized = bearer(request), True
+            else:
+                host_authorized = self.host_key_valid(request)
         if host_authorized is None:
             return too_many_attempts()
         try:
             grant = self.admission.admit(
-                request.match_info["room"],
+                room_id,
                 role,
                 name=name,
                 host_authorized=host_authorized,
@@ -486,6 +540,7 @@ class SfuApp:
             )
         except PysfuError as exc:
             return error(STATUS.get(exc.code, 400), exc.code, str(exc))
+        self.host_tickets.spend(ticket)
         scheme = "wss" if public_scheme(request) == "https" else "ws"
         return reply(
             {

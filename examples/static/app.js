@@ -81,6 +81,14 @@ function takeHostKey() {
   return sessionStorage.getItem("pysfu-host-key");
 }
 
+/** The single-use host ticket from "#ticket=..." of a room's host_url (removed
+ *  from the address bar; it works once, for this room only). */
+function takeHostTicket() {
+  const ticket = new URLSearchParams(location.hash.slice(1)).get("ticket");
+  if (ticket) history.replaceState(null, "", location.pathname + location.search);
+  return ticket;
+}
+
 // -- pages ------------------------------------------------------------------
 
 function showHome() {
@@ -110,7 +118,7 @@ async function createRoom() {
 async function joinRoom(room) {
   // `room` is the slug as it appears in the path: already percent-encoded.
   const role = params.get("role") === "host" ? "host" : "participant";
-  const hostKey = role === "host" ? takeHostKey() : null;
+  const hostKey = role === "host" ? takeHostTicket() || takeHostKey() : null;
   $("room").hidden = false;
   if (role === "host" && !hostKey) return fail("no host key: start the room from /new#key=<host key>");
   if (role === "host") showShareLink();

@@ -5,7 +5,7 @@ ICE socket of every participant: a client that opens connections and sends
 nothing could otherwise take all of them (aiohttp waits forever for a first
 request), and then nobody can join and running rooms cannot open sockets.
 :class:`ConnectionGuard` wraps the protocol factory of an aiohttp
-:class:`~aiohttp.web.Server`:
+``aiohttp.web.Server``:
 
 - a connection that has sent nothing ``idle_timeout`` seconds after it was
   accepted is closed;
@@ -38,8 +38,8 @@ def fd_budget() -> int:
 
 
 class ConnectionGuard:
-    """A protocol factory for :meth:`asyncio.loop.create_server` that wraps
-    ``factory`` (e.g. ``runner.server`` of an :class:`aiohttp.web.AppRunner`).
+    """A protocol factory for ``loop.create_server`` that wraps
+    ``factory`` (e.g. ``runner.server`` of an ``aiohttp.web.AppRunner``).
     """
 
     def __init__(
