@@ -48,6 +48,8 @@ class WhipSfuApp(ws_sfu.SfuApp):
             self.local_admission,
             host_keys=self.host_keys,
             ice_servers=self.client_ice_servers,
+            turn_secret=args.turn_secret,
+            turn_ttl=args.turn_ttl,
             allowed_origins=args.allowed_origin or None,
             room_size=args.max_participants,
         )

@@ -59,6 +59,7 @@ from ..participant import Participant, Role
 from ..ratelimit import ClientLimits
 from ..room import SFU
 from ..slugs import EMOJI_ALPHABET
+from ..turn import with_turn_credentials
 from .messages import Candidate, ServerMessage, SignallingError
 
 logger = logging.getLogger(__name__)
@@ -157,6 +158,9 @@ class WhipEndpoint:
     - ``host_keys``: keys that may create a room by publishing into it (and
       watch any room); ``None`` allows join credentials only.
     - ``ice_servers``: STUN/TURN servers announced to clients (``Link``).
+    - ``turn_secret``, ``turn_ttl``: with a TURN server's shared secret, each
+      session's ``Link`` headers carry TURN credentials of its own, valid
+      ``turn_ttl`` seconds (see :mod:`pysfu.turn`).
     - ``allowed_origins``: origins of pages that may call these resources
       from a browser (CORS); ``"*"`` allows any. ``None``: same-origin pages
       only.
@@ -180,6 +184,8 @@ class WhipEndpoint:
         room_size: int = 1,
         offers_per_second: float = 5.0,
         offer_burst: int = 30,
+        turn_secret: str | None = None,
+        turn_ttl: float = 3600.0,
     ) -> None:
         if not isinstance(admission.sfu, SFU):
             raise TypeError("WHIP/WHEP needs an Admission into an in-process SFU")
@@ -187,6 +193,8 @@ class WhipEndpoint:
         self.sfu = admission.sfu
         self.host_keys = host_keys
         self.ice_servers = tuple(ice_servers)
+        self.turn_secret = turn_secret
+        self.turn_ttl = turn_ttl
         self.allowed_origins = allowed_origins
         self.room_size = room_size
         self.sessions: dict[str, WhipSession] = {}
@@ -291,7 +299,12 @@ class WhipEndpoint:
         response = web.Response(status=201, body=answer.encode(), content_type=SDP)
         response.headers["Location"] = session.path
         response.headers["ETag"] = session.etag
-        for server in self.ice_servers:
+        servers = self.ice_servers
+        if self.turn_secret is not None:
+            servers = with_turn_credentials(
+                servers, self.turn_secret, participant.id, self.turn_ttl
+            )
+        for server in servers:
             response.headers.add("Link", link_header(server))
         return response
 
