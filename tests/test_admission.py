@@ -183,6 +183,9 @@ async def test_waiting_grants_give_way_and_are_counted_per_client(
     with pytest.raises(RoomFull):  # ...against its own client always...
         admission.admit("r", client="10.0.0.66")
     rightful = admission.admit("r", client="10.0.0.1")  # ...not against others
+    now[0] = 9.0
+    with pytest.raises(RoomFull):  # a seat taken over is held for the whole hold
+        admission.admit("r", client="10.0.0.66")
     with pytest.raises(CredentialRefused):
         admission.redeem(squatter.participant_id)
     assert admission.redeem(rightful.participant_id) is rightful
@@ -202,5 +205,5 @@ async def test_waiting_grants_give_way_and_are_counted_per_client(
     with pytest.raises(TooManyPending):
         admission.admit("big", client="10.0.0.99")
     assert admission.admit("big", client="10.0.0.100")  # others are not affected
-    now[0] = 13.0  # past pending_hold: the waiting grants expired
+    now[0] = 20.0  # past pending_hold: the waiting grants expired
     assert admission.admit("big", client="10.0.0.99")

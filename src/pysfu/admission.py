@@ -125,6 +125,7 @@ class JoinGrant:
     ``redeem_by``: when the grant expires unless redeemed; ``expires_at``:
     when a redeemed grant's participant is removed unless connected.
     ``client``: the address it was issued to (for the per-client quota).
+    ``firm_until``: until when no newcomer may take its seat.
     """
 
     participant_id: str
@@ -135,6 +136,7 @@ class JoinGrant:
     expires_at: float
     redeem_by: float
     issued_at: float
+    firm_until: float = 0.0
     client: str | None = None
     signalling_token: str = field(
         default_factory=lambda: secrets.token_urlsafe(24), repr=False
@@ -243,13 +245,17 @@ class Admission(Generic[P]):
                 raise Unauthorized("joining as host needs a host key")
             if room.has_host or any(g.role is Role.HOST for g in pending):
                 raise HostTaken(f"room {room.room_id} already has a host")
-        else:
+        now = self._clock()
+        firm_until = now + self.sfu.config.limits.pending_reserve
+        if role is Role.PARTICIPANT:
             seats = room.participants + sum(
                 1 for g in pending if g.role is Role.PARTICIPANT
             )
             if seats >= room.max_participants:
                 self._displace(pending, client, room.room_id)
-        now = self._clock()
+                # a seat taken over is held for the whole hold: otherwise a
+                # client asking again and again takes it back before it is used
+                firm_until = now + self.pending_hold
         participant_id = "p-" + secrets.token_urlsafe(12)
         grant = JoinGrant(
             participant_id=participant_id,
@@ -260,6 +266,7 @@ class Admission(Generic[P]):
             expires_at=now + self.credential_ttl,
             redeem_by=now + self.pending_hold,
             issued_at=now,
+            firm_until=firm_until,
             client=client,
         )
         self._grants[participant_id] = grant
@@ -276,18 +283,15 @@ class Admission(Generic[P]):
     ) -> None:
         """Free a seat held by a grant that waited too long, or raise RoomFull.
 
-        Only a grant from another client, older than ``pending_reserve``:
-        a client cannot displace its own grants, and a fresh grant has time
-        to open its signalling.
+        Only a grant from another client, past its ``firm_until``
+        (``pending_reserve`` after it was issued): a client cannot displace
+        its own grants, and a fresh grant has time to open its signalling.
         """
-        reserve = self.sfu.config.limits.pending_reserve
         now = self._clock()
         stale = [
             g
             for g in pending
-            if g.role is Role.PARTICIPANT
-            and g.client != client
-            and now - g.issued_at >= reserve
+            if g.role is Role.PARTICIPANT and g.client != client and now >= g.firm_until
         ]
         if not stale:
             raise RoomFull(f"room {room_id} is full")
