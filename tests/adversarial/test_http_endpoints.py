@@ -19,6 +19,12 @@ pytestmark = [pytest.mark.adversarial, pytest.mark.network]
 
 
 async def test_metrics_are_not_served_to_anyone(peers: PeerFactory) -> None:
+    async with (
+        example_server() as base,
+        aiohttp.ClientSession() as http,
+        http.get(f"{base}/metrics") as response,
+    ):
+        assert response.status == 404  # not configured: not served
     port = free_port()
     async with (
         example_server(
@@ -39,12 +45,6 @@ async def test_metrics_are_not_served_to_anyone(peers: PeerFactory) -> None:
         async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
             assert response.status == 200
             assert "pysfu_participants 1.0" in await response.text()
-    async with (
-        example_server() as base,
-        aiohttp.ClientSession() as http,
-        http.get(f"{base}/metrics") as response,
-    ):
-        assert response.status == 404  # not configured: not served
 
 
 async def test_idle_connections_do_not_lock_out_a_join(peers: PeerFactory) -> None:
@@ -63,8 +63,11 @@ async def test_idle_connections_do_not_lock_out_a_join(peers: PeerFactory) -> No
                 with contextlib.suppress(OSError):
                     _, writer = await asyncio.open_connection("127.0.0.1", port)
                     idle.append(writer)
-            # a legitimate participant joins (new connections) while they are open
-            async with aiohttp.ClientSession() as fresh:
+            # a legitimate participant joins (new connections) while they are
+            # open; liveness bound: unprotected, the join waits for the server
+            # to drop idle connections (aiohttp: 75 s), if the room lives on
+            liveness = aiohttp.ClientTimeout(total=30)
+            async with aiohttp.ClientSession(timeout=liveness) as fresh:
                 status, grant = await join(fresh, room["join_url"])
                 assert status == 200, grant
                 guest = await connect(fresh, peers, grant, 2)

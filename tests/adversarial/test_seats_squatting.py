@@ -101,6 +101,7 @@ async def test_grants_flooding_twenty_rooms_do_not_close_another(
 
 async def test_the_host_sees_who_waits_and_refuses_them(peers: PeerFactory) -> None:
     async with (
+        # a long hold: the grant must still wait when the host refuses it
         example_server("--max-participants=1", "--pending-hold=30") as base,
         client_from("127.0.0.1") as http,
         client_from("127.0.0.66") as squatter,
