@@ -222,7 +222,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--max-connections",
         type=int,
-        default=int(env("PYSFU_MAX_CONNECTIONS", "512")),
+        default=int(env("PYSFU_MAX_CONNECTIONS", "4096")),
         help="open HTTP/WebSocket connections at most (never more than half "
         "the file descriptor limit) [PYSFU_MAX_CONNECTIONS]",
     )

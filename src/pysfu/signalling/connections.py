@@ -46,7 +46,7 @@ class ConnectionGuard:
         self,
         factory: Callable[[], asyncio.Protocol],
         *,
-        max_connections: int = 512,
+        max_connections: int = 4096,
         idle_timeout: float = 10.0,
     ) -> None:
         self.factory = factory
