@@ -48,7 +48,8 @@ async def test_metrics_are_not_served_to_anyone(peers: PeerFactory) -> None:
 
 
 async def test_idle_connections_do_not_lock_out_a_join(peers: PeerFactory) -> None:
-    """1,100 silent TCP connections against a server limited to 1,024 fds."""
+    """1,100 idle TCP connections (100 silent, then 1,000 with an unfinished
+    request) against a server limited to 1,024 fds."""
     async with example_server() as base, aiohttp.ClientSession() as http:
         process = base.process
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -59,10 +60,12 @@ async def test_idle_connections_do_not_lock_out_a_join(peers: PeerFactory) -> No
         port = int(base.rsplit(":", 1)[1])
         idle: list[asyncio.StreamWriter] = []
         try:
-            for _ in range(1100):
+            for n in range(1100):
                 with contextlib.suppress(OSError):
                     _, writer = await asyncio.open_connection("127.0.0.1", port)
                     idle.append(writer)
+                    if n >= 100:  # the rest trickle a request that never ends
+                        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             # a legitimate participant joins (new connections) while they are
             # open; liveness bound: unprotected, the join waits for the server
             # to drop idle connections (aiohttp: 75 s), if the room lives on

@@ -1,4 +1,4 @@
-"""A cap on an aiohttp server's connections, and a deadline for silent ones.
+"""A cap on an aiohttp server's connections, and a deadline for their first request.
 
 Every TCP connection costs the process a file descriptor, and so does every
 ICE socket of every participant: a client that opens connections and sends
@@ -7,15 +7,16 @@ request), and then nobody can join and running rooms cannot open sockets.
 :class:`ConnectionGuard` wraps the protocol factory of an aiohttp
 ``aiohttp.web.Server``:
 
-- a connection that has sent nothing ``idle_timeout`` seconds after it was
-  accepted is closed;
+- a connection that has not sent the headers of its first request
+  ``idle_timeout`` seconds after it was accepted is closed, whether it sent
+  nothing or a trickle (a "slowloris");
 - at most ``max_connections`` are open at once (and never more than half the
   process' file descriptor limit): when one more arrives, the oldest
-  connection that has not sent anything yet is closed to make room; if every
+  connection still without a request is closed to make room; if every
   connection is busy, the new one is closed.
 
-Established WebSockets are not affected (they have sent their request);
-their liveness is the WebSocket heartbeat's business.
+Later requests on a kept-alive connection are aiohttp's business
+(``keepalive_timeout``), and established WebSockets the heartbeat's.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+#: What ends the headers of an HTTP/1 request.
+HEADERS_END = b"\r\n\r\n"
 
 
 def fd_budget() -> int:
@@ -52,7 +56,7 @@ class ConnectionGuard:
         self.factory = factory
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
-        #: Connections that have sent nothing yet, oldest first.
+        #: Connections whose first request has not arrived, oldest first.
         self._silent: OrderedDict[_Guarded, None] = OrderedDict()
         self._open: set[_Guarded] = set()
         #: Connections closed because of the cap or the idle timeout.
@@ -64,6 +68,11 @@ class ConnectionGuard:
         """The cap in force: ``max_connections`` within the fd budget."""
         return min(self.max_connections, fd_budget())
 
+    @property
+    def open_connections(self) -> int:
+        """Connections open now (those closed to make room no longer count)."""
+        return len(self._open)
+
     def __call__(self) -> asyncio.Protocol:
         return _Guarded(self, self.factory())
 
@@ -74,7 +83,10 @@ class ConnectionGuard:
                 self._shed("every connection is busy")
                 return False
             oldest = next(iter(self._silent))
-            self._shed("the oldest silent connection gave way")
+            self._shed("the oldest connection without a request gave way")
+            # uncounted now: its connection_lost comes only later, and the
+            # next newcomer must not find it again
+            self._gone(oldest)
             oldest.abort()
         self._open.add(connection)
         self._silent[connection] = None
@@ -104,6 +116,9 @@ class _Guarded(asyncio.Protocol):
         self.inner = inner
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.made = False  # the wrapped protocol has its connection
+        # the end of what came so far: the headers' end may span two reads
+        self.tail = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -114,10 +129,11 @@ class _Guarded(asyncio.Protocol):
         self.timer = asyncio.get_running_loop().call_later(
             self.guard.idle_timeout, self._silent_too_long
         )
+        self.made = True
         self.inner.connection_made(transport)
 
     def _silent_too_long(self) -> None:
-        self.guard._shed("a connection sent nothing in time")
+        self.guard._shed("a connection sent no request in time")
         self.abort()
 
     def abort(self) -> None:
@@ -126,9 +142,12 @@ class _Guarded(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-            self.guard._spoke(self)
+            if HEADERS_END in self.tail + data:
+                self.timer.cancel()
+                self.timer = None
+                self.guard._spoke(self)
+            else:
+                self.tail = (self.tail + data)[-len(HEADERS_END) :]
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -137,8 +156,8 @@ class _Guarded(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        if self in self.guard._open:
-            self.guard._gone(self)
+        self.guard._gone(self)
+        if self.made:
             self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
