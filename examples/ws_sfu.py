@@ -230,7 +230,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--idle-timeout",
         type=float,
         default=float(env("PYSFU_IDLE_TIMEOUT", "10")),
-        help="seconds a new connection may stay silent before it is closed "
+        help="seconds a new connection has to send its first request (headers "
+        "complete) before it is closed "
         "[PYSFU_IDLE_TIMEOUT]",
     )
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
@@ -612,7 +613,8 @@ def serve(
 ) -> None:
     """Run ``app`` on the configured address until SIGINT/SIGTERM.
 
-    Connections are capped and silent ones closed (:class:`ConnectionGuard`),
+    Connections are capped and those without a request closed
+    (:class:`ConnectionGuard`),
     so that idle clients cannot take every file descriptor; ``metrics_app``
     listens on ``--metrics-address``.
     """
@@ -628,8 +630,8 @@ async def _serve(
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    # idle keep-alive connections close after 15 s; silent new ones after
-    # --idle-timeout (the guard)
+    # idle keep-alive connections close after 15 s; new ones without a
+    # request after --idle-timeout (the guard)
     runner = web.AppRunner(app, shutdown_timeout=5, keepalive_timeout=15)
     await runner.setup()
     assert runner.server is not None
