@@ -149,7 +149,12 @@ class WebSocketSignalling:
         #: Seconds a new socket has to send its hello (or resume).
         self.hello_timeout = hello_timeout
         self._sessions: dict[str, _Session] = {}
-        admission.add_waiting_listener(self._waiting_changed)
+        self._stop_listening = admission.add_waiting_listener(self._waiting_changed)
+
+    def close(self) -> None:
+        """Stop following the admission (hosts get no more ``waiting``)."""
+        self._stop_listening()
+        self._stop_listening = lambda: None
 
     async def handle(
         self, request: web.Request, participant_id: str
@@ -366,7 +371,10 @@ async def websocket_session(
     signalling = WebSocketSignalling(
         admission, allowed_origins=allowed_origins, reconnect_grace=0
     )
-    return await signalling.handle(request, participant_id)
+    try:
+        return await signalling.handle(request, participant_id)
+    finally:  # one per socket: its admission listener must not outlive it
+        signalling.close()
 
 
 async def _write(ws: web.WebSocketResponse, queue: asyncio.Queue[_Outgoing]) -> None:
