@@ -72,7 +72,9 @@ async def test_room_creation_needs_a_host_key(http: aiohttp.ClientSession) -> No
         status, room = await create_room(http, base)
         assert status == 201
         assert room["join_url"].startswith(base + "/r/%F0%9F")  # emoji, percent-encoded
-        assert room["host_url"] == room["join_url"] + "?role=host"
+        # a single-use ticket in the fragment, not the host key
+        assert room["host_url"].startswith(room["join_url"] + "?role=host#ticket=")
+        assert HOST_KEY not in room["host_url"]
         async with http.get(room["join_url"]) as page:
             assert page.status == 200
 
