@@ -1,11 +1,14 @@
 """A signalling adapter over HTTP long-polling (docs/how-to/signalling-adapter.md).
 
-    POST /rooms/{room}/join   {"role": "host"|"participant"}  -> {"participant_id"}
-    GET  /poll/{pid}?after=N  the messages numbered above N; waits up to 25 s
-    POST /send/{pid}          one client message, as JSON      -> 204
+    POST /rooms/{room}/join  {"role": "host"|"participant"}
+                             -> {"participant_id", "token"}
+    GET  /poll?after=N       the messages numbered above N; waits up to 25 s
+    POST /send               one client message, as JSON -> 204
 
-The participant id is the session's secret. A client that stops polling for
---idle-timeout seconds leaves its room.
+/poll and /send need ``Authorization: Bearer <token>``: the session's secret,
+given only in the join answer (the participant id is public: every member
+sees it). A client that stops polling for --idle-timeout seconds leaves its
+room.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ def make_app(sfu: SFU, idle_timeout: float = 30.0) -> web.Application:
     # --8<-- [start:join]
     async def join(request: web.Request) -> web.Response:
         session, participant_id = Session(), "p-" + secrets.token_urlsafe(16)
+        token = secrets.token_urlsafe(24)  # the session's secret; not in URLs
         try:
             body = await request.json() if request.can_read_body else {}
             if not isinstance(body, dict):
@@ -64,13 +68,15 @@ def make_app(sfu: SFU, idle_timeout: float = 30.0) -> web.Application:
             status = {"bad_request": 400, "room_not_found": 404}.get(code, 409)
             reply = {"error": code, "message": str(exc)}
             return web.json_response(reply, status=status)
-        sessions[participant_id] = session
-        session.task = asyncio.create_task(supervise(participant_id, session))
-        return web.json_response({"participant_id": participant_id}, status=201)
+        sessions[token] = session
+        session.task = asyncio.create_task(supervise(token, session))
+        reply = {"participant_id": participant_id, "token": token}
+        return web.json_response(reply, status=201)
         # --8<-- [end:join]
 
     def find(request: web.Request) -> Session:
-        session = sessions.get(request.match_info["pid"])
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        session = sessions.get(token) if scheme.lower() == "bearer" else None
         if session is None:
             raise web.HTTPNotFound(text="no such session")
         return session
@@ -103,7 +109,7 @@ def make_app(sfu: SFU, idle_timeout: float = 30.0) -> web.Application:
         # --8<-- [end:poll]
 
     # --8<-- [start:supervise]
-    async def supervise(participant_id: str, session: Session) -> None:
+    async def supervise(token: str, session: Session) -> None:
         """Leave for a client that stopped polling; forget the session once over."""
         participant, loop = session.participant, asyncio.get_running_loop()
         assert participant is not None
@@ -115,13 +121,13 @@ def make_app(sfu: SFU, idle_timeout: float = 30.0) -> web.Application:
         session.ended = True
         session.changed.set()  # a waiting poll returns what is left, then 410
         await asyncio.sleep(idle_timeout)
-        sessions.pop(participant_id, None)
+        sessions.pop(token, None)
         # --8<-- [end:supervise]
 
     app = web.Application()
     app.router.add_post("/rooms/{room}/join", join)
-    app.router.add_get("/poll/{pid}", poll)
-    app.router.add_post("/send/{pid}", send)
+    app.router.add_get("/poll", poll)
+    app.router.add_post("/send", send)
     app.on_shutdown.append(lambda _: sfu.close())
     return app
 

@@ -9,7 +9,8 @@ if (!response.ok) {
   status("the room is full");
   throw new Error("the room is full");
 }
-const grant = await response.json(); // {participant_id, ice_password}
+// {participant_id, ice_password, signalling_token}
+const grant = await response.json();
 // --8<-- [end:join]
 
 // --8<-- [start:media]
@@ -25,6 +26,8 @@ pc.ontrack = ({ streams }) => {
 
 // --8<-- [start:websocket]
 const ws = new WebSocket(`ws://${location.host}/ws/${grant.participant_id}`);
+// The first message proves the socket is ours: the token from /join.
+ws.onopen = () => ws.send(JSON.stringify({ type: "hello", token: grant.signalling_token }));
 const send = (message) => {
   if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
 };

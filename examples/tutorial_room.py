@@ -41,6 +41,7 @@ def make_app(ice_addresses: tuple[str, ...] | None = None) -> web.Application:
             {
                 "participant_id": grant.participant_id,
                 "ice_password": grant.credentials.password,
+                "signalling_token": grant.signalling_token,
             }
         )
 

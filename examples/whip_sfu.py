@@ -48,6 +48,8 @@ class WhipSfuApp(ws_sfu.SfuApp):
             self.local_admission,
             host_keys=self.host_keys,
             ice_servers=self.client_ice_servers,
+            turn_secret=args.turn_secret,
+            turn_ttl=args.turn_ttl,
             allowed_origins=args.allowed_origin or None,
             room_size=args.max_participants,
         )
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"generated host key: {key}", flush=True)
         print(f"publish with WHIP: {url}/publish#key={key}", flush=True)
         print(f"WHIP endpoint: {url}/whip/<room>, bearer token {key}", flush=True)
-    ws_sfu.serve(server.application(), args)
+    ws_sfu.serve(server.application(), args, server.metrics_application())
 
 
 if __name__ == "__main__":

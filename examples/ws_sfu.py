@@ -20,18 +20,32 @@ Every option can also be set with an environment variable, named in --help.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
+import hmac
 import json
 import logging
 import os
 import secrets
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from pysfu import SFU, IceConfig, IceServer, PysfuError, RoomExists, SFUConfig
+from pysfu import (
+    SFU,
+    IceConfig,
+    IceServer,
+    LimitsConfig,
+    PysfuError,
+    RoomExists,
+    SFUConfig,
+)
 from pysfu.admission import Admission, HostKeys, RedactSecrets
 from pysfu.participant import Participant
+from pysfu.ratelimit import ClientLimits
 
 try:
     import prometheus_client
@@ -40,12 +54,20 @@ try:
 except ImportError:  # pragma: no cover - metrics are optional
     prometheus_client = None  # type: ignore[assignment]
 from pysfu.signalling.adapter import SessionParticipant
+from pysfu.signalling.connections import ConnectionGuard
 from pysfu.signalling.websocket import WebSocketSignalling
 from pysfu.slugs import ascii_slug, emoji_slug, slug_path
+from pysfu.turn import with_turn_credentials
 from pysfu.workers import WorkerPool
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_ROOM_SIZE = 50
+#: Seconds the single-use host link of a new room stays valid.
+HOST_TICKET_TTL = 600.0
+#: Wrong host keys one client address may present: a burst, then one a second.
+HOST_KEY_FAILURES_PER_SECOND = 1.0
+HOST_KEY_FAILURE_BURST = 10
+
 logger = logging.getLogger("ws_sfu")
 
 
@@ -90,7 +112,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--turn-password",
         default=env("PYSFU_TURN_PASSWORD"),
-        help="[PYSFU_TURN_PASSWORD]",
+        help="a static TURN password for every client; prefer --turn-secret "
+        "[PYSFU_TURN_PASSWORD]",
+    )
+    add(
+        "--turn-secret",
+        default=env("PYSFU_TURN_SECRET"),
+        help="the TURN server's shared secret (coturn: static-auth-secret): each "
+        "client gets its own credentials, valid --turn-ttl seconds "
+        "[PYSFU_TURN_SECRET]",
+    )
+    add(
+        "--turn-ttl",
+        type=float,
+        default=float(env("PYSFU_TURN_TTL", "3600")),
+        help="seconds the TURN credentials of a join answer stay valid "
+        "[PYSFU_TURN_TTL]",
     )
     add(
         "--ice-address",
@@ -118,6 +155,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds a join credential stays valid [PYSFU_CREDENTIAL_TTL]",
     )
     add(
+        "--pending-hold",
+        type=float,
+        default=float(env("PYSFU_PENDING_HOLD", "10")),
+        help="seconds an admitted participant holds its seat before opening "
+        "its WebSocket [PYSFU_PENDING_HOLD]",
+    )
+    add(
         "--allowed-origin",
         action="append",
         default=listed("PYSFU_ALLOWED_ORIGIN"),
@@ -133,12 +177,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "media, waiting for it to reconnect [PYSFU_RECONNECT_GRACE]",
     )
     add(
+        "--room-idle-timeout",
+        type=float,
+        default=float(env("PYSFU_ROOM_IDLE_TIMEOUT", "60")),
+        help="seconds after which a room without a host (or without anyone) "
+        "is closed [PYSFU_ROOM_IDLE_TIMEOUT]",
+    )
+    add(
+        "--max-rooms",
+        type=int,
+        default=int(env("PYSFU_MAX_ROOMS", "1000")),
+        help="rooms this server holds at most [PYSFU_MAX_ROOMS]",
+    )
+    add(
         "--workers",
         type=int,
         default=int(env("PYSFU_WORKERS", "0")),
         help="worker processes to spread the rooms over (one core each), "
         "/metrics adding up all of them; 0: every room in this process "
         "[PYSFU_WORKERS]",
+    )
+    add(
+        "--metrics-address",
+        default=env("PYSFU_METRICS_ADDRESS"),
+        help="HOST:PORT of a separate listener serving /metrics only (keep it "
+        "private, e.g. 127.0.0.1:9100) [PYSFU_METRICS_ADDRESS]",
+    )
+    add(
+        "--metrics-token",
+        default=env("PYSFU_METRICS_TOKEN"),
+        help="serve /metrics on the main listener too, to requests with "
+        "'Authorization: Bearer <token>'; without this or --metrics-address "
+        "/metrics is not served [PYSFU_METRICS_TOKEN]",
+    )
+    add(
+        "--max-connections",
+        type=int,
+        default=int(env("PYSFU_MAX_CONNECTIONS", "4096")),
+        help="open HTTP/WebSocket connections at most (never more than half "
+        "the file descriptor limit) [PYSFU_MAX_CONNECTIONS]",
+    )
+    add(
+        "--idle-timeout",
+        type=float,
+        default=float(env("PYSFU_IDLE_TIMEOUT", "10")),
+        help="seconds a new connection has to send its first request (headers "
+        "complete) before it is closed "
+        "[PYSFU_IDLE_TIMEOUT]",
     )
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
     args = parser.parse_args(argv)
@@ -155,6 +240,12 @@ def reply(data: dict[str, Any], status: int = 200) -> web.Response:
 
 def error(status: int, code: str, message: str) -> web.Response:
     return reply({"error": code, "message": message}, status=status)
+
+
+def too_many_attempts() -> web.Response:
+    response = error(429, "rate_limited", "too many wrong host keys; slow down")
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 def public_scheme(request: web.Request) -> str:
@@ -192,6 +283,42 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     return value
 
 
+class HostTickets:
+    """Single-use, short-lived tickets that let a room's creator join it as
+    host without the long-lived host key: the ``host_url`` of a new room
+    carries one in its fragment (``#ticket=``), which browsers do not send
+    to servers, so it stays out of access logs. Kept as digests; bounded."""
+
+    MAX_TICKETS = 10_000
+
+    def __init__(self, ttl: float = HOST_TICKET_TTL) -> None:
+        self.ttl = ttl
+        self._tickets: dict[bytes, tuple[str, float]] = {}
+
+    def issue(self, room_id: str) -> str:
+        now = time.monotonic()
+        for digest, (_, expires) in list(self._tickets.items()):
+            if expires <= now:
+                del self._tickets[digest]
+        while len(self._tickets) >= self.MAX_TICKETS:  # oldest first
+            del self._tickets[next(iter(self._tickets))]
+        ticket = secrets.token_urlsafe(24)
+        self._tickets[_sha256(ticket)] = (room_id, now + self.ttl)
+        return ticket
+
+    def valid(self, ticket: str | None, room_id: str) -> bool:
+        """Whether ``ticket`` opens ``room_id`` as host (it is not spent)."""
+        found = self._tickets.get(_sha256(ticket or ""))
+        return found is not None and found[0] == room_id and found[1] > time.monotonic()
+
+    def spend(self, ticket: str | None) -> None:
+        self._tickets.pop(_sha256(ticket or ""), None)
+
+
+def _sha256(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
 class SfuApp:
     """The HTTP join backend, the WebSocket endpoint and the static client."""
 
@@ -199,6 +326,10 @@ class SfuApp:
         self.args = args
         self.generated_key = None if args.host_key else secrets.token_urlsafe(18)
         self.host_keys = HostKeys(args.host_key or [self.generated_key])
+        self.host_tickets = HostTickets()
+        self.host_key_failures = ClientLimits(
+            HOST_KEY_FAILURES_PER_SECOND, HOST_KEY_FAILURE_BURST
+        )
         stun = tuple(IceServer(urls=url) for url in args.stun)
         turn = tuple(
             IceServer(
@@ -214,7 +345,11 @@ class SfuApp:
                 host_addresses=tuple(args.ice_address) or None,
                 announced_address=args.announced_address,
                 servers=stun,
-            )
+            ),
+            limits=LimitsConfig(
+                max_rooms=args.max_rooms,
+                room_idle_timeout=args.room_idle_timeout,
+            ),
         )
         # rooms in this process, or in worker processes: one of the two
         self.sfu: SFU | None = None
@@ -225,11 +360,17 @@ class SfuApp:
         # --8<-- [start:rooms]
         if args.workers:
             self.pool = WorkerPool(args.workers, config)  # started on app startup
-            self.admission = Admission(self.pool, credential_ttl=args.credential_ttl)
+            self.admission = Admission(
+                self.pool,
+                credential_ttl=args.credential_ttl,
+                pending_hold=args.pending_hold,
+            )
         else:
             self.sfu = SFU(config)
             self.local_admission = Admission(
-                self.sfu, credential_ttl=args.credential_ttl
+                self.sfu,
+                credential_ttl=args.credential_ttl,
+                pending_hold=args.pending_hold,
             )
             self.admission = self.local_admission
         self.signalling = WebSocketSignalling(
@@ -252,15 +393,8 @@ class SfuApp:
                 web.static("/static", STATIC),
             ]
         )
-        if prometheus_client is not None:  # the `metrics` extra
-            self.registry = prometheus_client.CollectorRegistry()
-            if self.pool is not None:
-                self.pool_collector = PoolCollector(self.pool)
-                self.registry.register(self.pool_collector)
-            else:
-                assert self.sfu is not None
-                self.registry.register(SFUCollector(self.sfu))
-            app.add_routes([web.get("/metrics", self.metrics)])
+        if self.serves_metrics() and self.args.metrics_token:
+            app.add_routes([web.get("/metrics", self.metrics_with_token)])
         app.on_startup.append(self.startup)
         app.on_shutdown.append(self.shutdown)
         return app
@@ -272,6 +406,35 @@ class SfuApp:
                 "rooms go to %d workers (pids %s)", self.args.workers, self.pool.pids
             )
 
+    def serves_metrics(self) -> bool:
+        """Whether /metrics is configured (and the `metrics` extra installed)."""
+        wanted = self.args.metrics_token or self.args.metrics_address
+        if not wanted or prometheus_client is None:
+            return False
+        if not hasattr(self, "registry"):
+            self.registry = prometheus_client.CollectorRegistry()
+            if self.pool is not None:
+                self.pool_collector = PoolCollector(self.pool)
+                self.registry.register(self.pool_collector)
+            else:
+                assert self.sfu is not None
+                self.registry.register(SFUCollector(self.sfu))
+        return True
+
+    def metrics_application(self) -> web.Application | None:
+        """The app of the --metrics-address listener, if configured."""
+        if not (self.args.metrics_address and self.serves_metrics()):
+            return None
+        app = web.Application()
+        app.add_routes([web.get("/metrics", self.metrics)])
+        return app
+
+    async def metrics_with_token(self, request: web.Request) -> web.Response:
+        token = bearer(request) or ""
+        if not hmac.compare_digest(token.encode(), self.args.metrics_token.encode()):
+            return error(401, "unauthorized", "/metrics needs its bearer token")
+        return await self.metrics(request)
+
     async def metrics(self, request: web.Request) -> web.Response:
         if self.pool is not None:
             await self.pool_collector.refresh()
@@ -281,8 +444,24 @@ class SfuApp:
     async def page(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
+    def host_key_valid(self, request: web.Request) -> bool | None:
+        """Whether the request's bearer token is a host key; ``None``: this
+        address guessed wrong too often (answered at once, nothing hashed)."""
+        key = bearer(request)
+        if key is None:
+            return False
+        if self.host_key_failures.exhausted(request.remote):
+            return None
+        if self.host_keys.check(key):
+            return True
+        self.host_key_failures.allow(request.remote)  # spend one failure
+        return False
+
     async def create_room(self, request: web.Request) -> web.Response:
-        if not self.host_keys.check(bearer(request)):
+        valid = self.host_key_valid(request)
+        if valid is None:
+            return too_many_attempts()
+        if not valid:
             return error(401, "unauthorized", "a valid host key is required")
         try:
             body = await json_body(request)
@@ -305,8 +484,14 @@ class SfuApp:
                 return error(exc.http_status, exc.code, str(exc))
         base = f"{public_scheme(request)}://{request.host}/r/{slug_path(room_id)}"
         logger.info("room %s created (max %d participants)", room_id, size)
+        ticket = self.host_tickets.issue(room_id)
         return reply(
-            {"room": room_id, "host_url": base + "?role=host", "join_url": base},
+            {
+                "room": room_id,
+                # works once, for HOST_TICKET_TTL s: the key itself stays put
+                "host_url": f"{base}?role=host#ticket={ticket}",
+                "join_url": base,
+            },
             status=201,
         )
 
@@ -327,15 +512,27 @@ class SfuApp:
             name.encode("utf-8")  # a lone surrogate cannot be sent back: refuse now
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
+        room_id = request.match_info["room"]
+        ticket = None
+        host_authorized: bool | None = False
+        if role == "host":
+            if self.host_tickets.valid(bearer(request), room_id):
+                ticket, host_authorized = bearer(request), True
+            else:
+                host_authorized = self.host_key_valid(request)
+        if host_authorized is None:
+            return too_many_attempts()
         try:
             grant = self.admission.admit(
-                request.match_info["room"],
+                room_id,
                 role,
                 name=name,
-                host_authorized=self.host_keys.check(bearer(request)),
+                host_authorized=host_authorized,
+                client=request.remote,
             )
         except PysfuError as exc:
             return error(exc.http_status, exc.code, str(exc))
+        self.host_tickets.spend(ticket)
         scheme = "wss" if public_scheme(request) == "https" else "ws"
         return reply(
             {
@@ -358,10 +555,24 @@ class SfuApp:
                         )
                         if v is not None
                     }
-                    for s in self.client_ice_servers
+                    for s in self.ice_servers_for(grant.participant_id)
                 ],
                 "ws_url": f"{scheme}://{request.host}/ws/{grant.participant_id}",
+                # sent as the socket's first message: a URL would be logged
+                "signalling_token": grant.signalling_token,
             }
+        )
+
+    def ice_servers_for(self, participant_id: str) -> tuple[IceServer, ...]:
+        """The STUN/TURN servers of one join answer: with --turn-secret, TURN
+        credentials of this participant's own, valid --turn-ttl seconds."""
+        if self.args.turn_secret is None:
+            return self.client_ice_servers
+        return with_turn_credentials(
+            self.client_ice_servers,
+            self.args.turn_secret,
+            participant_id,
+            self.args.turn_ttl,
         )
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
@@ -386,9 +597,54 @@ def setup_logging(level: str) -> None:
         handler.addFilter(RedactSecrets())  # aiortc logs SDP at DEBUG
 
 
-def serve(app: web.Application, args: argparse.Namespace) -> None:
-    """Run ``app`` on the configured address until SIGINT/SIGTERM."""
-    web.run_app(app, host=args.bind, port=args.port, print=None, shutdown_timeout=5)
+def serve(
+    app: web.Application,
+    args: argparse.Namespace,
+    metrics_app: web.Application | None = None,
+) -> None:
+    """Run ``app`` on the configured address until SIGINT/SIGTERM.
+
+    Connections are capped and those without a request closed
+    (:class:`ConnectionGuard`),
+    so that idle clients cannot take every file descriptor; ``metrics_app``
+    listens on ``--metrics-address``.
+    """
+    asyncio.run(_serve(app, args, metrics_app))
+
+
+async def _serve(
+    app: web.Application,
+    args: argparse.Namespace,
+    metrics_app: web.Application | None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    # idle keep-alive connections close after 15 s; new ones without a
+    # request after --idle-timeout (the guard)
+    runner = web.AppRunner(app, shutdown_timeout=5, keepalive_timeout=15)
+    await runner.setup()
+    assert runner.server is not None
+    guard = ConnectionGuard(
+        runner.server,
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout,
+    )
+    server = await loop.create_server(guard, args.bind, args.port)
+    runners = [runner]
+    if metrics_app is not None:
+        host, _, port = args.metrics_address.rpartition(":")
+        metrics_runner = web.AppRunner(metrics_app)
+        await metrics_runner.setup()
+        await web.TCPSite(metrics_runner, host or "127.0.0.1", int(port)).start()
+        runners.append(metrics_runner)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        for each in reversed(runners):
+            await each.cleanup()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -400,7 +656,7 @@ def main(argv: list[str] | None = None) -> None:
     if server.generated_key is not None:
         print(f"generated host key: {server.generated_key}", flush=True)
         print(f"open this link to create a room: {url}/new#key={server.generated_key}")
-    serve(server.application(), args)
+    serve(server.application(), args, server.metrics_application())
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ from pysfu.admission import Admission, HostKeys, IceCredentials, redact_ice_pass
 from pysfu.backend import RoomSeats
 from pysfu.errors import (
     CredentialExpired,
+    CredentialRefused,
     CredentialUnknown,
     CredentialUsed,
+    TooManyPending,
     Unauthorized,
 )
 from pysfu.signalling import ServerMessage
@@ -139,3 +141,69 @@ async def test_credentials_that_expire_unconnected_free_the_seat(rooms: Rooms) -
     assert rooms.seats("r").has_host
     with pytest.raises(HostTaken):
         admission.admit("r", "host", host_authorized=True)
+
+
+async def test_a_wrong_signalling_token_leaves_the_grant_alone(rooms: Rooms) -> None:
+    admission = Admission(rooms)
+    await create_room(rooms, "r", max_participants=1)
+    grant = admission.admit("r")
+
+    async def outbox(message: ServerMessage) -> None:
+        pass
+
+    for token in ("", grant.participant_id, grant.credentials.password):
+        with pytest.raises(CredentialUnknown):
+            await admission.join_with_token(grant.participant_id, token, outbox)
+    assert grant.signalling_token not in repr(grant)
+    participant = await admission.join_with_token(
+        grant.participant_id, grant.signalling_token, outbox
+    )
+    assert participant.id == grant.participant_id
+    with pytest.raises(CredentialUsed):
+        await admission.join_with_token(
+            grant.participant_id, grant.signalling_token, outbox
+        )
+
+
+async def test_waiting_grants_give_way_and_are_counted_per_client(
+    rooms: Rooms,
+) -> None:
+    now = [0.0]
+    admission = Admission(rooms, pending_hold=10, clock=lambda: now[0])
+    await create_room(rooms, "r", max_participants=1)
+    changes: list[str] = []
+    admission.add_waiting_listener(changes.append)
+    squatter = admission.admit("r", client="10.0.0.66")
+    assert [g.participant_id for g in admission.waiting("r")] == [
+        squatter.participant_id
+    ]
+    with pytest.raises(RoomFull):  # fresh: it holds its seat...
+        admission.admit("r", client="10.0.0.1")
+    now[0] = 2.0
+    with pytest.raises(RoomFull):  # ...against its own client always...
+        admission.admit("r", client="10.0.0.66")
+    rightful = admission.admit("r", client="10.0.0.1")  # ...not against others
+    now[0] = 9.0
+    with pytest.raises(RoomFull):  # a seat taken over is held for the whole hold
+        admission.admit("r", client="10.0.0.66")
+    with pytest.raises(CredentialRefused):
+        admission.redeem(squatter.participant_id)
+    assert admission.redeem(rightful.participant_id) is rightful
+    assert changes and set(changes) == {"r"}
+    # the host refuses a waiting participant: its seat is free at once
+    await create_room(rooms, "big", max_participants=50)
+    waiting = admission.admit("big", client="10.0.0.66")
+    assert admission.refuse("big", waiting.participant_id)
+    assert not admission.refuse("big", waiting.participant_id)
+    assert admission.waiting("big") == []
+    with pytest.raises(CredentialRefused):
+        admission.redeem(waiting.participant_id)
+    # one client address holds at most max_pending_per_client waiting grants
+    quota = rooms.config.limits.max_pending_per_client
+    for _ in range(quota):
+        admission.admit("big", client="10.0.0.99")
+    with pytest.raises(TooManyPending):
+        admission.admit("big", client="10.0.0.99")
+    assert admission.admit("big", client="10.0.0.100")  # others are not affected
+    now[0] = 20.0  # past pending_hold: the waiting grants expired
+    assert admission.admit("big", client="10.0.0.99")

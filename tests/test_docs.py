@@ -98,6 +98,7 @@ async def test_tutorial_room_with_aiortc_clients(
                 grant = await response.json()
             ws = await http.ws_connect(f"{base}/ws/{grant['participant_id']}")
             client = WsClient(ws, grant["ice_password"])
+            await client.hello(grant["signalling_token"])
             clients.append(peers(grant["participant_id"], code).attach(client))
         async with http.post(f"{base}/join") as response:
             assert (response.status, await response.json()) == (

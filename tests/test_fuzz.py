@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 from collections import Counter
@@ -906,6 +907,7 @@ STATUS_CODES = {
     404: {"room_not_found", "room_closed"},
     409: {"room_full", "host_taken"},
     503: {"too_many_rooms", "too_many_pending"},
+    429: {"rate_limited"},
 }
 
 
@@ -939,7 +941,7 @@ def expected_statuses(request: Request, room_exists: bool) -> set[int]:
     value = parse_body(request.body, request.content_type)
     if request.endpoint == "create":
         if not request.authorized:
-            return {401}
+            return {401, 429} if request.authorization else {401}
         if value is None:
             return {400}
         size = value.get("max_participants", 1)
@@ -947,7 +949,7 @@ def expected_statuses(request: Request, room_exists: bool) -> set[int]:
             return {400}
         if value.get("slug", "emoji") not in ("emoji", "ascii"):
             return {400}
-        return {201, 503}
+        return {201, 503, 429}
     if value is None:
         return {400} if room_exists else {400, 404}
     role = value.get("role", "participant")
@@ -959,7 +961,8 @@ def expected_statuses(request: Request, room_exists: bool) -> set[int]:
     if not room_exists:
         return {404}
     if role == "host":
-        return {200, 409} if request.authorized else {401}
+        # 503: this address's waiting grants; 429: its wrong host keys
+        return {200, 409, 503, 429} if request.authorized else {401, 429}
     return {200, 409, 503}
 
 
@@ -993,7 +996,19 @@ async def test_fuzzed_join_api_requests_get_json_answers(
         run = in_loop(asyncio.get_running_loop())
         statuses: Counter[int] = Counter()
 
+        sent = itertools.count()
+
         async def check(request: Request) -> None:
+            # each example from its own address: per-address limits (wrong
+            # host keys, waiting grants) are tested elsewhere, not here
+            n = next(sent)
+            source = aiohttp.TCPConnector(
+                local_addr=(f"127.1.{n // 200}.{n % 200 + 1}", 0)
+            )
+            async with aiohttp.ClientSession(connector=source) as client:
+                await check_from(client, request)
+
+        async def check_from(http: aiohttp.ClientSession, request: Request) -> None:
             if isinstance(request.room, int):
                 slug, room_exists = rooms[request.room], True
             else:
@@ -1032,7 +1047,8 @@ async def test_fuzzed_join_api_requests_get_json_answers(
                 assert answer["error"] in STATUS_CODES[status]
                 assert isinstance(answer["message"], str)
             elif status == 201:
-                assert answer["host_url"] == answer["join_url"] + "?role=host"
+                host_url = answer["join_url"] + "?role=host#ticket="
+                assert answer["host_url"].startswith(host_url)
                 assert re.match(r"https?://127\.0\.0\.1:\d+/r/", answer["join_url"])
             else:
                 value = parse_body(request.body, request.content_type)
@@ -1055,6 +1071,7 @@ async def test_fuzzed_join_api_requests_get_json_answers(
         room = await create_room(http, base, 1)
         grant = await join_room(http, base, room)
         ws = await http.ws_connect(grant["ws_url"])
+        await ws.send_json({"type": "hello", "token": grant["signalling_token"]})
         try:
             kinds = []
             while "offer" not in kinds:
@@ -1065,11 +1082,25 @@ async def test_fuzzed_join_api_requests_get_json_answers(
 
 
 participant_ids = slugs | st.sampled_from(["p-", "p-x", "%", "..", "."])
-# a URL cannot carry a lone surrogate, so no client can send one
-resume_tokens = st.none() | st.text(
-    st.characters(exclude_categories=["Cs"]), max_size=30
+first_messages = st.text(max_size=100) | st.binary(max_size=100)
+hellos = st.tuples(
+    st.sampled_from(["hello", "resume"]),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=30),
 )
-first_frames = st.none() | st.text(max_size=100) | st.binary(max_size=100)
+
+
+def hello_in(frame: str | bytes) -> bool:
+    """Whether ``frame`` is a well-formed hello or resume message."""
+    try:
+        value = json.loads(frame)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return (
+        isinstance(frame, str)
+        and isinstance(value, dict)
+        and value.get("type") in ("hello", "resume")
+        and isinstance(value.get("token"), str)
+    )
 
 
 async def test_unknown_participant_ids_are_refused_on_the_websocket(
@@ -1078,34 +1109,37 @@ async def test_unknown_participant_ids_are_refused_on_the_websocket(
     async with example_server() as base:
         run = in_loop(asyncio.get_running_loop())
 
-        async def check(participant_id: str, resume: str | None, frame: Any) -> None:
+        async def check(participant_id: str, frame: str | bytes) -> None:
             url = f"{base}/ws/{room_path(participant_id)}"
-            if resume is not None:
-                url += "?resume=" + quote(resume, safe="")
             ws = await http.ws_connect(yarl.URL(url, encoded=True))
             try:
                 if isinstance(frame, str):
                     await ws.send_str(frame)
-                elif isinstance(frame, bytes):
+                else:
                     await ws.send_bytes(frame)
                 message = await ws.receive(timeout=10)
                 assert message.type == aiohttp.WSMsgType.TEXT, message
                 error = json.loads(message.data)
                 assert error["type"] == "error"
-                if resume is None:
-                    assert error["code"] == "credential_unknown"
-                else:
-                    assert error["code"].startswith("credential_")
                 closing = await ws.receive(timeout=10)
                 assert closing.type == aiohttp.WSMsgType.CLOSE
-                assert ws.close_code == 4401
+                if hello_in(frame):
+                    assert error["code"].startswith("credential_")
+                    assert ws.close_code == 4401
+                else:
+                    assert error["code"] == "hello_expected"
+                    assert ws.close_code == 4400
             finally:
                 await ws.close()
 
         @settings(FUZZ_SETTINGS, max_examples=60)
-        @given(participant_ids, resume_tokens, first_frames)
-        def fuzz(participant_id: str, resume: str | None, frame: Any) -> None:
-            run(check(participant_id, resume, frame))
+        @given(
+            participant_ids,
+            first_messages
+            | hellos.map(lambda h: json.dumps({"type": h[0], "token": h[1]})),
+        )
+        def fuzz(participant_id: str, frame: str | bytes) -> None:
+            run(check(participant_id, frame))
 
         await asyncio.to_thread(fuzz)
 
@@ -1131,6 +1165,9 @@ class WsSessions:
             await self.close()
             grant = await join_room(self.http, self.base, self.room)
             self.ws = await self.http.ws_connect(grant["ws_url"])
+            await self.ws.send_json(
+                {"type": "hello", "token": grant["signalling_token"]}
+            )
             self.used, self.sessions = 0, self.sessions + 1
             while (await self.ws.receive_json(timeout=10))["type"] != "offer":
                 pass

@@ -168,9 +168,7 @@ async def test_gstreamer_publisher_to_websocket_participant(
     )
     grant = await credential(http, server, "gst-ws")
     viewer = peers(grant["participant_id"], 2, publish_video=False, publish_audio=False)
-    viewer.attach(
-        WsClient(await http.ws_connect(grant["ws_url"]), grant["ice"]["password"])
-    )
+    viewer.attach(await WsClient.connect(http, grant))
 
     def sees_publisher() -> bool:
         tracks = [t for t in viewer.received.values() if t.kind == "video"]
@@ -192,9 +190,7 @@ async def test_websocket_publisher_to_gstreamer_player(
     slug = room["join_url"].rsplit("/", 1)[1]
     _, grant = await join(http, room["join_url"], role="host")
     host: Peer = peers(grant["participant_id"], 5, tone=880.0)
-    host.attach(
-        WsClient(await http.ws_connect(grant["ws_url"]), grant["ice"]["password"])
-    )
+    host.attach(await WsClient.connect(http, grant))
     viewer_grant = await credential(http, server, slug)
     player = gst(
         "whep_play.py", f"{server}/whep/{slug}", viewer_grant["ice"]["password"]
@@ -236,18 +232,13 @@ async def test_gstreamer_member_of_a_websocket_room(
     _, room = await create_room(http, server)
     _, grant = await join(http, room["join_url"])
     member = gst("room_member.py")
-    ws = WsClient(await http.ws_connect(grant["ws_url"]), grant["ice"]["password"])
+    ws = await WsClient.connect(http, grant)
     relaying = asyncio.create_task(relay(member, ws))
     try:
         await wait_for(member, lambda: member.of("answer"), "the first answer")
         _, host_grant = await join(http, room["join_url"], role="host")
         host: Peer = peers(host_grant["participant_id"], 6, tone=880.0)
-        host.attach(
-            WsClient(
-                await http.ws_connect(host_grant["ws_url"]),
-                host_grant["ice"]["password"],
-            )
-        )
+        host.attach(await WsClient.connect(http, host_grant))
         await wait_for(member, decoded(member, None, 880.0), "the host's media")
         assert len(member.of("answer")) >= 2  # the host's tracks came in a new offer
     finally:

@@ -30,8 +30,9 @@ class PollClient:
     """A client of the long-polling protocol, with the interface Peer.attach uses:
     ``inbox`` (server messages as dataclasses) and ``send()``."""
 
-    def __init__(self, http: aiohttp.ClientSession, base: str, pid: str) -> None:
-        self.http, self.base, self.pid = http, base, pid
+    def __init__(self, http: aiohttp.ClientSession, base: str, token: str) -> None:
+        self.http, self.base = http, base
+        self.headers = {"Authorization": f"Bearer {token}"}  # the session's secret
         self.inbox: asyncio.Queue[ServerMessage] = asyncio.Queue()
         self.raw: list[dict[str, Any]] = []
         self.after = 0
@@ -40,8 +41,10 @@ class PollClient:
 
     async def _poll(self) -> None:
         while True:
-            url = f"{self.base}/poll/{self.pid}"
-            async with self.http.get(url, params={"after": self.after}) as response:
+            url, query = f"{self.base}/poll", {"after": self.after}
+            async with self.http.get(
+                url, params=query, headers=self.headers
+            ) as response:
                 if response.status != 200:
                     self.final_status = response.status
                     return
@@ -56,8 +59,8 @@ class PollClient:
         # --8<-- [end:client]
 
     async def send_text(self, body: Any) -> None:
-        url = f"{self.base}/send/{self.pid}"
-        async with self.http.post(url, json=body) as response:
+        url = f"{self.base}/send"
+        async with self.http.post(url, json=body, headers=self.headers) as response:
             assert response.status == 204
 
     def saw(self, kind: str, **fields: Any) -> bool:
@@ -94,8 +97,8 @@ async def test_host_and_guest_see_and_hear_each_other(
         status, guest_grant = await join(http, base, "demo")
         assert status == 201
         host_id, guest_id = host_grant["participant_id"], guest_grant["participant_id"]
-        host_client = PollClient(http, base, host_id)
-        guest_client = PollClient(http, base, guest_id)
+        host_client = PollClient(http, base, host_grant["token"])
+        guest_client = PollClient(http, base, guest_grant["token"])
         host = peers(host_id, 1, tone=440).attach(host_client)
         guest = peers(guest_id, 2, tone=1000).attach(guest_client)
 
@@ -136,15 +139,20 @@ async def test_join_errors_and_bad_messages(http: aiohttp.ClientSession) -> None
         assert (status, body["error"]) == (409, "room_full")
         assert (await join(http, base, "b"))[0] == 201  # rooms are separate
 
-        async with http.get(f"{base}/poll/p-unknown") as response:
+        async with http.get(f"{base}/poll") as response:
             assert response.status == 404
-        async with http.get(f"{base}/poll/{host['participant_id']}?after=x") as r:
+        # the participant id is public: it opens nothing
+        wrong = {"Authorization": f"Bearer {host['participant_id']}"}
+        async with http.get(f"{base}/poll", headers=wrong) as response:
+            assert response.status == 404
+        bearer = {"Authorization": f"Bearer {host['token']}"}
+        async with http.get(f"{base}/poll?after=x", headers=bearer) as r:
             assert r.status == 400
-        client = PollClient(http, base, host["participant_id"])
+        client = PollClient(http, base, host["token"])
         try:
             await client.send_text({"type": "dance"})
             async with http.post(
-                f"{base}/send/{host['participant_id']}", data="not json"
+                f"{base}/send", data="not json", headers=bearer
             ) as response:
                 assert response.status == 204
             await eventually(
@@ -162,7 +170,7 @@ async def test_a_client_that_stops_polling_leaves(http: aiohttp.ClientSession) -
     async with poll_server("--room=demo", "--idle-timeout=1") as base:
         _, host = await join(http, base, "demo", {"role": "host"})
         _, guest = await join(http, base, "demo")  # and never polls
-        host_client = PollClient(http, base, host["participant_id"])
+        host_client = PollClient(http, base, host["token"])
         try:
             await eventually(
                 lambda: host_client.saw(
@@ -173,8 +181,10 @@ async def test_a_client_that_stops_polling_leaves(http: aiohttp.ClientSession) -
             assert host_client.final_status is None  # the polling host stays
 
             async def guest_poll_status() -> int:
-                url = f"{base}/poll/{guest['participant_id']}"
-                async with http.get(url, params={"after": 1000}) as response:
+                headers = {"Authorization": f"Bearer {guest['token']}"}
+                async with http.get(
+                    f"{base}/poll", params={"after": 1000}, headers=headers
+                ) as response:
                     return response.status
 
             assert await guest_poll_status() == 410  # over, nothing left to fetch

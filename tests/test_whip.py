@@ -57,6 +57,7 @@ async def ws_member(
     grant = await grant_for(http, base, room, role)
     peer.name = str(grant["participant_id"])
     client = WsClient(await http.ws_connect(str(grant["ws_url"])), password(grant))
+    await client.hello(str(grant["signalling_token"]))
     peer.attach(client)
     return client
 

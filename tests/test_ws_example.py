@@ -36,6 +36,7 @@ async def connect(
 ) -> WsClient:
     ws = await http.ws_connect(grant["ws_url"])
     client = WsClient(ws, password or grant["ice"]["password"])
+    await client.hello(grant["signalling_token"])
     peer.attach(client)
     return client
 
@@ -71,7 +72,9 @@ async def test_room_creation_needs_a_host_key(http: aiohttp.ClientSession) -> No
         status, room = await create_room(http, base)
         assert status == 201
         assert room["join_url"].startswith(base + "/r/%F0%9F")  # emoji, percent-encoded
-        assert room["host_url"] == room["join_url"] + "?role=host"
+        # a single-use ticket in the fragment, not the host key
+        assert room["host_url"].startswith(room["join_url"] + "?role=host#ticket=")
+        assert HOST_KEY not in room["host_url"]
         async with http.get(room["join_url"]) as page:
             assert page.status == 200
 
@@ -148,6 +151,9 @@ async def test_credentials_are_single_use(
         await connect(http, guest, guest_grant)
         track = await guest.wait_video_from(host)
         replay = await http.ws_connect(guest_grant["ws_url"])
+        await replay.send_json(
+            {"type": "hello", "token": guest_grant["signalling_token"]}
+        )
         message = await replay.receive_json(timeout=10)
         assert (message["type"], message["code"]) == ("error", "credential_used")
         await replay.receive(timeout=10)
@@ -168,6 +174,7 @@ async def test_expired_credentials_are_refused_and_free_the_seat(
         assert (await join(http, room["join_url"]))[0] == 409  # seat reserved
         await asyncio.sleep(2)
         late = await http.ws_connect(grant["ws_url"])
+        await late.send_json({"type": "hello", "token": grant["signalling_token"]})
         message = await late.receive_json(timeout=10)
         assert (message["type"], message["code"]) == ("error", "credential_expired")
         await late.close()
@@ -274,6 +281,7 @@ async def test_websocket_origin_is_checked(http: aiohttp.ClientSession) -> None:
             await http.ws_connect(grant["ws_url"], origin="https://evil.example.com")
         assert refused.value.status == 403
         ws = await http.ws_connect(grant["ws_url"], origin="https://meet.example.org")
+        await ws.send_json({"type": "hello", "token": grant["signalling_token"]})
         assert (await ws.receive_json(timeout=10))["type"] == "session"
         await ws.close()
     async with example_server() as base:  # default: the server's own origin only
@@ -282,6 +290,7 @@ async def test_websocket_origin_is_checked(http: aiohttp.ClientSession) -> None:
         with pytest.raises(aiohttp.WSServerHandshakeError):
             await http.ws_connect(grant["ws_url"], origin="https://evil.example.com")
         ws = await http.ws_connect(grant["ws_url"], origin=base)
+        await ws.send_json({"type": "hello", "token": grant["signalling_token"]})
         assert (await ws.receive_json(timeout=10))["type"] == "session"
         await ws.close()
 
@@ -293,7 +302,8 @@ async def test_prometheus_metrics(
     from prometheus_client.parser import text_string_to_metric_families
 
     async def scrape(base: str) -> dict[str, float]:
-        async with http.get(f"{base}/metrics") as response:
+        headers = {"Authorization": "Bearer metrics-secret"}
+        async with http.get(f"{base}/metrics", headers=headers) as response:
             assert response.status == 200
             text = await response.text()
         return {
@@ -303,7 +313,7 @@ async def test_prometheus_metrics(
             for sample in family.samples
         }
 
-    async with example_server(*mode) as base:
+    async with example_server("--metrics-token=metrics-secret", *mode) as base:
         _, host_session, guest_session = await host_and_guest(http, base, peers)
         host = host_session.peer
         guest = guest_session.peer
@@ -338,6 +348,7 @@ async def test_logs_tell_who_but_never_secrets(
     assert "setLocalDescription" in text  # aiortc did log its SDP at DEBUG...
     for grant in (host_grant, guest_grant):
         assert grant["ice"]["password"] not in text  # ...without the passwords
+        assert grant["signalling_token"] not in text
         assert grant["participant_id"] in text  # who did what is there
     assert HOST_KEY not in text
     assert room["room"] in text
@@ -361,10 +372,15 @@ async def test_a_dropped_websocket_can_resume_while_media_flows(
         await eventually(
             lambda: len(track.patterns) > before + 30, what="media goes on"
         )
-        replay = await http.ws_connect(f"{guest_grant['ws_url']}?resume=wrong")
+        replay = await http.ws_connect(guest_grant["ws_url"])
+        await replay.send_json({"type": "resume", "token": "wrong"})
         assert (await replay.receive_json(timeout=10))["code"] == "credential_invalid"
         await replay.close()
+        used = guest_ws.resume_token
         await guest_ws.reconnect(http, guest_grant["ws_url"])
+        await eventually(
+            lambda: guest_ws.resume_token != used, what="a new resume token"
+        )
         await guest_ws.ws.send_str('{"type": "leave"}')  # the new socket works
         await eventually(
             lambda: any(m["type"] == "participant-left" for m in host_ws.raw),
@@ -448,7 +464,7 @@ async def test_a_resumed_session_gets_the_pending_offer_again(
     async with example_server(*mode) as base:
         _, room = await create_room(http, base)
         _, grant = await join(http, room["join_url"], role="host")
-        ws = WsClient(await http.ws_connect(grant["ws_url"]), grant["ice"]["password"])
+        ws = await WsClient.connect(http, grant)
         await eventually(
             lambda: any(m["type"] == "offer" for m in ws.raw), what="first offer"
         )

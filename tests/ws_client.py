@@ -45,7 +45,21 @@ async def join(
 
 
 class WsClient:
-    """Speaks the WebSocket protocol; same interface as MemoryClient for Peer."""
+    """Speaks the WebSocket protocol; same interface as MemoryClient for Peer.
+
+    Open one with :meth:`connect`; constructed directly on a socket, the
+    client must send its hello itself (:meth:`hello`).
+    """
+
+    @classmethod
+    async def connect(
+        cls, http: aiohttp.ClientSession, grant: dict[str, Any], **kwargs: Any
+    ) -> WsClient:
+        """Open ``grant``'s WebSocket and say hello with its signalling token."""
+        ws = await http.ws_connect(grant["ws_url"], **kwargs)
+        client = cls(ws, grant["ice"]["password"])
+        await client.hello(grant["signalling_token"])
+        return client
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, password: str) -> None:
         self.ws = ws
@@ -53,6 +67,8 @@ class WsClient:
         self.inbox: asyncio.Queue[ServerMessage] = asyncio.Queue()
         self.raw: list[dict[str, Any]] = []
         self.resume_token: str | None = None
+        self.waiting: list[dict[str, Any]] = []
+        self.waiting_changed = asyncio.Event()
         self.closed = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
 
@@ -65,6 +81,10 @@ class WsClient:
             if data["type"] == "session":  # how to resume after a drop
                 self.resume_token = data["resume_token"]
                 continue
+            if data["type"] == "waiting":  # to a host: who was admitted, unconnected
+                self.waiting = data["participants"]
+                self.waiting_changed.set()
+                continue
             if data["type"] == "offer":  # put back the password from the join backend
                 data["sdp"] = data["sdp"].replace(
                     "a=ice-pwd:REDACTED", f"a=ice-pwd:{self.password}"
@@ -72,13 +92,20 @@ class WsClient:
             self.inbox.put_nowait(parse_server_message(data))
         self.closed.set()
 
+    async def hello(self, token: str) -> None:
+        """The first message of a session: the grant's signalling token."""
+        await self.ws.send_str(json.dumps({"type": "hello", "token": token}))
+
     async def send(self, message: ClientMessage) -> None:
         await self.ws.send_str(json.dumps(to_json(message)))
 
     async def reconnect(self, http: aiohttp.ClientSession, ws_url: str) -> None:
         """Open a new socket for the same session (after a drop)."""
         self._reader.cancel()
-        self.ws = await http.ws_connect(f"{ws_url}?resume={self.resume_token}")
+        self.ws = await http.ws_connect(ws_url)
+        await self.ws.send_str(
+            json.dumps({"type": "resume", "token": self.resume_token})
+        )
         self.closed.clear()
         self._reader = asyncio.create_task(self._read())
 

@@ -81,6 +81,14 @@ function takeHostKey() {
   return sessionStorage.getItem("pysfu-host-key");
 }
 
+/** The single-use host ticket from "#ticket=..." of a room's host_url (removed
+ *  from the address bar; it works once, for this room only). */
+function takeHostTicket() {
+  const ticket = new URLSearchParams(location.hash.slice(1)).get("ticket");
+  if (ticket) history.replaceState(null, "", location.pathname + location.search);
+  return ticket;
+}
+
 // -- pages ------------------------------------------------------------------
 
 function showHome() {
@@ -110,7 +118,7 @@ async function createRoom() {
 async function joinRoom(room) {
   // `room` is the slug as it appears in the path: already percent-encoded.
   const role = params.get("role") === "host" ? "host" : "participant";
-  const hostKey = role === "host" ? takeHostKey() : null;
+  const hostKey = role === "host" ? takeHostTicket() || takeHostKey() : null;
   $("room").hidden = false;
   if (role === "host" && !hostKey) return fail("no host key: start the room from /new#key=<host key>");
   if (role === "host") showShareLink();
@@ -148,18 +156,21 @@ async function joinRoom(room) {
   };
   pc.onconnectionstatechange = refreshStatus;
 
-  openSocket(new URL(body.ws_url, location.href));
+  openSocket(new URL(body.ws_url, location.href), { type: "hello", token: body.signalling_token });
 }
 
 // Handle messages one at a time: an offer must be answered before the next.
 let messages = Promise.resolve();
 let session = null; // {resume_token, reconnect_grace} from the "session" message
 
-function openSocket(url, onRefused = null) {
+// `first` proves the socket is ours: the join answer's signalling token (or a
+// resume token), sent as a message because URLs end up in access logs.
+function openSocket(url, first, onRefused = null) {
   ws = new WebSocket(url);
   let opened = false;
   ws.onopen = () => {
     opened = true;
+    ws.send(JSON.stringify(first));
     refreshStatus(); // back from "reconnecting"
   };
   ws.onmessage = (event) => {
@@ -186,8 +197,9 @@ function reconnect(deadline) {
   if (Date.now() > deadline) return fail("lost the connection to the server");
   setStatus("reconnecting");
   const url = new URL(joinResponse.ws_url, location.href);
-  url.searchParams.set("resume", session.resume_token);
-  openSocket(url, () => setTimeout(() => reconnect(deadline), 1000));
+  openSocket(url, { type: "resume", token: session.resume_token }, () =>
+    setTimeout(() => reconnect(deadline), 1000),
+  );
 }
 
 function send(message) {
@@ -196,11 +208,33 @@ function send(message) {
 
 // -- signalling -------------------------------------------------------------
 
+// The host sees who was admitted but has not connected (a squatter holding a
+// seat, say) and may refuse them: their seat is freed at once.
+function showWaiting(waiting) {
+  const list = $("waiting-list");
+  list.replaceChildren();
+  for (const w of waiting) {
+    const item = document.createElement("li");
+    item.textContent = `${w.name} `;
+    const refuse = document.createElement("button");
+    refuse.type = "button";
+    refuse.textContent = "Refuse";
+    refuse.dataset.participant = w.participant_id;
+    refuse.onclick = () => send({ type: "refuse", participant_id: w.participant_id });
+    item.append(refuse);
+    list.append(item);
+  }
+  $("waiting").hidden = waiting.length === 0;
+}
+
 async function onMessage(message) {
   if (finished) return;
   switch (message.type) {
-    case "session":
+    case "session": // sent again with a new token after each resume
       session = message;
+      return;
+    case "waiting": // to the host: admitted, not connected yet
+      showWaiting(message.participants);
       return;
     case "joined":
       joined = true;

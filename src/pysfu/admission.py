@@ -2,14 +2,26 @@
 
 The join capability is the ICE password of the server's side of a
 participant's connection. :meth:`Admission.admit` reserves a seat and issues
-a :class:`JoinGrant` holding fresh ICE credentials; the client gets them from
-the join backend (an HTTP API, say). :meth:`Admission.join` redeems the grant
-once (single-use), before it expires, and joins the room with the server's
-ICE agent set to exactly those credentials. Because the server is ICE-lite
-and controlled (see :class:`pysfu.IceConfig`), only a client that knows the
-password can complete ICE; signalling adapters send the server's offers with
-the password redacted (:func:`redact_ice_password`), so holding the
-signalling channel is not enough either.
+a :class:`JoinGrant` holding fresh ICE credentials and a signalling token;
+the client gets them from the join backend (an HTTP API, say).
+:meth:`Admission.join_with_token` redeems the grant once (single-use) when
+the client presents the signalling token on its signalling channel, and
+joins the room with the server's ICE agent set to exactly those
+credentials. Because the server is ICE-lite and controlled (see
+:class:`pysfu.IceConfig`), only a client that knows the password can
+complete ICE; signalling adapters send the server's offers with the password
+redacted (:func:`redact_ice_password`), so holding the signalling channel is
+not enough either. The participant id is a name, not a secret: it appears
+in URLs and in other participants' messages.
+
+A grant holds its seat only until its client opens the signalling
+(``pending_hold`` seconds at most, and firmly only for
+:attr:`~pysfu.LimitsConfig.pending_reserve` seconds), and one client address
+may hold at most :attr:`~pysfu.LimitsConfig.max_pending_per_client` grants
+that wait: a client that asks for seats and never uses them cannot keep a
+room full, nor fill the server's pool. A room's host sees who waits
+(:meth:`Admission.waiting`, :meth:`Admission.add_waiting_listener`) and can
+refuse them (:meth:`Admission.refuse`).
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic
 
 from .answering import ClientOffer
@@ -33,6 +45,7 @@ from .digests import secret_digest as _digest
 from .errors import (
     CredentialError,
     CredentialExpired,
+    CredentialRefused,
     CredentialUnknown,
     CredentialUsed,
     HostTaken,
@@ -52,7 +65,9 @@ _MESSAGES: dict[type[CredentialError], str] = {
     CredentialUnknown: "no such admitted participant",
     CredentialUsed: "these credentials were already used",
     CredentialExpired: "these credentials expired",
+    CredentialRefused: "the host refused this participant",
 }
+_DISPLACED = "another participant took the seat: the signalling did not open in time"
 
 #: What :func:`redact_ice_password` writes instead of the password.
 REDACTED = "REDACTED"
@@ -103,7 +118,16 @@ class IceCredentials:
 
 @dataclass
 class JoinGrant:
-    """An admitted but not yet connected participant: its seat and credentials."""
+    """An admitted but not yet connected participant: its seat and credentials.
+
+    ``signalling_token`` is what the client presents on its signalling
+    channel to take up the grant (:meth:`Admission.join_with_token`): give it
+    to the client with the ICE credentials, and nowhere else (not in a URL).
+    ``redeem_by``: when the grant expires unless redeemed; ``expires_at``:
+    when a redeemed grant's participant is removed unless connected.
+    ``client``: the address it was issued to (for the per-client quota).
+    ``firm_until``: until when no newcomer may take its seat.
+    """
 
     participant_id: str
     room_id: str
@@ -111,6 +135,13 @@ class JoinGrant:
     name: str
     credentials: IceCredentials
     expires_at: float
+    redeem_by: float
+    issued_at: float
+    firm_until: float = 0.0
+    client: str | None = None
+    signalling_token: str = field(
+        default_factory=lambda: secrets.token_urlsafe(24), repr=False
+    )
     used: bool = False
 
 
@@ -143,9 +174,11 @@ class Admission(Generic[P]):
       one host, ``max_participants`` counting seats already granted), then
       reserves a seat and issues single-use ICE credentials that expire after
       ``credential_ttl`` seconds.
-    - :meth:`join` redeems them and joins the room. If the connection is not
-      established when the credentials expire, the participant is removed and
-      its seat freed.
+    - :meth:`join_with_token` (or :meth:`join`, for callers that hold the
+      grant themselves) redeems them and joins the room. A grant not redeemed
+      within ``pending_hold`` seconds expires; if the connection is not
+      established ``credential_ttl`` seconds after the grant was issued, the
+      participant is removed and its seat freed.
     """
 
     def __init__(
@@ -153,15 +186,18 @@ class Admission(Generic[P]):
         sfu: RoomsBackend[P],
         *,
         credential_ttl: float = 30.0,
+        pending_hold: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sfu = sfu
         self.credential_ttl = credential_ttl
+        self.pending_hold = min(pending_hold, credential_ttl)
         self._clock = clock
         self._grants: dict[str, JoinGrant] = {}
         # Recently spent grants, so a late or repeated attempt gets a specific
         # error rather than "unknown"; bounded, oldest forgotten first.
-        self._spent: OrderedDict[str, type[CredentialError]] = OrderedDict()
+        self._spent: OrderedDict[str, tuple[type[CredentialError], str]] = OrderedDict()
+        self._waiting_listeners: list[Callable[[str], None]] = []
         # Participant ids by a digest of their ICE password, for clients that
         # present only the password (WHIP/WHEP bearer tokens); bounded alike.
         self._by_password: OrderedDict[bytes, str] = OrderedDict()
@@ -174,17 +210,30 @@ class Admission(Generic[P]):
         *,
         name: str | None = None,
         host_authorized: bool = False,
+        client: str | None = None,
     ) -> JoinGrant:
         """Reserve a seat in a room and issue its credentials.
 
-        Raises RoomNotFound, Unauthorized, HostTaken or RoomFull.
+        ``client``: the requester's address, for the per-client quota on
+        grants that wait (``None``: not counted per client).
+
+        Raises RoomNotFound, Unauthorized, HostTaken, RoomFull or
+        TooManyPending.
         """
         role = Role(role)
         room = self.sfu.seats(room_id)
         self._purge()
-        limit = self.sfu.config.limits.max_pending
-        if sum(1 for g in self._grants.values() if not g.used) >= limit:
-            raise TooManyPending(f"{limit} participants are waiting to connect")
+        limits = self.sfu.config.limits
+        waiting = [g for g in self._grants.values() if not g.used]
+        if len(waiting) >= limits.max_pending:
+            raise TooManyPending(f"{limits.max_pending} participants are waiting")
+        if client is not None:
+            mine = sum(1 for g in waiting if g.client == client)
+            if mine >= limits.max_pending_per_client:
+                raise TooManyPending(
+                    f"{mine} participants admitted from {client} are waiting to "
+                    "connect; open their signalling first"
+                )
         pending = [
             g for g in self._grants.values() if g.room_id == room.room_id and not g.used
         ]
@@ -193,12 +242,17 @@ class Admission(Generic[P]):
                 raise Unauthorized("joining as host needs a host key")
             if room.has_host or any(g.role is Role.HOST for g in pending):
                 raise HostTaken(f"room {room.room_id} already has a host")
-        else:
+        now = self._clock()
+        firm_until = now + self.sfu.config.limits.pending_reserve
+        if role is Role.PARTICIPANT:
             seats = room.participants + sum(
                 1 for g in pending if g.role is Role.PARTICIPANT
             )
             if seats >= room.max_participants:
-                raise RoomFull(f"room {room.room_id} is full")
+                self._displace(pending, client, room.room_id)
+                # a seat taken over is held for the whole hold: otherwise a
+                # client asking again and again takes it back before it is used
+                firm_until = now + self.pending_hold
         participant_id = "p-" + secrets.token_urlsafe(12)
         grant = JoinGrant(
             participant_id=participant_id,
@@ -206,38 +260,64 @@ class Admission(Generic[P]):
             role=role,
             name=(name or "")[:64] or participant_id,
             credentials=IceCredentials.generate(),
-            expires_at=self._clock() + self.credential_ttl,
+            expires_at=now + self.credential_ttl,
+            redeem_by=now + self.pending_hold,
+            issued_at=now,
+            firm_until=firm_until,
+            client=client,
         )
         self._grants[participant_id] = grant
         self._by_password[_digest(grant.credentials.password)] = participant_id
         while len(self._by_password) > MAX_REMEMBERED_GRANTS + len(self._grants):
             self._by_password.popitem(last=False)
-        logger.info(
-            "admitted %s as %s into room %s", participant_id, role.value, room.room_id
-        )
+        # no participant id at INFO: ids are public, but need not be broadcast
+        logger.info("admitted a %s into room %s", role.value, room.room_id)
+        self._waiting_changed(room.room_id)
         return grant
+
+    def _displace(
+        self, pending: list[JoinGrant], client: str | None, room_id: str
+    ) -> None:
+        """Free a seat held by a grant that waited too long, or raise RoomFull.
+
+        Only a grant from another client, past its ``firm_until``
+        (``pending_reserve`` after it was issued): a client cannot displace
+        its own grants, and a fresh grant has time to open its signalling.
+        """
+        now = self._clock()
+        stale = [
+            g
+            for g in pending
+            if g.role is Role.PARTICIPANT and g.client != client and now >= g.firm_until
+        ]
+        if not stale:
+            raise RoomFull(f"room {room_id} is full")
+        oldest = min(stale, key=lambda g: g.issued_at)
+        self._forget(oldest.participant_id, CredentialRefused, _DISPLACED)
+        logger.info("room %s: a participant that did not connect gave way", room_id)
 
     def redeem(self, participant_id: str) -> JoinGrant:
         """Use a grant, once.
 
-        Raises CredentialUnknown, CredentialUsed or CredentialExpired.
+        Raises CredentialUnknown, CredentialUsed, CredentialExpired or
+        CredentialRefused.
         """
         self._purge()
         grant = self._grants.get(participant_id)
         if grant is None:
-            spent = self._spent.get(participant_id, CredentialUnknown)
-            raise spent(_MESSAGES[spent])
+            raise self._spent_error(participant_id, CredentialUnknown)
         if grant.used:
             raise CredentialUsed(_MESSAGES[CredentialUsed])
         grant.used = True
+        self._waiting_changed(grant.room_id)
         return grant
 
     def grant_for_password(self, password: str) -> JoinGrant:
         """The unused grant whose ICE password this is (not redeemed yet).
 
         For clients that present only the password, such as a WHIP client's
-        bearer token. Raises CredentialUnknown, CredentialUsed or
-        CredentialExpired.
+        bearer token. Raises CredentialUnknown, CredentialUsed,
+        CredentialExpired or CredentialRefused.
         """
         self._purge()
         participant_id = self._by_password.get(_digest(password))
@@ -245,17 +325,37 @@ class Admission(Generic[P]):
             raise CredentialUnknown(_MESSAGES[CredentialUnknown])
         grant = self._grants.get(participant_id)
         if grant is None or grant.used:
-            spent = self._spent.get(participant_id, CredentialUsed)
-            raise spent(_MESSAGES[spent])
+            raise self._spent_error(participant_id, CredentialUsed)
         return grant
+
+    async def join_with_token(
+        self, participant_id: str, token: str, outbox: Outbox
+    ) -> P:
+        """Redeem the grant whose signalling token ``token`` is, and join.
+
+        What a signalling adapter calls when a client opens its session: the
+        participant id alone (public: it is in URLs and in other members'
+        messages) admits nobody. A wrong token leaves the grant untouched and
+        raises CredentialUnknown, as for an id never issued; otherwise as
+        :meth:`join`.
+        """
+        self._purge()
+        grant = self._grants.get(participant_id)
+        if grant is None:
+            raise self._spent_error(participant_id, CredentialUnknown)
+        if not hmac.compare_digest(grant.signalling_token.encode(), token.encode()):
+            raise CredentialUnknown(_MESSAGES[CredentialUnknown])
+        return await self.join(participant_id, outbox)
 
     async def join(
         self, participant_id: str, outbox: Outbox, *, offer: ClientOffer | None = None
     ) -> P:
         """Redeem a grant and join its room with the granted ICE credentials.
 
-        ``offer``: a WHIP/WHEP client's offer (see :meth:`pysfu.Room.join`;
-        in-process rooms only).
+        For callers that authenticated the client themselves (the WHIP
+        adapter found the grant by its ICE password); signalling adapters
+        use :meth:`join_with_token`. ``offer``: a WHIP/WHEP client's offer
+        (see :meth:`pysfu.Room.join`; in-process rooms only).
         """
         grant = self.redeem(participant_id)
         participant = await self.sfu.join(
@@ -275,11 +375,72 @@ class Admission(Generic[P]):
         )
         return participant
 
-    def _forget(self, participant_id: str, why: type[CredentialError]) -> None:
-        self._grants.pop(participant_id, None)
-        self._spent[participant_id] = why
+    def grant(self, participant_id: str) -> JoinGrant | None:
+        """The grant issued for ``participant_id``, redeemed or not, while
+        it is remembered (until it expires)."""
+        return self._grants.get(participant_id)
+
+    def waiting(self, room_id: str) -> list[JoinGrant]:
+        """The room's admitted participants that have not opened their
+        signalling yet, oldest first (what a host may :meth:`refuse`)."""
+        now = self._clock()  # no purge: listeners call this while it purges
+        grants = [
+            g
+            for g in self._grants.values()
+            if g.room_id == room_id and not g.used and now < g.redeem_by
+        ]
+        return sorted(grants, key=lambda g: g.issued_at)
+
+    def refuse(self, room_id: str, participant_id: str) -> bool:
+        """Withdraw a waiting participant's grant (the host's decision).
+
+        Its seat is freed at once; the client gets ``credential_refused``
+        when it opens its signalling. Returns whether there was such a grant
+        (unredeemed, in this room).
+        """
+        grant = self._grants.get(participant_id)
+        if grant is None or grant.used or grant.room_id != room_id:
+            return False
+        self._forget(participant_id, CredentialRefused, _MESSAGES[CredentialRefused])
+        logger.info("room %s: the host refused a waiting participant", room_id)
+        return True
+
+    def add_waiting_listener(
+        self, listener: Callable[[str], None]
+    ) -> Callable[[], None]:
+        """Call ``listener(room_id)`` whenever who waits in that room changes
+        (see :meth:`waiting`); returns a function that removes the listener.
+
+        Listeners are called synchronously and must not raise.
+        """
+        self._waiting_listeners.append(listener)
+        return lambda: self._waiting_listeners.remove(listener)
+
+    def _waiting_changed(self, room_id: str) -> None:
+        for listener in list(self._waiting_listeners):
+            try:
+                listener(room_id)
+            except Exception:  # one broken listener must not break admission
+                logger.exception("waiting listener failed")
+
+    def _spent_error(
+        self, participant_id: str, default: type[CredentialError]
+    ) -> CredentialError:
+        why, message = self._spent.get(participant_id, (default, _MESSAGES[default]))
+        return why(message)
+
+    def _forget(
+        self,
+        participant_id: str,
+        why: type[CredentialError],
+        message: str | None = None,
+    ) -> None:
+        grant = self._grants.pop(participant_id, None)
+        self._spent[participant_id] = (why, message or _MESSAGES[why])
         while len(self._spent) > MAX_REMEMBERED_GRANTS:
             self._spent.popitem(last=False)
+        if grant is not None and not grant.used:
+            self._waiting_changed(grant.room_id)
 
     def _expire(self, room_id: str, participant_id: str) -> None:
         self._forget(participant_id, CredentialUsed)
@@ -303,5 +464,5 @@ class Admission(Generic[P]):
     def _purge(self) -> None:
         now = self._clock()
         for participant_id, grant in list(self._grants.items()):
-            if not grant.used and now >= grant.expires_at:
+            if not grant.used and now >= grant.redeem_by:
                 self._forget(participant_id, CredentialExpired)

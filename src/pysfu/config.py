@@ -100,9 +100,22 @@ class LimitsConfig:
 
     - ``max_rooms``: rooms per :class:`~pysfu.SFU` (process); creating one
       more raises :class:`~pysfu.errors.TooManyRooms`.
-    - ``max_pending``: admitted but not yet connected participants, over all
-      rooms (:class:`~pysfu.admission.Admission`); one more raises
-      :class:`~pysfu.errors.TooManyPending`.
+    - ``max_pending``: admitted participants that have not opened their
+      signalling yet, over all rooms (:class:`~pysfu.admission.Admission`);
+      one more raises :class:`~pysfu.errors.TooManyPending`. A bound on
+      memory, far above what the per-client quota lets one client take.
+    - ``max_pending_per_client``: the same, per client address: one client
+      cannot fill the pool and make every other room refuse. Within a room,
+      pending grants are bounded by its seats.
+    - ``pending_reserve``: seconds an admitted participant's seat is held
+      firmly; after that, while it has not opened its signalling, a
+      newcomer from another client address finding the room full takes the
+      seat (the grant fails with ``credential_refused``).
+    - ``room_idle_timeout``: seconds after which an :class:`~pysfu.SFU`
+      closes a room that has had no members, or (for a room that closes
+      when its host leaves) no host, all that time: a room whose host never
+      came or never connected does not hold its place among ``max_rooms``
+      forever. ``None`` keeps such rooms open until closed explicitly.
     - ``max_tracks_per_participant``: tracks one participant may publish;
       further ones are not forwarded.
     - ``max_subscribers_per_track``: subscribers one track is forwarded to;
@@ -119,7 +132,10 @@ class LimitsConfig:
     """
 
     max_rooms: int = 1000
-    max_pending: int = 1000
+    max_pending: int = 10_000
+    max_pending_per_client: int = 20
+    pending_reserve: float = 2.0
+    room_idle_timeout: float | None = None
     max_tracks_per_participant: int = 4
     max_subscribers_per_track: int = 100
     messages_per_second: float = 20.0

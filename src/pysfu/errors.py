@@ -147,6 +147,13 @@ class CredentialExpired(CredentialError):
     http_status = 410
 
 
+class CredentialRefused(CredentialError):
+    """The host refused this admitted participant, or a newcomer took its seat
+    because it did not open its signalling in time."""
+
+    code = "credential_refused"
+
+
 class TooManyRooms(PysfuError):
     """The SFU holds ``LimitsConfig.max_rooms`` rooms already."""
 

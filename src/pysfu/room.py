@@ -97,6 +97,9 @@ class Room:
         self.members: dict[str, Participant] = {}
         self.closed = False
         self._sfu = sfu
+        # when the room was last seen without members (or without its host,
+        # when it needs one); for SFU's idle expiry
+        self._vacant_since: float | None = None
         self._listeners: list[RoomListener] = []
         self._speakers = (
             SpeakerMonitor(self, sfu.config.speaker, emit=self._emit)
@@ -354,6 +357,17 @@ class Room:
         self._emit(RoomClosedEvent(self.id, reason))
         self._sfu._forget(self)
 
+    def _idle_for(self, now: float) -> float:
+        """Seconds this room has been without members (or without its host,
+        when it closes as its host leaves), as far as sweeps saw; 0 if not."""
+        vacant = not self.members or (self.close_when_host_leaves and not self.host)
+        if not vacant:
+            self._vacant_since = None
+            return 0.0
+        if self._vacant_since is None:
+            self._vacant_since = now
+        return now - self._vacant_since
+
     def stats(self) -> RoomStats:
         """A snapshot of the counters of everyone in the room."""
         return RoomStats.of(self)
@@ -374,6 +388,7 @@ class SFU:
         self.rooms: dict[str, Room] = {}
         #: Counters of participants that left; see :meth:`totals`.
         self.retired = Totals()
+        self._sweeper: asyncio.Task[None] | None = None
         register_passthrough_codecs(self.config.passthrough_codecs)
 
     def create_room(
@@ -408,7 +423,34 @@ class SFU:
             data_filter=data_filter,
         )
         self.rooms[room_id] = room
+        self._start_sweeper()
         return room
+
+    def _start_sweeper(self) -> None:
+        timeout = self.config.limits.room_idle_timeout
+        if timeout is None or (self._sweeper is not None and not self._sweeper.done()):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop yet: the next create_room in one starts it
+            return
+        self._sweeper = loop.create_task(self._sweep_idle_rooms(timeout))
+
+    async def _sweep_idle_rooms(self, timeout: float) -> None:
+        """Close rooms idle for ``timeout`` seconds; ends when no room is left."""
+        loop = asyncio.get_running_loop()
+        interval = min(max(timeout / 4, 0.1), 5.0)
+        for room in self.rooms.values():
+            room._idle_for(loop.time())
+        while self.rooms:
+            await asyncio.sleep(interval)
+            for room in list(self.rooms.values()):
+                if room._idle_for(loop.time()) >= timeout and not room.closed:
+                    logger.info("room %s closed: idle for %.0f s", room.id, timeout)
+                    try:
+                        await room.close("idle")
+                    except Exception:  # the sweep goes on for the other rooms
+                        logger.exception("closing idle room %s failed", room.id)
 
     def get_room(self, room_id: str) -> Room:
         """The room with that id; raises :class:`RoomNotFound`."""
@@ -465,6 +507,8 @@ class SFU:
 
     async def close(self) -> None:
         """Close every room."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for room in list(self.rooms.values()):
             await room.close("server shutting down")
 

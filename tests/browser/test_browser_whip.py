@@ -58,7 +58,9 @@ async def test_chromium_publishes_with_whip_into_a_websocket_room(
         guest = Peer(grant["participant_id"], 2)
         try:
             ws = await http.ws_connect(grant["ws_url"])
-            guest.attach(WsClient(ws, grant["ice"]["password"]))
+            client = WsClient(ws, grant["ice"]["password"])
+            await client.hello(grant["signalling_token"])
+            guest.attach(client)
             await eventually(lambda: guest.saw(Joined), what="joined")
             (whip_host,) = guest.saw(Joined)[0].participants
             assert whip_host["role"] == "host"

@@ -1,18 +1,27 @@
 """A WebSocket signalling adapter for aiohttp (``pip install pysfu[aiohttp]``).
 
 One WebSocket per participant, carrying the JSON messages of
-:mod:`pysfu.signalling.messages`. The session starts by redeeming the
-participant's join grant (see :mod:`pysfu.admission`); the server's offers
-go out with the ICE password redacted, since the client got it from the join
-backend.
+:mod:`pysfu.signalling.messages`. The client's first message proves who it
+is: ``{"type": "hello", "token": <signalling token>}``, the token coming
+from the join backend with the grant (see :mod:`pysfu.admission`), never in
+the URL (URLs end up in access logs and browser history). The session then
+redeems the grant; the server's offers go out with the ICE password
+redacted, since the client got it from the join backend.
 
 If the socket drops while the peer connection lives, the participant keeps
 its seat and media keeps flowing for ``reconnect_grace`` seconds: a client
-that reconnects to its ``ws_url`` with ``?resume=<token>`` (the token came in
-the ``session`` message) carries on, the pending offer is sent again, and
-messages queued meanwhile are delivered. Otherwise the participant leaves
-when the grace period ends. When the participant is removed (room closed,
-connection failed) the socket is closed.
+that reconnects to its ``ws_url`` and sends ``{"type": "resume", "token":
+<resume token>}`` (the token came in the ``session`` message) carries on,
+the pending offer is sent again, and messages queued meanwhile are
+delivered. Each resume token works once: a resumed session gets a new one
+in a new ``session`` message. Otherwise the participant leaves when the
+grace period ends. When the participant is removed (room closed, connection
+failed) the socket is closed.
+
+A host's session also gets ``{"type": "waiting", "participants": [...]}``
+whenever the room's admitted-but-not-connected participants change, and
+may send ``{"type": "refuse", "participant_id": ...}`` to withdraw one's
+grant (see :meth:`pysfu.admission.Admission.refuse`).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import secrets
 from collections.abc import Collection
@@ -31,15 +41,20 @@ from aiohttp import WSMsgType, web
 from ..admission import Admission, redact_ice_password
 from ..errors import CredentialError, PysfuError
 from ..messages import Error, Offer, RoomClosed, ServerMessage, SignallingError, to_json
+from ..participant import Role
 from .adapter import MAX_MESSAGE_LENGTH, SessionParticipant, deliver_json
 
 logger = logging.getLogger(__name__)
 
 #: Close code sent when the join credentials (or a resume token) are refused.
 CLOSE_CREDENTIALS_REFUSED = 4401
+#: Close code sent when the first message is not a hello or resume in time.
+CLOSE_NO_HELLO = 4400
 #: Messages kept for a client that reads too slowly or is reconnecting; past
 #: this the client is considered gone.
 MAX_QUEUED_MESSAGES = 256
+#: Longest first message (hello or resume) accepted.
+MAX_HELLO_LENGTH = 1024
 
 
 def origin_allowed(request: web.Request, allowed: Collection[str] | None) -> bool:
@@ -68,8 +83,22 @@ class _SessionInfo:
     type = "session"
 
 
+@dataclass(frozen=True)
+class _Waiting:
+    """To a host: the room's admitted participants that have not connected."""
+
+    participants: tuple[dict[str, object], ...]
+    type = "waiting"
+
+
 #: What a session queues for its client; ``None`` means "close the socket".
-_Outgoing = ServerMessage | _SessionInfo | None
+_Outgoing = ServerMessage | _SessionInfo | _Waiting | None
+
+
+class _NoHello(PysfuError):
+    """The first message was not a hello or resume with a token."""
+
+    code = "hello_expected"
 
 
 @dataclass(eq=False)
@@ -77,6 +106,8 @@ class _Session:
     """One participant's signalling, which may outlive one socket."""
 
     resume_token: str
+    room_id: str = ""
+    is_host: bool = False
     queue: asyncio.Queue[_Outgoing] = field(
         default_factory=lambda: asyncio.Queue(MAX_QUEUED_MESSAGES)
     )
@@ -110,11 +141,20 @@ class WebSocketSignalling:
         *,
         allowed_origins: Collection[str] | None = None,
         reconnect_grace: float = 15.0,
+        hello_timeout: float = 10.0,
     ) -> None:
         self.admission = admission
         self.allowed_origins = allowed_origins
         self.reconnect_grace = reconnect_grace
+        #: Seconds a new socket has to send its hello (or resume).
+        self.hello_timeout = hello_timeout
         self._sessions: dict[str, _Session] = {}
+        self._stop_listening = admission.add_waiting_listener(self._waiting_changed)
+
+    def close(self) -> None:
+        """Stop following the admission (hosts get no more ``waiting``)."""
+        self._stop_listening()
+        self._stop_listening = lambda: None
 
     async def handle(
         self, request: web.Request, participant_id: str
@@ -138,29 +178,60 @@ class WebSocketSignalling:
         # only frames no client could mean (> 4x) close the socket.
         ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=4 * MAX_MESSAGE_LENGTH)
         await ws.prepare(request)
-        resume = request.query.get("resume")
         try:
-            if resume is not None:
-                session = await self._resume(participant_id, resume, ws)
+            kind, token = await self._hello(ws)
+            if kind == "resume":
+                session = await self._resume(participant_id, token, ws)
             else:
-                session = await self._start(participant_id)
+                session = await self._start(participant_id, token)
         except PysfuError as exc:
-            code = (
-                CLOSE_CREDENTIALS_REFUSED if isinstance(exc, CredentialError) else 4404
-            )
-            await ws.send_json(to_json(Error(exc.code, str(exc))))
+            if isinstance(exc, CredentialError):
+                code = CLOSE_CREDENTIALS_REFUSED
+            else:
+                code = CLOSE_NO_HELLO if isinstance(exc, _NoHello) else 4404
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_json(to_json(Error(exc.code, str(exc))))
             await ws.close(code=code, message=exc.code.encode())
             return ws
         await self._serve(session, ws)
         return ws
 
-    async def _start(self, participant_id: str) -> _Session:
+    async def _hello(self, ws: web.WebSocketResponse) -> tuple[str, str]:
+        """The first message: ("hello", signalling token) or ("resume", token)."""
+        try:
+            message = await asyncio.wait_for(ws.receive(), self.hello_timeout)
+        except asyncio.TimeoutError:
+            raise _NoHello("no hello within the time allowed") from None
+        value: object = None
+        if message.type == WSMsgType.TEXT and len(message.data) <= MAX_HELLO_LENGTH:
+            with contextlib.suppress(ValueError, RecursionError):
+                value = json.loads(message.data)
+        if (
+            isinstance(value, dict)
+            and value.get("type") in ("hello", "resume")
+            and isinstance(value.get("token"), str)
+        ):
+            return value["type"], value["token"]
+        raise _NoHello(
+            'the first message must be {"type": "hello", "token": ...} '
+            'or {"type": "resume", "token": ...}'
+        )
+
+    async def _start(self, participant_id: str, token: str) -> _Session:
         session = _Session(resume_token=secrets.token_urlsafe(18))
         session.queue.put_nowait(
             _SessionInfo(session.resume_token, self.reconnect_grace)
         )
-        session.participant = await self.admission.join(participant_id, session.outbox)
+        grant = self.admission.grant(participant_id)
+        session.participant = await self.admission.join_with_token(
+            participant_id, token, session.outbox
+        )
+        assert grant is not None  # join_with_token found it
+        session.room_id = grant.room_id
+        session.is_host = grant.role is Role.HOST
         self._sessions[participant_id] = session
+        if session.is_host:
+            self._waiting_changed(session.room_id)
         participant = session.participant
 
         def forget(_: object) -> None:
@@ -188,9 +259,14 @@ class WebSocketSignalling:
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None
-        logger.info("%s reconnected its signalling", session.participant)
+        logger.info("a participant reconnected its signalling")
         # taken before asking a worker for the offer: no second resume meanwhile
         session.socket = ws
+        # a token works once: the one just used may be in someone's hands
+        session.resume_token = secrets.token_urlsafe(18)
+        session.queue.put_nowait(
+            _SessionInfo(session.resume_token, self.reconnect_grace)
+        )
         try:
             pending = await session.participant.fetch_pending_offer()
         except BaseException:  # this socket is gone: the grace period starts anew
@@ -211,6 +287,10 @@ class WebSocketSignalling:
         try:
             async for message in ws:
                 if message.type == WSMsgType.TEXT:
+                    if session.is_host and await self._host_command(
+                        session, message.data
+                    ):
+                        continue
                     await deliver_json(participant, message.data)
                 elif message.type == WSMsgType.BINARY:
                     await participant.refuse(
@@ -232,8 +312,48 @@ class WebSocketSignalling:
             await ws.close()
 
     def _expire(self, participant: SessionParticipant) -> None:
-        logger.info("%s did not reconnect its signalling", participant)
+        logger.info("a participant did not reconnect its signalling")
         asyncio.get_running_loop().create_task(participant.leave("websocket lost"))
+
+    async def _host_command(self, session: _Session, text: str) -> bool:
+        """Handle a host's ``refuse`` message; False for anything else."""
+        if '"refuse"' not in text or len(text) > MAX_HELLO_LENGTH:
+            return False
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            return False
+        if not isinstance(value, dict) or value.get("type") != "refuse":
+            return False
+        assert session.participant is not None
+        if not await session.participant.within_rate_limit():
+            return True
+        target = value.get("participant_id")
+        if not isinstance(target, str) or not self.admission.refuse(
+            session.room_id, target
+        ):
+            await session.outbox(
+                Error("not_waiting", "no such participant waits to join this room")
+            )
+        return True
+
+    def _waiting_changed(self, room_id: str) -> None:
+        hosts = [
+            s
+            for s in self._sessions.values()
+            if s.is_host and s.room_id == room_id and s.participant is not None
+        ]
+        if not hosts:
+            return
+        waiting = _Waiting(
+            tuple(
+                {"participant_id": g.participant_id, "name": g.name}
+                for g in self.admission.waiting(room_id)
+            )
+        )
+        for host in hosts:
+            with contextlib.suppress(asyncio.QueueFull):
+                host.queue.put_nowait(waiting)
 
 
 async def websocket_session(
@@ -251,7 +371,10 @@ async def websocket_session(
     signalling = WebSocketSignalling(
         admission, allowed_origins=allowed_origins, reconnect_grace=0
     )
-    return await signalling.handle(request, participant_id)
+    try:
+        return await signalling.handle(request, participant_id)
+    finally:  # one per socket: its admission listener must not outlive it
+        signalling.close()
 
 
 async def _write(ws: web.WebSocketResponse, queue: asyncio.Queue[_Outgoing]) -> None:
@@ -267,6 +390,8 @@ async def _write(ws: web.WebSocketResponse, queue: asyncio.Queue[_Outgoing]) -> 
                 "resume_token": message.resume_token,
                 "reconnect_grace": message.reconnect_grace,
             }
+        elif isinstance(message, _Waiting):
+            data = {"type": "waiting", "participants": list(message.participants)}
         else:
             data = to_json(message)
         if isinstance(message, Offer):

@@ -57,8 +57,10 @@ from ..errors import (
 )
 from ..messages import Candidate, ServerMessage, SignallingError
 from ..participant import Participant, Role
+from ..ratelimit import ClientLimits
 from ..room import SFU
 from ..slugs import EMOJI_ALPHABET
+from ..turn import with_turn_credentials
 
 __all__ = [
     "MAX_BODY",
@@ -73,6 +75,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SDP = "application/sdp"
+#: Sent with 429: when to try again, in seconds.
+RETRY = {"Retry-After": "1"}
 SDP_FRAGMENT = "application/trickle-ice-sdpfrag"
 #: Largest offer or SDP fragment accepted, in bytes.
 MAX_BODY = 64 * 1024
@@ -146,11 +150,17 @@ class WhipEndpoint:
     - ``host_keys``: keys that may create a room by publishing into it (and
       watch any room); ``None`` allows join credentials only.
     - ``ice_servers``: STUN/TURN servers announced to clients (``Link``).
+    - ``turn_secret``, ``turn_ttl``: with a TURN server's shared secret, each
+      session's ``Link`` headers carry TURN credentials of its own, valid
+      ``turn_ttl`` seconds (see :mod:`pysfu.turn`).
     - ``allowed_origins``: origins of pages that may call these resources
       from a browser (CORS); ``"*"`` allows any. ``None``: same-origin pages
       only.
     - ``room_size``: ``max_participants`` of rooms created by a host's WHIP
       request.
+    - ``offers_per_second``, ``offer_burst``: offers one client address may
+      POST (each costs parsing and checking an SDP); the excess gets
+      ``429`` with ``Retry-After`` before any of that work.
 
     Add :meth:`routes` to an ``aiohttp.web.Application``; call :meth:`close`
     on shutdown (the SFU's rooms are the application's to close).
@@ -164,6 +174,10 @@ class WhipEndpoint:
         ice_servers: Iterable[IceServer] = (),
         allowed_origins: Collection[str] | None = None,
         room_size: int = 1,
+        offers_per_second: float = 5.0,
+        offer_burst: int = 30,
+        turn_secret: str | None = None,
+        turn_ttl: float = 3600.0,
     ) -> None:
         if not isinstance(admission.sfu, SFU):
             raise TypeError("WHIP/WHEP needs an Admission into an in-process SFU")
@@ -171,9 +185,12 @@ class WhipEndpoint:
         self.sfu = admission.sfu
         self.host_keys = host_keys
         self.ice_servers = tuple(ice_servers)
+        self.turn_secret = turn_secret
+        self.turn_ttl = turn_ttl
         self.allowed_origins = allowed_origins
         self.room_size = room_size
         self.sessions: dict[str, WhipSession] = {}
+        self._offer_limits = ClientLimits(offers_per_second, offer_burst)
 
     def routes(self, prefix: str = "") -> list[web.RouteDef]:
         """The routes: ``{prefix}/whip/{room}``, ``{prefix}/whep/{room}`` and
@@ -232,6 +249,8 @@ class WhipEndpoint:
         return response
 
     async def _post(self, request: web.Request, purpose: Purpose) -> web.Response:
+        if not self._offer_limits.allow(request.remote):
+            raise _Refused(429, "too many offers from this address", RETRY)
         token = _bearer(request)
         if not token:
             raise _Refused(
@@ -272,7 +291,12 @@ class WhipEndpoint:
         response = web.Response(status=201, body=answer.encode(), content_type=SDP)
         response.headers["Location"] = session.path
         response.headers["ETag"] = session.etag
-        for server in self.ice_servers:
+        servers = self.ice_servers
+        if self.turn_secret is not None:
+            servers = with_turn_credentials(
+                servers, self.turn_secret, participant.id, self.turn_ttl
+            )
+        for server in servers:
             response.headers.add("Link", link_header(server))
         return response
 
