@@ -27,8 +27,12 @@ async def meet(host: AnyUser, guest: AnyUser, server: Server) -> None:
     await guest.wait_status("connected")
     await host.wait_status("connected")
     host_id, guest_id = await host.participant_id(), await guest.participant_id()
-    await assert_sees_and_hears(guest, host_id, host.name)
-    await assert_sees_and_hears(host, guest_id, guest.name)
+    for receiver, sender, sender_id in (
+        (guest, host, host_id),
+        (host, guest, guest_id),
+    ):
+        video = await assert_sees_and_hears(receiver, sender_id, sender.name)
+        print(f"{receiver.name} decodes {sender.name}'s {video['codec']}")
     assert_none_dropped_for_size(server.base_url)
 
 

@@ -25,6 +25,7 @@ const browser = await puppeteer.launch({
   browser: "firefox",
   executablePath,
   headless: true,
+  // --8<-- [start:prefs]
   extraPrefsFirefox: {
     "media.navigator.streams.fake": true, // a fake camera (a flat colour) and a tone
     "media.navigator.permission.disabled": true, // no permission prompt
@@ -40,6 +41,7 @@ const browser = await puppeteer.launch({
     "dom.min_background_timeout_value": 4,
     "dom.timeout.enable_budget_timer_throttling": false,
   },
+  // --8<-- [end:prefs]
 });
 
 const pages = [];

@@ -92,6 +92,7 @@ if (joinReply.status !== 200) {
 }
 report({ event: "joined", participant_id: grant.participant_id });
 
+// --8<-- [start:peer]
 pc = new RTCPeerConnection({
   iceServers: grant.ice_servers || [],
   // werift leaves loopback out of its host candidates unless asked.
@@ -108,6 +109,7 @@ pc = new RTCPeerConnection({
     audio: [new RTCRtpCodecParameters({ mimeType: "audio/opus", clockRate: 48000, channels: 2 })],
   },
 });
+// --8<-- [end:peer]
 pc.connectionStateChange.subscribe((state) => report({ event: "connection", state }));
 
 // -- receiving --------------------------------------------------------------------
@@ -136,9 +138,11 @@ function vp8Start(payload) {
   };
 }
 
+// --8<-- [start:ontrack]
 pc.ontrack = ({ track, streams }) => {
   // the stream id is the publishing participant's id
   const from = streams[0] ? streams[0].id : "unknown";
+  // --8<-- [end:ontrack]
   const counts = { from, kind: track.kind, packets: 0, frames: 0, keyframes: 0, width: 0, height: 0 };
   received.set(`${from} ${track.kind}`, counts);
   track.onReceiveRtp.subscribe((rtp) => {
@@ -163,6 +167,7 @@ const ws = new WebSocket(new URL(grant.ws_url, link)); // no Origin header: not 
 const send = (message) => ws.send(JSON.stringify(message));
 let published = false;
 
+// --8<-- [start:answer]
 /** Answer an offer: put back our ICE password, attach the tracks to the
  *  sections the server receives on, and send every candidate in the answer. */
 async function answer(redactedSdp) {
@@ -190,6 +195,7 @@ async function answer(redactedSdp) {
   }
   send({ type: "answer", sdp: pc.localDescription.sdp });
 }
+// --8<-- [end:answer]
 
 /** The direction attribute of the m-section with a=mid:<mid>. */
 function sectionDirection(sdp, mid) {
