@@ -41,10 +41,10 @@ class ChromiumUser:
 AnyUser = ChromiumUser | FirefoxUser
 
 
-async def host_a_room(host: AnyUser, server: Server) -> str:
+async def host_a_room(host: AnyUser, server: Server, query: str = "") -> str:
     """``host`` opens /new#key=..., which creates a room and opens it as
     host; returns the link the host shares."""
-    await host.open(f"{server.base_url}/new?name={host.name}#key={HOST_KEY}")
+    await host.open(f"{server.base_url}/new?name={host.name}{query}#key={HOST_KEY}")
 
     async def in_the_room() -> bool:
         return "/r/" in await host.url()
