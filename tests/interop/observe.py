@@ -166,23 +166,20 @@ def scrape_metrics(base_url: str) -> dict[str, float]:
 
 def dropped_for_size(metrics: dict[str, float]) -> float | None:
     """Packets the server did not forward because of their size, or None if
-    the server does not count drops by reason.
+    the server does not count them apart from other drops.
 
-    Such drops are counted under their own reason: a label value of
-    ``pysfu_packets_dropped_total`` naming the size (``too_large`` or the
-    like). Drops for other reasons (a subscriber not connected yet, or
-    slow) are no fault of the client.
+    Drops for other reasons (a subscriber not connected yet, or slow) are no
+    fault of the client; the ones for size have a metric of their own
+    (``pysfu_packets_dropped_too_large_total``) or a label naming the size.
     """
-    dropped = {
-        k: v for k, v in metrics.items() if k.startswith("pysfu_packets_dropped")
-    }
-    if all("[" not in key for key in dropped):
-        return None  # one total: a size drop cannot be told from the others
-    return sum(
-        v
-        for k, v in dropped.items()
-        if any(word in k.lower() for word in ("size", "large", "long", "mtu"))
-    )
+    by_size = [
+        value
+        for key, value in metrics.items()
+        if key.startswith("pysfu_packets_dropped")
+        and not key.endswith("_created")
+        and any(word in key.lower() for word in ("too_large", "size", "mtu"))
+    ]
+    return sum(by_size) if by_size else None
 
 
 def assert_none_dropped_for_size(base_url: str) -> dict[str, float]:
