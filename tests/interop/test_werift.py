@@ -28,7 +28,7 @@ import pytest
 
 from pysfu.stats import SubscriptionStats
 
-from ..browser.harness import LIVENESS, Browser, Server, wait_for
+from ..browser.harness import HOST_KEY, LIVENESS, Browser, Server, wait_for
 from .firefox import Firefox
 from .observe import assert_none_dropped_for_size, assert_sees_and_hears
 from .rooms import AnyUser, ChromiumUser, host_a_room
@@ -36,14 +36,18 @@ from .rooms import AnyUser, ChromiumUser, host_a_room
 pytestmark = [pytest.mark.interop, pytest.mark.gstreamer]
 
 CLIENT_DIR = Path(__file__).resolve().parent / "werift"
+WHIP_SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "whip_sfu.py"
 
 
 @dataclass
 class WeriftClient:
-    """A running ``werift/client.mjs`` and what it reported."""
+    """A running werift script (``client.mjs`` or ``whip_publish.mjs``) and
+    what it reported."""
 
     process: asyncio.subprocess.Process = field(repr=False)
     participant_id: str | None = None
+    #: the WHIP session resource (whip_publish.mjs)
+    resource: str | None = None
     states: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     #: (publishing participant, kind) -> the latest counts
@@ -59,6 +63,8 @@ class WeriftClient:
                 continue
             if event["event"] == "joined":
                 self.participant_id = event["participant_id"]
+            elif event["event"] == "published":
+                self.resource = event["resource"]
             elif event["event"] == "connection":
                 self.states.append(event["state"])
             elif event["event"] == "received":
@@ -71,11 +77,9 @@ class WeriftClient:
 
 
 @contextlib.asynccontextmanager
-async def werift_client(
-    link: str, name: str, packet_size: int
-) -> AsyncIterator[WeriftClient]:
-    """``node werift/client.mjs link name packet_size``, stopped (with its
-    GStreamer) at the end."""
+async def werift_client(script: str, *arguments: str) -> AsyncIterator[WeriftClient]:
+    """``node werift/<script> arguments...``, stopped (with its GStreamer) at
+    the end."""
     node = shutil.which("node")
     if node is None or not (CLIENT_DIR / "node_modules" / "werift").is_dir():
         pytest.fail(f"node or werift is missing (npm ci in {CLIENT_DIR})")
@@ -83,10 +87,8 @@ async def werift_client(
         pytest.fail("gst-launch-1.0 is missing (apt-get install gstreamer1.0-tools)")
     process = await asyncio.create_subprocess_exec(
         node,
-        str(CLIENT_DIR / "client.mjs"),
-        link,
-        name,
-        str(packet_size),
+        str(CLIENT_DIR / script),
+        *arguments,
         stdout=asyncio.subprocess.PIPE,
         cwd=CLIENT_DIR,
         start_new_session=True,  # its gst-launch-1.0 is in its process group
@@ -149,7 +151,7 @@ async def test_werift_and_a_browser_see_and_hear_each_other(
         else await gecko.user("Alice")
     )
     link = await host_a_room(host, server)
-    async with werift_client(link, "werift", packet_size) as guest:
+    async with werift_client("client.mjs", link, "werift", str(packet_size)) as guest:
         await host.wait_status("connected")
         assert guest.participant_id is not None, guest.errors
         host_id = await host.participant_id()
@@ -173,4 +175,33 @@ async def test_werift_and_a_browser_see_and_hear_each_other(
 
         await wait_for(receives, "werift to receive Alice's media", details=details)
         assert guest.states[-1] == "connected", guest.states
+        assert_none_dropped_for_size(server.base_url)
+
+
+async def test_werift_publishes_with_whip_and_chromium_watches(
+    start_server: Any, browser: Browser
+) -> None:
+    server: Server = start_server("--max-participants=2", script=WHIP_SCRIPT)
+    endpoint = f"{server.base_url}/whip/studio"
+    async with werift_client("whip_publish.mjs", endpoint, HOST_KEY, "1200") as pub:
+
+        async def published() -> bool:
+            return pub.resource is not None or bool(pub.errors)
+
+        await wait_for(published, "werift's WHIP session")
+        assert not pub.errors, pub.errors
+        viewer = ChromiumUser(await browser.user("Bob"))
+        await viewer.open(f"{server.base_url}/r/studio?name=Bob")
+        await viewer.wait_status("connected")
+
+        async def publisher_id() -> str | None:
+            tiles = await viewer.evaluate(
+                "[...document.querySelectorAll('.tile.remote')]"
+                ".map((tile) => tile.dataset.participant)"
+            )
+            return tiles[0] if tiles else None
+
+        host = await wait_for(publisher_id, "Bob to see werift's tile")
+        await assert_sees_and_hears(viewer, host, "werift's WHIP")
+        assert pub.states[-1] == "connected", pub.states
         assert_none_dropped_for_size(server.base_url)

@@ -5,70 +5,30 @@
 //
 // It joins the room of <room link> (the join_url a host shares), publishes
 // the VP8 video and Opus audio of a GStreamer pipeline it runs
-// (gst-launch-1.0: a scrolling test pattern and a 440 Hz tone, sent as RTP to
-// UDP ports on 127.0.0.1 that werift forwards), and counts the RTP it
+// (test_source.mjs: a scrolling test pattern and a 440 Hz tone), and counts the RTP it
 // receives from each other participant. It reports on stdout, one JSON object
 // a line: {"event": "joined", ...}, {"event": "connection", "state"},
 // {"event": "received", "from", "kind", "packets", "frames", "keyframes",
 // "width", "height"} each second, {"event": "error", "message"}.
 // It stops (and stops GStreamer) on SIGTERM or when the room closes.
 
-import { spawn } from "node:child_process";
-import { createSocket } from "node:dgram";
-import {
-  MediaStreamTrack,
-  RTCPeerConnection,
-  RTCRtpCodecParameters,
-  RtpPacket,
-} from "werift";
+import { RTCPeerConnection, RTCRtpCodecParameters } from "werift";
 import WebSocket from "ws";
+import { startTestSource } from "./test_source.mjs";
 
 const [roomLink, name = "werift", mtu = "1400"] = process.argv.slice(2);
 const report = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
 
-// -- GStreamer: RTP from a pipeline, onto werift tracks ------------------------
-
-/** A UDP socket on 127.0.0.1 whose RTP packets go to a new werift track. */
-async function rtpInput(kind) {
-  const socket = createSocket("udp4");
-  await new Promise((resolve) => socket.bind(0, "127.0.0.1", resolve));
-  const track = new MediaStreamTrack({ kind });
-  socket.on("message", (data) => track.writeRtp(data));
-  return { socket, track, port: socket.address().port };
-}
-
-const video = await rtpInput("video");
-const audio = await rtpInput("audio");
-
-// GStreamer's payloaders make packets of up to 1400 bytes by default (mtu).
-const gstreamer = spawn(
-  "gst-launch-1.0",
-  [
-    "-q",
-    ...`videotestsrc is-live=true pattern=smpte horizontal-speed=4
-      ! video/x-raw,width=640,height=480,framerate=30/1
-      ! vp8enc deadline=1 keyframe-max-dist=30 target-bitrate=1000000
-      ! rtpvp8pay pt=96 mtu=${mtu} picture-id-mode=15-bit
-      ! udpsink host=127.0.0.1 port=${video.port}
-      audiotestsrc is-live=true wave=sine freq=440 volume=0.5
-      ! audioconvert ! audioresample ! opusenc
-      ! rtpopuspay pt=111 mtu=${mtu}
-      ! udpsink host=127.0.0.1 port=${audio.port}`.split(/\s+/),
-  ],
-  { stdio: ["ignore", "ignore", "inherit"] },
+const source = await startTestSource(mtu, (code) =>
+  report({ event: "error", message: `gst-launch-1.0 exited (${code})` }),
 );
-gstreamer.on("exit", (code) => {
-  if (!stopping) report({ event: "error", message: `gst-launch-1.0 exited (${code})` });
-});
 
 let pc = null; // the one RTCPeerConnection
 let stopping = false;
 function stop(code = 0) {
   if (stopping) return;
   stopping = true;
-  gstreamer.kill("SIGTERM");
-  video.socket.close();
-  audio.socket.close();
+  source.stop();
   (pc ? pc.close() : Promise.resolve()).finally(() => process.exit(code));
   setTimeout(() => process.exit(code), 2000).unref();
 }
@@ -176,7 +136,7 @@ async function answer(redactedSdp) {
   if (!published) {
     for (const transceiver of pc.getTransceivers()) {
       if (sectionDirection(sdp, transceiver.mid) !== "recvonly") continue;
-      const track = transceiver.kind === "video" ? video.track : audio.track;
+      const track = transceiver.kind === "video" ? source.video : source.audio;
       transceiver.setDirection("sendonly");
       transceiver.sender.replaceTrack(track); // resolves with the track's first packet
     }
