@@ -62,6 +62,8 @@ TESTED_FILES = {
     "docs/snippets/operate.py": "test_operate_*",
     "tests/gst/whip_publish.py": "test_gstreamer.py test_browser_gstreamer.py",
     "docs/snippets/workers.py": "test_workers.py::test_how_to_snippets",
+    "tests/interop/firefox/driver.mjs": "interop/test_firefox.py",
+    "tests/interop/werift/client.mjs": "interop/test_werift.py",
 }
 MKDOCS_BUILD = [sys.executable, "-m", "mkdocs", "build", "--strict"]
 #: Files included whole, as text (not code that runs).
