@@ -6,6 +6,8 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._aiortc import register_passthrough_codecs, validate_ice_credentials
 from .answering import ClientOffer
@@ -37,6 +39,9 @@ from .signalling.adapter import Outbox
 from .signalling.messages import Joined, ParticipantJoined, ParticipantLeft, RoomClosed
 from .speaker import SpeakerMonitor
 from .stats import RoomStats, SFUStats, SubscriptionStats, Totals
+
+if TYPE_CHECKING:
+    from .recording import RoomRecording
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +91,8 @@ class Room:
         #: a replacement, or ``None`` to drop it (see :mod:`pysfu.datachannel`).
         self.data_filter = data_filter
         self.members: dict[str, Participant] = {}
+        #: The running :meth:`record` session, if any.
+        self.recording: RoomRecording | None = None
         self.closed = False
         self._sfu = sfu
         self._listeners: list[RoomListener] = []
@@ -344,6 +351,25 @@ class Room:
         await asyncio.gather(*(p.close() for p in members), return_exceptions=True)
         self._emit(RoomClosedEvent(self.id, reason))
         self._sfu._forget(self)
+
+    def record(self, directory: str | Path) -> RoomRecording:
+        """Record every track of this room, now and later, under ``directory``.
+
+        No codec runs: packets are written as received (see
+        :mod:`pysfu.recording`). Recording stops with :meth:`stop_recording`
+        or when the room closes. Raises ``RuntimeError`` if already recording.
+        """
+        from .recording import RoomRecording
+
+        if self.recording is not None and not self.recording.stopped:
+            raise RuntimeError(f"room {self.id} is already recording")
+        self.recording = RoomRecording(self, directory)
+        return self.recording
+
+    async def stop_recording(self) -> list[Path]:
+        """Stop recording; returns the files once everything is written."""
+        recording, self.recording = self.recording, None
+        return await recording.stop() if recording is not None else []
 
     def stats(self) -> RoomStats:
         """A snapshot of the counters of everyone in the room."""
