@@ -62,6 +62,7 @@ TESTED_FILES = {
     "docs/snippets/operate.py": "test_operate_*",
     "tests/gst/whip_publish.py": "test_gstreamer.py test_browser_gstreamer.py",
     "docs/snippets/workers.py": "test_workers.py::test_how_to_snippets",
+    "tests/test_recording.py": "test_recording.py",
 }
 MKDOCS_BUILD = [sys.executable, "-m", "mkdocs", "build", "--strict"]
 #: Files included whole, as text (not code that runs).

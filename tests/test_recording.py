@@ -96,9 +96,9 @@ def decode(path: Path) -> tuple[list[tuple[float, int]], np.ndarray, int, float]
 
 
 async def record_host(
-    sfu: SFU, peers: PeerFactory, directory: Path, seconds: float
+    sfu: SFU, peers: PeerFactory, directory: Path, seconds: float, codec: str = "VP8"
 ) -> tuple[list[Path], WallClockVideo, Peer]:
-    room = sfu.create_room("lesson")
+    room = sfu.create_room("lesson", video_codecs=(codec,))
     host = peers("host", code=5)
     video = WallClockVideo(5)
     host.video, host.audio = video, WallClockBeeps()
@@ -106,23 +106,35 @@ async def record_host(
     guest = await peers("guest", code=9).join(room)
     await guest.wait_video_from(host)
     await host.wait_video_from(guest)
-    recording = room.record(directory)
+    # --8<-- [start:record]
+    recording = room.record(directory)  # every track, and those published later
+    # --8<-- [end:record]
     assert len(recording.recorders) == 4  # host and guest, audio and video
     start = video.frames
     await eventually(lambda: video.frames - start >= seconds * FPS, timeout=120)
-    files = await room.stop_recording()
+    # --8<-- [start:stop]
+    files = await room.stop_recording()  # once every file is written
+    for stats in recording.stats():
+        print(stats.track_id, stats.records_written, stats.records_dropped)
+    # --8<-- [end:stop]
     assert all(s.records_dropped == 0 and s.error is None for s in recording.stats())
     return [f for f in files if "host" in f.name], video, guest
 
 
-async def test_a_recorded_room_converts_to_webm_that_plays(
-    sfu: SFU, peers: PeerFactory, tmp_path: Path
+@pytest.mark.parametrize(("codec", "container"), [("VP8", "webm"), ("H264", "mkv")])
+async def test_a_recorded_room_converts_to_a_file_that_plays(
+    sfu: SFU, peers: PeerFactory, tmp_path: Path, codec: str, container: str
 ) -> None:
-    files, _, _ = await record_host(sfu, peers, tmp_path, seconds=10)
+    files, _, _ = await record_host(sfu, peers, tmp_path, seconds=10, codec=codec)
     assert len(files) == 2
-    result = convert(files, tmp_path / "host.webm")
+    output = tmp_path / f"host.{container}"
+    # --8<-- [start:convert]
+    result = convert(files, output)  # one participant's audio and video
+    for track in result.tracks:
+        print(track.track_id, track.frames_written, track.frames_dropped)
+    # --8<-- [end:convert]
     assert result.aligned_by == "sender_reports"
-    frames, audio, rate, audio_start = decode(tmp_path / "host.webm")
+    frames, audio, rate, audio_start = decode(output)
 
     # every frame from the first keyframe on, none missing or repeated
     counters = [c for _, c in frames]
@@ -159,6 +171,12 @@ async def test_a_recorded_room_converts_to_webm_that_plays(
     audio_offsets = [(t - video_offset) % 1.0 for t in onsets]
     skew = float(np.median([(d + 0.5) % 1.0 - 0.5 for d in audio_offsets]))
     assert abs(skew) < 0.1, f"audio is {skew * 1000:.0f} ms off the picture"
+
+    # from a shell: one playable file per participant
+    assert recording_cli(["convert-room", str(files[0].parent)]) == 0
+    for name in ("host", "guest"):
+        with av.open(str(files[0].parent / f"{name}.{container}")) as played:
+            assert sum(1 for _ in played.decode(video=0)) > 0.9 * 10 * FPS
 
 
 async def test_a_recording_with_lost_packets_still_plays(

@@ -3,7 +3,7 @@
 :class:`TrackRecorder` writes one track's RTP packets (retransmissions
 unwrapped) and its publisher's sender reports to a file, off the event loop;
 :class:`RoomRecording` (``Room.record()``) does it for every track of a room.
-:func:`convert` turns recordings into WebM/Matroska/MP4 files, still without
+`convert` turns recordings into WebM or Matroska files, still without
 decoding. From a shell::
 
     python -m pysfu.recording info FILE...
@@ -15,7 +15,13 @@ See ``docs/how-to/recording.md``.
 
 from __future__ import annotations
 
-from .convert import ConversionResult, ConvertedTrack, convert, group_by_participant
+from .convert import (
+    ConversionResult,
+    ConvertedTrack,
+    convert,
+    group_by_participant,
+    suffix_for,
+)
 from .format import BadRecording, Record, TrackHeader, read_recording
 from .recorder import RecordingStats, RoomRecording, TrackRecorder, record_track
 from .writer import RecordingFile, RecordingWriter
@@ -35,4 +41,5 @@ __all__ = [
     "group_by_participant",
     "read_recording",
     "record_track",
+    "suffix_for",
 ]

@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .convert import convert, group_by_participant
+from .convert import convert, group_by_participant, suffix_for
 from .format import RECORD_RTP, BadRecording, read_recording
 from .recorder import SUFFIX
 
@@ -51,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         "convert-room", help="one file per participant of a recorded room"
     )
     room.add_argument("directory", type=Path)
-    room.add_argument("--format", choices=("webm", "mkv", "mp4"), default="mkv")
+    room.add_argument(
+        "--format",
+        choices=("auto", "webm", "mkv"),
+        default="auto",
+        help="auto: WebM when the codecs allow, else Matroska",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "info":
@@ -67,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"no recordings in {args.directory}", file=sys.stderr)
                 return 1
             for participant, files in groups.items():
-                output = (
-                    args.directory / f"{participant.replace('/', '_')}.{args.format}"
+                suffix = (
+                    suffix_for(files) if args.format == "auto" else f".{args.format}"
                 )
+                output = args.directory / (participant.replace("/", "_") + suffix)
                 result = convert(files, output)
                 _report(result.output, result.tracks)
     except (OSError, ValueError, BadRecording) as exc:

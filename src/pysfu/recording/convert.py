@@ -2,7 +2,7 @@
 
 Packets are put back in order (duplicates from retransmissions removed),
 assembled into frames, depayloaded and muxed with PyAV into WebM (VP8/VP9 and
-Opus) or Matroska/MP4 (H.264 too). A frame with a missing packet is dropped
+Opus) or Matroska (H.264 too). A frame with a missing packet is dropped
 together with everything after it up to the next keyframe, so loss makes the
 file skip, never decode garbage. Tracks are lined up on the publisher's RTCP
 sender reports (the same clock for a publisher's audio and video), or on
@@ -27,12 +27,20 @@ from ..forwarding.packet import KEYFRAME_DETECTORS
 from .bitstream import h264_sps_size, vp8_frame_size, vp9_depayload, vp9_frame_size
 from .format import RECORD_RTP, RECORD_SENDER_REPORT, TrackHeader, read_recording
 
-__all__ = ["ConversionResult", "ConvertedTrack", "convert"]
+__all__ = [
+    "ConversionResult",
+    "ConvertedTrack",
+    "convert",
+    "group_by_participant",
+    "suffix_for",
+]
 
 logger = logging.getLogger(__name__)
 
 _NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 to 1970
-_CONTAINERS = {".webm": "webm", ".mkv": "matroska", ".mp4": "mp4"}
+# MP4 is left out: its H.264 track needs the parameter sets up front (avcC),
+# which PyAV's muxing-only streams cannot be given.
+_CONTAINERS = {".webm": "webm", ".mkv": "matroska"}
 _WEBM_CODECS = {"vp8", "vp9", "opus"}
 _SUPPORTED = {"vp8", "vp9", "h264", "opus"}
 
@@ -251,18 +259,16 @@ def convert(
 ) -> ConversionResult:
     """Mux recorded tracks (e.g. one participant's audio and video) into a file.
 
-    The container follows ``output``'s suffix: ``.webm`` (VP8, VP9, Opus),
-    ``.mkv`` or ``.mp4``. With ``trim_to_video``, audio from before the first
-    picture is left out, so both start together. Raises ``ValueError`` for a
+    The container follows ``output``'s suffix: ``.webm`` (VP8, VP9, Opus)
+    or ``.mkv`` (H.264 too). With ``trim_to_video``, audio from before the
+    first picture is left out, so both start together. Raises ``ValueError`` for a
     codec or container that cannot hold the tracks, and
     :class:`~pysfu.recording.format.BadRecording` for a damaged file.
     """
     output = Path(output)
     container_format = _CONTAINERS.get(output.suffix.lower())
     if container_format is None:
-        raise ValueError(
-            f"unknown output format {output.suffix!r}: use .webm, .mkv or .mp4"
-        )
+        raise ValueError(f"unknown output format {output.suffix!r}: use .webm or .mkv")
     tracks = [_load(Path(p)) for p in inputs]
     tracks = [t for t in tracks if t.packets]
     if not tracks:
@@ -274,7 +280,7 @@ def convert(
                 f"{t.header.track_id}: cannot convert {t.header.mime_type}"
             )
         if container_format == "webm" and codec not in _WEBM_CODECS:
-            raise ValueError(f"WebM cannot hold {t.header.mime_type}: use .mkv or .mp4")
+            raise ValueError(f"WebM cannot hold {t.header.mime_type}: use .mkv")
 
     by_reports = all(t.sender_report is not None for t in tracks)
 
@@ -367,6 +373,16 @@ def convert(
     return ConversionResult(
         output, tuple(results), "sender_reports" if by_reports else "arrival"
     )
+
+
+def suffix_for(paths: Iterable[Path]) -> str:
+    """``".webm"`` when WebM can hold every recording, else ``".mkv"``."""
+    for path in paths:
+        with open(path, "rb") as file:
+            header, _ = read_recording(file)
+        if header.codec_name not in _WEBM_CODECS:
+            return ".mkv"
+    return ".webm"
 
 
 def group_by_participant(paths: Iterable[Path]) -> dict[str, list[Path]]:
