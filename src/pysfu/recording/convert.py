@@ -38,8 +38,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 to 1970
-# MP4 is left out: its H.264 track needs the parameter sets up front (avcC),
-# which PyAV's muxing-only streams cannot be given.
+# MP4 is left out: Opus in MP4 needs an OpusHead up front, which PyAV's
+# muxing-only streams cannot be given (the file does not open).
 _CONTAINERS = {".webm": "webm", ".mkv": "matroska"}
 _WEBM_CODECS = {"vp8", "vp9", "opus"}
 _SUPPORTED = {"vp8", "vp9", "h264", "opus"}
