@@ -25,6 +25,11 @@ it is included in ``µs/in`` because a real datagram costs one iteration too.
 
     python benchmarks/hotpath.py --subscribers 0,1,4,16,32 --packets 400 --runs 5
 
+``--record DIR`` also times every batch with the track being recorded
+(:mod:`pysfu.recording`, files in DIR), interleaved with the plain batches,
+and adds ``µs/in rec``: CPU per incoming packet while recording, the writer
+thread's time included (``process_time`` counts every thread).
+
 Run it inside a loopback-only network namespace (``unshare --net`` with ``lo``
 up) or anywhere 127.0.0.1 works; it raises the subscribers' receive buffers
 with ``SO_RCVBUFFORCE`` when root, so a paused batch is not dropped.
@@ -63,6 +68,7 @@ from pysfu._aiortc import (
 )
 from pysfu.forwarding import CodecInfo, DownTrack, Forwarder
 from pysfu.forwarding.packet import extension_id_table
+from pysfu.recording import RecordingWriter, TrackRecorder
 
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -191,6 +197,7 @@ class Row:
     us_per_forwarded: float | None
     marginal_us: float | None
     delivered_percent: float
+    us_per_incoming_recording: float | None = None
 
 
 class Bench:
@@ -350,6 +357,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     counts = sorted({int(n) for n in args.subscribers.split(",")})
     bench = Bench(max(counts), direct=not args.queued_receive)
     await bench.setup()
+    writer = RecordingWriter()
+    recorder: TrackRecorder | None = None
+    if args.record is not None:
+        recorder = TrackRecorder(
+            bench.forwarder, args.record / "hotpath.pysfurec", writer
+        )
+        bench.forwarder.recorders.clear()  # attached only for the timed batches
+    recorded: dict[int, list[float]] = {n: [] for n in counts}
     try:
         loop_costs: list[float] = []
         samples: dict[int, list[float]] = {n: [] for n in counts}
@@ -361,6 +376,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 us, percent = await bench.measure(n, args.packets)
                 samples[n].append(us)
                 delivered[n].append(percent)
+                if recorder is not None:
+                    bench.forwarder.add_recorder(recorder)
+                    us, _ = await bench.measure(n, args.packets)
+                    bench.forwarder.remove_recorder(recorder)
+                    recorded[n].append(us)
         rows: list[Row] = []
         previous: tuple[int, float] | None = None
         for n in counts:
@@ -375,6 +395,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     round(us / n, 2) if n else None,
                     round(marginal, 2) if marginal is not None else None,
                     round(min(delivered[n]), 1),
+                    round(statistics.median(recorded[n]), 2) if recorded[n] else None,
                 )
             )
             previous = (n, us)
@@ -385,20 +406,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "runs": args.runs,
             "tap_errors": bench.tap.parse_errors + bench.tap.sink_errors,
             "rows": [asdict(r) for r in rows],
+            "recording": None
+            if recorder is None
+            else {**asdict(recorder.stats()), "path": str(recorder.path)},
         }
     finally:
+        if recorder is not None:
+            recorder.stop()
+        await writer.close()
         await bench.close()
 
 
 def print_table(result: dict[str, Any]) -> None:
     print(f"empty loop iteration: {result['loop_us']} µs (included below)")
-    print(f"{'N':>4} {'µs/in':>8} {'µs/fwd':>8} {'marginal':>9} {'delivered%':>11}")
+    print(
+        f"{'N':>4} {'µs/in':>8} {'µs/fwd':>8} {'marginal':>9} {'delivered%':>11}"
+        f" {'µs/in rec':>10}"
+    )
     for r in result["rows"]:
         fwd = "" if r["us_per_forwarded"] is None else f"{r['us_per_forwarded']:.2f}"
         marg = "" if r["marginal_us"] is None else f"{r['marginal_us']:.2f}"
+        rec = (
+            ""
+            if r["us_per_incoming_recording"] is None
+            else r["us_per_incoming_recording"]
+        )
         print(
             f"{r['subscribers']:>4} {r['us_per_incoming']:>8.2f} {fwd:>8} {marg:>9}"
-            f" {r['delivered_percent']:>11}"
+            f" {r['delivered_percent']:>11} {rec:>10}"
         )
 
 
@@ -412,6 +447,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="the publisher's SRTP through aiortc's queue and receive task"
         " (RtpTap(direct=False)), for comparison",
+    )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="also time each batch while recording the track to DIR",
     )
     parser.add_argument(
         "--json", type=Path, default=Path(__file__).parent / "results" / "hotpath.json"

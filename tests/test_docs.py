@@ -64,6 +64,7 @@ TESTED_FILES = {
     "docs/snippets/workers.py": "test_workers.py::test_how_to_snippets",
     "tests/interop/firefox/driver.mjs": "interop/test_firefox.py",
     "tests/interop/werift/client.mjs": "interop/test_werift.py",
+    "tests/test_recording.py": "test_recording.py",
 }
 MKDOCS_BUILD = [sys.executable, "-m", "mkdocs", "build", "--strict"]
 #: Files included whole, as text (not code that runs).

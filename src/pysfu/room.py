@@ -6,6 +6,8 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._aiortc import register_passthrough_codecs, validate_ice_credentials
 from .answering import ClientOffer
@@ -46,6 +48,8 @@ __all__ = [
     "everyone_else",
     "host_only",
 ]
+if TYPE_CHECKING:
+    from .recording import RoomRecording
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +99,8 @@ class Room:
         #: a replacement, or ``None`` to drop it (see :mod:`pysfu.datachannel`).
         self.data_filter = data_filter
         self.members: dict[str, Participant] = {}
+        #: The running :meth:`record` session, if any.
+        self.recording: RoomRecording | None = None
         self.closed = False
         self._sfu = sfu
         # when the room was last seen without members (or without its host,
@@ -367,6 +373,25 @@ class Room:
         if self._vacant_since is None:
             self._vacant_since = now
         return now - self._vacant_since
+
+    def record(self, directory: str | Path) -> RoomRecording:
+        """Record every track of this room, now and later, under ``directory``.
+
+        No codec runs: packets are written as received (see
+        :mod:`pysfu.recording`). Recording stops with :meth:`stop_recording`
+        or when the room closes. Raises ``RuntimeError`` if already recording.
+        """
+        from .recording import RoomRecording
+
+        if self.recording is not None and not self.recording.stopped:
+            raise RuntimeError(f"room {self.id} is already recording")
+        self.recording = RoomRecording(self, directory)
+        return self.recording
+
+    async def stop_recording(self) -> list[Path]:
+        """Stop recording; returns the files once everything is written."""
+        recording, self.recording = self.recording, None
+        return await recording.stop() if recording is not None else []
 
     def stats(self) -> RoomStats:
         """A snapshot of the counters of everyone in the room."""

@@ -43,6 +43,15 @@ class RtpHeaderLike(Protocol):
     ssrc: int
 
 
+class PacketRecorder(Protocol):
+    """Something that keeps a copy of a track's packets, e.g. a
+    :class:`pysfu.recording.TrackRecorder`. Its methods must not raise."""
+
+    def record_rtp(self, data: bytes) -> None: ...
+
+    def record_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None: ...
+
+
 class RtcpOutput(Protocol):
     """Where a forwarder sends feedback for its publisher (PLI, NACK, RR, REMB)."""
 
@@ -158,6 +167,9 @@ class Forwarder:
         #: Called with the raw bytes of every media packet (not RTX) received,
         #: e.g. by the room's active-speaker detection; must not raise.
         self.packet_observer: Callable[[bytes], None] | None = None
+        #: Recorders of this track: they get every media packet, retransmissions
+        #: unwrapped, and every sender report.
+        self.recorders: list[PacketRecorder] = []
         self.closed = False
         self._upstream = upstream
         self._rtcp_ssrc = rtcp_ssrc
@@ -213,6 +225,14 @@ class Forwarder:
         if downtrack in self.downtracks:
             self.downtracks.remove(downtrack)
 
+    def add_recorder(self, recorder: PacketRecorder) -> None:
+        """Give ``recorder`` a copy of every packet from now on."""
+        self.recorders.append(recorder)
+
+    def remove_recorder(self, recorder: PacketRecorder) -> None:
+        if recorder in self.recorders:
+            self.recorders.remove(recorder)
+
     # ------------------------------------------------------------------
     # the hot path
 
@@ -251,6 +271,9 @@ class Forwarder:
 
         if self._history is not None:
             self._history.put(ssrc, sequence_number, data)
+        if self.recorders:
+            for recorder in self.recorders:
+                recorder.record_rtp(data)
 
         keyframe = False
         if self._detect_keyframe is not None:
@@ -395,6 +418,8 @@ class Forwarder:
             )
             self._lsr = (info.ntp_timestamp >> 16) & 0xFFFFFFFF
             self._lsr_time = time.monotonic()
+            for recorder in self.recorders:
+                recorder.record_sender_report(info.ntp_timestamp, info.rtp_timestamp)
 
     def receiver_report(self) -> rtc.RtcpReceiverInfo | None:
         """Reception statistics for the publisher's next receiver report."""
@@ -431,6 +456,7 @@ class Forwarder:
         self.packet_observer = None
         self.keyframes.close()
         self.downtracks.clear()
+        self.recorders.clear()
 
     def __repr__(self) -> str:
         return f"<Forwarder {self.kind} {self.track_id} of {self.publisher_id}>"

@@ -1,0 +1,323 @@
+"""One pysfu process as a node of a cluster whose directory is Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .scripts import CLAIM_ROOM, REFRESH_ROOM, RELEASE_ROOM
+
+__all__ = ["Claim", "ClusterNode", "NodeFenced", "NodeInfo"]
+
+logger = logging.getLogger(__name__)
+
+
+class NodeFenced(RuntimeError):
+    """This node could not refresh its registration for a whole TTL: another
+    node may have taken its rooms, so it admits nobody until Redis is back."""
+
+    code = "node_fenced"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A live node as its last heartbeat described it."""
+
+    id: str
+    #: Where clients reach this node's signalling (e.g. ``https://sfu2.example``).
+    url: str
+    media_addresses: tuple[str, ...] = ()
+    rooms: int = 0
+    participants: int = 0
+    #: Share of one core the node's process used since its previous heartbeat.
+    cpu: float = 0.0
+
+    @property
+    def load(self) -> tuple[int, int, float]:
+        """What placement minimises: participants, then rooms, then CPU."""
+        return (self.participants, self.rooms, self.cpu)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who owns a room after a claim: ``mine`` if this node does."""
+
+    room_id: str
+    owner: str
+    epoch: int
+    mine: bool
+
+
+class ClusterNode:
+    """Registers this process in Redis and keeps its room ownership there.
+
+    - **Liveness**: the node's record is a key with a TTL (``ttl`` s),
+      refreshed every ``ttl / 3`` s with its load. A node that cannot refresh
+      for a whole TTL is *fenced*: :attr:`admitting` turns False until Redis
+      answers again. Media never depends on Redis.
+    - **Rooms**: a room's record ``{node, epoch}`` is claimed atomically
+      (:meth:`claim_room`); a room whose node is no longer live can be claimed
+      by another node, with the next epoch. Each heartbeat re-checks this
+      node's rooms; a room found claimed elsewhere (this node was cut off for
+      longer than its TTL) is dropped and reported to ``on_room_lost``, whose
+      job is to close the local copy and tell its clients to rejoin.
+    - **Single use**: :meth:`consume_once` spends a token cluster-wide.
+
+    ``load`` returns ``(rooms, participants)`` of this process for the
+    heartbeat.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        url: str,
+        node_id: str | None = None,
+        media_addresses: tuple[str, ...] = (),
+        ttl: float = 10.0,
+        cluster: str = "pysfu",
+        load: Callable[[], tuple[int, int]] | None = None,
+        on_room_lost: Callable[[str], None] | None = None,
+    ) -> None:
+        if ttl <= 0:
+            raise ValueError("ttl must be > 0")
+        self.id = node_id or secrets.token_hex(6)
+        self.url = url
+        self.media_addresses = tuple(media_addresses)
+        self.ttl = ttl
+        self.prefix = f"{cluster}:"
+        self.admitting = False
+        #: Rooms this node owns, with the epoch it holds each at.
+        self.rooms: dict[str, int] = {}
+        self.on_room_lost = on_room_lost
+        self._load = load or (lambda: (len(self.rooms), 0))
+        # a command that hangs must not hold the heartbeat past the TTL
+        timeout = max(0.5, ttl / 3)
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+            redis_url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        self._claim = self.redis.register_script(CLAIM_ROOM)
+        self._release = self.redis.register_script(RELEASE_ROOM)
+        self._refresh = self.redis.register_script(REFRESH_ROOM)
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._last_refresh = 0.0
+        self._cpu_mark = (time.monotonic(), _cpu_seconds())
+        self._cpu = 0.0
+
+    # -- keys ---------------------------------------------------------------
+
+    def _node_key(self, node_id: str) -> str:
+        return f"{self.prefix}node:{node_id}"
+
+    def _room_key(self, room_id: str) -> str:
+        return f"{self.prefix}room:{room_id}"
+
+    @property
+    def _ttl_ms(self) -> int:
+        return int(self.ttl * 1000)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register (raises ``RedisError`` if Redis cannot be reached) and keep
+        the registration alive."""
+        await self._register()
+        self.admitting = True
+        self._last_refresh = time.monotonic()
+        self._heartbeat = asyncio.create_task(self._beat())
+        logger.info("cluster node %s registered (%s)", self.id, self.url)
+
+    async def close(self) -> None:
+        """Release this node's rooms and registration (a clean shutdown)."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        self.admitting = False
+        with contextlib.suppress(RedisError):
+            for room_id in list(self.rooms):
+                await self.release_room(room_id)
+            await self.redis.delete(self._node_key(self.id))
+            await self.redis.srem(f"{self.prefix}nodes", self.id)
+        await self.redis.aclose()
+
+    def info(self) -> NodeInfo:
+        """This node as its next heartbeat will describe it."""
+        rooms, participants = self._load()
+        return NodeInfo(
+            self.id, self.url, self.media_addresses, rooms, participants, self._cpu
+        )
+
+    async def _register(self) -> None:
+        record = json.dumps(asdict(self.info()))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._node_key(self.id), record, px=self._ttl_ms)
+            pipe.sadd(f"{self.prefix}nodes", self.id)
+            await pipe.execute()
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await self.heartbeat()
+            except Exception:  # the heartbeat must outlive any one failure
+                logger.exception("cluster node %s: heartbeat failed", self.id)
+
+    async def heartbeat(self) -> bool:
+        """Refresh the registration and re-check every owned room once.
+
+        Returns whether Redis answered. Called every ``ttl / 3`` s.
+        """
+        now = time.monotonic()
+        then, cpu_then = self._cpu_mark
+        cpu_now = _cpu_seconds()
+        if now > then:
+            self._cpu = round((cpu_now - cpu_then) / (now - then), 3)
+        self._cpu_mark = (now, cpu_now)
+        try:
+            await self._register()
+        except RedisError as exc:
+            if self.admitting and now - self._last_refresh > self.ttl:
+                self.admitting = False
+                logger.warning(
+                    "cluster node %s fenced: Redis unreachable for %.0f s (%s);"
+                    " admitting nobody until it answers",
+                    self.id,
+                    now - self._last_refresh,
+                    exc,
+                )
+            return False
+        self._last_refresh = now
+        if not self.admitting:
+            self.admitting = True
+            logger.info("cluster node %s: Redis answers again, admitting", self.id)
+        try:
+            for room_id, epoch in list(self.rooms.items()):
+                still = await self._refresh(
+                    keys=[self._room_key(room_id)],
+                    args=[self.id, epoch, self._ttl_ms * 3],
+                )
+                if not still:
+                    await self._reclaim(room_id)
+        except RedisError:
+            return False  # the next heartbeat checks again
+        return True
+
+    async def _reclaim(self, room_id: str) -> None:
+        """The record of a room this node holds is gone or changed: take it
+        back if nobody else did (Redis restarted), else give it up."""
+        claim = await self.claim_room(room_id)
+        if not claim.mine:
+            self.rooms.pop(room_id, None)
+            logger.warning(
+                "cluster node %s lost room %s to node %s (epoch %d)",
+                self.id,
+                room_id,
+                claim.owner,
+                claim.epoch,
+            )
+            if self.on_room_lost is not None:
+                self.on_room_lost(room_id)
+
+    # -- rooms --------------------------------------------------------------
+
+    async def claim_room(self, room_id: str) -> Claim:
+        """Own ``room_id`` unless a live node does; one winner at a time.
+
+        Raises :class:`NodeFenced` when this node is not admitting.
+        """
+        if not self.admitting:
+            raise NodeFenced(f"node {self.id} is fenced")
+        try:
+            owner, epoch, mine = await self._claim(
+                keys=[self._room_key(room_id)],
+                args=[self.id, self._node_key(""), self._ttl_ms * 3],
+            )
+        except RedisError as exc:
+            if "not registered" in str(exc):
+                raise NodeFenced(f"node {self.id} is not registered") from exc
+            raise
+        claim = Claim(room_id, str(owner), int(epoch), bool(mine))
+        if claim.mine:
+            self.rooms[room_id] = claim.epoch
+        return claim
+
+    async def holds(self, room_id: str) -> bool:
+        """Whether this node still owns ``room_id`` at the epoch it claimed
+        (check before admitting)."""
+        epoch = self.rooms.get(room_id)
+        if epoch is None or not self.admitting:
+            return False
+        record = await self.redis.hmget(self._room_key(room_id), ["node", "epoch"])
+        return record == [self.id, str(epoch)]
+
+    async def release_room(self, room_id: str) -> None:
+        """Give up ``room_id`` (the room closed here)."""
+        epoch = self.rooms.pop(room_id, None)
+        if epoch is not None:
+            await self._release(keys=[self._room_key(room_id)], args=[self.id, epoch])
+
+    async def owner_of(self, room_id: str) -> NodeInfo | None:
+        """The live node that owns ``room_id``, or None."""
+        owner = await self.redis.hget(self._room_key(room_id), "node")
+        if owner is None:
+            return None
+        return await self.node(str(owner))
+
+    async def node(self, node_id: str) -> NodeInfo | None:
+        """A live node by id, or None."""
+        record = await self.redis.get(self._node_key(node_id))
+        return _node_info(str(record)) if record is not None else None
+
+    async def live_nodes(self) -> list[NodeInfo]:
+        """Every node whose registration has not expired."""
+        ids = sorted(str(i) for i in await self.redis.smembers(f"{self.prefix}nodes"))
+        if not ids:
+            return []
+        records = await self.redis.mget([self._node_key(i) for i in ids])
+        dead = [i for i, r in zip(ids, records, strict=True) if r is None]
+        if dead:
+            await self.redis.srem(f"{self.prefix}nodes", *dead)
+        return [_node_info(str(r)) for r in records if r is not None]
+
+    async def place_room(self, room_id: str) -> NodeInfo:
+        """Where ``room_id`` lives or should: its live owner, else the least
+        loaded live node (this one if nothing else is live)."""
+        owner = await self.owner_of(room_id)
+        if owner is not None:
+            return owner
+        nodes = await self.live_nodes()
+        return min(nodes, key=lambda n: n.load) if nodes else self.info()
+
+    async def consume_once(self, token: str, ttl: float) -> bool:
+        """Spend ``token`` cluster-wide: True the first time only (for ``ttl`` s)."""
+        spent = await self.redis.set(
+            f"{self.prefix}used:{token}", self.id, nx=True, px=int(ttl * 1000)
+        )
+        return bool(spent)
+
+
+def _node_info(record: str) -> NodeInfo:
+    fields: dict[str, Any] = json.loads(record)
+    fields["media_addresses"] = tuple(fields.get("media_addresses", ()))
+    return NodeInfo(**fields)
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system

@@ -1,0 +1,255 @@
+"""Recording published tracks, and whole rooms, as they are forwarded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote
+
+from ..events import (
+    RoomClosedEvent,
+    RoomEvent,
+    TrackPublishedEvent,
+    TrackUnpublishedEvent,
+)
+from ..forwarding import Forwarder
+from .format import (
+    RECORD_RTP,
+    RECORD_SENDER_REPORT,
+    TrackHeader,
+    encode_file_header,
+    encode_record,
+    encode_sender_report,
+)
+from .writer import RecordingFile, RecordingWriter
+
+
+class Publisher(Protocol):
+    """What a recording reads of a room member."""
+
+    @property
+    def publications(self) -> Mapping[str, Forwarder]: ...
+
+
+class RecordableRoom(Protocol):
+    """What a recording needs of a room (a :class:`pysfu.Room`)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def members(self) -> Mapping[str, Publisher]: ...
+
+    def add_listener(
+        self, listener: Callable[[RoomEvent], None]
+    ) -> Callable[[], None]: ...
+
+
+__all__ = ["RecordingStats", "RoomRecording", "TrackRecorder", "record_track"]
+
+logger = logging.getLogger(__name__)
+
+#: File name suffix of recordings.
+SUFFIX = ".pysfurec"
+
+
+@dataclass(frozen=True)
+class RecordingStats:
+    """A snapshot of one track recording's counters."""
+
+    path: Path
+    track_id: str
+    records_written: int
+    records_dropped: int
+    bytes_written: int
+    error: str | None
+
+
+class TrackRecorder:
+    """Writes one published track to a file, as received (no decoding).
+
+    It hangs off the track's :class:`~pysfu.forwarding.Forwarder` like a
+    subscriber that never sends: every media packet (retransmissions
+    unwrapped) and every sender report is appended to the file through the
+    shared :class:`RecordingWriter`. A keyframe is requested at the start so
+    the file is playable from its first seconds.
+    """
+
+    def __init__(
+        self,
+        forwarder: Forwarder,
+        path: Path,
+        writer: RecordingWriter,
+        *,
+        room_id: str = "",
+    ) -> None:
+        codec = forwarder.primary_codec
+        if codec is None:
+            raise ValueError(f"{forwarder.track_id} has no negotiated codec yet")
+        self.forwarder = forwarder
+        self.track_id = forwarder.track_id
+        self.header = TrackHeader(
+            room_id=room_id,
+            participant_id=forwarder.publisher_id,
+            track_id=forwarder.track_id,
+            kind=forwarder.kind,
+            mime_type=codec.mime_type,
+            clock_rate=codec.clock_rate,
+            channels=codec.channels,
+            payload_type=codec.payload_type,
+            parameters=dict(codec.parameters),
+            started_at=time.time(),
+        )
+        self._writer = writer
+        self._file: RecordingFile = writer.open(path, encode_file_header(self.header))
+        self.stopped = False
+        forwarder.add_recorder(self)
+        if forwarder.kind == "video":
+            forwarder.request_keyframe()
+
+    @property
+    def path(self) -> Path:
+        return self._file.path
+
+    def record_rtp(self, data: bytes) -> None:
+        """Append one RTP packet (called by the forwarder; never raises)."""
+        self._writer.write(self._file, encode_record(RECORD_RTP, time.time_ns(), data))
+
+    def record_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        """Append the publisher's sender report (called by the forwarder)."""
+        self._writer.write(
+            self._file,
+            encode_record(
+                RECORD_SENDER_REPORT,
+                time.time_ns(),
+                encode_sender_report(ntp_timestamp, rtp_timestamp),
+            ),
+        )
+
+    def stop(self) -> None:
+        """Stop recording; what was queued is still written. Idempotent."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.forwarder.remove_recorder(self)
+        self._writer.close_file(self._file)
+
+    def stats(self) -> RecordingStats:
+        """This recording's counters."""
+        f = self._file
+        return RecordingStats(
+            path=f.path,
+            track_id=self.track_id,
+            records_written=f.records_queued,
+            records_dropped=f.records_dropped,
+            bytes_written=f.bytes_written,
+            error=f.error,
+        )
+
+
+def record_track(
+    forwarder: Forwarder, path: str | Path, writer: RecordingWriter | None = None
+) -> TrackRecorder:
+    """Record one published track to ``path`` (see :class:`TrackRecorder`)."""
+    return TrackRecorder(forwarder, Path(path), writer or RecordingWriter())
+
+
+def _safe(name: str) -> str:
+    return quote(name, safe="-_.")
+
+
+class RoomRecording:
+    """Records every track of a room, including tracks published later.
+
+    One file per published track, under ``directory/<room>/``, named after
+    the time recording started, the participant and the track. A publisher
+    that leaves and comes back starts a new file (its track is a new
+    publication); convert the files together and they line up by their
+    sender reports. Recording stops with :meth:`stop` or when the room
+    closes.
+    """
+
+    def __init__(
+        self,
+        room: RecordableRoom,
+        directory: str | Path,
+        writer: RecordingWriter | None = None,
+    ) -> None:
+        self.room = room
+        self.directory = Path(directory) / _safe(room.id)
+        self.started_at = time.time()
+        self.recorders: dict[str, TrackRecorder] = {}
+        self.finished: list[TrackRecorder] = []
+        self.stopped = False
+        self._writer = writer or RecordingWriter()
+        self._stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.started_at))
+        self._closing: asyncio.Task[list[Path]] | None = None
+        self._unsubscribe: Callable[[], None] = room.add_listener(self._on_event)
+        for member in list(room.members.values()):
+            for forwarder in list(member.publications.values()):
+                self._start(forwarder)
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file of this recording, finished or not."""
+        return [r.path for r in [*self.finished, *self.recorders.values()]]
+
+    def stats(self) -> list[RecordingStats]:
+        """The counters of every track recorded so far."""
+        return [r.stats() for r in [*self.finished, *self.recorders.values()]]
+
+    def _start(self, forwarder: Forwarder) -> None:
+        if forwarder.track_id in self.recorders or forwarder.primary_codec is None:
+            return
+        count = sum(1 for r in self.finished if r.track_id == forwarder.track_id)
+        name = f"{self._stamp}-{_safe(forwarder.track_id)}"
+        if count:
+            name += f"-{count + 1}"
+        recorder = TrackRecorder(
+            forwarder,
+            self.directory / (name + SUFFIX),
+            self._writer,
+            room_id=self.room.id,
+        )
+        self.recorders[forwarder.track_id] = recorder
+        logger.info(
+            "room %s: recording %s to %s",
+            self.room.id,
+            recorder.track_id,
+            recorder.path,
+        )
+
+    def _finish(self, track_id: str) -> None:
+        recorder = self.recorders.pop(track_id, None)
+        if recorder is not None:
+            recorder.stop()
+            self.finished.append(recorder)
+
+    def _on_event(self, event: RoomEvent) -> None:
+        if self.stopped:
+            return
+        if isinstance(event, TrackPublishedEvent):
+            member = self.room.members.get(event.participant_id)
+            forwarder = member.publications.get(event.track_id) if member else None
+            if forwarder is not None:
+                self._start(forwarder)
+        elif isinstance(event, TrackUnpublishedEvent):
+            self._finish(event.track_id)
+        elif isinstance(event, RoomClosedEvent):
+            self._closing = asyncio.get_running_loop().create_task(self.stop())
+
+    async def stop(self) -> list[Path]:
+        """Stop recording and wait until every file is written; returns them."""
+        if not self.stopped:
+            self.stopped = True
+            self._unsubscribe()
+            for track_id in list(self.recorders):
+                self._finish(track_id)
+            await self._writer.close()
+            logger.info("room %s: recording stopped", self.room.id)
+        return self.files
