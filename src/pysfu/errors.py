@@ -42,6 +42,7 @@ __all__ = [
     "BadOffer",
     "CredentialError",
     "CredentialExpired",
+    "CredentialRefused",
     "CredentialUnknown",
     "CredentialUsed",
     "DuplicateParticipant",
@@ -152,6 +153,7 @@ class CredentialRefused(CredentialError):
     because it did not open its signalling in time."""
 
     code = "credential_refused"
+    http_status = 403
 
 
 class TooManyRooms(PysfuError):

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 
 from .config import IceServer
 
+__all__ = ["turn_credentials", "with_turn_credentials"]
+
 
 def turn_credentials(
     secret: str,

@@ -23,6 +23,7 @@ __all__ = [
     "CodecInfo",
     "Forwarder",
     "ForwarderStats",
+    "PacketRecorder",
     "RtcpOutput",
     "RtpHeaderLike",
     "SenderReport",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .convert import convert, group_by_participant, suffix_for
 from .format import RECORD_RTP, BadRecording, read_recording
-from .recorder import SUFFIX
+from .recorder import RECORDING_SUFFIX
 
 
 def _info(paths: list[Path]) -> None:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             _report(result.output, result.tracks)
         else:
-            groups = group_by_participant(args.directory.glob(f"*{SUFFIX}"))
+            groups = group_by_participant(args.directory.glob(f"*{RECORDING_SUFFIX}"))
             if not groups:
                 print(f"no recordings in {args.directory}", file=sys.stderr)
                 return 1

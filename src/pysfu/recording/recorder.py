@@ -50,12 +50,20 @@ class RecordableRoom(Protocol):
     ) -> Callable[[], None]: ...
 
 
-__all__ = ["RecordingStats", "RoomRecording", "TrackRecorder", "record_track"]
+__all__ = [
+    "RECORDING_SUFFIX",
+    "Publisher",
+    "RecordableRoom",
+    "RecordingStats",
+    "RoomRecording",
+    "TrackRecorder",
+    "record_track",
+]
 
 logger = logging.getLogger(__name__)
 
 #: File name suffix of recordings.
-SUFFIX = ".pysfurec"
+RECORDING_SUFFIX = ".pysfurec"
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,7 @@ class RoomRecording:
             name += f"-{count + 1}"
         recorder = TrackRecorder(
             forwarder,
-            self.directory / (name + SUFFIX),
+            self.directory / (name + RECORDING_SUFFIX),
             self._writer,
             room_id=self.room.id,
         )

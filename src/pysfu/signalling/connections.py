@@ -28,6 +28,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+__all__ = ["HEADERS_END", "ConnectionGuard", "fd_budget"]
+
 logger = logging.getLogger(__name__)
 
 #: What ends the headers of an HTTP/1 request.

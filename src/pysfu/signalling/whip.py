@@ -76,7 +76,7 @@ logger = logging.getLogger(__name__)
 
 SDP = "application/sdp"
 #: Sent with 429: when to try again, in seconds.
-RETRY = {"Retry-After": "1"}
+_RETRY = {"Retry-After": "1"}
 SDP_FRAGMENT = "application/trickle-ice-sdpfrag"
 #: Largest offer or SDP fragment accepted, in bytes.
 MAX_BODY = 64 * 1024
@@ -250,7 +250,7 @@ class WhipEndpoint:
 
     async def _post(self, request: web.Request, purpose: Purpose) -> web.Response:
         if not self._offer_limits.allow(request.remote):
-            raise _Refused(429, "too many offers from this address", RETRY)
+            raise _Refused(429, "too many offers from this address", _RETRY)
         token = _bearer(request)
         if not token:
             raise _Refused(
