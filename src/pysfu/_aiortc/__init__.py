@@ -73,6 +73,7 @@ from .sdp import (
 )
 from .send import RtpOutput
 from .transports import (
+    UDP_PAYLOAD_LIMIT,
     announced_ssrcs,
     bundle_transport_of,
     datagram_endpoint,
@@ -92,6 +93,7 @@ __all__ = [
     "RTCP_PSFB_FIR",
     "RTCP_PSFB_PLI",
     "RTCP_RTPFB_NACK",
+    "UDP_PAYLOAD_LIMIT",
     "AiortcIncompatible",
     "NackGenerator",
     "OfferedMedia",

@@ -149,6 +149,7 @@ class Forwarder:
         #: e.g. by the room's active-speaker detection; must not raise.
         self.packet_observer: Callable[[bytes], None] | None = None
         self.closed = False
+        self._warned_too_large = False
         self._upstream = upstream
         self._rtcp_ssrc = rtcp_ssrc
         self._detect_keyframe = (
@@ -195,6 +196,20 @@ class Forwarder:
     def primary_codec(self) -> CodecInfo | None:
         """The first non-RTX codec negotiated with the publisher."""
         return next((c for c in self.codecs.values() if c.rtx_for is None), None)
+
+    def warn_too_large(self, size: int, limit: int) -> None:
+        """A subscriber could not be sent a packet this large: say so, once
+        per track (each such packet is counted in the subscriber's stats)."""
+        if self._warned_too_large:
+            return
+        self._warned_too_large = True
+        logger.warning(
+            "%s: a %d-byte RTP packet cannot be forwarded (a UDP datagram "
+            "carries at most %d once encrypted); such packets are dropped",
+            self.track_id,
+            size,
+            limit,
+        )
 
     def add_downtrack(self, downtrack: DownTrack) -> None:
         self.downtracks.append(downtrack)
