@@ -74,6 +74,11 @@ class CodecInfo:
                 and str(mine.get("profile-level-id", ""))[:2]
                 == str(theirs.get("profile-level-id", ""))[:2]
             )
+        profile = {"vp9": "profile-id", "av1": "profile"}.get(self.name)
+        if profile is not None:  # e.g. VP9 profile 2 (10-bit) is no profile 0
+            return str(self.parameters.get(profile, "0")) == str(
+                other.parameters.get(profile, "0")
+            )
         return True
 
     @classmethod
