@@ -62,6 +62,9 @@ TESTED_FILES = {
     "docs/snippets/operate.py": "test_operate_*",
     "tests/gst/whip_publish.py": "test_gstreamer.py test_browser_gstreamer.py",
     "docs/snippets/workers.py": "test_workers.py::test_how_to_snippets",
+    "tests/test_natural_clients.py": "test_natural_clients.py",
+    "tests/browser/test_browser_whep.py": "test_browser_whep.py",
+    "tests/gst/room_member.py": "test_gstreamer.py::test_a_late_joining_*",
 }
 MKDOCS_BUILD = [sys.executable, "-m", "mkdocs", "build", "--strict"]
 #: Files included whole, as text (not code that runs).

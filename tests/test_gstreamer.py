@@ -329,3 +329,56 @@ async def test_gstreamer_member_of_a_websocket_room(
         with contextlib.suppress(asyncio.CancelledError):
             await relaying
         await ws.close()
+
+
+async def test_a_late_joining_gstreamer_member_publishes_and_receives(
+    server: RunningExample,
+    http: aiohttp.ClientSession,
+    gst: GstStarter,
+    peers: PeerFactory,
+) -> None:
+    """webrtcbin with its sources linked before the first offer (the natural
+    way) joins a room whose host already publishes: its first offer lists the
+    host's tracks as well as the member's own publish slots. webrtcbin sends
+    on the first section of each kind, so those must be the publish slots;
+    the member then both receives the host and publishes its colour."""
+    _, room = await create_room(http, server)
+    _, host_grant = await join(http, room["join_url"], role="host")
+    host: Peer = peers(host_grant["participant_id"], 6, tone=880.0)
+    host.attach(
+        WsClient(
+            await http.ws_connect(host_grant["ws_url"]), host_grant["ice"]["password"]
+        )
+    )
+    # the host publishes once the server reports on its packets (RTCP RR)
+    for _ in range(int(LIVENESS * 4)):
+        stats = await host.pc.getStats()
+        if any(s.type == "remote-inbound-rtp" for s in stats.values()):
+            break
+        await asyncio.sleep(0.25)
+    _, grant = await join(http, room["join_url"])
+    color = "".join(f"{c:02x}" for c in COLOR)
+    member = gst("room_member.py", "--publish", f"--color={color}", f"--tone={TONE}")
+    ws = WsClient(await http.ws_connect(grant["ws_url"]), grant["ice"]["password"])
+    relaying = asyncio.create_task(relay(member, ws))
+    try:
+        await wait_for(member, decoded(member, None, 880.0), "the host's media")
+        first_offer = member.of("offer")[0]["sdp"]
+        assert "a=sendonly" in first_offer  # the host's tracks, in the first offer
+
+        def host_sees_the_member() -> bool:
+            tracks = [t for t in host.received.values() if t.kind == "video"]
+            return any(
+                close_to(t.color, COLOR) and t.other_frames >= 30 for t in tracks
+            )
+
+        await wait_for(member, host_sees_the_member, "the host sees the member")
+        audio = next(t for t in host.received.values() if t.kind == "audio")
+        await eventually(lambda: audio.frames >= 50, LIVENESS, "the member's audio")
+        assert abs(audio.frequency() - TONE) <= TONE * 0.05
+        assert not [m for m in ws.raw if m["type"] == "error"]
+    finally:
+        relaying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relaying
+        await ws.close()

@@ -131,6 +131,9 @@ class Participant:
         # where the last stream of an idle sender stopped, for the next one
         self._stream_positions: dict[int, StreamPosition] = {}
         self._idle_transceivers: list[RTCRtpTransceiver] = []
+        # the sections the client may publish on (None: not made yet)
+        self._publish_slots: list[RTCRtpTransceiver] | None = None
+        self._warned_declined = False
         self._rtcp_task: asyncio.Task[None] | None = None
         self._leave_task: asyncio.Task[None] | None = None
         self._closed_event = asyncio.Event()
@@ -157,16 +160,31 @@ class Participant:
         if self.answerer is not None:
             await self.answerer.start()
             return
-        for kind in self.config.publish_kinds:
-            transceiver = self._add_transceiver(kind, "recvonly")
-            if kind == "video":
-                self.restrict_video_codecs(transceiver)
+        self._add_publish_slots()
         if self.config.data_channels:
             # after the transceivers: it shares their DTLS transport (bundle)
             self.data = DataChannel(self, self.pc.createDataChannel(CHANNEL_LABEL))
         if self.pc.getTransceivers() or self.data is not None:
             self._ensure_transport()
         self.negotiator.request()
+
+    def _add_publish_slots(self) -> None:
+        """The ``recvonly`` sections the client may publish on; once, before
+        any forwarded section.
+
+        Clients bind the send transceivers they made before the first offer
+        to its first section of each kind (webrtcbin, aiortc, browsers with
+        ``addTransceiver`` first): with a forwarded track first, they would
+        try to send on a section the server sends on, and publish nothing.
+        """
+        if self._publish_slots is not None:
+            return
+        self._publish_slots = []
+        for kind in self.config.publish_kinds:
+            transceiver = self._add_transceiver(kind, "recvonly")
+            if kind == "video":
+                self.restrict_video_codecs(transceiver)
+            self._publish_slots.append(transceiver)
 
     def restrict_video_codecs(self, transceiver: RTCRtpTransceiver) -> None:
         """Let a receiving video transceiver accept only the room's codecs."""
@@ -264,6 +282,7 @@ class Participant:
         try:
             if isinstance(message, Answer):
                 await self.negotiator.apply_answer(message.sdp)
+                await self._check_declined(message.sdp)
             elif isinstance(message, Candidate):
                 await self.add_candidate(message)
             elif isinstance(message, Leave):
@@ -278,6 +297,34 @@ class Participant:
         self.signalling_errors += 1
         logger.debug("%s: refused a message: %s", self, error.code)
         await self.send(error.to_message())
+
+    async def _check_declined(self, answer: str) -> None:
+        """Tell the client, and the log, once, when its answer declines tracks
+        the server forwards to it (``inactive``): nothing flows on them, and
+        no error would show it on either side otherwise."""
+        if self._warned_declined:
+            return
+        directions = rtc.answered_directions(answer)
+        declined = sorted(
+            track_id
+            for track_id, subscription in self.subscriptions.items()
+            if directions.get(subscription.transceiver.mid or "")
+            in ("inactive", "sendonly")
+        )
+        if not declined:
+            return
+        self._warned_declined = True
+        logger.warning(
+            "%s answered %s inactive: it receives nothing on them", self, declined
+        )
+        await self.send(
+            SignallingError(
+                "track_declined",
+                f"your answer declines {', '.join(declined)} (inactive): nothing "
+                "flows on them. Publish on the offer's recvonly sections and "
+                "receive on its sendonly ones (see the protocol's Negotiation)",
+            ).to_message()
+        )
 
     def pending_offer(self) -> str | None:
         """The SDP of the offer waiting for the client's answer, if any.
@@ -406,6 +453,7 @@ class Participant:
             return
         if not self.may_forward(forwarder):
             return
+        self._add_publish_slots()  # first: before the forwarded sections
         transceiver = self._take_transceiver(forwarder.kind)
         codec = forwarder.primary_codec
         if codec is not None:

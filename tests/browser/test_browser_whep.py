@@ -17,6 +17,7 @@ WHIP_SCRIPT = ROOT / "examples" / "whip_sfu.py"
 #: the offer POSTed once ICE gathering completed, the answer applied; its
 #: error is returned, so the test shows why Chromium refused an answer.
 WHEP_VIEWER = """
+// --8<-- [start:viewer]
 async ({url, token}) => {
   const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
   pc.addTransceiver("video", { direction: "recvonly" });
@@ -54,6 +55,7 @@ async ({url, token}) => {
   window.whep = { pc, video };
   return "";
 }
+// --8<-- [end:viewer]
 """
 
 #: What the viewer decoded: frames and audio so far, the picture's size, and

@@ -180,6 +180,30 @@ def answer_with_offered_codecs(pc: RTCPeerConnection) -> None:
         transceiver._codecs = common
 
 
+def answered_directions(sdp: str) -> dict[str, str]:
+    """The direction of each audio/video section of an SDP, by mid, as its
+    author wrote it (``sendrecv`` if it says none)."""
+    directions = {}
+    for section in sdp.replace("\r\n", "\n").split("\nm=")[1:]:
+        lines = section.split("\n")
+        if not lines[0].startswith(("audio ", "video ")):
+            continue
+        mid = next(
+            (line[6:].strip() for line in lines if line.startswith("a=mid:")), ""
+        )
+        direction = next(
+            (
+                line[2:].strip()
+                for line in lines
+                if line.strip()
+                in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive")
+            ),
+            "sendrecv",
+        )
+        directions[mid] = direction
+    return directions
+
+
 def answer_problem(pc: RTCPeerConnection, sdp: str) -> str | None:
     """Why aiortc would refuse this answer half-way, or ``None``.
 
