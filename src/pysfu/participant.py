@@ -304,12 +304,21 @@ class Participant:
         no error would show it on either side otherwise."""
         if self._warned_declined:
             return
-        directions = rtc.answered_directions(answer)
+        offer = self.pc.localDescription
+        offered = rtc.section_directions(str(offer.sdp)) if offer else {}
+        answered = rtc.section_directions(answer)
+
+        def declined_section(mid: str | None) -> bool:
+            # a track the answered offer sent (not one that came since)
+            return offered.get(mid or "") == "sendonly" and answered.get(mid or "") in (
+                "inactive",
+                "sendonly",
+            )
+
         declined = sorted(
             track_id
             for track_id, subscription in self.subscriptions.items()
-            if directions.get(subscription.transceiver.mid or "")
-            in ("inactive", "sendonly")
+            if declined_section(subscription.transceiver.mid)
         )
         if not declined:
             return

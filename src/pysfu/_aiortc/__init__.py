@@ -69,10 +69,10 @@ from .sdp import (
     answer_as_dtls_server,
     answer_problem,
     answer_with_offered_codecs,
-    answered_directions,
     offered_codecs_in_common,
     parse_client_offer,
     register_passthrough_codecs,
+    section_directions,
 )
 from .send import RtpOutput
 from .transports import (
@@ -124,7 +124,6 @@ __all__ = [
     "answer_as_dtls_server",
     "answer_problem",
     "answer_with_offered_codecs",
-    "answered_directions",
     "bundle_transport_of",
     "check_hook_points",
     "configure_ice",
@@ -141,6 +140,7 @@ __all__ = [
     "register_passthrough_codecs",
     "remote_bitrate_estimator",
     "rtcp_ssrc_of",
+    "section_directions",
     "sender_ssrc_of",
     "set_consent_timing",
     "set_sender_msid",

@@ -180,7 +180,7 @@ def answer_with_offered_codecs(pc: RTCPeerConnection) -> None:
         transceiver._codecs = common
 
 
-def answered_directions(sdp: str) -> dict[str, str]:
+def section_directions(sdp: str) -> dict[str, str]:
     """The direction of each audio/video section of an SDP, by mid, as its
     author wrote it (``sendrecv`` if it says none)."""
     directions = {}
