@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,25 @@ from .transports import (
 _LONGEST_SRTP_TAG = 16
 
 
+_buffers = threading.local()
+
+
+def _send_buffer() -> tuple[Any, memoryview, Any]:
+    """The buffer packets are encrypted in, shared by the outputs of a thread.
+
+    A send copies, encrypts and hands the datagram to the socket without
+    yielding, so the outputs of one event loop never use it at the same time;
+    one buffer as large as a UDP datagram per output would cost 64 KiB per
+    participant.
+    """
+    found: tuple[Any, memoryview, Any] | None = getattr(_buffers, "send", None)
+    if found is None:
+        cdata = _srtp_ffi.new("unsigned char[]", _SEND_BUFFER)
+        found = (cdata, memoryview(_srtp_ffi.buffer(cdata)), _srtp_ffi.new("int *"))
+        _buffers.send = found
+    return found
+
+
 class RtpOutput:
     """Encrypts and sends RTP/RTCP on one DTLS transport, synchronously.
 
@@ -37,10 +57,10 @@ class RtpOutput:
     fragments what its MTU cannot carry, as it would for the publisher.
 
     The hot path, :meth:`send_rewritten`, copies a packet once into a buffer
-    owned by this output, rewrites the fixed header there, encrypts it in place
-    with libsrtp (pylibsrtp's own ``protect`` allocates and copies twice more)
-    and hands a view of it to the UDP socket: no per-packet Python objects
-    beyond the view.
+    (one per thread, see ``_send_buffer``), rewrites the fixed header there,
+    encrypts it in place with libsrtp (pylibsrtp's own ``protect`` allocates
+    and copies twice more) and hands a view of it to the UDP socket: no
+    per-packet Python objects beyond the view.
     """
 
     #: A subscriber whose socket holds more than this many unsent bytes is
@@ -56,9 +76,7 @@ class RtpOutput:
         self._srtp_overhead = _LONGEST_SRTP_TAG
         # (socket.sendto, remote address, libsrtp context, the Session owning it)
         self._target: tuple[Callable[[Any, Any], int], Any, Any, Any] | None = None
-        self._cdata = _srtp_ffi.new("unsigned char[]", _SEND_BUFFER)
-        self._memory = memoryview(_srtp_ffi.buffer(self._cdata))
-        self._length = _srtp_ffi.new("int *")
+        self._cdata, self._memory, self._length = _send_buffer()
 
     @property
     def max_rtp_size(self) -> int:
