@@ -27,6 +27,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+import pysfu.participant as participant_module
 from pysfu import SFU
 from pysfu._aiortc import configure_ice
 from pysfu.signalling import Answer, Error, MemorySignalling, Offer
@@ -183,3 +184,48 @@ async def test_a_client_declining_its_tracks_is_told_so(
         assert host.errors == []
     finally:
         await pc.close()
+
+
+async def test_a_client_that_says_it_sends_but_sends_nothing_is_told_so(
+    sfu: SFU, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its answer says ``sendonly`` on the publish slots, then nothing comes
+    (a send track never attached, packets the server cannot route): the
+    server says so, once, and logs it."""
+    monkeypatch.setattr(participant_module, "NO_MEDIA_NOTICE_AFTER", 0.5)
+    room = sfu.create_room("r", max_participants=2)
+    client = await MemorySignalling().join(room, "mute", "host")
+    pc = RTCPeerConnection()
+    try:
+        with caplog.at_level(logging.WARNING, logger="pysfu"):
+            offer = await client.receive_type(Offer, LIVENESS)
+            await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+            for transceiver in pc.getTransceivers():
+                transceiver.direction = "sendonly"  # and no track, ever
+            configure_ice(pc, host_addresses=["127.0.0.1"])
+            await pc.setLocalDescription(await pc.createAnswer())
+            await client.send(Answer(pc.localDescription.sdp))
+            error = await client.receive_type(Error, LIVENESS)
+        assert error.code == "no_media"
+        assert pc.connectionState == "connected"
+        assert [r for r in caplog.records if "nothing arrived" in r.message]
+    finally:
+        await pc.close()
+
+
+async def test_a_publishing_client_is_not_told_anything(
+    sfu: SFU, peers: PeerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(participant_module, "NO_MEDIA_NOTICE_AFTER", 3600.0)
+    room = sfu.create_room("r", max_participants=2)
+    host = await peers("host", 1).join(room, "host")
+    member = room.members["host"]
+    await eventually(
+        lambda: any(f.stats.packets_received for f in member.publications.values()),
+        LIVENESS,
+        "the host's packets",
+    )
+    monkeypatch.setattr(participant_module, "NO_MEDIA_NOTICE_AFTER", 0.0)
+    await member._check_media_arrives()  # the check, run now
+    await asyncio.sleep(0.1)  # let the host's signalling loop read its inbox
+    assert host.errors == []

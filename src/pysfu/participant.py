@@ -48,6 +48,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Seconds after connecting by which media must arrive from a client whose
+#: answer says it publishes; otherwise it gets the error ``no_media``.
+NO_MEDIA_NOTICE_AFTER = 20.0
+
 
 class Role(str, enum.Enum):
     """A participant's role in its room."""
@@ -134,6 +138,8 @@ class Participant:
         # the sections the client may publish on (None: not made yet)
         self._publish_slots: list[RTCRtpTransceiver] | None = None
         self._warned_declined = False
+        self._media_watch: asyncio.Task[None] | None = None
+        self.pc.on("connectionstatechange", self._watch_media_once_connected)
         self._rtcp_task: asyncio.Task[None] | None = None
         self._leave_task: asyncio.Task[None] | None = None
         self._closed_event = asyncio.Event()
@@ -233,6 +239,8 @@ class Participant:
             return
         self.closed = True
         self.negotiator.close()
+        if self._media_watch is not None:
+            self._media_watch.cancel()
         if self._rtcp_task is not None:
             self._rtcp_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -297,6 +305,42 @@ class Participant:
         self.signalling_errors += 1
         logger.debug("%s: refused a message: %s", self, error.code)
         await self.send(error.to_message())
+
+    def _watch_media_once_connected(self) -> None:
+        if self.pc.connectionState == "connected" and self._media_watch is None:
+            self._media_watch = asyncio.get_running_loop().create_task(
+                self._check_media_arrives()
+            )
+
+    async def _check_media_arrives(self) -> None:
+        """Tell the client, and the log, once, when it said it publishes
+        (answered a publish slot ``sendonly``) but no media arrived
+        :data:`NO_MEDIA_NOTICE_AFTER` seconds after connecting: a client
+        sending with payload types or SSRCs it did not announce, or nothing
+        at all, would otherwise fail silently."""
+        await asyncio.sleep(NO_MEDIA_NOTICE_AFTER)
+        slots = self._publish_slots or []
+        publishing = [
+            t for t in slots if t.currentDirection in ("recvonly", "sendrecv")
+        ]
+        received = sum(f.stats.packets_received for f in self.publications.values())
+        if self.closed or not publishing or received:
+            return
+        kinds = ", ".join(t.kind for t in publishing)
+        logger.warning(
+            "%s answered that it sends %s, but nothing arrived in %g s",
+            self,
+            kinds,
+            NO_MEDIA_NOTICE_AFTER,
+        )
+        await self.send(
+            SignallingError(
+                "no_media",
+                f"your answer says you send {kinds}, but no media arrived in "
+                f"{NO_MEDIA_NOTICE_AFTER:g} s: send with the payload types of "
+                "the offer, on the SSRCs of your answer",
+            ).to_message()
+        )
 
     async def _check_declined(self, answer: str) -> None:
         """Tell the client, and the log, once, when its answer declines tracks
