@@ -154,6 +154,29 @@ def close_to(color: Any, expected: tuple[int, ...]) -> bool:
     )
 
 
+#: What whip_publish.py sends with ``--pattern=smpte``: colour bars scrolling
+#: sideways, 1280x720 at 2 Mbit/s, so that most packets are as long as the
+#: payloader makes them (its default MTU: 1400 bytes).
+DETAILED = ("--pattern=smpte", "--size=1280x720", "--bitrate=2000000")
+
+
+def smpte_bars(row: Any) -> set[tuple[int, ...]]:
+    """The SMPTE bar colours (white, yellow, cyan, green, magenta, red, blue)
+    clearly seen among a row's sampled (R, G, B) points."""
+    bars = set()
+    for point in row:
+        if all(c < 64 or c > 191 for c in point):
+            bar = tuple(int(c > 191) for c in point)
+            if any(bar):
+                bars.add(bar)
+    return bars
+
+
+def shows_smpte(row: Any) -> bool:
+    """Whether a row shows (nearly) all seven bars: the picture arrived whole."""
+    return len(smpte_bars(row)) >= 6
+
+
 def decoded(
     player: GstClient, color: tuple[int, int, int] | None, tone: float
 ) -> Callable[[], bool]:

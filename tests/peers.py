@@ -141,6 +141,10 @@ class ReceivedTrack:
     color: tuple[int, int, int] | None = None
     #: Decoded frames without a pattern.
     other_frames: int = 0
+    #: Width and height of that frame, and the (R, G, B) of 16 points along
+    #: its row at a third of its height (the bars of a test pattern).
+    size: tuple[int, int] | None = None
+    row: list[tuple[int, int, int]] = field(default_factory=list)
     audio_chunks: list[np.ndarray] = field(default_factory=list)
     sample_rate: int = 48000
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -156,6 +160,19 @@ class ReceivedTrack:
         if not self.audio_chunks:
             return 0
         return int(np.abs(np.concatenate(self.audio_chunks[-50:])).max())
+
+
+def note_picture(received: ReceivedTrack, rgb: np.ndarray) -> None:
+    """Keep a frame's mean colour, size and row samples (see ReceivedTrack)."""
+    mean = rgb.mean(axis=(0, 1))
+    received.color = (int(mean[0]), int(mean[1]), int(mean[2]))
+    height, width = rgb.shape[:2]
+    received.size = (width, height)
+    line = rgb[height // 3]
+    received.row = [
+        (int(p[0]), int(p[1]), int(p[2]))
+        for p in (line[width * (2 * i + 1) // 32] for i in range(16))
+    ]
 
 
 class Peer:
@@ -299,8 +316,7 @@ class Peer:
                     else:
                         received.other_frames += 1
                         if received.other_frames % 10 == 1:
-                            rgb = frame.to_ndarray(format="rgb24").mean(axis=(0, 1))
-                            received.color = (int(rgb[0]), int(rgb[1]), int(rgb[2]))
+                            note_picture(received, frame.to_ndarray(format="rgb24"))
                 elif isinstance(frame, av.AudioFrame):
                     data = frame.to_ndarray().reshape(-1)
                     received.sample_rate = frame.sample_rate

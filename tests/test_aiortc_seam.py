@@ -11,7 +11,9 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcsctptransport import SCTP_DATA_FIRST_FRAG, DataChunk, tsn_plus_one
 
 from pysfu._aiortc import (
+    UDP_PAYLOAD_LIMIT,
     AiortcIncompatible,
+    RtpOutput,
     RtpTap,
     answer_as_dtls_server,
     check_hook_points,
@@ -230,6 +232,63 @@ async def test_an_sctp_peer_sending_beyond_the_receive_window_is_cut_off() -> No
                 await asyncio.sleep(0.01)  # let the server read: one event loop
         await eventually(lambda: server.sctp.state == "closed", what="the abort")
         assert violations == ["more data than the advertised receive window"]
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_the_output_sends_every_packet_a_udp_datagram_can_carry() -> None:
+    """GStreamer's payloaders make 1400-byte packets by default, more than
+    1500 bytes minus libsrtp's *maximum* trailer (144): they must go out, as
+    must anything up to the UDP limit; only what cannot fit a datagram once
+    encrypted is dropped, and counted as too large."""
+    server, client = await _publishing_pair()
+    try:
+        server_dtls = dtls_transport_of(server.getTransceivers()[0])
+        endpoint = datagram_endpoint(server_dtls)
+        assert endpoint is not None
+        _, protocol, _ = endpoint
+        arrived: list[bytes] = []
+        original = protocol.datagram_received
+
+        def record(data: bytes, addr: tuple[str, int]) -> None:
+            if 127 < data[0] < 192 and not 191 < data[1] < 209:  # SRTP, not SRTCP
+                arrived.append(data)  # kept from aiortc, to decrypt here
+            else:
+                original(data, addr)
+
+        protocol.datagram_received = record  # type: ignore[method-assign]
+        output = RtpOutput(dtls_transport_of(client.getTransceivers()[0]))
+
+        def packet(seq: int, size: int) -> bytes:
+            header = struct.pack("!BBHII", 0x80, 96, seq, 1234, 5678)
+            return header + bytes(i % 251 for i in range(size - len(header)))
+
+        sent = packet(1, 1400)
+        assert output.send_rewritten(sent, 100, 7, 8, 9)
+        await eventually(lambda: len(arrived) == 1, what="the 1400-byte packet")
+        overhead = len(arrived[0]) - 1400
+        assert overhead in (10, 16)  # AES-CM/HMAC-SHA1-80 or AEAD AES-GCM
+        assert output.max_rtp_size == UDP_PAYLOAD_LIMIT - overhead
+        plain = server_dtls._rx_srtp.unprotect(arrived[0])
+        assert plain[1] == 100 and struct.unpack("!HII", plain[2:12]) == (7, 8, 9)
+        assert plain[12:] == sent[12:]
+
+        assert output.send_rewritten(packet(2, 9000), 100, 8, 8, 9)
+        largest = packet(3, output.max_rtp_size)
+        assert output.send_rewritten(largest, 100, 9, 8, 9)
+        await eventually(lambda: len(arrived) == 3, what="the large packets")
+        assert [len(d) for d in arrived[1:]] == [9000 + overhead, UDP_PAYLOAD_LIMIT]
+        assert output.dropped == output.too_large == 0
+
+        # one byte more cannot be sent: dropped, and counted as too large
+        assert not output.send_rewritten(
+            packet(4, output.max_rtp_size + 1), 100, 10, 8, 9
+        )
+        assert not output.send_rtp(packet(5, UDP_PAYLOAD_LIMIT + 1))
+        assert output.dropped == output.too_large == 2
+        assert output.send_rtp(packet(6, 1400))  # and the output carries on
+        await eventually(lambda: len(arrived) == 4, what="the next packet")
     finally:
         await client.close()
         await server.close()

@@ -3,6 +3,8 @@ the room's publishers (host first, then in order), on one continuous stream."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aiortc import RTCSessionDescription
 
@@ -84,3 +86,68 @@ async def test_a_bad_offer_leaves_the_room_unchanged(
                 "p", "participant", _discard, offer=ClientOffer(sdp, purpose)
             )
     assert not room.members and not events
+
+
+#: What a stock Chromium 156 offers as a WHEP viewer (recvonly video and
+#: audio, no setCodecPreferences): payload types 35-63 as well as 96-127,
+#: VP9 in four profiles, AV1 in two.
+CHROMIUM_OFFER = Path(__file__).parent / "sdp" / "chromium-156-whep-offer.sdp"
+
+
+def formats_by_section(sdp: str) -> list[dict[int, tuple[str, dict[str, str]]]]:
+    """Per m-section in order: payload type -> (rtpmap, fmtp parameters)."""
+    sections = []
+    for section in sdp.split("\r\nm=")[1:]:
+        lines = section.split("\r\n")
+        listed = [int(pt) for pt in lines[0].split()[3:]]
+        rtpmap = {
+            int(line[9:].split(" ")[0]): line.split(" ", 1)[1].lower()
+            for line in lines
+            if line.startswith("a=rtpmap:")
+        }
+        fmtp = {
+            int(line[7:].split(" ")[0]): dict(
+                p.split("=", 1) for p in line.split(" ", 1)[1].split(";") if "=" in p
+            )
+            for line in lines
+            if line.startswith("a=fmtp:")
+        }
+        assert len(listed) == len(set(listed)), f"duplicate payload types {listed}"
+        sections.append({pt: (rtpmap[pt], fmtp.get(pt, {})) for pt in listed})
+    return sections
+
+
+@pytest.mark.parametrize("purpose", [Purpose.WATCH, Purpose.PUBLISH])
+async def test_an_answer_to_chromium_uses_only_the_offers_payload_types(
+    sfu: SFU, purpose: Purpose
+) -> None:
+    """Chromium rejects an answer with a payload type twice, or one its offer
+    has not, or a format its offer gave another number: every payload type
+    of pysfu's answer is one of the offer's, with the offer's rtpmap and fmtp
+    (VP9 profile 2 is not profile 0)."""
+    offer = CHROMIUM_OFFER.read_text().replace("\n", "\r\n")
+    if purpose is Purpose.PUBLISH:  # as Chromium's WHIP offer: same codecs
+        offer = offer.replace("a=recvonly", "a=sendonly")
+    room = sfu.create_room("r", max_participants=2)
+    participant = await room.join(
+        "chromium", "participant", _discard, offer=ClientOffer(offer, purpose)
+    )
+    assert participant.answerer is not None and participant.answerer.answer
+    offered = formats_by_section(offer)
+    answered = formats_by_section(participant.answerer.answer)
+    assert len(answered) == len(offered) == 2
+    for mine, theirs in zip(answered, offered, strict=True):
+        for pt, (rtpmap, parameters) in mine.items():
+            assert pt in theirs, f"payload type {pt} ({rtpmap}) was not offered"
+            assert (rtpmap, parameters) == theirs[pt], f"payload type {pt} changed"
+    video, audio = answered
+    assert {r for r, _ in video.values()} == {
+        "vp8/90000",
+        "vp9/90000",
+        "h264/90000",
+        "av1/90000",
+        "rtx/90000",
+    }
+    vp9 = [p for r, p in video.values() if r == "vp9/90000"]
+    assert vp9 == [{"profile-id": "0"}]  # the only VP9 profile pysfu takes
+    assert {r for r, _ in audio.values()} >= {"opus/48000/2"}

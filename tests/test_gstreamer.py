@@ -24,6 +24,7 @@ from pysfu.signalling import Answer, Offer
 from .example_server import RunningExample
 from .gst_clients import (
     COLOR,
+    DETAILED,
     LIVENESS,
     TONE,
     GstClient,
@@ -32,6 +33,7 @@ from .gst_clients import (
     decoded,
     gst_clients,
     publish,
+    shows_smpte,
     wait_for,
 )
 from .helpers import eventually
@@ -113,6 +115,78 @@ async def test_gstreamer_publisher_to_gstreamer_player(
     assert publisher.has("deleted", status=200), publisher.describe()
     status, body = await join(http, f"{server}/r/gst-room")
     assert (status, body["error"]) == (404, "room_not_found")
+
+
+@pytest.mark.parametrize("codec", ["vp8", "vp9"])
+async def test_a_detailed_720p_picture_in_1400_byte_packets_is_forwarded_whole(
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+    gst: GstStarter,
+    peers: PeerFactory,
+    codec: str,
+) -> None:
+    """webrtcbin at its payloader's default MTU sends 1400-byte packets for
+    any picture with detail; pysfu forwards them all (it once dropped every
+    packet over 1356 bytes, silently: nobody saw a frame). A GStreamer player
+    decodes the moving colour bars, and for VP8 an aiortc viewer in the
+    WebSocket room too (aiortc cannot decode VP9); nothing is dropped for size."""
+    log = tmp_path / "whip_sfu.log"
+    options = ("--slug=ascii", "--max-participants=3", "--log-level=INFO")
+    async with whip_server(*options, log=log) as server:
+        publisher = publish(gst, server, "big", f"--codec={codec}", *DETAILED)
+        await wait_for(
+            publisher, lambda: publisher.has("connection", state="connected"), "up"
+        )
+        grant = await credential(http, server, "big")
+        player = gst(
+            "whep_play.py",
+            f"{server}/whep/big",
+            grant["ice"]["password"],
+            f"--codec={codec}",
+        )
+        rows: list[Any] = []
+
+        def player_sees_the_bars_move() -> bool:
+            stats = player.last("stats")
+            if stats is None or stats["video"]["frames"] < 10:
+                return False
+            video = stats["video"]
+            assert (video["width"], video["height"]) == (1280, 720)
+            if shows_smpte(video["row"]) and video["row"] not in rows:
+                rows.append(video["row"])
+            return len(rows) >= 2  # whole pictures, and they move
+
+        await wait_for(player, player_sees_the_bars_move, "the player sees the bars")
+        await wait_for(player, decoded(player, None, TONE), "the player's audio")
+
+        if codec == "vp8":
+            viewer_grant = await credential(http, server, "big")
+            viewer = peers(
+                viewer_grant["participant_id"],
+                2,
+                publish_video=False,
+                publish_audio=False,
+            )
+            viewer.attach(
+                WsClient(
+                    await http.ws_connect(viewer_grant["ws_url"]),
+                    viewer_grant["ice"]["password"],
+                )
+            )
+            seen: list[Any] = []
+
+            def viewer_sees_the_bars_move() -> bool:
+                for track in viewer.received.values():
+                    if track.kind == "video" and track.size is not None:
+                        assert track.size == (1280, 720)
+                        if shows_smpte(track.row) and track.row not in seen:
+                            seen.append(track.row)
+                return len(seen) >= 2
+
+            await wait_for(
+                publisher, viewer_sees_the_bars_move, "the aiortc viewer sees the bars"
+            )
+    assert "cannot be forwarded" not in log.read_text()  # nothing too large
 
 
 async def test_a_vanished_gstreamer_publisher_is_dropped(
@@ -241,6 +315,59 @@ async def test_gstreamer_member_of_a_websocket_room(
         host.attach(await WsClient.connect(http, host_grant))
         await wait_for(member, decoded(member, None, 880.0), "the host's media")
         assert len(member.of("answer")) >= 2  # the host's tracks came in a new offer
+    finally:
+        relaying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relaying
+        await ws.close()
+
+
+async def test_a_late_joining_gstreamer_member_publishes_and_receives(
+    server: RunningExample,
+    http: aiohttp.ClientSession,
+    gst: GstStarter,
+    peers: PeerFactory,
+) -> None:
+    """webrtcbin with its sources linked before the first offer (the natural
+    way) joins a room whose host already publishes: its first offer lists the
+    host's tracks as well as the member's own publish slots. webrtcbin sends
+    on the first section of each kind, so those must be the publish slots;
+    the member then both receives the host and publishes its colour."""
+    _, room = await create_room(http, server)
+    _, host_grant = await join(http, room["join_url"], role="host")
+    host: Peer = peers(host_grant["participant_id"], 6, tone=880.0)
+    host.attach(
+        WsClient(
+            await http.ws_connect(host_grant["ws_url"]), host_grant["ice"]["password"]
+        )
+    )
+    # the host publishes once the server reports on its packets (RTCP RR)
+    for _ in range(int(LIVENESS * 4)):
+        stats = await host.pc.getStats()
+        if any(s.type == "remote-inbound-rtp" for s in stats.values()):
+            break
+        await asyncio.sleep(0.25)
+    _, grant = await join(http, room["join_url"])
+    color = "".join(f"{c:02x}" for c in COLOR)
+    member = gst("room_member.py", "--publish", f"--color={color}", f"--tone={TONE}")
+    ws = WsClient(await http.ws_connect(grant["ws_url"]), grant["ice"]["password"])
+    relaying = asyncio.create_task(relay(member, ws))
+    try:
+        await wait_for(member, decoded(member, None, 880.0), "the host's media")
+        first_offer = member.of("offer")[0]["sdp"]
+        assert "a=sendonly" in first_offer  # the host's tracks, in the first offer
+
+        def host_sees_the_member() -> bool:
+            tracks = [t for t in host.received.values() if t.kind == "video"]
+            return any(
+                close_to(t.color, COLOR) and t.other_frames >= 30 for t in tracks
+            )
+
+        await wait_for(member, host_sees_the_member, "the host sees the member")
+        audio = next(t for t in host.received.values() if t.kind == "audio")
+        await eventually(lambda: audio.frames >= 50, LIVENESS, "the member's audio")
+        assert abs(audio.frequency() - TONE) <= TONE * 0.05
+        assert not [m for m in ws.raw if m["type"] == "error"]
     finally:
         relaying.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -7,10 +7,14 @@ encrypted and sent: what is checked here is the stream a subscriber sees.
 from __future__ import annotations
 
 import itertools
+import logging
 
+import pytest
 from aiortc.rtp import RtcpPacket, RtpPacket
 
 from pysfu import CodecInfo, DownTrack, Forwarder
+from pysfu.forwarding.packet import rewrite_header
+from pysfu.stats import SubscriptionStats
 
 VP8 = CodecInfo(payload_type=96, mime_type="video/VP8", clock_rate=90000)
 RTX = CodecInfo(97, "video/rtx", 90000, parameters={"apt": 96})
@@ -196,3 +200,36 @@ async def test_a_keyframe_asked_for_before_any_packet_is_sent_with_the_first() -
     plis = [p for p in upstream.rtcp if type(p).__name__ == "RtcpPsfbPacket"]
     assert [p.media_ssrc for p in plis] == [0x1111]
     assert forwarder.keyframes.sent == 1
+
+
+async def test_a_packet_too_large_to_send_is_counted_and_warned_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What cannot fit a datagram is dropped under its own reason, and the
+    log says so once per track, not once per packet."""
+    forwarder, _, _, out = make("audio", [OPUS])
+
+    class SmallDatagrams(Recorder):
+        max_rtp_size = 1000
+
+        def send_rewritten(
+            self, data: bytes | bytearray, pt: int, seq: int, ts: int, ssrc: int
+        ) -> bool:
+            if len(data) > self.max_rtp_size:
+                return False
+            return self.send_rtp(rewrite_header(data, pt, seq, ts, ssrc))
+
+    small = SmallDatagrams()
+    downtrack = DownTrack(forwarder, small, ssrc=7, subscriber_id="small")
+    forwarder.add_downtrack(downtrack)
+    for track in forwarder.downtracks:
+        track.configure({111: 111}, None, 48000)
+    with caplog.at_level(logging.WARNING, logger="pysfu"):
+        for i in range(6):
+            feed(forwarder, 0x1111, i, 960 * i, b"a" * (1400 if i % 2 else 100), 111)
+    assert len(out.rtp) == 6  # the other subscriber gets everything
+    assert len(small.rtp) == 3
+    assert downtrack.stats.dropped == downtrack.stats.dropped_too_large == 3
+    warnings = [r for r in caplog.records if "cannot be forwarded" in r.message]
+    assert len(warnings) == 1 and "p/audio" in warnings[0].message
+    assert SubscriptionStats.of(downtrack).packets_dropped_too_large == 3

@@ -148,6 +148,10 @@ class Answerer:
             raise BadOffer(f"the offer was rejected: {exc}") from exc
         participant._ensure_transport()
         rtc.answer_as_dtls_server(pc)
+        try:
+            rtc.answer_with_offered_codecs(pc)
+        except ValueError as exc:
+            raise BadOffer(str(exc)) from None
         await pc.setLocalDescription(await pc.createAnswer())
         self.answer = str(pc.localDescription.sdp)
         self._assign()

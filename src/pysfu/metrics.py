@@ -112,8 +112,15 @@ def _families(live: SFUStats, totals: Totals, p: str) -> Iterator[Metric]:
     for name, help_text, value in (
         (
             "packets_dropped",
-            "Packets not sent to a subscriber (not ready, slow).",
+            "RTP packets not sent to a subscriber: before its first keyframe,"
+            " its transport not connected, its socket buffer full, or too large.",
             totals.packets_dropped,
+        ),
+        (
+            "packets_dropped_too_large",
+            "RTP packets not sent to a subscriber because they do not fit"
+            " a UDP datagram once encrypted (also in packets_dropped).",
+            totals.packets_dropped_too_large,
         ),
         (
             "retransmissions",

@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Seconds after connecting by which media must arrive from a client whose
+#: answer says it publishes; otherwise it gets the error ``no_media``.
+NO_MEDIA_NOTICE_AFTER = 20.0
+
 
 class Role(str, enum.Enum):
     """A participant's role in its room."""
@@ -132,6 +136,11 @@ class Participant:
         # where the last stream of an idle sender stopped, for the next one
         self._stream_positions: dict[int, StreamPosition] = {}
         self._idle_transceivers: list[RTCRtpTransceiver] = []
+        # the sections the client may publish on (None: not made yet)
+        self._publish_slots: list[RTCRtpTransceiver] | None = None
+        self._warned_declined = False
+        self._media_watch: asyncio.Task[None] | None = None
+        self.pc.on("connectionstatechange", self._watch_media_once_connected)
         self._rtcp_task: asyncio.Task[None] | None = None
         self._leave_task: asyncio.Task[None] | None = None
         self._closed_event = asyncio.Event()
@@ -158,16 +167,31 @@ class Participant:
         if self.answerer is not None:
             await self.answerer.start()
             return
-        for kind in self.config.publish_kinds:
-            transceiver = self._add_transceiver(kind, "recvonly")
-            if kind == "video":
-                self.restrict_video_codecs(transceiver)
+        self._add_publish_slots()
         if self.config.data_channels:
             # after the transceivers: it shares their DTLS transport (bundle)
             self.data = DataChannel(self, self.pc.createDataChannel(CHANNEL_LABEL))
         if self.pc.getTransceivers() or self.data is not None:
             self._ensure_transport()
         self.negotiator.request()
+
+    def _add_publish_slots(self) -> None:
+        """The ``recvonly`` sections the client may publish on; once, before
+        any forwarded section.
+
+        Clients bind the send transceivers they made before the first offer
+        to its first section of each kind (webrtcbin, aiortc, browsers with
+        ``addTransceiver`` first): with a forwarded track first, they would
+        try to send on a section the server sends on, and publish nothing.
+        """
+        if self._publish_slots is not None:
+            return
+        self._publish_slots = []
+        for kind in self.config.publish_kinds:
+            transceiver = self._add_transceiver(kind, "recvonly")
+            if kind == "video":
+                self.restrict_video_codecs(transceiver)
+            self._publish_slots.append(transceiver)
 
     def restrict_video_codecs(self, transceiver: RTCRtpTransceiver) -> None:
         """Let a receiving video transceiver accept only the room's codecs."""
@@ -216,6 +240,8 @@ class Participant:
             return
         self.closed = True
         self.negotiator.close()
+        if self._media_watch is not None:
+            self._media_watch.cancel()
         if self._rtcp_task is not None:
             self._rtcp_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -269,6 +295,7 @@ class Participant:
         try:
             if isinstance(message, Answer):
                 await self.negotiator.apply_answer(message.sdp)
+                await self._check_declined(message.sdp)
             elif isinstance(message, Candidate):
                 await self.add_candidate(message)
             elif isinstance(message, Leave):
@@ -283,6 +310,83 @@ class Participant:
         self.signalling_errors += 1
         logger.debug("%s: refused a message: %s", self, error.code)
         await self.send(Error.of(error))
+
+    def _watch_media_once_connected(self) -> None:
+        if self.pc.connectionState == "connected" and self._media_watch is None:
+            self._media_watch = asyncio.get_running_loop().create_task(
+                self._check_media_arrives()
+            )
+
+    async def _check_media_arrives(self) -> None:
+        """Tell the client, and the log, once, when it said it publishes
+        (answered a publish slot ``sendonly``) but no media arrived
+        :data:`NO_MEDIA_NOTICE_AFTER` seconds after connecting: a client
+        sending with payload types or SSRCs it did not announce, or nothing
+        at all, would otherwise fail silently."""
+        await asyncio.sleep(NO_MEDIA_NOTICE_AFTER)
+        slots = self._publish_slots or []
+        publishing = [
+            t for t in slots if t.currentDirection in ("recvonly", "sendrecv")
+        ]
+        received = sum(f.stats.packets_received for f in self.publications.values())
+        if self.closed or not publishing or received:
+            return
+        kinds = ", ".join(t.kind for t in publishing)
+        logger.warning(
+            "%s answered that it sends %s, but nothing arrived in %g s",
+            self,
+            kinds,
+            NO_MEDIA_NOTICE_AFTER,
+        )
+        await self.send(
+            Error.of(
+                SignallingError(
+                    "no_media",
+                    f"your answer says you send {kinds}, but no media arrived in "
+                    f"{NO_MEDIA_NOTICE_AFTER:g} s: send with the payload types of "
+                    "the offer, on the SSRCs of your answer",
+                )
+            )
+        )
+
+    async def _check_declined(self, answer: str) -> None:
+        """Tell the client, and the log, once, when its answer declines tracks
+        the server forwards to it (``inactive``): nothing flows on them, and
+        no error would show it on either side otherwise."""
+        if self._warned_declined:
+            return
+        offer = self.pc.localDescription
+        offered = rtc.section_directions(str(offer.sdp)) if offer else {}
+        answered = rtc.section_directions(answer)
+
+        def declined_section(mid: str | None) -> bool:
+            # a track the answered offer sent (not one that came since)
+            return offered.get(mid or "") == "sendonly" and answered.get(mid or "") in (
+                "inactive",
+                "sendonly",
+            )
+
+        declined = sorted(
+            track_id
+            for track_id, subscription in self.subscriptions.items()
+            if declined_section(subscription.transceiver.mid)
+        )
+        if not declined:
+            return
+        self._warned_declined = True
+        logger.warning(
+            "%s answered %s inactive: it receives nothing on them", self, declined
+        )
+        await self.send(
+            Error.of(
+                SignallingError(
+                    "track_declined",
+                    f"your answer declines {', '.join(declined)} (inactive): nothing "
+                    "flows on them. Publish on the offer's recvonly sections and "
+                    "receive on its sendonly ones (see the protocol's Negotiation)",
+                )
+            )
+        )
 
     def pending_offer(self) -> str | None:
         """The SDP of the offer waiting for the client's answer, if any.
@@ -420,6 +524,7 @@ class Participant:
             return
         if not self.may_forward(forwarder):
             return
+        self._add_publish_slots()  # first: before the forwarded sections
         transceiver = self._take_transceiver(forwarder.kind)
         codec = forwarder.primary_codec
         if codec is not None:

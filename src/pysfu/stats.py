@@ -83,8 +83,9 @@ class SubscriptionStats:
     kind: str
     packets_sent: int
     bytes_sent: int
-    #: Packets not sent: before the first keyframe, or the subscriber's
-    #: transport was not connected or its socket buffer was full.
+    #: Packets not sent: before the first keyframe, the subscriber's
+    #: transport was not connected or its socket buffer was full, or the
+    #: packet was too large (those also in ``packets_dropped_too_large``).
     packets_dropped: int
     retransmitted: int
     nacks_received: int
@@ -94,6 +95,8 @@ class SubscriptionStats:
     fraction_lost: float
     jitter: int
     round_trip_time: float | None
+    #: Packets not sent because they do not fit a UDP datagram once encrypted.
+    packets_dropped_too_large: int = 0
 
     @classmethod
     def of(cls, downtrack: DownTrack) -> SubscriptionStats:
@@ -112,6 +115,7 @@ class SubscriptionStats:
             fraction_lost=stats.fraction_lost,
             jitter=stats.jitter,
             round_trip_time=stats.round_trip_time,
+            packets_dropped_too_large=stats.dropped_too_large,
         )
 
 
@@ -215,6 +219,8 @@ class Totals:
     packets_forwarded: dict[str, int] = field(default_factory=dict)
     bytes_forwarded: dict[str, int] = field(default_factory=dict)
     packets_dropped: int = 0
+    #: Of the dropped packets, those too large for a UDP datagram.
+    packets_dropped_too_large: int = 0
     retransmitted: int = 0
     keyframe_requests_sent: int = 0
     #: Data channel messages delivered to participants, and their bytes.
@@ -241,6 +247,7 @@ class Totals:
         _bump(self.packets_forwarded, subscription.kind, subscription.packets_sent)
         _bump(self.bytes_forwarded, subscription.kind, subscription.bytes_sent)
         self.packets_dropped += subscription.packets_dropped
+        self.packets_dropped_too_large += subscription.packets_dropped_too_large
         self.retransmitted += subscription.retransmitted
 
     def plus_live(self, live: SFUStats) -> Totals:
@@ -254,6 +261,7 @@ class Totals:
             packets_forwarded=dict(self.packets_forwarded),
             bytes_forwarded=dict(self.bytes_forwarded),
             packets_dropped=self.packets_dropped,
+            packets_dropped_too_large=self.packets_dropped_too_large,
             retransmitted=self.retransmitted,
             keyframe_requests_sent=self.keyframe_requests_sent,
             data_messages_relayed=self.data_messages_relayed,

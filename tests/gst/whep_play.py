@@ -5,8 +5,10 @@
 webrtcbin offers recvonly VP8 (or VP9) video and Opus audio; what arrives is decoded
 (decodebin) into RGB frames and mono 48 kHz samples. Once a second it prints
 ``{"event": "stats", "video": {...}, "audio": {...}}``: frames decoded, frame
-size and the mean colour of the last frame; audio buffers decoded, the peak
-level and the tone's frequency (from zero crossings) over the last second.
+size, the mean colour of the last frame and the colours of 16 points along
+its row at a third of its height (``row``: bars of a test pattern); audio
+buffers decoded, the peak level and the tone's frequency (from zero
+crossings) over the last second.
 """
 
 from __future__ import annotations
@@ -125,10 +127,15 @@ class Player:
                 for col in range(0, width, 4)
             ]
             n = len(pixels)
+            top = (height // 3) * stride
             self.video.update(
                 width=width,
                 height=height,
                 color=[round(sum(p[c] for p in pixels) / n) for c in range(3)],
+                row=[
+                    list(data[top + x * 3 : top + x * 3 + 3])
+                    for x in (width * (2 * i + 1) // 32 for i in range(16))
+                ],
             )
         samples = self._samples
         if samples:

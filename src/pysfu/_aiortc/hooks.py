@@ -139,7 +139,11 @@ def check_hook_points() -> None:
             problems.append(f"RTCIceTransport has no {name} attribute")
     import aiortc.rtcpeerconnection as peerconnection
 
-    for name in ("filter_preferred_codecs", "find_common_codecs"):
+    for name in (
+        "filter_preferred_codecs",
+        "find_common_codecs",
+        "is_codec_compatible",
+    ):
         if not callable(getattr(peerconnection, name, None)):
             problems.append(f"aiortc.rtcpeerconnection.{name} is missing")
     session = pylibsrtp.Session(
@@ -164,6 +168,10 @@ def check_hook_points() -> None:
     counter = getattr(RemoteBitrateEstimator(), "incoming_bitrate", None)
     if not all(hasattr(counter, name) for name in ("add", "rate", "reset")):
         problems.append("aiortc RemoteBitrateEstimator has no incoming_bitrate counter")
+    # read and set between an offer and its answer (sdp.answer_with_offered_codecs)
+    for name in ("_codecs", "_preferred_codecs"):
+        if name not in RTCRtpTransceiver.__init__.__code__.co_names:
+            problems.append(f"aiortc RTCRtpTransceiver has no {name}")
     if not hasattr(DtlsState, "CONNECTED"):
         problems.append("aiortc.rtcdtlstransport.State has no CONNECTED")
     if problems:

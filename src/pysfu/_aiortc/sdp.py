@@ -58,6 +58,152 @@ def register_passthrough_codecs(names: Iterable[str]) -> None:
         )
 
 
+#: The fmtp parameter naming a codec's profile, and its default (RFC 9628,
+#: the AV1 RTP spec): packets of one profile cannot be handed to a peer
+#: that agreed to another.
+_PROFILE_PARAMETERS = {"video/vp9": ("profile-id", "0"), "video/av1": ("profile", "0")}
+
+
+def _same_format(local: RTCRtpCodecParameters, offered: RTCRtpCodecParameters) -> bool:
+    """Whether pysfu's ``local`` codec can stand for an ``offered`` one:
+    aiortc's test (name, clock rate; H.264 profile and packetization mode)
+    and, which aiortc does not check, the VP9 or AV1 profile."""
+    from aiortc.rtcpeerconnection import is_codec_compatible
+
+    if not is_codec_compatible(local, offered):
+        return False
+    profile = _PROFILE_PARAMETERS.get(local.mimeType.lower())
+    if profile is None:
+        return True
+    name, default = profile
+    mine = str(local.parameters.get(name, default))
+    return mine == str(offered.parameters.get(name, default))
+
+
+def offered_codecs_in_common(
+    kind: str,
+    offered: list[RTCRtpCodecParameters],
+    preferred: Iterable[str] | None = None,
+) -> list[RTCRtpCodecParameters]:
+    """The offered codecs pysfu can take, *as offered*: the offer's payload
+    types, rtpmap and fmtp, with the RTCP feedback both sides support; each
+    RTX after the codec it retransmits.
+
+    An answer must use the offerer's payload types and formats. aiortc
+    adopts an offered payload type only in 96-127 and answers its own
+    parameters, so an offer using 35-63 (Chromium does) got answers with
+    duplicate payload types, and VP9 profile 2 was answered as profile 0.
+    ``preferred``: codec names to keep, in this order (the room's choice).
+    """
+    local_codecs = CODECS[kind]
+    chosen: list[RTCRtpCodecParameters] = []
+    for codec in offered:
+        if codec.name.lower() == "rtx":
+            continue
+        local = next((c for c in local_codecs if _same_format(c, codec)), None)
+        if local is None:
+            continue
+        chosen.append(
+            RTCRtpCodecParameters(
+                mimeType=codec.mimeType,
+                clockRate=codec.clockRate,
+                channels=codec.channels,
+                payloadType=codec.payloadType,
+                rtcpFeedback=[f for f in local.rtcpFeedback if f in codec.rtcpFeedback],
+                parameters=dict(codec.parameters),
+            )
+        )
+    if preferred is not None:
+        order = [name.lower() for name in preferred]
+        chosen = [c for c in chosen if c.name.lower() in order]
+        chosen.sort(key=lambda c: order.index(c.name.lower()))  # stable
+    retransmissions = [
+        c
+        for c in offered
+        if c.name.lower() == "rtx"
+        and any(c.mimeType.lower() == m.mimeType.lower() for m in local_codecs)
+    ]
+    common: list[RTCRtpCodecParameters] = []
+    for codec in chosen:
+        common.append(codec)
+        rtx = next(
+            (
+                r
+                for r in retransmissions
+                if str(r.parameters.get("apt")) == str(codec.payloadType)
+                and r.clockRate == codec.clockRate
+            ),
+            None,
+        )
+        if rtx is not None:
+            common.append(
+                RTCRtpCodecParameters(
+                    mimeType=rtx.mimeType,
+                    clockRate=rtx.clockRate,
+                    payloadType=rtx.payloadType,
+                    parameters=dict(rtx.parameters),
+                )
+            )
+    return common
+
+
+def answer_with_offered_codecs(pc: RTCPeerConnection) -> None:
+    """Make the coming answer use only the offer's payload types and formats
+    (see :func:`offered_codecs_in_common`).
+
+    Call between ``setRemoteDescription(offer)`` and ``createAnswer()``. A
+    transceiver whose codec preferences were set keeps only those codecs
+    (by name). Raises ``ValueError`` if a section has no codec left.
+    """
+    from aiortc import sdp as aiortc_sdp
+
+    remote = pc.remoteDescription
+    if remote is None:
+        raise RuntimeError("set the remote offer first")
+    description = aiortc_sdp.SessionDescription.parse(remote.sdp)
+    transceivers = {t.mid: t for t in pc.getTransceivers()}
+    for media in description.media:
+        transceiver = transceivers.get(media.rtp.muxId)
+        if transceiver is None or media.kind not in ("audio", "video"):
+            continue
+        preferences = transceiver._preferred_codecs
+        preferred = (
+            [c.name for c in preferences if c.name.lower() != "rtx"]
+            if preferences
+            else None
+        )
+        common = offered_codecs_in_common(media.kind, media.rtp.codecs, preferred)
+        if not common:
+            raise ValueError(
+                f"no codec in common for the {media.kind} section {media.rtp.muxId}"
+            )
+        transceiver._codecs = common
+
+
+def section_directions(sdp: str) -> dict[str, str]:
+    """The direction of each audio/video section of an SDP, by mid, as its
+    author wrote it (``sendrecv`` if it says none)."""
+    directions = {}
+    for section in sdp.replace("\r\n", "\n").split("\nm=")[1:]:
+        lines = section.split("\n")
+        if not lines[0].startswith(("audio ", "video ")):
+            continue
+        mid = next(
+            (line[6:].strip() for line in lines if line.startswith("a=mid:")), ""
+        )
+        direction = next(
+            (
+                line[2:].strip()
+                for line in lines
+                if line.strip()
+                in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive")
+            ),
+            "sendrecv",
+        )
+        directions[mid] = direction
+    return directions
+
+
 def answer_problem(pc: RTCPeerConnection, sdp: str) -> str | None:
     """Why aiortc would refuse this answer half-way, or ``None``.
 
@@ -120,7 +266,6 @@ def parse_client_offer(
     video to those codec names).
     """
     from aiortc import sdp as aiortc_sdp
-    from aiortc.rtcpeerconnection import find_common_codecs
 
     try:
         description = aiortc_sdp.SessionDescription.parse(sdp)
@@ -131,7 +276,7 @@ def parse_client_offer(
         raise ValueError("the offer has no audio or video section")
     bundle = next((g for g in description.group if g.semantic == "BUNDLE"), None)
     bundled = set(bundle.items) if bundle is not None else set()
-    allowed_video = {c.lower() for c in video_codecs} if video_codecs else None
+    allowed_video = list(video_codecs) if video_codecs else None
     offered = []
     for section in media:
         mid = section.rtp.muxId
@@ -146,9 +291,11 @@ def parse_client_offer(
             raise ValueError(f"section {mid} has no a=ice-ufrag/a=ice-pwd")
         if section.dtls is None or not section.dtls.fingerprints:
             raise ValueError(f"section {mid} has no a=fingerprint")
-        common = find_common_codecs(CODECS[section.kind], section.rtp.codecs)
-        if section.kind == "video" and allowed_video is not None:
-            common = [c for c in common if c.name.lower() in allowed_video]
+        common = offered_codecs_in_common(
+            section.kind,
+            section.rtp.codecs,
+            allowed_video if section.kind == "video" else None,
+        )
         common = [c for c in common if c.name.lower() != "rtx"]
         if not common:
             names = sorted({c.name for c in section.rtp.codecs})

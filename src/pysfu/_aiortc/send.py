@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +11,37 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from pylibsrtp._binding import ffi as _srtp_ffi
 
-from .transports import _CONNECTED, _MAX_RTP, _RTP_HEADER, _SRTP_BUFFER, _srtp_protect
+from .transports import (
+    _CONNECTED,
+    _RTP_HEADER,
+    _SEND_BUFFER,
+    UDP_PAYLOAD_LIMIT,
+    _srtp_protect,
+)
+
+#: The longest authentication tag of the SRTP profiles aiortc negotiates
+#: (AEAD AES-GCM: 16 bytes; AES-CM with HMAC-SHA1-80: 10): the overhead
+#: assumed until the first packet shows the negotiated profile's.
+_LONGEST_SRTP_TAG = 16
+
+
+_buffers = threading.local()
+
+
+def _send_buffer() -> tuple[Any, memoryview, Any]:
+    """The buffer packets are encrypted in, shared by the outputs of a thread.
+
+    A send copies, encrypts and hands the datagram to the socket without
+    yielding, so the outputs of one event loop never use it at the same time;
+    one buffer as large as a UDP datagram per output would cost 64 KiB per
+    participant.
+    """
+    found: tuple[Any, memoryview, Any] | None = getattr(_buffers, "send", None)
+    if found is None:
+        cdata = _srtp_ffi.new("unsigned char[]", _SEND_BUFFER)
+        found = (cdata, memoryview(_srtp_ffi.buffer(cdata)), _srtp_ffi.new("int *"))
+        _buffers.send = found
+    return found
 
 
 class RtpOutput:
@@ -19,13 +51,16 @@ class RtpOutput:
     suspends, but awaiting it per subscriber per packet costs time and lets a
     failing subscriber raise into the publisher's receive loop. Here a send is
     a plain call: it returns ``False`` (and counts a drop) when the transport
-    is not connected yet, is gone, or its socket buffer is full.
+    is not connected yet, is gone, or its socket buffer is full, and when the
+    packet is too large for a UDP datagram once encrypted (also counted in
+    :attr:`too_large`). Packets of any size up to that are sent: the network
+    fragments what its MTU cannot carry, as it would for the publisher.
 
     The hot path, :meth:`send_rewritten`, copies a packet once into a buffer
-    owned by this output, rewrites the fixed header there, encrypts it in place
-    with libsrtp (pylibsrtp's own ``protect`` allocates and copies twice more)
-    and hands a view of it to the UDP socket: no per-packet Python objects
-    beyond the view.
+    (one per thread, see ``_send_buffer``), rewrites the fixed header there,
+    encrypts it in place with libsrtp (pylibsrtp's own ``protect`` allocates
+    and copies twice more) and hands a view of it to the UDP socket: no
+    per-packet Python objects beyond the view.
     """
 
     #: A subscriber whose socket holds more than this many unsent bytes is
@@ -35,11 +70,19 @@ class RtpOutput:
     def __init__(self, transport: RTCDtlsTransport) -> None:
         self._transport = transport
         self.dropped = 0
+        #: Of the drops, packets too large for a UDP datagram once encrypted.
+        self.too_large = 0
+        # what the negotiated SRTP profile adds to a packet (known after the first)
+        self._srtp_overhead = _LONGEST_SRTP_TAG
         # (socket.sendto, remote address, libsrtp context, the Session owning it)
         self._target: tuple[Callable[[Any, Any], int], Any, Any, Any] | None = None
-        self._cdata = _srtp_ffi.new("unsigned char[]", _SRTP_BUFFER)
-        self._memory = memoryview(_srtp_ffi.buffer(self._cdata))
-        self._length = _srtp_ffi.new("int *")
+        self._cdata, self._memory, self._length = _send_buffer()
+
+    @property
+    def max_rtp_size(self) -> int:
+        """The longest RTP packet that still fits one UDP datagram once
+        encrypted with the negotiated SRTP profile."""
+        return UDP_PAYLOAD_LIMIT - self._srtp_overhead
 
     @property
     def connected(self) -> bool:
@@ -95,34 +138,74 @@ class RtpOutput:
         if target is None or self._transport._state is not _CONNECTED:
             target = self._resolve()
         length = len(data)
-        if target is None or length < 12 or length > _MAX_RTP:
+        if target is None or length < 12:
             self.dropped += 1
             return False
+        if length > UDP_PAYLOAD_LIMIT:
+            return self._too_large()
         memory = self._memory
         memory[:length] = data
         memory[1] = (data[1] & 0x80) | payload_type
         _RTP_HEADER.pack_into(memory, 2, sequence_number, timestamp, ssrc)
+        # _protect_and_send, inlined: this runs per packet per subscriber
         length_p = self._length
         length_p[0] = length
         if _srtp_protect(target[2], self._cdata, length_p):
             self.dropped += 1
             return False
+        protected = length_p[0]
+        self._srtp_overhead = protected - length
+        if protected > UDP_PAYLOAD_LIMIT:
+            return self._too_large()
         try:
-            target[0](memory[: length_p[0]], target[1])
-        except OSError:  # buffer full (EAGAIN), socket closed, unreachable
+            target[0](memory[:protected], target[1])
+        except OSError as exc:  # buffer full (EAGAIN), socket closed, unreachable
+            if exc.errno == errno.EMSGSIZE:
+                return self._too_large()
             self._target = None
             self.dropped += 1
             return False
         return True
 
-    def send_rtp(self, data: bytes | bytearray) -> bool:
-        target = self._socket()
-        if target is None:
+    def _protect_and_send(self, target: tuple[Any, Any, Any, Any], length: int) -> bool:
+        """Encrypt the ``length`` bytes in the buffer in place and send them."""
+        length_p = self._length
+        length_p[0] = length
+        if _srtp_protect(target[2], self._cdata, length_p):
             self.dropped += 1
             return False
-        protected = self._transport._tx_srtp.protect(bytes(data))
-        target[0].sendto(protected, target[1])
+        protected = length_p[0]
+        self._srtp_overhead = protected - length
+        if protected > UDP_PAYLOAD_LIMIT:
+            return self._too_large()
+        try:
+            target[0](self._memory[:protected], target[1])
+        except OSError as exc:  # buffer full (EAGAIN), socket closed, unreachable
+            if exc.errno == errno.EMSGSIZE:
+                return self._too_large()
+            self._target = None
+            self.dropped += 1
+            return False
         return True
+
+    def _too_large(self) -> bool:
+        self.dropped += 1
+        self.too_large += 1
+        return False
+
+    def send_rtp(self, data: bytes | bytearray) -> bool:
+        """Send RTP packet ``data`` as it is."""
+        target = self._target
+        if target is None or self._transport._state is not _CONNECTED:
+            target = self._resolve()
+        length = len(data)
+        if target is None or length < 12:
+            self.dropped += 1
+            return False
+        if length > UDP_PAYLOAD_LIMIT:
+            return self._too_large()
+        self._memory[:length] = data
+        return self._protect_and_send(target, length)
 
     def send_rtcp(self, data: bytes) -> bool:
         target = self._socket()

@@ -21,8 +21,12 @@ from aiortc.rtcrtpparameters import (
 from pylibsrtp._binding import lib as _srtp_lib
 
 _srtp_protect = _srtp_lib.srtp_protect
-_SRTP_BUFFER = 1500  # as pylibsrtp's own buffer: packet + trailer must fit
-_MAX_RTP = _SRTP_BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
+_SRTP_BUFFER = 1500  # pylibsrtp's own buffer (unprotect): packet + trailer must fit
+#: The largest UDP payload (IPv4: 65535 - 20 bytes IP - 8 bytes UDP header).
+#: What pysfu sends may be that long; the network fragments what its MTU cannot carry.
+UDP_PAYLOAD_LIMIT = 65507
+#: pysfu's send buffer: any datagram plus the longest SRTP trailer.
+_SEND_BUFFER = UDP_PAYLOAD_LIMIT + pylibsrtp.SRTP_MAX_TRAILER_LEN
 _RTP_HEADER = struct.Struct("!HII")  # sequence number, timestamp, SSRC at offset 2
 _CONNECTED = DtlsState.CONNECTED
 

@@ -39,6 +39,11 @@ class RewritingSink(RtpSink, Protocol):
     """A sink that rewrites the fixed header itself while encrypting
     (:meth:`pysfu._aiortc.RtpOutput.send_rewritten`): one copy per packet."""
 
+    @property
+    def max_rtp_size(self) -> int:
+        """The longest RTP packet the sink can send (what the wire carries)."""
+        ...
+
     def send_rewritten(
         self,
         data: bytes | bytearray,
@@ -56,6 +61,11 @@ class _Rewriting:
         self.sink = sink
         self.send_rtp = sink.send_rtp
         self.send_rtcp = sink.send_rtcp
+
+    @property
+    def max_rtp_size(self) -> int:
+        """A plain sink sends what it gets; a UDP datagram is the limit."""
+        return rtc.UDP_PAYLOAD_LIMIT
 
     def send_rewritten(
         self,
@@ -76,7 +86,10 @@ class DownTrackStats:
 
     packets_sent: int = 0
     bytes_sent: int = 0
+    #: Packets not sent, for any reason (too large ones included).
     dropped: int = 0
+    #: Packets not sent because they do not fit a UDP datagram once encrypted.
+    dropped_too_large: int = 0
     errors: int = 0
     retransmitted: int = 0
     nacks_received: int = 0
@@ -229,6 +242,8 @@ class DownTrack:
             data = remapped  # type: ignore[assignment]
         if not self._output.send_rewritten(data, out_pt, out_seq, out_ts, self.ssrc):
             self.stats.dropped += 1
+            if len(data) > self._output.max_rtp_size:
+                self._too_large(len(data))
             return
         stats = self.stats
         stats.packets_sent += 1
@@ -239,6 +254,10 @@ class DownTrack:
             self._next_seq = (out_seq + 1) & 0xFFFF
             self._last_out_ts = out_ts
             self._last_sent_at = now
+
+    def _too_large(self, size: int) -> None:
+        self.stats.dropped_too_large += 1
+        self.forwarder.warn_too_large(size, self._output.max_rtp_size)
 
     def _resync(
         self,

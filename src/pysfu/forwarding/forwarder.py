@@ -94,6 +94,11 @@ class CodecInfo:
                 and str(mine.get("profile-level-id", ""))[:2]
                 == str(theirs.get("profile-level-id", ""))[:2]
             )
+        profile = {"vp9": "profile-id", "av1": "profile"}.get(self.name)
+        if profile is not None:  # e.g. VP9 profile 2 (10-bit) is no profile 0
+            return str(self.parameters.get(profile, "0")) == str(
+                other.parameters.get(profile, "0")
+            )
         return True
 
     @classmethod
@@ -172,6 +177,7 @@ class Forwarder:
         #: unwrapped, and every sender report.
         self.recorders: list[PacketRecorder] = []
         self.closed = False
+        self._warned_too_large = False
         self._upstream = upstream
         self._rtcp_ssrc = rtcp_ssrc
         self._detect_keyframe = (
@@ -218,6 +224,20 @@ class Forwarder:
     def primary_codec(self) -> CodecInfo | None:
         """The first non-RTX codec negotiated with the publisher."""
         return next((c for c in self.codecs.values() if c.rtx_for is None), None)
+
+    def warn_too_large(self, size: int, limit: int) -> None:
+        """A subscriber could not be sent a packet this large: say so, once
+        per track (each such packet is counted in the subscriber's stats)."""
+        if self._warned_too_large:
+            return
+        self._warned_too_large = True
+        logger.warning(
+            "%s: a %d-byte RTP packet cannot be forwarded (a UDP datagram "
+            "carries at most %d once encrypted); such packets are dropped",
+            self.track_id,
+            size,
+            limit,
+        )
 
     def add_downtrack(self, downtrack: DownTrack) -> None:
         self.downtracks.append(downtrack)
