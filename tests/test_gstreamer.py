@@ -167,12 +167,7 @@ async def test_a_detailed_720p_picture_in_1400_byte_packets_is_forwarded_whole(
                 publish_video=False,
                 publish_audio=False,
             )
-            viewer.attach(
-                WsClient(
-                    await http.ws_connect(viewer_grant["ws_url"]),
-                    viewer_grant["ice"]["password"],
-                )
-            )
+            viewer.attach(await WsClient.connect(http, viewer_grant))
             seen: list[Any] = []
 
             def viewer_sees_the_bars_move() -> bool:

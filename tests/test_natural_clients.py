@@ -131,6 +131,10 @@ async def test_a_late_joiner_with_transceivers_made_first_publishes_and_receives
                 _, grant = await join(http, room["join_url"], role=role)
                 clients.append(EarlyTransceiverClient(code, 440.0 * code))
                 ws = await http.ws_connect(grant["ws_url"])
+                # the protocol's first message: the grant's signalling token
+                await ws.send_json(
+                    {"type": "hello", "token": grant["signalling_token"]}
+                )
                 run = clients[-1].run(ws, grant["ice"]["password"])
                 tasks.append(asyncio.create_task(run))
                 if code == 1:  # the first publishes before the second joins

@@ -73,27 +73,24 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def test_a_stolen_session_without_the_password_gets_no_media(
     http: aiohttp.ClientSession, peers: PeerFactory
 ) -> None:
-    """The issue's attack on the real example: the attacker opens the
-    victim's WebSocket (participant ids appear in logs and URLs), answers
-    the offer with its own credentials and claims role conflicts."""
+    """The issue's attack on the real example: the attacker holds the
+    victim's signalling session, answers the offer with its own credentials
+    and claims role conflicts. (An id no longer opens a session, see
+    test_tokens_signalling.py; here the signalling token leaked, the ICE
+    password did not.)"""
     async with example_server("--max-participants=2") as base:
         _, room = await create_room(http, base)
         _, host_grant = await join(http, room["join_url"], role="host")
         _, victim_grant = await join(http, room["join_url"], name="victim")
         host = peers(host_grant["participant_id"], 1)
-        host.attach(
-            WsClient(
-                await http.ws_connect(host_grant["ws_url"]),
-                host_grant["ice"]["password"],
-            )
-        )
+        host.attach(await WsClient.connect(http, host_grant))
         attacker = peers(victim_grant["participant_id"], 2)
         hijack = RoleConflictHijack()
         hijack.install_before_answer(attacker.pc)
-        # it has the WebSocket, not the join answer: no password to put back
-        attacker.attach(
-            WsClient(await http.ws_connect(victim_grant["ws_url"]), "x" * 24)
-        )
+        # it has the signalling session, not the ICE password to put back
+        session = await WsClient.connect(http, victim_grant)
+        session.password = "x" * 24
+        attacker.attach(session)
         await eventually(lambda: attacker.answers_sent >= 1, what="its answer")
         await eventually(
             lambda: host.pc.connectionState == "connected", what="the host"
