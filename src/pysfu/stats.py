@@ -7,6 +7,7 @@ taking a snapshot changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,12 @@ class PublishedTrackStats:
     #: Keyframe requests (PLI) actually sent to the publisher, after throttling.
     keyframe_requests_sent: int
     subscribers: int
+    #: The last bitrate (bit/s) asked of the publisher (REMB): its uplink
+    #: estimate, the cap and the subscribers' estimates combined by the
+    #: room's ``remb_policy``.
+    remb_bitrate: int | None = None
+    #: pysfu's own estimate of the publisher's uplink (bit/s).
+    uplink_estimate: int | None = None
 
     @classmethod
     def of(cls, forwarder: Forwarder) -> PublishedTrackStats:
@@ -61,6 +68,8 @@ class PublishedTrackStats:
             keyframe_requests=forwarder.keyframes.requested,
             keyframe_requests_sent=forwarder.keyframes.sent,
             subscribers=len(forwarder.downtracks),
+            remb_bitrate=stats.remb_bitrate,
+            uplink_estimate=stats.uplink_estimate,
         )
 
 
@@ -84,6 +93,13 @@ class SubscriptionStats:
     fraction_lost: float
     jitter: int
     round_trip_time: float | None
+    #: The subscriber's latest REMB (bit/s) covering this stream.
+    remb_bitrate: int | None = None
+    #: Keyframe requests of this subscriber not passed on (one is pending).
+    keyframe_requests_ignored: int = 0
+    #: NACKed packets not resent, by reason (``too_soon``, ``over_budget``,
+    #: ``not_in_history``, ...; see :mod:`pysfu.forwarding.retransmit`).
+    retransmissions_refused: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, downtrack: DownTrack) -> SubscriptionStats:
@@ -102,6 +118,9 @@ class SubscriptionStats:
             fraction_lost=stats.fraction_lost,
             jitter=stats.jitter,
             round_trip_time=stats.round_trip_time,
+            remb_bitrate=stats.remb_bitrate,
+            keyframe_requests_ignored=stats.keyframe_requests_ignored,
+            retransmissions_refused=dict(stats.retransmissions_refused),
         )
 
 

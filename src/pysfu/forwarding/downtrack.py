@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import _aiortc as rtc
+from . import retransmit
+from .congestion import SubscriberEstimate
 from .packet import remap_extension_ids, rewrite_header
+from .retransmit import RetransmitLimiter
 
 if TYPE_CHECKING:
     from .forwarder import Forwarder
+
+logger = logging.getLogger(__name__)
 
 # A jump larger than this in the publisher's sequence numbers means the source
 # restarted (new encoder, reconnect): re-base instead of leaving a hole.
@@ -73,6 +79,13 @@ class DownTrackStats:
     retransmitted: int = 0
     nacks_received: int = 0
     keyframe_requests_received: int = 0
+    #: Keyframe requests not passed on: the same subscriber asked again
+    #: within ``keyframe_min_interval`` (the first one is still pending).
+    keyframe_requests_ignored: int = 0
+    #: NACKed packets not resent, by reason (see :mod:`.retransmit`):
+    #: ``too_soon``, ``over_budget``, ``not_in_history``, ``no_source``,
+    #: ``unknown_payload_type``.
+    retransmissions_refused: dict[str, int] = field(default_factory=dict)
     fraction_lost: float = 0.0
     packets_lost: int = 0
     jitter: int = 0
@@ -143,6 +156,11 @@ class DownTrack:
         # RTCP
         self._lsr = 0
         self._lsr_time = 0.0
+        #: The subscriber's latest REMB covering this stream, if any.
+        self.estimate: SubscriberEstimate | None = None
+        self._retransmits = RetransmitLimiter(forwarder.config.retransmit)
+        self._retransmits.update_send_rate(0, time.monotonic())
+        self._keyframe_asked_at: float | None = None
 
     def position(self) -> StreamPosition:
         """Where this stream stands, for a successor on the same SSRC."""
@@ -294,21 +312,49 @@ class DownTrack:
             and packet.fmt == rtc.RTCP_RTPFB_NACK
         ):
             self.stats.nacks_received += 1
+            now = time.monotonic()
+            self._retransmits.update_send_rate(self.stats.bytes_sent, now)
             for lost in packet.lost:
-                self._retransmit(lost)
+                self._retransmit(lost, now)
         elif isinstance(packet, rtc.RtcpPsfbPacket) and packet.fmt in (
             rtc.RTCP_PSFB_PLI,
             rtc.RTCP_PSFB_FIR,
         ):
-            self.stats.keyframe_requests_received += 1
-            self.forwarder.request_keyframe()
+            self._on_keyframe_request(time.monotonic())
         elif isinstance(packet, rtc.RtcpPsfbPacket) and packet.fmt == rtc.RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = rtc.unpack_remb_fci(packet.fci)
             except ValueError:
                 return
             if self.ssrc in ssrcs:
-                self.stats.remb_bitrate = bitrate
+                self.on_estimate(bitrate, time.monotonic())
+
+    def on_estimate(self, bitrate: int, now: float) -> None:
+        """The subscriber's receiver estimates ``bitrate`` (bit/s) for its
+        downlink (REMB); the forwarder's REMB policy may pass it on."""
+        self.stats.remb_bitrate = bitrate
+        self.estimate = SubscriberEstimate(bitrate, now)
+        self.forwarder.on_subscriber_estimate(now)
+
+    def _on_keyframe_request(self, now: float) -> None:
+        """Pass a PLI/FIR on, unless this subscriber's previous one is still
+        being served (the forwarder coalesces requests of all subscribers)."""
+        self.stats.keyframe_requests_received += 1
+        asked = self._keyframe_asked_at
+        if (
+            asked is not None
+            and now - asked < self.forwarder.config.keyframe_min_interval
+        ):
+            self.stats.keyframe_requests_ignored += 1
+            return
+        self._keyframe_asked_at = now
+        self.forwarder.request_keyframe()
+
+    def _refuse(self, reason: str) -> None:
+        refused = self.stats.retransmissions_refused
+        if reason not in refused:
+            logger.info("%s: not retransmitting a NACKed packet: %s", self, reason)
+        refused[reason] = refused.get(reason, 0) + 1
 
     def _on_report(self, report: Any) -> None:
         stats = self.stats
@@ -320,16 +366,26 @@ class DownTrack:
             if rtt >= 0:
                 stats.round_trip_time = rtt
 
-    def _retransmit(self, out_seq: int) -> None:
-        """Answer a NACK from the forwarder's history (same SSRC and sequence)."""
+    def _retransmit(self, out_seq: int, now: float) -> None:
+        """Answer a NACK from the forwarder's history (same SSRC and sequence),
+        at most once per round trip and within the subscriber's budget."""
         if self._source_ssrc is None:
+            self._refuse(retransmit.NO_SOURCE)
             return
         in_seq = (out_seq - self._seq_offset) & 0xFFFF
         data = self.forwarder.history_packet(self._source_ssrc, in_seq)
         if data is None:
+            self._refuse(retransmit.NOT_IN_HISTORY)
             return
         out_pt = self._pt_map.get(data[1] & 0x7F)
         if out_pt is None:
+            self._refuse(retransmit.UNKNOWN_PAYLOAD_TYPE)
+            return
+        refusal = self._retransmits.check(
+            out_seq, len(data), now, self.stats.round_trip_time
+        )
+        if refusal is not None:
+            self._refuse(refusal)
             return
         timestamp = int.from_bytes(data[4:8], "big")
         if self._extension_table is not None:

@@ -98,6 +98,10 @@ class ForwarderStats:
     unknown_ssrc: int = 0
     nacks_sent: int = 0
     remb_sent: int = 0
+    #: The last bitrate (bit/s) sent to the publisher in a REMB.
+    remb_bitrate: int | None = None
+    #: pysfu's own latest estimate of the publisher's uplink (bit/s).
+    uplink_estimate: int | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,7 @@ class Forwarder:
         self._lsr = 0
         self._lsr_time = 0.0
         self._abs_send_time_id = 0
+        self._remb_sent_at: float | None = None
         self.keyframes = KeyframeRequester(
             self._send_pli, self.config.keyframe_min_interval
         )
@@ -297,7 +302,8 @@ class Forwarder:
                     ssrc=ssrc,
                 )
                 if remb is not None:
-                    self._send_remb(remb[0])
+                    self.stats.uplink_estimate = remb[0]
+                    self._send_remb(time.monotonic())
 
     def is_keyframe(self, data: bytes) -> bool:
         """Whether RTP packet ``data`` starts a keyframe (video; always False
@@ -358,12 +364,45 @@ class Forwarder:
         if self._upstream.send_rtcp(bytes(packet)):
             self.stats.nacks_sent += 1
 
-    def _send_remb(self, bitrate: int) -> None:
+    def subscriber_estimates(self, now: float) -> list[int]:
+        """The subscribers' REMBs for this track (bit/s), stale ones left out."""
+        horizon = now - self.config.remb_stale_after
+        return [
+            estimate.bitrate
+            for downtrack in self.downtracks
+            if (estimate := downtrack.estimate) is not None
+            and estimate.received_at >= horizon
+        ]
+
+    def target_bitrate(self, now: float) -> int | None:
+        """What the REMB policy asks of the publisher now (bit/s), if anything."""
+        return self.config.remb_policy.combine(
+            self.stats.uplink_estimate,
+            self.config.max_video_bitrate,
+            self.subscriber_estimates(now),
+        )
+
+    def on_subscriber_estimate(self, now: float) -> None:
+        """A subscriber reported a new REMB: tell the publisher at once if the
+        target fell, otherwise at most once a second (a rise can wait for the
+        next report; a fall is what stops a queue from filling)."""
+        target = self.target_bitrate(now)
+        last = self.stats.remb_bitrate
+        if target is None:
+            return
+        if (
+            last is None
+            or target < last * 0.97
+            or (target != last and now - (self._remb_sent_at or 0.0) >= 1.0)
+        ):
+            self._send_remb(now)
+
+    def _send_remb(self, now: float) -> None:
         if self.media_ssrc is None:
             return
-        cap = self.config.max_video_bitrate
-        if cap is not None:
-            bitrate = min(bitrate, cap)
+        bitrate = self.target_bitrate(now)
+        if bitrate is None:
+            return
         packet = rtc.RtcpPsfbPacket(
             fmt=rtc.RTCP_PSFB_APP,
             ssrc=self._rtcp_ssrc,
@@ -372,6 +411,8 @@ class Forwarder:
         )
         if self._upstream.send_rtcp(bytes(packet)):
             self.stats.remb_sent += 1
+            self.stats.remb_bitrate = bitrate
+            self._remb_sent_at = now
 
     async def on_rtcp(self, packet: Any) -> None:
         """RTCP from the publisher about this track (sender reports, BYE)."""
