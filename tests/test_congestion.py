@@ -7,17 +7,23 @@ Forwarder and DownTrack are driven, only orderings matter, never durations.
 
 from __future__ import annotations
 
+import time
+
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
+    HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtcpRtpfbPacket,
+    RtpPacket,
     pack_remb_fci,
     unpack_remb_fci,
 )
 
 from pysfu.forwarding.congestion import SlowestSubscriber, UplinkOnly
+from pysfu.forwarding.forwarder import ABS_SEND_TIME_URI
 from pysfu.forwarding.retransmit import (
     OVER_BUDGET,
     TOO_SOON,
@@ -166,3 +172,38 @@ async def test_repeated_keyframe_requests_of_one_subscriber_are_coalesced() -> N
     assert downtrack.stats.keyframe_requests_received == 5
     assert downtrack.stats.keyframe_requests_ignored == 4
     assert forwarder.keyframes.requested == requested + 1
+
+
+# -- abs-send-time, stamped at send ----------------------------------------
+
+
+async def test_abs_send_time_is_stamped_when_pysfu_sends() -> None:
+    forwarder, downtrack, _, downstream = make("video", [VP8, RTX])
+    forwarder.set_codecs([VP8, RTX], {ABS_SEND_TIME_URI: 3})
+    downtrack.configure({96: 96}, None, 90000)
+    raw: list[bytes] = []
+    downstream.send_rtp = lambda data: raw.append(bytes(data)) or True  # type: ignore[method-assign]
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        type(
+            "Parameters",
+            (),
+            {
+                "headerExtensions": [
+                    RTCRtpHeaderExtensionParameters(3, ABS_SEND_TIME_URI)
+                ]
+            },
+        )()
+    )
+    publisher_stamp = 0x123456  # the publisher's clock: unrelated to ours
+    packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=0, ssrc=0x1111)
+    packet.extensions.abs_send_time = publisher_stamp
+    packet.payload = VP8_KEYFRAME
+    data = packet.serialize(extensions)
+    before = int(time.monotonic() * 262144) & 0xFFFFFF
+    forwarder.on_rtp(RtpPacket.parse(data, extensions), data, 0)
+    after = int(time.monotonic() * 262144) & 0xFFFFFF
+    sent = RtpPacket.parse(raw[-1], extensions)
+    stamp = sent.extensions.abs_send_time
+    assert stamp != publisher_stamp
+    assert (stamp - before) & 0xFFFFFF <= (after - before) & 0xFFFFFF

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .. import _aiortc as rtc
 from . import retransmit
 from .congestion import SubscriberEstimate
-from .packet import remap_extension_ids, rewrite_header
+from .packet import remap_extension_ids, rewrite_header, stamp_abs_send_time
 from .retransmit import RetransmitLimiter
 
 if TYPE_CHECKING:
@@ -139,6 +139,8 @@ class DownTrack:
         )
         self._pt_map: dict[int, int] = {}
         self._extension_table: Sequence[int] | None = None
+        #: the subscriber's id of abs-send-time, restamped at send (0: none)
+        self._abs_send_time_id = 0
         self._clock_rate = 90000 if forwarder.kind == "video" else 48000
         # rewrite state
         self._source_ssrc: int | None = None
@@ -182,6 +184,12 @@ class DownTrack:
         """
         self._pt_map = dict(payload_types)
         self._extension_table = extension_table
+        source_id = self.forwarder.abs_send_time_id
+        self._abs_send_time_id = (
+            extension_table[source_id]
+            if extension_table is not None and source_id
+            else source_id
+        )
         self._clock_rate = clock_rate
         was_active, self.active = self.active, not self.closed
         if self.active and not was_active and self.waiting_keyframe:
@@ -231,12 +239,17 @@ class DownTrack:
         out_seq = (sequence_number + self._seq_offset) & 0xFFFF
         out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
         table = self._extension_table
-        if table is not None:
-            remapped = variants.get(id(table))
-            if remapped is None:
-                remapped = variants[id(table)] = bytearray(data)
-                remap_extension_ids(remapped, table)
-            data = remapped  # type: ignore[assignment]
+        if table is not None or self._abs_send_time_id:
+            # one copy per numbering (id(None): the publisher's own), shared
+            # by the subscribers that use it
+            variant = variants.get(id(table))
+            if variant is None:
+                variant = variants[id(table)] = bytearray(data)
+                if table is not None:
+                    remap_extension_ids(variant, table)
+                if self._abs_send_time_id:
+                    stamp_abs_send_time(variant, self._abs_send_time_id, now)
+            data = variant  # type: ignore[assignment]
         if not self._output.send_rewritten(data, out_pt, out_seq, out_ts, self.ssrc):
             self.stats.dropped += 1
             return
@@ -388,9 +401,13 @@ class DownTrack:
             self._refuse(refusal)
             return
         timestamp = int.from_bytes(data[4:8], "big")
-        if self._extension_table is not None:
-            data = bytearray(data)  # type: ignore[assignment]
-            remap_extension_ids(data, self._extension_table)  # type: ignore[arg-type]
+        if self._extension_table is not None or self._abs_send_time_id:
+            copy = bytearray(data)
+            if self._extension_table is not None:
+                remap_extension_ids(copy, self._extension_table)
+            if self._abs_send_time_id:
+                stamp_abs_send_time(copy, self._abs_send_time_id, now)
+            data = copy  # type: ignore[assignment]
         if self._output.send_rewritten(
             data, out_pt, out_seq, (timestamp + self._ts_offset) & 0xFFFFFFFF, self.ssrc
         ):

@@ -197,6 +197,11 @@ class Forwarder:
             self._detect_keyframe = KEYFRAME_DETECTORS.get(media[0].name)
 
     @property
+    def abs_send_time_id(self) -> int:
+        """The publisher's id of the abs-send-time extension (0: none)."""
+        return self._abs_send_time_id
+
+    @property
     def primary_codec(self) -> CodecInfo | None:
         """The first non-RTX codec negotiated with the publisher."""
         return next((c for c in self.codecs.values() if c.rtx_for is None), None)
