@@ -12,7 +12,6 @@ import time
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
-    RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     HeaderExtensionsMap,
     RtcpPsfbPacket,
@@ -159,19 +158,6 @@ async def test_refused_retransmissions_are_counted_by_reason() -> None:
     refused = downtrack.stats.retransmissions_refused
     assert refused == {"too_soon": 1, "not_in_history": 1}
     assert downtrack.stats.retransmitted == 1
-
-
-async def test_repeated_keyframe_requests_of_one_subscriber_are_coalesced() -> None:
-    forwarder, downtrack, _, _ = make("video", [VP8, RTX])
-    downtrack.configure({96: 96}, None, 90000)
-    feed(forwarder, 0x1111, 10, 0, VP8_KEYFRAME)
-    pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=5, media_ssrc=downtrack.ssrc)
-    requested = forwarder.keyframes.requested
-    for _ in range(5):
-        await downtrack.on_rtcp(pli)
-    assert downtrack.stats.keyframe_requests_received == 5
-    assert downtrack.stats.keyframe_requests_ignored == 4
-    assert forwarder.keyframes.requested == requested + 1
 
 
 # -- abs-send-time, stamped at send ----------------------------------------

@@ -95,8 +95,6 @@ class SubscriptionStats:
     round_trip_time: float | None
     #: The subscriber's latest REMB (bit/s) covering this stream.
     remb_bitrate: int | None = None
-    #: Keyframe requests of this subscriber not passed on (one is pending).
-    keyframe_requests_ignored: int = 0
     #: NACKed packets not resent, by reason (``too_soon``, ``over_budget``,
     #: ``not_in_history``, ...; see :mod:`pysfu.forwarding.retransmit`).
     retransmissions_refused: Mapping[str, int] = field(default_factory=dict)
@@ -119,7 +117,6 @@ class SubscriptionStats:
             jitter=stats.jitter,
             round_trip_time=stats.round_trip_time,
             remb_bitrate=stats.remb_bitrate,
-            keyframe_requests_ignored=stats.keyframe_requests_ignored,
             retransmissions_refused=dict(stats.retransmissions_refused),
         )
 

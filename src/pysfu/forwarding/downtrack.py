@@ -79,9 +79,6 @@ class DownTrackStats:
     retransmitted: int = 0
     nacks_received: int = 0
     keyframe_requests_received: int = 0
-    #: Keyframe requests not passed on: the same subscriber asked again
-    #: within ``keyframe_min_interval`` (the first one is still pending).
-    keyframe_requests_ignored: int = 0
     #: NACKed packets not resent, by reason (see :mod:`.retransmit`):
     #: ``too_soon``, ``over_budget``, ``not_in_history``, ``no_source``,
     #: ``unknown_payload_type``.
@@ -162,7 +159,6 @@ class DownTrack:
         self.estimate: SubscriberEstimate | None = None
         self._retransmits = RetransmitLimiter(forwarder.config.retransmit)
         self._retransmits.update_send_rate(0, time.monotonic())
-        self._keyframe_asked_at: float | None = None
 
     def position(self) -> StreamPosition:
         """Where this stream stands, for a successor on the same SSRC."""
@@ -333,7 +329,9 @@ class DownTrack:
             rtc.RTCP_PSFB_PLI,
             rtc.RTCP_PSFB_FIR,
         ):
-            self._on_keyframe_request(time.monotonic())
+            # throttled and coalesced for all subscribers by the forwarder
+            self.stats.keyframe_requests_received += 1
+            self.forwarder.request_keyframe()
         elif isinstance(packet, rtc.RtcpPsfbPacket) and packet.fmt == rtc.RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = rtc.unpack_remb_fci(packet.fci)
@@ -348,20 +346,6 @@ class DownTrack:
         self.stats.remb_bitrate = bitrate
         self.estimate = SubscriberEstimate(bitrate, now)
         self.forwarder.on_subscriber_estimate(now)
-
-    def _on_keyframe_request(self, now: float) -> None:
-        """Pass a PLI/FIR on, unless this subscriber's previous one is still
-        being served (the forwarder coalesces requests of all subscribers)."""
-        self.stats.keyframe_requests_received += 1
-        asked = self._keyframe_asked_at
-        if (
-            asked is not None
-            and now - asked < self.forwarder.config.keyframe_min_interval
-        ):
-            self.stats.keyframe_requests_ignored += 1
-            return
-        self._keyframe_asked_at = now
-        self.forwarder.request_keyframe()
 
     def _refuse(self, reason: str) -> None:
         refused = self.stats.retransmissions_refused
