@@ -22,6 +22,14 @@ logger = logging.getLogger(__name__)
 
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 
+#: A packet missing from the publisher's stream is NACKed again at most this
+#: often (s) and at most this many times in all. aiortc's generator reports
+#: every packet still missing whenever a new one goes missing: passing that on
+#: made a publisher on a congested uplink resend the same packets again and
+#: again into the queue that lost them.
+NACK_REPEAT_INTERVAL = 0.15
+NACK_MAX_TRIES = 3
+
 
 class RtpHeaderLike(Protocol):
     """What the forwarder reads of a parsed packet: the tap's
@@ -97,6 +105,8 @@ class ForwarderStats:
     unknown_payload_type: int = 0
     unknown_ssrc: int = 0
     nacks_sent: int = 0
+    #: Packets those NACKs asked for (a packet asked for twice counts twice).
+    nacked_packets: int = 0
     remb_sent: int = 0
     #: The last bitrate (bit/s) sent to the publisher in a REMB.
     remb_bitrate: int | None = None
@@ -162,6 +172,7 @@ class Forwarder:
             PacketHistory(self.config.nack_history) if kind == "video" else None
         )
         self._nack = rtc.NackGenerator() if kind == "video" else None
+        self._nacked: dict[int, tuple[float, int]] = {}  # seq -> last asked, tries
         self._estimator = rtc.remote_bitrate_estimator() if kind == "video" else None
         self._receive_stats: rtc.StreamStatistics | None = None
         self._lsr = 0
@@ -290,12 +301,13 @@ class Forwarder:
             self._receive_stats = rtc.StreamStatistics(clock_rate)
             if self._nack is not None:
                 self._nack = rtc.NackGenerator()
+                self._nacked.clear()
         assert self._receive_stats is not None
         # aiortc's statistics and NACK generator read only sequence_number
         # and timestamp, which every RtpHeaderLike has
         self._receive_stats.add(packet)  # type: ignore[arg-type]
         if self._nack is not None and self._nack.add(packet):  # type: ignore[arg-type]
-            self._send_nack(sorted(self._nack.missing))
+            self._send_nack(self._due_nacks(self._nack.missing, time.monotonic()))
         ast_id = self._abs_send_time_id
         if self._estimator is not None and ast_id:
             at = find_extension(data, packet, ast_id)
@@ -359,6 +371,22 @@ class Forwarder:
         )
         return self._upstream.send_rtcp(bytes(packet))
 
+    def _due_nacks(self, missing: Collection[int], now: float) -> list[int]:
+        """The missing packets to ask for now (see :data:`NACK_REPEAT_INTERVAL`)."""
+        nacked = self._nacked
+        due = []
+        for seq in sorted(missing):
+            last = nacked.get(seq)
+            if last is None:
+                nacked[seq] = (now, 1)
+                due.append(seq)
+            elif now - last[0] >= NACK_REPEAT_INTERVAL and last[1] < NACK_MAX_TRIES:
+                nacked[seq] = (now, last[1] + 1)
+                due.append(seq)
+        if len(nacked) > 2 * len(missing) + 64:  # forget what arrived or expired
+            self._nacked = {seq: nacked[seq] for seq in missing if seq in nacked}
+        return due
+
     def _send_nack(self, lost: list[int]) -> None:
         if self.media_ssrc is None or not lost:
             return
@@ -368,6 +396,7 @@ class Forwarder:
         packet.lost = lost
         if self._upstream.send_rtcp(bytes(packet)):
             self.stats.nacks_sent += 1
+            self.stats.nacked_packets += len(lost)
 
     def subscriber_estimates(self, now: float) -> list[int]:
         """The subscribers' REMBs for this track (bit/s), stale ones left out."""
