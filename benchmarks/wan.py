@@ -136,6 +136,7 @@ def measure(
 COLUMNS = [
     ("scenario", "scenario", "{}"),
     ("mode", "mode", "{}"),
+    ("run", "run", "{}"),
     ("fps", "viewer fps", "{:.1f}"),
     ("under_10fps", "s < 10 fps", "{:.0%}"),
     ("freezes", "freezes", "{}"),
@@ -156,7 +157,10 @@ def table(cells: list[dict[str, Any]]) -> str:
     ]
     for cell in cells:
         if "error" in cell:
-            rows.append(f"| {cell['scenario']} | {cell['mode']} | {cell['error']} |")
+            rows.append(
+                f"| {cell['scenario']} | {cell['mode']} | {cell['run']}"
+                f" | {cell['error']} |"
+            )
             continue
         rows.append(
             "| " + " | ".join(spec.format(cell[key]) for key, _, spec in COLUMNS) + " |"
@@ -171,18 +175,21 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--timeout", type=float, default=90.0)
+    parser.add_argument("--runs", type=int, default=1, help="repeat every cell")
     parser.add_argument("--json", default=str(ROOT / "benchmarks/results/wan.json"))
     args = parser.parse_args()
     if not available():
         sys.exit("benchmarks/wan.py needs root and iproute2 (network namespaces)")
     cells = []
-    for name in args.scenarios.split(","):
-        for mode in args.modes.split(","):
-            cell = measure(
-                SCENARIOS[name], mode, args.warmup, args.seconds, args.timeout
-            )
-            print(json.dumps(cell), flush=True)
-            cells.append(cell)
+    for run in range(1, args.runs + 1):
+        for name in args.scenarios.split(","):
+            for mode in args.modes.split(","):
+                cell = measure(
+                    SCENARIOS[name], mode, args.warmup, args.seconds, args.timeout
+                )
+                cell["run"] = run
+                print(json.dumps(cell), flush=True)
+                cells.append(cell)
     document = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -192,6 +199,8 @@ def main() -> None:
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(document, indent=2))
+    order = list(SCENARIOS)
+    cells.sort(key=lambda c: (order.index(c["scenario"]), c["mode"], c["run"]))
     print(table(cells))
 
 

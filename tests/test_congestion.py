@@ -30,6 +30,7 @@ from pysfu.forwarding.retransmit import (
     RetransmitPolicy,
 )
 
+from .helpers import eventually
 from .test_rewrite import RTX, VP8, VP8_DELTA, VP8_KEYFRAME, feed, make
 
 # -- the policy ----------------------------------------------------------
@@ -214,3 +215,28 @@ async def test_the_publisher_is_not_asked_again_and_again_for_one_packet() -> No
     # repeat interval), not once per later gap as aiortc's generator reports
     assert len(asked) == len(set(asked))
     assert forwarder.stats.nacked_packets == len(asked)
+
+
+async def test_retransmissions_over_the_budget_are_paced_not_dropped() -> None:
+    forwarder, downtrack, _, downstream = make("video", [VP8, RTX])
+    downtrack.configure({96: 96}, None, 90000)
+    feed(forwarder, 0x1111, 10, 0, VP8_KEYFRAME + b"k" * 1000)
+    for seq in range(11, 40):
+        feed(forwarder, 0x1111, seq, 0, VP8_DELTA + b"d" * 1000)
+    first = downstream.rtp[0].sequence_number
+    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=5, media_ssrc=downtrack.ssrc)
+    nack.lost = [(first + i) & 0xFFFF for i in range(30)]  # ~31 kB at once
+    sent_before = len(downstream.rtp)
+    await downtrack.on_rtcp(nack)
+    at_once = len(downstream.rtp) - sent_before
+    assert 0 < at_once < 30  # the budget (64 kbit/s for 1 s: 8 kB) holds the rest
+    assert downtrack.stats.retransmissions_paced == 30 - at_once
+    # ... which follows as the budget refills, none refused
+    await eventually(
+        lambda: len(downstream.rtp) - sent_before == 30,
+        timeout=30,
+        what="every NACKed packet resent",
+    )
+    assert downtrack.stats.retransmissions_refused == {}
+    resent = [p.sequence_number for p in downstream.rtp[sent_before:]]
+    assert resent == nack.lost

@@ -95,7 +95,9 @@ class SubscriptionStats:
     round_trip_time: float | None
     #: The subscriber's latest REMB (bit/s) covering this stream.
     remb_bitrate: int | None = None
-    #: NACKed packets not resent, by reason (``too_soon``, ``over_budget``,
+    #: Retransmissions held back until the subscriber's budget allowed them.
+    retransmissions_paced: int = 0
+    #: NACKed packets not resent, by reason (``too_soon``, ``queue_full``,
     #: ``not_in_history``, ...; see :mod:`pysfu.forwarding.retransmit`).
     retransmissions_refused: Mapping[str, int] = field(default_factory=dict)
 
@@ -117,6 +119,7 @@ class SubscriptionStats:
             jitter=stats.jitter,
             round_trip_time=stats.round_trip_time,
             remb_bitrate=stats.remb_bitrate,
+            retransmissions_paced=stats.retransmissions_paced,
             retransmissions_refused=dict(stats.retransmissions_refused),
         )
 

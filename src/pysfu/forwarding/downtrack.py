@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -77,10 +78,13 @@ class DownTrackStats:
     dropped: int = 0
     errors: int = 0
     retransmitted: int = 0
+    #: Retransmissions held back for the budget to refill, then sent.
+    retransmissions_paced: int = 0
     nacks_received: int = 0
     keyframe_requests_received: int = 0
     #: NACKed packets not resent, by reason (see :mod:`.retransmit`):
-    #: ``too_soon``, ``over_budget``, ``not_in_history``, ``no_source``,
+    #: ``too_soon``, ``queue_full`` (over budget with the pacing queue full),
+    #: ``not_in_history``, ``no_source``,
     #: ``unknown_payload_type``.
     retransmissions_refused: dict[str, int] = field(default_factory=dict)
     fraction_lost: float = 0.0
@@ -159,6 +163,8 @@ class DownTrack:
         self.estimate: SubscriberEstimate | None = None
         self._retransmits = RetransmitLimiter(forwarder.config.retransmit)
         self._retransmits.update_send_rate(0, time.monotonic())
+        self._paced: dict[int, None] = {}  # out sequence numbers, in NACK order
+        self._pacing: asyncio.TimerHandle | None = None
 
     def position(self) -> StreamPosition:
         """Where this stream stands, for a successor on the same SSRC."""
@@ -381,6 +387,10 @@ class DownTrack:
         refusal = self._retransmits.check(
             out_seq, len(data), now, self.stats.round_trip_time
         )
+        if refusal == retransmit.OVER_BUDGET:
+            if not self._pace(out_seq, len(data), now):
+                self._refuse(retransmit.QUEUE_FULL)
+            return
         if refusal is not None:
             self._refuse(refusal)
             return
@@ -396,6 +406,33 @@ class DownTrack:
             data, out_pt, out_seq, (timestamp + self._ts_offset) & 0xFFFFFFFF, self.ssrc
         ):
             self.stats.retransmitted += 1
+
+    def _pace(self, out_seq: int, size: int, now: float) -> bool:
+        """Hold a retransmission until the budget allows it; False if full."""
+        if out_seq not in self._paced:
+            if len(self._paced) >= self._retransmits.policy.max_paced:
+                return False
+            self._paced[out_seq] = None
+            self.stats.retransmissions_paced += 1
+        if self._pacing is None:
+            delay = max(self._retransmits.wait(size, now), 0.005)
+            self._pacing = asyncio.get_running_loop().call_later(
+                delay, self._send_paced
+            )
+        return True
+
+    def _send_paced(self) -> None:
+        self._pacing = None
+        held, self._paced = list(self._paced), {}
+        if self.closed:
+            return
+        now = time.monotonic()
+        for out_seq in held:  # what is over budget again is held again
+            try:
+                self._retransmit(out_seq, now)
+            except Exception:  # a timer callback must not raise into the loop
+                self.stats.errors += 1
+                logger.debug("paced retransmission to %s failed", self, exc_info=True)
 
     # ------------------------------------------------------------------
     # reports to the subscriber
@@ -454,6 +491,9 @@ class DownTrack:
             return
         self.closed = True
         self.active = False
+        if self._pacing is not None:
+            self._pacing.cancel()
+            self._pacing = None
         self.forwarder.remove_downtrack(self)
         if bye:
             self._output.send_rtcp(bytes(rtc.RtcpByePacket(sources=[self.ssrc])))

@@ -30,6 +30,12 @@ ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 NACK_REPEAT_INTERVAL = 0.15
 NACK_MAX_TRIES = 3
 
+#: A new target within this fraction of the last REMB keeps the last value:
+#: every change costs some encoders a reset (aiortc's VP8 encoder restarts,
+#: with a keyframe, on any change above 10 %), and estimates wobble by a few
+#: per cent from report to report.
+REMB_HYSTERESIS = 0.08
+
 
 class RtpHeaderLike(Protocol):
     """What the forwarder reads of a parsed packet: the tap's
@@ -426,8 +432,11 @@ class Forwarder:
             return
         if (
             last is None
-            or target < last * 0.97
-            or (target != last and now - (self._remb_sent_at or 0.0) >= 1.0)
+            or target < last * (1 - REMB_HYSTERESIS)
+            or (
+                target > last * (1 + REMB_HYSTERESIS)
+                and now - (self._remb_sent_at or 0.0) >= 1.0
+            )
         ):
             self._send_remb(now)
 
@@ -437,6 +446,9 @@ class Forwarder:
         bitrate = self.target_bitrate(now)
         if bitrate is None:
             return
+        last = self.stats.remb_bitrate
+        if last is not None and abs(bitrate - last) <= last * REMB_HYSTERESIS:
+            bitrate = last  # a wobble: repeat the standing value
         packet = rtc.RtcpPsfbPacket(
             fmt=rtc.RTCP_PSFB_APP,
             ssrc=self._rtcp_ssrc,

@@ -6,7 +6,11 @@ packet again and again into the queue that lost it and keeps the queue full
 (seen: 4-9 retransmissions per forwarded packet on a 1 Mbit/s link). So a
 packet is resent at most once per round trip to that subscriber, and all
 retransmissions to a subscriber share a byte budget: a token bucket filled at
-a fraction of the rate the subscriber is sent.
+a fraction of the rate the subscriber is sent. A packet over the budget is
+not dropped at once but paced: held (a few dozen at most) until the bucket
+has refilled, because a receiver that asked once may not ask again (aiortc's
+only re-asks when a new packet goes missing), and a keyframe with a hole
+stops its picture until the next keyframe.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ OVER_BUDGET = "over_budget"
 NOT_IN_HISTORY = "not_in_history"
 NO_SOURCE = "no_source"
 UNKNOWN_PAYLOAD_TYPE = "unknown_payload_type"
+#: Over budget while the pacing queue was full.
+QUEUE_FULL = "queue_full"
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,8 @@ class RetransmitPolicy:
     - ``min_budget``: the fill rate (bit/s) when the measured rate is lower
       (a stream that just started, audio).
     - ``burst``: seconds of budget the bucket holds.
+    - ``max_paced``: packets held for later when over budget (beyond that
+      they are refused, ``queue_full``).
     - ``default_interval``: seconds between two retransmissions of one packet
       while the round trip time is unknown.
     - ``min_interval``/``max_interval``: bounds on that interval when it
@@ -39,6 +47,7 @@ class RetransmitPolicy:
     budget_share: float = 0.15
     min_budget: int = 64_000
     burst: float = 1.0
+    max_paced: int = 48
     default_interval: float = 0.1
     min_interval: float = 0.02
     max_interval: float = 0.5
@@ -97,6 +106,11 @@ class RetransmitLimiter:
         if len(self._last_sent) > 1024:
             self._forget_before(now - self.policy.max_interval)
         return None
+
+    def wait(self, size: int, now: float) -> float:
+        """Seconds until a packet of ``size`` bytes fits the budget."""
+        self._refill(now)
+        return max(size - self._tokens, 0.0) / self._budget_rate
 
     def _refill(self, now: float) -> None:
         limit = self._budget_rate * self.policy.burst
