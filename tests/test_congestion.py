@@ -31,7 +31,7 @@ from pysfu.forwarding.retransmit import (
 )
 
 from .helpers import eventually
-from .test_rewrite import RTX, VP8, VP8_DELTA, VP8_KEYFRAME, feed, make
+from .test_rewrite import OPUS, RTX, VP8, VP8_DELTA, VP8_KEYFRAME, feed, make
 
 # -- the policy ----------------------------------------------------------
 
@@ -240,3 +240,11 @@ async def test_retransmissions_over_the_budget_are_paced_not_dropped() -> None:
     assert downtrack.stats.retransmissions_refused == {}
     resent = [p.sequence_number for p in downstream.rtp[sent_before:]]
     assert resent == nack.lost
+
+
+async def test_an_estimate_listing_an_audio_stream_sends_no_remb_for_audio() -> None:
+    forwarder, downtrack, upstream, _ = make("audio", [OPUS])
+    downtrack.configure({111: 111}, None, 48000)
+    feed(forwarder, 0x2222, 1, 0, b"a", pt=111)
+    await downtrack.on_rtcp(remb_to(300_000, downtrack.ssrc))
+    assert rembs_sent(upstream) == []

@@ -426,6 +426,8 @@ class Forwarder:
         """A subscriber reported a new REMB: tell the publisher at once if the
         target fell, otherwise at most once a second (a rise can wait for the
         next report; a fall is what stops a queue from filling)."""
+        if self.kind != "video":
+            return  # REMB speaks for video; a subscriber's may list audio SSRCs
         target = self.target_bitrate(now)
         last = self.stats.remb_bitrate
         if target is None:
