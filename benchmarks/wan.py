@@ -168,6 +168,37 @@ def table(cells: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+SUMMARY = [
+    ("fps", "viewer fps", "{:.1f}"),
+    ("under_10fps", "s < 10 fps", "{:.0%}"),
+    ("freeze_seconds", "freeze s", "{:.1f}"),
+    ("send_kbps", "publisher kbit/s", "{:.0f}"),
+    ("nacks", "NACKs", "{}"),
+    ("plis", "PLIs", "{}"),
+    ("link_queue_dropped", "queue drops", "{}"),
+]
+
+
+def summary(cells: list[dict[str, Any]]) -> str:
+    """One row per scenario and mode; each column lists the runs' values."""
+    rows = [
+        "| scenario | mode | " + " | ".join(t for _, t, _ in SUMMARY) + " |",
+        "|" + "---|" * (len(SUMMARY) + 2),
+    ]
+    seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for cell in cells:
+        seen.setdefault((cell["scenario"], cell["mode"]), []).append(cell)
+    for (scenario, mode), runs in seen.items():
+        values = [
+            " / ".join(
+                spec.format(run[key]) if key in run else "failed" for run in runs
+            )
+            for key, _, spec in SUMMARY
+        ]
+        rows.append(f"| {scenario} | {mode} | " + " | ".join(values) + " |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -176,8 +207,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--timeout", type=float, default=90.0)
     parser.add_argument("--runs", type=int, default=1, help="repeat every cell")
+    parser.add_argument(
+        "--summarize", metavar="JSON", help="only print the tables of a saved run"
+    )
     parser.add_argument("--json", default=str(ROOT / "benchmarks/results/wan.json"))
     args = parser.parse_args()
+    if args.summarize:
+        saved = json.loads(Path(args.summarize).read_text())["cells"]
+        print(table(saved) + "\n\n" + summary(saved))
+        return
     if not available():
         sys.exit("benchmarks/wan.py needs root and iproute2 (network namespaces)")
     cells = []
@@ -201,7 +239,7 @@ def main() -> None:
     Path(args.json).write_text(json.dumps(document, indent=2))
     order = list(SCENARIOS)
     cells.sort(key=lambda c: (order.index(c["scenario"]), c["mode"], c["run"]))
-    print(table(cells))
+    print(table(cells) + "\n\n" + summary(cells))
 
 
 if __name__ == "__main__":
