@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -187,14 +187,19 @@ class Peer:
         publish_video: bool = True,
         publish_audio: bool = True,
         offer_filter: Callable[[str], str] | None = None,
+        video: MediaStreamTrack | None = None,
+        ice_addresses: Sequence[str] = ("127.0.0.1",),
     ) -> None:
+        """``video``: a track to publish instead of a :class:`PatternVideoTrack`;
+        ``ice_addresses``: the host candidates to offer (a namespace's own)."""
         self.name = name
+        self.ice_addresses = list(ice_addresses)
         self.offer_filter = offer_filter
         self.code = code
         self.pc = RTCPeerConnection(
             RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
-        self.video = PatternVideoTrack(code) if publish_video else None
+        self.video = (video or PatternVideoTrack(code)) if publish_video else None
         self.audio = ToneAudioTrack(tone) if publish_audio else None
         self.client: Any = None
         self.received: dict[str, ReceivedTrack] = {}
@@ -242,7 +247,7 @@ class Peer:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         if not self._publishing:
             self._attach_outgoing(sdp)
-        configure_ice(self.pc, host_addresses=["127.0.0.1"])
+        configure_ice(self.pc, host_addresses=self.ice_addresses)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         assert self.client is not None
         self.answers_sent += 1

@@ -3,6 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .forwarding.congestion import RembPolicy
+    from .forwarding.retransmit import RetransmitPolicy
+
+
+def _default_remb_policy() -> RembPolicy:
+    # imported here: pysfu.forwarding imports this module
+    from .forwarding.congestion import SlowestSubscriber
+
+    return SlowestSubscriber()
+
+
+def _default_retransmit_policy() -> RetransmitPolicy:
+    from .forwarding.retransmit import RetransmitPolicy
+
+    return RetransmitPolicy()
+
 
 __all__ = [
     "DEFAULT_FORWARDED_EXTENSIONS",
@@ -85,6 +104,15 @@ class ForwardingConfig:
       (REMB) reported to video publishers; ``None`` reports the estimate as is.
     - ``forwarded_extensions``: RTP header extension URIs passed through.
     - ``rtcp_interval``: mean seconds between RTCP reports (SR/RR) per peer.
+    - ``remb_policy``: how the REMB sent to a video publisher combines pysfu's
+      uplink estimate, ``max_video_bitrate`` and the subscribers' own REMBs
+      (:class:`~pysfu.forwarding.congestion.SlowestSubscriber` by default:
+      the publisher sends no more than its slowest subscriber receives).
+    - ``remb_stale_after``: seconds after which a subscriber's last REMB no
+      longer counts (it left, or its browser stopped reporting).
+    - ``retransmit``: bounds on answering a subscriber's NACKs (once per round
+      trip per packet, a byte budget per subscriber), see
+      :class:`~pysfu.forwarding.retransmit.RetransmitPolicy`.
     """
 
     keyframe_min_interval: float = 0.5
@@ -92,6 +120,9 @@ class ForwardingConfig:
     max_video_bitrate: int | None = 2_500_000
     forwarded_extensions: frozenset[str] = DEFAULT_FORWARDED_EXTENSIONS
     rtcp_interval: float = 1.0
+    remb_policy: RembPolicy = field(default_factory=_default_remb_policy)
+    remb_stale_after: float = 5.0
+    retransmit: RetransmitPolicy = field(default_factory=_default_retransmit_policy)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ taking a snapshot changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,12 @@ class PublishedTrackStats:
     #: Keyframe requests (PLI) actually sent to the publisher, after throttling.
     keyframe_requests_sent: int
     subscribers: int
+    #: The last bitrate (bit/s) asked of the publisher (REMB): its uplink
+    #: estimate, the cap and the subscribers' estimates combined by the
+    #: room's ``remb_policy``.
+    remb_bitrate: int | None = None
+    #: pysfu's own estimate of the publisher's uplink (bit/s).
+    uplink_estimate: int | None = None
 
     @classmethod
     def of(cls, forwarder: Forwarder) -> PublishedTrackStats:
@@ -71,6 +78,8 @@ class PublishedTrackStats:
             keyframe_requests=forwarder.keyframes.requested,
             keyframe_requests_sent=forwarder.keyframes.sent,
             subscribers=len(forwarder.downtracks),
+            remb_bitrate=stats.remb_bitrate,
+            uplink_estimate=stats.uplink_estimate,
         )
 
 
@@ -97,6 +106,13 @@ class SubscriptionStats:
     round_trip_time: float | None
     #: Packets not sent because they do not fit a UDP datagram once encrypted.
     packets_dropped_too_large: int = 0
+    #: The subscriber's latest REMB (bit/s) covering this stream.
+    remb_bitrate: int | None = None
+    #: Retransmissions held back until the subscriber's budget allowed them.
+    retransmissions_paced: int = 0
+    #: NACKed packets not resent, by reason (``too_soon``, ``queue_full``,
+    #: ``not_in_history``, ...; see :mod:`pysfu.forwarding.retransmit`).
+    retransmissions_refused: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, downtrack: DownTrack) -> SubscriptionStats:
@@ -116,6 +132,9 @@ class SubscriptionStats:
             jitter=stats.jitter,
             round_trip_time=stats.round_trip_time,
             packets_dropped_too_large=stats.dropped_too_large,
+            remb_bitrate=stats.remb_bitrate,
+            retransmissions_paced=stats.retransmissions_paced,
+            retransmissions_refused=dict(stats.retransmissions_refused),
         )
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import _aiortc as rtc
-from .packet import remap_extension_ids, rewrite_header
+from . import retransmit
+from .congestion import SubscriberEstimate
+from .packet import remap_extension_ids, rewrite_header, stamp_abs_send_time
+from .retransmit import RetransmitLimiter
 
 if TYPE_CHECKING:
     from .forwarder import Forwarder
@@ -21,6 +26,7 @@ __all__ = [
     "RtpSink",
     "StreamPosition",
 ]
+logger = logging.getLogger(__name__)
 
 # A jump larger than this in the publisher's sequence numbers means the source
 # restarted (new encoder, reconnect): re-base instead of leaving a hole.
@@ -92,8 +98,15 @@ class DownTrackStats:
     dropped_too_large: int = 0
     errors: int = 0
     retransmitted: int = 0
+    #: Retransmissions held back for the budget to refill, then sent.
+    retransmissions_paced: int = 0
     nacks_received: int = 0
     keyframe_requests_received: int = 0
+    #: NACKed packets not resent, by reason (see :mod:`.retransmit`):
+    #: ``too_soon``, ``queue_full`` (over budget with the pacing queue full),
+    #: ``not_in_history``, ``no_source``,
+    #: ``unknown_payload_type``.
+    retransmissions_refused: dict[str, int] = field(default_factory=dict)
     fraction_lost: float = 0.0
     packets_lost: int = 0
     jitter: int = 0
@@ -147,6 +160,8 @@ class DownTrack:
         )
         self._pt_map: dict[int, int] = {}
         self._extension_table: Sequence[int] | None = None
+        #: the subscriber's id of abs-send-time, restamped at send (0: none)
+        self._abs_send_time_id = 0
         self._clock_rate = 90000 if forwarder.kind == "video" else 48000
         # rewrite state
         self._source_ssrc: int | None = None
@@ -164,6 +179,12 @@ class DownTrack:
         # RTCP
         self._lsr = 0
         self._lsr_time = 0.0
+        #: The subscriber's latest REMB covering this stream, if any.
+        self.estimate: SubscriberEstimate | None = None
+        self._retransmits = RetransmitLimiter(forwarder.config.retransmit)
+        self._retransmits.update_send_rate(0, time.monotonic())
+        self._paced: dict[int, None] = {}  # out sequence numbers, in NACK order
+        self._pacing: asyncio.TimerHandle | None = None
 
     def position(self) -> StreamPosition:
         """Where this stream stands, for a successor on the same SSRC."""
@@ -185,6 +206,12 @@ class DownTrack:
         """
         self._pt_map = dict(payload_types)
         self._extension_table = extension_table
+        source_id = self.forwarder.abs_send_time_id
+        self._abs_send_time_id = (
+            extension_table[source_id]
+            if extension_table is not None and source_id
+            else source_id
+        )
         self._clock_rate = clock_rate
         was_active, self.active = self.active, not self.closed
         if self.active and not was_active and self.waiting_keyframe:
@@ -234,12 +261,17 @@ class DownTrack:
         out_seq = (sequence_number + self._seq_offset) & 0xFFFF
         out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
         table = self._extension_table
-        if table is not None:
-            remapped = variants.get(id(table))
-            if remapped is None:
-                remapped = variants[id(table)] = bytearray(data)
-                remap_extension_ids(remapped, table)
-            data = remapped  # type: ignore[assignment]
+        if table is not None or self._abs_send_time_id:
+            # one copy per numbering (id(None): the publisher's own), shared
+            # by the subscribers that use it
+            variant = variants.get(id(table))
+            if variant is None:
+                variant = variants[id(table)] = bytearray(data)
+                if table is not None:
+                    remap_extension_ids(variant, table)
+                if self._abs_send_time_id:
+                    stamp_abs_send_time(variant, self._abs_send_time_id, now)
+            data = variant  # type: ignore[assignment]
         if not self._output.send_rewritten(data, out_pt, out_seq, out_ts, self.ssrc):
             self.stats.dropped += 1
             if len(data) > self._output.max_rtp_size:
@@ -321,12 +353,15 @@ class DownTrack:
             and packet.fmt == rtc.RTCP_RTPFB_NACK
         ):
             self.stats.nacks_received += 1
+            now = time.monotonic()
+            self._retransmits.update_send_rate(self.stats.bytes_sent, now)
             for lost in packet.lost:
-                self._retransmit(lost)
+                self._retransmit(lost, now)
         elif isinstance(packet, rtc.RtcpPsfbPacket) and packet.fmt in (
             rtc.RTCP_PSFB_PLI,
             rtc.RTCP_PSFB_FIR,
         ):
+            # throttled and coalesced for all subscribers by the forwarder
             self.stats.keyframe_requests_received += 1
             self.forwarder.request_keyframe()
         elif isinstance(packet, rtc.RtcpPsfbPacket) and packet.fmt == rtc.RTCP_PSFB_APP:
@@ -335,7 +370,20 @@ class DownTrack:
             except ValueError:
                 return
             if self.ssrc in ssrcs:
-                self.stats.remb_bitrate = bitrate
+                self.on_estimate(bitrate, time.monotonic())
+
+    def on_estimate(self, bitrate: int, now: float) -> None:
+        """The subscriber's receiver estimates ``bitrate`` (bit/s) for its
+        downlink (REMB); the forwarder's REMB policy may pass it on."""
+        self.stats.remb_bitrate = bitrate
+        self.estimate = SubscriberEstimate(bitrate, now)
+        self.forwarder.on_subscriber_estimate(now)
+
+    def _refuse(self, reason: str) -> None:
+        refused = self.stats.retransmissions_refused
+        if reason not in refused:
+            logger.info("%s: not retransmitting a NACKed packet: %s", self, reason)
+        refused[reason] = refused.get(reason, 0) + 1
 
     def _on_report(self, report: Any) -> None:
         stats = self.stats
@@ -347,25 +395,70 @@ class DownTrack:
             if rtt >= 0:
                 stats.round_trip_time = rtt
 
-    def _retransmit(self, out_seq: int) -> None:
-        """Answer a NACK from the forwarder's history (same SSRC and sequence)."""
+    def _retransmit(self, out_seq: int, now: float) -> None:
+        """Answer a NACK from the forwarder's history (same SSRC and sequence),
+        at most once per round trip and within the subscriber's budget."""
         if self._source_ssrc is None:
+            self._refuse(retransmit.NO_SOURCE)
             return
         in_seq = (out_seq - self._seq_offset) & 0xFFFF
         data = self.forwarder.history_packet(self._source_ssrc, in_seq)
         if data is None:
+            self._refuse(retransmit.NOT_IN_HISTORY)
             return
         out_pt = self._pt_map.get(data[1] & 0x7F)
         if out_pt is None:
+            self._refuse(retransmit.UNKNOWN_PAYLOAD_TYPE)
+            return
+        refusal = self._retransmits.check(
+            out_seq, len(data), now, self.stats.round_trip_time
+        )
+        if refusal == retransmit.OVER_BUDGET:
+            if not self._pace(out_seq, len(data), now):
+                self._refuse(retransmit.QUEUE_FULL)
+            return
+        if refusal is not None:
+            self._refuse(refusal)
             return
         timestamp = int.from_bytes(data[4:8], "big")
-        if self._extension_table is not None:
-            data = bytearray(data)  # type: ignore[assignment]
-            remap_extension_ids(data, self._extension_table)  # type: ignore[arg-type]
+        if self._extension_table is not None or self._abs_send_time_id:
+            copy = bytearray(data)
+            if self._extension_table is not None:
+                remap_extension_ids(copy, self._extension_table)
+            if self._abs_send_time_id:
+                stamp_abs_send_time(copy, self._abs_send_time_id, now)
+            data = copy  # type: ignore[assignment]
         if self._output.send_rewritten(
             data, out_pt, out_seq, (timestamp + self._ts_offset) & 0xFFFFFFFF, self.ssrc
         ):
             self.stats.retransmitted += 1
+
+    def _pace(self, out_seq: int, size: int, now: float) -> bool:
+        """Hold a retransmission until the budget allows it; False if full."""
+        if out_seq not in self._paced:
+            if len(self._paced) >= self._retransmits.policy.max_paced:
+                return False
+            self._paced[out_seq] = None
+            self.stats.retransmissions_paced += 1
+        if self._pacing is None:
+            delay = max(self._retransmits.wait(size, now), 0.005)
+            self._pacing = asyncio.get_running_loop().call_later(
+                delay, self._send_paced
+            )
+        return True
+
+    def _send_paced(self) -> None:
+        self._pacing = None
+        held, self._paced = list(self._paced), {}
+        if self.closed:
+            return
+        now = time.monotonic()
+        for out_seq in held:  # what is over budget again is held again
+            try:
+                self._retransmit(out_seq, now)
+            except Exception:  # a timer callback must not raise into the loop
+                self.stats.errors += 1
+                logger.debug("paced retransmission to %s failed", self, exc_info=True)
 
     # ------------------------------------------------------------------
     # reports to the subscriber
@@ -424,6 +517,9 @@ class DownTrack:
             return
         self.closed = True
         self.active = False
+        if self._pacing is not None:
+            self._pacing.cancel()
+            self._pacing = None
         self.forwarder.remove_downtrack(self)
         if bye:
             self._output.send_rtcp(bytes(rtc.RtcpByePacket(sources=[self.ssrc])))

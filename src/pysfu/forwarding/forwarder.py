@@ -33,6 +33,20 @@ logger = logging.getLogger(__name__)
 
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 
+#: A packet missing from the publisher's stream is NACKed again at most this
+#: often (s) and at most this many times in all. aiortc's generator reports
+#: every packet still missing whenever a new one goes missing: passing that on
+#: made a publisher on a congested uplink resend the same packets again and
+#: again into the queue that lost them.
+NACK_REPEAT_INTERVAL = 0.15
+NACK_MAX_TRIES = 3
+
+#: A new target within this fraction of the last REMB keeps the last value:
+#: every change costs some encoders a reset (aiortc's VP8 encoder restarts,
+#: with a keyframe, on any change above 10 %), and estimates wobble by a few
+#: per cent from report to report.
+REMB_HYSTERESIS = 0.08
+
 
 class RtpHeaderLike(Protocol):
     """What the forwarder reads of a parsed packet: the tap's
@@ -122,7 +136,13 @@ class ForwarderStats:
     unknown_payload_type: int = 0
     unknown_ssrc: int = 0
     nacks_sent: int = 0
+    #: Packets those NACKs asked for (a packet asked for twice counts twice).
+    nacked_packets: int = 0
     remb_sent: int = 0
+    #: The last bitrate (bit/s) sent to the publisher in a REMB.
+    remb_bitrate: int | None = None
+    #: pysfu's own latest estimate of the publisher's uplink (bit/s).
+    uplink_estimate: int | None = None
 
 
 @dataclass(frozen=True)
@@ -187,11 +207,13 @@ class Forwarder:
             PacketHistory(self.config.nack_history) if kind == "video" else None
         )
         self._nack = rtc.NackGenerator() if kind == "video" else None
+        self._nacked: dict[int, tuple[float, int]] = {}  # seq -> last asked, tries
         self._estimator = rtc.remote_bitrate_estimator() if kind == "video" else None
         self._receive_stats: rtc.StreamStatistics | None = None
         self._lsr = 0
         self._lsr_time = 0.0
         self._abs_send_time_id = 0
+        self._remb_sent_at: float | None = None
         self.keyframes = KeyframeRequester(
             self._send_pli, self.config.keyframe_min_interval
         )
@@ -219,6 +241,11 @@ class Forwarder:
         media = [c for c in codecs if c.rtx_for is None]
         if media and self.kind == "video":
             self._detect_keyframe = KEYFRAME_DETECTORS.get(media[0].name)
+
+    @property
+    def abs_send_time_id(self) -> int:
+        """The publisher's id of the abs-send-time extension (0: none)."""
+        return self._abs_send_time_id
 
     @property
     def primary_codec(self) -> CodecInfo | None:
@@ -334,12 +361,13 @@ class Forwarder:
             self._receive_stats = rtc.StreamStatistics(clock_rate)
             if self._nack is not None:
                 self._nack = rtc.NackGenerator()
+                self._nacked.clear()
         assert self._receive_stats is not None
         # aiortc's statistics and NACK generator read only sequence_number
         # and timestamp, which every RtpHeaderLike has
         self._receive_stats.add(packet)  # type: ignore[arg-type]
         if self._nack is not None and self._nack.add(packet):  # type: ignore[arg-type]
-            self._send_nack(sorted(self._nack.missing))
+            self._send_nack(self._due_nacks(self._nack.missing, time.monotonic()))
         ast_id = self._abs_send_time_id
         if self._estimator is not None and ast_id:
             at = find_extension(data, packet, ast_id)
@@ -351,7 +379,8 @@ class Forwarder:
                     ssrc=ssrc,
                 )
                 if remb is not None:
-                    self._send_remb(remb[0])
+                    self.stats.uplink_estimate = remb[0]
+                    self._send_remb(time.monotonic())
 
     def is_keyframe(self, data: bytes) -> bool:
         """Whether RTP packet ``data`` starts a keyframe (video; always False
@@ -402,6 +431,22 @@ class Forwarder:
         )
         return self._upstream.send_rtcp(bytes(packet))
 
+    def _due_nacks(self, missing: Collection[int], now: float) -> list[int]:
+        """The missing packets to ask for now (see :data:`NACK_REPEAT_INTERVAL`)."""
+        nacked = self._nacked
+        due = []
+        for seq in sorted(missing):
+            last = nacked.get(seq)
+            if last is None:
+                nacked[seq] = (now, 1)
+                due.append(seq)
+            elif now - last[0] >= NACK_REPEAT_INTERVAL and last[1] < NACK_MAX_TRIES:
+                nacked[seq] = (now, last[1] + 1)
+                due.append(seq)
+        if len(nacked) > 2 * len(missing) + 64:  # forget what arrived or expired
+            self._nacked = {seq: nacked[seq] for seq in missing if seq in nacked}
+        return due
+
     def _send_nack(self, lost: list[int]) -> None:
         if self.media_ssrc is None or not lost:
             return
@@ -411,13 +456,55 @@ class Forwarder:
         packet.lost = lost
         if self._upstream.send_rtcp(bytes(packet)):
             self.stats.nacks_sent += 1
+            self.stats.nacked_packets += len(lost)
 
-    def _send_remb(self, bitrate: int) -> None:
+    def subscriber_estimates(self, now: float) -> list[int]:
+        """The subscribers' REMBs for this track (bit/s), stale ones left out."""
+        horizon = now - self.config.remb_stale_after
+        return [
+            estimate.bitrate
+            for downtrack in self.downtracks
+            if (estimate := downtrack.estimate) is not None
+            and estimate.received_at >= horizon
+        ]
+
+    def target_bitrate(self, now: float) -> int | None:
+        """What the REMB policy asks of the publisher now (bit/s), if anything."""
+        return self.config.remb_policy.combine(
+            self.stats.uplink_estimate,
+            self.config.max_video_bitrate,
+            self.subscriber_estimates(now),
+        )
+
+    def on_subscriber_estimate(self, now: float) -> None:
+        """A subscriber reported a new REMB: tell the publisher at once if the
+        target fell, otherwise at most once a second (a rise can wait for the
+        next report; a fall is what stops a queue from filling)."""
+        if self.kind != "video":
+            return  # REMB speaks for video; a subscriber's may list audio SSRCs
+        target = self.target_bitrate(now)
+        last = self.stats.remb_bitrate
+        if target is None:
+            return
+        if (
+            last is None
+            or target < last * (1 - REMB_HYSTERESIS)
+            or (
+                target > last * (1 + REMB_HYSTERESIS)
+                and now - (self._remb_sent_at or 0.0) >= 1.0
+            )
+        ):
+            self._send_remb(now)
+
+    def _send_remb(self, now: float) -> None:
         if self.media_ssrc is None:
             return
-        cap = self.config.max_video_bitrate
-        if cap is not None:
-            bitrate = min(bitrate, cap)
+        bitrate = self.target_bitrate(now)
+        if bitrate is None:
+            return
+        last = self.stats.remb_bitrate
+        if last is not None and abs(bitrate - last) <= last * REMB_HYSTERESIS:
+            bitrate = last  # a wobble: repeat the standing value
         packet = rtc.RtcpPsfbPacket(
             fmt=rtc.RTCP_PSFB_APP,
             ssrc=self._rtcp_ssrc,
@@ -426,6 +513,8 @@ class Forwarder:
         )
         if self._upstream.send_rtcp(bytes(packet)):
             self.stats.remb_sent += 1
+            self.stats.remb_bitrate = bitrate
+            self._remb_sent_at = now
 
     async def on_rtcp(self, packet: Any) -> None:
         """RTCP from the publisher about this track (sender reports, BYE)."""

@@ -10,6 +10,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
+from typing import cast
+
+from .._rtp import find_extension
 
 __all__ = [
     "DROP",
@@ -99,6 +102,23 @@ def remap_extension_ids(buf: bytearray, table: Sequence[int]) -> None:
 #: Tables handed out so far: equal tables are one object, so subscribers
 #: with the same numbering share one renumbered copy of each packet.
 _TABLES: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+
+def stamp_abs_send_time(buf: bytearray, ext_id: int, now: float) -> None:
+    """Write ``now`` (seconds, any clock) into the abs-send-time extension
+    ``ext_id`` of ``buf``, if the packet carries it.
+
+    The value is 6.18 fixed point seconds modulo 64 s; receivers only use
+    its differences, so a monotonic clock serves. Stamped when pysfu sends,
+    a subscriber's bandwidth estimate measures the SFU -> subscriber path,
+    not the publisher's uplink and the SFU's event loop as well.
+    """
+    at = find_extension(cast(bytes, buf), None, ext_id)  # reads indices only
+    if 0 < at <= len(buf) - 3:
+        value = int(now * 262144) & 0xFFFFFF
+        buf[at] = value >> 16
+        buf[at + 1] = (value >> 8) & 0xFF
+        buf[at + 2] = value & 0xFF
 
 
 def extension_id_table(

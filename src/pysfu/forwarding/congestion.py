@@ -1,0 +1,83 @@
+"""The bitrate pysfu asks a video publisher for (REMB), from its subscribers' estimates.
+
+Without simulcast a forwarded stream reaches every subscriber at the rate the
+publisher encodes it. If pysfu told the publisher only its own uplink
+estimate, a subscriber behind a slower link would get more than its link
+carries: its queue fills, packets are lost, NACKs and keyframe requests add
+to the load and the picture stops. So the REMB sent to the publisher also
+follows what each subscriber's receiver estimates for its downlink (the REMB
+the subscriber sends pysfu), as a direct call would.
+
+How the estimates are combined is a policy (:class:`RembPolicy`): the default,
+:class:`SlowestSubscriber`, takes the minimum, which suits small rooms; a
+large room may prefer a percentile so that one bad link does not lower the
+picture for everyone. The forwarder hands the policy only fresh estimates
+(see :attr:`pysfu.config.ForwardingConfig.remb_stale_after`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+#: Below this (bit/s) pysfu never asks a publisher to go: a video encoder at
+#: 100 kbit/s still gives a small moving picture, and a far lower REMB taken
+#: from one momentary dip would take seconds to climb back from.
+DEFAULT_FLOOR = 100_000
+
+
+class RembPolicy(Protocol):
+    """Decides the bitrate (bit/s) reported to one video publisher in REMB."""
+
+    def combine(
+        self, own_estimate: int | None, cap: int | None, subscribers: Sequence[int]
+    ) -> int | None:
+        """``own_estimate``: pysfu's estimate of the publisher's uplink
+        (``None`` before it has one); ``cap``: the configured maximum;
+        ``subscribers``: each subscriber's fresh estimate for this track.
+        ``None`` means: send nothing yet."""
+        ...
+
+
+@dataclass(frozen=True)
+class SlowestSubscriber:
+    """The minimum of the uplink estimate, the cap and every subscriber's
+    estimate, but never below ``floor`` (unless the cap is lower)."""
+
+    floor: int = DEFAULT_FLOOR
+
+    def combine(
+        self, own_estimate: int | None, cap: int | None, subscribers: Sequence[int]
+    ) -> int | None:
+        candidates = list(subscribers)
+        if own_estimate is not None:
+            candidates.append(own_estimate)
+        if not candidates:
+            return None  # only a cap: nothing measured to report yet
+        bitrate = max(min(candidates), self.floor)
+        if cap is not None:
+            bitrate = min(bitrate, cap)
+        return bitrate
+
+
+@dataclass(frozen=True)
+class UplinkOnly:
+    """What pysfu did before subscribers' estimates counted: the uplink
+    estimate, capped (for rooms whose subscribers must not slow the
+    publisher, e.g. a recorder next to a slow viewer)."""
+
+    def combine(
+        self, own_estimate: int | None, cap: int | None, subscribers: Sequence[int]
+    ) -> int | None:
+        if own_estimate is None:
+            return None
+        return own_estimate if cap is None else min(own_estimate, cap)
+
+
+@dataclass
+class SubscriberEstimate:
+    """A subscriber's latest REMB for one forwarded track."""
+
+    bitrate: int
+    received_at: float  # time.monotonic()
