@@ -65,6 +65,7 @@ TESTED_FILES = {
     "tests/test_natural_clients.py": "test_natural_clients.py",
     "tests/browser/test_browser_whep.py": "test_browser_whep.py",
     "tests/gst/room_member.py": "test_gstreamer.py::test_a_late_joining_*",
+    "docs/snippets/cluster.py": "test_cluster_join.py",
     "tests/interop/firefox/driver.mjs": "interop/test_firefox.py",
     "tests/interop/werift/client.mjs": "interop/test_werift.py",
     "tests/test_recording.py": "test_recording.py",
