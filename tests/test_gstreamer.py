@@ -331,11 +331,7 @@ async def test_a_late_joining_gstreamer_member_publishes_and_receives(
     _, room = await create_room(http, server)
     _, host_grant = await join(http, room["join_url"], role="host")
     host: Peer = peers(host_grant["participant_id"], 6, tone=880.0)
-    host.attach(
-        WsClient(
-            await http.ws_connect(host_grant["ws_url"]), host_grant["ice"]["password"]
-        )
-    )
+    host.attach(await WsClient.connect(http, host_grant))
     # the host publishes once the server reports on its packets (RTCP RR)
     for _ in range(int(LIVENESS * 4)):
         stats = await host.pc.getStats()
@@ -345,7 +341,7 @@ async def test_a_late_joining_gstreamer_member_publishes_and_receives(
     _, grant = await join(http, room["join_url"])
     color = "".join(f"{c:02x}" for c in COLOR)
     member = gst("room_member.py", "--publish", f"--color={color}", f"--tone={TONE}")
-    ws = WsClient(await http.ws_connect(grant["ws_url"]), grant["ice"]["password"])
+    ws = await WsClient.connect(http, grant)
     relaying = asyncio.create_task(relay(member, ws))
     try:
         await wait_for(member, decoded(member, None, 880.0), "the host's media")

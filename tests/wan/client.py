@@ -190,8 +190,7 @@ async def join_room(http: aiohttp.ClientSession, args: argparse.Namespace) -> Pe
     else:
         _, grant = await join(http, args.join_url)
         peer = viewing_peer(grant["participant_id"], args.address)
-    ws = await http.ws_connect(grant["ws_url"])
-    return peer.attach(WsClient(ws, grant["ice"]["password"]))
+    return peer.attach(await WsClient.connect(http, grant))
 
 
 def publishing_peer(name: str, address: str) -> Peer:
