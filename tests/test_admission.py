@@ -24,6 +24,7 @@ from pysfu.slugs import EMOJI_ALPHABET, ascii_slug, emoji_slug, slug_bits, slug_
 from pysfu.workers import WorkerPool
 
 from .conftest import LOOPBACK
+from .helpers import LIVENESS
 
 Rooms = SFU | WorkerPool
 
@@ -127,7 +128,7 @@ async def test_credentials_that_expire_unconnected_free_the_seat(rooms: Rooms) -
     with pytest.raises(RoomFull):
         admission.admit("r")
     # nobody answers the offer, so the connection never comes up
-    await asyncio.wait_for(participant.wait_closed(), 20)
+    await asyncio.wait_for(participant.wait_closed(), LIVENESS)
     assert rooms.seats("r").participants == 0
     assert admission.admit("r")  # the seat came back
     with pytest.raises(CredentialUsed):

@@ -26,7 +26,7 @@ from pysfu._aiortc import (
     take_over_sender,
 )
 
-from .helpers import eventually
+from .helpers import LIVENESS, eventually
 
 
 def test_every_hook_point_exists_in_the_installed_aiortc() -> None:
@@ -212,7 +212,7 @@ async def test_an_sctp_peer_sending_beyond_the_receive_window_is_cut_off() -> No
         configure_ice(client, host_addresses=["127.0.0.1"])  # now it has an agent
         await client.setLocalDescription(await client.createAnswer())
         await server.setRemoteDescription(client.localDescription)
-        await asyncio.wait_for(opened.wait(), 20)
+        await asyncio.wait_for(opened.wait(), LIVENESS)
         assert server.sctp is not None and client.sctp is not None
         violations: list[str] = []
         limit_sctp_reception(server.sctp, violations.append)

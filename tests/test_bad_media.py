@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 
 from pysfu import SFU, CodecInfo, DownTrack, Forwarder, Participant, Room
 
-from .helpers import eventually
+from .helpers import LIVENESS, eventually
 from .peers import Peer, PeerFactory, ReceivedTrack
 
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -119,7 +119,7 @@ class Media:
     def real_frames(self) -> int:
         return sum(1 for code, _ in self.track.patterns if code == self.host.code)
 
-    async def keeps_decoding(self, frames: int = 30, timeout: float = 30) -> None:
+    async def keeps_decoding(self, frames: int = 30, timeout: float = LIVENESS) -> None:
         """The guest decodes ``frames`` more of the host's real frames."""
         before = self.real_frames()
         await eventually(
@@ -151,7 +151,7 @@ class Media:
                 await asyncio.sleep(0.001)
 
     async def wait_dropped(self, at_least: int, what: str) -> None:
-        await eventually(lambda: self.dropped() >= at_least, 15, what=what)
+        await eventually(lambda: self.dropped() >= at_least, what=what)
 
     async def ask_keyframe_as_subscriber(self) -> None:
         """The guest reports picture loss, as a browser does on a decode error."""

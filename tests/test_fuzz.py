@@ -53,7 +53,7 @@ from pysfu.signalling.messages import MAX_SDP_LENGTH
 
 from .conftest import LOOPBACK
 from .example_server import HOST_KEY, example_server
-from .helpers import eventually
+from .helpers import LIVENESS, eventually
 from .peers import Peer, PeerFactory, ReceivedTrack
 
 T = TypeVar("T")
@@ -769,7 +769,7 @@ async def test_a_refused_answer_does_not_spoil_the_next_one(
     guest = await peers("guest", code=2).join(room)
     await guest.wait_video_from(host)
     assert [e.code for e in host.errors] == ["bad_sdp"]
-    await guest.wait_track("host", "audio", timeout=10)
+    await guest.wait_track("host", "audio", timeout=LIVENESS)
     await guest.wait_audio_from(host)
 
 
@@ -1058,7 +1058,7 @@ async def test_fuzzed_join_api_requests_get_json_answers(
         try:
             kinds = []
             while "offer" not in kinds:
-                kinds.append((await ws.receive_json(timeout=10))["type"])
+                kinds.append((await ws.receive_json(timeout=LIVENESS))["type"])
             assert "joined" in kinds
         finally:
             await ws.close()
@@ -1088,7 +1088,7 @@ async def test_unknown_participant_ids_are_refused_on_the_websocket(
                     await ws.send_str(frame)
                 elif isinstance(frame, bytes):
                     await ws.send_bytes(frame)
-                message = await ws.receive(timeout=10)
+                message = await ws.receive(timeout=LIVENESS)
                 assert message.type == aiohttp.WSMsgType.TEXT, message
                 error = json.loads(message.data)
                 assert error["type"] == "error"
@@ -1096,7 +1096,7 @@ async def test_unknown_participant_ids_are_refused_on_the_websocket(
                     assert error["code"] == "credential_unknown"
                 else:
                     assert error["code"].startswith("credential_")
-                closing = await ws.receive(timeout=10)
+                closing = await ws.receive(timeout=LIVENESS)
                 assert closing.type == aiohttp.WSMsgType.CLOSE
                 assert ws.close_code == 4401
             finally:
@@ -1132,7 +1132,7 @@ class WsSessions:
             grant = await join_room(self.http, self.base, self.room)
             self.ws = await self.http.ws_connect(grant["ws_url"])
             self.used, self.sessions = 0, self.sessions + 1
-            while (await self.ws.receive_json(timeout=10))["type"] != "offer":
+            while (await self.ws.receive_json(timeout=LIVENESS))["type"] != "offer":
                 pass
         self.used += 1
         return self.ws
@@ -1149,7 +1149,7 @@ class WsSessions:
         await ws.send_str(json.dumps({"type": tag}))
         messages = []
         while True:
-            message = await ws.receive(timeout=10)
+            message = await ws.receive(timeout=LIVENESS)
             assert message.type == aiohttp.WSMsgType.TEXT, (message, frame)
             data = json.loads(message.data)
             if data.get("code") == "unknown_type" and tag in data.get("message", ""):
@@ -1232,7 +1232,7 @@ async def test_fuzzed_frames_on_a_websocket_session_get_one_error_each(
     assert [r["code"] for r in await sessions.replies("{")] == ["bad_json"]
     ws = await sessions.session()
     await ws.send_str("a" * (4 * MAX_MESSAGE_LENGTH + 1))
-    message = await ws.receive(timeout=10)
+    message = await ws.receive(timeout=LIVENESS)
     assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert ws.close_code == 1009
     sessions.ws = None
