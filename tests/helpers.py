@@ -103,3 +103,15 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def udp_backlog(ports: Iterable[int]) -> int:
+    """Bytes waiting in the receive queues of the UDP sockets bound to
+    ``ports`` (this netns): zero once their owner has read everything sent."""
+    wanted, total = set(ports), 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) in wanted:
+                total += int(fields[4].split(":")[1], 16)
+    return total
