@@ -11,6 +11,8 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from .helpers import LIVENESS
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST_KEY = "test-host-key"
 
@@ -26,10 +28,10 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=LIVENESS)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(timeout=10)
+            process.wait(timeout=LIVENESS)
 
 
 class RunningExample(str):
@@ -56,18 +58,26 @@ async def run_example(
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        for _ in range(200):
+        # ready once the port accepts: aiohttp listens only after the app's
+        # startup (worker processes included) finished. Starting Python, aiortc
+        # and two workers takes seconds on a busy machine: wait for readiness
+        # under the liveness bound, not for a fixed time.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LIVENESS
+        while True:
             if process.poll() is not None:
                 raise RuntimeError(f"{script.name} exited with {process.returncode}")
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:
+                if loop.time() > deadline:
+                    raise RuntimeError(
+                        f"{script.name} did not listen within {LIVENESS:.0f} s"
+                    ) from None
                 await asyncio.sleep(0.05)
                 continue
             writer.close()
             break
-        else:
-            raise RuntimeError(f"{script.name} did not start")
         running = RunningExample(f"http://127.0.0.1:{port}")
         running.process = process
         yield running

@@ -9,14 +9,22 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
+#: Seconds a test waits for something that must happen (a connection, media,
+#: a server starting) before it fails. A liveness bound only: on a machine at
+#: load 14 a server start or an ICE connection takes several seconds, so the
+#: bound is far above what a healthy run needs, and no test asserts speed.
+#: It stays below 100 s, when aiortc's VP8 encoder makes a keyframe of its own
+#: accord: waiting for video must not pass without the SFU's keyframe request.
+LIVENESS = 60.0
+
 
 async def eventually(
-    predicate: Callable[[], object], timeout: float = 20, what: str = ""
+    predicate: Callable[[], object], timeout: float = LIVENESS, what: str = ""
 ) -> None:
     """Wait until ``predicate()`` is true; fail with ``what`` after ``timeout`` s.
 
-    The timeout is a liveness bound (generous, for noisy shared machines), not a
-    performance assertion.
+    The timeout is a liveness bound (see :data:`LIVENESS`), not a performance
+    assertion.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -77,3 +85,33 @@ def udp_port_owner(port: int, pids: Iterable[int]) -> int | None:
                 if os.readlink(fd) in inodes:
                     return pid
     return None
+
+
+class ManualClock:
+    """A clock that moves only when the test advances it.
+
+    For the ``clock`` of a rate limit or an expiry: what the test checks then
+    depends on the time it says has passed, not on how fast a busy machine ran
+    the test.
+    """
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def udp_backlog(ports: Iterable[int]) -> int:
+    """Bytes waiting in the receive queues of the UDP sockets bound to
+    ``ports`` (this netns): zero once their owner has read everything sent."""
+    wanted, total = set(ports), 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) in wanted:
+                total += int(fields[4].split(":")[1], 16)
+    return total

@@ -44,6 +44,8 @@ from pysfu.signalling import (
 )
 from pysfu.signalling import Error as ErrorMessage
 
+from .helpers import LIVENESS
+
 WIDTH, HEIGHT, BLOCK = 320, 240, 40
 COLUMNS = WIDTH // BLOCK
 CODE_BITS, COUNTER_BITS = 4, 16
@@ -294,7 +296,7 @@ class Peer:
             self._channel_open.set()
         channel.on("open", self._channel_open.set)
 
-    async def wait_channel(self, timeout: float = 20) -> RTCDataChannel:
+    async def wait_channel(self, timeout: float = LIVENESS) -> RTCDataChannel:
         """The server's data channel, once open."""
         await asyncio.wait_for(self._channel_open.wait(), timeout)
         assert self.channel is not None
@@ -335,7 +337,7 @@ class Peer:
         return self.received.get(f"{publisher}/{kind}")
 
     async def wait_track(
-        self, publisher: str, kind: str, timeout: float = 20
+        self, publisher: str, kind: str, timeout: float = LIVENESS
     ) -> ReceivedTrack:
         async def wait() -> ReceivedTrack:
             while (track := self.track_from(publisher, kind)) is None:
@@ -346,7 +348,7 @@ class Peer:
         return await asyncio.wait_for(wait(), timeout)
 
     async def wait_video_from(
-        self, publisher: Peer, frames: int = 10, timeout: float = 30
+        self, publisher: Peer, frames: int = 10, timeout: float = LIVENESS
     ) -> ReceivedTrack:
         """Wait until ``frames`` decoded frames of ``publisher``'s pattern arrived."""
         track = await self.wait_track(publisher.name, "video", timeout)
@@ -359,7 +361,7 @@ class Peer:
         return track
 
     async def wait_audio_from(
-        self, publisher: Peer, frames: int = 50, timeout: float = 30
+        self, publisher: Peer, frames: int = 50, timeout: float = LIVENESS
     ) -> ReceivedTrack:
         track = await self.wait_track(publisher.name, "audio", timeout)
 

@@ -28,7 +28,7 @@ from pysfu._aiortc import (
     take_over_sender,
 )
 
-from .helpers import eventually
+from .helpers import LIVENESS, eventually, ice_sockets, udp_backlog
 
 
 def test_every_hook_point_exists_in_the_installed_aiortc() -> None:
@@ -214,12 +214,15 @@ async def test_an_sctp_peer_sending_beyond_the_receive_window_is_cut_off() -> No
         configure_ice(client, host_addresses=["127.0.0.1"])  # now it has an agent
         await client.setLocalDescription(await client.createAnswer())
         await server.setRemoteDescription(client.localDescription)
-        await asyncio.wait_for(opened.wait(), 20)
+        await asyncio.wait_for(opened.wait(), LIVENESS)
         assert server.sctp is not None and client.sctp is not None
         violations: list[str] = []
         limit_sctp_reception(server.sctp, violations.append)
         # raw DATA chunks, each opening a message that never ends: a compliant
         # sender stops at the 1 MiB window the server advertised
+        server_ports = [
+            p.transport.get_extra_info("sockname")[1] for p in ice_sockets(server)
+        ]
         tsn = client.sctp._local_tsn
         for stream_seq in range(1000):
             chunk = DataChunk(flags=SCTP_DATA_FIRST_FRAG)
@@ -228,8 +231,10 @@ async def test_an_sctp_peer_sending_beyond_the_receive_window_is_cut_off() -> No
             chunk.protocol = 53  # WebRTC binary
             chunk.user_data = bytes(1200)
             await client.sctp._send_chunk(chunk)
-            if stream_seq % 20 == 19:
-                await asyncio.sleep(0.01)  # let the server read: one event loop
+            if stream_seq % 20 == 19:  # let the server read them, however slowly
+                await eventually(
+                    lambda: udp_backlog(server_ports) == 0, what="the server reading"
+                )
         await eventually(lambda: server.sctp.state == "closed", what="the abort")
         assert violations == ["more data than the advertised receive window"]
     finally:

@@ -37,7 +37,7 @@ from pysfu.errors import Unauthorized
 from pysfu.signalling import MemorySignalling, Offer
 
 from .example_server import ROOT, free_port, run_example, stop_process
-from .helpers import eventually
+from .helpers import LIVENESS, eventually
 from .peers import PeerFactory
 from .ws_client import WsClient
 
@@ -154,26 +154,27 @@ async def test_tutorial_room_in_chromium() -> None:
         errors: list[str] = []
         try:
             context = await browser.new_context()
+            context.set_default_timeout(LIVENESS * 1000)  # Playwright's own is 30 s
             tabs = [await context.new_page() for _ in range(3)]
             for tab in tabs:
                 tab.on("pageerror", lambda error: errors.append(str(error)))
             for tab in tabs[:2]:
                 await tab.goto(base)
             for tab in tabs[:2]:
-                await tab.wait_for_function(PLAYING, timeout=30_000)
+                await tab.wait_for_function(PLAYING, timeout=LIVENESS * 1000)
                 status = tab.locator("#status")
                 assert await status.text_content() == "connected"
             await tabs[2].goto(base)  # a third person
             await tabs[2].wait_for_function(
                 "() => document.getElementById('status').textContent"
                 " === 'the room is full'",
-                timeout=30_000,
+                timeout=LIVENESS * 1000,
             )
             await tabs[1].close()  # the second leaves: the first waits again
             await tabs[0].wait_for_function(
                 "() => document.getElementById('status').textContent"
                 " === 'waiting for someone'",
-                timeout=30_000,
+                timeout=LIVENESS * 1000,
             )
         finally:
             await browser.close()
@@ -189,7 +190,7 @@ async def test_nat_announced_address_is_what_clients_see() -> None:
     try:
         room = sfu.create_room("r")
         client = await MemorySignalling().join(room, "alice", "host")
-        offer = await client.receive_type(Offer, timeout=10)
+        offer = await client.receive_type(Offer, timeout=LIVENESS)
         candidates = [line for line in offer.sdp.splitlines() if "candidate:" in line]
         assert candidates and all(" 203.0.113.7 " in c for c in candidates)
         assert "127.0.0.1" not in offer.sdp
@@ -255,21 +256,23 @@ async def test_turn_credentials_work_with_coturn(coturn_with_docs_config: int) -
             transport.close()
 
     username, password = ice.turn_credentials(secret.group(1), "p-alice")
-    for _ in range(50):  # coturn takes a moment to listen
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LIVENESS
+    while True:  # coturn takes a moment (seconds, on a busy machine) to listen
         try:
             relayed = await asyncio.wait_for(allocate(username, password), 5)
             break
         except (ConnectionError, OSError, asyncio.TimeoutError):
+            if loop.time() > deadline:
+                pytest.fail("coturn refused the credentials or did not answer")
             await asyncio.sleep(0.2)
-    else:
-        pytest.fail("coturn refused the credentials or did not answer")
     assert relayed[0] == "127.0.0.1"
     wrong = ice.turn_credentials("another-secret", "p-alice")
     with pytest.raises(TransactionFailed, match="401"):
-        await asyncio.wait_for(allocate(*wrong), 10)
+        await asyncio.wait_for(allocate(*wrong), LIVENESS)
     expired = ice.turn_credentials(secret.group(1), "p-alice", ttl=-60)
     with pytest.raises(TransactionFailed, match="401"):
-        await asyncio.wait_for(allocate(*expired), 10)
+        await asyncio.wait_for(allocate(*expired), LIVENESS)
     servers = ice.client_ice_servers(secret.group(1), "p-bob")
     assert servers[1]["username"].endswith(":p-bob")
 

@@ -54,7 +54,7 @@ from pysfu.signalling.messages import MAX_SDP_LENGTH
 
 from .conftest import LOOPBACK
 from .example_server import HOST_KEY, example_server
-from .helpers import eventually
+from .helpers import LIVENESS, eventually
 from .peers import Peer, PeerFactory, ReceivedTrack
 
 T = TypeVar("T")
@@ -770,7 +770,7 @@ async def test_a_refused_answer_does_not_spoil_the_next_one(
     guest = await peers("guest", code=2).join(room)
     await guest.wait_video_from(host)
     assert [e.code for e in host.errors] == ["bad_sdp"]
-    await guest.wait_track("host", "audio", timeout=10)
+    await guest.wait_track("host", "audio", timeout=LIVENESS)
     await guest.wait_audio_from(host)
 
 
@@ -1075,7 +1075,7 @@ async def test_fuzzed_join_api_requests_get_json_answers(
         try:
             kinds = []
             while "offer" not in kinds:
-                kinds.append((await ws.receive_json(timeout=10))["type"])
+                kinds.append((await ws.receive_json(timeout=LIVENESS))["type"])
             assert "joined" in kinds
         finally:
             await ws.close()
@@ -1117,11 +1117,11 @@ async def test_unknown_participant_ids_are_refused_on_the_websocket(
                     await ws.send_str(frame)
                 else:
                     await ws.send_bytes(frame)
-                message = await ws.receive(timeout=10)
+                message = await ws.receive(timeout=LIVENESS)
                 assert message.type == aiohttp.WSMsgType.TEXT, message
                 error = json.loads(message.data)
                 assert error["type"] == "error"
-                closing = await ws.receive(timeout=10)
+                closing = await ws.receive(timeout=LIVENESS)
                 assert closing.type == aiohttp.WSMsgType.CLOSE
                 if hello_in(frame):
                     assert error["code"].startswith("credential_")
@@ -1169,7 +1169,7 @@ class WsSessions:
                 {"type": "hello", "token": grant["signalling_token"]}
             )
             self.used, self.sessions = 0, self.sessions + 1
-            while (await self.ws.receive_json(timeout=10))["type"] != "offer":
+            while (await self.ws.receive_json(timeout=LIVENESS))["type"] != "offer":
                 pass
         self.used += 1
         return self.ws
@@ -1186,7 +1186,7 @@ class WsSessions:
         await ws.send_str(json.dumps({"type": tag}))
         messages = []
         while True:
-            message = await ws.receive(timeout=10)
+            message = await ws.receive(timeout=LIVENESS)
             assert message.type == aiohttp.WSMsgType.TEXT, (message, frame)
             data = json.loads(message.data)
             if data.get("code") == "unknown_type" and tag in data.get("message", ""):
@@ -1269,7 +1269,7 @@ async def test_fuzzed_frames_on_a_websocket_session_get_one_error_each(
     assert [r["code"] for r in await sessions.replies("{")] == ["bad_json"]
     ws = await sessions.session()
     await ws.send_str("a" * (4 * MAX_MESSAGE_LENGTH + 1))
-    message = await ws.receive(timeout=10)
+    message = await ws.receive(timeout=LIVENESS)
     assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert ws.close_code == 1009
     sessions.ws = None

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import re
+from collections.abc import Iterator
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+import pysfu.participant
 from pysfu import (
     SFU,
     DuplicateParticipant,
@@ -18,13 +22,29 @@ from pysfu import (
     RoomNotFound,
 )
 from pysfu._aiortc import configure_ice
+from pysfu.ratelimit import TokenBucket
 from pysfu.signalling import Answer, Error, MemorySignalling, Offer
 from pysfu.signalling.adapter import MAX_MESSAGE_LENGTH, deliver_json
 
-from .helpers import eventually
+from .helpers import ManualClock, eventually
 from .peers import PeerFactory
 
 UFRAG, PASSWORD = "hostufrag", "ServerSecret0123456789abc"
+
+
+@contextlib.contextmanager
+def signalling_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[ManualClock]:
+    """Participants that join inside the block get a signalling rate limit
+    driven by a :class:`ManualClock`: a slow machine cannot refill their
+    bucket in the middle of a burst."""
+    clock = ManualClock()
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            pysfu.participant,
+            "TokenBucket",
+            functools.partial(TokenBucket, clock=clock),
+        )
+        yield clock
 
 
 def wrong_password(sdp: str) -> str:
@@ -116,13 +136,14 @@ async def test_malformed_messages_get_specific_errors(
 
 
 async def test_junk_in_one_room_does_not_disturb_another(
-    sfu: SFU, peers: PeerFactory
+    sfu: SFU, peers: PeerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     live = sfu.create_room("live")
     host = await peers("host", code=1).join(live, "host")
     guest = await peers("guest", code=2).join(live)
     other = sfu.create_room("other")
-    attacker = await MemorySignalling().join(other, "attacker", "host")
+    with signalling_clock(monkeypatch):  # no refill while the flood is delivered
+        attacker = await MemorySignalling().join(other, "attacker", "host")
     track = await guest.wait_video_from(host)
     before = len(track.patterns)
     for text in [
@@ -143,18 +164,25 @@ async def test_junk_in_one_room_does_not_disturb_another(
     assert "live" in sfu.rooms and len(live.members) == 2
 
 
-async def test_the_rate_limit_refills(sfu: SFU) -> None:
+async def test_the_rate_limit_refills(
+    sfu: SFU, monkeypatch: pytest.MonkeyPatch
+) -> None:
     room = sfu.create_room("r1")
-    client = await MemorySignalling().join(room, "host", "host")
+    with signalling_clock(monkeypatch) as clock:
+        client = await MemorySignalling().join(room, "host", "host")
     burst = sfu.config.limits.message_burst
+    rate = sfu.config.limits.messages_per_second
     for _ in range(burst + 5):
         await deliver_json(client.participant, "{")
-    await asyncio.sleep(1.0)  # refills 20 tokens at the default 20/s
-    await deliver_json(client.participant, '{"type": "dance"}')
+    clock.advance(1.0)  # refills 20 tokens at the default 20/s
+    for _ in range(int(rate) + 1):
+        await deliver_json(client.participant, '{"type": "dance"}')
     codes = [m.code for m in client.inbox._queue if isinstance(m, Error)]  # type: ignore[attr-defined]
-    assert codes.count("bad_json") == burst
-    assert codes.count("rate_limited") == 1
-    assert codes[-1] == "unknown_type"
+    assert codes[:burst] == ["bad_json"] * burst
+    # told once while the clock stood still, once more a second later
+    assert codes[burst:] == ["rate_limited"] + ["unknown_type"] * int(rate) + [
+        "rate_limited"
+    ]
 
 
 async def test_malformed_ice_credentials_are_refused_before_admission(sfu: SFU) -> None:

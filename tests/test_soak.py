@@ -26,7 +26,7 @@ from pysfu import SFU, Participant, Role, Room
 from pysfu.admission import Admission
 from pysfu.signalling import ClientMessage, Leave, ServerMessage
 
-from .helpers import eventually
+from .helpers import LIVENESS, eventually
 from .peers import Peer
 
 JOIN_LEAVE_WARMUP, JOIN_LEAVE_CYCLES = 5, 35
@@ -123,7 +123,7 @@ def usage() -> Usage:
     )
 
 
-async def settled(baseline: Usage | None = None, timeout: float = 5.0) -> Usage:
+async def settled(baseline: Usage | None = None, timeout: float = LIVENESS) -> Usage:
     """Usage once aiortc's background closing is done.
 
     With a ``baseline``: as soon as the counts are back within their slack of
@@ -327,7 +327,9 @@ async def test_an_admitted_participant_who_left_is_freed(
     await clients.close(guest)
     assert guest.name not in room.members
 
-    for _ in range(50):  # 5 s: aiortc finishes closing in background tasks
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LIVENESS
+    while loop.time() < deadline:  # aiortc finishes closing in background tasks
         gc.collect()
         if participant_ref() is None and pc_ref() is None:
             break

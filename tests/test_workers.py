@@ -52,7 +52,7 @@ from pysfu.workers.codec import server_message_from_json
 from pysfu.workers.framing import FrameDecoder, FrameError, encode_frame
 
 from .conftest import LOOPBACK
-from .helpers import eventually, process_alive
+from .helpers import LIVENESS, eventually, process_alive
 from .peers import ParticipantLeft, Peer, PeerFactory
 
 # ---------------------------------------------------------------------------
@@ -197,7 +197,7 @@ async def test_rooms_on_two_workers_forward_and_stay_apart(
     await eventually(lambda: host_a.saw(ParticipantLeft), what="participant-left")
     video = host_a.track_from("guest-a", "video")
     assert video is not None
-    await asyncio.wait_for(video.ended.wait(), 20)
+    await asyncio.wait_for(video.ended.wait(), LIVENESS)
     totals = await pool.totals()
     assert totals.participants_left == 1 and totals.packets_forwarded["video"] > 0
     # room b did not notice
@@ -359,7 +359,7 @@ async def test_remote_errors_match_in_process_ones(pool: WorkerPool, sfu: SFU) -
         for text in bad_texts:
             await deliver_json(target, text)
             while True:
-                message = await asyncio.wait_for(inbox.get(), 20)
+                message = await asyncio.wait_for(inbox.get(), LIVENESS)
                 if isinstance(message, Error):
                     got.append(message.code)
                     break
@@ -457,7 +457,7 @@ def test_workers_exit_when_the_parent_dies(tmp_path: Path) -> None:
         parent.kill()
         parent.wait(timeout=30)
         # orphans are reparented and reaped by init (or this namespace's reaper)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + LIVENESS
         while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
         survivors = [pid for pid in pids if process_alive(pid)]
@@ -532,7 +532,7 @@ async def test_how_to_snippets(peers: PeerFactory) -> None:
         assert await docs.occupancy(pool) == {"docs": (pool.room_worker("docs"), 2)}
         # the guest's client goes away: its session leaves the room
         clients[1].to_server.put_nowait(None)
-        await asyncio.wait_for(sessions[1], 30)
+        await asyncio.wait_for(sessions[1], LIVENESS)
         await eventually(
             lambda: "ParticipantLeftEvent docs" in log, what="participant left"
         )

@@ -35,6 +35,17 @@ from .harness import (
 )
 
 
+@pytest.fixture(autouse=True)
+def patient_expect() -> None:
+    """Playwright's ``expect()`` gives up after 5 s unless told otherwise: a
+    busy machine gets the liveness bound instead."""
+    try:
+        from playwright.async_api import expect
+    except ImportError:
+        return  # the browser fixtures fail with the reason
+    expect.set_options(timeout=LIVENESS * 1000)
+
+
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start ``examples/ws_sfu.py`` (or ``script``) with extra options; ready

@@ -27,14 +27,16 @@ from typing import Any
 
 import pytest
 
+from ..helpers import LIVENESS
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_SCRIPT = ROOT / "examples" / "ws_sfu.py"
 CHROMIUM = "/usr/bin/chromium"
 HOST_KEY = "test-host-key"
 TURN_USER, TURN_PASSWORD = "test", "test"
 
-#: Generous bound for anything a user waits for (a page, a connection, media).
-LIVENESS = 30.0
+# LIVENESS (from tests/helpers.py) bounds anything a user waits for: a page, a
+# connection, media.
 
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",  # a test pattern and a beep
@@ -98,7 +100,7 @@ def http_post(url: str, body: Any, headers: dict[str, str]) -> HttpReply:
     for name, value in headers.items():
         request.add_header(name, value)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=LIVENESS) as response:
             return HttpReply(response.status, json.loads(response.read() or b"{}"))
     except urllib.error.HTTPError as error:
         return HttpReply(error.code, json.loads(error.read() or b"{}"))
@@ -235,6 +237,7 @@ class Browser:
 
     async def user(self, name: str) -> User:
         context = await self.browser.new_context()
+        context.set_default_timeout(LIVENESS * 1000)  # Playwright's own is 30 s
         page = await context.new_page()
         user = User(name, page)
         page.on("console", lambda m: user.console.append(f"{m.type}: {m.text}"))
