@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from ._aiortc import answer_problem
+from ._aiortc import accept_rejected_sections, answer_problem
 from .errors import SignallingError
 
 __all__ = [
@@ -77,6 +77,15 @@ class Negotiator:
             raise SignallingError(
                 "unexpected_answer", "no offer is waiting for an answer"
             )
+        offer = self._pc.localDescription
+        if offer is not None:
+            sdp, rejected = accept_rejected_sections(offer.sdp, sdp)
+            if rejected:
+                # e.g. Firefox offered H.264 it cannot decode: the rest applies
+                logger.warning(
+                    "the client rejected sections %s (port 0): applied as inactive",
+                    rejected,
+                )
         problem = answer_problem(self._pc, sdp)
         if problem is not None:
             raise SignallingError("bad_sdp", f"the answer was rejected: {problem}")

@@ -22,6 +22,7 @@ from ..example_server import stop_process
 from .harness import (
     HOST_KEY,
     LIVENESS,
+    METRICS_TOKEN,
     ROOT,
     SERVER_SCRIPT,
     Browser,
@@ -61,6 +62,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
             "--bind=127.0.0.1",
             f"--port={port}",
             f"--host-key={HOST_KEY}",
+            f"--metrics-token={METRICS_TOKEN}",
             "--ice-address=127.0.0.1",
             *options,
         ]

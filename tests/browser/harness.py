@@ -32,6 +32,8 @@ from ..helpers import LIVENESS
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_SCRIPT = ROOT / "examples" / "ws_sfu.py"
 CHROMIUM = "/usr/bin/chromium"
+#: The bearer token of the servers' /metrics (it is not served to anyone).
+METRICS_TOKEN = "test-metrics-token"
 HOST_KEY = "test-host-key"
 TURN_USER, TURN_PASSWORD = "test", "test"
 

@@ -65,15 +65,6 @@ async def test_two_firefox_users(start_server: Any, gecko: Firefox) -> None:
     await meet(host, guest, server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pysfu refuses Firefox's answer (bad_sdp: no codec in common for the "
-    "video section): Firefox has no H.264 (no OpenH264 plugin), so it rejects "
-    "(port 0, a dummy VP8) the section of the host's H.264 video, and "
-    "_aiortc/sdp.answer_problem (like aiortc's setRemoteDescription) takes a "
-    "rejected section for one it must apply; nothing flows either way and the "
-    "page stays 'connecting' (issue 13 interop matrix)",
-)
 async def test_firefox_joins_a_chromium_host_sending_h264(
     start_server: Any, browser: Browser, gecko: Firefox
 ) -> None:

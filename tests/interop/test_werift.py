@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -25,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from pysfu.stats import SubscriptionStats
 
 from ..browser.harness import HOST_KEY, LIVENESS, Browser, Server, wait_for
 from .firefox import Firefox
@@ -112,28 +109,11 @@ async def werift_client(script: str, *arguments: str) -> AsyncIterator[WeriftCli
                 await reader
 
 
-#: Whether the server counts the packets it cannot forward for their size:
-#: the fix of issue 13 defect 1, which forwards GStreamer's default 1400-byte
-#: packets (before it, _aiortc/send.py dropped every forwarded RTP packet over
-#: 1356 bytes, 1500 - SRTP_MAX_TRAILER_LEN).
-SIZE_FIXED = "packets_dropped_too_large" in {
-    f.name for f in dataclasses.fields(SubscriptionStats)
-}
-#: GStreamer's default packet size (its payloaders' mtu) is 1400 bytes.
-DEFAULT_SIZE_DROPPED = pytest.mark.xfail(
-    condition=not SIZE_FIXED,
-    strict=True,
-    reason="issue 13 defect 1: _aiortc/send.py drops every forwarded RTP packet "
-    "over 1356 bytes (1500 - SRTP_MAX_TRAILER_LEN), so the host decodes none "
-    "of werift's video",
-)
-
-
 @pytest.mark.parametrize(
     ("host_browser", "packet_size"),
     [
         ("chromium", 1200),
-        pytest.param("chromium", 1400, marks=DEFAULT_SIZE_DROPPED),
+        ("chromium", 1400),  # GStreamer's default packet size
         ("firefox", 1200),
     ],
 )

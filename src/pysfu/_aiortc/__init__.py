@@ -73,6 +73,7 @@ from .sctp import limit_sctp_reception
 from .sdp import (
     OfferedMedia,
     ParsedOffer,
+    accept_rejected_sections,
     answer_as_dtls_server,
     answer_problem,
     answer_with_offered_codecs,
@@ -129,6 +130,7 @@ __all__ = [
     "SenderHooks",
     "StreamStatistics",
     "TooManyCandidates",
+    "accept_rejected_sections",
     "add_remote_candidate",
     "announced_ssrcs",
     "answer_as_dtls_server",

@@ -182,7 +182,8 @@ def answer_with_offered_codecs(pc: RTCPeerConnection) -> None:
 
 def section_directions(sdp: str) -> dict[str, str]:
     """The direction of each audio/video section of an SDP, by mid, as its
-    author wrote it (``sendrecv`` if it says none)."""
+    author wrote it (``sendrecv`` if it says none; ``inactive`` for a section
+    it rejected with port 0)."""
     directions = {}
     for section in sdp.replace("\r\n", "\n").split("\nm=")[1:]:
         lines = section.split("\n")
@@ -200,8 +201,85 @@ def section_directions(sdp: str) -> dict[str, str]:
             ),
             "sendrecv",
         )
-        directions[mid] = direction
+        rejected = lines[0].split()[1:2] == ["0"]
+        directions[mid] = "inactive" if rejected else direction
     return directions
+
+
+_CODEC_LINES = ("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")
+_DIRECTIONS = ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive")
+_TRANSPORT_LINES = ("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:", "a=setup:")
+
+
+def _sections(sdp: str) -> tuple[str, list[list[str]]]:
+    """The session part and the media sections (as lines) of an SDP."""
+    head, *media = sdp.replace("\r\n", "\n").split("\nm=")
+    return head, [("m=" + section).rstrip("\n").split("\n") for section in media]
+
+
+def _mid(lines: list[str]) -> str | None:
+    return next((line[6:].strip() for line in lines if line.startswith("a=mid:")), None)
+
+
+def accept_rejected_sections(offer: str, answer: str) -> tuple[str, list[str]]:
+    """Make an answer's rejected media sections (port 0) applicable as inactive.
+
+    A client that cannot take a track, e.g. Firefox without H.264 offered an
+    H.264 video, rejects its section (RFC 3264 section 6: port 0, often with a
+    codec it made up). aiortc would refuse the whole answer ("no codec in
+    common") and nothing would flow at all. Here such a section becomes an
+    ``inactive`` one with the offer's codecs, so the rest of the answer
+    applies. Returns the answer to apply and the mids that were rejected.
+    """
+    _, offered = _sections(offer)
+    offered_by_mid = {_mid(lines): lines for lines in offered}
+    head, media = _sections(answer)
+    # a rejected section has no transport of its own: it takes the bundle's
+    transport = next(
+        (
+            [line for line in lines if line.startswith(_TRANSPORT_LINES)]
+            for lines in media
+            if lines[0][2:].split()[1:2] != ["0"]
+        ),
+        [],
+    )
+    rejected: list[str] = []
+    for index, lines in enumerate(media):
+        fields = lines[0][2:].split()
+        if len(fields) < 4 or fields[0] not in ("audio", "video") or fields[1] != "0":
+            continue
+        mid = _mid(lines)
+        if mid is None and index < len(offered):
+            mid = _mid(offered[index])
+        source = offered_by_mid.get(mid)
+        if mid is None or source is None:
+            continue  # answer_problem says what is wrong with it
+        offered_fields = source[0][2:].split()
+        rebuilt = [f"m={fields[0]} 9 {fields[2]} {' '.join(offered_fields[3:])}"]
+        rebuilt += [
+            line
+            for line in lines[1:]
+            if not line.startswith(
+                _CODEC_LINES + _DIRECTIONS + _TRANSPORT_LINES + ("a=mid:", "a=ssrc")
+            )
+        ]
+        rebuilt += [f"a=mid:{mid}", "a=inactive", "a=rtcp-mux", *transport]
+        rebuilt += [line for line in source if line.startswith(_CODEC_LINES)]
+        media[index] = list(dict.fromkeys(rebuilt))  # no line twice
+        rejected.append(mid)
+    if not rejected:
+        return answer, []
+    # a rejected section is out of the BUNDLE group: put it back, it shares
+    # the group's transport like every other section of this connection
+    session = head.split("\n")
+    for i, line in enumerate(session):
+        if line.startswith("a=group:BUNDLE"):
+            mids = line.split()[1:]
+            session[i] = " ".join(
+                ["a=group:BUNDLE", *mids, *(m for m in rejected if m not in mids)]
+            )
+    text = "\r\n".join(session + [line for lines in media for line in lines])
+    return text + "\r\n", rejected
 
 
 def answer_problem(pc: RTCPeerConnection, sdp: str) -> str | None:
