@@ -53,7 +53,7 @@ TESTED_FILES = {
     "examples/tutorial_room.js": "test_tutorial_room_in_chromium",
     "examples/http_poll_sfu.py": "test_http_poll_example.py",
     "examples/whip_sfu.py": "test_whip.py",
-    "examples/ws_sfu.py": "test_ws_example.py",
+    "src/pysfu/app/server.py": "test_ws_example.py",
     "tests/test_http_poll_example.py": "test_http_poll_example.py",
     "docs/snippets/ice.py": "test_nat_* test_stun_* test_turn_*",
     "docs/snippets/turnserver.conf": "test_turn_credentials_work_with_coturn",

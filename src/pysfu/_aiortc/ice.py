@@ -321,6 +321,12 @@ def validate_ice_credentials(
         aioice.ice.validate_password(password)
 
 
+def default_host_addresses() -> list[str]:
+    """The addresses aioice offers when none are configured: those of every
+    interface but loopback (empty on a machine with only loopback)."""
+    return list(aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True))
+
+
 def _override_gathering(
     conn: aioice.ice.Connection,
     host_addresses: Iterable[str] | None,
