@@ -1,4 +1,4 @@
-// The browser client of examples/ws_sfu.py: it speaks the protocol of
+// The browser client of pysfu's app (pysfu serve, examples/ws_sfu.py): it speaks the protocol of
 // docs/websocket-protocol.md (an HTTP join backend, then one WebSocket and one
 // RTCPeerConnection per participant; the server sends every offer).
 //
@@ -36,12 +36,35 @@ function setStatus(text) {
   $("status").classList.toggle("error", text.startsWith("error"));
 }
 
+/** What a person can do after each end of the call. */
+function nextStep(text) {
+  if (text === "host left" || text.startsWith("room closed")) {
+    return ["The call has ended.", "Start a new room", "/"];
+  }
+  if (text === "room full") {
+    return ["The room is full: only the host can let more people in.", "Try again", location.href];
+  }
+  if (text === "left") return ["You left the call.", "Rejoin", location.href];
+  if (text.includes("wrong host key") || text.includes("no host key")) {
+    return ["This link needs a valid host key. Participants join with the link the host shares, without ?role=host.", "Start a room with a host key", "/"];
+  }
+  return ["The call could not continue.", "Try again", location.href];
+}
+
 /** Show a final status and release everything. */
 function finish(text) {
   if (finished) return;
   finished = true;
   setStatus(text);
   teardown();
+  // No black tile nor dead controls: say what happened and what to do next.
+  for (const id of ["tiles", "controls", "share", "waiting", "chat"]) $(id).hidden = true;
+  const [explanation, label, href] = nextStep(text);
+  $("ended-text").textContent = explanation;
+  $("next-step").textContent = label;
+  $("next-step").href = href;
+  $("room").hidden = false;
+  $("ended").hidden = false;
 }
 
 const fail = (message) => finish(`error: ${message}`);
@@ -115,8 +138,18 @@ async function createRoom() {
   location.replace(target.href);
 }
 
+/** A room id as people read it: "🍩🍹" rather than "%F0%9F%8D%A9...". */
+function readable(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 async function joinRoom(room) {
   // `room` is the slug as it appears in the path: already percent-encoded.
+  document.title = `${readable(room)} · pysfu room`;
   const role = params.get("role") === "host" ? "host" : "participant";
   const hostKey = role === "host" ? takeHostTicket() || takeHostKey() : null;
   $("room").hidden = false;
@@ -478,7 +511,8 @@ function enableControls() {
 
 function showShareLink() {
   // Participants use the same page without "?role=host" (nor our options).
-  const joinUrl = location.origin + location.pathname;
+  // Shown and copied with its emoji: browsers and chat apps take them as they are.
+  const joinUrl = location.origin + readable(location.pathname);
   $("share").hidden = false;
   $("join-link").value = joinUrl;
   $("copy-link").onclick = async () => {
@@ -561,6 +595,12 @@ window.pysfu = {
 };
 
 // -- start --------------------------------------------------------------------
+
+// Leaving the page (closing the tab, reloading, going elsewhere) says so at
+// once: the others see this tile go now, not when the server gives up on us.
+addEventListener("pagehide", () => {
+  if (!finished && ws && ws.readyState === WebSocket.OPEN) send({ type: "leave" });
+});
 
 const path = location.pathname;
 if (path === "/new") createRoom().catch((error) => fail(error.message));
