@@ -8,7 +8,16 @@ import socket
 
 import pytest
 
-from pysfu import SFU, IceConfig, IceServer, SFUConfig, negotiation
+from pysfu import (
+    SFU,
+    IceConfig,
+    IceServer,
+    LimitsConfig,
+    RoomExists,
+    SFUConfig,
+    TooManyRooms,
+    negotiation,
+)
 
 from .helpers import eventually, ice_sockets
 from .peers import PeerFactory
@@ -144,5 +153,17 @@ async def test_departures_and_their_reasons_are_logged(
         )
         assert "room r: host host left: connection closed" in infos
         assert "room r closed: host left" in infos
+    finally:
+        await sfu.close()
+
+
+async def test_an_existing_room_id_at_the_room_limit_is_room_exists() -> None:
+    sfu = SFU(SFUConfig(limits=LimitsConfig(max_rooms=1)))
+    try:
+        sfu.create_room("taken")
+        with pytest.raises(RoomExists):
+            sfu.create_room("taken")
+        with pytest.raises(TooManyRooms):
+            sfu.create_room("another")
     finally:
         await sfu.close()

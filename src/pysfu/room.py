@@ -440,6 +440,8 @@ class SFU:
         (e.g. ``("H264",)``), like Janus' ``videocodec`` room setting.
         ``data_filter`` moderates data channel messages (:attr:`Room.data_filter`).
         """
+        if room_id is not None and room_id in self.rooms:  # first: the truer answer
+            raise RoomExists(f"room {room_id} exists")
         if len(self.rooms) >= self.config.limits.max_rooms:
             raise TooManyRooms(f"this server holds {len(self.rooms)} rooms already")
         if room_id is None:
