@@ -431,6 +431,28 @@ def test_readme_sample_is_the_tested_tutorial_code() -> None:
     assert missing == []
 
 
+def test_readme_sample_uses_no_undefined_name(tmp_path: Path) -> None:
+    """Pasted as it is, the README's sample defines every name it uses."""
+    readme = (ROOT / "README.md").read_text()
+    sample = tmp_path / "sample.py"
+    sample.write_text(readme.split("```python\n", 1)[1].split("```", 1)[0])
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--isolated",
+            "--select=F",
+            str(sample),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+
+
 async def test_operate_metrics_and_log_redaction(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
