@@ -99,7 +99,13 @@ def test_the_wheel_ships_the_app_its_client_and_the_command(wheel: Path) -> None
         metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
         requires = archive.read(metadata).decode()
         entry_points = archive.read(metadata.replace("METADATA", "entry_points.txt"))
-    for static in ("index.html", "app.js", "style.css"):
+    for static in (
+        "index.html",
+        "app.js",
+        "style.css",
+        "pysfu-client.js",
+        "pysfu-client.d.ts",
+    ):
         assert f"pysfu/app/static/{static}" in names
     assert {"pysfu/app/server.py", "pysfu/__main__.py"} <= names
     assert b"pysfu = pysfu.__main__:main" in entry_points
