@@ -1,19 +1,11 @@
 // The browser side of the tutorial's video room (docs/tutorial.md), loaded by
 // tutorial_room.html. The lines marked --8<-- delimit what the tutorial shows.
 
-// --8<-- [start:join]
+// --8<-- [start:media]
 const status = (text) => (document.getElementById("status").textContent = text);
 
-const response = await fetch("/join", { method: "POST" });
-if (!response.ok) {
-  status("the room is full");
-  throw new Error("the room is full");
-}
-// {participant_id, ice_password, signalling_token}
-const grant = await response.json();
-// --8<-- [end:join]
-
-// --8<-- [start:media]
+// The camera first: joining starts the join credential's clock (30 s), which
+// a slow permission prompt must not use up.
 const camera = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
 document.getElementById("me").srcObject = camera;
 
@@ -23,6 +15,16 @@ pc.ontrack = ({ streams }) => {
   status("connected");
 };
 // --8<-- [end:media]
+
+// --8<-- [start:join]
+const response = await fetch("/join", { method: "POST" });
+if (!response.ok) {
+  status("the room is full");
+  throw new Error("the room is full");
+}
+// {participant_id, ice_password, signalling_token}
+const grant = await response.json();
+// --8<-- [end:join]
 
 // --8<-- [start:websocket]
 const ws = new WebSocket(`ws://${location.host}/ws/${grant.participant_id}`);

@@ -21,15 +21,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
 from aiohttp import web
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import ws_sfu
-
+from pysfu.app import server as ws_sfu
 from pysfu.signalling.whip import WhipEndpoint
 
 logger = logging.getLogger("whip_sfu")
@@ -72,9 +67,13 @@ class WhipSfuApp(ws_sfu.SfuApp):
 def main(argv: list[str] | None = None) -> None:
     args = ws_sfu.parse_args(argv)
     ws_sfu.setup_logging(args.log_level)
-    server = WhipSfuApp(args)
+    try:
+        server = WhipSfuApp(args)
+    except (ValueError, TypeError) as exc:  # a setting IceConfig refuses
+        raise SystemExit(f"whip_sfu.py: {exc}") from exc
     url = f"http://{args.bind}:{args.port}"
     print(f"pysfu WHIP/WHEP SFU on {url}", flush=True)
+    ws_sfu.print_media_addresses(server)
     if server.generated_key is not None:
         key = server.generated_key
         print(f"generated host key: {key}", flush=True)

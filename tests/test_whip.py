@@ -146,6 +146,7 @@ async def test_whip_publisher_and_websocket_room_see_each_other(
         joined = guest.saw(Joined)[0]
         publisher.name = joined.participants[0]["participant_id"]
         assert joined.participants[0]["role"] == "host"
+        assert joined.participants[0]["name"] == "WHIP publisher"  # not its id
         await guest.wait_video_from(publisher)
         # a WHEP viewer in the same room watches the host (the host first,
         # though the guest published too)

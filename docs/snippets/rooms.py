@@ -6,16 +6,19 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from pysfu import SFU, ParticipantLeftEvent, PysfuError, Room, RoomEvent, RoomNotFound
+from pysfu import (
+    SFU,
+    ParticipantLeftEvent,
+    Room,
+    RoomEvent,
+    RoomNotFound,
+    TooManyRooms,
+)
 from pysfu.admission import HostKeys
 from pysfu.errors import Unauthorized
 
 
 # --8<-- [start:gate]
-class TooManyRooms(PysfuError):
-    code = "too_many_rooms"
-
-
 class RoomGate:
     """Creates rooms for holders of a host key, at most ``max_rooms`` at once."""
 

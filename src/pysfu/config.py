@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,14 @@ class IceConfig:
       agent, so only a peer that knows the server side ICE password of its
       connection can complete ICE (see :func:`pysfu._aiortc.configure_ice`).
       Every browser, aiortc and GStreamer handle ICE-lite peers.
+    - ``port_range``: ``(low, high)``, inclusive: the UDP ports the server's
+      ICE sockets bind to (one per peer connection and address), for a
+      firewall or a container that publishes a port range. ``None`` lets
+      the operating system choose. A connection finding every port of the
+      range taken offers no candidate for that address (logged).
+
+    Settings are checked when made: a bad address or range raises
+    ``ValueError``, a value of the wrong type ``TypeError``.
     """
 
     host_addresses: tuple[str, ...] | None = None
@@ -77,6 +86,67 @@ class IceConfig:
     #: ``consent_interval * consent_failures`` seconds (10 s by default)
     #: counts as gone and is removed; a slow answer still counts.
     consent_failures: int = 5
+    port_range: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.host_addresses is not None:
+            if isinstance(self.host_addresses, str) or not isinstance(
+                self.host_addresses, tuple
+            ):
+                raise TypeError(
+                    "IceConfig.host_addresses must be a tuple of IP addresses, "
+                    f"e.g. ('192.0.2.10',), not {self.host_addresses!r}"
+                )
+            if not self.host_addresses:
+                raise ValueError(
+                    "IceConfig.host_addresses is empty: no ICE candidate could be "
+                    "offered; pass None to use every interface but loopback"
+                )
+            for address in self.host_addresses:
+                _check_ip(address, "host_addresses")
+        if self.announced_address is not None:
+            _check_ip(self.announced_address, "announced_address")
+        if not isinstance(self.servers, tuple) or not all(
+            isinstance(s, IceServer) for s in self.servers
+        ):
+            raise TypeError(
+                f"IceConfig.servers must be a tuple of IceServer, not {self.servers!r}"
+            )
+        if self.port_range is not None:
+            low, high = _port_range(self.port_range)
+            if not 1 <= low <= high <= 65535:
+                raise ValueError(
+                    "IceConfig.port_range must be (low, high) with "
+                    f"1 <= low <= high <= 65535, not {self.port_range!r}"
+                )
+        if self.consent_interval <= 0 or self.consent_failures < 1:
+            raise ValueError(
+                "IceConfig.consent_interval must be > 0 and consent_failures >= 1"
+            )
+
+
+def _check_ip(address: object, name: str) -> None:
+    if not isinstance(address, str):
+        raise TypeError(f"IceConfig.{name}: {address!r} is not a string")
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError(
+            f"IceConfig.{name}: {address!r} is not an IP address "
+            "(ICE candidates carry literal IPv4/IPv6 addresses, not host names)"
+        ) from None
+
+
+def _port_range(value: object) -> tuple[int, int]:
+    if (
+        not isinstance(value, tuple)
+        or len(value) != 2
+        or not all(type(port) is int for port in value)
+    ):
+        raise TypeError(
+            f"IceConfig.port_range must be a (low, high) tuple of ints, not {value!r}"
+        )
+    return value[0], value[1]
 
 
 #: Header extensions copied from publisher to subscribers (renumbered to the

@@ -22,9 +22,14 @@ from .errors import SignallingError
 
 __all__ = [
     "Negotiator",
+    "offers_without_candidates",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Offers sent without a single ICE candidate, in this process: the peer can
+#: never connect (no usable address; see ``IceConfig.host_addresses``).
+offers_without_candidates = 0
 
 
 class Negotiator:
@@ -64,7 +69,10 @@ class Negotiator:
         try:
             await self._pc.setLocalDescription(await self._pc.createOffer())
             self.offers_sent += 1
-            await self._send_offer(self._pc.localDescription.sdp)
+            sdp = self._pc.localDescription.sdp
+            if "a=candidate:" not in sdp:
+                _count_offer_without_candidates()
+            await self._send_offer(sdp)
         except Exception:
             # a participant leaving closes its connection under a pending
             # offer: expected, not worth an ERROR
@@ -105,3 +113,15 @@ class Negotiator:
         self._closed = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+
+def _count_offer_without_candidates() -> None:
+    global offers_without_candidates
+    offers_without_candidates += 1
+    if offers_without_candidates == 1:  # once: it is the same cause every time
+        logger.warning(
+            "an offer went out without any ICE candidate: no peer can connect. "
+            "The server has no usable address (only loopback, or every "
+            "IceConfig.host_addresses / port_range bind failed); set "
+            "IceConfig(host_addresses=(...)), e.g. ('127.0.0.1',) on one machine"
+        )

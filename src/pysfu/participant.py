@@ -210,6 +210,7 @@ class Participant:
                 host_addresses=ice.host_addresses,
                 announced_address=ice.announced_address,
                 lite=ice.lite,
+                port_range=ice.port_range,
             )
             rtc.set_consent_timing(self.pc, ice.consent_interval, ice.consent_failures)
             transport = rtc.bundle_transport_of(self.pc)

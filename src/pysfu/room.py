@@ -219,6 +219,13 @@ class Room:
             self._unpublish(participant, forwarder)
         self._retire(participant)
         await participant.close()
+        logger.info(
+            "room %s: %s %s left: %s",
+            self.id,
+            participant.role.value,
+            participant.id,
+            reason,
+        )
         if self._speakers is not None:
             self._speakers.members_changed(left=participant.id)
         for other in list(self.members.values()):
@@ -352,6 +359,7 @@ class Room:
         if self.closed:
             return
         self.closed = True
+        logger.info("room %s closed: %s", self.id, reason)
         if self._speakers is not None:
             await self._speakers.close()
         members = list(self.members.values())
@@ -432,6 +440,8 @@ class SFU:
         (e.g. ``("H264",)``), like Janus' ``videocodec`` room setting.
         ``data_filter`` moderates data channel messages (:attr:`Room.data_filter`).
         """
+        if room_id is not None and room_id in self.rooms:  # first: the truer answer
+            raise RoomExists(f"room {room_id} exists")
         if len(self.rooms) >= self.config.limits.max_rooms:
             raise TooManyRooms(f"this server holds {len(self.rooms)} rooms already")
         if room_id is None:

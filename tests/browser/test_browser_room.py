@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 from playwright.async_api import expect
@@ -46,8 +46,10 @@ async def open_as_host(browser: Browser, server: Server, query: str = "") -> Use
     assert "role=host" in host.page.url
     assert "key=" not in host.page.url, "the host key stays out of the address bar"
     await host.wait_status("waiting for the participant")
-    # the link the host shares (what "copy-link" copies) is the room's join_url
-    await expect(host.page.locator("#join-link")).to_have_value(room["join_url"])
+    # the link the host shares (what "copy-link" copies) is the room's join_url,
+    # shown with its emoji
+    join_link = host.page.locator("#join-link")
+    await expect(join_link).to_have_value(unquote(room["join_url"]))
     return host
 
 

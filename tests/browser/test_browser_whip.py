@@ -1,4 +1,4 @@
-"""Chromium publishes with WHIP from examples/static/whip.html; a WebSocket-room
+"""Chromium publishes with WHIP from src/pysfu/app/static/whip.html; a WebSocket-room
 participant (an aiortc client of the room protocol) decodes its video."""
 
 from __future__ import annotations

@@ -98,6 +98,10 @@ class FirefoxUser:
     async def url(self) -> str:
         return str(await self.browser.call("url", page=self.page))
 
+    async def screenshot(self, path: Path) -> None:
+        """Save what the page shows as a PNG."""
+        await self.browser.call("screenshot", page=self.page, path=str(path))
+
     async def console(self) -> list[str]:
         return list(await self.browser.call("console", page=self.page))
 

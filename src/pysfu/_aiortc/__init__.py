@@ -59,6 +59,7 @@ from .ice import (
     TooManyCandidates,
     add_remote_candidate,
     configure_ice,
+    default_host_addresses,
     set_consent_timing,
     validate_ice_credentials,
 )
@@ -140,6 +141,7 @@ __all__ = [
     "check_hook_points",
     "configure_ice",
     "datagram_endpoint",
+    "default_host_addresses",
     "dtls_transport_of",
     "extension_checks_of",
     "limit_sctp_reception",

@@ -6,14 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
+import ipaddress
 import logging
 import random
+import socket
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import aioice
+import aioice.candidate
 import aioice.ice
 import aioice.stun
+import aioice.turn
 from aiortc import (
     RTCIceCandidate,
     RTCPeerConnection,
@@ -33,6 +38,7 @@ def configure_ice(
     host_addresses: Iterable[str] | None = None,
     announced_address: str | None = None,
     lite: bool = False,
+    port_range: tuple[int, int] | None = None,
 ) -> None:
     """Configure the server side ICE agent(s) of ``pc`` before gathering.
 
@@ -43,6 +49,8 @@ def configure_ice(
       ``None`` keeps aioice's choice (every interface except loopback).
     - ``announced_address``: written into host candidates instead of the
       local address, for servers behind a 1:1 NAT.
+    - ``port_range``: ``(low, high)``, inclusive: bind each host candidate's
+      UDP socket to a free port in this range (see :func:`bind_in_range`).
     - ``lite``: announce ICE-lite (``a=ice-lite``) and stay the *controlled*
       agent even when this side offers, as mediasoup does. A pair is then
       selected only after the peer's nominating check arrives, and that check
@@ -63,8 +71,12 @@ def configure_ice(
             conn._local_username = username_fragment
         if password is not None:
             conn._local_password = password
-        if host_addresses is not None or announced_address is not None:
-            _override_gathering(conn, host_addresses, announced_address)
+        if (
+            host_addresses is not None
+            or announced_address is not None
+            or port_range is not None
+        ):
+            _override_gathering(conn, host_addresses, announced_address, port_range)
         if lite:
             _announce_lite(dtls.transport, gatherer)
         _limit_remote_candidates(conn)
@@ -187,6 +199,15 @@ def _consent_checker(
                 # not the peer's silence, so the stall does not count.
                 answered += max(0.0, loop.time() - wake)
                 if loop.time() - answered > deadline:
+                    logger.info(
+                        "ICE consent expired: the peer at %s answered no check "
+                        "for %.0f s",
+                        ", ".join(
+                            f"{p.remote_addr[0]}:{p.remote_addr[1]}"
+                            for p in conn._nominated.values()
+                        ),
+                        deadline,
+                    )
                     break
                 for pair in list(conn._nominated.values()):
                     task = loop.create_task(check(pair))
@@ -300,10 +321,17 @@ def validate_ice_credentials(
         aioice.ice.validate_password(password)
 
 
+def default_host_addresses() -> list[str]:
+    """The addresses aioice offers when none are configured: those of every
+    interface but loopback (empty on a machine with only loopback)."""
+    return list(aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True))
+
+
 def _override_gathering(
     conn: aioice.ice.Connection,
     host_addresses: Iterable[str] | None,
     announced_address: str | None,
+    port_range: tuple[int, int] | None = None,
 ) -> None:
     if getattr(conn, "_pysfu_gathering", False):
         return
@@ -323,9 +351,14 @@ def _override_gathering(
                 )
             )
         for component in conn._components:
-            candidates = await conn.get_component_candidates(
-                component=component, addresses=chosen
-            )
+            if port_range is None:
+                candidates = await conn.get_component_candidates(
+                    component=component, addresses=chosen
+                )
+            else:
+                candidates = await _candidates_in_range(
+                    conn, component, chosen, port_range
+                )
             if announced_address is not None:
                 for candidate in candidates:
                     if candidate.type == "host":
@@ -335,3 +368,91 @@ def _override_gathering(
 
     conn.gather_candidates = gather_candidates  # type: ignore[method-assign]
     conn._pysfu_gathering = True  # type: ignore[attr-defined]
+
+
+class PortRangeExhausted(OSError):
+    """Every port of the ICE port range is taken on this address."""
+
+
+_Protocol = TypeVar("_Protocol", bound=asyncio.DatagramProtocol)
+
+
+async def bind_in_range(
+    protocol_factory: Callable[[], _Protocol],
+    address: str,
+    port_range: tuple[int, int],
+) -> tuple[asyncio.DatagramTransport, _Protocol]:
+    """A UDP endpoint bound to ``address`` on a free port of ``port_range``.
+
+    Ports are tried from a random one onwards, wrapping around, so that
+    connections made at the same time do not all race for the lowest port.
+    Raises :class:`PortRangeExhausted` when every port is taken.
+    """
+    low, high = port_range
+    loop = asyncio.get_running_loop()
+    count = high - low + 1
+    start = random.randrange(count)
+    for offset in range(count):
+        port = low + (start + offset) % count
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                protocol_factory, local_addr=(address, port)
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                continue
+            raise
+        return transport, protocol
+    raise PortRangeExhausted(
+        errno.EADDRINUSE,
+        f"every UDP port of the ICE port range {low}-{high} is taken on "
+        f"{address}: widen IceConfig.port_range (--ice-ports)",
+    )
+
+
+async def _candidates_in_range(
+    conn: aioice.ice.Connection,
+    component: int,
+    addresses: list[str],
+    port_range: tuple[int, int],
+) -> list[aioice.Candidate]:
+    """Host candidates bound in ``port_range`` (what aioice's
+    ``get_component_candidates`` does with port 0), then the STUN and TURN
+    candidates aioice gathers itself."""
+    candidates: list[aioice.Candidate] = []
+    for address in addresses:
+        try:
+            transport, protocol = await bind_in_range(
+                lambda: aioice.ice.StunProtocol(conn), address, port_range
+            )
+        except OSError as exc:
+            logger.warning("no ICE candidate on %s: %s", address, exc)
+            continue
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE
+            )
+        host, port = transport.get_extra_info("sockname")[:2]
+        candidate = aioice.Candidate(
+            foundation=aioice.candidate.candidate_foundation("host", "udp", host),
+            component=component,
+            transport="udp",
+            priority=aioice.candidate.candidate_priority(component, "host"),
+            host=host,
+            port=port,
+            type="host",
+        )
+        protocol.local_candidate = candidate
+        conn._protocols.append(protocol)
+        candidates.append(candidate)
+        if conn.stun_server and ipaddress.ip_address(host).version == 4:
+            with contextlib.suppress(Exception):  # no answer: no srflx candidate
+                reflexive, _ = await asyncio.wait_for(
+                    aioice.ice.server_reflexive_candidate(protocol, conn.stun_server),
+                    timeout=5,
+                )
+                candidates.append(reflexive)
+    # the TURN relay (its port is the TURN server's): aioice's own gathering
+    candidates += await conn.get_component_candidates(component=component, addresses=[])
+    return candidates

@@ -315,7 +315,9 @@ class WhipEndpoint:
         try:
             room = self.sfu.get_room(room_id)
             _checked(offer, room.video_codecs)
-            grant = self.admission.admit(room_id, role, host_authorized=True)
+            # a name people can read on their tiles (the default is the raw id)
+            name = "WHIP publisher" if role is Role.HOST else "WHEP viewer"
+            grant = self.admission.admit(room_id, role, name=name, host_authorized=True)
             return await self._join(grant, offer)
         except BaseException as exc:
             if (

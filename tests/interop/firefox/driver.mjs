@@ -71,6 +71,9 @@ async function run(command) {
       return await pages[command.page].evaluate(command.expression);
     case "console":
       return consoles[command.page];
+    case "screenshot":
+      await pages[command.page].screenshot({ path: command.path });
+      return null;
     default:
       throw new Error(`unknown op ${command.op}`);
   }

@@ -1,6 +1,7 @@
-// The browser client of examples/ws_sfu.py: it speaks the protocol of
-// docs/websocket-protocol.md (an HTTP join backend, then one WebSocket and one
-// RTCPeerConnection per participant; the server sends every offer).
+// The room page of pysfu's app (pysfu serve, examples/ws_sfu.py). The protocol
+// (docs/websocket-protocol.md: an HTTP join backend, then one WebSocket and one
+// RTCPeerConnection per participant; the server sends every offer) is spoken
+// by pysfu-client.js; this file is the page around it.
 //
 //   /                 a form to start a room with a host key
 //   /new#key=K        creates a room (POST /api/rooms), then opens it as host
@@ -9,16 +10,17 @@
 // Query parameters: name=<display name>, codec=VP8|H264 (what this browser
 // sends), relay=1 (use only TURN relay candidates).
 
+import { join, JoinError } from "./pysfu-client.js";
+
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
 
-let pc = null; // the one RTCPeerConnection
-let ws = null; // the signalling WebSocket
+let call = null; // the Call of pysfu-client.js
+let pc = null; // its RTCPeerConnection
 let joinResponse = null; // the body of POST /api/rooms/<room>/join
 let localStream = null;
 let joined = false; // "joined" received
 let finished = false; // a final status was shown: nothing changes it any more
-let lastServerError = null; // the last "error" message, shown if the socket closes
 const participants = new Map(); // participant_id -> {role, name}, others only
 const tiles = new Map(); // stream id (= publishing participant id) -> tile
 const streamOfTrack = new Map(); // remote track id -> stream id, for stats()
@@ -36,12 +38,35 @@ function setStatus(text) {
   $("status").classList.toggle("error", text.startsWith("error"));
 }
 
+/** What a person can do after each end of the call. */
+function nextStep(text) {
+  if (text === "host left" || text.startsWith("room closed")) {
+    return ["The call has ended.", "Start a new room", "/"];
+  }
+  if (text === "room full") {
+    return ["The room is full: only the host can let more people in.", "Try again", location.href];
+  }
+  if (text === "left") return ["You left the call.", "Rejoin", location.href];
+  if (text.includes("wrong host key") || text.includes("no host key")) {
+    return ["This link needs a valid host key. Participants join with the link the host shares, without ?role=host.", "Start a room with a host key", "/"];
+  }
+  return ["The call could not continue.", "Try again", location.href];
+}
+
 /** Show a final status and release everything. */
 function finish(text) {
   if (finished) return;
   finished = true;
   setStatus(text);
   teardown();
+  // No black tile nor dead controls: say what happened and what to do next.
+  for (const id of ["tiles", "controls", "share", "waiting", "chat"]) $(id).hidden = true;
+  const [explanation, label, href] = nextStep(text);
+  $("ended-text").textContent = explanation;
+  $("next-step").textContent = label;
+  $("next-step").href = href;
+  $("room").hidden = false;
+  $("ended").hidden = false;
 }
 
 const fail = (message) => finish(`error: ${message}`);
@@ -115,8 +140,18 @@ async function createRoom() {
   location.replace(target.href);
 }
 
+/** A room id as people read it: "🍩🍹" rather than "%F0%9F%8D%A9...". */
+function readable(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 async function joinRoom(room) {
   // `room` is the slug as it appears in the path: already percent-encoded.
+  document.title = `${readable(room)} · pysfu room`;
   const role = params.get("role") === "host" ? "host" : "participant";
   const hostKey = role === "host" ? takeHostTicket() || takeHostKey() : null;
   $("room").hidden = false;
@@ -135,75 +170,56 @@ async function joinRoom(room) {
   $("local-video").srcObject = localStream;
   enableControls();
 
-  const { status, body } = await postJson(`/api/rooms/${room}/join`, { name, role }, hostKey);
-  if (finished) return;
-  if (status === 409 && body.error === "room_full") return finish("room full");
-  if (status === 401) return fail("wrong host key");
-  if (status !== 200) return fail(body.message || `joining failed (HTTP ${status})`);
-  joinResponse = body;
-
-  pc = new RTCPeerConnection({
-    iceServers: body.ice_servers || [],
-    iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",
-  });
-  pc.onicecandidate = ({ candidate: c }) =>
-    send(c // null ends trickling: sent as ""
-      ? { type: "candidate", candidate: c.candidate, sdp_mid: c.sdpMid, sdp_mline_index: c.sdpMLineIndex }
-      : { type: "candidate", candidate: "", sdp_mid: null, sdp_mline_index: null });
-  pc.ontrack = onTrack;
-  pc.ondatachannel = ({ channel }) => {
-    if (channel.label === "pysfu") openChat(channel);
-  };
-  pc.onconnectionstatechange = refreshStatus;
-
-  openSocket(new URL(body.ws_url, location.href), { type: "hello", token: body.signalling_token });
-}
-
-// Handle messages one at a time: an offer must be answered before the next.
-let messages = Promise.resolve();
-let session = null; // {resume_token, reconnect_grace} from the "session" message
-
-// `first` proves the socket is ours: the join answer's signalling token (or a
-// resume token), sent as a message because URLs end up in access logs.
-function openSocket(url, first, onRefused = null) {
-  ws = new WebSocket(url);
-  let opened = false;
-  ws.onopen = () => {
-    opened = true;
-    ws.send(JSON.stringify(first));
-    refreshStatus(); // back from "reconnecting"
-  };
-  ws.onmessage = (event) => {
-    messages = messages
-      .then(() => onMessage(JSON.parse(event.data)))
-      .catch((error) => fail(error.message));
-  };
-  ws.onclose = (event) => {
-    if (!opened && onRefused) return onRefused(); // server unreachable: retry
-    // Queued too, so that a "room-closed" just before the close is shown.
-    messages = messages.then(() => {
-      if (finished) return;
-      if (session && event.code !== 4401) return reconnect(Date.now() + session.reconnect_grace * 1000);
-      const reason = lastServerError ? `: ${lastServerError.message}` : "";
-      fail(`the server closed the connection (${event.code})${reason}`);
+  const codec = params.get("codec");
+  try {
+    call = await join({
+      room,
+      encoded: true, // the slug as it appears in the path
+      role,
+      name,
+      hostKey,
+      stream: localStream,
+      iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",
+      onPublish: (transceiver) => {
+        if (transceiver.receiver.track.kind === "video" && codec) preferCodec(transceiver, codec);
+      },
     });
-  };
+  } catch (error) {
+    if (finished) return;
+    if (!(error instanceof JoinError)) throw error;
+    if (error.status === 409 && error.code === "room_full") return finish("room full");
+    if (error.status === 401) return fail("wrong host key");
+    return fail(error.message);
+  }
+  if (finished) return call.leave(); // left while joining
+  pc = call.pc;
+  joinResponse = call.joinResponse;
+  call.addEventListener("track", ({ detail }) => onTrack(detail));
+  call.addEventListener("datachannel", ({ detail }) => {
+    if (detail.channel.label === "pysfu") openChat(detail.channel);
+  });
+  call.addEventListener("connectionstatechange", refreshStatus);
+  call.addEventListener("message", ({ detail }) => onMessage(detail));
+  call.addEventListener("answered", ({ detail }) => {
+    if (detail.first && codec) sendVideoWith(codec).catch((e) => console.warn(e));
+  });
+  call.addEventListener("reconnecting", () => setStatus("reconnecting"));
+  call.addEventListener("reconnected", refreshStatus); // back from "reconnecting"
+  call.addEventListener("end", ({ detail }) => onEnd(detail));
 }
 
-// The signalling dropped but the media may still flow: the server keeps our
-// seat for reconnect_grace seconds and resumes the session with our token.
-function reconnect(deadline) {
-  if (finished) return;
-  if (Date.now() > deadline) return fail("lost the connection to the server");
-  setStatus("reconnecting");
-  const url = new URL(joinResponse.ws_url, location.href);
-  openSocket(url, { type: "resume", token: session.resume_token }, () =>
-    setTimeout(() => reconnect(deadline), 1000),
-  );
+/** The call ended without us leaving: say why. */
+function onEnd({ reason, code, error, message }) {
+  if (reason === "room-closed") return finish(message === "host left" ? "host left" : `room closed: ${message}`);
+  if (reason === "lost") return fail("lost the connection to the server");
+  if (reason === "closed") {
+    return fail(`the server closed the connection (${code})${error ? `: ${error.message}` : ""}`);
+  }
+  if (reason !== "left") fail(message || reason);
 }
 
 function send(message) {
-  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
+  if (call) call.send(message);
 }
 
 // -- signalling -------------------------------------------------------------
@@ -227,12 +243,9 @@ function showWaiting(waiting) {
   $("waiting").hidden = waiting.length === 0;
 }
 
-async function onMessage(message) {
+function onMessage(message) {
   if (finished) return;
   switch (message.type) {
-    case "session": // sent again with a new token after each resume
-      session = message;
-      return;
     case "waiting": // to the host: admitted, not connected yet
       showWaiting(message.participants);
       return;
@@ -243,8 +256,7 @@ async function onMessage(message) {
         if (p.participant_id !== message.participant_id) participants.set(p.participant_id, p);
       }
       break;
-    case "offer":
-      await answer(message.sdp);
+    case "offer": // answered by the call
       break;
     case "participant-joined":
       participants.set(message.participant_id, message);
@@ -257,60 +269,17 @@ async function onMessage(message) {
     case "speaking":
       showSpeaking(message);
       return;
-    case "room-closed":
-      finish(message.reason === "host left" ? "host left" : `room closed: ${message.reason}`);
+    case "room-closed": // the call ends: onEnd
       return;
     case "error":
       if (message.code === "data_too_large" || message.code === "data_rate_limited") {
         addChatLine({ from: null, name: null, text: `not delivered: ${message.message}` }, "notice");
         return;
       }
-      lastServerError = message; // not fatal unless the socket closes
-      console.warn("server error", message.code, message.message);
+      console.warn("server error", message.code, message.message); // fatal with a close only
       return;
   }
   refreshStatus();
-}
-
-let published = false;
-
-async function answer(redactedSdp) {
-  // The offer comes without the ICE password: we got it from the join backend.
-  const sdp = redactedSdp.replace(/a=ice-pwd:REDACTED/g, `a=ice-pwd:${joinResponse.ice.password}`);
-  await pc.setRemoteDescription({ type: "offer", sdp });
-  const firstOffer = !published;
-  if (firstOffer) {
-    publish(sdp);
-    published = true;
-  }
-  await pc.setLocalDescription(await pc.createAnswer());
-  send({ type: "answer", sdp: pc.localDescription.sdp });
-  if (firstOffer && params.get("codec")) await sendVideoWith(params.get("codec"));
-}
-
-/** Attach the camera and microphone to the sections the server receives on. */
-function publish(offerSdp) {
-  const directions = offerDirections(offerSdp);
-  for (const transceiver of pc.getTransceivers()) {
-    if (directions.get(transceiver.mid) !== "recvonly") continue;
-    const kind = transceiver.receiver.track.kind;
-    const track = localStream.getTracks().find((t) => t.kind === kind);
-    if (!track || transceiver.sender.track) continue;
-    transceiver.sender.replaceTrack(track);
-    transceiver.direction = "sendonly";
-    if (kind === "video" && params.get("codec")) preferCodec(transceiver, params.get("codec"));
-  }
-}
-
-/** mid -> direction attribute of each m-section of an SDP. */
-function offerDirections(sdp) {
-  const directions = new Map();
-  for (const section of sdp.split(/\r?\nm=/).slice(1)) {
-    const mid = /^a=mid:(\S+)/m.exec(section);
-    const direction = /^a=(sendrecv|sendonly|recvonly|inactive)\s*$/m.exec(section);
-    if (mid) directions.set(mid[1], direction ? direction[1] : "sendrecv");
-  }
-  return directions;
 }
 
 const isCodec = (codec, name) => codec.mimeType.toLowerCase() === `video/${name}`.toLowerCase();
@@ -471,14 +440,15 @@ function enableControls() {
   toggle($("mute-video"), "video", "Turn camera off", "Turn camera on");
   $("leave").disabled = false;
   $("leave").onclick = () => {
-    send({ type: "leave" });
+    if (call) call.leave();
     finish("left");
   };
 }
 
 function showShareLink() {
   // Participants use the same page without "?role=host" (nor our options).
-  const joinUrl = location.origin + location.pathname;
+  // Shown and copied with its emoji: browsers and chat apps take them as they are.
+  const joinUrl = location.origin + readable(location.pathname);
   $("share").hidden = false;
   $("join-link").value = joinUrl;
   $("copy-link").onclick = async () => {
@@ -493,13 +463,9 @@ function showShareLink() {
 }
 
 function teardown() {
-  if (ws) {
-    ws.onclose = null;
-    ws.close();
-  }
+  if (call && !call.ended) call.leave();
   if (chatChannel) chatChannel.close();
   $("chat-input").disabled = $("chat-send").disabled = true;
-  if (pc) pc.close();
   if (localStream) localStream.getTracks().forEach((t) => t.stop());
   for (const id of [...tiles.keys()]) removeTile(id);
   for (const id of ["mute-audio", "mute-video", "leave"]) $(id).disabled = true;
@@ -557,10 +523,13 @@ window.pysfu = {
   get activeSpeaker() { return speaking.active; },
   get speakers() { return speaking.speakers.map((s) => ({ ...s })); },
   // Simulates a dropped signalling connection (the page reconnects).
-  dropSignalling: () => ws && ws.close(4000, "dropped for a test"),
+  dropSignalling: () => call && call.dropSignalling(),
 };
 
 // -- start --------------------------------------------------------------------
+
+// Leaving the page (closing the tab, reloading) the call sends "leave" itself
+// (pysfu-client.js): the others see this tile go at once.
 
 const path = location.pathname;
 if (path === "/new") createRoom().catch((error) => fail(error.message));

@@ -1,0 +1,788 @@
+"""pysfu's flagship app: a WebSocket SFU with a join backend and a browser client.
+
+    pysfu serve            # installed with pip install 'pysfu[server]'
+    python examples/ws_sfu.py   # the same, from a checkout
+
+serves http://127.0.0.1:8080. Rooms have one host and up to
+``--max-participants`` participants who all see and hear each other, chat
+(over the data channel the server relays) and see who speaks. Only
+holders of a host key may create rooms; with no key configured one is
+generated and printed with a link that creates a room. Joining goes through
+the HTTP join backend, which hands each client the ICE password of the
+server's side of its connection: see docs/websocket-protocol.md.
+
+With ``--workers N`` the rooms live in N worker processes (a
+``WorkerPool``, one core each); this process keeps the
+join backend and the signalling.
+
+Every option can also be set with an environment variable, named in --help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from pysfu import (
+    SFU,
+    IceConfig,
+    IceServer,
+    LimitsConfig,
+    PysfuError,
+    RoomExists,
+    SFUConfig,
+)
+from pysfu._aiortc import default_host_addresses
+from pysfu.admission import Admission, HostKeys, RedactSecrets
+from pysfu.participant import Participant
+from pysfu.ratelimit import ClientLimits
+
+try:
+    import prometheus_client
+
+    from pysfu.metrics import PoolCollector, SFUCollector
+except ImportError:  # pragma: no cover - metrics are optional
+    prometheus_client = None  # type: ignore[assignment]
+from pysfu.signalling.adapter import SessionParticipant
+from pysfu.signalling.connections import ConnectionGuard
+from pysfu.signalling.websocket import WebSocketSignalling
+from pysfu.slugs import ascii_slug, emoji_slug, slug_path
+from pysfu.turn import with_turn_credentials
+from pysfu.workers import WorkerPool
+
+__all__ = [
+    "HOST_KEY_FAILURES_PER_SECOND",
+    "HOST_KEY_FAILURE_BURST",
+    "HOST_TICKET_TTL",
+    "MAX_ROOM_SIZE",
+    "STATIC",
+    "USAGE",
+    "HostTickets",
+    "SfuApp",
+    "bearer",
+    "cli",
+    "error",
+    "ice_addresses",
+    "json_body",
+    "main",
+    "make_server",
+    "parse_args",
+    "port_range",
+    "print_media_addresses",
+    "public_scheme",
+    "reply",
+    "serve",
+    "setup_logging",
+    "too_many_attempts",
+]
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_ROOM_SIZE = 50
+#: Seconds the single-use host link of a new room stays valid.
+HOST_TICKET_TTL = 600.0
+#: Wrong host keys one client address may present: a burst, then one a second.
+HOST_KEY_FAILURES_PER_SECOND = 1.0
+HOST_KEY_FAILURE_BURST = 10
+
+logger = logging.getLogger("pysfu.app")
+
+
+def port_range(text: str) -> tuple[int, int]:
+    """``LO-HI`` (inclusive) as a tuple; argparse shows the error."""
+    low, dash, high = text.partition("-")
+    try:
+        if not dash:
+            raise ValueError
+        ports = (int(low), int(high))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LO-HI, e.g. 40000-40100, not {text!r}"
+        ) from None
+    if not 1 <= ports[0] <= ports[1] <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 1 <= LO <= HI <= 65535")
+    return ports
+
+
+def parse_args(
+    argv: list[str] | None = None, prog: str | None = None
+) -> argparse.Namespace:
+    env = os.environ.get
+
+    def listed(name: str) -> list[str]:
+        return [v for v in (env(name) or "").split(",") if v]
+
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="pysfu's video room: a WebSocket SFU with its browser client",
+        epilog="Each option falls back to the environment variable in brackets.",
+    )
+    add = parser.add_argument
+    add("--bind", default=env("PYSFU_BIND", "127.0.0.1"), help="[PYSFU_BIND]")
+    add("--port", type=int, default=int(env("PYSFU_PORT", "8080")), help="[PYSFU_PORT]")
+    add(
+        "--host-key",
+        action="append",
+        default=listed("PYSFU_HOST_KEY"),
+        help="a key that may create rooms and host them; repeatable "
+        "[PYSFU_HOST_KEY, comma-separated]",
+    )
+    add(
+        "--max-participants",
+        type=int,
+        default=int(env("PYSFU_MAX_PARTICIPANTS", "1")),
+        help="participants per room besides the host [PYSFU_MAX_PARTICIPANTS]",
+    )
+    add("--stun", action="append", default=listed("PYSFU_STUN"), help="[PYSFU_STUN]")
+    add(
+        "--turn",
+        action="append",
+        default=listed("PYSFU_TURN"),
+        help="TURN URL handed to clients [PYSFU_TURN]",
+    )
+    add(
+        "--turn-username",
+        default=env("PYSFU_TURN_USERNAME"),
+        help="[PYSFU_TURN_USERNAME]",
+    )
+    add(
+        "--turn-password",
+        default=env("PYSFU_TURN_PASSWORD"),
+        help="a static TURN password for every client; prefer --turn-secret "
+        "[PYSFU_TURN_PASSWORD]",
+    )
+    add(
+        "--turn-secret",
+        default=env("PYSFU_TURN_SECRET"),
+        help="the TURN server's shared secret (coturn: static-auth-secret): each "
+        "client gets its own credentials, valid --turn-ttl seconds "
+        "[PYSFU_TURN_SECRET]",
+    )
+    add(
+        "--turn-ttl",
+        type=float,
+        default=float(env("PYSFU_TURN_TTL", "3600")),
+        help="seconds the TURN credentials of a join answer stay valid "
+        "[PYSFU_TURN_TTL]",
+    )
+    add(
+        "--ice-address",
+        action="append",
+        default=listed("PYSFU_ICE_ADDRESS"),
+        help="local address offered as ICE host candidate; repeatable; default: "
+        "every interface but loopback, or 127.0.0.1 if there is none "
+        "[PYSFU_ICE_ADDRESS, comma-separated]",
+    )
+    add(
+        "--ice-ports",
+        type=port_range,
+        default=env("PYSFU_ICE_PORTS"),
+        metavar="LO-HI",
+        help="UDP port range for media (ICE), e.g. 40000-40100, for a firewall "
+        "or a container publishing that range; one port per connection; "
+        "default: any [PYSFU_ICE_PORTS]",
+    )
+    add(
+        "--announced-address",
+        default=env("PYSFU_ANNOUNCED_ADDRESS"),
+        help="public address written into host candidates (1:1 NAT) "
+        "[PYSFU_ANNOUNCED_ADDRESS]",
+    )
+    add(
+        "--slug",
+        choices=("emoji", "ascii"),
+        default=env("PYSFU_SLUG", "emoji"),
+        help="room link style [PYSFU_SLUG]",
+    )
+    add(
+        "--credential-ttl",
+        type=float,
+        default=float(env("PYSFU_CREDENTIAL_TTL", "30")),
+        help="seconds a join credential stays valid [PYSFU_CREDENTIAL_TTL]",
+    )
+    add(
+        "--pending-hold",
+        type=float,
+        default=float(env("PYSFU_PENDING_HOLD", "10")),
+        help="seconds an admitted participant holds its seat before opening "
+        "its WebSocket [PYSFU_PENDING_HOLD]",
+    )
+    add(
+        "--allowed-origin",
+        action="append",
+        default=listed("PYSFU_ALLOWED_ORIGIN"),
+        help="origin of pages allowed to open the WebSocket, e.g. "
+        "https://meet.example.org; repeatable; default: this server's own "
+        "[PYSFU_ALLOWED_ORIGIN, comma-separated]",
+    )
+    add(
+        "--reconnect-grace",
+        type=float,
+        default=float(env("PYSFU_RECONNECT_GRACE", "15")),
+        help="seconds a participant whose WebSocket dropped keeps its seat and "
+        "media, waiting for it to reconnect [PYSFU_RECONNECT_GRACE]",
+    )
+    add(
+        "--room-idle-timeout",
+        type=float,
+        default=float(env("PYSFU_ROOM_IDLE_TIMEOUT", "60")),
+        help="seconds after which a room without a host (or without anyone) "
+        "is closed [PYSFU_ROOM_IDLE_TIMEOUT]",
+    )
+    add(
+        "--max-rooms",
+        type=int,
+        default=int(env("PYSFU_MAX_ROOMS", "1000")),
+        help="rooms this server holds at most [PYSFU_MAX_ROOMS]",
+    )
+    add(
+        "--workers",
+        type=int,
+        default=int(env("PYSFU_WORKERS", "0")),
+        help="worker processes to spread the rooms over (one core each), "
+        "/metrics adding up all of them; 0: every room in this process "
+        "[PYSFU_WORKERS]",
+    )
+    add(
+        "--metrics-address",
+        default=env("PYSFU_METRICS_ADDRESS"),
+        help="HOST:PORT of a separate listener serving /metrics only (keep it "
+        "private, e.g. 127.0.0.1:9100) [PYSFU_METRICS_ADDRESS]",
+    )
+    add(
+        "--metrics-token",
+        default=env("PYSFU_METRICS_TOKEN"),
+        help="serve /metrics on the main listener too, to requests with "
+        "'Authorization: Bearer <token>'; without this or --metrics-address "
+        "/metrics is not served [PYSFU_METRICS_TOKEN]",
+    )
+    add(
+        "--max-connections",
+        type=int,
+        default=int(env("PYSFU_MAX_CONNECTIONS", "4096")),
+        help="open HTTP/WebSocket connections at most (never more than half "
+        "the file descriptor limit) [PYSFU_MAX_CONNECTIONS]",
+    )
+    add(
+        "--idle-timeout",
+        type=float,
+        default=float(env("PYSFU_IDLE_TIMEOUT", "10")),
+        help="seconds a new connection has to send its first request (headers "
+        "complete) before it is closed "
+        "[PYSFU_IDLE_TIMEOUT]",
+    )
+    add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
+    args = parser.parse_args(argv)
+    if args.workers < 0:
+        parser.error("--workers must be 0 or more")
+    return args
+
+
+def reply(data: dict[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(
+        data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False)
+    )
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    return reply({"error": code, "message": message}, status=status)
+
+
+def too_many_attempts() -> web.Response:
+    response = error(429, "rate_limited", "too many wrong host keys; slow down")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+def public_scheme(request: web.Request) -> str:
+    """http or https as the browser sees it, also behind a TLS-terminating proxy."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
+    return forwarded if forwarded in ("http", "https") else request.scheme
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object; an empty body counts as ``{}``.
+
+    Raises ``ValueError`` for anything else, including bodies over aiohttp's
+    size limit, undecodable text and JSON nested too deep to parse.
+    """
+    try:
+        text = await request.text()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ValueError("the body is too large") from exc
+    except (LookupError, UnicodeDecodeError) as exc:  # unknown or wrong charset
+        raise ValueError("the body is not text") from exc
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except RecursionError as exc:
+        raise ValueError("the JSON is nested too deeply") from exc
+    if not isinstance(value, dict):
+        raise ValueError("the body must be a JSON object")
+    return value
+
+
+class HostTickets:
+    """Single-use, short-lived tickets that let a room's creator join it as
+    host without the long-lived host key: the ``host_url`` of a new room
+    carries one in its fragment (``#ticket=``), which browsers do not send
+    to servers, so it stays out of access logs. Kept as digests; bounded."""
+
+    MAX_TICKETS = 10_000
+
+    def __init__(self, ttl: float = HOST_TICKET_TTL) -> None:
+        self.ttl = ttl
+        self._tickets: dict[bytes, tuple[str, float]] = {}
+
+    def issue(self, room_id: str) -> str:
+        now = time.monotonic()
+        for digest, (_, expires) in list(self._tickets.items()):
+            if expires <= now:
+                del self._tickets[digest]
+        while len(self._tickets) >= self.MAX_TICKETS:  # oldest first
+            del self._tickets[next(iter(self._tickets))]
+        ticket = secrets.token_urlsafe(24)
+        self._tickets[_sha256(ticket)] = (room_id, now + self.ttl)
+        return ticket
+
+    def valid(self, ticket: str | None, room_id: str) -> bool:
+        """Whether ``ticket`` opens ``room_id`` as host (it is not spent)."""
+        found = self._tickets.get(_sha256(ticket or ""))
+        return found is not None and found[0] == room_id and found[1] > time.monotonic()
+
+    def spend(self, ticket: str | None) -> None:
+        self._tickets.pop(_sha256(ticket or ""), None)
+
+
+def _sha256(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+class SfuApp:
+    """The HTTP join backend, the WebSocket endpoint and the static client."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.generated_key = None if args.host_key else secrets.token_urlsafe(18)
+        self.host_keys = HostKeys(args.host_key or [self.generated_key])
+        self.host_tickets = HostTickets()
+        self.host_key_failures = ClientLimits(
+            HOST_KEY_FAILURES_PER_SECOND, HOST_KEY_FAILURE_BURST
+        )
+        stun = tuple(IceServer(urls=url) for url in args.stun)
+        turn = tuple(
+            IceServer(
+                urls=url, username=args.turn_username, credential=args.turn_password
+            )
+            for url in args.turn
+        )
+        # The server itself only needs STUN (to learn a public address); TURN
+        # is for clients that cannot reach it directly.
+        self.client_ice_servers = stun + turn
+        self.ice_addresses = ice_addresses(args.ice_address)
+        config = SFUConfig(
+            ice=IceConfig(
+                host_addresses=self.ice_addresses,
+                announced_address=args.announced_address,
+                servers=stun,
+                port_range=args.ice_ports,
+            ),
+            limits=LimitsConfig(
+                max_rooms=args.max_rooms,
+                room_idle_timeout=args.room_idle_timeout,
+            ),
+        )
+        # rooms in this process, or in worker processes: one of the two
+        self.sfu: SFU | None = None
+        self.pool: WorkerPool | None = None
+        #: the admission into self.sfu's rooms, whose participants are local
+        self.local_admission: Admission[Participant] | None = None
+        self.admission: Admission[SessionParticipant]
+        # --8<-- [start:rooms]
+        if args.workers:
+            self.pool = WorkerPool(args.workers, config)  # started on app startup
+            self.admission = Admission(
+                self.pool,
+                credential_ttl=args.credential_ttl,
+                pending_hold=args.pending_hold,
+            )
+        else:
+            self.sfu = SFU(config)
+            self.local_admission = Admission(
+                self.sfu,
+                credential_ttl=args.credential_ttl,
+                pending_hold=args.pending_hold,
+            )
+            self.admission = self.local_admission
+        self.signalling = WebSocketSignalling(
+            self.admission,
+            allowed_origins=args.allowed_origin or None,
+            reconnect_grace=args.reconnect_grace,
+        )
+        # --8<-- [end:rooms]
+
+    def application(self) -> web.Application:
+        app = web.Application()
+        app.add_routes(
+            [
+                web.get("/", self.page),
+                web.get("/new", self.page),
+                web.get("/r/{slug}", self.page),
+                web.post("/api/rooms", self.create_room),
+                web.post("/api/rooms/{room}/join", self.join),
+                web.get("/ws/{participant_id}", self.websocket),
+                web.static("/static", STATIC),
+            ]
+        )
+        if self.serves_metrics() and self.args.metrics_token:
+            app.add_routes([web.get("/metrics", self.metrics_with_token)])
+        app.on_startup.append(self.startup)
+        app.on_shutdown.append(self.shutdown)
+        return app
+
+    async def startup(self, app: web.Application) -> None:
+        if self.pool is not None:
+            await self.pool.start()
+            logger.info(
+                "rooms go to %d workers (pids %s)", self.args.workers, self.pool.pids
+            )
+
+    def serves_metrics(self) -> bool:
+        """Whether /metrics is configured (and the `metrics` extra installed)."""
+        wanted = self.args.metrics_token or self.args.metrics_address
+        if not wanted or prometheus_client is None:
+            return False
+        if not hasattr(self, "registry"):
+            self.registry = prometheus_client.CollectorRegistry()
+            if self.pool is not None:
+                self.pool_collector = PoolCollector(self.pool)
+                self.registry.register(self.pool_collector)
+            else:
+                assert self.sfu is not None
+                self.registry.register(SFUCollector(self.sfu))
+        return True
+
+    def metrics_application(self) -> web.Application | None:
+        """The app of the --metrics-address listener, if configured."""
+        if not (self.args.metrics_address and self.serves_metrics()):
+            return None
+        app = web.Application()
+        app.add_routes([web.get("/metrics", self.metrics)])
+        return app
+
+    async def metrics_with_token(self, request: web.Request) -> web.Response:
+        token = bearer(request) or ""
+        if not hmac.compare_digest(token.encode(), self.args.metrics_token.encode()):
+            return error(401, "unauthorized", "/metrics needs its bearer token")
+        return await self.metrics(request)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        if self.pool is not None:
+            await self.pool_collector.refresh()
+        body = prometheus_client.generate_latest(self.registry)
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+    async def page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    def host_key_valid(self, request: web.Request) -> bool | None:
+        """Whether the request's bearer token is a host key; ``None``: this
+        address guessed wrong too often (answered at once, nothing hashed)."""
+        key = bearer(request)
+        if key is None:
+            return False
+        if self.host_key_failures.exhausted(request.remote):
+            return None
+        if self.host_keys.check(key):
+            return True
+        self.host_key_failures.allow(request.remote)  # spend one failure
+        return False
+
+    async def create_room(self, request: web.Request) -> web.Response:
+        valid = self.host_key_valid(request)
+        if valid is None:
+            return too_many_attempts()
+        if not valid:
+            return error(401, "unauthorized", "a valid host key is required")
+        try:
+            body = await json_body(request)
+            size = body.get("max_participants", self.args.max_participants)
+            style = body.get("slug", self.args.slug)
+            if type(size) is not int or not 0 <= size <= MAX_ROOM_SIZE:  # no bool
+                raise ValueError(f"max_participants must be 0..{MAX_ROOM_SIZE}")
+            if style not in ("emoji", "ascii"):
+                raise ValueError("slug must be 'emoji' or 'ascii'")
+        except ValueError as exc:
+            return error(400, "bad_request", str(exc))
+        while True:
+            slug = emoji_slug() if style == "emoji" else ascii_slug()
+            try:
+                room_id = await self.new_room(slug, size)
+                break
+            except RoomExists:
+                continue
+            except PysfuError as exc:  # too_many_rooms
+                return error(exc.http_status, exc.code, str(exc))
+        base = f"{public_scheme(request)}://{request.host}/r/{slug_path(room_id)}"
+        logger.info("room %s created (max %d participants)", room_id, size)
+        ticket = self.host_tickets.issue(room_id)
+        return reply(
+            {
+                "room": room_id,
+                # works once, for HOST_TICKET_TTL s: the key itself stays put
+                "host_url": f"{base}?role=host#ticket={ticket}",
+                "join_url": base,
+            },
+            status=201,
+        )
+
+    async def new_room(self, room_id: str, size: int) -> str:
+        if self.pool is not None:
+            return await self.pool.create_room(room_id, max_participants=size)
+        assert self.sfu is not None
+        return self.sfu.create_room(room_id, max_participants=size).id
+
+    async def join(self, request: web.Request) -> web.Response:
+        try:
+            body = await json_body(request)
+            role = body.get("role", "participant")
+            name = body.get("name") or ""
+            if role not in ("host", "participant") or not isinstance(name, str):
+                raise ValueError("role must be 'host' or 'participant', name a string")
+            name = name[:64]
+            name.encode("utf-8")  # a lone surrogate cannot be sent back: refuse now
+        except ValueError as exc:
+            return error(400, "bad_request", str(exc))
+        room_id = request.match_info["room"]
+        ticket = None
+        host_authorized: bool | None = False
+        if role == "host":
+            if self.host_tickets.valid(bearer(request), room_id):
+                ticket, host_authorized = bearer(request), True
+            else:
+                host_authorized = self.host_key_valid(request)
+        if host_authorized is None:
+            return too_many_attempts()
+        try:
+            grant = self.admission.admit(
+                room_id,
+                role,
+                name=name,
+                host_authorized=host_authorized,
+                client=request.remote,
+            )
+        except PysfuError as exc:
+            return error(exc.http_status, exc.code, str(exc))
+        self.host_tickets.spend(ticket)
+        scheme = "wss" if public_scheme(request) == "https" else "ws"
+        return reply(
+            {
+                "participant_id": grant.participant_id,
+                "room": grant.room_id,
+                "role": grant.role.value,
+                "name": grant.name,
+                "ice": {
+                    "username_fragment": grant.credentials.username_fragment,
+                    "password": grant.credentials.password,
+                    "expires_in": self.admission.credential_ttl,
+                },
+                "ice_servers": [
+                    {
+                        k: v
+                        for k, v in (
+                            ("urls", s.urls),
+                            ("username", s.username),
+                            ("credential", s.credential),
+                        )
+                        if v is not None
+                    }
+                    for s in self.ice_servers_for(grant.participant_id)
+                ],
+                "ws_url": f"{scheme}://{request.host}/ws/{grant.participant_id}",
+                # sent as the socket's first message: a URL would be logged
+                "signalling_token": grant.signalling_token,
+            }
+        )
+
+    def ice_servers_for(self, participant_id: str) -> tuple[IceServer, ...]:
+        """The STUN/TURN servers of one join answer: with --turn-secret, TURN
+        credentials of this participant's own, valid --turn-ttl seconds."""
+        if self.args.turn_secret is None:
+            return self.client_ice_servers
+        return with_turn_credentials(
+            self.client_ice_servers,
+            self.args.turn_secret,
+            participant_id,
+            self.args.turn_ttl,
+        )
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        return await self.signalling.handle(
+            request, request.match_info["participant_id"]
+        )
+
+    async def shutdown(self, app: web.Application) -> None:
+        if self.pool is not None:
+            await self.pool.close()  # every room closed, every worker reaped
+        if self.sfu is not None:
+            await self.sfu.close()
+
+
+def ice_addresses(configured: list[str]) -> tuple[str, ...]:
+    """The addresses media is offered on: those configured, else every
+    interface's but loopback, else 127.0.0.1 (said at WARNING: only this
+    machine can then join)."""
+    if configured:
+        return tuple(configured)
+    found = default_host_addresses()
+    if found:
+        return tuple(found)
+    logger.warning(
+        "no network address but loopback: media (ICE) is offered on 127.0.0.1, "
+        "so only browsers on this machine can join; pass --ice-address"
+    )
+    return ("127.0.0.1",)
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr at ``level``, with ICE passwords redacted; aioice's
+    per-check INFO lines only at DEBUG."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactSecrets())  # aiortc logs SDP at DEBUG
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("aioice").setLevel(logging.WARNING)
+
+
+def serve(
+    app: web.Application,
+    args: argparse.Namespace,
+    metrics_app: web.Application | None = None,
+) -> None:
+    """Run ``app`` on the configured address until SIGINT/SIGTERM.
+
+    Connections are capped and those without a request closed
+    (:class:`ConnectionGuard`),
+    so that idle clients cannot take every file descriptor; ``metrics_app``
+    listens on ``--metrics-address``.
+    """
+    asyncio.run(_serve(app, args, metrics_app))
+
+
+async def _serve(
+    app: web.Application,
+    args: argparse.Namespace,
+    metrics_app: web.Application | None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    # idle keep-alive connections close after 15 s; new ones without a
+    # request after --idle-timeout (the guard)
+    runner = web.AppRunner(app, shutdown_timeout=5, keepalive_timeout=15)
+    await runner.setup()
+    assert runner.server is not None
+    guard = ConnectionGuard(
+        runner.server,
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout,
+    )
+    server = await loop.create_server(guard, args.bind, args.port)
+    runners = [runner]
+    if metrics_app is not None:
+        host, _, port = args.metrics_address.rpartition(":")
+        metrics_runner = web.AppRunner(metrics_app)
+        await metrics_runner.setup()
+        await web.TCPSite(metrics_runner, host or "127.0.0.1", int(port)).start()
+        runners.append(metrics_runner)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        for each in reversed(runners):
+            await each.cleanup()
+
+
+def make_server(args: argparse.Namespace) -> SfuApp:
+    """:class:`SfuApp` for ``args``; a setting it refuses ends the program
+    with the reason (not a traceback)."""
+    try:
+        return SfuApp(args)
+    except (ValueError, TypeError) as exc:
+        raise SystemExit(f"pysfu: {exc}") from exc
+
+
+def print_media_addresses(server: SfuApp) -> None:
+    ports = server.args.ice_ports
+    print(
+        f"media (ICE, UDP) on {', '.join(server.ice_addresses)}"
+        + (f", ports {ports[0]}-{ports[1]}" if ports else ", any port")
+        + (
+            f", announced as {server.args.announced_address}"
+            if server.args.announced_address
+            else ""
+        ),
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Run the app with ``argv`` (the options of ``--help``)."""
+    args = parse_args(argv, prog)
+    setup_logging(args.log_level)
+    server = make_server(args)
+    url = f"http://{args.bind}:{args.port}"
+    print(f"pysfu SFU on {url}", flush=True)
+    print_media_addresses(server)
+    if server.generated_key is not None:
+        print(f"generated host key: {server.generated_key}", flush=True)
+        print(
+            f"open this link to create a room: {url}/new#key={server.generated_key}",
+            flush=True,
+        )
+    serve(server.application(), args, server.metrics_application())
+
+
+USAGE = """usage: pysfu serve [options]   (pysfu serve --help lists them)
+
+Commands:
+  serve     run the video room app (http://127.0.0.1:8080 by default)
+"""
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """The ``pysfu`` command: ``pysfu serve [options]``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        raise SystemExit(0 if argv else 2)
+    if argv[0] != "serve":
+        raise SystemExit(f"pysfu: unknown command {argv[0]!r}\n{USAGE}")
+    main(argv[1:], prog="pysfu serve")
+
+
+if __name__ == "__main__":
+    main()

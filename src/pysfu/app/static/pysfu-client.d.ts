@@ -1,0 +1,94 @@
+// Types of pysfu-client.js: the browser side of pysfu's WebSocket protocol.
+
+/** The answer of POST /api/rooms/<room>/join (docs/websocket-protocol.md). */
+export interface JoinResponse {
+  participant_id: string;
+  room: string;
+  role: "host" | "participant";
+  name: string;
+  ice: { username_fragment: string; password: string; expires_in: number };
+  ice_servers: RTCIceServer[];
+  ws_url: string;
+  signalling_token: string;
+}
+
+export interface JoinOptions {
+  /** The room id, or with `encoded: true` the slug as it appears in a path. */
+  room: string;
+  encoded?: boolean;
+  role?: "host" | "participant";
+  /** Shown to the others. */
+  name?: string;
+  /** A host key or the single-use ticket of a host link (role "host"). */
+  hostKey?: string | null;
+  /** Published on the sections the server offers to receive. */
+  stream?: MediaStream | null;
+  /** The app's origin; default: this page's. */
+  base?: string;
+  iceTransportPolicy?: RTCIceTransportPolicy;
+  /** Called for each transceiver a track of `stream` was attached to, before
+   *  the answer is made (e.g. to call setCodecPreferences). */
+  onPublish?: (transceiver: RTCRtpTransceiver) => void;
+  /** Send "leave" when the page goes away (pagehide); default true. */
+  leaveOnPageHide?: boolean;
+}
+
+/** Why a call ended: left (by leave()), room-closed (message: the room's
+ *  reason, e.g. "host left"), closed (the server closed the socket: code,
+ *  and the last error message it sent), lost (no resume within the grace),
+ *  failed (ICE/DTLS), error (message). */
+export interface CallEnd {
+  reason: "left" | "room-closed" | "closed" | "lost" | "failed" | "error";
+  code?: number;
+  error?: { type: "error"; code: string; message: string } | null;
+  message?: string;
+}
+
+export interface CallEventMap {
+  /** Every server message (joined, participant-joined, participant-left,
+   *  speaking, waiting, error, ...), after the call handled it. */
+  message: CustomEvent<{ type: string; [field: string]: unknown }>;
+  /** A remote track; streams[0].id is the publishing participant's id. */
+  track: CustomEvent<{ track: MediaStreamTrack; streams: readonly MediaStream[] }>;
+  /** The data channel the server relays (label "pysfu"). */
+  datachannel: CustomEvent<{ channel: RTCDataChannel }>;
+  connectionstatechange: CustomEvent<{ state: RTCPeerConnectionState }>;
+  /** An offer was answered; `first` for the first one. */
+  answered: CustomEvent<{ first: boolean }>;
+  reconnecting: CustomEvent<Record<string, never>>;
+  reconnected: CustomEvent<Record<string, never>>;
+  end: CustomEvent<CallEnd>;
+}
+
+export class JoinError extends Error {
+  readonly status: number;
+  /** The backend's error code: room_full, room_not_found, unauthorized, ... */
+  readonly code: string | null;
+}
+
+export class Call extends EventTarget {
+  readonly pc: RTCPeerConnection;
+  readonly joinResponse: JoinResponse;
+  readonly participantId: string;
+  readonly stream: MediaStream | null;
+  readonly ended: boolean;
+  /** Send a protocol message (dropped while the socket is not open). */
+  send(message: { type: string; [field: string]: unknown }): void;
+  /** Leave the room: the others see this participant go at once. */
+  leave(): void;
+  /** Simulate a dropped signalling connection (the call resumes it). */
+  dropSignalling(): void;
+  addEventListener<K extends keyof CallEventMap>(
+    type: K,
+    listener: (event: CallEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+}
+
+/** Join a room; rejects with JoinError when the backend refuses. */
+export function join(options: JoinOptions): Promise<Call>;

@@ -1,0 +1,202 @@
+// pysfu-client.js: the browser side of pysfu's WebSocket protocol
+// (docs/websocket-protocol.md) in one ES module, no dependencies. The app
+// serves it at /static/pysfu-client.js; pysfu-client.d.ts declares its types.
+//
+//   import { join } from "/static/pysfu-client.js";
+//   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+//   const call = await join({ room, name: "Ada", stream });   // throws JoinError
+//   call.addEventListener("track", ({ detail }) => show(detail.streams[0]));
+//   call.addEventListener("end", ({ detail }) => console.log(detail.reason));
+//
+// It joins over HTTP (POST /api/rooms/<room>/join), opens the WebSocket and
+// says hello with the signalling token, answers every offer (putting back the
+// ICE password the offers leave out, publishing `stream` on the sections the
+// server receives on), trickles candidates, resumes the session after a
+// dropped socket, and leaves when the page goes away.
+
+/** The join backend refused: `status` (HTTP), `code` (e.g. "room_full"). */
+export class JoinError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `joining failed (HTTP ${status})`);
+    this.name = "JoinError";
+    this.status = status;
+    this.code = code || null;
+  }
+}
+
+/** mid -> direction attribute of each m-section of an SDP. */
+function directionsOf(sdp) {
+  const directions = new Map();
+  for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+    const mid = /^a=mid:(\S+)/m.exec(section);
+    const direction = /^a=(sendrecv|sendonly|recvonly|inactive)\s*$/m.exec(section);
+    if (mid) directions.set(mid[1], direction ? direction[1] : "sendrecv");
+  }
+  return directions;
+}
+
+/** One participant's call: its peer connection and signalling. */
+export class Call extends EventTarget {
+  constructor(joinResponse, options) {
+    super();
+    this.joinResponse = joinResponse;
+    this.participantId = joinResponse.participant_id;
+    this.stream = options.stream || null;
+    this.ended = false;
+    this._options = options;
+    this._ws = null;
+    this._session = null; // {resume_token, reconnect_grace}
+    this._lastError = null;
+    this._published = false;
+    this._queue = Promise.resolve(); // messages handled one at a time
+    this.pc = new RTCPeerConnection({
+      iceServers: joinResponse.ice_servers || [],
+      iceTransportPolicy: options.iceTransportPolicy || "all",
+    });
+    this.pc.onicecandidate = ({ candidate: c }) =>
+      this.send(c // null ends trickling: sent as ""
+        ? { type: "candidate", candidate: c.candidate, sdp_mid: c.sdpMid, sdp_mline_index: c.sdpMLineIndex }
+        : { type: "candidate", candidate: "", sdp_mid: null, sdp_mline_index: null });
+    this.pc.ontrack = (event) => this._emit("track", { track: event.track, streams: event.streams });
+    this.pc.ondatachannel = ({ channel }) => this._emit("datachannel", { channel });
+    this.pc.onconnectionstatechange = () => {
+      this._emit("connectionstatechange", { state: this.pc.connectionState });
+      if (this.pc.connectionState === "failed") this._end("failed", { message: "the connection failed" });
+    };
+    if (options.leaveOnPageHide !== false) {
+      this._onPageHide = () => this.leave();
+      addEventListener("pagehide", this._onPageHide);
+    }
+    this._open({ type: "hello", token: joinResponse.signalling_token });
+  }
+
+  /** Send a protocol message (dropped while the socket is not open). */
+  send(message) {
+    if (this._ws && this._ws.readyState === WebSocket.OPEN) this._ws.send(JSON.stringify(message));
+  }
+
+  /** Leave the room: the others see this participant go at once. */
+  leave() {
+    if (this.ended) return;
+    this.send({ type: "leave" });
+    this._end("left", {});
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  // `first` proves the socket is ours (a signalling or resume token), sent as
+  // a message because URLs end up in access logs.
+  _open(first, onUnreachable = null) {
+    const ws = new WebSocket(new URL(this.joinResponse.ws_url, location.href));
+    this._ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      ws.send(JSON.stringify(first));
+      if (first.type === "resume") this._emit("reconnected", {});
+    };
+    ws.onmessage = (event) => {
+      this._queue = this._queue
+        .then(() => this._handle(JSON.parse(event.data)))
+        .catch((error) => this._end("error", { message: error.message }));
+    };
+    ws.onclose = (event) => {
+      if (!opened && onUnreachable) return onUnreachable();
+      // queued too, so that a "room-closed" just before the close counts
+      this._queue = this._queue.then(() => {
+        if (this.ended) return;
+        if (this._session && event.code !== 4401) {
+          return this._reconnect(Date.now() + this._session.reconnect_grace * 1000);
+        }
+        this._end("closed", { code: event.code, error: this._lastError });
+      });
+    };
+  }
+
+  // The signalling dropped but media may still flow: the server keeps the
+  // seat for reconnect_grace seconds and resumes the session with its token.
+  _reconnect(deadline) {
+    if (this.ended) return;
+    if (Date.now() > deadline) return this._end("lost", {});
+    this._emit("reconnecting", {});
+    this._open({ type: "resume", token: this._session.resume_token }, () =>
+      setTimeout(() => this._reconnect(deadline), 1000),
+    );
+  }
+
+  async _handle(message) {
+    if (this.ended) return;
+    if (message.type === "session") this._session = message;
+    else if (message.type === "offer") await this._answer(message.sdp);
+    else if (message.type === "error") this._lastError = message; // fatal only with a close
+    this._emit("message", message);
+    if (message.type === "room-closed") this._end("room-closed", { message: message.reason });
+  }
+
+  async _answer(redactedSdp) {
+    // Offers come without the ICE password: the join answer has it.
+    const sdp = redactedSdp.replace(/a=ice-pwd:REDACTED/g, `a=ice-pwd:${this.joinResponse.ice.password}`);
+    await this.pc.setRemoteDescription({ type: "offer", sdp });
+    const first = !this._published;
+    if (first) {
+      this._publish(sdp);
+      this._published = true;
+    }
+    await this.pc.setLocalDescription(await this.pc.createAnswer());
+    this.send({ type: "answer", sdp: this.pc.localDescription.sdp });
+    this._emit("answered", { first });
+  }
+
+  /** Attach `stream`'s tracks to the sections the server receives on. */
+  _publish(offerSdp) {
+    if (!this.stream) return;
+    const directions = directionsOf(offerSdp);
+    for (const transceiver of this.pc.getTransceivers()) {
+      if (directions.get(transceiver.mid) !== "recvonly") continue;
+      const kind = transceiver.receiver.track.kind;
+      const track = this.stream.getTracks().find((t) => t.kind === kind);
+      if (!track || transceiver.sender.track) continue;
+      transceiver.sender.replaceTrack(track);
+      transceiver.direction = "sendonly";
+      if (this._options.onPublish) this._options.onPublish(transceiver);
+    }
+  }
+
+  _end(reason, detail) {
+    if (this.ended) return;
+    this.ended = true;
+    if (this._onPageHide) removeEventListener("pagehide", this._onPageHide);
+    if (this._ws) {
+      this._ws.onclose = null;
+      this._ws.close();
+    }
+    this.pc.close();
+    this._emit("end", { reason, ...detail });
+  }
+
+  /** Simulate a dropped signalling connection (the call resumes it). */
+  dropSignalling() {
+    if (this._ws) this._ws.close(4000, "dropped for a test");
+  }
+}
+
+/**
+ * Join a room: POST the join request, then open the call. Rejects with
+ * {@link JoinError} when the backend refuses (room_full, unauthorized, ...).
+ */
+export async function join(options) {
+  const base = options.base || location.origin;
+  const room = options.encoded ? options.room : encodeURIComponent(options.room);
+  const headers = { "Content-Type": "application/json" };
+  if (options.hostKey) headers.Authorization = `Bearer ${options.hostKey}`;
+  const response = await fetch(`${base}/api/rooms/${room}/join`, {
+    method: "POST",
+    headers,
+    body: JSON.stringify({ name: options.name || "", role: options.role || "participant" }),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (response.status !== 200) throw new JoinError(response.status, body.error, body.message);
+  return new Call(body, options);
+}
