@@ -137,6 +137,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "every interface but loopback [PYSFU_ICE_ADDRESS]",
     )
     add(
+        "--ice-udp-port",
+        type=int,
+        default=int(env("PYSFU_ICE_UDP_PORT", "-1")),
+        help="one UDP port for every peer's ICE and media (0: any free one; "
+        "the port to publish from a container); default -1: a port per "
+        "connection [PYSFU_ICE_UDP_PORT]",
+    )
+    add(
         "--announced-address",
         default=env("PYSFU_ANNOUNCED_ADDRESS"),
         help="public address written into host candidates (1:1 NAT) "
@@ -345,6 +353,7 @@ class SfuApp:
                 host_addresses=tuple(args.ice_address) or None,
                 announced_address=args.announced_address,
                 servers=stun,
+                shared_port=args.ice_udp_port if args.ice_udp_port >= 0 else None,
             ),
             limits=LimitsConfig(
                 max_rooms=args.max_rooms,

@@ -46,6 +46,10 @@ class IceConfig:
       agent, so only a peer that knows the server side ICE password of its
       connection can complete ICE (see :func:`pysfu._aiortc.configure_ice`).
       Every browser, aiortc and GStreamer handle ICE-lite peers.
+    - ``shared_port``: receive every peer on one UDP port per host address
+      (0: one the system picks) instead of a port per connection: one port to
+      publish from a container or open in a firewall, and fewer wake-ups per
+      packet. Needs ``lite`` and no ``servers``. ``None``: a port each.
     """
 
     host_addresses: tuple[str, ...] | None = None
@@ -58,6 +62,7 @@ class IceConfig:
     #: ``consent_interval * consent_failures`` seconds (10 s by default)
     #: counts as gone and is removed; a slow answer still counts.
     consent_failures: int = 5
+    shared_port: int | None = None
 
 
 #: Header extensions copied from publisher to subscribers (renumbered to the

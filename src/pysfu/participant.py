@@ -186,6 +186,7 @@ class Participant:
                 host_addresses=ice.host_addresses,
                 announced_address=ice.announced_address,
                 lite=ice.lite,
+                shared_port=ice.shared_port,
             )
             rtc.set_consent_timing(self.pc, ice.consent_interval, ice.consent_failures)
             transport = rtc.bundle_transport_of(self.pc)

@@ -9,13 +9,14 @@ against the real example with the victim's WebSocket.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from pysfu import SFU
+from pysfu import SFU, IceConfig, SFUConfig
 
 from ..example_server import example_server
 from ..helpers import eventually
@@ -31,6 +32,16 @@ UFRAG, PASSWORD = "victimufrag", "ServerSecret0123456789abc"
 def without_password(sdp: str) -> str:
     """What the attacker can answer with: the ufrag, not the password."""
     return re.sub(r"a=ice-pwd:\S+", "a=ice-pwd:" + "x" * 24, sdp)
+
+
+@pytest.fixture(params=[None, 0], ids=["port_each", "shared_port"])
+async def sfu(request: pytest.FixtureRequest) -> AsyncIterator[SFU]:
+    """The server with a port per connection, and with one shared port."""
+    ice = IceConfig(host_addresses=("127.0.0.1",), shared_port=request.param)
+    server = SFU(SFUConfig(ice=ice))
+    yield server
+    await server.close()
+    await asyncio.sleep(0.1)
 
 
 async def test_a_role_conflict_does_not_replace_the_password(
@@ -70,30 +81,34 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+@pytest.mark.parametrize(
+    "options", [(), ("--ice-udp-port=0",)], ids=["port_each", "shared_port"]
+)
 async def test_a_stolen_session_without_the_password_gets_no_media(
-    http: aiohttp.ClientSession, peers: PeerFactory
+    http: aiohttp.ClientSession, peers: PeerFactory, options: tuple[str, ...]
 ) -> None:
     """The issue's attack on the real example: the attacker opens the
     victim's WebSocket (participant ids appear in logs and URLs), answers
     the offer with its own credentials and claims role conflicts."""
-    async with example_server("--max-participants=2") as base:
+    async with example_server("--max-participants=2", *options) as base:
         _, room = await create_room(http, base)
         _, host_grant = await join(http, room["join_url"], role="host")
         _, victim_grant = await join(http, room["join_url"], name="victim")
         host = peers(host_grant["participant_id"], 1)
-        host.attach(
-            WsClient(
-                await http.ws_connect(host_grant["ws_url"]),
-                host_grant["ice"]["password"],
-            )
+        host_ws = WsClient(
+            await http.ws_connect(host_grant["ws_url"]), host_grant["ice"]["password"]
         )
+        await host_ws.hello(host_grant["signalling_token"])
+        host.attach(host_ws)
         attacker = peers(victim_grant["participant_id"], 2)
         hijack = RoleConflictHijack()
         hijack.install_before_answer(attacker.pc)
-        # it has the WebSocket, not the join answer: no password to put back
-        attacker.attach(
-            WsClient(await http.ws_connect(victim_grant["ws_url"]), "x" * 24)
-        )
+        # it has the WebSocket and (worse than the issue's attacker, since
+        # signalling needs a token) the signalling token, not the ICE
+        # password of the join answer: no password to put back
+        attacker_ws = WsClient(await http.ws_connect(victim_grant["ws_url"]), "x" * 24)
+        await attacker_ws.hello(victim_grant["signalling_token"])
+        attacker.attach(attacker_ws)
         await eventually(lambda: attacker.answers_sent >= 1, what="its answer")
         await eventually(
             lambda: host.pc.connectionState == "connected", what="the host"

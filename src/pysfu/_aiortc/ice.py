@@ -20,6 +20,7 @@ from aiortc import (
 )
 
 from .._slots import SLOT, sleep_slotted
+from . import udpmux
 from .transports import _dtls_transports
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def configure_ice(
     host_addresses: Iterable[str] | None = None,
     announced_address: str | None = None,
     lite: bool = False,
+    shared_port: int | None = None,
 ) -> None:
     """Configure the server side ICE agent(s) of ``pc`` before gathering.
 
@@ -51,11 +53,16 @@ def configure_ice(
       checks of its own and never switches role (see :func:`_be_lite`): as
       controlling agent it would nominate pairs on its own checks, which only
       prove that the server knows the *peer's* password.
+    - ``shared_port``: offer one UDP port shared by every connection (0: one
+      the system picks) instead of a socket per connection; requires
+      ``lite`` and no STUN/TURN server (see :mod:`pysfu._aiortc.udpmux`).
 
     Call after the peer connection has its first transceiver and before
     ``setLocalDescription``.
     """
     validate_ice_credentials(username_fragment, password)
+    if shared_port is not None and not lite:
+        raise ValueError("a shared ICE port needs ICE-lite")
     for dtls in _dtls_transports(pc):
         gatherer = dtls.transport.iceGatherer
         conn = gatherer._connection
@@ -63,8 +70,14 @@ def configure_ice(
             conn._local_username = username_fragment
         if password is not None:
             conn._local_password = password
-        if host_addresses is not None or announced_address is not None:
-            _override_gathering(conn, host_addresses, announced_address)
+        if shared_port is not None:
+            udpmux.attach_connection(conn)
+        if (
+            host_addresses is not None
+            or announced_address is not None
+            or shared_port is not None
+        ):
+            _override_gathering(conn, host_addresses, announced_address, shared_port)
         if lite:
             _announce_lite(dtls.transport, gatherer)
         _limit_remote_candidates(conn)
@@ -304,6 +317,7 @@ def _override_gathering(
     conn: aioice.ice.Connection,
     host_addresses: Iterable[str] | None,
     announced_address: str | None,
+    shared_port: int | None = None,
 ) -> None:
     if getattr(conn, "_pysfu_gathering", False):
         return
@@ -323,9 +337,14 @@ def _override_gathering(
                 )
             )
         for component in conn._components:
-            candidates = await conn.get_component_candidates(
-                component=component, addresses=chosen
-            )
+            if shared_port is not None:
+                candidates = await udpmux.shared_host_candidates(
+                    conn, component, chosen, shared_port
+                )
+            else:
+                candidates = await conn.get_component_candidates(
+                    component=component, addresses=chosen
+                )
             if announced_address is not None:
                 for candidate in candidates:
                     if candidate.type == "host":
