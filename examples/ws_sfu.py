@@ -237,6 +237,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error("--workers must be 0 or more")
+    if args.ice_udp_port >= 0 and args.stun:
+        parser.error("--ice-udp-port offers host candidates only: no --stun")
+    if args.ice_udp_port > 0 and args.workers > 0:
+        parser.error("--ice-udp-port with --workers: 0 (each worker picks one)")
     return args
 
 

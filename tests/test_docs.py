@@ -62,6 +62,7 @@ TESTED_FILES = {
     "docs/snippets/operate.py": "test_operate_*",
     "tests/gst/whip_publish.py": "test_gstreamer.py test_browser_gstreamer.py",
     "docs/snippets/workers.py": "test_workers.py::test_how_to_snippets",
+    "docs/snippets/udpmux.py": "test_udpmux.py::test_how_to_snippet",
     "tests/interop/firefox/driver.mjs": "interop/test_firefox.py",
     "tests/interop/werift/client.mjs": "interop/test_werift.py",
     "tests/test_recording.py": "test_recording.py",

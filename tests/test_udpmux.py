@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import os
 import re
 import socket
@@ -24,8 +25,9 @@ import pytest
 
 from pysfu import SFU, IceConfig, SFUConfig, _aiortc
 from pysfu._aiortc import udpmux
+from pysfu.signalling import MemorySignalling, Offer
 
-from .example_server import example_server
+from .example_server import ROOT, example_server
 from .helpers import eventually
 from .peers import Peer, PeerFactory
 from .ws_client import WsClient, create_room, join
@@ -85,6 +87,7 @@ async def test_rooms_on_one_port_and_leavers_leave_the_table(
             assert candidate_ports(peer.pc.remoteDescription.sdp) == {mux.port}
             assert server_ufrag(peer) in mux.ufrags()
     assert len(mux.ufrags()) == 6
+    assert all(len(u) >= 16 for u in mux.ufrags())  # not aioice's 4 characters
     assert mux.dropped.get("unknown_address", 0) == 0
 
     leaver = pairs[0][1]
@@ -275,3 +278,27 @@ async def test_the_example_serves_every_room_on_one_port(
             for peer in (host, guest):
                 assert peer.pc.remoteDescription is not None
                 assert candidate_ports(peer.pc.remoteDescription.sdp) == ports
+
+
+async def test_how_to_snippet() -> None:
+    """docs/snippets/udpmux.py: the offer announces the public address and
+    the one configured port."""
+    spec = importlib.util.spec_from_file_location(
+        "docs_snippets_udpmux", ROOT / "docs" / "snippets" / "udpmux.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sfu = module.on_one_port("127.0.0.1", "203.0.113.7", port)
+    try:
+        room = sfu.create_room("r")
+        client = await MemorySignalling().join(room, "alice", "host")
+        offer = await client.receive_type(Offer, timeout=10)
+        candidates = [line for line in offer.sdp.splitlines() if "candidate:" in line]
+        assert candidates and all(f" 203.0.113.7 {port} " in c for c in candidates)
+        assert [m.port for m in _aiortc.udp_muxes()] == [port]
+    finally:
+        await sfu.close()

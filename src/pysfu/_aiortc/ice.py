@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import random
+import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -71,6 +72,9 @@ def configure_ice(
         if password is not None:
             conn._local_password = password
         if shared_port is not None:
+            if username_fragment is None:
+                # routed by it: aioice's 4 random characters would collide
+                conn._local_username = secrets.token_hex(8)
             udpmux.attach_connection(conn)
         if (
             host_addresses is not None

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 import weakref
 from typing import Any
 
@@ -52,6 +53,7 @@ MAX_ADDRESSES_PER_CONNECTION = 8
 #: unless the process may raise that limit (``CAP_NET_ADMIN``).
 SHARED_RECEIVE_BUFFER = 8 * 1024 * 1024
 _MAX_DATAGRAM = 65536
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux
 _REQUEST = aioice.stun.Class.REQUEST
 
 Address = tuple[str, int]
@@ -293,8 +295,10 @@ def _bind(address: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
-        try:  # above net.core.rmem_max if allowed (as root)
-            sock.setsockopt(socket.SOL_SOCKET, 33, SHARED_RECEIVE_BUFFER)  # RCVBUFFORCE
+        try:  # above net.core.rmem_max if allowed (Linux, CAP_NET_ADMIN)
+            if not sys.platform.startswith("linux"):
+                raise OSError
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, SHARED_RECEIVE_BUFFER)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SHARED_RECEIVE_BUFFER)
         sock.bind((address, port))
