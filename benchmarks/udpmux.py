@@ -14,7 +14,7 @@ received datagram: CPU time of this process (user + system, ``getrusage``),
 event-loop iterations (selector calls) and wake-ups (times the thread was
 scheduled in, from ``/proc/self/task/TID/schedstat``).
 
-    python benchmarks/udpmux.py [--peers 40] [--rate 6400] [--seconds 5] [--json FILE]
+    python benchmarks/udpmux.py [--peers 40] [--rate 6400] [--work-us 50] [--json FILE]
 """
 
 from __future__ import annotations
@@ -39,11 +39,19 @@ TICK = 0.010
 
 
 class Counter(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
+    """Counts datagrams; spins ``work`` s on each, standing for SRTP and
+    forwarding (the same in both modes), so the loop is as busy as a server's."""
+
+    def __init__(self, work: float = 0.0) -> None:
         self.count = 0
+        self.work = work
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.count += 1
+        if self.work:
+            end = time.perf_counter() + self.work
+            while time.perf_counter() < end:
+                pass
 
 
 def send(ports: list[int], rate: float, seconds: float, bound: Any) -> None:
@@ -82,7 +90,9 @@ def scheduled_in() -> int:
         return 0
 
 
-async def run(mode: str, peers: int, rate: float, seconds: float) -> dict[str, Any]:
+async def run(
+    mode: str, peers: int, rate: float, seconds: float, work_us: float
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     selects = [0]
     selector = loop._selector  # type: ignore[attr-defined]
@@ -93,7 +103,7 @@ async def run(mode: str, peers: int, rate: float, seconds: float) -> dict[str, A
         return select(timeout)
 
     selector.select = counting_select
-    counters = [Counter() for _ in range(peers)]
+    counters = [Counter(work_us / 1e6) for _ in range(peers)]
     closers = []
     mux_transports = []
     if mode == "shared":
@@ -133,6 +143,7 @@ async def run(mode: str, peers: int, rate: float, seconds: float) -> dict[str, A
         "mode": mode,
         "peers": peers,
         "rate": rate,
+        "work_us": work_us,
         "received_per_second": received / seconds,
         "cpu_us_per_datagram": (end[1] - start[1]) * 1e6 / received,
         "loop_iterations_per_datagram": (end[2] - start[2]) / received,
@@ -146,17 +157,26 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=6400.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--work-us",
+        type=float,
+        default=0.0,
+        help="CPU spent on each datagram, as SRTP and forwarding would",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows = []
     for _ in range(args.repeat):
         for mode in ("per-connection", "shared"):
-            row = asyncio.run(run(mode, args.peers, args.rate, args.seconds))
+            row = asyncio.run(
+                run(mode, args.peers, args.rate, args.seconds, args.work_us)
+            )
             rows.append(row)
             print(
                 f"{mode:>14}  {row['peers']:3d} peers  "
                 f"{row['received_per_second']:7.0f} dgram/s  "
-                f"{row['cpu_us_per_datagram']:6.1f} µs CPU  "
+                f"{row['cpu_us_per_datagram'] - row['work_us']:6.1f} µs CPU "
+                "(beyond the work)  "
                 f"{row['loop_iterations_per_datagram']:.3f} loop iterations  "
                 f"{row['wakeups_per_datagram']:.3f} wake-ups per datagram",
                 flush=True,

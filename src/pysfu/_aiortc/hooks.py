@@ -53,6 +53,11 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     (aioice.ice.StunProtocol, "__init__", ("self", "receiver")),
     (aioice.ice.StunProtocol, "connection_made", ("self", "transport")),
     (aioice.ice.StunProtocol, "connection_lost", ("self", "exc")),
+    (
+        aioice.ice.Connection,
+        "request_received",
+        ("self", "message", "addr", "protocol"),
+    ),
     (aioice.ice.Connection, "query_consent", ("self",)),
     (aioice.ice.Connection, "build_request", ("self", "pair", "nominate")),
     (

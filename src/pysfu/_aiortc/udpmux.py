@@ -359,12 +359,16 @@ async def shared_host_candidates(
 def attach_connection(conn: aioice.ice.Connection) -> None:
     """Route a connection's media by the addresses it authenticated.
 
-    aioice calls ``check_incoming`` only for a check that passed USERNAME and
-    MESSAGE-INTEGRITY with the local password; its source address then
-    reaches this connection (and a new nominated pair's address is learned
-    from the nominating check). A shared socket serves only this server's
-    own host candidates: STUN and TURN servers are refused, as the server
-    would need a reflexive or relayed address per connection.
+    A STUN check that carries this connection's username fragment and
+    passes MESSAGE-INTEGRITY with its password (as aioice then checks again)
+    makes its source address reach this connection, and a new nominated
+    pair's address is learned from the nominating check. The address is
+    learned as the check arrives, not once aioice processes it: aioice
+    defers checks that come before it has the peer's answer, and the peer's
+    DTLS handshake follows the answer to such a check at once. A shared
+    socket serves only this server's own host candidates: STUN and TURN
+    servers are refused, as the server would need a reflexive or relayed
+    address per connection.
     """
     if getattr(conn, "_pysfu_muxed", False):
         return
@@ -373,15 +377,26 @@ def attach_connection(conn: aioice.ice.Connection) -> None:
             "a shared ICE port offers host candidates only: configure no STUN/TURN "
             "server for the server itself (announce its public address instead)"
         )
-    check_incoming = conn.check_incoming
+    request_received = conn.request_received
 
-    def learn_then_check(
+    def learn_then_answer(
         message: aioice.stun.Message, addr: Address, protocol: Any
     ) -> None:
         transport = protocol.transport
-        if isinstance(transport, MuxedTransport):
+        if isinstance(transport, MuxedTransport) and _authenticated(conn, message):
             transport.learn((addr[0], addr[1]))
-        check_incoming(message, addr, protocol)
+        request_received(message, addr, protocol)
 
-    conn.check_incoming = learn_then_check  # type: ignore[method-assign]
+    conn.request_received = learn_then_answer  # type: ignore[method-assign]
     conn._pysfu_muxed = True  # type: ignore[attr-defined]
+
+
+def _authenticated(conn: aioice.ice.Connection, message: aioice.stun.Message) -> bool:
+    username = message.attributes.get("USERNAME")
+    return (
+        message.message_method == aioice.stun.Method.BINDING
+        and "MESSAGE-INTEGRITY" in message.attributes
+        and isinstance(username, str)
+        and username.startswith(conn.local_username + ":")
+        and message.check_message_integrity(conn.local_password.encode("utf8"))
+    )
