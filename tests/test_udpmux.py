@@ -340,3 +340,41 @@ async def test_an_early_check_makes_its_address_known(shared_sfu: SFU) -> None:
         peer.sendto(bytes([22, 0xFE, 0xFD]) + bytes(60), mux.address)  # "DTLS"
         await asyncio.sleep(0.2)
     assert "unknown_address" not in mux.dropped
+
+
+async def test_a_drained_backlog_of_rtcp_is_queued_not_dropped(
+    shared_sfu: SFU, peers: PeerFactory
+) -> None:
+    """A drain hands a whole backlog on at once (after a stall: every report
+    and NACK a peer sent meanwhile): its SRTCP must fit the peer's queue."""
+    room = shared_sfu.create_room("r", max_participants=1)
+    host = await peers("host", code=1).join(room, "host")
+    await eventually(lambda: host.pc.connectionState == "connected", what="ICE")
+    mux = _aiortc.udp_muxes()[0]
+    tap = room.members["host"]._tap
+    assert tap is not None and host.pc.remoteDescription and host.pc.localDescription
+    ufrag, password = ice_credentials(host.pc.remoteDescription.sdp)
+    client_ufrag, _ = ice_credentials(host.pc.localDescription.sdp)
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.setblocking(False)
+        client.bind(("127.0.0.1", 0))
+        check = aioice.stun.Message(
+            message_method=aioice.stun.Method.BINDING,
+            message_class=aioice.stun.Class.REQUEST,
+        )
+        check.attributes["USERNAME"] = f"{ufrag}:{client_ufrag}"
+        check.attributes["PRIORITY"] = 1
+        check.attributes["ICE-CONTROLLING"] = 1
+        check.add_message_integrity(password.encode())
+        check.add_fingerprint()
+        client.sendto(bytes(check), mux.address)  # this address is the peer's
+        await asyncio.wait_for(loop.sock_recvfrom(client, 2048), 20)
+        read = mux.datagrams
+        # a receiver report from one SSRC, as SRTCP (its tag fails: counted
+        # by aiortc, harmless), 300 of them while the loop cannot read
+        report = bytes([0x81, 201, 0, 7]) + bytes([1, 2, 3, 4]) + bytes(40)
+        for _ in range(300):
+            client.sendto(report, mux.address)
+        await eventually(lambda: mux.datagrams >= read + 300, what="the backlog")
+    assert "queue_full" not in tap.datagrams_dropped

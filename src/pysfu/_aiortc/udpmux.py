@@ -391,6 +391,11 @@ def attach_connection(conn: aioice.ice.Connection) -> None:
     conn._pysfu_muxed = True  # type: ignore[attr-defined]
 
 
+def is_muxed(conn: aioice.ice.Connection) -> bool:
+    """Whether ``conn`` receives on a shared socket (:func:`attach_connection`)."""
+    return bool(getattr(conn, "_pysfu_muxed", False))
+
+
 def _authenticated(conn: aioice.ice.Connection, message: aioice.stun.Message) -> bool:
     username = message.attributes.get("USERNAME")
     return (
