@@ -47,6 +47,7 @@ FANOUT = [
     ("server µs/pkt", "server_cpu_us_per_packet", ".1f"),
     ("server CPU %", "server_cpu_percent", ".1f"),
     ("idle CPU %", "idle_cpu_percent", ".1f"),
+    ("wake-ups per inbound pkt", "wakeups_per_inbound_packet", ".2f"),
     ("loss %", "loss_percent", ".2f"),
     ("delivered %", "delivered_percent", ".1f"),
     ("peak RSS MB", "server_peak_rss_mb", ".1f"),
@@ -61,6 +62,7 @@ ROOMS = [
     ("pkt per CPU-s", "packets_per_cpu_second", ".0f"),
     ("server µs/pkt", "server_cpu_us_per_packet", ".1f"),
     ("server CPU %", "server_cpu_percent", ".1f"),
+    ("wake-ups per inbound pkt", "wakeups_per_inbound_packet", ".2f"),
     ("loss %", "loss_percent", ".2f"),
     ("delivered %", "delivered_percent", ".1f"),
     ("peak RSS MB", "server_peak_rss_mb", ".1f"),
@@ -77,9 +79,12 @@ RATIOS = [
     ("case", "case", ""),
     ("metric", "metric", ""),
     ("pysfu", "pysfu", ".2f"),
+    ("mux", "mux", ".2f"),
     ("relay", "relay", ".2f"),
     ("janus", "janus", ".2f"),
     ("pysfu/janus", "pysfu/janus", ".2f"),
+    ("mux/pysfu", "mux/pysfu", ".2f"),
+    ("mux/janus", "mux/janus", ".2f"),
     ("relay/pysfu", "relay/pysfu", ".1f"),
 ]
 

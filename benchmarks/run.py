@@ -53,11 +53,19 @@ from clip import Media, SendLog, encode_media
 from counting import LoadWindow
 from janus import JanusProcess, JanusSession, janus_available
 from linejson import ROOM
-from processes import NETNS_ENV, ServerProcess, cpu_seconds, memory, reexec_in_netns
+from processes import (
+    NETNS_ENV,
+    ServerProcess,
+    cpu_seconds,
+    memory,
+    reexec_in_netns,
+    wakeups,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_JSON = BENCH_DIR / "results" / "suite.json"
-MODES = ("pysfu", "relay", "janus")
+#: ``mux``: pysfu with one shared UDP port (``IceConfig(shared_port=0)``)
+MODES = ("pysfu", "mux", "relay", "janus")
 PARTS = ("fanout", "rooms", "latejoin", "memory")
 #: Inside the namespace: loopback up, plus 127.0.0.1 on an ifb device for Janus.
 NETNS_SETUP = (
@@ -100,11 +108,15 @@ class Server:
             self._session = JanusSession(port)
             await self._session.start()
             return Directory("janus", janus=self._session)
-        self._server = ServerProcess(self.mode, self.capacity, ("--loop", self.loop))
+        options = ("--loop", self.loop)
+        if self.mode == "mux":  # the same server on one shared UDP port
+            options += ("--shared-port", "0")
+        mode = "pysfu" if self.mode == "mux" else self.mode
+        self._server = ServerProcess(mode, self.capacity, options)
         port = await self._server.listen()
         self._ps = psutil.Process(self._server.pid)
         self._pin()
-        return Directory(self.mode, port=port)
+        return Directory(mode, port=port)
 
     def _pin(self) -> None:
         """Keep the server on its own CPU(s), away from the load generator:
@@ -119,6 +131,11 @@ class Server:
         """User + system CPU time of the server process so far (all threads)."""
         assert self._ps is not None
         return cpu_seconds(self._ps)
+
+    def wakeups(self) -> int:
+        """Times the server's threads were scheduled in so far."""
+        assert self._ps is not None
+        return wakeups(self._ps)
 
     def rss(self) -> int:
         assert self._ps is not None
@@ -168,6 +185,8 @@ class Window:
     load: LoadWindow
     server_cpu: float
     latencies: list[float]
+    #: times the server's threads were scheduled in (woken) in the window
+    server_wakeups: int = 0
 
 
 async def measure(
@@ -177,9 +196,11 @@ async def measure(
     seconds: float,
 ) -> Window:
     marks = [len(m.receiver.latencies) for m in receivers if m.receiver]
+    wakeups_before = server.wakeups()
     cpu_before, before = server.cpu_seconds(), await snapshot(publishers, receivers)
     await asyncio.sleep(seconds)
     cpu_after, after = server.cpu_seconds(), await snapshot(publishers, receivers)
+    wakeups_after = server.wakeups()
     if not server.alive:
         raise RuntimeError("the server exited during the measurement")
     latencies = [
@@ -188,7 +209,12 @@ async def measure(
         if member.receiver
         for delay in member.receiver.latencies[mark:]
     ]
-    return Window(LoadWindow.between(before, after), cpu_after - cpu_before, latencies)
+    return Window(
+        LoadWindow.between(before, after),
+        cpu_after - cpu_before,
+        latencies,
+        wakeups_after - wakeups_before,
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -227,6 +253,8 @@ class FanoutResult:
     #: server CPU with the same connections up and the publisher paused: what
     #: the peers cost per second whatever media flows (RTCP, ICE consent, timers)
     idle_cpu_percent: float | None = None
+    #: server wake-ups per packet it received (the publisher's)
+    wakeups_per_inbound_packet: float = 0.0
     error: str | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -262,6 +290,9 @@ def record_window(
     result.loss_percent = 100 * (1 - packets / expected)
     result.delivered_percent = 100 * packets / (published * receivers)
     result.server_peak_rss_mb = server.peak_rss() / 2**20
+    # each packet the server received reached ``receivers`` receivers
+    inbound = max(packets / receivers, 1)
+    result.wakeups_per_inbound_packet = window.server_wakeups / inbound
 
 
 async def fanout_case(
@@ -315,6 +346,7 @@ class RoomsResult:
     loss_percent: float = 0.0
     delivered_percent: float = 0.0
     server_peak_rss_mb: float = 0.0
+    wakeups_per_inbound_packet: float = 0.0
     error: str | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -587,6 +619,7 @@ FANOUT_COLUMNS = [
     ("srv µs/pkt", "server_cpu_us_per_packet", ".1f"),
     ("srv CPU%", "server_cpu_percent", ".1f"),
     ("idle CPU%", "idle_cpu_percent", ".1f"),
+    ("wake/in", "wakeups_per_inbound_packet", ".2f"),
     ("loss %", "loss_percent", ".2f"),
     ("deliv %", "delivered_percent", ".1f"),
     ("peak RSS MB", "server_peak_rss_mb", ".1f"),
@@ -602,6 +635,7 @@ ROOMS_COLUMNS = [
     ("pkt per CPU-s", "packets_per_cpu_second", ".0f"),
     ("srv µs/pkt", "server_cpu_us_per_packet", ".1f"),
     ("srv CPU%", "server_cpu_percent", ".1f"),
+    ("wake/in", "wakeups_per_inbound_packet", ".2f"),
     ("loss %", "loss_percent", ".2f"),
     ("deliv %", "delivered_percent", ".1f"),
     ("peak RSS MB", "server_peak_rss_mb", ".1f"),
@@ -651,6 +685,8 @@ def compute_ratios(results: dict[str, list[Any]]) -> dict[str, list[dict[str, An
             "metric": metric,
             **{mode: values[mode] for mode in MODES},
             "pysfu/janus": ratio(values["pysfu"], values["janus"]),
+            "mux/janus": ratio(values["mux"], values["janus"]),
+            "mux/pysfu": ratio(values["mux"], values["pysfu"]),
             "relay/pysfu": ratio(values["relay"], values["pysfu"]),
         }
 

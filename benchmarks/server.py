@@ -145,9 +145,10 @@ class ParticipantServer(ConnectionServer):
 class PysfuServer(ParticipantServer):
     """Admits clients into a pysfu room; one connection per participant."""
 
-    def __init__(self, max_participants: int) -> None:
+    def __init__(self, max_participants: int, shared_port: int | None = None) -> None:
         super().__init__()
-        self.sfu = SFU(SFUConfig(ice=IceConfig(host_addresses=(HOST,))))
+        ice = IceConfig(host_addresses=(HOST,), shared_port=shared_port)
+        self.sfu = SFU(SFUConfig(ice=ice))
         self.max_participants = max_participants
         self.sfu.create_room(ROOM, max_participants=max_participants)
 
@@ -267,8 +268,16 @@ async def wait_for_stop(watch_stdin: bool) -> None:
         waiter.cancel()
 
 
-async def serve(mode: str, port: int, max_participants: int, watch_stdin: bool) -> None:
-    handler = PysfuServer(max_participants) if mode == "pysfu" else RelayServer()
+async def serve(
+    mode: str,
+    port: int,
+    max_participants: int,
+    watch_stdin: bool,
+    shared_port: int | None = None,
+) -> None:
+    handler = (
+        PysfuServer(max_participants, shared_port) if mode == "pysfu" else RelayServer()
+    )
     server = await asyncio.start_server(handler.handle, HOST, port, limit=LINE_LIMIT)
     bound = server.sockets[0].getsockname()[1]
     print(json.dumps({"port": bound, "mode": mode}), flush=True)
@@ -288,6 +297,12 @@ def main() -> None:
     )
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
     parser.add_argument(
+        "--shared-port",
+        type=int,
+        default=None,
+        help="pysfu mode: every peer on this one UDP port (0: any)",
+    )
+    parser.add_argument(
         "--loop",
         choices=("asyncio", "uvloop"),
         default="asyncio",
@@ -297,7 +312,7 @@ def main() -> None:
     level = os.environ.get("PYSFU_BENCH_SERVER_LOG", "WARNING")
     logging.basicConfig(level=level, format="server: %(name)s: %(message)s")
     main_coroutine = serve(
-        args.mode, args.port, args.subscribers, args.exit_on_stdin_eof
+        args.mode, args.port, args.subscribers, args.exit_on_stdin_eof, args.shared_port
     )
     if args.loop == "uvloop":
         import uvloop

@@ -45,6 +45,7 @@ async def joined(
     peer = Peer(grant["participant_id"], code)
     browser_like_consent(peer)
     ws = WsClient(await http.ws_connect(grant["ws_url"]), grant["ice"]["password"])
+    await ws.hello(grant["signalling_token"])  # signalling needs its token
     peer.attach(ws)
     return grant["participant_id"], peer, ws
 
@@ -70,7 +71,7 @@ def frames(peer: Peer, host: Peer) -> int:
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     peers: list[Peer] = []
-    server = example_server(f"--max-participants={args.guests}")
+    server = example_server(f"--max-participants={args.guests}", *args.server_option)
     async with aiohttp.ClientSession() as http, server as base:
         try:
             _, room = await create_room(http, base)
@@ -125,6 +126,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--after", type=float, default=5.0, help="then measure")
     parser.add_argument("--guests", type=int, default=2)
+    parser.add_argument(
+        "--server-option",
+        action="append",
+        default=[],
+        help="passed on to examples/ws_sfu.py, e.g. --server-option=--ice-udp-port=0",
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     if not 0 < args.busy < args.period:

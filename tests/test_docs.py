@@ -66,6 +66,7 @@ TESTED_FILES = {
     "tests/browser/test_browser_whep.py": "test_browser_whep.py",
     "tests/gst/room_member.py": "test_gstreamer.py::test_a_late_joining_*",
     "docs/snippets/cluster.py": "test_cluster_join.py",
+    "docs/snippets/udpmux.py": "test_udpmux.py::test_how_to_snippet",
     "tests/interop/firefox/driver.mjs": "interop/test_firefox.py",
     "tests/interop/werift/client.mjs": "interop/test_werift.py",
     "tests/test_recording.py": "test_recording.py",

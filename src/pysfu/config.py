@@ -74,6 +74,10 @@ class IceConfig:
 
     Settings are checked when made: a bad address or range raises
     ``ValueError``, a value of the wrong type ``TypeError``.
+    - ``shared_port``: receive every peer on one UDP port per host address
+      (0: one the system picks) instead of a port per connection: one port to
+      publish from a container or open in a firewall, and fewer wake-ups per
+      packet. Needs ``lite`` and no ``servers``. ``None``: a port each.
     """
 
     host_addresses: tuple[str, ...] | None = None
@@ -87,6 +91,7 @@ class IceConfig:
     #: counts as gone and is removed; a slow answer still counts.
     consent_failures: int = 5
     port_range: tuple[int, int] | None = None
+    shared_port: int | None = None
 
     def __post_init__(self) -> None:
         if self.host_addresses is not None:
@@ -112,6 +117,20 @@ class IceConfig:
             raise TypeError(
                 f"IceConfig.servers must be a tuple of IceServer, not {self.servers!r}"
             )
+        if self.shared_port is not None:
+            if (
+                not isinstance(self.shared_port, int)
+                or not 0 <= self.shared_port < 65536
+            ):
+                raise ValueError(
+                    "IceConfig.shared_port must be a port number, "
+                    f"not {self.shared_port!r}"
+                )
+            if self.port_range is not None:
+                raise ValueError(
+                    "IceConfig: give shared_port (one port for every peer) or "
+                    "port_range (a port per connection), not both"
+                )
         if self.port_range is not None:
             low, high = _port_range(self.port_range)
             if not 1 <= low <= high <= 65535:

@@ -211,6 +211,7 @@ class Participant:
                 announced_address=ice.announced_address,
                 lite=ice.lite,
                 port_range=ice.port_range,
+                shared_port=ice.shared_port,
             )
             rtc.set_consent_timing(self.pc, ice.consent_interval, ice.consent_failures)
             transport = rtc.bundle_transport_of(self.pc)

@@ -9,13 +9,14 @@ against the real example with the victim's WebSocket.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from pysfu import SFU
+from pysfu import SFU, IceConfig, SFUConfig
 
 from ..example_server import example_server
 from ..helpers import eventually
@@ -31,6 +32,16 @@ UFRAG, PASSWORD = "victimufrag", "ServerSecret0123456789abc"
 def without_password(sdp: str) -> str:
     """What the attacker can answer with: the ufrag, not the password."""
     return re.sub(r"a=ice-pwd:\S+", "a=ice-pwd:" + "x" * 24, sdp)
+
+
+@pytest.fixture(params=[None, 0], ids=["port_each", "shared_port"])
+async def sfu(request: pytest.FixtureRequest) -> AsyncIterator[SFU]:
+    """The server with a port per connection, and with one shared port."""
+    ice = IceConfig(host_addresses=("127.0.0.1",), shared_port=request.param)
+    server = SFU(SFUConfig(ice=ice))
+    yield server
+    await server.close()
+    await asyncio.sleep(0.1)
 
 
 async def test_a_role_conflict_does_not_replace_the_password(
@@ -70,15 +81,18 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+@pytest.mark.parametrize(
+    "options", [(), ("--ice-udp-port=0",)], ids=["port_each", "shared_port"]
+)
 async def test_a_stolen_session_without_the_password_gets_no_media(
-    http: aiohttp.ClientSession, peers: PeerFactory
+    http: aiohttp.ClientSession, peers: PeerFactory, options: tuple[str, ...]
 ) -> None:
     """The issue's attack on the real example: the attacker holds the
     victim's signalling session, answers the offer with its own credentials
     and claims role conflicts. (An id no longer opens a session, see
     test_tokens_signalling.py; here the signalling token leaked, the ICE
     password did not.)"""
-    async with example_server("--max-participants=2") as base:
+    async with example_server("--max-participants=2", *options) as base:
         _, room = await create_room(http, base)
         _, host_grant = await join(http, room["join_url"], role="host")
         _, victim_grant = await join(http, room["join_url"], name="victim")

@@ -17,7 +17,8 @@ The seam is a package of small modules, one job each: :mod:`.hooks` (what is
 hooked, checked at import), :mod:`.sdp` (codecs, offers, answers),
 :mod:`.transports` (reading negotiated state), :mod:`.receive` (decrypted RTP
 in), :mod:`.send` (encrypted RTP out), :mod:`.estimator` (REMB estimates),
-:mod:`.ice` (credentials, addresses, consent) and :mod:`.sctp` (holding
+:mod:`.ice` (credentials, addresses, consent), :mod:`.udpmux` (one UDP
+port shared by every connection) and :mod:`.sctp` (holding
 peers to the advertised SCTP limits).
 Import from ``pysfu._aiortc`` itself.
 """
@@ -97,6 +98,7 @@ from .transports import (
     sender_ssrc_of,
     set_sender_msid,
 )
+from .udpmux import UdpMux, udp_muxes
 
 __all__ = [
     "CODECS",
@@ -131,6 +133,7 @@ __all__ = [
     "SenderHooks",
     "StreamStatistics",
     "TooManyCandidates",
+    "UdpMux",
     "accept_rejected_sections",
     "add_remote_candidate",
     "announced_ssrcs",
@@ -161,6 +164,7 @@ __all__ = [
     "slim_receiver",
     "take_over_receiver",
     "take_over_sender",
+    "udp_muxes",
     "unpack_remb_fci",
     "validate_ice_credentials",
 ]

@@ -49,6 +49,15 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     (aioice.ice.Connection, "gather_candidates", ("self",)),
     (aioice.ice.Connection, "data_received", ("self", "data", "component")),
     (aioice.ice.StunProtocol, "datagram_received", ("self", "data", "addr")),
+    # the shared socket (udpmux): a protocol per connection over a muxed transport
+    (aioice.ice.StunProtocol, "__init__", ("self", "receiver")),
+    (aioice.ice.StunProtocol, "connection_made", ("self", "transport")),
+    (aioice.ice.StunProtocol, "connection_lost", ("self", "exc")),
+    (
+        aioice.ice.Connection,
+        "request_received",
+        ("self", "message", "addr", "protocol"),
+    ),
     (aioice.ice.Connection, "query_consent", ("self",)),
     (aioice.ice.Connection, "build_request", ("self", "pair", "nominate")),
     (
@@ -119,6 +128,9 @@ def check_hook_points() -> None:
         "_queue",
         "_closing",
         "_remote_candidates",
+        "stun_server",
+        "turn_server",
+        "local_username",
     ):
         if not hasattr(conn, name):
             problems.append(f"aioice Connection has no attribute {name}")

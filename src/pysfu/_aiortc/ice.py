@@ -10,6 +10,7 @@ import errno
 import ipaddress
 import logging
 import random
+import secrets
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from aiortc import (
 )
 
 from .._slots import SLOT, sleep_slotted
+from . import udpmux
 from .transports import _dtls_transports
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ def configure_ice(
     announced_address: str | None = None,
     lite: bool = False,
     port_range: tuple[int, int] | None = None,
+    shared_port: int | None = None,
 ) -> None:
     """Configure the server side ICE agent(s) of ``pc`` before gathering.
 
@@ -59,11 +62,16 @@ def configure_ice(
       checks of its own and never switches role (see :func:`_be_lite`): as
       controlling agent it would nominate pairs on its own checks, which only
       prove that the server knows the *peer's* password.
+    - ``shared_port``: offer one UDP port shared by every connection (0: one
+      the system picks) instead of a socket per connection; requires
+      ``lite`` and no STUN/TURN server (see :mod:`pysfu._aiortc.udpmux`).
 
     Call after the peer connection has its first transceiver and before
     ``setLocalDescription``.
     """
     validate_ice_credentials(username_fragment, password)
+    if shared_port is not None and not lite:
+        raise ValueError("a shared ICE port needs ICE-lite")
     for dtls in _dtls_transports(pc):
         gatherer = dtls.transport.iceGatherer
         conn = gatherer._connection
@@ -71,12 +79,20 @@ def configure_ice(
             conn._local_username = username_fragment
         if password is not None:
             conn._local_password = password
+        if shared_port is not None:
+            if username_fragment is None:
+                # routed by it: aioice's 4 random characters would collide
+                conn._local_username = secrets.token_hex(8)
+            udpmux.attach_connection(conn)
         if (
             host_addresses is not None
             or announced_address is not None
             or port_range is not None
+            or shared_port is not None
         ):
-            _override_gathering(conn, host_addresses, announced_address, port_range)
+            _override_gathering(
+                conn, host_addresses, announced_address, port_range, shared_port
+            )
         if lite:
             _announce_lite(dtls.transport, gatherer)
         _limit_remote_candidates(conn)
@@ -332,6 +348,7 @@ def _override_gathering(
     host_addresses: Iterable[str] | None,
     announced_address: str | None,
     port_range: tuple[int, int] | None = None,
+    shared_port: int | None = None,
 ) -> None:
     if getattr(conn, "_pysfu_gathering", False):
         return
@@ -351,7 +368,11 @@ def _override_gathering(
                 )
             )
         for component in conn._components:
-            if port_range is None:
+            if shared_port is not None:
+                candidates = await udpmux.shared_host_candidates(
+                    conn, component, chosen, shared_port
+                )
+            elif port_range is None:
                 candidates = await conn.get_component_candidates(
                     component=component, addresses=chosen
                 )

@@ -22,6 +22,7 @@ from aiortc.rtcrtpparameters import (
 
 from .._rtp import RtpHeader, extension_checks, parse_header
 from .transports import _SRTP_BUFFER
+from .udpmux import is_muxed
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,10 @@ def extension_checks_of(extensions_map: Any) -> list[int]:
 #: completes, or SRTCP while its reader is busy. (SRTP, once keyed, does not
 #: queue: :class:`RtpTap` delivers it directly.)
 MAX_QUEUED_DATAGRAMS = 64
+#: The same on a shared port (:mod:`.udpmux`): only a peer that proved its
+#: password reaches its queue there, and a drain hands on a whole backlog at
+#: once (after a stall, every NACK and report the peer sent meanwhile).
+MAX_QUEUED_DATAGRAMS_SHARED = 512
 #: The largest datagram queued: a DTLS record (16 KiB plus header and
 #: expansion); WebRTC peers send at most about 1,500 bytes.
 MAX_QUEUED_DATAGRAM = 17 * 1024
@@ -151,13 +156,15 @@ class RtpTap:
         to a pending participant's port stayed there (1 GB in 22 s, still
         referenced after the participant left). Only DTLS and RTP/RTCP (RFC
         7983 demultiplexing) of a plausible size are queued, at most
-        :data:`MAX_QUEUED_DATAGRAMS` at a time and nothing once the connection
+        :data:`MAX_QUEUED_DATAGRAMS` at a time (:data:`MAX_QUEUED_DATAGRAMS_SHARED`
+        on a shared port) and nothing once the connection
         closes (what it held is dropped then); the rest is dropped, counted
         by reason and logged once.
         """
         conn = self._transport.transport._connection
         queue = conn._queue
         queue_datagram = conn.data_received
+        limit = MAX_QUEUED_DATAGRAMS_SHARED if is_muxed(conn) else MAX_QUEUED_DATAGRAMS
         drop = self._drop
         new_ssrc_refused = self._new_ssrc_refused
 
@@ -169,7 +176,7 @@ class RtpTap:
                 drop("too_large")
             elif conn._closing:
                 drop("closed")
-            elif queue.qsize() >= MAX_QUEUED_DATAGRAMS:
+            elif queue.qsize() >= limit:
                 drop("queue_full")
             elif first > 127 and new_ssrc_refused(data):
                 drop("too_many_ssrcs")

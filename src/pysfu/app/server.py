@@ -195,6 +195,14 @@ def parse_args(
         "default: any [PYSFU_ICE_PORTS]",
     )
     add(
+        "--ice-udp-port",
+        type=int,
+        default=int(env("PYSFU_ICE_UDP_PORT", "-1")),
+        help="one UDP port for every peer's ICE and media (0: any free one; "
+        "the port to publish from a container); default -1: a port per "
+        "connection [PYSFU_ICE_UDP_PORT]",
+    )
+    add(
         "--announced-address",
         default=env("PYSFU_ANNOUNCED_ADDRESS"),
         help="public address written into host candidates (1:1 NAT) "
@@ -287,6 +295,12 @@ def parse_args(
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error("--workers must be 0 or more")
+    if args.ice_udp_port >= 0 and args.stun:
+        parser.error("--ice-udp-port offers host candidates only: no --stun")
+    if args.ice_udp_port > 0 and args.workers > 0:
+        parser.error("--ice-udp-port with --workers: 0 (each worker picks one)")
+    if args.ice_udp_port >= 0 and args.ice_ports is not None:
+        parser.error("--ice-udp-port or --ice-ports, not both")
     return args
 
 
@@ -405,6 +419,7 @@ class SfuApp:
                 announced_address=args.announced_address,
                 servers=stun,
                 port_range=args.ice_ports,
+                shared_port=args.ice_udp_port if args.ice_udp_port >= 0 else None,
             ),
             limits=LimitsConfig(
                 max_rooms=args.max_rooms,

@@ -1,0 +1,189 @@
+"""Receiving cost per datagram: a socket per peer (asyncio) against one shared,
+drained socket (``IceConfig(shared_port=...)``, :mod:`pysfu._aiortc.udpmux`).
+
+Only the receive path differs between the two modes of a pysfu server (SRTP,
+forwarding and sending are the same code), so this measures that alone and
+in isolation from the rest of the machine's load as far as possible: a child
+process sends, like ``--peers`` publishers of rooms of two, bursts of
+1,100-byte datagrams every 10 ms (``--rate`` datagrams/s in all) from a
+socket per peer; this process receives them on 127.0.0.1 either on a socket
+per peer (``create_datagram_endpoint``, asyncio reads one datagram per
+readiness event) or on one ``UdpMux`` (every waiting datagram per readiness
+event), and hands each to a protocol that only counts it. Reported per
+received datagram: CPU time of this process (user + system, ``getrusage``),
+event-loop iterations (selector calls) and wake-ups (times the thread was
+scheduled in, from ``/proc/self/task/TID/schedstat``).
+
+    python benchmarks/udpmux.py [--peers 40] [--rate 6400] [--work-us 50] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import resource
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pysfu._aiortc import udpmux
+
+PAYLOAD = b"\x80" + b"x" * 1099  # an RTP-looking first byte
+HOST = "127.0.0.1"
+TICK = 0.010
+
+
+class Counter(asyncio.DatagramProtocol):
+    """Counts datagrams; spins ``work`` s on each, standing for SRTP and
+    forwarding (the same in both modes), so the loop is as busy as a server's."""
+
+    def __init__(self, work: float = 0.0) -> None:
+        self.count = 0
+        self.work = work
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.count += 1
+        if self.work:
+            end = time.perf_counter() + self.work
+            while time.perf_counter() < end:
+                pass
+
+
+def send(ports: list[int], rate: float, seconds: float, bound: Any) -> None:
+    """A socket per peer; every tick each sends its share of ``rate``."""
+    socks = []
+    for _ in ports:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((HOST, 0))
+        socks.append(sock)
+    bound.send([s.getsockname()[1] for s in socks])
+    bound.recv()  # the receiver has learned the addresses
+    per_tick = rate * TICK / len(socks)
+    owed = [0.0] * len(socks)
+    end = time.monotonic() + seconds
+    next_tick = time.monotonic()
+    while time.monotonic() < end:
+        for i, (sock, port) in enumerate(zip(socks, ports, strict=True)):
+            owed[i] += per_tick
+            while owed[i] >= 1:
+                owed[i] -= 1
+                sock.sendto(PAYLOAD, (HOST, port))
+        next_tick += TICK
+        time.sleep(max(0.0, next_tick - time.monotonic()))
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def scheduled_in() -> int:
+    path = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat")
+    try:
+        return int(path.read_text().split()[2])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+async def run(
+    mode: str, peers: int, rate: float, seconds: float, work_us: float
+) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    selects = [0]
+    selector = loop._selector  # type: ignore[attr-defined]
+    select = selector.select
+
+    def counting_select(timeout: float | None = None) -> Any:
+        selects[0] += 1
+        return select(timeout)
+
+    selector.select = counting_select
+    counters = [Counter(work_us / 1e6) for _ in range(peers)]
+    closers = []
+    mux_transports = []
+    if mode == "shared":
+        mux = udpmux.mux_for(HOST, 0)
+        for i, counter in enumerate(counters):
+            mux_transports.append(mux.register(counter, f"peer{i:04d}"))  # type: ignore[arg-type]
+        ports = [mux.port] * peers
+        closers = [t.close for t in mux_transports]
+    else:
+        ports = []
+        for counter in counters:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda c=counter: c, local_addr=(HOST, 0)
+            )
+            ports.append(transport.get_extra_info("sockname")[1])
+            closers.append(transport.close)
+    here, there = multiprocessing.Pipe()
+    sender = multiprocessing.Process(
+        target=send, args=(ports, rate, seconds + 2, there)
+    )
+    sender.start()
+    sender_ports = await loop.run_in_executor(None, here.recv)
+    for transport, port in zip(mux_transports, sender_ports, strict=False):
+        transport.learn((HOST, port))
+    here.send(True)
+    await asyncio.sleep(1)  # settle
+    start = (sum(c.count for c in counters), cpu_seconds(), selects[0], scheduled_in())
+    await asyncio.sleep(seconds)
+    end = (sum(c.count for c in counters), cpu_seconds(), selects[0], scheduled_in())
+    await loop.run_in_executor(None, sender.join)
+    for close in closers:
+        close()
+    await asyncio.sleep(0.1)
+    selector.select = select
+    received = max(end[0] - start[0], 1)
+    return {
+        "mode": mode,
+        "peers": peers,
+        "rate": rate,
+        "work_us": work_us,
+        "received_per_second": received / seconds,
+        "cpu_us_per_datagram": (end[1] - start[1]) * 1e6 / received,
+        "loop_iterations_per_datagram": (end[2] - start[2]) / received,
+        "wakeups_per_datagram": (end[3] - start[3]) / received,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peers", type=int, default=40)
+    parser.add_argument("--rate", type=float, default=6400.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--work-us",
+        type=float,
+        default=0.0,
+        help="CPU spent on each datagram, as SRTP and forwarding would",
+    )
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    rows = []
+    for _ in range(args.repeat):
+        for mode in ("per-connection", "shared"):
+            row = asyncio.run(
+                run(mode, args.peers, args.rate, args.seconds, args.work_us)
+            )
+            rows.append(row)
+            print(
+                f"{mode:>14}  {row['peers']:3d} peers  "
+                f"{row['received_per_second']:7.0f} dgram/s  "
+                f"{row['cpu_us_per_datagram'] - row['work_us']:6.1f} µs CPU "
+                "(beyond the work)  "
+                f"{row['loop_iterations_per_datagram']:.3f} loop iterations  "
+                f"{row['wakeups_per_datagram']:.3f} wake-ups per datagram",
+                flush=True,
+            )
+    if args.json:
+        args.json.write_text(json.dumps({"pid": os.getpid(), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
