@@ -21,6 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+__all__ = [
+    "DEFAULT_FLOOR",
+    "RembPolicy",
+    "SlowestSubscriber",
+    "SubscriberEstimate",
+    "UplinkOnly",
+]
+
 #: Below this (bit/s) pysfu never asks a publisher to go: a video encoder at
 #: 100 kbit/s still gives a small moving picture, and a far lower REMB taken
 #: from one momentary dip would take seconds to climb back from.

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ABS_SEND_TIME_URI",
+    "NACK_MAX_TRIES",
+    "NACK_REPEAT_INTERVAL",
+    "REMB_HYSTERESIS",
     "CodecInfo",
     "Forwarder",
     "ForwarderStats",

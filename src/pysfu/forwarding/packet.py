@@ -25,6 +25,7 @@ __all__ = [
     "payload_offset",
     "remap_extension_ids",
     "rewrite_header",
+    "stamp_abs_send_time",
     "vp8_starts_keyframe",
     "vp9_starts_keyframe",
 ]

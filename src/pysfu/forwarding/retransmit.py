@@ -17,6 +17,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "NOT_IN_HISTORY",
+    "NO_SOURCE",
+    "OVER_BUDGET",
+    "QUEUE_FULL",
+    "TOO_SOON",
+    "UNKNOWN_PAYLOAD_TYPE",
+    "RetransmitLimiter",
+    "RetransmitPolicy",
+]
+
 #: Refusal reasons, as counted in ``DownTrackStats.retransmissions_refused``.
 TOO_SOON = "too_soon"
 OVER_BUDGET = "over_budget"
