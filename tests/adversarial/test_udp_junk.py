@@ -9,14 +9,16 @@ they are dropped and counted; the server's memory stays flat.
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 import pytest
 
 from pysfu import SFU
-from pysfu.signalling import MemorySignalling, Offer
+from pysfu.signalling import Leave, MemorySignalling, Offer
 
 from ..helpers import eventually
 from ..peers import PeerFactory
+from ..test_lifecycle import assert_freed
 from .seam_helpers import blast, host_candidate_port, rss_bytes
 
 pytestmark = pytest.mark.adversarial
@@ -57,3 +59,34 @@ async def test_junk_at_a_pending_port_is_dropped_not_kept(
     conn = member.pc.getTransceivers()[0].receiver.transport.transport._connection
     await member.leave("test")
     assert conn._queue.qsize() <= 1  # at most aioice's end mark
+
+
+async def test_a_participant_whose_port_got_junk_is_freed_after_it_leaves(
+    sfu: SFU, peers: PeerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The drop's warning once carried the aioice connection as an argument:
+    a handler that keeps records (here pytest's, as a MemoryHandler would)
+    then kept the connection, its tap and the whole peer connection and
+    participant of someone who had left. (It showed as intermittent leaks
+    in the lifecycle and soak tests: a media packet in flight reaching a
+    connection being closed is dropped, and logged, the same way.)"""
+    room = sfu.create_room("r1")
+    host = await peers("host", code=1).join(room, "host")
+    guest = await peers("guest", code=2).join(room)
+    await host.wait_video_from(guest)
+    assert guest.pc.remoteDescription is not None
+    port = host_candidate_port(guest.pc.remoteDescription.sdp)
+    await asyncio.to_thread(blast, ("127.0.0.1", port), [b"x" * 100], 1)
+    member = room.members["guest"]
+    assert member.malformed_packets == 1
+    assert "dropping datagrams (not_dtls_or_rtp)" in caplog.text
+    participant_ref, pc_ref = weakref.ref(member), weakref.ref(member.pc)
+    del member
+
+    assert guest.client is not None
+    await guest.client.send(Leave())
+    await guest.close()
+    await eventually(lambda: "guest" not in room.members, what="the guest left")
+
+    assert caplog.records  # still held, with what they refer to
+    await assert_freed(participant_ref, pc_ref)

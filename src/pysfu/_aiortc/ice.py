@@ -146,7 +146,7 @@ def _limit_remote_candidates(conn: aioice.ice.Connection) -> None:
                     warned.append(True)
                     logger.warning(
                         "%s: ignoring remote candidates beyond %d",
-                        conn,
+                        str(conn),  # a kept record must not keep conn alive
                         MAX_REMOTE_CANDIDATES,
                     )
                 return

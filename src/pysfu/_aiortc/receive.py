@@ -123,9 +123,12 @@ class RtpTap:
     def _drop(self, reason: str) -> None:
         dropped = self.datagrams_dropped
         if reason not in dropped:
+            # the connection's name, not the connection: a handler may keep
+            # the record (pytest's log capture, a MemoryHandler), and with it
+            # the connection, this tap and the whole peer connection
             logger.warning(
                 "ICE port of %s: dropping datagrams (%s), counted from now",
-                self._transport.transport._connection,
+                str(self._transport.transport._connection),
                 reason,
             )
             dropped[reason] = 0
