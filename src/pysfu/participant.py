@@ -336,7 +336,7 @@ class Participant:
         kinds = ", ".join(t.kind for t in publishing)
         logger.warning(
             "%s answered that it sends %s, but nothing arrived in %g s",
-            self,
+            str(self),  # a name, not the object: handlers may keep records
             kinds,
             NO_MEDIA_NOTICE_AFTER,
         )
@@ -377,7 +377,7 @@ class Participant:
             return
         self._warned_declined = True
         logger.warning(
-            "%s answered %s inactive: it receives nothing on them", self, declined
+            "%s answered %s inactive: it receives nothing on them", str(self), declined
         )
         await self.send(
             Error.of(
@@ -479,7 +479,7 @@ class Participant:
         limit = self.config.limits.max_tracks_per_participant
         if len(self.publications) >= limit:
             logger.warning(
-                "%s publishes more than %d tracks; not forwarded", self, limit
+                "%s publishes more than %d tracks; not forwarded", str(self), limit
             )
             return
         kind = transceiver.kind

@@ -221,7 +221,7 @@ class SpeakerMonitor:
             try:
                 await self.update(self._clock())
             except Exception:
-                logger.exception("speaker detection in %s failed", self._room)
+                logger.exception("speaker detection in %s failed", str(self._room))
             if not self._forwarders and not self.detector.speaking:
                 self._task = None
                 return

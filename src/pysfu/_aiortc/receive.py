@@ -126,7 +126,9 @@ class RtpTap:
             # the connection's name, not the connection: a handler may keep
             # the record (pytest's log capture, a MemoryHandler), and with it
             # the connection, this tap and the whole peer connection
-            logger.warning(
+            # a leaving peer's media still in flight is no news: DEBUG
+            logger.log(
+                logging.DEBUG if reason == "closed" else logging.WARNING,
                 "ICE port of %s: dropping datagrams (%s), counted from now",
                 str(self._transport.transport._connection),
                 reason,

@@ -382,7 +382,7 @@ class DownTrack:
     def _refuse(self, reason: str) -> None:
         refused = self.stats.retransmissions_refused
         if reason not in refused:
-            logger.info("%s: not retransmitting a NACKed packet: %s", self, reason)
+            logger.info("%s: not retransmitting a NACKed packet: %s", str(self), reason)
         refused[reason] = refused.get(reason, 0) + 1
 
     def _on_report(self, report: Any) -> None:

@@ -121,7 +121,7 @@ class _Session:
         except asyncio.QueueFull:
             if self.participant is not None and not self.participant.closed:
                 logger.warning(
-                    "%s does not read its messages; removing it", self.participant
+                    "%s does not read its messages; removing it", str(self.participant)
                 )
                 asyncio.get_running_loop().create_task(
                     self.participant.leave("signalling backlog")
@@ -305,7 +305,7 @@ class WebSocketSignalling:
                 await _drain(writer)
             else:
                 writer.cancel()
-                logger.info("%s lost its signalling; waiting for it", participant)
+                logger.info("%s lost its signalling; waiting for it", str(participant))
                 session.expiry = asyncio.get_running_loop().call_later(
                     self.reconnect_grace, self._expire, participant
                 )
