@@ -7,6 +7,7 @@ The Chromium end-to-end test is tests/browser/test_browser_simulcast.py.
 from __future__ import annotations
 
 import itertools
+import time
 
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtpPacket
 
@@ -94,6 +95,17 @@ def test_a_switch_happens_on_the_targets_keyframe_only() -> None:
     assert selector.admit(0, lambda: True)
     assert selector.current == 0
     assert not selector.admit(2, lambda: True)
+
+
+def test_a_pause_waits_for_the_end_of_the_frame() -> None:
+    selector = LayerSelector()
+    assert selector.admit(2, lambda: True, ends_frame=False)
+    selector.choose(10_000, RATES, 0.0)
+    assert selector.target is None
+    assert selector.admit(2, lambda: False, ends_frame=False)
+    assert selector.admit(2, lambda: False, ends_frame=True)  # the last one
+    assert selector.current is None
+    assert not selector.admit(2, lambda: True, ends_frame=False)
 
 
 # ---------------------------------------------------------------------------
@@ -189,7 +201,7 @@ def packet(
     """An RTP packet, with a one-byte-header rid extension if ``rid``."""
     header = bytearray(12)
     header[0] = 0x80
-    header[1] = pt
+    header[1] = 0x80 | pt  # marker: each test frame is one packet
     header[2:4] = (seq & 0xFFFF).to_bytes(2, "big")
     header[4:8] = (ts & 0xFFFFFFFF).to_bytes(4, "big")
     header[8:12] = ssrc.to_bytes(4, "big")
@@ -244,6 +256,16 @@ def make_forwarder() -> tuple[Forwarder, Recorder]:
     return forwarder, upstream
 
 
+def prime_rates(forwarder: Forwarder) -> float:
+    """Give the layers RATES as if measured over the last second (on the
+    forwarder's clock, time.monotonic); returns that clock's now."""
+    now = time.monotonic()
+    for layer in forwarder.layers.values():
+        layer.bitrate.reset()
+        layer.bitrate.add(RATES[layer.index] // 8, int(now * 1000) - 1000)
+    return now
+
+
 def subscribe(forwarder: Forwarder, ssrc: int) -> tuple[DownTrack, Recorder]:
     out = Recorder()
     downtrack = DownTrack(forwarder, out, ssrc=ssrc, subscriber_id=f"s{ssrc}")
@@ -295,18 +317,8 @@ async def test_a_subscriber_follows_its_estimate_with_one_continuous_stream() ->
     assert fast.layers.current == 2 and slow.layers.current == 2
 
     # the slow one reports 300 kbit/s: only q fits (h and f send more)
-    for layer in forwarder.layers.values():
-        layer.bitrate.reset()
-    now_ms = 10_000
-    for _ in range(20):
-        for rid, size in (("q", 1), ("h", 4), ("f", 12)):
-            for _ in range(size):
-                publisher.frame(rid, now_ms=now_ms)
-        now_ms += 100
-    rates = forwarder.layer_bitrates(now_ms)
-    assert rates[0] is not None and rates[1] is not None and rates[2] is not None
-    assert rates[0] < rates[1] < rates[2]
-    slow.on_estimate(int(rates[0] * 1.5), now_ms / 1000)
+    now = prime_rates(forwarder)
+    slow.on_estimate(300_000, now)
     assert slow.layers.target == 0
     plis = [p for p in upstream.rtcp if isinstance(p, RtcpPsfbPacket) and p.fmt == 1]
     assert plis[-1].media_ssrc == SSRCS["q"]  # a keyframe of the new layer
@@ -327,9 +339,10 @@ async def test_a_subscriber_follows_its_estimate_with_one_continuous_stream() ->
     assert SubscriptionStats.of(fast).layer == "f"
 
     # the publisher is held to its uplink, not to the slow subscriber
-    assert forwarder.target_bitrate(now_ms / 1000) is None or (
-        forwarder.target_bitrate(now_ms / 1000) or 0
-    ) > int(rates[0] * 1.5)
+    assert (
+        forwarder.target_bitrate(now) is None
+        or (forwarder.target_bitrate(now) or 0) > 300_000
+    )
 
 
 async def test_below_the_lowest_layer_the_video_pauses() -> None:
@@ -339,12 +352,12 @@ async def test_below_the_lowest_layer_the_video_pauses() -> None:
     publisher.all_layers(key=True, now_ms=0)
     for step in range(1, 11):
         publisher.all_layers(now_ms=step * 100)
-    sent = len(out.rtp)
-    assert sent > 0
-    downtrack.on_estimate(10_000, 1.0)
+    assert out.rtp
+    downtrack.on_estimate(10_000, prime_rates(forwarder))
     assert downtrack.layers.target is None
-    publisher.all_layers(now_ms=1200)
+    publisher.all_layers(now_ms=1200)  # f's frame in progress ends, then none
     assert downtrack.layers.current is None
+    sent = len(out.rtp)
     for step in range(5):
         publisher.all_layers(key=True, now_ms=1300 + step * 100)
     assert len(out.rtp) == sent

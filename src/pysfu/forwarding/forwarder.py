@@ -522,6 +522,8 @@ class Forwarder:
         else:
             payload_type = packet.payload_type
             self._observe_layer(layer, packet, data, arrival_time_ms)
+            # the layer's rate on the clock select_layers() reads
+            layer.bitrate.add(len(data), int(time.monotonic() * 1000))
         if self._history is not None:
             self._history.put(ssrc, sequence_number, data)
         if self.recorders and layer.index == max(
@@ -546,7 +548,7 @@ class Forwarder:
         for downtrack in self.downtracks:
             selector = downtrack.layers
             before = selector.current
-            if not selector.admit(layer.index, is_keyframe):
+            if not selector.admit(layer.index, is_keyframe, bool(data[1] & 0x80)):
                 if before != selector.current:
                     self._layer_changed(downtrack, before)
                 continue
@@ -575,7 +577,6 @@ class Forwarder:
         arrival_time_ms: int,
     ) -> None:
         layer.packets_received += 1
-        layer.bitrate.add(len(data), arrival_time_ms)
         assert layer.receive_stats is not None
         layer.receive_stats.add(packet)  # type: ignore[arg-type]
         if layer.nack.add(packet):  # type: ignore[arg-type]

@@ -121,15 +121,18 @@ class LayerSelector:
             self.target = max_layer if self.target is not None else None
         self._better = None
 
-    def admit(self, layer: int, is_keyframe: Callable[[], bool]) -> bool:
+    def admit(
+        self, layer: int, is_keyframe: Callable[[], bool], ends_frame: bool = True
+    ) -> bool:
         """Whether a packet of ``layer`` goes to the subscriber. The current
         layer keeps flowing until the target's next keyframe, then the target
-        takes over (``current`` changes)."""
+        takes over (``current`` changes). ``ends_frame``: the packet has the
+        RTP marker bit (a pause waits for the end of the frame in progress,
+        which the subscriber could not decode otherwise)."""
         if layer == self.current:
-            if self.target is None:
-                self.current = None  # paused: stop now, nothing to wait for
+            if self.target is None and ends_frame:
+                self.current = None  # paused after this packet
                 self.switches += 1
-                return False
             return True
         if layer == self.target and is_keyframe():
             self.current = layer
