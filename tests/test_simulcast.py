@@ -196,7 +196,13 @@ class Recorder:
 
 
 def packet(
-    ssrc: int, seq: int, ts: int, payload: bytes, rid: str | None, pt: int = 96
+    ssrc: int,
+    seq: int,
+    ts: int,
+    payload: bytes,
+    rid: str | None,
+    pt: int = 96,
+    rid_id: int = RID_ID,
 ) -> bytes:
     """An RTP packet, with a one-byte-header rid extension if ``rid``."""
     header = bytearray(12)
@@ -207,7 +213,7 @@ def packet(
     header[8:12] = ssrc.to_bytes(4, "big")
     if rid is not None:
         header[0] |= 0x10
-        ext = bytes([(RID_ID << 4) | (len(rid) - 1)]) + rid.encode()
+        ext = bytes([(rid_id << 4) | (len(rid) - 1)]) + rid.encode()
         ext += b"\x00" * (-len(ext) % 4)
         header += b"\xbe\xde" + (len(ext) // 4).to_bytes(2, "big") + ext
     return bytes(header) + payload
@@ -374,3 +380,23 @@ async def test_a_subscriber_limit_picks_a_smaller_layer() -> None:
     publisher.frame("h", key=True)
     assert downtrack.layers.current == 1
     assert_one_stream(out, 0xD)
+
+
+async def test_padding_probes_on_a_layers_rtx_are_not_forwarded() -> None:
+    forwarder, _ = make_forwarder()
+    publisher = Publisher(forwarder)
+    downtrack, out = subscribe(forwarder, 0xE)
+    publisher.all_layers(key=True)
+    sent = len(out.rtp)
+    # Chrome's probe: P bit, 223 zero octets and the count; on f's RTX SSRC
+    probe = bytearray(
+        packet(0x3001, 7, 0, bytes(223) + bytes([224]), "f", pt=97, rid_id=RRID_ID)
+    )
+    probe[0] |= 0x20
+    forwarder.on_rtp(RtpPacket.parse(bytes(probe)), bytes(probe), 0)
+    assert forwarder.layers["f"].rtx_ssrc == 0x3001
+    assert forwarder.stats.padding_received == 1
+    assert len(out.rtp) == sent
+    assert not downtrack.waiting_keyframe
+    publisher.all_layers()
+    assert_one_stream(out, 0xE)

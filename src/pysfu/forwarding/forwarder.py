@@ -145,6 +145,8 @@ class ForwarderStats:
     retransmissions_received: int = 0
     unknown_payload_type: int = 0
     unknown_ssrc: int = 0
+    #: Padding-only packets (bandwidth probes) on the RTX stream, not forwarded.
+    padding_received: int = 0
     nacks_sent: int = 0
     #: Packets those NACKs asked for (a packet asked for twice counts twice).
     nacked_packets: int = 0
@@ -638,8 +640,14 @@ class Forwarder:
     ) -> tuple[bytes, int] | None:
         """RFC 4588: the original sequence number leads the RTX payload."""
         offset = payload_offset(data)
-        if len(data) < offset + 2:
-            return None  # RTX padding-only probe
+        end = len(data)
+        if data[0] & 0x20:  # P: the last byte counts padding octets
+            end -= data[-1]
+        if end < offset + 2:
+            # a bandwidth probe (Chrome pads on RTX): no original packet,
+            # and its zeros would read as sequence number 0
+            self.stats.padding_received += 1
+            return None
         original_seq = (data[offset] << 8) | data[offset + 1]
         buf = bytearray(data[:offset])
         buf += data[offset + 2 :]
