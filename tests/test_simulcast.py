@@ -400,3 +400,20 @@ async def test_padding_probes_on_a_layers_rtx_are_not_forwarded() -> None:
     assert not downtrack.waiting_keyframe
     publisher.all_layers()
     assert_one_stream(out, 0xE)
+
+
+async def test_a_late_packet_from_before_the_switch_is_not_forwarded() -> None:
+    forwarder, _ = make_forwarder()
+    publisher = Publisher(forwarder)
+    downtrack, out = subscribe(forwarder, 0xF)
+    publisher.all_layers(key=True)
+    publisher.all_layers()
+    downtrack.limit_layer(0)
+    late_seq = publisher.seq["q"] - 1  # q's packet before its keyframe
+    publisher.frame("q", key=True)
+    assert downtrack.layers.current == 0
+    late = packet(SSRCS["q"], late_seq, 0, vp8(5, 0, False), None)
+    forwarder.on_rtp(RtpPacket.parse(late), late, 0)  # e.g. a retransmission
+    publisher.frame("q")
+    assert downtrack.stats.dropped_before_switch == 1
+    assert_one_stream(out, 0xF)

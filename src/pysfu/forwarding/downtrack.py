@@ -107,6 +107,9 @@ class DownTrackStats:
     dropped: int = 0
     #: Packets not sent because they do not fit a UDP datagram once encrypted.
     dropped_too_large: int = 0
+    #: Late packets of a new source from before the switch to it (their
+    #: numbers went to the previous source's packets).
+    dropped_before_switch: int = 0
     errors: int = 0
     retransmitted: int = 0
     #: Retransmissions held back for the budget to refill, then sent.
@@ -279,6 +282,12 @@ class DownTrack:
             self.stats.dropped += 1
             return
         out_seq = (sequence_number + self._seq_offset) & 0xFFFF
+        if self._rebased_at is not None and self._before_rebase(out_seq):
+            # a late packet of the new source from before the switch (a
+            # retransmission, reordering): its number was the old source's
+            self.stats.dropped += 1
+            self.stats.dropped_before_switch += 1
+            return
         out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
         table = self._extension_table
         if table is not None or self._abs_send_time_id:
@@ -352,6 +361,16 @@ class DownTrack:
         if self._vp8 is not None:
             self._vp8.rebase(memoryview(data)[payload_offset(data) :])
         return True
+
+    def _before_rebase(self, out_seq: int) -> bool:
+        """Whether ``out_seq`` was numbered before the last change of source
+        (only judged while that change is recent: numbers wrap)."""
+        rebased_at = self._rebased_at
+        assert rebased_at is not None
+        if (self._next_seq - rebased_at) & 0xFFFF >= 0x4000:
+            self._rebased_at = None  # long ago: stop checking
+            return False
+        return (out_seq - rebased_at) & 0xFFFF >= 0x8000
 
     def _jumped(self, sequence_number: int) -> bool:
         delta = (sequence_number - self._last_in_seq) & 0xFFFF
@@ -473,10 +492,7 @@ class DownTrack:
         if self._source_ssrc is None:
             self._refuse(retransmit.NO_SOURCE)
             return
-        if (
-            self._rebased_at is not None
-            and (out_seq - self._rebased_at) & 0xFFFF >= 0x8000
-        ):
+        if self._rebased_at is not None and self._before_rebase(out_seq):
             self._refuse(PREVIOUS_SOURCE)
             return
         in_seq = (out_seq - self._seq_offset) & 0xFFFF
