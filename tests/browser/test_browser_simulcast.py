@@ -19,7 +19,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from pysfu import SFU, DownTrack, LayerChangedEvent
 from pysfu.config import ForwardingConfig, IceConfig, SFUConfig
-from pysfu.messages import Answer, Offer
+from pysfu.messages import Answer, Offer, VideoQuality
 from pysfu.signalling.memory import MemoryClient, MemorySignalling
 
 from ..peers import Peer, ReceivedTrack
@@ -333,6 +333,21 @@ async def test_viewers_get_the_layer_their_estimate_carries() -> None:
             )
             assert slow_video.frames <= video_frames + 2
             assert fast_video.frames > 0
+
+            # room again, but the viewer asks for a small tile: q at most
+            slow_remb.bitrate = 20_000_000
+            await slow.client.send(VideoQuality(track_id="pub/video", max_layer="q"))
+            await eventually(
+                lambda: (
+                    downtrack.stats.layer == "q" and size(slow_video) < size(fast_video)
+                ),
+                "the viewer on the layer it asked for",
+            )
+            await slow.client.send(VideoQuality(track_id="nope", max_layer="q"))
+            await eventually(
+                lambda: any(e.code == "unknown_track" for e in slow.errors),
+                "an error for a track it does not receive",
+            )
     finally:
         for each in forced:
             each.stop()
