@@ -483,6 +483,10 @@ class Forwarder:
             logger.info("%s: ignoring a layer with unknown rid %r", self.track_id, rid)
             return None
         layer = self.layers.get(rid)
+        if not self.layers:
+            # let every layer show up and be measured before the first
+            # selection: until then subscribers aim at the top layer
+            self._next_selection = time.monotonic() + 1.0
         if layer is None:
             layer = self.layers[rid] = ReceivedLayer(
                 rid, index, self._send_layer_pli, self.config.keyframe_min_interval
