@@ -20,6 +20,7 @@ from pysfu.events import (
     ActiveSpeakerChangedEvent,
     DataDroppedEvent,
     DataMessageEvent,
+    LayerChangedEvent,
     ParticipantJoinedEvent,
     ParticipantLeftEvent,
     RoomClosedEvent,
@@ -92,6 +93,8 @@ EVENT_SAMPLES: list[Any] = [
     SpeakingChangedEvent("room", "p1", False, -127.0),
     ActiveSpeakerChangedEvent("room", "p1", -30.0),
     ActiveSpeakerChangedEvent("room", None, None),
+    LayerChangedEvent("room", "p2", "p1", "p1/video", "q", "f"),
+    LayerChangedEvent("room", "p2", "p1", "p1/video", None, "q"),
 ]
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .forwarding.congestion import RembPolicy
     from .forwarding.retransmit import RetransmitPolicy
+    from .forwarding.simulcast import SimulcastPolicy
 
 
 def _default_remb_policy() -> RembPolicy:
@@ -22,6 +23,12 @@ def _default_retransmit_policy() -> RetransmitPolicy:
     from .forwarding.retransmit import RetransmitPolicy
 
     return RetransmitPolicy()
+
+
+def _default_simulcast_policy() -> SimulcastPolicy:
+    from .forwarding.simulcast import SimulcastPolicy
+
+    return SimulcastPolicy()
 
 
 __all__ = [
@@ -202,6 +209,12 @@ class ForwardingConfig:
     - ``retransmit``: bounds on answering a subscriber's NACKs (once per round
       trip per packet, a byte budget per subscriber), see
       :class:`~pysfu.forwarding.retransmit.RetransmitPolicy`.
+    - ``simulcast``: offer publishers to send video as three encodings
+      (rids ``q``, ``h``, ``f``, lowest first); each subscriber then gets the
+      best layer its own bandwidth estimate carries (see
+      :class:`~pysfu.forwarding.simulcast.SimulcastPolicy`,
+      ``simulcast_policy``), and the publisher is held to its uplink rather
+      than to its slowest subscriber.
     """
 
     keyframe_min_interval: float = 0.5
@@ -212,6 +225,8 @@ class ForwardingConfig:
     remb_policy: RembPolicy = field(default_factory=_default_remb_policy)
     remb_stale_after: float = 5.0
     retransmit: RetransmitPolicy = field(default_factory=_default_retransmit_policy)
+    simulcast: bool = False
+    simulcast_policy: SimulcastPolicy = field(default_factory=_default_simulcast_policy)
 
 
 @dataclass(frozen=True)

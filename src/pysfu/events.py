@@ -8,6 +8,7 @@ __all__ = [
     "ActiveSpeakerChangedEvent",
     "DataDroppedEvent",
     "DataMessageEvent",
+    "LayerChangedEvent",
     "ParticipantJoinedEvent",
     "ParticipantLeftEvent",
     "RoomClosedEvent",
@@ -105,6 +106,23 @@ class ActiveSpeakerChangedEvent:
     level: float | None
 
 
+@dataclass(frozen=True)
+class LayerChangedEvent:
+    """A subscriber now gets another simulcast layer of a video track.
+
+    ``layer``/``previous``: the rids (``"q"``, ``"h"``, ``"f"``, lowest
+    first); ``None`` when the subscriber gets no video of the track (its
+    estimate is below the lowest layer's bitrate, or it just started).
+    """
+
+    room_id: str
+    subscriber_id: str
+    publisher_id: str
+    track_id: str
+    layer: str | None
+    previous: str | None
+
+
 RoomEvent = (
     ParticipantJoinedEvent
     | ParticipantLeftEvent
@@ -115,4 +133,5 @@ RoomEvent = (
     | DataDroppedEvent
     | SpeakingChangedEvent
     | ActiveSpeakerChangedEvent
+    | LayerChangedEvent
 )

@@ -34,6 +34,7 @@ __all__ = [
     "ServerMessage",
     "SignallingError",
     "Speaking",
+    "VideoQuality",
     "parse_client_message",
     "to_json",
 ]
@@ -67,7 +68,20 @@ class Leave:
     type: ClassVar[str] = "leave"
 
 
-ClientMessage = Answer | Candidate | Leave
+@dataclass(frozen=True)
+class VideoQuality:
+    """The client wants no simulcast layer of video track ``track_id`` above
+    ``max_layer``: ``"q"`` (quarter), ``"h"`` (half) or ``"f"`` (full
+    resolution), e.g. for a small tile. Its bandwidth may still hold it lower."""
+
+    track_id: str
+    max_layer: str
+    type: ClassVar[str] = "video_quality"
+
+    LAYERS: ClassVar[tuple[str, ...]] = ("q", "h", "f")
+
+
+ClientMessage = Answer | Candidate | Leave | VideoQuality
 
 # ---------------------------------------------------------------------------
 # server -> client
@@ -188,6 +202,13 @@ def parse_client_message(obj: object) -> ClientMessage:
         )
     if kind == "leave":
         return Leave()
+    if kind == VideoQuality.type:
+        max_layer = _string(obj, "max_layer")
+        if max_layer not in VideoQuality.LAYERS:
+            raise SignallingError(
+                "bad_message", "'max_layer' must be one of 'q', 'h', 'f'"
+            )
+        return VideoQuality(track_id=_string(obj, "track_id"), max_layer=max_layer)
     if isinstance(kind, str):
         raise SignallingError("unknown_type", f"unknown message type {kind[:40]!r}")
     raise SignallingError("bad_message", "'type' must be a string")

@@ -30,6 +30,7 @@ from .errors import SignallingError
 from .forwarding import CodecInfo, DownTrack, Forwarder
 from .forwarding.downtrack import StreamPosition
 from .forwarding.packet import extension_id_table
+from .forwarding.simulcast import DEFAULT_RIDS
 from .messages import (
     Answer,
     Candidate,
@@ -38,6 +39,7 @@ from .messages import (
     Leave,
     Offer,
     ServerMessage,
+    VideoQuality,
 )
 from .negotiation import Negotiator
 from .ports import Outbox
@@ -138,6 +140,8 @@ class Participant:
         self._idle_transceivers: list[RTCRtpTransceiver] = []
         # the sections the client may publish on (None: not made yet)
         self._publish_slots: list[RTCRtpTransceiver] | None = None
+        #: video publish slots offered to receive simulcast (rids q, h, f)
+        self._simulcast_slots: list[RTCRtpTransceiver] = []
         self._warned_declined = False
         self._media_watch: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._watch_media_once_connected)
@@ -187,10 +191,15 @@ class Participant:
         if self._publish_slots is not None:
             return
         self._publish_slots = []
+        simulcast = self.config.forwarding.simulcast
+        if simulcast:
+            rtc.register_simulcast_extensions()
         for kind in self.config.publish_kinds:
             transceiver = self._add_transceiver(kind, "recvonly")
             if kind == "video":
                 self.restrict_video_codecs(transceiver)
+                if simulcast:
+                    self._simulcast_slots.append(transceiver)
             self._publish_slots.append(transceiver)
 
     def restrict_video_codecs(self, transceiver: RTCRtpTransceiver) -> None:
@@ -302,10 +311,23 @@ class Participant:
                 await self.add_candidate(message)
             elif isinstance(message, Leave):
                 await self.leave("left")
+            elif isinstance(message, VideoQuality):
+                self.limit_video_quality(message.track_id, message.max_layer)
             else:
                 raise SignallingError("unknown_type", f"unexpected message {message!r}")
         except SignallingError as exc:
             await self.refuse(exc)
+
+    def limit_video_quality(self, track_id: str, max_layer: str) -> None:
+        """Receive no simulcast layer of ``track_id`` above ``max_layer``
+        (``"q"``, ``"h"`` or ``"f"``); raises :class:`SignallingError` for a
+        track this participant does not receive."""
+        subscription = self.subscriptions.get(track_id)
+        if subscription is None or subscription.forwarder.kind != "video":
+            raise SignallingError(
+                "unknown_track", f"no video track {track_id[:80]!r} is received"
+            )
+        subscription.downtrack.limit_layer(VideoQuality.LAYERS.index(max_layer))
 
     async def refuse(self, error: SignallingError) -> None:
         """Answer a client message the server cannot accept with an error."""
@@ -431,6 +453,9 @@ class Participant:
             logger.debug("outbox of %s failed", self.id, exc_info=True)
 
     async def _send_offer(self, sdp: str) -> None:
+        mids = [t.mid for t in self._simulcast_slots if t.mid is not None]
+        if mids:
+            sdp = rtc.offer_simulcast(sdp, mids, DEFAULT_RIDS)
         await self.send(Offer(sdp=sdp))
 
     async def add_candidate(self, message: Candidate) -> None:
@@ -681,9 +706,9 @@ class Participant:
         if output is None or not output.connected:
             return
         for forwarder in self.publications.values():
-            report = forwarder.receiver_report()
-            if report is not None:
-                packet = rtc.RtcpRrPacket(ssrc=forwarder.rtcp_ssrc, reports=[report])
+            reports = forwarder.receiver_reports()
+            if reports:
+                packet = rtc.RtcpRrPacket(ssrc=forwarder.rtcp_ssrc, reports=reports)
                 output.send_rtcp(bytes(packet))
         for subscription in self.subscriptions.values():
             data = subscription.downtrack.sender_report(None)

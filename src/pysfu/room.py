@@ -26,6 +26,7 @@ from .errors import (
 from .events import (
     DataDroppedEvent,
     DataMessageEvent,
+    LayerChangedEvent,
     ParticipantJoinedEvent,
     ParticipantLeftEvent,
     RoomClosedEvent,
@@ -260,11 +261,28 @@ class Room:
                 codec.mime_type if codec else "",
             )
         )
+        if forwarder.kind == "video":
+            forwarder.on_layer_changed = self._layer_changed
         for subscriber in self.members.values():
             if self.eligibility(publisher, subscriber):
                 subscriber.subscribe(forwarder)
         if self._speakers is not None and forwarder.kind == "audio":
             self._speakers.track(forwarder)
+
+    def _layer_changed(
+        self, downtrack: DownTrack, before: int | None, after: int | None
+    ) -> None:
+        forwarder = downtrack.forwarder
+        self._emit(
+            LayerChangedEvent(
+                self.id,
+                downtrack.subscriber_id,
+                forwarder.publisher_id,
+                forwarder.track_id,
+                None if after is None else forwarder.rids[after],
+                None if before is None else forwarder.rids[before],
+            )
+        )
 
     def _unpublish(self, publisher: Participant, forwarder: Forwarder) -> None:
         if self._speakers is not None:

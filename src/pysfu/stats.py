@@ -113,6 +113,10 @@ class SubscriptionStats:
     #: NACKed packets not resent, by reason (``too_soon``, ``queue_full``,
     #: ``not_in_history``, ...; see :mod:`pysfu.forwarding.retransmit`).
     retransmissions_refused: Mapping[str, int] = field(default_factory=dict)
+    #: Simulcast: the rid of the layer sent now (``None``: none, or the
+    #: publisher does not simulcast) and how many times it changed.
+    layer: str | None = None
+    layer_switches: int = 0
 
     @classmethod
     def of(cls, downtrack: DownTrack) -> SubscriptionStats:
@@ -135,6 +139,8 @@ class SubscriptionStats:
             remb_bitrate=stats.remb_bitrate,
             retransmissions_paced=stats.retransmissions_paced,
             retransmissions_refused=dict(stats.retransmissions_refused),
+            layer=stats.layer,
+            layer_switches=stats.layer_switches,
         )
 
 

@@ -409,3 +409,85 @@ def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
         transport = transceiver.receiver.transport
         if transport._role == "auto":
             transport._set_role("server")
+
+
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+#: Ids for the two rid extensions: clear of aiortc's (mid 1, audio level 2,
+#: abs-send-time 3), since with BUNDLE all sections share one id space.
+_RID_EXTENSION_IDS = {RID_URI: 10, REPAIRED_RID_URI: 11}
+
+
+def register_simulcast_extensions() -> None:
+    """Let peer connections negotiate the RTP stream id extensions (rid and
+    repaired rid) for video, which tag each simulcast layer's packets.
+
+    aiortc 1.16 negotiates only mid and abs-send-time; like
+    :func:`register_passthrough_codecs` this extends its process-wide table.
+    Idempotent.
+    """
+    from aiortc.codecs import HEADER_EXTENSIONS
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
+
+    video = HEADER_EXTENSIONS["video"]
+    known = {extension.uri for extension in video}
+    for uri, ext_id in _RID_EXTENSION_IDS.items():
+        if uri not in known:
+            video.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri))
+
+
+def offer_simulcast(sdp: str, mids: Iterable[str], rids: Iterable[str]) -> str:
+    """Add ``a=rid:<rid> recv`` and ``a=simulcast:recv`` to the sections of
+    ``sdp`` (an offer) with the given mids: the offer to receive simulcast
+    (RFC 8853) that makes a browser answer with one encoding per rid.
+
+    aiortc neither writes nor parses these attributes, so they are added to
+    the offer's text only; the browser's answer echoes them as ``send``.
+    """
+    wanted = set(mids)
+    rid_list = list(rids)
+    if not wanted or not rid_list:
+        return sdp
+    lines = sdp.split("\r\n")
+    out: list[str] = []
+    in_section = False
+
+    def close_section() -> None:
+        # after the section's last attribute (before trailing empty lines)
+        at = len(out)
+        while at and not out[at - 1]:
+            at -= 1
+        extra = [f"a=rid:{rid} recv" for rid in rid_list]
+        extra.append("a=simulcast:recv " + ";".join(rid_list))
+        out[at:at] = extra
+
+    for line in lines:
+        if line.startswith("m="):
+            if in_section:
+                close_section()
+            in_section = False
+        elif line.startswith("a=mid:") and line[6:].strip() in wanted:
+            in_section = True
+        out.append(line)
+    if in_section:
+        close_section()
+    return "\r\n".join(out)
+
+
+def simulcast_rids_answered(sdp: str, mid: str) -> list[str]:
+    """The rids an answer's section ``mid`` accepted (``a=simulcast:send``);
+    empty if it declined simulcast."""
+    current: str | None = None
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            current = None
+        elif line.startswith("a=mid:"):
+            current = line[6:].strip()
+        elif current == mid and line.startswith("a=simulcast:send "):
+            spec = line.split(" ", 1)[1].split(" ")[0]
+            return [
+                rid.lstrip("~")
+                for alternatives in spec.split(";")
+                for rid in alternatives.split(",")
+            ]
+    return []

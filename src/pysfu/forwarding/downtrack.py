@@ -13,13 +13,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .. import _aiortc as rtc
 from . import retransmit
 from .congestion import SubscriberEstimate
-from .packet import remap_extension_ids, rewrite_header, stamp_abs_send_time
+from .packet import (
+    payload_offset,
+    remap_extension_ids,
+    rewrite_header,
+    stamp_abs_send_time,
+)
 from .retransmit import RetransmitLimiter
+from .simulcast import LayerSelector, Vp8Renumbering
 
 if TYPE_CHECKING:
     from .forwarder import Forwarder
 
 __all__ = [
+    "PREVIOUS_SOURCE",
     "DownTrack",
     "DownTrackStats",
     "RewritingSink",
@@ -31,6 +38,10 @@ logger = logging.getLogger(__name__)
 # A jump larger than this in the publisher's sequence numbers means the source
 # restarted (new encoder, reconnect): re-base instead of leaving a hole.
 _SEQUENCE_JUMP = 3000
+
+#: A NACK for a packet sent before the last change of source (e.g. a
+#: simulcast layer switch): its number now maps onto the new source.
+PREVIOUS_SOURCE = "previous_source"
 
 
 class RtpSink(Protocol):
@@ -96,6 +107,9 @@ class DownTrackStats:
     dropped: int = 0
     #: Packets not sent because they do not fit a UDP datagram once encrypted.
     dropped_too_large: int = 0
+    #: Late packets of a new source from before the switch to it (their
+    #: numbers went to the previous source's packets).
+    dropped_before_switch: int = 0
     errors: int = 0
     retransmitted: int = 0
     #: Retransmissions held back for the budget to refill, then sent.
@@ -112,6 +126,10 @@ class DownTrackStats:
     jitter: int = 0
     round_trip_time: float | None = None
     remb_bitrate: int | None = None
+    #: Simulcast: the rid of the layer being sent (``None``: none, e.g.
+    #: paused below the lowest layer) and how often it changed.
+    layer: str | None = None
+    layer_switches: int = 0
 
 
 @dataclass(frozen=True)
@@ -185,6 +203,11 @@ class DownTrack:
         self._retransmits.update_send_rate(0, time.monotonic())
         self._paced: dict[int, None] = {}  # out sequence numbers, in NACK order
         self._pacing: asyncio.TimerHandle | None = None
+        #: Simulcast: which layer this subscriber gets (unused otherwise).
+        self.layers = LayerSelector(forwarder.config.simulcast_policy)
+        self._layer_requested_at: float | None = None
+        self._vp8: Vp8Renumbering | None = None
+        self._rebased_at: int | None = None  # first out seq of the source
 
     def position(self) -> StreamPosition:
         """Where this stream stands, for a successor on the same SSRC."""
@@ -259,6 +282,12 @@ class DownTrack:
             self.stats.dropped += 1
             return
         out_seq = (sequence_number + self._seq_offset) & 0xFFFF
+        if self._rebased_at is not None and self._before_rebase(out_seq):
+            # a late packet of the new source from before the switch (a
+            # retransmission, reordering): its number was the old source's
+            self.stats.dropped += 1
+            self.stats.dropped_before_switch += 1
+            return
         out_ts = (timestamp + self._ts_offset) & 0xFFFFFFFF
         table = self._extension_table
         if table is not None or self._abs_send_time_id:
@@ -272,6 +301,13 @@ class DownTrack:
                 if self._abs_send_time_id:
                     stamp_abs_send_time(variant, self._abs_send_time_id, now)
             data = variant  # type: ignore[assignment]
+        vp8 = self._vp8
+        if vp8 is not None:
+            if vp8.renumbers:
+                data = bytearray(data)  # type: ignore[assignment]
+                vp8.rewrite(data, payload_offset(data))  # type: ignore[arg-type]
+            else:
+                vp8.note(memoryview(data)[payload_offset(data) :])
         if not self._output.send_rewritten(data, out_pt, out_seq, out_ts, self.ssrc):
             self.stats.dropped += 1
             if len(data) > self._output.max_rtp_size:
@@ -318,7 +354,23 @@ class DownTrack:
         # a new source, a keyframe we waited for, or the source's clock went
         # back (e.g. a replaced track restarts at 0)
         self._rebase(source_ssrc, sequence_number, timestamp)
+        if self._vp8 is None and self.forwarder.simulcast:
+            codec = self.forwarder.primary_codec
+            if codec is not None and codec.name == "vp8":
+                self._vp8 = Vp8Renumbering()
+        if self._vp8 is not None:
+            self._vp8.rebase(memoryview(data)[payload_offset(data) :])
         return True
+
+    def _before_rebase(self, out_seq: int) -> bool:
+        """Whether ``out_seq`` was numbered before the last change of source
+        (only judged while that change is recent: numbers wrap)."""
+        rebased_at = self._rebased_at
+        assert rebased_at is not None
+        if (self._next_seq - rebased_at) & 0xFFFF >= 0x4000:
+            self._rebased_at = None  # long ago: stop checking
+            return False
+        return (out_seq - rebased_at) & 0xFFFF >= 0x8000
 
     def _jumped(self, sequence_number: int) -> bool:
         delta = (sequence_number - self._last_in_seq) & 0xFFFF
@@ -330,6 +382,7 @@ class DownTrack:
         self.waiting_keyframe = False
         self._source_ssrc = source_ssrc
         self._seq_offset = (self._next_seq - sequence_number) & 0xFFFF
+        self._rebased_at = self._next_seq
         if self._last_sent_at is None:
             out_ts = self._last_out_ts
         else:
@@ -379,6 +432,44 @@ class DownTrack:
         self.estimate = SubscriberEstimate(bitrate, now)
         self.forwarder.on_subscriber_estimate(now)
 
+    # ------------------------------------------------------------------
+    # simulcast
+
+    def select_layer(self, layer_bitrates: Sequence[int | None], now: float) -> None:
+        """Re-pick this subscriber's layer from its latest estimate; ask the
+        publisher for a keyframe of a new target (repeated while it has not
+        come, at most once a second)."""
+        if self.kind != "video" or self.closed:
+            return
+        estimate = self.estimate
+        bitrate = (
+            estimate.bitrate
+            if estimate is not None
+            and now - estimate.received_at < self.forwarder.config.remb_stale_after
+            else None
+        )
+        layers = self.layers
+        changed = layers.choose(bitrate, layer_bitrates, now)
+        target = layers.target
+        if target is None or target == layers.current:
+            self._layer_requested_at = None
+            return
+        requested = self._layer_requested_at
+        if changed or requested is None or now - requested >= 1.0:
+            self._layer_requested_at = now
+            self.forwarder.request_layer_keyframe(target)
+
+    def limit_layer(self, max_layer: int) -> None:
+        """The subscriber wants no layer above ``max_layer`` (0: lowest)."""
+        self.layers.limit(max_layer)
+        now = time.monotonic()
+        self.select_layer(self.forwarder.layer_bitrates(int(now * 1000)), now)
+
+    def layer_switched(self, rid: str | None) -> None:
+        """The forwarder switched this subscriber to layer ``rid``."""
+        self.stats.layer = rid
+        self.stats.layer_switches += 1
+
     def _refuse(self, reason: str) -> None:
         refused = self.stats.retransmissions_refused
         if reason not in refused:
@@ -400,6 +491,9 @@ class DownTrack:
         at most once per round trip and within the subscriber's budget."""
         if self._source_ssrc is None:
             self._refuse(retransmit.NO_SOURCE)
+            return
+        if self._rebased_at is not None and self._before_rebase(out_seq):
+            self._refuse(PREVIOUS_SOURCE)
             return
         in_seq = (out_seq - self._seq_offset) & 0xFFFF
         data = self.forwarder.history_packet(self._source_ssrc, in_seq)
@@ -470,12 +564,8 @@ class DownTrack:
         of one publisher stay in sync at the subscriber. ``None`` until both
         a packet was sent and the publisher reported.
         """
-        report = self.forwarder.sender_report
-        if (
-            not self.stats.packets_sent
-            or report is None
-            or report.ssrc != self._source_ssrc
-        ):
+        report = self.forwarder.sender_report_for(self._source_ssrc)
+        if not self.stats.packets_sent or report is None:
             return None
         elapsed = time.monotonic() - report.received_at
         ntp = (report.ntp_timestamp + int(elapsed * (1 << 32))) & 0xFFFFFFFFFFFFFFFF

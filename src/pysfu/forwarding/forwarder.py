@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .. import _aiortc as rtc
 from .._rtp import find_extension
 from ..config import ForwardingConfig
+from .bitrate import WindowedRate
 from .history import PacketHistory
 from .keyframes import KeyframeRequester
 from .packet import KEYFRAME_DETECTORS, payload_offset
+from .simulcast import DEFAULT_RIDS, layer_of_rid
 
 if TYPE_CHECKING:
     from .downtrack import DownTrack
@@ -23,10 +25,13 @@ __all__ = [
     "NACK_MAX_TRIES",
     "NACK_REPEAT_INTERVAL",
     "REMB_HYSTERESIS",
+    "REPAIRED_RID_URI",
+    "RID_URI",
     "CodecInfo",
     "Forwarder",
     "ForwarderStats",
     "PacketRecorder",
+    "ReceivedLayer",
     "RtcpOutput",
     "RtpHeaderLike",
     "SenderReport",
@@ -35,6 +40,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 
 #: A packet missing from the publisher's stream is NACKed again at most this
 #: often (s) and at most this many times in all. aiortc's generator reports
@@ -138,6 +145,8 @@ class ForwarderStats:
     retransmissions_received: int = 0
     unknown_payload_type: int = 0
     unknown_ssrc: int = 0
+    #: Padding-only packets (bandwidth probes) on the RTX stream, not forwarded.
+    padding_received: int = 0
     nacks_sent: int = 0
     #: Packets those NACKs asked for (a packet asked for twice counts twice).
     nacked_packets: int = 0
@@ -156,6 +165,35 @@ class SenderReport:
     ntp_timestamp: int
     rtp_timestamp: int
     received_at: float  # time.monotonic()
+
+
+class ReceivedLayer:
+    """One simulcast encoding of a track, as received: its SSRCs (learned
+    from the rid extension of its first packets) and its own receive
+    statistics, NACK state, sender report and keyframe requests."""
+
+    def __init__(
+        self, rid: str, index: int, send_pli: Callable[[int], bool], min_interval: float
+    ) -> None:
+        self.rid = rid
+        self.index = index
+        self.media_ssrc: int | None = None
+        self.rtx_ssrc: int | None = None
+        self.receive_stats: rtc.StreamStatistics | None = None
+        self.nack = rtc.NackGenerator()
+        self.nacked: dict[int, tuple[float, int]] = {}
+        self.sender_report: SenderReport | None = None
+        self.lsr = 0
+        self.lsr_time = 0.0
+        self.packets_received = 0
+        self.bitrate = WindowedRate(2000)
+        self.keyframes = KeyframeRequester(
+            lambda: self.media_ssrc is not None and send_pli(self.media_ssrc),
+            min_interval,
+        )
+
+    def __repr__(self) -> str:
+        return f"<ReceivedLayer {self.rid} ssrc={self.media_ssrc}>"
 
 
 class Forwarder:
@@ -220,6 +258,18 @@ class Forwarder:
         self.keyframes = KeyframeRequester(
             self._send_pli, self.config.keyframe_min_interval
         )
+        #: Simulcast: the rids offered, lowest first, and the layers learned.
+        self.rids: tuple[str, ...] = DEFAULT_RIDS
+        self.layers: dict[str, ReceivedLayer] = {}
+        self._layer_of_ssrc: dict[int, ReceivedLayer] = {}
+        self._rid_id = 0
+        self._repaired_rid_id = 0
+        self._next_selection = 0.0
+        #: Called with (downtrack, old layer, new layer) when a subscriber's
+        #: layer changes (``None``: paused); must not raise.
+        self.on_layer_changed: (
+            Callable[[DownTrack, int | None, int | None], None] | None
+        ) = None
 
     # ------------------------------------------------------------------
     # configuration
@@ -241,6 +291,9 @@ class Forwarder:
         self.announced_ssrcs = frozenset(ssrcs)
         self.header_extensions = dict(header_extensions)
         self._abs_send_time_id = self.header_extensions.get(ABS_SEND_TIME_URI, 0)
+        if self.kind == "video":
+            self._rid_id = self.header_extensions.get(RID_URI, 0)
+            self._repaired_rid_id = self.header_extensions.get(REPAIRED_RID_URI, 0)
         media = [c for c in codecs if c.rtx_for is None]
         if media and self.kind == "video":
             self._detect_keyframe = KEYFRAME_DETECTORS.get(media[0].name)
@@ -302,16 +355,25 @@ class Forwarder:
             return
         sequence_number = packet.sequence_number
         ssrc = packet.ssrc
+        if self._rid_id:
+            layer = self._layer_of_ssrc.get(ssrc)
+            if layer is None:
+                layer = self._learn_layer(packet, data, apt is not None)
+            if layer is not None:
+                self._on_layer_rtp(layer, packet, data, apt, arrival_time_ms)
+                return
         if self.announced_ssrcs and ssrc not in self.announced_ssrcs:
             stats.unknown_ssrc += 1
             return
         if apt is not None:
-            unwrapped = self._unwrap_rtx(data, apt)
+            if self.media_ssrc is None:
+                return
+            unwrapped = self._unwrap_rtx(data, apt, self.media_ssrc)
             if unwrapped is None:
                 return
             data, sequence_number = unwrapped
             payload_type = apt
-            ssrc = self.media_ssrc  # type: ignore[assignment]
+            ssrc = self.media_ssrc
             stats.retransmissions_received += 1
             if self._nack is not None:
                 self._nack.missing.discard(sequence_number)
@@ -370,7 +432,13 @@ class Forwarder:
         # and timestamp, which every RtpHeaderLike has
         self._receive_stats.add(packet)  # type: ignore[arg-type]
         if self._nack is not None and self._nack.add(packet):  # type: ignore[arg-type]
-            self._send_nack(self._due_nacks(self._nack.missing, time.monotonic()))
+            lost = self._due_nacks(self._nack.missing, time.monotonic(), self._nacked)
+            self._send_nack(lost, self.media_ssrc)
+        self._estimate_uplink(packet, data, arrival_time_ms)
+
+    def _estimate_uplink(
+        self, packet: RtpHeaderLike, data: bytes, arrival_time_ms: int
+    ) -> None:
         ast_id = self._abs_send_time_id
         if self._estimator is not None and ast_id:
             at = find_extension(data, packet, ast_id)
@@ -379,11 +447,188 @@ class Forwarder:
                     abs_send_time=(data[at] << 16) | (data[at + 1] << 8) | data[at + 2],
                     arrival_time_ms=arrival_time_ms,
                     payload_size=len(data) - payload_offset(data),
-                    ssrc=ssrc,
+                    ssrc=packet.ssrc,
                 )
                 if remb is not None:
                     self.stats.uplink_estimate = remb[0]
                     self._send_remb(time.monotonic())
+
+    # ------------------------------------------------------------------
+    # simulcast
+
+    @property
+    def simulcast(self) -> bool:
+        """Whether the publisher sends several layers (some learned by rid)."""
+        return bool(self.layers)
+
+    def _learn_layer(
+        self, packet: RtpHeaderLike, data: bytes, is_rtx: bool
+    ) -> ReceivedLayer | None:
+        """An SSRC not seen yet: its rid (or, for RTX, repaired rid) names
+        its layer. Chrome tags only the first packets of each SSRC."""
+        ext_id = self._repaired_rid_id if is_rtx else self._rid_id
+        if not ext_id:
+            return None
+        at = find_extension(data, packet, ext_id)
+        if at <= 0:
+            return None
+        start = 12 + 4 * (data[0] & 0x0F)
+        if data[start] == 0xBE and data[start + 1] == 0xDE:
+            length = (data[at - 1] & 0x0F) + 1  # one-byte header: L nibble + 1
+        else:
+            length = data[at - 1]  # two-byte header: its length byte
+        rid = bytes(data[at : at + length]).decode("ascii", "replace")
+        index = layer_of_rid(rid, self.rids)
+        if index is None:
+            logger.info("%s: ignoring a layer with unknown rid %r", self.track_id, rid)
+            return None
+        layer = self.layers.get(rid)
+        if not self.layers:
+            # let every layer show up and be measured before the first
+            # selection: until then subscribers aim at the top layer
+            self._next_selection = time.monotonic() + 1.0
+        if layer is None:
+            layer = self.layers[rid] = ReceivedLayer(
+                rid, index, self._send_layer_pli, self.config.keyframe_min_interval
+            )
+        if is_rtx:
+            layer.rtx_ssrc = packet.ssrc
+        else:
+            if layer.media_ssrc is not None:  # the encoder restarted
+                self._layer_of_ssrc.pop(layer.media_ssrc, None)
+            layer.media_ssrc = packet.ssrc
+            layer.receive_stats = rtc.StreamStatistics(
+                self.codecs[packet.payload_type].clock_rate
+            )
+            layer.nack = rtc.NackGenerator()
+            layer.nacked.clear()
+        self._layer_of_ssrc[packet.ssrc] = layer
+        return layer
+
+    def _on_layer_rtp(
+        self,
+        layer: ReceivedLayer,
+        packet: RtpHeaderLike,
+        data: bytes,
+        apt: int | None,
+        arrival_time_ms: int,
+    ) -> None:
+        sequence_number = packet.sequence_number
+        ssrc = layer.media_ssrc
+        if ssrc is None:
+            return  # RTX of a layer whose media was not seen yet
+        if apt is not None:
+            unwrapped = self._unwrap_rtx(data, apt, ssrc)
+            if unwrapped is None:
+                return
+            data, sequence_number = unwrapped
+            self.stats.retransmissions_received += 1
+            layer.nack.missing.discard(sequence_number)
+            payload_type = apt
+        else:
+            payload_type = packet.payload_type
+            self._observe_layer(layer, packet, data, arrival_time_ms)
+            # the layer's rate on the clock select_layers() reads
+            layer.bitrate.add(len(data), int(time.monotonic() * 1000))
+        if self._history is not None:
+            self._history.put(ssrc, sequence_number, data)
+        if self.recorders and layer.index == max(
+            other.index for other in self.layers.values()
+        ):
+            for recorder in self.recorders:
+                recorder.record_rtp(data)
+
+        now = time.monotonic()
+        if now >= self._next_selection:
+            self._next_selection = now + 0.5
+            self.select_layers(now)
+        verdict: list[bool] = []
+
+        def is_keyframe() -> bool:  # at most once per packet, only if asked
+            if not verdict:
+                verdict.append(self.is_keyframe(data))
+            return verdict[0]
+
+        timestamp = packet.timestamp
+        variants: dict[int, bytearray] = {}
+        for downtrack in self.downtracks:
+            selector = downtrack.layers
+            before = selector.current
+            if not selector.admit(layer.index, is_keyframe, bool(data[1] & 0x80)):
+                if before != selector.current:
+                    self._layer_changed(downtrack, before)
+                continue
+            if before != selector.current:
+                self._layer_changed(downtrack, before)
+            try:
+                downtrack.forward(
+                    data,
+                    sequence_number,
+                    timestamp,
+                    payload_type,
+                    ssrc,
+                    downtrack.waiting_keyframe and is_keyframe(),
+                    now,
+                    variants,
+                )
+            except Exception:  # one subscriber must never break the others
+                downtrack.stats.errors += 1
+                logger.debug("forwarding to %s failed", downtrack, exc_info=True)
+
+    def _observe_layer(
+        self,
+        layer: ReceivedLayer,
+        packet: RtpHeaderLike,
+        data: bytes,
+        arrival_time_ms: int,
+    ) -> None:
+        layer.packets_received += 1
+        assert layer.receive_stats is not None
+        layer.receive_stats.add(packet)  # type: ignore[arg-type]
+        if layer.nack.add(packet):  # type: ignore[arg-type]
+            lost = self._due_nacks(layer.nack.missing, time.monotonic(), layer.nacked)
+            self._send_nack(lost, layer.media_ssrc)
+        self._estimate_uplink(packet, data, arrival_time_ms)
+
+    def _layer_changed(self, downtrack: DownTrack, before: int | None) -> None:
+        after = downtrack.layers.current
+        downtrack.layer_switched(None if after is None else self.rids[after])
+        if self.on_layer_changed is not None:
+            self.on_layer_changed(downtrack, before, after)
+
+    def layer_bitrates(self, now_ms: int) -> list[int | None]:
+        """Each offered layer's received bitrate (bit/s, index 0 lowest);
+        ``None`` for a layer not being received (the publisher may stop its
+        top layers when its uplink is short)."""
+        rates: list[int | None] = [None] * len(self.rids)
+        for layer in self.layers.values():
+            rates[layer.index] = layer.bitrate.rate(now_ms)
+        return rates
+
+    def select_layers(self, now: float) -> None:
+        """Re-pick every subscriber's target layer; ask for a keyframe of
+        each new target."""
+        rates = self.layer_bitrates(int(now * 1000))
+        for downtrack in self.downtracks:
+            downtrack.select_layer(rates, now)
+
+    def request_layer_keyframe(self, index: int) -> None:
+        """Ask the publisher for a keyframe of layer ``index``."""
+        for layer in self.layers.values():
+            if layer.index == index and not self.closed:
+                layer.keyframes.request()
+
+    def _send_layer_pli(self, media_ssrc: int) -> bool:
+        packet = rtc.RtcpPsfbPacket(
+            fmt=rtc.RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc, media_ssrc=media_ssrc
+        )
+        return self._upstream.send_rtcp(bytes(packet))
+
+    def sender_report_for(self, ssrc: int | None) -> SenderReport | None:
+        """The publisher's latest sender report for source ``ssrc``."""
+        layer = self._layer_of_ssrc.get(ssrc) if ssrc is not None else None
+        report = layer.sender_report if layer is not None else self.sender_report
+        return report if report is not None and report.ssrc == ssrc else None
 
     def is_keyframe(self, data: bytes) -> bool:
         """Whether RTP packet ``data`` starts a keyframe (video; always False
@@ -394,20 +639,26 @@ class Forwarder:
         # a view, not a copy of the payload
         return detect(memoryview(data)[payload_offset(data) :])
 
-    def _unwrap_rtx(self, data: bytes, apt: int) -> tuple[bytes, int] | None:
+    def _unwrap_rtx(
+        self, data: bytes, apt: int, media_ssrc: int
+    ) -> tuple[bytes, int] | None:
         """RFC 4588: the original sequence number leads the RTX payload."""
-        if self.media_ssrc is None:
-            return None
         offset = payload_offset(data)
-        if len(data) < offset + 2:
-            return None  # RTX padding-only probe
+        end = len(data)
+        if data[0] & 0x20:  # P: the last byte counts padding octets
+            end -= data[-1]
+        if end < offset + 2:
+            # a bandwidth probe (Chrome pads on RTX): no original packet,
+            # and its zeros would read as sequence number 0
+            self.stats.padding_received += 1
+            return None
         original_seq = (data[offset] << 8) | data[offset + 1]
         buf = bytearray(data[:offset])
         buf += data[offset + 2 :]
         buf[1] = (buf[1] & 0x80) | apt
         buf[2] = original_seq >> 8
         buf[3] = original_seq & 0xFF
-        buf[8:12] = self.media_ssrc.to_bytes(4, "big")
+        buf[8:12] = media_ssrc.to_bytes(4, "big")
         return bytes(buf), original_seq
 
     def history_packet(self, ssrc: int, sequence_number: int) -> bytes | None:
@@ -421,8 +672,19 @@ class Forwarder:
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe (throttled, see KeyframeRequester)."""
-        if self.kind == "video" and not self.closed:
+        if self.kind != "video" or self.closed:
+            return
+        if not self.layers:
             self.keyframes.request()
+            return
+        # simulcast: only the layers some subscriber gets or waits for
+        wanted = set()
+        for downtrack in self.downtracks:
+            wanted.add(downtrack.layers.current)
+            wanted.add(downtrack.layers.target)
+        for layer in self.layers.values():
+            if layer.index in wanted:
+                layer.keyframes.request()
 
     def _send_pli(self) -> bool:
         if self.media_ssrc is None:
@@ -434,9 +696,14 @@ class Forwarder:
         )
         return self._upstream.send_rtcp(bytes(packet))
 
-    def _due_nacks(self, missing: Collection[int], now: float) -> list[int]:
-        """The missing packets to ask for now (see :data:`NACK_REPEAT_INTERVAL`)."""
-        nacked = self._nacked
+    def _due_nacks(
+        self,
+        missing: Collection[int],
+        now: float,
+        nacked: dict[int, tuple[float, int]],
+    ) -> list[int]:
+        """The missing packets to ask for now (see :data:`NACK_REPEAT_INTERVAL`);
+        ``nacked``: the source's record of what was asked when."""
         due = []
         for seq in sorted(missing):
             last = nacked.get(seq)
@@ -447,14 +714,15 @@ class Forwarder:
                 nacked[seq] = (now, last[1] + 1)
                 due.append(seq)
         if len(nacked) > 2 * len(missing) + 64:  # forget what arrived or expired
-            self._nacked = {seq: nacked[seq] for seq in missing if seq in nacked}
+            for seq in [seq for seq in nacked if seq not in missing]:
+                del nacked[seq]
         return due
 
-    def _send_nack(self, lost: list[int]) -> None:
-        if self.media_ssrc is None or not lost:
+    def _send_nack(self, lost: list[int], media_ssrc: int | None) -> None:
+        if media_ssrc is None or not lost:
             return
         packet = rtc.RtcpRtpfbPacket(
-            fmt=rtc.RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc, media_ssrc=self.media_ssrc
+            fmt=rtc.RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc, media_ssrc=media_ssrc
         )
         packet.lost = lost
         if self._upstream.send_rtcp(bytes(packet)):
@@ -473,10 +741,12 @@ class Forwarder:
 
     def target_bitrate(self, now: float) -> int | None:
         """What the REMB policy asks of the publisher now (bit/s), if anything."""
+        # with simulcast each subscriber picks a layer it can take: the
+        # publisher is held to its uplink, not to the slowest subscriber
         return self.config.remb_policy.combine(
             self.stats.uplink_estimate,
             self.config.max_video_bitrate,
-            self.subscriber_estimates(now),
+            [] if self.layers else self.subscriber_estimates(now),
         )
 
     def on_subscriber_estimate(self, now: float) -> None:
@@ -485,6 +755,8 @@ class Forwarder:
         next report; a fall is what stops a queue from filling)."""
         if self.kind != "video":
             return  # REMB speaks for video; a subscriber's may list audio SSRCs
+        if self.layers:
+            self.select_layers(now)
         target = self.target_bitrate(now)
         last = self.stats.remb_bitrate
         if target is None:
@@ -500,7 +772,14 @@ class Forwarder:
             self._send_remb(now)
 
     def _send_remb(self, now: float) -> None:
-        if self.media_ssrc is None:
+        ssrcs = [
+            layer.media_ssrc
+            for layer in self.layers.values()
+            if layer.media_ssrc is not None
+        ]
+        if self.media_ssrc is not None:
+            ssrcs.append(self.media_ssrc)
+        if not ssrcs:
             return
         bitrate = self.target_bitrate(now)
         if bitrate is None:
@@ -512,7 +791,7 @@ class Forwarder:
             fmt=rtc.RTCP_PSFB_APP,
             ssrc=self._rtcp_ssrc,
             media_ssrc=0,
-            fci=rtc.pack_remb_fci(bitrate, [self.media_ssrc]),
+            fci=rtc.pack_remb_fci(bitrate, ssrcs),
         )
         if self._upstream.send_rtcp(bytes(packet)):
             self.stats.remb_sent += 1
@@ -523,36 +802,44 @@ class Forwarder:
         """RTCP from the publisher about this track (sender reports, BYE)."""
         if isinstance(packet, rtc.RtcpSrPacket):
             info = packet.sender_info
-            self.sender_report = SenderReport(
+            report = SenderReport(
                 ssrc=packet.ssrc,
                 ntp_timestamp=info.ntp_timestamp,
                 rtp_timestamp=info.rtp_timestamp,
                 received_at=time.monotonic(),
             )
-            self._lsr = (info.ntp_timestamp >> 16) & 0xFFFFFFFF
-            self._lsr_time = time.monotonic()
+            layer = self._layer_of_ssrc.get(packet.ssrc)
+            if layer is not None:
+                layer.sender_report = report
+                layer.lsr = (info.ntp_timestamp >> 16) & 0xFFFFFFFF
+                layer.lsr_time = report.received_at
+                if layer.index != max(other.index for other in self.layers.values()):
+                    return  # recorders keep the top layer
+            else:
+                self.sender_report = report
+                self._lsr = (info.ntp_timestamp >> 16) & 0xFFFFFFFF
+                self._lsr_time = report.received_at
             for recorder in self.recorders:
                 recorder.record_sender_report(info.ntp_timestamp, info.rtp_timestamp)
 
     def receiver_report(self) -> rtc.RtcpReceiverInfo | None:
         """Reception statistics for the publisher's next receiver report."""
-        stream = self._receive_stats
-        if stream is None or self.media_ssrc is None:
-            return None
-        dlsr = 0
-        if self._lsr:
-            delay = time.monotonic() - self._lsr_time
-            if 0 < delay < 65536:
-                dlsr = int(delay * 65536)
-        return rtc.RtcpReceiverInfo(
-            ssrc=self.media_ssrc,
-            fraction_lost=stream.fraction_lost,
-            packets_lost=stream.packets_lost,
-            highest_sequence=stream.max_seq or 0,
-            jitter=stream.jitter,
-            lsr=self._lsr,
-            dlsr=dlsr,
+        return _report_block(
+            self.media_ssrc, self._receive_stats, self._lsr, self._lsr_time
         )
+
+    def receiver_reports(self) -> list[rtc.RtcpReceiverInfo]:
+        """Report blocks for every source of this track: the single one, or
+        each simulcast layer (a layer Chrome gets no report for keeps
+        tagging its packets with rid and mid)."""
+        blocks = [
+            _report_block(
+                layer.media_ssrc, layer.receive_stats, layer.lsr, layer.lsr_time
+            )
+            for layer in self.layers.values()
+        ]
+        blocks.append(self.receiver_report())
+        return [block for block in blocks if block is not None]
 
     @property
     def receive_statistics(self) -> rtc.StreamStatistics | None:
@@ -573,3 +860,27 @@ class Forwarder:
 
     def __repr__(self) -> str:
         return f"<Forwarder {self.kind} {self.track_id} of {self.publisher_id}>"
+
+
+def _report_block(
+    ssrc: int | None,
+    stream: rtc.StreamStatistics | None,
+    lsr: int,
+    lsr_time: float,
+) -> rtc.RtcpReceiverInfo | None:
+    if stream is None or ssrc is None:
+        return None
+    dlsr = 0
+    if lsr:
+        delay = time.monotonic() - lsr_time
+        if 0 < delay < 65536:
+            dlsr = int(delay * 65536)
+    return rtc.RtcpReceiverInfo(
+        ssrc=ssrc,
+        fraction_lost=stream.fraction_lost,
+        packets_lost=stream.packets_lost,
+        highest_sequence=stream.max_seq or 0,
+        jitter=stream.jitter,
+        lsr=lsr,
+        dlsr=dlsr,
+    )

@@ -125,6 +125,8 @@ setInterval(() => {
 
 const ws = new WebSocket(new URL(grant.ws_url, link)); // no Origin header: not a page
 const send = (message) => ws.send(JSON.stringify(message));
+// the protocol's first message: the join answer's signalling token
+ws.on("open", () => send({ type: "hello", token: grant.signalling_token }));
 let published = false;
 
 // --8<-- [start:answer]

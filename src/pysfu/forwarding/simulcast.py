@@ -1,0 +1,237 @@
+"""Simulcast: which of a publisher's encodings (layers) each subscriber gets.
+
+A simulcasting publisher sends one track as several independent encodings of
+falling resolution, each on its own SSRC and tagged on its first packets with
+an RTP stream id (``rid``). The forwarder learns SSRC -> layer from those
+tags; each subscriber's :class:`LayerSelector` picks the best layer the
+subscriber's own bandwidth estimate (REMB) carries, and switches only on a
+keyframe of the new layer so the picture never breaks. VP8's picture id and
+TL0PICIDX are renumbered per subscriber (:class:`Vp8Renumbering`) so that the
+decoder sees one continuous stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFAULT_RIDS",
+    "LayerSelector",
+    "SimulcastPolicy",
+    "Vp8Renumbering",
+    "layer_of_rid",
+]
+
+#: The rids pysfu offers, lowest resolution first (LiveKit's and Chrome's
+#: naming: quarter, half, full).
+DEFAULT_RIDS: tuple[str, ...] = ("q", "h", "f")
+
+
+def layer_of_rid(rid: str, rids: Sequence[str]) -> int | None:
+    """The layer index (0: lowest) of ``rid`` among ``rids``, if offered."""
+    try:
+        return rids.index(rid)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class SimulcastPolicy:
+    """How a subscriber's layer follows its bandwidth estimate.
+
+    - ``headroom``: a layer fits if its measured bitrate is at most this
+      fraction of the subscriber's estimate (audio, RTCP and retransmissions
+      need the rest).
+    - ``upgrade_hold``: seconds the estimate must keep carrying a higher layer
+      before the subscriber is moved up (down moves happen at once: a link
+      that cannot carry the layer fills its queue within a second).
+    """
+
+    headroom: float = 0.85
+    upgrade_hold: float = 3.0
+
+
+class LayerSelector:
+    """One subscriber's layer: the one it gets (``current``) and the one it
+    should get (``target``); ``None`` means no video (paused).
+
+    Time is passed in, so the rules are testable without waiting.
+    """
+
+    def __init__(
+        self, policy: SimulcastPolicy | None = None, *, max_layer: int = 2
+    ) -> None:
+        self.policy = policy or SimulcastPolicy()
+        #: The highest layer the subscriber asked for (signalling).
+        self.max_layer = max_layer
+        self.target: int | None = max_layer
+        self.current: int | None = None
+        self.switches = 0
+        self._better: int | None = None  # a higher layer that fits...
+        self._better_since = 0.0  # ...since then
+
+    def choose(
+        self, estimate: int | None, layer_bitrates: Sequence[int | None], now: float
+    ) -> bool:
+        """Re-pick the target from the subscriber's estimate (bit/s) and the
+        layers' measured bitrates (index: layer; ``None``: not received).
+        Returns whether the target changed."""
+        if all(bitrate is None for bitrate in layer_bitrates):
+            return False  # nothing received (yet): nothing to go by
+        fitting = self._fitting(estimate, layer_bitrates)
+        target = self.target
+        if fitting == target:
+            self._better = None
+            return False
+        lower = fitting is None or (target is not None and fitting < target)
+        if lower:
+            self._better = None
+            self.target = fitting
+            return True
+        # a move up: only once the estimate has carried it for a while
+        if self._better is None or (fitting or 0) < self._better:
+            self._better, self._better_since = fitting, now
+            return False
+        if now - self._better_since < self.policy.upgrade_hold:
+            return False
+        self._better = None
+        self.target = fitting
+        return True
+
+    def _fitting(
+        self, estimate: int | None, layer_bitrates: Sequence[int | None]
+    ) -> int | None:
+        """The best layer that fits now: the highest one being received
+        within the budget (all received ones if there is no estimate)."""
+        top = min(self.max_layer, len(layer_bitrates) - 1)
+        budget = None if estimate is None else estimate * self.policy.headroom
+        best: int | None = None
+        for index in range(top + 1):
+            bitrate = layer_bitrates[index]
+            if bitrate is not None and (budget is None or bitrate <= budget):
+                best = index
+        return best
+
+    def limit(self, max_layer: int) -> None:
+        """The subscriber asked for no more than ``max_layer``; applies at once
+        (down), or from the next estimate (up)."""
+        self.max_layer = max_layer
+        if self.target is None or self.target > max_layer:
+            self.target = max_layer if self.target is not None else None
+        self._better = None
+
+    def admit(
+        self, layer: int, is_keyframe: Callable[[], bool], ends_frame: bool = True
+    ) -> bool:
+        """Whether a packet of ``layer`` goes to the subscriber. The current
+        layer keeps flowing until the target's next keyframe, then the target
+        takes over (``current`` changes). ``ends_frame``: the packet has the
+        RTP marker bit (a pause waits for the end of the frame in progress,
+        which the subscriber could not decode otherwise)."""
+        if layer == self.current:
+            if self.target is None and ends_frame:
+                self.current = None  # paused after this packet
+                self.switches += 1
+            return True
+        if layer == self.target and is_keyframe():
+            self.current = layer
+            self.switches += 1
+            return True
+        return False
+
+
+class Vp8Renumbering:
+    """Keeps VP8's picture id and TL0PICIDX continuous for one subscriber
+    across a change of source (RFC 7741 section 4.2): each layer numbers its
+    pictures independently, and a decoder that sees the id jump takes the
+    gap for lost frames."""
+
+    __slots__ = ("_last_pid", "_last_tl0", "_pid_offset", "_tl0_offset")
+
+    def __init__(self) -> None:
+        self._pid_offset = 0
+        self._tl0_offset = 0
+        self._last_pid: int | None = None
+        self._last_tl0: int | None = None
+
+    def rebase(self, payload: memoryview | bytes) -> None:
+        """The next picture (``payload`` starts it) follows the last one sent."""
+        fields = _vp8_fields(payload)
+        if fields is None:
+            return
+        pid_at, wide, tl0_at = fields
+        if pid_at and self._last_pid is not None:
+            pid = _read_pid(payload, pid_at, wide)
+            self._pid_offset = (self._last_pid + 1 - pid) & 0x7FFF
+        if tl0_at and self._last_tl0 is not None:
+            self._tl0_offset = (self._last_tl0 + 1 - payload[tl0_at]) & 0xFF
+
+    def note(self, payload: memoryview | bytes) -> None:
+        """Remember the numbers of a packet sent as is (no offset in force)."""
+        fields = _vp8_fields(payload)
+        if fields is None:
+            return
+        pid_at, wide, tl0_at = fields
+        if pid_at:
+            self._last_pid = _read_pid(payload, pid_at, wide)
+        if tl0_at:
+            self._last_tl0 = payload[tl0_at]
+
+    def rewrite(self, packet: bytearray, offset: int) -> None:
+        """Renumber the descriptor of the VP8 packet at ``packet[offset:]``
+        in place, and remember the numbers sent."""
+        fields = _vp8_fields(memoryview(packet)[offset:])
+        if fields is None:
+            return
+        pid_at, wide, tl0_at = fields
+        if pid_at:
+            at = offset + pid_at
+            if wide:
+                pid = (_read_pid(packet, at, True) + self._pid_offset) & 0x7FFF
+                packet[at] = 0x80 | (pid >> 8)
+                packet[at + 1] = pid & 0xFF
+            else:
+                pid = (packet[at] + self._pid_offset) & 0x7F
+                packet[at] = pid
+            self._last_pid = pid
+        if tl0_at:
+            at = offset + tl0_at
+            packet[at] = (packet[at] + self._tl0_offset) & 0xFF
+            self._last_tl0 = packet[at]
+
+    @property
+    def renumbers(self) -> bool:
+        """Whether packets need rewriting (an offset is in force)."""
+        return bool(self._pid_offset or self._tl0_offset)
+
+
+def _vp8_fields(
+    payload: memoryview | bytes | bytearray,
+) -> tuple[int, bool, int] | None:
+    """Where the picture id and TL0PICIDX are in a VP8 payload descriptor:
+    (picture id offset or 0, whether it is 15 bits, TL0PICIDX offset or 0)."""
+    if len(payload) < 2 or not payload[0] & 0x80:
+        return None  # no extension byte: neither field present
+    flags = payload[1]
+    at = 2
+    pid_at, wide = 0, False
+    if flags & 0x80:
+        if len(payload) <= at:
+            return None
+        pid_at, wide = at, bool(payload[at] & 0x80)
+        at += 2 if wide else 1
+    tl0_at = 0
+    if flags & 0x40:
+        if len(payload) <= at:
+            return None
+        tl0_at = at
+    if wide and len(payload) <= pid_at + 1:
+        return None
+    return pid_at, wide, tl0_at
+
+
+def _read_pid(payload: memoryview | bytes | bytearray, at: int, wide: bool) -> int:
+    if wide:
+        return ((payload[at] & 0x7F) << 8) | payload[at + 1]
+    return payload[at] & 0x7F
