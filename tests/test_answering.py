@@ -77,6 +77,11 @@ async def test_a_bad_offer_leaves_the_room_unchanged(
     for sdp, why in (
         ("garbage", "no audio or video"),
         (without_known_codecs(offer), "no codec"),
+        # a bare flag where aiortc reads a number made its codec matching raise
+        (
+            offer.replace("packetization-mode=1", "packetization-mode", 1),
+            "'packetization-mode' of payload type .* has no numeric value",
+        ),
         (offer, "receives"),  # a publisher's offer, for watching
     ):
         purpose = Purpose.WATCH if why == "receives" else Purpose.PUBLISH

@@ -282,6 +282,23 @@ def accept_rejected_sections(offer: str, answer: str) -> tuple[str, list[str]]:
     return text + "\r\n", rejected
 
 
+def _valueless_number(codecs: list[RTCRtpCodecParameters]) -> str | None:
+    """Why a section's fmtp cannot be used, or ``None``: aiortc reads some
+    parameters as numbers (``packetization-mode``, ``apt``...), and one given
+    as a bare flag, without ``=value``, made its codec matching raise."""
+    from aiortc.sdp import FMTP_INT_PARAMETERS
+
+    numeric = {*FMTP_INT_PARAMETERS, "packetization-mode"}  # aiortc int()s both
+    for codec in codecs:
+        for name in sorted(numeric):
+            if name in codec.parameters and codec.parameters[name] is None:
+                return (
+                    f"the fmtp parameter {name!r} of payload type "
+                    f"{codec.payloadType} has no numeric value"
+                )
+    return None
+
+
 def answer_problem(pc: RTCPeerConnection, sdp: str) -> str | None:
     """Why aiortc would refuse this answer half-way, or ``None``.
 
@@ -304,6 +321,9 @@ def answer_problem(pc: RTCPeerConnection, sdp: str) -> str | None:
         transceiver = transceivers.get(media.rtp.muxId)
         if transceiver is None:
             return f"no {media.kind} section with mid {media.rtp.muxId!r} was offered"
+        malformed = _valueless_number(media.rtp.codecs)
+        if malformed is not None:
+            return malformed
         common = filter_preferred_codecs(
             find_common_codecs(CODECS[media.kind], media.rtp.codecs),
             transceiver._preferred_codecs,
@@ -369,6 +389,9 @@ def parse_client_offer(
             raise ValueError(f"section {mid} has no a=ice-ufrag/a=ice-pwd")
         if section.dtls is None or not section.dtls.fingerprints:
             raise ValueError(f"section {mid} has no a=fingerprint")
+        malformed = _valueless_number(section.rtp.codecs)
+        if malformed is not None:
+            raise ValueError(f"section {mid}: {malformed}")
         common = offered_codecs_in_common(
             section.kind,
             section.rtp.codecs,
