@@ -32,7 +32,7 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from pysfu import Room
-from pysfu._aiortc import configure_ice
+from pysfu._aiortc import configure_ice, set_consent_timing
 from pysfu.signalling import (
     Answer,
     Joined,
@@ -250,6 +250,11 @@ class Peer:
         if not self._publishing:
             self._attach_outgoing(sdp)
         configure_ice(self.pc, host_addresses=self.ice_addresses)
+        if self.answers_sent == 0:
+            # as browsers do (a check every 5 s, retransmitted, lost after
+            # 30 s unanswered), not aioice's 0.5 s per check: an overloaded
+            # test machine answering late must not end the test's client
+            set_consent_timing(self.pc, 5.0, 6)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         assert self.client is not None
         self.answers_sent += 1
