@@ -15,6 +15,10 @@ With ``--workers N`` the rooms live in N worker processes (a
 ``WorkerPool``, one core each); this process keeps the
 join backend and the signalling.
 
+With ``--redis URL --node-url URL`` the server is one node of a cluster
+sharing that Redis (``pysfu.app.cluster``): it claims the rooms it creates
+there and redirects (HTTP 307) joins for another node's room to that node.
+
 Every option can also be set with an environment variable, named in --help.
 """
 
@@ -32,7 +36,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -62,6 +66,9 @@ from pysfu.signalling.websocket import WebSocketSignalling
 from pysfu.slugs import ascii_slug, emoji_slug, slug_path
 from pysfu.turn import with_turn_credentials
 from pysfu.workers import WorkerPool
+
+if TYPE_CHECKING:  # imported when used: redis is the optional 'cluster' extra
+    from pysfu.app.cluster import AppCluster
 
 __all__ = [
     "HOST_KEY_FAILURES_PER_SECOND",
@@ -291,6 +298,21 @@ def parse_args(
         "complete) before it is closed "
         "[PYSFU_IDLE_TIMEOUT]",
     )
+    add(
+        "--redis",
+        default=env("PYSFU_REDIS"),
+        metavar="URL",
+        help="run as one node of a cluster whose directory is this Redis, e.g. "
+        "redis://10.0.0.5:6379/0; needs --node-url and the 'cluster' extra "
+        "[PYSFU_REDIS]",
+    )
+    add(
+        "--node-url",
+        default=env("PYSFU_NODE_URL"),
+        metavar="URL",
+        help="where browsers reach this node, e.g. https://sfu2.example.org: "
+        "joins for its rooms are redirected there [PYSFU_NODE_URL]",
+    )
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
     args = parser.parse_args(argv)
     if args.workers < 0:
@@ -301,6 +323,13 @@ def parse_args(
         parser.error("--ice-udp-port with --workers: 0 (each worker picks one)")
     if args.ice_udp_port >= 0 and args.ice_ports is not None:
         parser.error("--ice-udp-port or --ice-ports, not both")
+    if bool(args.redis) != bool(args.node_url):
+        parser.error("--redis and --node-url go together: give both or neither")
+    if args.node_url and not args.node_url.startswith(("http://", "https://")):
+        parser.error("--node-url must start with http:// or https://")
+    if args.redis and args.workers > 0:
+        # rooms in worker processes report no closing to this process yet
+        parser.error("--redis with --workers is not supported yet: --workers 0")
     return args
 
 
@@ -448,6 +477,17 @@ class SfuApp:
                 pending_hold=args.pending_hold,
             )
             self.admission = self.local_admission
+        #: this node's membership of a cluster (--redis), if any
+        self.cluster: AppCluster | None = None
+        if args.redis:
+            try:  # here, not at the top: redis is an optional extra
+                from pysfu.app.cluster import AppCluster
+            except ImportError as exc:
+                raise ValueError(
+                    "--redis needs the cluster extra: pip install 'pysfu[cluster]'"
+                ) from exc
+            assert self.sfu is not None  # parse_args refuses --workers with it
+            self.cluster = AppCluster(args.redis, args.node_url, self.sfu)
         self.signalling = WebSocketSignalling(
             self.admission,
             allowed_origins=args.allowed_origin or None,
@@ -475,6 +515,8 @@ class SfuApp:
         return app
 
     async def startup(self, app: web.Application) -> None:
+        if self.cluster is not None:
+            await self.cluster.start()  # a Redis that does not answer stops us
         if self.pool is not None:
             await self.pool.start()
             logger.info(
@@ -516,7 +558,18 @@ class SfuApp:
         body = prometheus_client.generate_latest(self.registry)
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
-    async def page(self, request: web.Request) -> web.FileResponse:
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        slug = request.match_info.get("slug")
+        if self.cluster is not None and slug is not None:
+            # a room page opens on the room's node: its join and WebSocket
+            # are then same-origin requests (a cross-origin redirect of the
+            # join would need CORS); the #ticket fragment survives a redirect
+            try:
+                owner = await self.cluster.elsewhere(slug)
+            except PysfuError:
+                owner = None  # the page's join gets the error
+            if owner is not None:
+                raise web.HTTPTemporaryRedirect(owner + request.raw_path)
         return web.FileResponse(STATIC / "index.html")
 
     def host_key_valid(self, request: web.Request) -> bool | None:
@@ -551,12 +604,19 @@ class SfuApp:
         while True:
             slug = emoji_slug() if style == "emoji" else ascii_slug()
             try:
+                # claimed before it exists: two nodes never create one room
+                if self.cluster is not None and not await self.cluster.claim(slug):
+                    continue  # another node's room has this id
                 room_id = await self.new_room(slug, size)
                 break
-            except RoomExists:
+            except RoomExists:  # a room of this node: the claim was its own
                 continue
-            except PysfuError as exc:  # too_many_rooms
+            except PysfuError as exc:  # too_many_rooms, node_fenced
+                if self.cluster is not None:
+                    await self.cluster.release(slug)
                 return error(exc.http_status, exc.code, str(exc))
+        if self.cluster is not None:
+            self.cluster.release_when_closed(room_id)
         base = f"{public_scheme(request)}://{request.host}/r/{slug_path(room_id)}"
         logger.info("room %s created (max %d participants)", room_id, size)
         ticket = self.host_tickets.issue(room_id)
@@ -590,11 +650,22 @@ class SfuApp:
         room_id = request.match_info["room"]
         ticket = None
         host_authorized: bool | None = False
-        if role == "host":
-            if self.host_tickets.valid(bearer(request), room_id):
-                ticket, host_authorized = bearer(request), True
-            else:
-                host_authorized = self.host_key_valid(request)
+        try:
+            if self.cluster is not None:
+                owner = await self.cluster.elsewhere(room_id)
+                if owner is not None:
+                    # 307 keeps the method and the body: fetch() and aiohttp
+                    # follow it with the POST body, one more round trip
+                    raise web.HTTPTemporaryRedirect(owner + request.raw_path)
+            if role == "host":
+                if self.host_tickets.valid(bearer(request), room_id) and (
+                    await self.ticket_unspent(bearer(request) or "")
+                ):
+                    ticket, host_authorized = bearer(request), True
+                else:
+                    host_authorized = self.host_key_valid(request)
+        except PysfuError as exc:  # node_fenced, cluster_unavailable, room_moved
+            return error(exc.http_status, exc.code, str(exc))
         if host_authorized is None:
             return too_many_attempts()
         try:
@@ -608,7 +679,12 @@ class SfuApp:
         except PysfuError as exc:
             return error(exc.http_status, exc.code, str(exc))
         self.host_tickets.spend(ticket)
-        scheme = "wss" if public_scheme(request) == "https" else "ws"
+        if self.cluster is not None:  # signalling and media go to this node
+            scheme, _, host = self.cluster.url.partition("://")
+            ws_base = f"{'wss' if scheme == 'https' else 'ws'}://{host}"
+        else:
+            scheme = "wss" if public_scheme(request) == "https" else "ws"
+            ws_base = f"{scheme}://{request.host}"
         return reply(
             {
                 "participant_id": grant.participant_id,
@@ -632,11 +708,19 @@ class SfuApp:
                     }
                     for s in self.ice_servers_for(grant.participant_id)
                 ],
-                "ws_url": f"{scheme}://{request.host}/ws/{grant.participant_id}",
+                "ws_url": f"{ws_base}/ws/{grant.participant_id}",
                 # sent as the socket's first message: a URL would be logged
                 "signalling_token": grant.signalling_token,
             }
         )
+
+    async def ticket_unspent(self, ticket: str) -> bool:
+        """Spend a host ticket cluster-wide (a node's tickets are only valid
+        there, but a ticket must never open a room twice, whichever node is
+        asked): True the first time. Single node: the local spend suffices."""
+        if self.cluster is None:
+            return True
+        return await self.cluster.spend_once(ticket, HOST_TICKET_TTL)
 
     def ice_servers_for(self, participant_id: str) -> tuple[IceServer, ...]:
         """The STUN/TURN servers of one join answer: with --turn-secret, TURN
@@ -656,6 +740,8 @@ class SfuApp:
         )
 
     async def shutdown(self, app: web.Application) -> None:
+        if self.cluster is not None:
+            await self.cluster.close()  # its rooms are free for other nodes
         if self.pool is not None:
             await self.pool.close()  # every room closed, every worker reaped
         if self.sfu is not None:
