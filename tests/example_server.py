@@ -42,13 +42,14 @@ class RunningExample(str):
 
 @contextlib.asynccontextmanager
 async def run_example(
-    script: Path, *options: str, log: Path | None = None
+    script: Path, *options: str, log: Path | None = None, port: int | None = None
 ) -> AsyncIterator[RunningExample]:
     """Run an example server on 127.0.0.1 with ICE on loopback; yield its URL.
 
-    The process is always stopped (:func:`stop_process`).
+    ``port``: the one to listen on (known in advance, e.g. for --node-url);
+    default a free one. The process is always stopped (:func:`stop_process`).
     """
-    port = free_port()
+    port = port or free_port()
     command = [sys.executable, str(script), f"--port={port}", "--ice-address=127.0.0.1"]
     log_file = open(log, "wb") if log is not None else None  # noqa: SIM115
     process = subprocess.Popen(
@@ -88,7 +89,7 @@ async def run_example(
 
 
 def example_server(
-    *options: str, log: Path | None = None
+    *options: str, log: Path | None = None, port: int | None = None
 ) -> contextlib.AbstractAsyncContextManager[RunningExample]:
     """examples/ws_sfu.py with the test host key; logs to ``log`` if given."""
     return run_example(
@@ -98,4 +99,5 @@ def example_server(
         "--log-level=WARNING",
         *options,
         log=log,
+        port=port,
     )

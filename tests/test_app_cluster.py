@@ -1,0 +1,201 @@
+"""The packaged app as a cluster (``--redis URL --node-url URL``): two app
+processes sharing one real redis-server. A room created on node A is joined
+through node B: one 307 redirect, then two aiortc clients meet on A; a host
+ticket spent once is refused through either node; a closed room is released
+for every node."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from yarl import URL
+
+from pysfu.messages import Leave
+
+from .example_server import HOST_KEY, RunningExample, example_server, free_port
+from .helpers import LIVENESS
+from .peers import PeerFactory
+from .redis_server import RedisServer
+from .ws_client import WsClient
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def nodes(
+    redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[tuple[RunningExample, RunningExample]]:
+    """Nodes A and B, each an app process of its own (stopped by its pid)."""
+    port_a, port_b = free_port(), free_port()
+
+    def node(port: int, name: str) -> Any:
+        return example_server(
+            f"--redis={redis_server.url}",
+            f"--node-url=http://127.0.0.1:{port}",
+            port=port,
+            log=tmp_path / f"node-{name}.log",
+        )
+
+    async with node(port_a, "a") as a, node(port_b, "b") as b:
+        yield a, b
+
+
+async def post_join(
+    http: aiohttp.ClientSession, api: str, role: str = "participant", key: str = ""
+) -> tuple[int, Any, int]:
+    """Status, body and redirects followed of a join through ``api``."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with http.post(api, json={"role": role}, headers=headers) as response:
+        return response.status, await response.json(), len(response.history)
+
+
+def api_of(join_url: str) -> str:
+    return join_url.replace("/r/", "/api/rooms/") + "/join"
+
+
+async def test_a_room_of_node_a_is_joined_through_node_b_and_media_flows(
+    nodes: tuple[RunningExample, RunningExample],
+    redis_server: RedisServer,
+    peers: PeerFactory,
+) -> None:
+    a, b = nodes
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{a}/api/rooms", headers={"Authorization": f"Bearer {HOST_KEY}"}
+        ) as response:
+            assert response.status == 201, await response.text()
+            room = await response.json()
+        join_a = room["join_url"]
+        assert join_a.startswith(f"{a}/r/")
+        join_b = join_a.replace(a, b)
+        ticket = room["host_url"].split("#ticket=")[1]
+
+        # the room page and the join through B: one 307 each, to the same
+        # path on A (the emoji slug stays percent-encoded)
+        async with http.get(join_b, allow_redirects=False) as response:
+            assert response.status == 307
+            assert URL(response.headers["Location"]) == URL(join_a)
+        async with http.post(
+            api_of(join_b), json={}, allow_redirects=False
+        ) as response:
+            assert response.status == 307
+            assert URL(response.headers["Location"]) == URL(api_of(join_a))
+
+        # the host with its single-use ticket and a guest, both through B.
+        # A redirect to another origin drops the Authorization header (aiohttp
+        # and browsers alike): the host re-sends it to the Location itself.
+        status, refused, hops = await post_join(http, api_of(join_b), "host", ticket)
+        assert (status, refused["error"], hops) == (401, "unauthorized", 1)
+        async with http.post(
+            api_of(join_b),
+            json={"role": "host"},
+            headers={"Authorization": f"Bearer {ticket}"},
+            allow_redirects=False,
+        ) as response:
+            assert response.status == 307
+            location = response.headers["Location"]
+        status, host_grant, hops = await post_join(http, location, "host", ticket)
+        assert (status, hops) == (200, 0), host_grant
+        status, guest_grant, hops = await post_join(http, api_of(join_b))
+        assert (status, hops) == (200, 1), guest_grant
+        for grant in (host_grant, guest_grant):
+            # signalling and media go to A, whichever node was asked
+            assert grant["ws_url"].startswith(f"ws://{URL(a).authority}/ws/")
+
+        # the ticket was spent cluster-wide (Redis keeps its digest) and
+        # opens the room no more, through either node
+        directory = aioredis.Redis.from_url(redis_server.url)
+        try:
+            assert len(await directory.keys("pysfu:used:ticket:*")) == 1
+        finally:
+            await directory.aclose()
+        for base in (b, a):
+            status, body, _ = await post_join(
+                http, api_of(join_a.replace(a, base)), "host", ticket
+            )
+            assert (status, body["error"]) == (401, "unauthorized")
+
+        host = peers(host_grant["participant_id"], 1)
+        guest = peers(guest_grant["participant_id"], 2)
+        for peer, grant in ((host, host_grant), (guest, guest_grant)):
+            peer.attach(await WsClient.connect(http, grant))
+        assert (await guest.wait_video_from(host)).codes() == {1}
+        assert (await host.wait_video_from(guest)).codes() == {2}
+
+        # the host leaves: the room closes on A and is released in Redis,
+        # so a join through B is no longer redirected (an unknown room)
+        assert host.client is not None
+        await host.client.send(Leave())
+        for _ in range(int(LIVENESS / 0.1)):
+            status, body, hops = await post_join(http, api_of(join_b))
+            if hops == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert (status, body["error"], hops) == (404, "room_not_found", 0)
+
+
+async def test_a_claimed_room_id_is_not_created_again_on_another_node(
+    nodes: tuple[RunningExample, RunningExample],
+) -> None:
+    """Many rooms created alternately on A and B: every id is distinct and
+    each node's rooms redirect from the other."""
+    a, b = nodes
+    created: dict[str, str] = {}
+    async with aiohttp.ClientSession() as http:
+        for i in range(6):
+            base = (a, b)[i % 2]
+            async with http.post(
+                f"{base}/api/rooms",
+                json={"slug": "ascii"},
+                headers={"Authorization": f"Bearer {HOST_KEY}"},
+            ) as response:
+                assert response.status == 201
+                created[(await response.json())["room"]] = base
+        assert len(created) == 6
+        for room_id, owner in created.items():
+            other = b if owner == a else a
+            async with http.post(
+                f"{other}/api/rooms/{room_id}/join", json={}, allow_redirects=False
+            ) as response:
+                assert response.status == 307
+                assert response.headers["Location"].startswith(f"{owner}/")
+
+
+def test_redis_and_node_url_go_together() -> None:
+    for options in (["--redis", "redis://127.0.0.1:1/0"], ["--node-url", "http://x"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "pysfu", "serve", *options],
+            capture_output=True,
+            text=True,
+            timeout=LIVENESS,
+        )
+        assert done.returncode == 2
+        assert "--redis and --node-url go together" in done.stderr
+
+
+def test_without_redis_the_app_does_not_import_it() -> None:
+    code = (
+        "import sys; from pysfu.app.server import SfuApp, parse_args; "
+        "SfuApp(parse_args(['--ice-address=127.0.0.1'])); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'redis' "
+        "or m in ('pysfu.cluster', 'pysfu.app.cluster')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=LIVENESS
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
