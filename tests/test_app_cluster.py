@@ -7,6 +7,7 @@ for every node."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -46,6 +47,7 @@ async def nodes(
         return example_server(
             f"--redis={redis_server.url}",
             f"--node-url=http://127.0.0.1:{port}",
+            "--metrics-token=metrics",
             port=port,
             log=tmp_path / f"node-{name}.log",
         )
@@ -128,6 +130,17 @@ async def test_a_room_of_node_a_is_joined_through_node_b_and_media_flows(
                 http, api_of(join_a.replace(a, base)), "host", ticket
             )
             assert (status, body["error"]) == (401, "unauthorized")
+
+        # each node's /metrics says it admits, and how many rooms it owns
+        for base, rooms in ((a, 1), (b, 0)):
+            async with http.get(
+                f"{base}/metrics", headers={"Authorization": "Bearer metrics"}
+            ) as response:
+                text = await response.text()
+            assert re.search(r'pysfu_cluster_node_admitting\{node_id="\w+"\} 1.0', text)
+            assert re.search(
+                rf'pysfu_cluster_rooms_owned\{{node_id="\w+"\}} {rooms}.0', text
+            )
 
         host = peers(host_grant["participant_id"], 1)
         guest = peers(guest_grant["participant_id"], 2)

@@ -536,7 +536,28 @@ class SfuApp:
             else:
                 assert self.sfu is not None
                 self.registry.register(SFUCollector(self.sfu))
+            if self.cluster is not None:
+                self.register_cluster_gauges(self.cluster)
         return True
+
+    def register_cluster_gauges(self, cluster: AppCluster) -> None:
+        """Per-node gauges, labelled with the node id so that the nodes'
+        series stay apart when one Prometheus scrapes them all."""
+        node = cluster.node
+        admitting = prometheus_client.Gauge(
+            "pysfu_cluster_node_admitting",
+            "1 while this cluster node admits joins, 0 while it is fenced",
+            ["node_id"],
+            registry=self.registry,
+        )
+        admitting.labels(node.id).set_function(lambda: float(node.admitting))
+        owned = prometheus_client.Gauge(
+            "pysfu_cluster_rooms_owned",
+            "Rooms this cluster node owns in Redis",
+            ["node_id"],
+            registry=self.registry,
+        )
+        owned.labels(node.id).set_function(lambda: float(len(node.rooms)))
 
     def metrics_application(self) -> web.Application | None:
         """The app of the --metrics-address listener, if configured."""
