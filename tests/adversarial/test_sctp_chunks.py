@@ -131,12 +131,20 @@ async def flood_and_recover(sfu: SFU, peers: PeerFactory, flags: int) -> None:
     await rogue.wait_channel()
     await guest.wait_channel()
 
-    server = room.members["rogue"].pc.sctp
-    assert server is not None
+    member = room.members["rogue"]
+    server = member.pc.sctp
+    assert server is not None and member.data is not None
     await send_tiny_fragments(rogue, server, flags)
-    assert rogue.channel is not None
-    await eventually(lambda: rogue.channel.readyState == "closed", what="abort")  # type: ignore[union-attr]
-    await eventually(lambda: any(e.code == "data_too_large" for e in rogue.errors))
+    await eventually(
+        lambda: any(e.code == "data_too_large" for e in rogue.errors),
+        what="data_too_large",
+    )
+    # the association is aborted: the server's end of the rogue's channel is
+    # closed. (The client's end closes when the ABORT reaches it: one packet,
+    # never retransmitted, that a loaded machine's kernel may drop from the
+    # rogue's socket, read one datagram per event loop turn; seen in CI.)
+    await eventually(lambda: not member.data.open, what="abort")  # type: ignore[union-attr]
+    assert server.state == "closed"
     # the rogue keeps its seat and media; the room goes on
     assert "rogue" in room.members
     frames = len(track.patterns)
