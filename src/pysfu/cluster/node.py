@@ -114,6 +114,7 @@ class ClusterNode:
         self._release = self.redis.register_script(RELEASE_ROOM)
         self._refresh = self.redis.register_script(REFRESH_ROOM)
         self._heartbeat: asyncio.Task[None] | None = None
+        self._closing = False
         self._last_refresh = 0.0
         self._cpu_mark = (time.monotonic(), _cpu_seconds())
         self._cpu = 0.0
@@ -143,10 +144,15 @@ class ClusterNode:
 
     async def close(self) -> None:
         """Release this node's rooms and registration (a clean shutdown)."""
+        self._closing = True
         if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+            # cancelled until it ends: a cancellation that lands inside a
+            # Redis call may come out of redis-py as a connection error, which
+            # the heartbeat survives; close() then waited for ever (seen in CI)
+            heartbeat = self._heartbeat
+            while not heartbeat.done():
+                heartbeat.cancel()
+                await asyncio.wait({heartbeat}, timeout=0.1)
             self._heartbeat = None
         self.admitting = False
         with contextlib.suppress(RedisError):
@@ -171,7 +177,7 @@ class ClusterNode:
             await pipe.execute()
 
     async def _beat(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.ttl / 3)
             try:
                 await self.heartbeat()
