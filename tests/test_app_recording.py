@@ -97,6 +97,7 @@ async def test_the_host_records_everyone_sees_it_and_only_the_host_downloads(
             for f in listed
             if str(f["name"]).endswith(f"{host_grant['participant_id']}.webm")
         )
+        assert {"Hana", "Gus"} <= {f["participant"] for f in listed}  # whose
         # the host downloads it, with its token or a host key
         for credential in (token, HOST_KEY):
             async with http.get(

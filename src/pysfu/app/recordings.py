@@ -13,6 +13,7 @@ has a hidden name until it is complete.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Coroutine
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pysfu.events import RoomClosedEvent, RoomEvent
+from pysfu.events import ParticipantJoinedEvent, RoomClosedEvent, RoomEvent
 from pysfu.recording import (
     BadRecording,
     RoomRecording,
@@ -50,6 +51,9 @@ class AppRecordings:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self._conversions: set[asyncio.Task[None]] = set()
+        #: display names of the participants of recorded rooms, by room id
+        #: and participant id: the listing says whose a file is
+        self._names: dict[str, dict[str, str]] = {}
 
     def room_directory(self, room_id: str) -> Path:
         return self.directory / safe_name(room_id)
@@ -60,7 +64,9 @@ class AppRecordings:
         room.recording_control = self.control
 
         def on_event(event: RoomEvent) -> None:
-            if isinstance(event, RoomClosedEvent) and room.recording is not None:
+            if isinstance(event, ParticipantJoinedEvent) and room.is_recording:
+                self._remember_names(room)
+            elif isinstance(event, RoomClosedEvent) and room.recording is not None:
                 self._background(self._stop(room))
 
         room.add_listener(on_event)
@@ -71,24 +77,33 @@ class AppRecordings:
         if on and not room.is_recording:
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
             room.record(self.room_directory(room.id) / stamp)
+            self._remember_names(room)
             logger.info("room %s: the host started recording", room.id)
         elif not on and room.is_recording:
             logger.info("room %s: the host stopped recording", room.id)
             await self._stop(room)
+
+    def _remember_names(self, room: Room) -> None:
+        names = self._names.setdefault(room.id, {})
+        for member in room.members.values():
+            names[member.id] = member.name
 
     async def _stop(self, room: Room) -> None:
         recording = room.recording
         if recording is None:
             return
         await room.stop_recording()
-        self._background(self._convert(recording))
+        names = self._names.pop(room.id, {})  # the next recording starts afresh
+        self._background(self._convert(recording, names))
 
-    async def _convert(self, recording: RoomRecording) -> None:
+    async def _convert(self, recording: RoomRecording, names: dict[str, str]) -> None:
         source = recording.directory  # DIR/<room>/<stamp>/<room>
         stamp = source.parent.name
         target = source.parent.parent
         try:
-            outputs = await asyncio.to_thread(convert_directory, source, target, stamp)
+            outputs = await asyncio.to_thread(
+                convert_directory, source, target, stamp, names
+            )
         except Exception:
             logger.exception("converting the recording in %s failed", source)
             return
@@ -120,7 +135,12 @@ class AppRecordings:
             ):
                 stat = path.stat()
                 found.append(
-                    {"name": path.name, "size": stat.st_size, "created": stat.st_mtime}
+                    {
+                        "name": path.name,
+                        "size": stat.st_size,
+                        "created": stat.st_mtime,
+                        "participant": _about(path).get("participant", ""),
+                    }
                 )
         found.sort(key=lambda f: (f["created"], f["name"]), reverse=True)
         return found
@@ -134,11 +154,23 @@ class AppRecordings:
         return None
 
 
-def convert_directory(source: Path, target: Path, stamp: str) -> list[Path]:
+def _about(path: Path) -> dict[str, str]:
+    """What the hidden ``.<name>.json`` next to a converted file says."""
+    try:
+        about = json.loads((path.parent / f".{path.name}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return about if isinstance(about, dict) else {}
+
+
+def convert_directory(
+    source: Path, target: Path, stamp: str, names: dict[str, str] | None = None
+) -> list[Path]:
     """Convert a room's recording files (in ``source``) to one file per
-    participant in ``target``, named ``<stamp>-<participant><suffix>``; a
-    file appears under its name only once complete. Blocking: run it in a
-    thread."""
+    participant in ``target``, named ``<stamp>-<participant id><suffix>``,
+    with the participant's display name (``names``) in a hidden
+    ``.<name>.json`` beside it; a file appears under its name only once
+    complete. Blocking: run it in a thread."""
     outputs = []
     groups = group_by_participant(source.glob(f"*{RECORDING_SUFFIX}"))
     for participant, files in groups.items():
@@ -151,5 +183,7 @@ def convert_directory(source: Path, target: Path, stamp: str) -> list[Path]:
             logger.warning("recording %s not converted: %s", name, exc)
             partial.unlink(missing_ok=True)
             continue
+        about = {"participant": (names or {}).get(participant, participant)}
+        (target / f".{name}.json").write_text(json.dumps(about, ensure_ascii=False))
         outputs.append(partial.replace(target / name))
     return outputs
