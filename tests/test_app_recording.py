@@ -174,3 +174,16 @@ async def test_a_room_closing_while_recording_is_converted(
             return any(str(f["name"]).endswith(".webm") for f in listed)
 
         await asyncio.wait_for(until(converted), LIVENESS)
+
+
+def test_record_dir_is_an_option_and_its_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pysfu.app.server import parse_args
+
+    assert parse_args([]).record_dir is None  # off by default: no button
+    assert parse_args(["--record-dir=/srv/rec"]).record_dir == "/srv/rec"
+    monkeypatch.setenv("PYSFU_RECORD_DIR", "/srv/env")
+    assert parse_args([]).record_dir == "/srv/env"
+    with pytest.raises(SystemExit):  # rooms in workers have no hook yet
+        parse_args(["--workers=2"])
