@@ -7,6 +7,7 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -230,3 +231,69 @@ def test_bad_files_get_a_clear_error(tmp_path: Path) -> None:
     assert recording_cli(["convert", "-o", str(tmp_path / "x.webm"), str(bogus)]) == 1
     with pytest.raises(ValueError, match="unknown output format"):
         convert([bogus], tmp_path / "x.avi")
+
+
+# -- the host's record message ------------------------------------------------
+
+
+async def test_only_the_host_records_and_only_where_the_app_allows(
+    sfu: SFU, tmp_path: Path
+) -> None:
+    from pysfu.messages import Error, Record, Recording, ServerMessage
+
+    room = sfu.create_room("rec-control")
+    inbox: dict[str, list[ServerMessage]] = {"host": [], "guest": [], "late": []}
+
+    def outbox(name: str) -> Any:
+        async def send(message: ServerMessage) -> None:
+            inbox[name].append(message)
+
+        return send
+
+    host = await room.join("host", "host", outbox("host"))
+    guest = await room.join("guest", "participant", outbox("guest"))
+
+    await host.handle(Record(on=True))  # no app hook: the library writes nothing
+    assert (
+        Error("recording_disabled", "this server does not record rooms")
+        in (inbox["host"])
+    )
+    assert not room.is_recording
+
+    calls: list[bool] = []
+
+    async def control(target: Any, on: bool) -> None:
+        calls.append(on)
+        if on:
+            target.record(tmp_path)
+        else:
+            await target.stop_recording()
+
+    room.recording_control = control
+    await guest.handle(Record(on=True))
+    assert Error("not_host", "only the host may record the room") in inbox["guest"]
+    assert calls == []
+
+    await host.handle(Record(on=True))
+    assert room.is_recording
+    for name in ("host", "guest"):
+        await eventually(lambda n=name: Recording(True) in inbox[n])  # type: ignore[misc]
+    room.max_participants = 2
+    await room.join("late", "participant", outbox("late"))
+    assert Recording(True) in inbox["late"]  # told on joining, before media
+
+    await host.handle(Record(on=False))
+    assert calls == [True, False] and not room.is_recording
+    for name in ("host", "guest", "late"):
+        assert inbox[name][-1] == Recording(False) or Recording(False) in inbox[name]
+
+
+def test_the_record_message_parses_with_a_boolean_only() -> None:
+    from pysfu.messages import Record, SignallingError, parse_client_message, to_json
+
+    assert parse_client_message({"type": "record", "on": True}) == Record(True)
+    assert to_json(Record(False)) == {"type": "record", "on": False}
+    for bad in ({"type": "record"}, {"type": "record", "on": 1}):
+        with pytest.raises(SignallingError) as caught:
+            parse_client_message(bad)
+        assert caught.value.code == "bad_message"

@@ -35,6 +35,7 @@ from pysfu.messages import (
     Offer,
     ParticipantJoined,
     ParticipantLeft,
+    Recording,
     RoomClosed,
     ServerMessage,
     Speaking,
@@ -75,6 +76,8 @@ MESSAGE_SAMPLES: list[Any] = [
         "p1",
     ),
     Speaking([], None),
+    Recording(True),
+    Recording(False),
     Error("bad_sdp", "the answer was rejected"),
 ]
 

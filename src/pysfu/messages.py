@@ -30,6 +30,8 @@ __all__ = [
     "Offer",
     "ParticipantJoined",
     "ParticipantLeft",
+    "Record",
+    "Recording",
     "RoomClosed",
     "ServerMessage",
     "SignallingError",
@@ -81,7 +83,17 @@ class VideoQuality:
     LAYERS: ClassVar[tuple[str, ...]] = ("q", "h", "f")
 
 
-ClientMessage = Answer | Candidate | Leave | VideoQuality
+@dataclass(frozen=True)
+class Record:
+    """The host starts (``on``) or stops recording the room. Only a room
+    whose application allows recording accepts it (``recording_disabled``
+    otherwise), and only from its host (``not_host``)."""
+
+    on: bool
+    type: ClassVar[str] = "record"
+
+
+ClientMessage = Answer | Candidate | Leave | VideoQuality | Record
 
 # ---------------------------------------------------------------------------
 # server -> client
@@ -140,6 +152,15 @@ class Speaking:
 
 
 @dataclass(frozen=True)
+class Recording:
+    """Whether the room is being recorded: sent to every member when it
+    changes, and after :class:`Joined` to a member joining while it is."""
+
+    on: bool
+    type: ClassVar[str] = "recording"
+
+
+@dataclass(frozen=True)
 class Error:
     """A problem with something the client sent; ``code`` is machine-readable."""
 
@@ -154,7 +175,14 @@ class Error:
 
 
 ServerMessage = (
-    Joined | Offer | ParticipantJoined | ParticipantLeft | RoomClosed | Speaking | Error
+    Joined
+    | Offer
+    | ParticipantJoined
+    | ParticipantLeft
+    | RoomClosed
+    | Speaking
+    | Recording
+    | Error
 )
 
 
@@ -209,6 +237,11 @@ def parse_client_message(obj: object) -> ClientMessage:
                 "bad_message", "'max_layer' must be one of 'q', 'h', 'f'"
             )
         return VideoQuality(track_id=_string(obj, "track_id"), max_layer=max_layer)
+    if kind == Record.type:
+        on = obj.get("on")
+        if not isinstance(on, bool):
+            raise SignallingError("bad_message", "'on' must be true or false")
+        return Record(on=on)
     if isinstance(kind, str):
         raise SignallingError("unknown_type", f"unknown message type {kind[:40]!r}")
     raise SignallingError("bad_message", "'type' must be a string")

@@ -38,6 +38,7 @@ from .messages import (
     Error,
     Leave,
     Offer,
+    Record,
     ServerMessage,
     VideoQuality,
 )
@@ -313,6 +314,8 @@ class Participant:
                 await self.leave("left")
             elif isinstance(message, VideoQuality):
                 self.limit_video_quality(message.track_id, message.max_layer)
+            elif isinstance(message, Record):
+                await self.room.control_recording(self, message.on)
             else:
                 raise SignallingError("unknown_type", f"unexpected message {message!r}")
         except SignallingError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from .errors import (
     RoomExists,
     RoomFull,
     RoomNotFound,
+    SignallingError,
     TooManyRooms,
 )
 from .events import (
@@ -35,7 +36,13 @@ from .events import (
     TrackUnpublishedEvent,
 )
 from .forwarding import DownTrack, Forwarder
-from .messages import Joined, ParticipantJoined, ParticipantLeft, RoomClosed
+from .messages import (
+    Joined,
+    ParticipantJoined,
+    ParticipantLeft,
+    Recording,
+    RoomClosed,
+)
 from .participant import Participant, Role
 from .ports import Outbox
 from .speaker import SpeakerMonitor
@@ -44,6 +51,7 @@ from .stats import RoomStats, SFUStats, SubscriptionStats, Totals
 __all__ = [
     "SFU",
     "EligibilityPolicy",
+    "RecordingControl",
     "Room",
     "RoomListener",
     "everyone_else",
@@ -57,6 +65,9 @@ logger = logging.getLogger(__name__)
 #: Decides whether ``subscriber`` receives what ``publisher`` publishes.
 EligibilityPolicy = Callable[[Participant, Participant], bool]
 RoomListener = Callable[[RoomEvent], None]
+#: Starts (``True``) or stops recording a room when its host asks (a
+#: :class:`~pysfu.messages.Record` message); see :attr:`Room.recording_control`.
+RecordingControl = Callable[["Room", bool], Awaitable[None]]
 
 
 def everyone_else(publisher: Participant, subscriber: Participant) -> bool:
@@ -102,6 +113,11 @@ class Room:
         self.members: dict[str, Participant] = {}
         #: The running :meth:`record` session, if any.
         self.recording: RoomRecording | None = None
+        #: What a host's ``record`` message does: set by the application,
+        #: which decides where files go (the library writes none on its
+        #: own); ``None`` refuses the message with ``recording_disabled``.
+        self.recording_control: RecordingControl | None = None
+        self._announcing: set[asyncio.Task[None]] = set()
         self.closed = False
         self._sfu = sfu
         # when the room was last seen without members (or without its host,
@@ -192,6 +208,8 @@ class Room:
                 participants=[p.describe() for p in others],
             )
         )
+        if self.is_recording:  # before any media: everyone knows at once
+            await participant.send(Recording(on=True))
         for other in others:
             await other.send(
                 ParticipantJoined(participant_id, role.value, participant.name)
@@ -412,12 +430,42 @@ class Room:
         if self.recording is not None and not self.recording.stopped:
             raise RuntimeError(f"room {self.id} is already recording")
         self.recording = RoomRecording(self, directory)
+        task = asyncio.get_running_loop().create_task(self._announce_recording())
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
         return self.recording
 
     async def stop_recording(self) -> list[Path]:
         """Stop recording; returns the files once everything is written."""
         recording, self.recording = self.recording, None
-        return await recording.stop() if recording is not None else []
+        if recording is None:
+            return []
+        files = await recording.stop()
+        await self._announce_recording()
+        return files
+
+    @property
+    def is_recording(self) -> bool:
+        """Whether a :meth:`record` session runs (members are told, see
+        :class:`~pysfu.messages.Recording`)."""
+        return self.recording is not None and not self.recording.stopped
+
+    async def _announce_recording(self) -> None:
+        on = self.is_recording
+        for member in list(self.members.values()):
+            await member.send(Recording(on=on))
+
+    async def control_recording(self, participant: Participant, on: bool) -> None:
+        """A member's ``record`` message: only the host's, and only if the
+        application set :attr:`recording_control`; raises
+        :class:`SignallingError` (``not_host``, ``recording_disabled``)."""
+        if participant.role is not Role.HOST:
+            raise SignallingError("not_host", "only the host may record the room")
+        if self.recording_control is None:
+            raise SignallingError(
+                "recording_disabled", "this server does not record rooms"
+            )
+        await self.recording_control(self, on)
 
     def stats(self) -> RoomStats:
         """A snapshot of the counters of everyone in the room."""

@@ -15,6 +15,10 @@ With ``--workers N`` the rooms live in N worker processes (a
 ``WorkerPool``, one core each); this process keeps the
 join backend and the signalling.
 
+With ``--record-dir DIR`` the host may record the room (a Record button;
+everyone sees that it records) and download the recordings, converted to
+WebM: see ``pysfu.app.recordings``.
+
 With ``--redis URL --node-url URL`` the server is one node of a cluster
 sharing that Redis (``pysfu.app.cluster``): it claims the rooms it creates
 there and redirects (HTTP 307) joins for another node's room to that node.
@@ -51,6 +55,7 @@ from pysfu import (
 )
 from pysfu._aiortc import default_host_addresses
 from pysfu.admission import Admission, HostKeys, RedactSecrets
+from pysfu.app.recordings import AppRecordings
 from pysfu.participant import Participant
 from pysfu.ratelimit import ClientLimits
 
@@ -313,6 +318,13 @@ def parse_args(
         help="where browsers reach this node, e.g. https://sfu2.example.org: "
         "joins for its rooms are redirected there [PYSFU_NODE_URL]",
     )
+    add(
+        "--record-dir",
+        default=env("PYSFU_RECORD_DIR"),
+        metavar="DIR",
+        help="let hosts record their rooms into DIR and download the "
+        "recordings; default: no recording [PYSFU_RECORD_DIR]",
+    )
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
     args = parser.parse_args(argv)
     if args.workers < 0:
@@ -330,6 +342,9 @@ def parse_args(
     if args.redis and args.workers > 0:
         # rooms in worker processes report no closing to this process yet
         parser.error("--redis with --workers is not supported yet: --workers 0")
+    if args.record_dir and args.workers > 0:
+        # the rooms of worker processes have no recording hook yet
+        parser.error("--record-dir with --workers is not supported yet: --workers 0")
     return args
 
 
@@ -477,6 +492,12 @@ class SfuApp:
                 pending_hold=args.pending_hold,
             )
             self.admission = self.local_admission
+        #: the hosts' recordings (--record-dir), if allowed
+        self.recordings = (
+            AppRecordings(args.record_dir) if args.record_dir is not None else None
+        )
+        #: digests of the tokens handed to hosts to list a room's recordings
+        self.recording_tokens: dict[str, bytes] = {}
         #: this node's membership of a cluster (--redis), if any
         self.cluster: AppCluster | None = None
         if args.redis:
@@ -504,6 +525,8 @@ class SfuApp:
                 web.get("/r/{slug}", self.page),
                 web.post("/api/rooms", self.create_room),
                 web.post("/api/rooms/{room}/join", self.join),
+                web.get("/api/rooms/{room}/recordings", self.list_recordings),
+                web.get("/api/rooms/{room}/recordings/{name}", self.download),
                 web.get("/ws/{participant_id}", self.websocket),
                 web.static("/static", STATIC),
             ]
@@ -655,7 +678,10 @@ class SfuApp:
         if self.pool is not None:
             return await self.pool.create_room(room_id, max_participants=size)
         assert self.sfu is not None
-        return self.sfu.create_room(room_id, max_participants=size).id
+        room = self.sfu.create_room(room_id, max_participants=size)
+        if self.recordings is not None:
+            self.recordings.attach(room)
+        return room.id
 
     async def join(self, request: web.Request) -> web.Response:
         try:
@@ -706,6 +732,9 @@ class SfuApp:
         else:
             scheme = "wss" if public_scheme(request) == "https" else "ws"
             ws_base = f"{scheme}://{request.host}"
+        recording: dict[str, Any] = {"available": self.recordings is not None}
+        if self.recordings is not None and grant.role.value == "host":
+            recording["token"] = self.recording_token(grant.room_id)
         return reply(
             {
                 "participant_id": grant.participant_id,
@@ -732,7 +761,70 @@ class SfuApp:
                 "ws_url": f"{ws_base}/ws/{grant.participant_id}",
                 # sent as the socket's first message: a URL would be logged
                 "signalling_token": grant.signalling_token,
+                # whether the host may record; the host's token lists them
+                "recording": recording,
             }
+        )
+
+    def recording_token(self, room_id: str) -> str:
+        """A new bearer token that lists and downloads ``room_id``'s
+        recordings (a host ticket is spent on joining; the host key may
+        never have reached this page). Replaces the room's previous one."""
+        token = secrets.token_urlsafe(24)
+        while len(self.recording_tokens) >= HostTickets.MAX_TICKETS:  # oldest first
+            del self.recording_tokens[next(iter(self.recording_tokens))]
+        self.recording_tokens.pop(room_id, None)
+        self.recording_tokens[room_id] = _sha256(token)
+        return token
+
+    def may_see_recordings(
+        self, request: web.Request, room_id: str
+    ) -> web.Response | None:
+        """``None`` if the request is the host's (its recording token, or a
+        host key), else the error to answer."""
+        if self.recordings is None:
+            return error(404, "recording_disabled", "this server does not record")
+        token = bearer(request)
+        expected = self.recording_tokens.get(room_id)
+        if (
+            token is not None
+            and expected is not None
+            and hmac.compare_digest(_sha256(token), expected)
+        ):
+            return None
+        valid = self.host_key_valid(request)
+        if valid is None:
+            return too_many_attempts()
+        if not valid:
+            return error(
+                401, "unauthorized", "only the room's host sees its recordings"
+            )
+        return None
+
+    async def list_recordings(self, request: web.Request) -> web.Response:
+        room_id = request.match_info["room"]
+        refused = self.may_see_recordings(request, room_id)
+        if refused is not None:
+            return refused
+        assert self.recordings is not None
+        return reply({"recordings": self.recordings.finished(room_id)})
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        room_id = request.match_info["room"]
+        refused = self.may_see_recordings(request, room_id)
+        if refused is not None:
+            return refused
+        assert self.recordings is not None
+        name = request.match_info["name"]
+        path = self.recordings.file(room_id, name)  # listed names only
+        if path is None:
+            return error(404, "not_found", "no such recording")
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "Cache-Control": "no-store",
+            },
         )
 
     async def ticket_unspent(self, ticket: str) -> bool:
@@ -766,7 +858,9 @@ class SfuApp:
         if self.pool is not None:
             await self.pool.close()  # every room closed, every worker reaped
         if self.sfu is not None:
-            await self.sfu.close()
+            await self.sfu.close()  # a recording room is stopped and converted
+        if self.recordings is not None:
+            await self.recordings.drain()
 
 
 def ice_addresses(configured: list[str]) -> tuple[str, ...]:

@@ -197,6 +197,7 @@ class RoomRecording:
         self._writer = writer or RecordingWriter()
         self._stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.started_at))
         self._closing: asyncio.Task[list[Path]] | None = None
+        self._stopping: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] = room.add_listener(self._on_event)
         for member in list(room.members.values()):
             for forwarder in list(member.publications.values()):
@@ -252,12 +253,21 @@ class RoomRecording:
             self._closing = asyncio.get_running_loop().create_task(self.stop())
 
     async def stop(self) -> list[Path]:
-        """Stop recording and wait until every file is written; returns them."""
-        if not self.stopped:
+        """Stop recording and wait until every file is written; returns them.
+
+        Every caller waits, also one calling while another's stop (or the
+        room closing) is still writing.
+        """
+        if self._stopping is None:
             self.stopped = True
             self._unsubscribe()
             for track_id in list(self.recorders):
                 self._finish(track_id)
-            await self._writer.close()
-            logger.info("room %s: recording stopped", self.room.id)
+            self._stopping = asyncio.get_running_loop().create_task(
+                self._writer.close()
+            )
+            self._stopping.add_done_callback(
+                lambda _: logger.info("room %s: recording stopped", self.room.id)
+            )
+        await asyncio.shield(self._stopping)
         return self.files

@@ -27,6 +27,9 @@ const streamOfTrack = new Map(); // remote track id -> stream id, for stats()
 let chatChannel = null; // the data channel the server relays ("pysfu")
 const chatLog = []; // every chat line shown, for tests: {from, name, text}
 let speaking = { speakers: [], active: null }; // the last "speaking" message
+let recording = false; // the last "recording" message: the room is recorded
+let roomPath = null; // the room's slug as it appears in a path
+let recordings = []; // the host's finished recordings: {name, size, created}
 
 // -- status -----------------------------------------------------------------
 
@@ -60,7 +63,8 @@ function finish(text) {
   setStatus(text);
   teardown();
   // No black tile nor dead controls: say what happened and what to do next.
-  for (const id of ["tiles", "controls", "share", "waiting", "chat"]) $(id).hidden = true;
+  for (const id of ["tiles", "controls", "share", "waiting", "chat", "recording-indicator"]) $(id).hidden = true;
+  $("record").hidden = true; // the host keeps the list of its recordings
   const [explanation, label, href] = nextStep(text);
   $("ended-text").textContent = explanation;
   $("next-step").textContent = label;
@@ -152,6 +156,7 @@ function readable(text) {
 async function joinRoom(room) {
   // `room` is the slug as it appears in the path: already percent-encoded.
   document.title = `${readable(room)} · pysfu room`;
+  roomPath = room;
   const role = params.get("role") === "host" ? "host" : "participant";
   const hostKey = role === "host" ? takeHostTicket() || takeHostKey() : null;
   $("room").hidden = false;
@@ -194,6 +199,7 @@ async function joinRoom(room) {
   if (finished) return call.leave(); // left while joining
   pc = call.pc;
   joinResponse = call.joinResponse;
+  if (joinResponse.recording && joinResponse.recording.token) showRecordingControls();
   call.addEventListener("track", ({ detail }) => onTrack(detail));
   call.addEventListener("datachannel", ({ detail }) => {
     if (detail.channel.label === "pysfu") openChat(detail.channel);
@@ -269,11 +275,18 @@ function onMessage(message) {
     case "speaking":
       showSpeaking(message);
       return;
+    case "recording":
+      showRecording(message.on);
+      return;
     case "room-closed": // the call ends: onEnd
       return;
     case "error":
       if (message.code === "data_too_large" || message.code === "data_rate_limited") {
         addChatLine({ from: null, name: null, text: `not delivered: ${message.message}` }, "notice");
+        return;
+      }
+      if (message.code === "not_host" || message.code === "recording_disabled") {
+        addChatLine({ from: null, name: null, text: `not recorded: ${message.message}` }, "notice");
         return;
       }
       console.warn("server error", message.code, message.message); // fatal with a close only
@@ -471,6 +484,85 @@ function teardown() {
   for (const id of ["mute-audio", "mute-video", "leave"]) $(id).disabled = true;
 }
 
+// -- recording (pysfu serve --record-dir) --------------------------------------
+
+// Everyone sees while the room is recorded; the host (whose join answer has
+// a recording token) has the Record button and downloads the recordings.
+
+function showRecording(on) {
+  const stopped = recording && !on;
+  recording = on;
+  $("recording-indicator").hidden = !on;
+  $("record").textContent = on ? "Stop recording" : "Record";
+  $("record").classList.toggle("on", on);
+  $("record").disabled = false;
+  if (stopped && joinResponse.recording.token) awaitNewRecordings();
+}
+
+function showRecordingControls() {
+  $("recording").hidden = false;
+  $("record").onclick = () => {
+    $("record").disabled = true; // until the server says what happened
+    send({ type: "record", on: !recording });
+  };
+  refreshRecordings().catch((e) => console.warn(e));
+}
+
+/** GET a recordings URL with the host's token. */
+function fetchRecording(url) {
+  return fetch(url, { headers: { Authorization: `Bearer ${joinResponse.recording.token}` } });
+}
+
+const recordingsUrl = () => `/api/rooms/${roomPath}/recordings`;
+
+async function refreshRecordings() {
+  const response = await fetchRecording(recordingsUrl());
+  if (!response.ok) throw new Error(`listing the recordings failed (HTTP ${response.status})`);
+  recordings = (await response.json()).recordings;
+  const list = $("recordings-list");
+  list.replaceChildren();
+  for (const r of recordings) {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = `${recordingsUrl()}/${encodeURIComponent(r.name)}`;
+    const started = /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z-/.exec(r.name);
+    const when = started ? `${started[1]}-${started[2]}-${started[3]} ${started[4]}:${started[5]} UTC` : r.name;
+    link.textContent = `${r.participant || "?"}, ${when}`;
+    link.title = r.name;
+    link.download = r.name;
+    link.onclick = (event) => { // a link sends no Authorization header: fetch it
+      event.preventDefault();
+      download(r.name).catch((e) => console.warn(e));
+    };
+    const size = document.createElement("span");
+    size.className = "size";
+    size.textContent = `${(r.size / 1e6).toFixed(1)} MB`;
+    item.append(link, size);
+    list.append(item);
+  }
+  $("recordings-empty").textContent = recordings.length ? "Recordings:" : "No recordings yet.";
+}
+
+/** The files of a stopped recording appear once converted: look a while. */
+async function awaitNewRecordings() {
+  const before = recordings.length;
+  for (let i = 0; i < 60 && recordings.length === before && !recording; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await refreshRecordings().catch((e) => console.warn(e));
+  }
+}
+
+async function download(name) {
+  const response = await fetchRecording(`${recordingsUrl()}/${encodeURIComponent(name)}`);
+  if (!response.ok) throw new Error(`download failed (HTTP ${response.status})`);
+  const url = URL.createObjectURL(await response.blob());
+  const anchor = document.createElement("a");
+  anchor.href = url;
+  anchor.download = name;
+  anchor.click();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
 // -- for tests and debugging --------------------------------------------------
 
 /** What this browser receives and sends, from pc.getStats(). */
@@ -522,6 +614,11 @@ window.pysfu = {
   /** The participant highlighted as speaking now, or null. */
   get activeSpeaker() { return speaking.active; },
   get speakers() { return speaking.speakers.map((s) => ({ ...s })); },
+  /** Whether the server said the room is being recorded. */
+  get recording() { return recording; },
+  /** The host's finished recordings as last listed ({name, size, created}). */
+  recordings: () => recordings.map((r) => ({ ...r })),
+  refreshRecordings: () => refreshRecordings(),
   // Simulates a dropped signalling connection (the page reconnects).
   dropSignalling: () => call && call.dropSignalling(),
 };

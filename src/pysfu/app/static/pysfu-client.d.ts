@@ -10,6 +10,9 @@ export interface JoinResponse {
   ice_servers: RTCIceServer[];
   ws_url: string;
   signalling_token: string;
+  /** Whether the server records rooms (pysfu serve --record-dir); the host's
+   *  answer also has the bearer token of GET /api/rooms/<room>/recordings. */
+  recording?: { available: boolean; token?: string };
 }
 
 export interface JoinOptions {
@@ -46,7 +49,7 @@ export interface CallEnd {
 
 export interface CallEventMap {
   /** Every server message (joined, participant-joined, participant-left,
-   *  speaking, waiting, error, ...), after the call handled it. */
+   *  speaking, recording, waiting, error, ...), after the call handled it. */
   message: CustomEvent<{ type: string; [field: string]: unknown }>;
   /** A remote track; streams[0].id is the publishing participant's id. */
   track: CustomEvent<{ track: MediaStreamTrack; streams: readonly MediaStream[] }>;
