@@ -7,6 +7,8 @@ for every node."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 import subprocess
 import sys
@@ -19,10 +21,12 @@ import pytest
 import redis.asyncio as aioredis
 from yarl import URL
 
+from pysfu import SFU
+from pysfu.app.cluster import AppCluster, ClusterTotals
 from pysfu.messages import Leave
 
 from .example_server import HOST_KEY, RunningExample, example_server, free_port
-from .helpers import LIVENESS
+from .helpers import LIVENESS, eventually
 from .peers import PeerFactory
 from .redis_server import RedisServer
 from .ws_client import WsClient
@@ -149,6 +153,41 @@ async def test_a_room_of_node_a_is_joined_through_node_b_and_media_flows(
         assert (await guest.wait_video_from(host)).codes() == {1}
         assert (await host.wait_video_from(guest)).codes() == {2}
 
+        # both nodes' /metrics show the cluster's totals (one room, its host
+        # and guest on A), once A's heartbeat published them and each node's
+        # refresh read them; the snapshots are fetched in the background for
+        # the synchronous `eventually`
+        metrics: dict[str, str] = {}
+
+        async def scrape() -> None:
+            while True:
+                for base in (a, b):
+                    async with http.get(
+                        f"{base}/metrics", headers={"Authorization": "Bearer metrics"}
+                    ) as response:
+                        metrics[base] = await response.text()
+                await asyncio.sleep(0.2)
+
+        totals = (
+            "pysfu_cluster_nodes_live 2.0",
+            "pysfu_cluster_rooms_total 1.0",
+            "pysfu_cluster_participants_total 2.0",
+        )
+        scraper = asyncio.create_task(scrape())
+        try:
+            await eventually(
+                lambda: all(
+                    line in metrics.get(base, "").splitlines()
+                    for base in (a, b)
+                    for line in totals
+                ),
+                what="the cluster totals on both nodes",
+            )
+        finally:
+            scraper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scraper
+
         # the host leaves: the room closes on A and is released in Redis,
         # so a join through B is no longer redirected (an unknown room)
         assert host.client is not None
@@ -186,6 +225,29 @@ async def test_a_claimed_room_id_is_not_created_again_on_another_node(
             ) as response:
                 assert response.status == 307
                 assert response.headers["Location"].startswith(f"{owner}/")
+
+
+async def test_cluster_totals_keep_their_last_snapshot_while_redis_is_down(
+    redis_server: RedisServer, sfu: SFU, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/metrics reads the totals without calling Redis: a refresh that fails
+    keeps the last snapshot, and the outage is logged once, not per refresh."""
+    cluster = AppCluster(redis_server.url, "http://127.0.0.1:1", sfu, ttl=1.5)
+    await cluster.start()
+    try:
+        assert cluster.totals == ClusterTotals(nodes=1, rooms=0, participants=0)
+        redis_server.stop()
+        with caplog.at_level(logging.INFO, logger="pysfu.app"):
+            for _ in range(3):
+                assert not await cluster.refresh_totals()
+            assert cluster.totals == ClusterTotals(nodes=1, rooms=0, participants=0)
+            redis_server.start()
+            assert await cluster.refresh_totals()
+        messages = [r.getMessage() for r in caplog.records if r.name == "pysfu.app"]
+        assert sum("cluster totals: Redis did not answer" in m for m in messages) == 1
+        assert "cluster totals: Redis answers again" in messages
+    finally:
+        await cluster.close()
 
 
 def test_redis_and_node_url_go_together() -> None:

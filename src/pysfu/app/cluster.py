@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -18,7 +19,7 @@ from redis.exceptions import RedisError
 from pysfu import SFU, PysfuError, RoomClosedEvent, RoomEvent
 from pysfu.cluster import ClusterNode, NodeFenced
 
-__all__ = ["AppCluster", "ClusterUnavailable"]
+__all__ = ["AppCluster", "ClusterTotals", "ClusterUnavailable"]
 
 logger = logging.getLogger("pysfu.app")
 
@@ -33,6 +34,15 @@ class ClusterUnavailable(PysfuError):
     def __init__(self, message: str, code: str = "node_fenced") -> None:
         super().__init__(message)
         self.code = code
+
+
+@dataclass(frozen=True)
+class ClusterTotals:
+    """The whole cluster as its live nodes' last heartbeats describe it."""
+
+    nodes: int = 0
+    rooms: int = 0
+    participants: int = 0
 
 
 class AppCluster:
@@ -55,6 +65,12 @@ class AppCluster:
         )
         # tasks of room events (release, close): kept so they are not collected
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The cluster's totals, refreshed from Redis every ``ttl / 3`` s; the
+        #: last snapshot stays while Redis does not answer. Read by /metrics,
+        #: whose callbacks are synchronous and must not wait for Redis.
+        self.totals = ClusterTotals()
+        self._totals_task: asyncio.Task[None] | None = None
+        self._totals_failing = False
 
     @property
     def url(self) -> str:
@@ -77,14 +93,59 @@ class AppCluster:
             self._spawn(self.sfu.close_room(room_id, reason="moved to another node"))
 
     async def start(self) -> None:
-        """Register this node (raises ``RedisError`` if Redis is unreachable)."""
+        """Register this node (raises ``RedisError`` if Redis is unreachable)
+        and keep :attr:`totals` fresh."""
         await self.node.start()
+        await self.refresh_totals()
+        self._totals_task = asyncio.get_running_loop().create_task(self._keep_totals())
 
     async def close(self) -> None:
         """Release every room and the registration (a clean shutdown)."""
+        if self._totals_task is not None:
+            # cancelled until it ends, as ClusterNode.close does its heartbeat:
+            # a cancellation landing in a Redis call may come out as a
+            # RedisError, which the refresh survives
+            task = self._totals_task
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
+            self._totals_task = None
         await self.node.close()
         for task in list(self._tasks):
             task.cancel()
+
+    async def refresh_totals(self) -> bool:
+        """Sum what every live node published with its heartbeat into
+        :attr:`totals`; returns whether Redis answered (if not, the last
+        snapshot stays, and the first failure of a run is logged)."""
+        try:
+            nodes = await self.node.live_nodes()
+        except RedisError as exc:
+            if not self._totals_failing:
+                self._totals_failing = True
+                logger.warning(
+                    "cluster totals: Redis did not answer (%s); keeping the"
+                    " last ones until it does",
+                    exc,
+                )
+            return False
+        if self._totals_failing:
+            self._totals_failing = False
+            logger.info("cluster totals: Redis answers again")
+        self.totals = ClusterTotals(
+            nodes=len(nodes),
+            rooms=sum(n.rooms for n in nodes),
+            participants=sum(n.participants for n in nodes),
+        )
+        return True
+
+    async def _keep_totals(self) -> None:
+        while True:
+            await asyncio.sleep(self.node.ttl / 3)
+            try:
+                await self.refresh_totals()
+            except Exception:  # the refresh must outlive any one failure
+                logger.exception("cluster totals: refresh failed")
 
     async def claim(self, room_id: str) -> bool:
         """Own ``room_id`` cluster-wide before creating it here: False if

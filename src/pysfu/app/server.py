@@ -39,6 +39,7 @@ import secrets
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -435,6 +436,12 @@ def _sha256(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
+def _total(cluster: AppCluster, field: str) -> float:
+    """One of the cluster's totals, as its last refresh saw it (for /metrics:
+    synchronous, no Redis call)."""
+    return float(getattr(cluster.totals, field))
+
+
 class SfuApp:
     """The HTTP join backend, the WebSocket endpoint and the static client."""
 
@@ -581,6 +588,21 @@ class SfuApp:
             registry=self.registry,
         )
         owned.labels(node.id).set_function(lambda: float(len(node.rooms)))
+        # cluster totals: from every live node's last heartbeat, as this node's
+        # last refresh (every TTL/3) saw them; no label, each node says the same
+        totals = {
+            "pysfu_cluster_nodes_live": ("Live nodes", "nodes"),
+            "pysfu_cluster_rooms_total": ("Rooms", "rooms"),
+            "pysfu_cluster_participants_total": ("Participants", "participants"),
+        }
+        for name, (what, field) in totals.items():
+            gauge = prometheus_client.Gauge(
+                name,
+                f"{what} in the whole cluster, from the live nodes' heartbeats;"
+                " the same value on every node (do not sum over nodes)",
+                registry=self.registry,
+            )
+            gauge.set_function(partial(_total, cluster, field))
 
     def metrics_application(self) -> web.Application | None:
         """The app of the --metrics-address listener, if configured."""
