@@ -17,7 +17,8 @@ The seam is a package of small modules, one job each: :mod:`.hooks` (what is
 hooked, checked at import), :mod:`.sdp` (codecs, offers, answers),
 :mod:`.transports` (reading negotiated state), :mod:`.receive` (decrypted RTP
 in), :mod:`.send` (encrypted RTP out), :mod:`.estimator` (REMB estimates),
-:mod:`.ice` (credentials, addresses, consent), :mod:`.udpmux` (one UDP
+:mod:`.ice` (credentials, addresses, consent), :mod:`.udpsock` (each
+connection's socket, read in batches with STUN first), :mod:`.udpmux` (one UDP
 port shared by every connection) and :mod:`.sctp` (holding
 peers to the advertised SCTP limits).
 Import from ``pysfu._aiortc`` itself.

@@ -53,6 +53,8 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     (aioice.ice.StunProtocol, "__init__", ("self", "receiver")),
     (aioice.ice.StunProtocol, "connection_made", ("self", "transport")),
     (aioice.ice.StunProtocol, "connection_lost", ("self", "exc")),
+    # a socket per connection read by pysfu (udpsock): errors go to the protocol
+    (aioice.ice.StunProtocol, "error_received", ("self", "exc")),
     (
         aioice.ice.Connection,
         "request_received",
@@ -151,6 +153,8 @@ def check_hook_points() -> None:
             problems.append(f"RTCIceTransport has no {name} attribute")
     import aiortc.rtcpeerconnection as peerconnection
 
+    if not callable(getattr(aioice.ice, "server_reflexive_candidate", None)):
+        problems.append("aioice.ice.server_reflexive_candidate is missing")
     for name in (
         "filter_preferred_codecs",
         "find_common_codecs",

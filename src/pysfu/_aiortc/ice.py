@@ -13,7 +13,7 @@ import random
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 import aioice
 import aioice.candidate
@@ -26,7 +26,7 @@ from aiortc import (
 )
 
 from .._slots import SLOT, sleep_slotted
-from . import udpmux
+from . import udpmux, udpsock
 from .transports import _dtls_transports
 
 logger = logging.getLogger(__name__)
@@ -84,15 +84,10 @@ def configure_ice(
                 # routed by it: aioice's 4 random characters would collide
                 conn._local_username = secrets.token_hex(8)
             udpmux.attach_connection(conn)
-        if (
-            host_addresses is not None
-            or announced_address is not None
-            or port_range is not None
-            or shared_port is not None
-        ):
-            _override_gathering(
-                conn, host_addresses, announced_address, port_range, shared_port
-            )
+        # always: even by default the sockets are pysfu's (see udpsock)
+        _override_gathering(
+            conn, host_addresses, announced_address, port_range, shared_port
+        )
         if lite:
             _announce_lite(dtls.transport, gatherer)
         _limit_remote_candidates(conn)
@@ -372,12 +367,8 @@ def _override_gathering(
                 candidates = await udpmux.shared_host_candidates(
                     conn, component, chosen, shared_port
                 )
-            elif port_range is None:
-                candidates = await conn.get_component_candidates(
-                    component=component, addresses=chosen
-                )
             else:
-                candidates = await _candidates_in_range(
+                candidates = await _candidates_on_own_sockets(
                     conn, component, chosen, port_range
                 )
             if announced_address is not None:
@@ -395,66 +386,75 @@ class PortRangeExhausted(OSError):
     """Every port of the ICE port range is taken on this address."""
 
 
-_Protocol = TypeVar("_Protocol", bound=asyncio.DatagramProtocol)
+def bind_udp_socket(
+    address: str, port_range: tuple[int, int] | None = None
+) -> socket.socket:
+    """A non-blocking UDP socket bound to ``address``: on any free port, or on
+    a free port of ``port_range`` (``(low, high)``, inclusive).
 
-
-async def bind_in_range(
-    protocol_factory: Callable[[], _Protocol],
-    address: str,
-    port_range: tuple[int, int],
-) -> tuple[asyncio.DatagramTransport, _Protocol]:
-    """A UDP endpoint bound to ``address`` on a free port of ``port_range``.
-
-    Ports are tried from a random one onwards, wrapping around, so that
-    connections made at the same time do not all race for the lowest port.
-    Raises :class:`PortRangeExhausted` when every port is taken.
+    Ports of a range are tried from a random one onwards, wrapping around, so
+    that connections made at the same time do not all race for the lowest
+    port. Raises :class:`PortRangeExhausted` when every port is taken.
     """
-    low, high = port_range
-    loop = asyncio.get_running_loop()
-    count = high - low + 1
-    start = random.randrange(count)
-    for offset in range(count):
-        port = low + (start + offset) % count
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    if port_range is None:
+        ports: Iterable[int] = (0,)
+    else:
+        low, high = port_range
+        count = high - low + 1
+        start = random.randrange(count)
+        ports = (low + (start + offset) % count for offset in range(count))
+    for port in ports:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            transport, protocol = await loop.create_datagram_endpoint(
-                protocol_factory, local_addr=(address, port)
-            )
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                continue
-            raise
-        return transport, protocol
-    raise PortRangeExhausted(
-        errno.EADDRINUSE,
-        f"every UDP port of the ICE port range {low}-{high} is taken on "
-        f"{address}: widen IceConfig.port_range (--ice-ports)",
-    )
-
-
-async def _candidates_in_range(
-    conn: aioice.ice.Connection,
-    component: int,
-    addresses: list[str],
-    port_range: tuple[int, int],
-) -> list[aioice.Candidate]:
-    """Host candidates bound in ``port_range`` (what aioice's
-    ``get_component_candidates`` does with port 0), then the STUN and TURN
-    candidates aioice gathers itself."""
-    candidates: list[aioice.Candidate] = []
-    for address in addresses:
-        try:
-            transport, protocol = await bind_in_range(
-                lambda: aioice.ice.StunProtocol(conn), address, port_range
-            )
-        except OSError as exc:
-            logger.warning("no ICE candidate on %s: %s", address, exc)
-            continue
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
+            sock.setblocking(False)
+            # as aioice: room for a burst while the loop is busy
             sock.setsockopt(
                 socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE
             )
-        host, port = transport.get_extra_info("sockname")[:2]
+            sock.bind((address, port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE and port_range is not None:
+                continue
+            raise
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    assert port_range is not None
+    raise PortRangeExhausted(
+        errno.EADDRINUSE,
+        f"every UDP port of the ICE port range {port_range[0]}-{port_range[1]} "
+        f"is taken on {address}: widen IceConfig.port_range (--ice-ports)",
+    )
+
+
+#: How long gathering waits for a STUN server's answer (as aioice).
+STUN_GATHERING_TIMEOUT = 5.0
+
+
+async def _candidates_on_own_sockets(
+    conn: aioice.ice.Connection,
+    component: int,
+    addresses: list[str],
+    port_range: tuple[int, int] | None,
+) -> list[aioice.Candidate]:
+    """What aioice's ``get_component_candidates`` gathers (host candidates,
+    server-reflexive ones from a STUN server, the TURN relay), except that
+    each host candidate's socket is bound by pysfu (in ``port_range`` if
+    given) and read in batches, STUN first (:mod:`.udpsock`)."""
+    candidates: list[aioice.Candidate] = []
+    protocols: list[aioice.ice.StunProtocol] = []
+    for address in addresses:
+        try:
+            sock = bind_udp_socket(address, port_range)
+        except OSError as exc:
+            logger.warning("no ICE candidate on %s: %s", address, exc)
+            continue
+        protocol = aioice.ice.StunProtocol(conn)
+        udpsock.open_connection_socket(sock, protocol)
+        host, port = sock.getsockname()[:2]
         candidate = aioice.Candidate(
             foundation=aioice.candidate.candidate_foundation("host", "udp", host),
             component=component,
@@ -467,13 +467,30 @@ async def _candidates_in_range(
         protocol.local_candidate = candidate
         conn._protocols.append(protocol)
         candidates.append(candidate)
-        if conn.stun_server and ipaddress.ip_address(host).version == 4:
-            with contextlib.suppress(Exception):  # no answer: no srflx candidate
-                reflexive, _ = await asyncio.wait_for(
-                    aioice.ice.server_reflexive_candidate(protocol, conn.stun_server),
-                    timeout=5,
-                )
-                candidates.append(reflexive)
-    # the TURN relay (its port is the TURN server's): aioice's own gathering
-    candidates += await conn.get_component_candidates(component=component, addresses=[])
+        protocols.append(protocol)
+
+    stun_server = conn.stun_server
+
+    async def reflexive(protocol: aioice.ice.StunProtocol) -> list[aioice.Candidate]:
+        assert stun_server is not None
+        with contextlib.suppress(Exception):  # no answer: no srflx candidate
+            found, _ = await asyncio.wait_for(
+                aioice.ice.server_reflexive_candidate(protocol, stun_server),
+                timeout=STUN_GATHERING_TIMEOUT,
+            )
+            return [found]
+        return []
+
+    queries = [
+        reflexive(p)
+        for p in protocols
+        if stun_server and ipaddress.ip_address(p.local_candidate.host).version == 4
+    ]
+    # the TURN relay (its port is the TURN server's): aioice's own gathering,
+    # at the same time as the STUN queries
+    found = await asyncio.gather(
+        *queries, conn.get_component_candidates(component=component, addresses=[])
+    )
+    for more in found:
+        candidates += more
     return candidates

@@ -38,6 +38,8 @@ import aioice.ice
 import aioice.stun
 from aioice.candidate import candidate_foundation, candidate_priority
 
+from .udpsock import read_batch
+
 logger = logging.getLogger(__name__)
 
 #: Datagrams read per readiness event at most; the rest waits for the next
@@ -52,7 +54,6 @@ MAX_ADDRESSES_PER_CONNECTION = 8
 #: there while the loop is busy); the kernel caps it at ``net.core.rmem_max``
 #: unless the process may raise that limit (``CAP_NET_ADMIN``).
 SHARED_RECEIVE_BUFFER = 8 * 1024 * 1024
-_MAX_DATAGRAM = 65536
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux
 _REQUEST = aioice.stun.Class.REQUEST
 
@@ -128,7 +129,6 @@ class UdpMux:
         self.address: Address = sock.getsockname()[:2]
         self._by_ufrag: dict[str, MuxedTransport] = {}
         self._by_address: dict[Address, MuxedTransport] = {}
-        self._buffer = bytearray(_MAX_DATAGRAM)
         #: readiness events handled, datagrams read, of them STUN
         self.wakeups = 0
         self.datagrams = 0
@@ -208,21 +208,11 @@ class UdpMux:
     # -- reading
 
     def _read_ready(self) -> None:
-        recvfrom_into = self.socket.recvfrom_into
-        view = memoryview(self._buffer)
-        stun: list[tuple[bytes, Address]] = []
-        media: list[tuple[bytes, Address]] = []
-        for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
-            try:
-                size, addr = recvfrom_into(view)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:  # an ICMP error reported for an earlier send
-                self.drop("socket_error")
-                continue
-            data = bytes(view[:size])
-            # RFC 7983: STUN starts with 0-3
-            (stun if size and data[0] < 4 else media).append((data, addr[:2]))
+        stun, media = read_batch(
+            self.socket,
+            MAX_DATAGRAMS_PER_WAKEUP,
+            lambda exc: self.drop("socket_error"),  # ICMP for an earlier send
+        )
         self.wakeups += 1
         self.datagrams += len(stun) + len(media)
         self.stun += len(stun)
