@@ -1,41 +1,68 @@
-"""Receiving cost per datagram: a socket per peer (asyncio) against one shared,
-drained socket (``IceConfig(shared_port=...)``, :mod:`pysfu._aiortc.udpmux`).
+"""Receiving cost per datagram: a socket per peer read by asyncio, a socket per
+peer drained in batches with STUN first (pysfu's default since issue 21,
+:mod:`pysfu._aiortc.udpsock`), and one shared, drained socket
+(``IceConfig(shared_port=...)``, :mod:`pysfu._aiortc.udpmux`).
 
 Only the receive path differs between the two modes of a pysfu server (SRTP,
 forwarding and sending are the same code), so this measures that alone and
 in isolation from the rest of the machine's load as far as possible: a child
 process sends, like ``--peers`` publishers of rooms of two, bursts of
 1,100-byte datagrams every 10 ms (``--rate`` datagrams/s in all) from a
-socket per peer; this process receives them on 127.0.0.1 either on a socket
-per peer (``create_datagram_endpoint``, asyncio reads one datagram per
-readiness event) or on one ``UdpMux`` (every waiting datagram per readiness
-event), and hands each to a protocol that only counts it. Reported per
-received datagram: CPU time of this process (user + system, ``getrusage``),
-event-loop iterations (selector calls) and wake-ups (times the thread was
-scheduled in, from ``/proc/self/task/TID/schedstat``).
+socket per peer; this process receives them on 127.0.0.1 on a socket per
+peer (``asyncio``: ``create_datagram_endpoint``, one datagram per readiness
+event; ``drained``: a ``ConnectionSocket``, up to 256 per readiness event,
+STUN first) or on one ``UdpMux`` (``shared``: every waiting datagram per
+readiness event, STUN first), and hands each to a protocol that only counts
+it. Reported per received datagram: CPU time of this process (user + system,
+``getrusage``), event-loop iterations (selector calls) and wake-ups (times
+the thread was scheduled in, from ``/proc/self/task/TID/schedstat``).
+
+With ``--flood N`` the first peer also floods its own connection with N tiny
+datagrams/s (a client spraying SCTP chunks) and sends a STUN binding request
+(as a consent answer would be) after each 50 ms of them: reported is how
+late those reach the protocol (``stun_delay_ms``, median and max).
 
     python benchmarks/udpmux.py [--peers 40] [--rate 6400] [--work-us 50] [--json FILE]
+    python benchmarks/udpmux.py --flood 20000 --work-us 30  # under stress-ng --cpu 2
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
 import resource
 import socket
+import statistics
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from pysfu._aiortc import udpmux
+import aioice.stun
+
+from pysfu._aiortc import udpmux, udpsock
 
 PAYLOAD = b"\x80" + b"x" * 1099  # an RTP-looking first byte
+CHUNK = b"\x80" + b"x" * 39  # a flood of tiny datagrams
 HOST = "127.0.0.1"
 TICK = 0.010
+PROBE_EVERY = 5  # ticks
+MODES = ("asyncio", "drained", "shared")
+
+
+def probe() -> bytes:
+    """A STUN binding request for peer 0, stamped with the time it is sent."""
+    message = aioice.stun.Message(
+        message_method=aioice.stun.Method.BINDING,
+        message_class=aioice.stun.Class.REQUEST,
+    )
+    message.attributes["USERNAME"] = "peer0000:bench"
+    message.attributes["SOFTWARE"] = repr(time.monotonic())
+    return bytes(message)
 
 
 class Counter(asyncio.DatagramProtocol):
@@ -45,8 +72,13 @@ class Counter(asyncio.DatagramProtocol):
     def __init__(self, work: float = 0.0) -> None:
         self.count = 0
         self.work = work
+        self.stun_delays: list[float] = []
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if data[0] < 4:
+            sent = aioice.stun.parse_message(data).attributes["SOFTWARE"]
+            self.stun_delays.append(time.monotonic() - float(sent))
+            return
         self.count += 1
         if self.work:
             end = time.perf_counter() + self.work
@@ -54,8 +86,11 @@ class Counter(asyncio.DatagramProtocol):
                 pass
 
 
-def send(ports: list[int], rate: float, seconds: float, bound: Any) -> None:
-    """A socket per peer; every tick each sends its share of ``rate``."""
+def send(
+    ports: list[int], rate: float, flood: float, seconds: float, bound: Any
+) -> None:
+    """A socket per peer; every tick each sends its share of ``rate``, the
+    first one also ``flood`` tiny datagrams/s and a STUN probe now and then."""
     socks = []
     for _ in ports:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -67,7 +102,18 @@ def send(ports: list[int], rate: float, seconds: float, bound: Any) -> None:
     owed = [0.0] * len(socks)
     end = time.monotonic() + seconds
     next_tick = time.monotonic()
+    flood_owed = 0.0
+    ticks = 0
     while time.monotonic() < end:
+        if flood:
+            flood_owed += flood * TICK
+            while flood_owed >= 1:
+                flood_owed -= 1
+                with contextlib.suppress(OSError):  # the socket buffer is full
+                    socks[0].sendto(CHUNK, (HOST, ports[0]))
+            ticks += 1
+            if ticks % PROBE_EVERY == 0:
+                socks[0].sendto(probe(), (HOST, ports[0]))
         for i, (sock, port) in enumerate(zip(socks, ports, strict=True)):
             owed[i] += per_tick
             while owed[i] >= 1:
@@ -91,7 +137,7 @@ def scheduled_in() -> int:
 
 
 async def run(
-    mode: str, peers: int, rate: float, seconds: float, work_us: float
+    mode: str, peers: int, rate: float, flood: float, seconds: float, work_us: float
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     selects = [0]
@@ -112,17 +158,28 @@ async def run(
             mux_transports.append(mux.register(counter, f"peer{i:04d}"))  # type: ignore[arg-type]
         ports = [mux.port] * peers
         closers = [t.close for t in mux_transports]
+    elif mode == "drained":
+        ports = []
+        for counter in counters:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 262144)  # aioice's
+            sock.bind((HOST, 0))
+            transport = udpsock.open_connection_socket(sock, counter)
+            ports.append(sock.getsockname()[1])
+            closers.append(transport.close)
     else:
         ports = []
         for counter in counters:
             transport, _ = await loop.create_datagram_endpoint(
                 lambda c=counter: c, local_addr=(HOST, 0)
             )
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 262144)  # aioice's
             ports.append(transport.get_extra_info("sockname")[1])
             closers.append(transport.close)
     here, there = multiprocessing.Pipe()
     sender = multiprocessing.Process(
-        target=send, args=(ports, rate, seconds + 2, there)
+        target=send, args=(ports, rate, flood, seconds + 2, there)
     )
     sender.start()
     sender_ports = await loop.run_in_executor(None, here.recv)
@@ -130,9 +187,11 @@ async def run(
         transport.learn((HOST, port))
     here.send(True)
     await asyncio.sleep(1)  # settle
+    counters[0].stun_delays.clear()
     start = (sum(c.count for c in counters), cpu_seconds(), selects[0], scheduled_in())
     await asyncio.sleep(seconds)
     end = (sum(c.count for c in counters), cpu_seconds(), selects[0], scheduled_in())
+    delays = list(counters[0].stun_delays)
     await loop.run_in_executor(None, sender.join)
     for close in closers:
         close()
@@ -148,6 +207,11 @@ async def run(
         "cpu_us_per_datagram": (end[1] - start[1]) * 1e6 / received,
         "loop_iterations_per_datagram": (end[2] - start[2]) / received,
         "wakeups_per_datagram": (end[3] - start[3]) / received,
+        "flood": flood,
+        "stun_probes": len(delays),
+        "stun_probes_sent": int(seconds / (TICK * PROBE_EVERY)) if flood else 0,
+        "stun_delay_ms_median": statistics.median(delays) * 1e3 if delays else None,
+        "stun_delay_ms_max": max(delays) * 1e3 if delays else None,
     }
 
 
@@ -156,6 +220,13 @@ def main() -> None:
     parser.add_argument("--peers", type=int, default=40)
     parser.add_argument("--rate", type=float, default=6400.0)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--flood",
+        type=float,
+        default=0.0,
+        help="tiny datagrams/s the first peer floods its connection with",
+    )
+    parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--work-us",
@@ -167,9 +238,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for _ in range(args.repeat):
-        for mode in ("per-connection", "shared"):
+        for mode in args.modes.split(","):
             row = asyncio.run(
-                run(mode, args.peers, args.rate, args.seconds, args.work_us)
+                run(mode, args.peers, args.rate, args.flood, args.seconds, args.work_us)
             )
             rows.append(row)
             print(
@@ -181,6 +252,16 @@ def main() -> None:
                 f"{row['wakeups_per_datagram']:.3f} wake-ups per datagram",
                 flush=True,
             )
+            if args.flood:
+                median, most = row["stun_delay_ms_median"], row["stun_delay_ms_max"]
+                print(
+                    f"{'':>14}  flooder's STUN: {row['stun_probes']}/"
+                    f"{row['stun_probes_sent']} arrived, delay median "
+                    + ("-" if median is None else f"{median:.1f} ms")
+                    + ", max "
+                    + ("-" if most is None else f"{most:.1f} ms"),
+                    flush=True,
+                )
     if args.json:
         args.json.write_text(json.dumps({"pid": os.getpid(), "rows": rows}, indent=2))
 

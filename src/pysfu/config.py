@@ -261,6 +261,11 @@ class LimitsConfig:
     - ``max_data_message_size``, ``data_messages_per_second``,
       ``data_message_burst``, ``data_buffer_limit``: the same for messages
       on the data channel (see :mod:`pysfu.datachannel`).
+    - ``cpu_budget`` and ``cpu_budget_window``: the share of one core a
+      participant may make the server spend on its signalling, data channel
+      packets, trickled candidates and RTCP over any ``cpu_budget_window``
+      seconds (see :mod:`pysfu.accounting`); a participant over it is
+      removed with reason ``cpu_budget``. ``None``: measured, never enforced.
 
     The size of one signalling message is bounded separately, by
     :data:`pysfu.signalling.adapter.MAX_MESSAGE_LENGTH` (68 KiB).
@@ -285,6 +290,10 @@ class LimitsConfig:
     #: Bytes queued on a recipient's data channel beyond which messages to
     #: it are dropped (a client that does not read must not grow the server).
     data_buffer_limit: int = 1 << 20
+    #: A quarter of a core for 10 s is 2.5 s of CPU: a browser's whole
+    #: session spends a few tens of milliseconds on these paths.
+    cpu_budget: float | None = 0.25
+    cpu_budget_window: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -164,3 +164,12 @@ def _families(live: SFUStats, totals: Totals, p: str) -> Iterator[Metric]:
         ),
     ):
         yield CounterMetricFamily(f"{p}_{name}", help_text, value=value)
+    cpu = CounterMetricFamily(
+        f"{p}_participant_cpu_seconds",
+        "CPU seconds spent on participants' signalling, data channel packets,"
+        " trickled candidates and RTCP, by reason.",
+        labels=["reason"],
+    )
+    for reason, seconds in sorted(totals.cpu_seconds.items()):
+        cpu.add_metric([reason], seconds)
+    yield cpu

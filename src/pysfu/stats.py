@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .accounting import find_account
+
 if TYPE_CHECKING:
     from .forwarding import DownTrack, Forwarder
     from .participant import Participant
@@ -173,9 +175,14 @@ class ParticipantStats:
     #: track.
     malformed_packets: int
     data: DataChannelStats = field(default_factory=DataChannelStats)
+    #: CPU seconds the server spent on this participant's signalling, data
+    #: channel packets, trickled candidates and RTCP, by reason (see
+    #: :mod:`pysfu.accounting`; forwarding its media is not included).
+    cpu_seconds: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, participant: Participant) -> ParticipantStats:
+        account = find_account(participant.pc)
         return cls(
             participant_id=participant.id,
             role=participant.role.value,
@@ -192,6 +199,7 @@ class ParticipantStats:
             data=participant.data.counters.snapshot()
             if participant.data is not None
             else DataChannelStats(),
+            cpu_seconds=account.snapshot() if account is not None else {},
         )
 
 
@@ -253,6 +261,9 @@ class Totals:
     data_bytes_relayed: int = 0
     #: Data channel messages of participants that were not relayed.
     data_messages_dropped: int = 0
+    #: CPU seconds charged to participants, by reason (see
+    #: :attr:`ParticipantStats.cpu_seconds`).
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def add_participant(self, participant: ParticipantStats) -> None:
         """Fold a participant's counters in (when it leaves)."""
@@ -260,6 +271,8 @@ class Totals:
         self.data_messages_relayed += participant.data.messages_sent
         self.data_bytes_relayed += participant.data.bytes_sent
         self.data_messages_dropped += participant.data.messages_dropped
+        for reason, seconds in participant.cpu_seconds.items():
+            self.cpu_seconds[reason] = self.cpu_seconds.get(reason, 0.0) + seconds
         for track in participant.published:
             _bump(self.packets_received, track.kind, track.packets_received)
             _bump(self.bytes_received, track.kind, track.bytes_received)
@@ -292,6 +305,7 @@ class Totals:
             data_messages_relayed=self.data_messages_relayed,
             data_bytes_relayed=self.data_bytes_relayed,
             data_messages_dropped=self.data_messages_dropped,
+            cpu_seconds=dict(self.cpu_seconds),
         )
         for room in live.rooms:
             for member in room.members:

@@ -82,6 +82,7 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
         ("self", "component", "addresses"),
     ),
     (RTCSctpTransport, "_receive_data_chunk", ("self", "chunk")),
+    (RTCSctpTransport, "_handle_data", ("self", "data")),
     (NackGenerator, "add", ("self", "packet")),
     (StreamStatistics, "add", ("self", "packet")),
     (

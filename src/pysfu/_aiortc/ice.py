@@ -25,6 +25,7 @@ from aiortc import (
     RTCPeerConnection,
 )
 
+from .. import accounting
 from .._slots import SLOT, sleep_slotted
 from . import udpmux, udpsock
 from .transports import _dtls_transports
@@ -75,6 +76,8 @@ def configure_ice(
     for dtls in _dtls_transports(pc):
         gatherer = dtls.transport.iceGatherer
         conn = gatherer._connection
+        # what the seam's hooks charge CPU time to (see pysfu.accounting)
+        conn._pysfu_cpu = accounting.account_of(pc)  # type: ignore[attr-defined]
         if username_fragment is not None:
             conn._local_username = username_fragment
         if password is not None:
@@ -120,7 +123,9 @@ async def add_remote_candidate(
             return False  # aiortc would still file it in the remote description
         if len(ice_transport._connection._remote_candidates) >= MAX_REMOTE_CANDIDATES:
             raise TooManyCandidates(f"more than {MAX_REMOTE_CANDIDATES} ICE candidates")
-    await pc.addIceCandidate(candidate)
+    await accounting.metered(
+        accounting.find_account(pc), "candidates", pc.addIceCandidate(candidate)
+    )
     return True
 
 

@@ -21,7 +21,8 @@ from aiortc.rtcrtpparameters import (
 )
 
 from .._rtp import RtpHeader, extension_checks, parse_header
-from .transports import _SRTP_BUFFER
+from ..accounting import metered
+from .transports import _SRTP_BUFFER, cpu_account_of
 from .udpmux import is_muxed
 
 logger = logging.getLogger(__name__)
@@ -275,7 +276,9 @@ class RtpTap:
         # announcing more SSRCs than it holds: struct.error), which would end
         # the receive loop as above.
         try:
-            await self._handle_rtcp_stock(data)
+            await metered(
+                cpu_account_of(self._transport), "rtcp", self._handle_rtcp_stock(data)
+            )
         except Exception:
             self.rtcp_errors += 1
 

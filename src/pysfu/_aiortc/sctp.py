@@ -22,7 +22,9 @@ from aiortc.rtcsctptransport import (
     RTCSctpTransport,
 )
 
+from ..accounting import metered
 from .hooks import AiortcIncompatible
+from .transports import cpu_account_of
 
 #: Data a compliant sender may still have in flight when the window closes
 #: (RFC 4960 section 6.1 allows one packet as a zero-window probe).
@@ -89,3 +91,15 @@ def limit_sctp_reception(
         await sctp.stop()
 
     sctp._receive_data_chunk = receive_data_chunk  # type: ignore[method-assign]
+    _meter_packets(sctp)
+
+
+def _meter_packets(sctp: RTCSctpTransport) -> None:
+    """Charge the CPU time of each SCTP packet (parsing, its chunks, the
+    answers it causes) to the participant's account (:mod:`pysfu.accounting`)."""
+    handle_data = sctp._handle_data
+
+    async def handle_metered(data: bytes) -> None:
+        await metered(cpu_account_of(sctp.transport), "data", handle_data(data))
+
+    sctp._handle_data = handle_metered  # type: ignore[method-assign]

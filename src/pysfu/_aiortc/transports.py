@@ -20,6 +20,8 @@ from aiortc.rtcrtpparameters import (
 )
 from pylibsrtp._binding import lib as _srtp_lib
 
+from ..accounting import CpuAccount
+
 _srtp_protect = _srtp_lib.srtp_protect
 _SRTP_BUFFER = 1500  # pylibsrtp's own buffer (unprotect): packet + trailer must fit
 #: The largest UDP payload (IPv4: 65535 - 20 bytes IP - 8 bytes UDP header).
@@ -109,3 +111,10 @@ def set_sender_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None
     """Set the ``a=msid`` a sender announces, so receivers can group tracks."""
     sender._stream_id = stream_id
     sender._track_id = track_id
+
+
+def cpu_account_of(dtls: RTCDtlsTransport) -> CpuAccount | None:
+    """The CPU account of the participant a DTLS transport belongs to (set by
+    :func:`pysfu._aiortc.configure_ice`), if any."""
+    account = getattr(dtls.transport._connection, "_pysfu_cpu", None)
+    return account if isinstance(account, CpuAccount) else None

@@ -10,13 +10,17 @@ does three things:
    and awaits :meth:`pysfu.Participant.handle` with each, in order;
 3. when the transport goes away, awaits :meth:`pysfu.Participant.leave`.
 
-:func:`deliver_json` covers step 2 for text transports.
+:func:`deliver_json` covers step 2 for text transports, and
+:func:`enforce_cpu_budget` holds an in-process participant to its CPU budget
+(:mod:`pysfu.accounting`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+from ..accounting import CpuAccount, account_of
 from ..messages import MAX_SDP_LENGTH, SignallingError, parse_client_message
 from ..ports import Outbox, SessionParticipant, SignallingTarget
 
@@ -26,7 +30,11 @@ __all__ = [
     "SessionParticipant",
     "SignallingTarget",
     "deliver_json",
+    "enforce_cpu_budget",
 ]
+
+#: Departures under way for an exceeded CPU budget (kept from the collector).
+_leaving: set[asyncio.Task[None]] = set()
 
 #: Largest JSON text accepted from a client.
 MAX_MESSAGE_LENGTH = MAX_SDP_LENGTH + 4096
@@ -54,3 +62,29 @@ async def deliver_json(participant: SignallingTarget, text: str | bytes) -> None
         await participant.refuse(exc)
         return
     await participant.handle_unlimited(message)
+
+
+def enforce_cpu_budget(participant: SessionParticipant) -> CpuAccount | None:
+    """Hold ``participant`` to ``LimitsConfig.cpu_budget``: once it has made
+    the server spend more than that on its signalling, data, candidates and
+    RTCP, it leaves with reason ``cpu_budget``. Returns its account (charge
+    its signalling there, see :func:`pysfu.accounting.metered`), or ``None``
+    for a participant whose connection is in a worker process (the worker
+    accounts for it).
+    """
+    pc = getattr(participant, "pc", None)
+    config = getattr(participant, "config", None)
+    limits = getattr(config, "limits", None)
+    if pc is None or limits is None:
+        return None
+    account = account_of(pc)
+    loop = asyncio.get_running_loop()
+
+    def exceeded() -> None:
+        if not participant.closed:
+            task = loop.create_task(participant.leave("cpu_budget"))
+            _leaving.add(task)
+            task.add_done_callback(_leaving.discard)
+
+    account.limit(limits.cpu_budget, limits.cpu_budget_window, participant.id, exceeded)
+    return account

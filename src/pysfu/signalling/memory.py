@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, TypeVar
 
+from ..accounting import CpuAccount, metered
 from ..messages import ClientMessage, ServerMessage
+from .adapter import enforce_cpu_budget
 
 if TYPE_CHECKING:
     from ..participant import Participant
@@ -29,6 +31,7 @@ class MemoryClient:
     def __init__(self) -> None:
         self.inbox: asyncio.Queue[ServerMessage] = asyncio.Queue()
         self._participant: Participant | None = None
+        self._cpu: CpuAccount | None = None
 
     @property
     def participant(self) -> Participant:
@@ -44,7 +47,7 @@ class MemoryClient:
         After the participant left, messages go nowhere, as on a closed socket.
         """
         if self._participant is not None:
-            await self._participant.handle(message)
+            await metered(self._cpu, "signalling", self._participant.handle(message))
 
     async def receive(self, timeout: float | None = None) -> ServerMessage:
         return await asyncio.wait_for(self.inbox.get(), timeout)
@@ -79,6 +82,7 @@ class MemorySignalling:
             **options,  # type: ignore[arg-type]
         )
         client._participant = participant
+        client._cpu = enforce_cpu_budget(participant)
 
         def release(_: object) -> None:
             # Like a transport whose session ended, let go of the participant.

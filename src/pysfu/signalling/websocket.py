@@ -38,11 +38,17 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
+from ..accounting import CpuAccount, metered
 from ..admission import Admission, redact_ice_password
 from ..errors import CredentialError, PysfuError
 from ..messages import Error, Offer, RoomClosed, ServerMessage, SignallingError, to_json
 from ..participant import Role
-from .adapter import MAX_MESSAGE_LENGTH, SessionParticipant, deliver_json
+from .adapter import (
+    MAX_MESSAGE_LENGTH,
+    SessionParticipant,
+    deliver_json,
+    enforce_cpu_budget,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +120,8 @@ class _Session:
     participant: SessionParticipant | None = None
     socket: web.WebSocketResponse | None = None
     expiry: asyncio.TimerHandle | None = None
+    #: the participant's CPU account (None: its connection is in a worker)
+    cpu: CpuAccount | None = None
 
     async def outbox(self, message: ServerMessage) -> None:
         try:
@@ -233,6 +241,7 @@ class WebSocketSignalling:
         if session.is_host:
             self._waiting_changed(session.room_id)
         participant = session.participant
+        session.cpu = enforce_cpu_budget(participant)
 
         def forget(_: object) -> None:
             self._sessions.pop(participant_id, None)
@@ -291,7 +300,11 @@ class WebSocketSignalling:
                         session, message.data
                     ):
                         continue
-                    await deliver_json(participant, message.data)
+                    await metered(
+                        session.cpu,
+                        "signalling",
+                        deliver_json(participant, message.data),
+                    )
                 elif message.type == WSMsgType.BINARY:
                     await participant.refuse(
                         SignallingError("bad_message", "send text frames")

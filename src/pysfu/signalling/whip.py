@@ -61,6 +61,7 @@ from ..ratelimit import ClientLimits
 from ..room import SFU
 from ..slugs import EMOJI_ALPHABET
 from ..turn import with_turn_credentials
+from .adapter import enforce_cpu_budget
 
 __all__ = [
     "MAX_BODY",
@@ -265,6 +266,7 @@ class WhipEndpoint:
             participant = await self._join_with_host_key(room_id, offer)
         else:
             participant = await self._join_with_credential(room_id, token, offer)
+        enforce_cpu_budget(participant)  # (its trickled candidates, RTCP)
         assert participant.answerer is not None and participant.answerer.answer
         answer = participant.answerer.answer
         parsed = offer.check()  # checked before joining: cannot fail now
