@@ -21,9 +21,12 @@ With ``--flood N`` the first peer also floods its own connection with N tiny
 datagrams/s (a client spraying SCTP chunks) and sends a STUN binding request
 (as a consent answer would be) after each 50 ms of them: reported is how
 late those reach the protocol (``stun_delay_ms``, median and max).
+``--lag-ms X`` makes every event loop iteration X ms longer (a callback
+that spins, rescheduling itself): the loop of a server on a loaded machine
+(under ``stress-ng --cpu 2`` pysfu's loop lagged 10-40 ms), reproducibly.
 
     python benchmarks/udpmux.py [--peers 40] [--rate 6400] [--work-us 50] [--json FILE]
-    python benchmarks/udpmux.py --flood 20000 --work-us 30  # under stress-ng --cpu 2
+    python benchmarks/udpmux.py --flood 2000 --lag-ms 20 --modes asyncio,drained
 """
 
 from __future__ import annotations
@@ -137,7 +140,13 @@ def scheduled_in() -> int:
 
 
 async def run(
-    mode: str, peers: int, rate: float, flood: float, seconds: float, work_us: float
+    mode: str,
+    peers: int,
+    rate: float,
+    flood: float,
+    seconds: float,
+    work_us: float,
+    lag_ms: float = 0.0,
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     selects = [0]
@@ -186,12 +195,24 @@ async def run(
     for transport, port in zip(mux_transports, sender_ports, strict=False):
         transport.learn((HOST, port))
     here.send(True)
+    lagging = True
+
+    def lag() -> None:  # every loop iteration spins lag_ms
+        end = time.perf_counter() + lag_ms / 1e3
+        while time.perf_counter() < end:
+            pass
+        if lagging:
+            loop.call_soon(lag)
+
+    if lag_ms:
+        loop.call_soon(lag)
     await asyncio.sleep(1)  # settle
     counters[0].stun_delays.clear()
     start = (sum(c.count for c in counters), cpu_seconds(), selects[0], scheduled_in())
     await asyncio.sleep(seconds)
     end = (sum(c.count for c in counters), cpu_seconds(), selects[0], scheduled_in())
     delays = list(counters[0].stun_delays)
+    lagging = False
     await loop.run_in_executor(None, sender.join)
     for close in closers:
         close()
@@ -208,6 +229,7 @@ async def run(
         "loop_iterations_per_datagram": (end[2] - start[2]) / received,
         "wakeups_per_datagram": (end[3] - start[3]) / received,
         "flood": flood,
+        "lag_ms": lag_ms,
         "stun_probes": len(delays),
         "stun_probes_sent": int(seconds / (TICK * PROBE_EVERY)) if flood else 0,
         "stun_delay_ms_median": statistics.median(delays) * 1e3 if delays else None,
@@ -227,6 +249,9 @@ def main() -> None:
         help="tiny datagrams/s the first peer floods its connection with",
     )
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument(
+        "--lag-ms", type=float, default=0.0, help="ms added to every loop iteration"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--work-us",
@@ -240,7 +265,15 @@ def main() -> None:
     for _ in range(args.repeat):
         for mode in args.modes.split(","):
             row = asyncio.run(
-                run(mode, args.peers, args.rate, args.flood, args.seconds, args.work_us)
+                run(
+                    mode,
+                    args.peers,
+                    args.rate,
+                    args.flood,
+                    args.seconds,
+                    args.work_us,
+                    args.lag_ms,
+                )
             )
             rows.append(row)
             print(

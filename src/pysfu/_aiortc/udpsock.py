@@ -159,31 +159,46 @@ class ConnectionSocket(asyncio.DatagramTransport):
     # -- reading
 
     def _read_ready(self) -> None:
-        stun, media = read_batch(
-            self._sock, MAX_DATAGRAMS_PER_WAKEUP, self._protocol.error_received
-        )
+        # read_batch inlined: this runs for every readiness event of every
+        # connection, mostly for one or two datagrams
+        recvfrom_into = self._sock.recvfrom_into
+        view = _buffers.view
+        stun: Batch | None = None
+        media: Batch = []
+        for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
+            try:
+                size, addr = recvfrom_into(view)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # an ICMP error reported for an earlier send
+                self._protocol.error_received(exc)
+                continue
+            data = view[:size].tobytes()
+            if size and data[0] < 4:  # RFC 7983: STUN starts with 0-3
+                if stun is None:
+                    stun = []
+                stun.append((data, addr))
+            else:
+                media.append((data, addr))
         self.wakeups += 1
-        self.datagrams += len(stun) + len(media)
-        self.stun += len(stun)
+        self.datagrams += len(media)
         received = self._protocol.datagram_received
-        for data, addr in stun:  # consent answers first: never behind media
-            if self._closing:
-                return
-            self._deliver(received, data, addr)
+        if stun is not None:  # consent answers first: never behind media
+            self.datagrams += len(stun)
+            self.stun += len(stun)
+            media[:0] = stun
         for data, addr in media:
             if self._closing:
                 return
-            self._deliver(received, data, addr)
+            try:
+                received(data, addr)
+            except Exception:  # one bad datagram must not lose the rest
+                self._handler_failed()
 
-    def _deliver(
-        self, received: Callable[[bytes, Address], None], data: bytes, addr: Address
-    ) -> None:
-        try:
-            received(data, addr)
-        except Exception:  # one bad datagram must not lose the rest of the batch
-            if not self.handler_errors:
-                logger.exception("a datagram handler failed on %s", self._sock)
-            self.handler_errors += 1
+    def _handler_failed(self) -> None:
+        if not self.handler_errors:
+            logger.exception("a datagram handler failed on %s", self._sock)
+        self.handler_errors += 1
 
 
 def open_connection_socket(
