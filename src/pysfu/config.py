@@ -290,9 +290,10 @@ class LimitsConfig:
     #: Bytes queued on a recipient's data channel beyond which messages to
     #: it are dropped (a client that does not read must not grow the server).
     data_buffer_limit: int = 1 << 20
-    #: A quarter of a core for 10 s is 2.5 s of CPU: a browser's whole
-    #: session spends a few tens of milliseconds on these paths.
-    cpu_budget: float | None = 0.25
+    #: Half a core for 10 s is 5 s of CPU. A participant's joining costs
+    #: tens of milliseconds; each renegotiation (someone joins or publishes)
+    #: costs more in a large room, so a burst of joins must fit with room.
+    cpu_budget: float | None = 0.5
     cpu_budget_window: float = 10.0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 
 from ..accounting import CpuAccount, account_of
 from ..messages import MAX_SDP_LENGTH, SignallingError, parse_client_message
@@ -79,9 +80,13 @@ def enforce_cpu_budget(participant: SessionParticipant) -> CpuAccount | None:
         return None
     account = account_of(pc)
     loop = asyncio.get_running_loop()
+    # the account lives as long as the connection: it must not keep the
+    # participant (and with it the connection) alive
+    ref = weakref.ref(participant)
 
     def exceeded() -> None:
-        if not participant.closed:
+        participant = ref()
+        if participant is not None and not participant.closed:
             task = loop.create_task(participant.leave("cpu_budget"))
             _leaving.add(task)
             task.add_done_callback(_leaving.discard)
