@@ -25,11 +25,14 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
 ]
 
-#: A fifth of a core over 3 s: 0.6 s of CPU, while joining costs a
-#: participant a few tens of milliseconds.
-LIMITS = LimitsConfig(cpu_budget=0.2, cpu_budget_window=3.0)
+#: 2 % of a core over 10 s: 0.2 s of CPU, while joining costs a participant
+#: a few tens of milliseconds. Small, so that the budget can be reached on a
+#: heavily loaded machine too, where this process (server and clients) gets
+#: a small share of a core.
+LIMITS = LimitsConfig(cpu_budget=0.02, cpu_budget_window=10.0)
+BUDGET = 0.2
 #: At most this many messages: a server without a budget fails the test.
-MAX_SENT = 200_000
+MAX_SENT = 100_000
 
 
 async def test_a_cpu_burner_is_removed_and_the_other_room_decodes(
@@ -57,7 +60,13 @@ async def test_a_cpu_burner_is_removed_and_the_other_room_decodes(
 
         payload = "x" * 8000  # under the size limit, far over the rate limit
         sent = 0
-        while not left and sent < MAX_SENT and channel.readyState == "open":
+        give_up = asyncio.get_running_loop().time() + 120
+        while (
+            not left
+            and sent < MAX_SENT
+            and channel.readyState == "open"
+            and asyncio.get_running_loop().time() < give_up
+        ):
             if channel.bufferedAmount > 256 * 1024:
                 await asyncio.sleep(0.005)
                 continue
@@ -76,8 +85,8 @@ async def test_a_cpu_burner_is_removed_and_the_other_room_decodes(
         stats = sfu.stats()
         for room in stats.rooms:
             for member in room.members:
-                assert sum(member.cpu_seconds.values()) < LIMITS.cpu_budget * 3.0
+                assert sum(member.cpu_seconds.values()) < BUDGET
         totals = sfu.retired.plus_live(stats)
-        assert totals.cpu_seconds["data"] > 0.6  # the rogue's, kept after it left
+        assert totals.cpu_seconds["data"] > BUDGET  # the rogue's, kept after it left
     finally:
         await sfu.close()
