@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import functools
 import ipaddress
 import logging
 import random
@@ -87,9 +88,10 @@ def configure_ice(
                 # routed by it: aioice's 4 random characters would collide
                 conn._local_username = secrets.token_hex(8)
             udpmux.attach_connection(conn)
-        # always: even by default the sockets are pysfu's (see udpsock)
+        # always: even by default the sockets are pysfu's, read in batches
+        # with STUN first on the server's (ICE-lite) side (see udpsock)
         _override_gathering(
-            conn, host_addresses, announced_address, port_range, shared_port
+            conn, host_addresses, announced_address, port_range, shared_port, lite
         )
         if lite:
             _announce_lite(dtls.transport, gatherer)
@@ -349,6 +351,7 @@ def _override_gathering(
     announced_address: str | None,
     port_range: tuple[int, int] | None = None,
     shared_port: int | None = None,
+    drained: bool = True,
 ) -> None:
     if getattr(conn, "_pysfu_gathering", False):
         return
@@ -374,7 +377,7 @@ def _override_gathering(
                 )
             else:
                 candidates = await _candidates_on_own_sockets(
-                    conn, component, chosen, port_range
+                    conn, component, chosen, port_range, drained
                 )
             if announced_address is not None:
                 for candidate in candidates:
@@ -435,6 +438,10 @@ def bind_udp_socket(
     )
 
 
+def _same(protocol: aioice.ice.StunProtocol) -> aioice.ice.StunProtocol:
+    return protocol
+
+
 #: How long gathering waits for a STUN server's answer (as aioice).
 STUN_GATHERING_TIMEOUT = 5.0
 
@@ -444,11 +451,20 @@ async def _candidates_on_own_sockets(
     component: int,
     addresses: list[str],
     port_range: tuple[int, int] | None,
+    drained: bool = True,
 ) -> list[aioice.Candidate]:
     """What aioice's ``get_component_candidates`` gathers (host candidates,
     server-reflexive ones from a STUN server, the TURN relay), except that
     each host candidate's socket is bound by pysfu (in ``port_range`` if
-    given) and read in batches, STUN first (:mod:`.udpsock`)."""
+    given) and, if ``drained``, read in batches, STUN first (:mod:`.udpsock`);
+    otherwise by asyncio, one datagram per loop turn, as aioice does.
+
+    Only the server side drains: an aiortc *client* in the server's process
+    (tests, bots) reading in batches too would let both ends of a
+    connection hand each other whole bursts in one loop turn, where pacing
+    by the turn is what keeps a small data channel buffer from overflowing.
+    """
+    loop = asyncio.get_running_loop()
     candidates: list[aioice.Candidate] = []
     protocols: list[aioice.ice.StunProtocol] = []
     for address in addresses:
@@ -458,8 +474,13 @@ async def _candidates_on_own_sockets(
             logger.warning("no ICE candidate on %s: %s", address, exc)
             continue
         protocol = aioice.ice.StunProtocol(conn)
-        udpsock.open_connection_socket(sock, protocol)
         host, port = sock.getsockname()[:2]
+        if drained:
+            udpsock.open_connection_socket(sock, protocol)
+        else:
+            await loop.create_datagram_endpoint(
+                functools.partial(_same, protocol), sock=sock
+            )
         candidate = aioice.Candidate(
             foundation=aioice.candidate.candidate_foundation("host", "udp", host),
             component=component,

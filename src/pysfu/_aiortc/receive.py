@@ -42,9 +42,10 @@ def extension_checks_of(extensions_map: Any) -> list[int]:
 #: completes, or SRTCP while its reader is busy. (SRTP, once keyed, does not
 #: queue: :class:`RtpTap` delivers it directly.)
 MAX_QUEUED_DATAGRAMS = 64
-#: The same on a shared port (:mod:`.udpmux`): only a peer that proved its
-#: password reaches its queue there, and a drain hands on a whole backlog at
-#: once (after a stall, every NACK and report the peer sent meanwhile).
+#: The same on a shared port (:mod:`.udpmux`), where only a peer that proved
+#: its password reaches its queue, and on a connection's own socket once ICE
+#: completed: a drain hands on a whole backlog at once (after a stall, every
+#: NACK and report the peer sent meanwhile; a burst of data channel packets).
 MAX_QUEUED_DATAGRAMS_SHARED = 512
 #: The largest datagram queued: a DTLS record (16 KiB plus header and
 #: expansion); WebRTC peers send at most about 1,500 bytes.
@@ -163,14 +164,16 @@ class RtpTap:
         referenced after the participant left). Only DTLS and RTP/RTCP (RFC
         7983 demultiplexing) of a plausible size are queued, at most
         :data:`MAX_QUEUED_DATAGRAMS` at a time (:data:`MAX_QUEUED_DATAGRAMS_SHARED`
-        on a shared port) and nothing once the connection
+        on a shared port, or once ICE completed: a drained socket hands on
+        a whole batch at once) and nothing once the connection
         closes (what it held is dropped then); the rest is dropped, counted
         by reason and logged once.
         """
         conn = self._transport.transport._connection
         queue = conn._queue
         queue_datagram = conn.data_received
-        limit = MAX_QUEUED_DATAGRAMS_SHARED if is_muxed(conn) else MAX_QUEUED_DATAGRAMS
+        muxed = is_muxed(conn)
+        nominated = conn._nominated
         drop = self._drop
         new_ssrc_refused = self._new_ssrc_refused
 
@@ -182,7 +185,13 @@ class RtpTap:
                 drop("too_large")
             elif conn._closing:
                 drop("closed")
-            elif queue.qsize() >= limit:
+            elif queue.qsize() >= (
+                # a socket's batch (udpsock) hands on up to 256 at once; before
+                # ICE completes, anyone may be sending to a connection's port
+                MAX_QUEUED_DATAGRAMS_SHARED
+                if muxed or nominated
+                else MAX_QUEUED_DATAGRAMS
+            ):
                 drop("queue_full")
             elif first > 127 and new_ssrc_refused(data):
                 drop("too_many_ssrcs")
