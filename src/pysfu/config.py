@@ -72,7 +72,9 @@ class IceConfig:
     - ``lite``: the server announces ICE-lite and is always the controlled
       agent, so only a peer that knows the server side ICE password of its
       connection can complete ICE (see :func:`pysfu._aiortc.configure_ice`).
-      Every browser, aiortc and GStreamer handle ICE-lite peers.
+      Every browser, aiortc and GStreamer handle ICE-lite peers. An ICE-lite
+      server also reads each connection's socket in batches, STUN first, so
+      consent answers never wait behind a flood (``pysfu._aiortc.udpsock``).
     - ``port_range``: ``(low, high)``, inclusive: the UDP ports the server's
       ICE sockets bind to (one per peer connection and address), for a
       firewall or a container that publishes a port range. ``None`` lets
