@@ -40,7 +40,10 @@ async def test_stun_is_handed_on_before_the_media_of_its_batch(
     sfu: SFU, peers: PeerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     room = sfu.create_room("r", max_participants=1)
-    host = await peers("host", code=1).join(room, "host")
+    # no media of its own: the server's socket holds what this test sends
+    host = await peers("host", code=1, publish_video=False, publish_audio=False).join(
+        room, "host"
+    )
     await eventually(lambda: host.pc.connectionState == "connected", what="ICE")
     assert host.pc.remoteDescription is not None and host.pc.localDescription
     server_sdp = host.pc.remoteDescription.sdp
@@ -109,8 +112,10 @@ async def test_stun_is_handed_on_before_the_media_of_its_batch(
     finally:
         client.close()
     batches = [batch for batch, _ in order[1:]]
-    assert len(set(batches)) <= math.ceil(
-        (count + 1) / udpsock.MAX_DATAGRAMS_PER_WAKEUP
+    # (the batches also hold the client's own datagrams: a few more at most)
+    assert (
+        len(set(batches))
+        <= math.ceil((count + 1) / udpsock.MAX_DATAGRAMS_PER_WAKEUP) + 2
     ), "read in batches, not one datagram per wake-up"
     stun_at = next(i for i, (_, byte) in enumerate(order) if i and byte < 4)
     stun_batch = order[stun_at][0]

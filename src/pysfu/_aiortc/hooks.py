@@ -83,6 +83,7 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     ),
     (RTCSctpTransport, "_receive_data_chunk", ("self", "chunk")),
     (RTCSctpTransport, "_handle_data", ("self", "data")),
+    (RTCSctpTransport, "_transmit", ("self",)),
     (NackGenerator, "add", ("self", "packet")),
     (StreamStatistics, "add", ("self", "packet")),
     (

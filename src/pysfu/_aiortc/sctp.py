@@ -103,3 +103,12 @@ def _meter_packets(sctp: RTCSctpTransport) -> None:
         await metered(cpu_account_of(sctp.transport), "data", handle_data(data))
 
     sctp._handle_data = handle_metered  # type: ignore[method-assign]
+    # Sending what others queued for this peer (a SACK from it opens the
+    # window) is the relay's work, not this peer's doing: measured without
+    # charging it, so the packet that triggered it is not charged for it.
+    transmit = sctp._transmit
+
+    async def transmit_uncharged() -> None:
+        await metered(None, "data", transmit())
+
+    sctp._transmit = transmit_uncharged  # type: ignore[method-assign]
