@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +25,7 @@ from yarl import URL
 
 from pysfu import SFU
 from pysfu.app.cluster import AppCluster, ClusterTotals
+from pysfu.cluster import ClusterNode
 from pysfu.messages import Leave
 
 from .example_server import HOST_KEY, RunningExample, example_server, free_port
@@ -30,6 +33,10 @@ from .helpers import LIVENESS, eventually
 from .peers import PeerFactory
 from .redis_server import RedisServer
 from .ws_client import WsClient
+
+#: The nodes' TTL, as in tests/test_cluster.py: short, so that a killed
+#: node's rooms are re-homed soon, long enough for a loaded machine.
+TTL = 5.0
 
 
 @pytest.fixture
@@ -52,6 +59,7 @@ async def nodes(
             f"--redis={redis_server.url}",
             f"--node-url=http://127.0.0.1:{port}",
             "--metrics-token=metrics",
+            f"--node-ttl={TTL}",
             port=port,
             log=tmp_path / f"node-{name}.log",
         )
@@ -274,3 +282,170 @@ def test_without_redis_the_app_does_not_import_it() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+async def cluster_live(http: aiohttp.ClientSession, *bases: str, count: int) -> None:
+    """Wait until each node's last refresh saw ``count`` live nodes (so that
+    its join answers list the others)."""
+    line = f"pysfu_cluster_nodes_live {count}.0"
+    for _ in range(int(LIVENESS / 0.2)):
+        seen = []
+        for base in bases:
+            async with http.get(
+                f"{base}/metrics", headers={"Authorization": "Bearer metrics"}
+            ) as response:
+                seen.append(line in (await response.text()).splitlines())
+        if all(seen):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the nodes never saw {count} live nodes")
+
+
+async def create_room(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+    async with http.post(
+        f"{base}/api/rooms",
+        json={"slug": "ascii"},
+        headers={"Authorization": f"Bearer {HOST_KEY}"},
+    ) as response:
+        assert response.status == 201, await response.text()
+        room: dict[str, Any] = await response.json()
+        return room
+
+
+async def test_a_killed_nodes_room_is_re_homed_with_its_host(
+    nodes: tuple[RunningExample, RunningExample], peers: PeerFactory
+) -> None:
+    """kill -9 of node A: the room's host, with the rejoin credential of its
+    join answer, and a guest join through B, which re-creates the room (same
+    id, same size) and admits them; their media flows there. The credential
+    opens no other room."""
+    a, b = nodes
+    async with aiohttp.ClientSession() as http:
+        await cluster_live(http, a, b, count=2)
+        room = await create_room(http, a)
+        other = await create_room(http, b)
+        ticket = room["host_url"].split("#ticket=")[1]
+        status, host_grant, _ = await post_join(
+            http, api_of(room["join_url"]), "host", ticket
+        )
+        assert status == 200, host_grant
+        # where to go if A dies, and the host's way back in
+        assert host_grant["cluster"]["nodes"] == [b]
+        assert host_grant["cluster"]["rejoin_within"] == 3 * TTL
+        credential = host_grant["host_rejoin"]
+        assert credential
+        status, guest_grant, _ = await post_join(http, api_of(room["join_url"]))
+        assert (status, "host_rejoin" in guest_grant) == (200, False)
+        assert guest_grant["cluster"]["nodes"] == [b]
+
+        # the credential is this room's only: B's room refuses it
+        status, body, _ = await post_join(
+            http, api_of(other["join_url"]), "host", credential
+        )
+        assert (status, body["error"]) == (401, "unauthorized")
+
+        os.kill(a.process.pid, signal.SIGKILL)
+        a.process.wait(timeout=LIVENESS)
+
+        # through B: redirected to A (dead: refused) while A's key lives,
+        # then B re-homes the room and admits the host
+        api_b = f"{b}/api/rooms/{room['room']}/join"
+        host_again: dict[str, Any] = {}
+        for _ in range(int(LIVENESS / 0.2)):
+            async with http.post(
+                api_b,
+                json={"role": "host", "name": "host"},
+                headers={"Authorization": f"Bearer {credential}"},
+                allow_redirects=False,
+            ) as response:
+                if response.status == 200:
+                    host_again = await response.json()
+                    break
+                assert response.status in (307, 503), await response.text()
+            await asyncio.sleep(0.2)
+        assert host_again, "B never re-homed the room"
+        assert host_again["role"] == "host"
+        assert host_again["ws_url"].startswith(f"ws://{URL(b).authority}/ws/")
+        assert host_again["host_rejoin"] != credential  # a fresh one
+        status, guest_again, hops = await post_join(http, api_b)
+        assert (status, hops) == (200, 0), guest_again
+        # the stored size came along: a second guest does not fit
+        status, body, _ = await post_join(http, api_b)
+        assert (status, body["error"]) == (409, "room_full")
+
+        host = peers(host_again["participant_id"], 1)
+        guest = peers(guest_again["participant_id"], 2)
+        for peer, grant in ((host, host_again), (guest, guest_again)):
+            peer.attach(await WsClient.connect(http, grant))
+        assert (await guest.wait_video_from(host)).codes() == {1}
+        assert (await host.wait_video_from(guest)).codes() == {2}
+
+
+@pytest.fixture
+async def app_clusters(
+    redis_server: RedisServer,
+) -> AsyncIterator[list[AppCluster]]:
+    """Two app nodes in this process, each with its own SFU."""
+    made: list[AppCluster] = []
+    sfus: list[SFU] = []
+    for i in range(2):
+        sfus.append(SFU())
+        made.append(
+            AppCluster(redis_server.url, f"http://node{i}.test", sfus[-1], ttl=TTL)
+        )
+        await made[-1].start()
+    yield made
+    for cluster, each in zip(made, sfus, strict=True):
+        await cluster.close()
+        await each.close()
+
+
+async def test_concurrent_re_homing_yields_one_owner(
+    redis_server: RedisServer, app_clusters: list[AppCluster]
+) -> None:
+    """A room of a node that died, re-homed by joins on two nodes at once:
+    one claims it, the other is sent to it."""
+    dead = ClusterNode(redis_server.url, url="http://dead.test", ttl=60)
+    await dead.start()
+    try:
+        assert (await dead.claim_room("orphan")).mine
+        assert await dead.set_room_fields("orphan", {"max_participants": "3"})
+        # the node dies: its key is gone long before its next heartbeat
+        await dead.redis.delete(f"pysfu:node:{dead.id}")
+        sizes = await asyncio.gather(*(c.orphaned("orphan") for c in app_clusters))
+        assert sizes == [3, 3]
+        outcomes = await asyncio.gather(*(c.adopt("orphan") for c in app_clusters))
+        winners = [c for c, o in zip(app_clusters, outcomes, strict=True) if o is None]
+        assert len(winners) == 1
+        assert [o for o in outcomes if o is not None] == [winners[0].url]
+        # re-homed: no longer orphaned for anyone
+        for cluster in app_clusters:
+            assert await cluster.orphaned("orphan") is None
+    finally:
+        dead.rooms.clear()  # nothing of its own to release
+        await dead.close()
+
+
+async def test_the_host_rejoin_credential_opens_its_room_while_it_exists(
+    app_clusters: list[AppCluster],
+) -> None:
+    """Valid on every node for its own room; refused for another room, once
+    replaced by a newer one, and after the room closed."""
+    owner, other = app_clusters
+    for room_id in ("first", "second"):
+        assert await owner.claim(room_id)
+    credential = await owner.issue_host_rejoin("first")
+    assert credential is not None
+    for cluster in app_clusters:
+        assert await cluster.host_rejoin_valid("first", credential)
+        assert not await cluster.host_rejoin_valid("second", credential)
+        assert not await cluster.host_rejoin_valid("first", "guess")
+        assert not await cluster.host_rejoin_valid("first", None)
+    newer = await owner.issue_host_rejoin("first")
+    assert newer is not None
+    assert not await other.host_rejoin_valid("first", credential)
+    assert await other.host_rejoin_valid("first", newer)
+    # only the owner stores one
+    assert await other.issue_host_rejoin("second") is None
+    await owner.release("first")  # the room closed
+    assert not await other.host_rejoin_valid("first", newer)

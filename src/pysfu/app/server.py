@@ -320,6 +320,14 @@ def parse_args(
         "joins for its rooms are redirected there [PYSFU_NODE_URL]",
     )
     add(
+        "--node-ttl",
+        type=float,
+        default=float(env("PYSFU_NODE_TTL", "10")),
+        help="seconds a cluster node stays live without a heartbeat: a dead "
+        "node's rooms are re-homed after it, and can be for 3 times as long "
+        "[PYSFU_NODE_TTL]",
+    )
+    add(
         "--record-dir",
         default=env("PYSFU_RECORD_DIR"),
         metavar="DIR",
@@ -515,7 +523,9 @@ class SfuApp:
                     "--redis needs the cluster extra: pip install 'pysfu[cluster]'"
                 ) from exc
             assert self.sfu is not None  # parse_args refuses --workers with it
-            self.cluster = AppCluster(args.redis, args.node_url, self.sfu)
+            self.cluster = AppCluster(
+                args.redis, args.node_url, self.sfu, ttl=args.node_ttl
+            )
         self.signalling = WebSocketSignalling(
             self.admission,
             allowed_origins=args.allowed_origin or None,
@@ -532,6 +542,7 @@ class SfuApp:
                 web.get("/r/{slug}", self.page),
                 web.post("/api/rooms", self.create_room),
                 web.post("/api/rooms/{room}/join", self.join),
+                web.options("/api/rooms/{room}/join", self.join_preflight),
                 web.get("/api/rooms/{room}/recordings", self.list_recordings),
                 web.get("/api/rooms/{room}/recordings/{name}", self.download),
                 web.get("/ws/{participant_id}", self.websocket),
@@ -541,12 +552,18 @@ class SfuApp:
         if self.serves_metrics() and self.args.metrics_token:
             app.add_routes([web.get("/metrics", self.metrics_with_token)])
         app.on_startup.append(self.startup)
+        app.on_response_prepare.append(self.join_cors)
         app.on_shutdown.append(self.shutdown)
         return app
 
     async def startup(self, app: web.Application) -> None:
         if self.cluster is not None:
             await self.cluster.start()  # a Redis that does not answer stops us
+            # pages of any node may open this node's WebSocket (a page whose
+            # node died rejoins here with its old origin)
+            self.signalling.allowed_origins = self.cluster.allowed_origins(
+                self.args.allowed_origin
+            )
         if self.pool is not None:
             await self.pool.start()
             logger.info(
@@ -683,6 +700,7 @@ class SfuApp:
                 return error(exc.http_status, exc.code, str(exc))
         if self.cluster is not None:
             self.cluster.release_when_closed(room_id)
+            await self.cluster.remember(room_id, size)  # to re-home it elsewhere
         base = f"{public_scheme(request)}://{request.host}/r/{slug_path(room_id)}"
         logger.info("room %s created (max %d participants)", room_id, size)
         ticket = self.host_tickets.issue(room_id)
@@ -722,6 +740,8 @@ class SfuApp:
         try:
             if self.cluster is not None:
                 owner = await self.cluster.elsewhere(room_id)
+                if owner is None:
+                    owner = await self.rehome(room_id)
                 if owner is not None:
                     # 307 keeps the method and the body: fetch() and aiohttp
                     # follow it with the POST body, one more round trip
@@ -731,6 +751,10 @@ class SfuApp:
                     await self.ticket_unspent(bearer(request) or "")
                 ):
                     ticket, host_authorized = bearer(request), True
+                elif self.cluster is not None and (
+                    await self.cluster.host_rejoin_valid(room_id, bearer(request))
+                ):
+                    host_authorized = True  # the host of a room whose node died
                 else:
                     host_authorized = self.host_key_valid(request)
         except PysfuError as exc:  # node_fenced, cluster_unavailable, room_moved
@@ -754,6 +778,7 @@ class SfuApp:
         else:
             scheme = "wss" if public_scheme(request) == "https" else "ws"
             ws_base = f"{scheme}://{request.host}"
+        cluster_fields = await self.cluster_answer(grant.room_id, grant.role.value)
         recording: dict[str, Any] = {"available": self.recordings is not None}
         if self.recordings is not None and grant.role.value == "host":
             recording["token"] = self.recording_token(grant.room_id)
@@ -785,8 +810,64 @@ class SfuApp:
                 "signalling_token": grant.signalling_token,
                 # whether the host may record; the host's token lists them
                 "recording": recording,
+                **cluster_fields,
             }
         )
+
+    async def rehome(self, room_id: str) -> str | None:
+        """Re-create here a room whose node died (its record outlives it by
+        ``rejoin_within`` s): None once it is here (or if it is not
+        orphaned), else the URL of the node that re-homed it first."""
+        assert self.cluster is not None
+        size = await self.cluster.orphaned(room_id)
+        if size is None:
+            return None
+        winner = await self.cluster.adopt(room_id)
+        if winner is not None:
+            return winner
+        try:
+            await self.new_room(room_id, size)
+        except RoomExists:  # a concurrent join re-homed it here first
+            return None
+        except PysfuError:  # too_many_rooms: give it back to other nodes
+            await self.cluster.release(room_id)
+            raise
+        self.cluster.release_when_closed(room_id)
+        await self.cluster.remember(room_id, size)
+        return None
+
+    async def cluster_answer(self, room_id: str, role: str) -> dict[str, Any]:
+        """The join answer's cluster fields: the other nodes to rejoin
+        through if this one dies, and the host's rejoin credential."""
+        if self.cluster is None:
+            return {}
+        fields = self.cluster.answer_fields()
+        if role == "host":
+            fields["host_rejoin"] = await self.cluster.issue_host_rejoin(room_id)
+        return fields
+
+    async def join_preflight(self, request: web.Request) -> web.Response:
+        """CORS preflight of a join from a page of another cluster node (that
+        node died, the page rejoins here); refused for any other origin."""
+        if self.cluster is None:
+            return error(405, "method_not_allowed", "no cross-origin joins")
+        headers = self.cluster.cors_headers(request.headers.get("Origin"))
+        if not headers:
+            return error(403, "forbidden_origin", "this origin may not join here")
+        return web.Response(status=204, headers=headers)
+
+    async def join_cors(
+        self, request: web.Request, response: web.StreamResponse
+    ) -> None:
+        """Let a page of another cluster node read a join answer (any status)."""
+        if (
+            self.cluster is not None
+            and request.method == "POST"
+            and request.match_info.route.handler == self.join
+        ):
+            response.headers.update(
+                self.cluster.cors_headers(request.headers.get("Origin"))
+            )
 
     def recording_token(self, room_id: str) -> str:
         """A new bearer token that lists and downloads ``room_id``'s
