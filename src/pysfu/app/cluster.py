@@ -48,7 +48,7 @@ class ClusterTotals:
     participants: int = 0
 
 
-def origin_of(url: str) -> str:
+def _origin_of(url: str) -> str:
     """``scheme://host[:port]`` of a URL, as browsers send it in ``Origin``."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -108,7 +108,7 @@ class AppCluster:
         self.peer_urls: tuple[str, ...] = ()
         #: The origin of every node seen live since this one started (its
         #: own included): pages from there may join here cross-origin.
-        self.known_origins: frozenset[str] = frozenset({origin_of(self.node.url)})
+        self.known_origins: frozenset[str] = frozenset({_origin_of(self.node.url)})
 
     @property
     def url(self) -> str:
@@ -171,7 +171,7 @@ class AppCluster:
             self._totals_failing = False
             logger.info("cluster totals: Redis answers again")
         self.peer_urls = tuple(n.url for n in nodes if n.id != self.node.id)
-        self.known_origins |= {origin_of(n.url) for n in nodes}
+        self.known_origins |= {_origin_of(n.url) for n in nodes}
         self.totals = ClusterTotals(
             nodes=len(nodes),
             rooms=sum(n.rooms for n in nodes),
