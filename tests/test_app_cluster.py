@@ -344,21 +344,40 @@ async def test_a_killed_nodes_room_is_re_homed_with_its_host(
         )
         assert (status, body["error"]) == (401, "unauthorized")
 
+        # B answers the CORS preflight of a join from A's pages (they rejoin
+        # through B when A dies), and nobody else's
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        }
+        api_b = f"{b}/api/rooms/{room['room']}/join"
+        async with http.options(api_b, headers={"Origin": a, **preflight}) as response:
+            assert response.status == 204
+            assert response.headers["Access-Control-Allow-Origin"] == a
+            assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+        evil = "http://evil.test"
+        async with http.options(
+            api_b, headers={"Origin": evil, **preflight}
+        ) as response:
+            assert response.status == 403
+            assert "Access-Control-Allow-Origin" not in response.headers
+
         os.kill(a.process.pid, signal.SIGKILL)
         a.process.wait(timeout=LIVENESS)
 
         # through B: redirected to A (dead: refused) while A's key lives,
         # then B re-homes the room and admits the host
-        api_b = f"{b}/api/rooms/{room['room']}/join"
         host_again: dict[str, Any] = {}
         for _ in range(int(LIVENESS / 0.2)):
             async with http.post(
                 api_b,
                 json={"role": "host", "name": "host"},
-                headers={"Authorization": f"Bearer {credential}"},
+                # as A's page sends it: cross-origin, its answer readable there
+                headers={"Authorization": f"Bearer {credential}", "Origin": a},
                 allow_redirects=False,
             ) as response:
                 if response.status == 200:
+                    assert response.headers["Access-Control-Allow-Origin"] == a
                     host_again = await response.json()
                     break
                 assert response.status in (307, 503), await response.text()
