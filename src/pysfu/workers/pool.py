@@ -24,8 +24,6 @@ from typing import Any
 
 from typing_extensions import assert_never
 
-from ..answering import ClientOffer
-from ..backend import RoomSeats
 from ..config import SFUConfig
 from ..errors import (
     DuplicateParticipant,
@@ -42,6 +40,7 @@ from ..participant import Role
 from ..ports import Outbox
 from ..ratelimit import TokenBucket
 from ..room import EligibilityPolicy, everyone_else
+from ..rooms import JoinRequest, RoomOptions, RoomSeats, join_request
 from ..stats import SFUStats, Totals
 from .channel import FrameChannel
 from .codec import (
@@ -388,6 +387,7 @@ class WorkerPool:
         self._rooms: dict[str, WorkerProcess] = {}
         #: max_participants of every room, for :meth:`seats`
         self._room_sizes: dict[str, int] = {}
+        self._room_codecs: dict[str, tuple[str, ...] | None] = {}
         self._listeners: list[PoolListener] = []
         self._restarts: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -432,9 +432,15 @@ class WorkerPool:
         """Index of the worker holding a room; raises :class:`RoomNotFound`."""
         return self._worker_of(room_id).index
 
+    @property
+    def supports_client_offers(self) -> bool:
+        """Never: a WHIP/WHEP client's own offer needs an in-process SFU."""
+        return False
+
     async def create_room(
         self,
-        room_id: str | None = None,
+        room_id: RoomOptions | str | None = None,
+        /,
         *,
         max_participants: int = 1,
         eligibility: EligibilityPolicy = everyone_else,
@@ -444,10 +450,22 @@ class WorkerPool:
     ) -> str:
         """Create a room in the least loaded worker (or in ``worker``); its id.
 
-        Least loaded: fewest rooms, then fewest participants. ``eligibility``
-        must be picklable (a module-level function). Raises what
+        Takes :class:`~pysfu.rooms.RoomOptions` (as every
+        :class:`~pysfu.rooms.Rooms` does), or its fields as arguments. Least
+        loaded: fewest rooms, then fewest participants. ``eligibility`` must
+        be picklable (a module-level function); a ``data_filter`` is not
+        supported in workers (``ValueError``). Raises what
         :meth:`pysfu.SFU.create_room` raises, or :class:`WorkerFailed`.
         """
+        if isinstance(room_id, RoomOptions):
+            options = room_id
+            if options.data_filter is not None:
+                raise ValueError("a data_filter needs an in-process SFU")
+            room_id = options.room_id
+            max_participants = options.max_participants
+            eligibility = options.eligibility or everyone_else
+            close_when_host_leaves = options.close_when_host_leaves
+            video_codecs = options.video_codecs
         if room_id is None:
             room_id = secrets.token_urlsafe(12)
         if room_id in self._rooms:
@@ -467,6 +485,7 @@ class WorkerPool:
         # placed before the request: a second create of the same id must fail
         self._rooms[room_id] = target
         self._room_sizes[room_id] = max_participants
+        self._room_codecs[room_id] = video_codecs
         target.rooms.add(room_id)
         try:
             await target.request(request)
@@ -495,6 +514,7 @@ class WorkerPool:
     def _forget_room(self, room_id: str) -> None:
         worker = self._rooms.pop(room_id, None)
         self._room_sizes.pop(room_id, None)
+        self._room_codecs.pop(room_id, None)
         if worker is not None:
             worker.rooms.discard(room_id)
 
@@ -503,27 +523,30 @@ class WorkerPool:
 
     async def join(
         self,
-        room_id: str,
-        participant_id: str,
-        role: Role | str,
-        outbox: Outbox,
-        *,
-        name: str | None = None,
-        ice_username_fragment: str | None = None,
-        ice_password: str | None = None,
-        offer: ClientOffer | None = None,
+        request: JoinRequest | str,
+        participant_id: str | None = None,
+        role: Role | str | None = None,
+        outbox: Outbox | None = None,
+        /,
+        **details: Any,
     ) -> RemoteParticipant:
         """Join a room in its worker, as :meth:`pysfu.Room.join` does in-process.
 
-        ``outbox`` is called in this process with every message for the
-        client, starting with ``joined`` and the server's first offer. Raises
-        what ``Room.join`` raises (the same classes), :class:`RoomNotFound`,
-        or :class:`WorkerFailed`. A client's own ``offer`` (WHIP/WHEP) is not
-        supported in workers (``NotImplementedError``).
+        Takes a :class:`~pysfu.rooms.JoinRequest`, or its fields (``room_id,
+        participant_id, role, outbox``, then ``name`` and the ICE credentials
+        as keywords). The outbox is called in this process with every message
+        for the client, starting with ``joined`` and the server's first
+        offer. Raises what ``Room.join`` raises (the same classes),
+        :class:`RoomNotFound`, or :class:`WorkerFailed`. A client's own
+        ``offer`` (WHIP/WHEP) is not supported in workers
+        (``NotImplementedError``; see :attr:`supports_client_offers`).
         """
-        if offer is not None:
+        joining = join_request(request, participant_id, role, outbox, **details)
+        if joining.offer is not None:
             raise NotImplementedError("WHIP/WHEP offers need an in-process SFU")
-        role = Role(role)
+        room_id, participant_id = joining.room_id, joining.participant_id
+        role = Role(joining.role)
+        outbox = joining.outbox
         worker = self._worker_of(room_id)
         key = (room_id, participant_id)
         if key in worker.participants:
@@ -540,9 +563,9 @@ class WorkerPool:
                     room_id,
                     participant_id,
                     role.value,
-                    name=name,
-                    ice_username_fragment=ice_username_fragment,
-                    ice_password=ice_password,
+                    name=joining.name,
+                    ice_username_fragment=joining.ice_username_fragment,
+                    ice_password=joining.ice_password,
                 )
             )
         except BaseException:
@@ -557,7 +580,7 @@ class WorkerPool:
 
         Raises :class:`RoomNotFound`. With :meth:`join` and
         :meth:`leave_unless_connected` this makes the pool a
-        :class:`~pysfu.backend.RoomsBackend` for :class:`~pysfu.admission.Admission`.
+        :class:`~pysfu.rooms.Rooms` for :class:`~pysfu.admission.Admission`.
         """
         worker = self._worker_of(room_id)
         roles = [
@@ -570,6 +593,7 @@ class WorkerPool:
             max_participants=self._room_sizes[room_id],
             has_host=Role.HOST in roles,
             participants=roles.count(Role.PARTICIPANT),
+            video_codecs=self._room_codecs[room_id],
         )
 
     async def leave_unless_connected(
