@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +25,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import tomllib
 
 from pysfu import (
     SFU,
@@ -101,18 +103,17 @@ async def test_tutorial_room_with_aiortc_clients(
     async with run_example(TUTORIAL) as base:
         clients = []
         for code in (1, 2):
-            async with http.post(f"{base}/join") as response:
+            async with http.post(f"{base}/api/rooms/lobby/join") as response:
                 assert response.status == 200
                 grant = await response.json()
-            ws = await http.ws_connect(f"{base}/ws/{grant['participant_id']}")
-            client = WsClient(ws, grant["ice_password"])
+            assert grant["ws_url"].startswith("ws://127.0.0.1:")
+            ws = await http.ws_connect(grant["ws_url"])
+            client = WsClient(ws, grant["ice"]["password"])
             await client.hello(grant["signalling_token"])
             clients.append(peers(grant["participant_id"], code).attach(client))
-        async with http.post(f"{base}/join") as response:
-            assert (response.status, await response.json()) == (
-                409,
-                {"error": "room_full"},
-            )
+        async with http.post(f"{base}/api/rooms/lobby/join") as response:
+            assert response.status == 409
+            assert (await response.json())["error"] == "room_full"
         first, second = clients
         assert (await second.wait_video_from(first)).codes() == {1}
         assert (await first.wait_video_from(second)).codes() == {2}
@@ -120,7 +121,9 @@ async def test_tutorial_room_with_aiortc_clients(
         async with http.get(base) as page:
             assert '<video id="other"' in await page.text()
         async with http.get(f"{base}/room.js") as script:
-            assert "RTCPeerConnection" in await script.text()
+            assert 'from "/pysfu-client.js"' in await script.text()
+        async with http.get(f"{base}/pysfu-client.js") as client_module:
+            assert "export async function join" in await client_module.text()
 
 
 CHROMIUM_ARGS = [
@@ -179,7 +182,8 @@ async def test_tutorial_room_in_chromium() -> None:
             )
         finally:
             await browser.close()
-        assert len(errors) == 1 and "the room is full" in errors[0], errors
+        # the third tab's join() threw the server's refusal, uncaught
+        assert len(errors) == 1 and "full" in errors[0], errors
 
 
 # -- how-to: STUN, TURN and NAT ---------------------------------------------------
@@ -400,7 +404,9 @@ def test_every_include_resolves_to_a_tested_file() -> None:
         if section is not None:
             assert f"--8<-- [start:{section}]" in text, f"{where}: no section {section}"
             assert f"--8<-- [end:{section}]" in text, f"{where}: {section} never ends"
-    shown = {path for _, path, _ in found}
+    copied = {path for path, _, _ in COPIED.findall((DOCS / "tutorial.md").read_text())}
+    assert copied <= set(TESTED_FILES)
+    shown = {path for _, path, _ in found} | copied
     assert set(TESTED_FILES) <= shown, "TESTED_FILES lists a file no page shows"
 
 
@@ -420,6 +426,62 @@ def test_docs_build_strict(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "tutorial" / "index.html").exists()
+    # long signatures are broken over lines, one parameter each, not cut off
+    rooms = (tmp_path / "site" / "reference" / "rooms" / "index.html").read_text()
+    signatures = [
+        re.sub(r"<[^>]+>", "", html)
+        for html in re.findall(
+            r'<div class="doc-signature[^"]*">(.*?)</div>', rooms, re.S
+        )
+    ]
+    joins = [text for text in signatures if text.startswith("join(")]
+    assert joins and all("\n    participant_id: str,\n" in text for text in joins)
+
+
+COPIED = re.compile(
+    r"<!-- copied from ([^\s:]+)(?::(\w+))? -->\n```\w*\n(.*?)```", re.S
+)
+
+
+def file_part(path: str, section: str | None) -> str:
+    """A file's ``--8<--`` section, dedented, or the whole file without its
+    section markers: what a page that copies it must show."""
+    lines = (ROOT / path).read_text().splitlines()
+    if section is None:
+        return (
+            "\n".join(line for line in lines if "--8<-- [" not in line).strip() + "\n"
+        )
+    start = next(
+        i for i, line in enumerate(lines) if f"--8<-- [start:{section}]" in line
+    )
+    end = next(i for i, line in enumerate(lines) if f"--8<-- [end:{section}]" in line)
+    return textwrap.dedent("\n".join(lines[start + 1 : end])).strip("\n") + "\n"
+
+
+def test_tutorial_code_blocks_are_the_tested_files() -> None:
+    """The tutorial shows its code inline (readable on GitHub, where
+    ``--8<--`` includes are not expanded); each block is a copy of the part
+    of the example file its comment names, which the tests above run."""
+    page = (DOCS / "tutorial.md").read_text()
+    copies = COPIED.findall(page)
+    assert len(copies) == page.count("<!-- copied from ") >= 13
+    assert not any(INCLUDE.match(line) for line in page.splitlines())
+    for path, section, shown in copies:
+        where = f"{path}:{section}" if section else path
+        assert shown == file_part(path, section or None), (
+            f"tutorial.md: {where} differs"
+        )
+    whole = {path for path, section, _ in copies if not section}
+    assert whole == {f"examples/tutorial_room.{ext}" for ext in ("py", "html", "js")}
+
+
+def test_the_docs_extra_formats_signatures() -> None:
+    """mkdocstrings needs Ruff or Black to break long signatures over lines;
+    ``scripts/docs`` installs only the docs extra, so it must bring one."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    docs_extra = pyproject["project"]["optional-dependencies"]["docs"]
+    names = {re.split(r"[<>=\[ ]", requirement)[0] for requirement in docs_extra}
+    assert names & {"ruff", "black"}
 
 
 def test_readme_sample_is_the_tested_tutorial_code() -> None:
