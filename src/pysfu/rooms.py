@@ -16,8 +16,8 @@ is not, since :class:`~pysfu.admission.Admission` decides a seat at once
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from .answering import ClientOffer
 from .config import SFUConfig
@@ -110,21 +110,24 @@ def join_request(
     participant_id: str | None = None,
     role: Role | str | None = None,
     outbox: Outbox | None = None,
-    **details: Any,
+    *,
+    name: str | None = None,
+    ice_username_fragment: str | None = None,
+    ice_password: str | None = None,
+    offer: ClientOffer | None = None,
 ) -> JoinRequest:
     """A :class:`JoinRequest`, or one made of the older ``join(room_id,
     participant_id, role, outbox, *, name=..., ...)`` arguments (which
     :meth:`pysfu.SFU.join` and :meth:`pysfu.workers.WorkerPool.join` still
     take)."""
+    details = (name, ice_username_fragment, ice_password, offer)
     if isinstance(request, JoinRequest):
-        if participant_id is not None or role is not None or outbox is not None:
+        if any(x is not None for x in (participant_id, role, outbox, *details)):
             raise TypeError("a JoinRequest comes alone")
-        if details:
-            return replace(request, **details)
         return request
     if participant_id is None or role is None or outbox is None:
         raise TypeError("join(room_id, participant_id, role, outbox) needs all four")
-    return JoinRequest(request, participant_id, role, outbox, **details)
+    return JoinRequest(request, participant_id, role, outbox, *details)
 
 
 class Rooms(Protocol[P]):

@@ -7,9 +7,9 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any
 
 from ._aiortc import register_passthrough_codecs
+from .answering import ClientOffer
 from .config import SFUConfig
 from .datachannel import DataFilter
 from .errors import RoomExists, RoomNotFound, TooManyRooms
@@ -155,7 +155,11 @@ class SFU:
         participant_id: str | None = None,
         role: Role | str | None = None,
         outbox: Outbox | None = None,
-        **details: Any,
+        *,
+        name: str | None = None,
+        ice_username_fragment: str | None = None,
+        ice_password: str | None = None,
+        offer: ClientOffer | None = None,
     ) -> Participant:
         """:meth:`Room.join` on the request's room (or :class:`RoomNotFound`).
 
@@ -163,7 +167,16 @@ class SFU:
         :meth:`Room.join` after the room's id (``name``, the ICE credentials
         and ``offer`` as keywords).
         """
-        request = join_request(request, participant_id, role, outbox, **details)
+        request = join_request(
+            request,
+            participant_id,
+            role,
+            outbox,
+            name=name,
+            ice_username_fragment=ice_username_fragment,
+            ice_password=ice_password,
+            offer=offer,
+        )
         return await self.get_room(request.room_id).join(
             request.participant_id,
             request.role,

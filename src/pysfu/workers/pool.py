@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..answering import ClientOffer
 from ..config import SFUConfig
 from ..errors import (
     DuplicateParticipant,
@@ -227,7 +228,11 @@ class WorkerPool:
         role: Role | str | None = None,
         outbox: Outbox | None = None,
         /,
-        **details: Any,
+        *,
+        name: str | None = None,
+        ice_username_fragment: str | None = None,
+        ice_password: str | None = None,
+        offer: ClientOffer | None = None,
     ) -> RemoteParticipant:
         """Join a room in its worker, as :meth:`pysfu.Room.join` does in-process.
 
@@ -240,7 +245,16 @@ class WorkerPool:
         ``offer`` (WHIP/WHEP) is not supported in workers
         (``NotImplementedError``; see :attr:`supports_client_offers`).
         """
-        joining = join_request(request, participant_id, role, outbox, **details)
+        joining = join_request(
+            request,
+            participant_id,
+            role,
+            outbox,
+            name=name,
+            ice_username_fragment=ice_username_fragment,
+            ice_password=ice_password,
+            offer=offer,
+        )
         if joining.offer is not None:
             raise NotImplementedError("WHIP/WHEP offers need an in-process SFU")
         room_id, participant_id = joining.room_id, joining.participant_id
