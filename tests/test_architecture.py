@@ -31,9 +31,8 @@ PACKAGE = SRC / "pysfu"
 #: parent's privates (participant and datachannel into Room, answering into
 #: Participant). The fix is the ports and session classes of review
 #: refactors 2 and 3 (code-review-2026-12.md §9), which reshape
-#: participant.py and room.py and are out of this round's scope. (Room's calls
-#: into SFU, e.g. ``sfu._forget``, are module-internal while both classes
-#: share room.py; splitting out sfu.py will surface them here.)
+#: participant.py and room.py. (Room's calls into its SFU go through the
+#: public ``RoomRegistry`` port since SFU moved to sfu.py.)
 KNOWN_PRIVATE_ACCESS: set[tuple[str, str]] = {
     # the WHIP/WHEP answerer drives a Participant's transport by hand
     # (refactor 2: two session classes over a PeerTransport)
@@ -57,7 +56,6 @@ KNOWN_CYCLES: list[list[str]] = [
     # (refactors 2 and 3: ports instead of parents' concrete classes)
     [
         "pysfu.answering",
-        "pysfu.backend",
         "pysfu.datachannel",
         "pysfu.participant",
         "pysfu.room",

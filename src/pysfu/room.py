@@ -1,28 +1,29 @@
-"""Rooms and the registry that creates, finds and closes them."""
+"""Rooms: membership, eligibility, routing publications, events.
+
+The registry that creates, finds and closes them is :class:`pysfu.SFU`
+(:mod:`pysfu.sfu`), which a room knows as a :class:`RoomRegistry`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
-import secrets
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from ._aiortc import register_passthrough_codecs, validate_ice_credentials
+from ._aiortc import validate_ice_credentials
 from .answering import ClientOffer
-from .backend import RoomSeats
 from .config import SFUConfig
 from .datachannel import DataFilter, envelope, message_size
 from .errors import (
     DuplicateParticipant,
     HostTaken,
     RoomClosedError,
-    RoomExists,
     RoomFull,
-    RoomNotFound,
     SignallingError,
-    TooManyRooms,
 )
 from .events import (
     DataDroppedEvent,
@@ -46,14 +47,14 @@ from .messages import (
 from .participant import Participant, Role
 from .ports import Outbox
 from .speaker import SpeakerMonitor
-from .stats import RoomStats, SFUStats, SubscriptionStats, Totals
+from .stats import ParticipantStats, RoomStats, SubscriptionStats, Totals
 
 __all__ = [
-    "SFU",
     "EligibilityPolicy",
     "RecordingControl",
     "Room",
     "RoomListener",
+    "RoomRegistry",
     "everyone_else",
     "host_only",
 ]
@@ -68,6 +69,27 @@ RoomListener = Callable[[RoomEvent], None]
 #: Starts (``True``) or stops recording a room when its host asks (a
 #: :class:`~pysfu.messages.Record` message); see :attr:`Room.recording_control`.
 RecordingControl = Callable[["Room", bool], Awaitable[None]]
+
+
+class RoomRegistry(Protocol):
+    """What a :class:`Room` needs from the registry that made it: a
+    :class:`pysfu.SFU`, whose configuration it runs with and whose totals
+    keep what departed members did."""
+
+    @property
+    def config(self) -> SFUConfig: ...
+    @property
+    def retired(self) -> Totals:
+        """Counters of participants that left (see :meth:`pysfu.SFU.totals`)."""
+        ...
+
+    def record_departure(self, stats: ParticipantStats) -> None:
+        """Fold a departing member's counters into :attr:`retired`."""
+        ...
+
+    def room_closed(self, room: Room) -> None:
+        """``room`` has closed: forget it."""
+        ...
 
 
 def everyone_else(publisher: Participant, subscriber: Participant) -> bool:
@@ -93,7 +115,7 @@ class Room:
         self,
         room_id: str,
         *,
-        sfu: SFU,
+        sfu: RoomRegistry,
         max_participants: int = 1,
         eligibility: EligibilityPolicy = everyone_else,
         close_when_host_leaves: bool = True,
@@ -120,9 +142,6 @@ class Room:
         self._announcing: set[asyncio.Task[None]] = set()
         self.closed = False
         self._sfu = sfu
-        # when the room was last seen without members (or without its host,
-        # when it needs one); for SFU's idle expiry
-        self._vacant_since: float | None = None
         self._listeners: list[RoomListener] = []
         self._speakers = (
             SpeakerMonitor(self, sfu.config.speaker, emit=self._emit)
@@ -258,9 +277,7 @@ class Room:
             await self.close("host left")
 
     def _retire(self, participant: Participant) -> None:
-        totals = self._sfu.retired
-        totals.participants_left += 1
-        totals.add_participant(participant.stats())
+        self._sfu.record_departure(participant.stats())
 
     def _retire_subscription(self, downtrack: DownTrack) -> None:
         self._sfu.retired.add_subscription(SubscriptionStats.of(downtrack))
@@ -405,18 +422,7 @@ class Room:
             await participant.send(RoomClosed(reason))
         await asyncio.gather(*(p.close() for p in members), return_exceptions=True)
         self._emit(RoomClosedEvent(self.id, reason))
-        self._sfu._forget(self)
-
-    def _idle_for(self, now: float) -> float:
-        """Seconds this room has been without members (or without its host,
-        when it closes as its host leaves), as far as sweeps saw; 0 if not."""
-        vacant = not self.members or (self.close_when_host_leaves and not self.host)
-        if not vacant:
-            self._vacant_since = None
-            return 0.0
-        if self._vacant_since is None:
-            self._vacant_since = now
-        return now - self._vacant_since
+        self._sfu.room_closed(self)
 
     def record(self, directory: str | Path) -> RoomRecording:
         """Record every track of this room, now and later, under ``directory``.
@@ -475,152 +481,14 @@ class Room:
         return f"<Room {self.id} {len(self.members)} members>"
 
 
-class SFU:
-    """The registry of rooms: creates, finds and closes them.
-
-    One ``SFU`` per process is typical; its :class:`~pysfu.SFUConfig` applies
-    to every room.
-    """
-
-    def __init__(self, config: SFUConfig | None = None) -> None:
-        self.config = config or SFUConfig()
-        self.rooms: dict[str, Room] = {}
-        #: Counters of participants that left; see :meth:`totals`.
-        self.retired = Totals()
-        self._sweeper: asyncio.Task[None] | None = None
-        register_passthrough_codecs(self.config.passthrough_codecs)
-
-    def create_room(
-        self,
-        room_id: str | None = None,
-        *,
-        max_participants: int = 1,
-        eligibility: EligibilityPolicy = everyone_else,
-        close_when_host_leaves: bool = True,
-        video_codecs: tuple[str, ...] | None = None,
-        data_filter: DataFilter | None = None,
-    ) -> Room:
-        """Create a room. ``room_id`` defaults to a random URL-safe token.
-
-        ``video_codecs`` restricts and orders the codecs publishers may use
-        (e.g. ``("H264",)``), like Janus' ``videocodec`` room setting.
-        ``data_filter`` moderates data channel messages (:attr:`Room.data_filter`).
-        """
-        if room_id is not None and room_id in self.rooms:  # first: the truer answer
-            raise RoomExists(f"room {room_id} exists")
-        if len(self.rooms) >= self.config.limits.max_rooms:
-            raise TooManyRooms(f"this server holds {len(self.rooms)} rooms already")
-        if room_id is None:
-            room_id = secrets.token_urlsafe(12)
-        if room_id in self.rooms:
-            raise RoomExists(f"room {room_id} exists")
-        room = Room(
-            room_id,
-            sfu=self,
-            max_participants=max_participants,
-            eligibility=eligibility,
-            close_when_host_leaves=close_when_host_leaves,
-            video_codecs=video_codecs,
-            data_filter=data_filter,
+def __getattr__(name: str) -> object:
+    # SFU moved to pysfu.sfu, which imports this module: the old name is
+    # looked up when asked for, not imported (that would be a cycle)
+    if name == "SFU":
+        warnings.warn(
+            "pysfu.room.SFU moved: import pysfu.SFU (or pysfu.sfu.SFU)",
+            DeprecationWarning,
+            stacklevel=2,
         )
-        self.rooms[room_id] = room
-        self._start_sweeper()
-        return room
-
-    def _start_sweeper(self) -> None:
-        timeout = self.config.limits.room_idle_timeout
-        if timeout is None or (self._sweeper is not None and not self._sweeper.done()):
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop yet: the next create_room in one starts it
-            return
-        self._sweeper = loop.create_task(self._sweep_idle_rooms(timeout))
-
-    async def _sweep_idle_rooms(self, timeout: float) -> None:
-        """Close rooms idle for ``timeout`` seconds; ends when no room is left."""
-        loop = asyncio.get_running_loop()
-        interval = min(max(timeout / 4, 0.1), 5.0)
-        for room in self.rooms.values():
-            room._idle_for(loop.time())
-        while self.rooms:
-            await asyncio.sleep(interval)
-            for room in list(self.rooms.values()):
-                if room._idle_for(loop.time()) >= timeout and not room.closed:
-                    logger.info("room %s closed: idle for %.0f s", room.id, timeout)
-                    try:
-                        await room.close("idle")
-                    except Exception:  # the sweep goes on for the other rooms
-                        logger.exception("closing idle room %s failed", room.id)
-
-    def get_room(self, room_id: str) -> Room:
-        """The room with that id; raises :class:`RoomNotFound`."""
-        try:
-            return self.rooms[room_id]
-        except KeyError:
-            raise RoomNotFound(f"no room {room_id}") from None
-
-    async def close_room(self, room_id: str, reason: str = "closed") -> None:
-        await self.get_room(room_id).close(reason)
-
-    # the rooms backend of an Admission (see pysfu.backend)
-
-    def seats(self, room_id: str) -> RoomSeats:
-        """Who holds a room's seats; raises :class:`RoomNotFound`."""
-        room = self.get_room(room_id)
-        return RoomSeats(
-            room_id=room.id,
-            max_participants=room.max_participants,
-            has_host=room.host is not None,
-            participants=len(room.participants),
-        )
-
-    async def join(
-        self,
-        room_id: str,
-        participant_id: str,
-        role: Role | str,
-        outbox: Outbox,
-        *,
-        name: str | None = None,
-        ice_username_fragment: str | None = None,
-        ice_password: str | None = None,
-        offer: ClientOffer | None = None,
-    ) -> Participant:
-        """:meth:`Room.join` on the room with that id (or :class:`RoomNotFound`)."""
-        return await self.get_room(room_id).join(
-            participant_id,
-            role,
-            outbox,
-            ice_username_fragment=ice_username_fragment,
-            ice_password=ice_password,
-            name=name,
-            offer=offer,
-        )
-
-    async def leave_unless_connected(
-        self, room_id: str, participant_id: str, reason: str
-    ) -> bool:
-        """Remove a member whose connection is not established; whether it did."""
-        room = self.rooms.get(room_id)
-        member = room.members.get(participant_id) if room is not None else None
-        return member is not None and await member.leave_unless_connected(reason)
-
-    async def close(self) -> None:
-        """Close every room."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        for room in list(self.rooms.values()):
-            await room.close("server shutting down")
-
-    def stats(self) -> SFUStats:
-        """A snapshot of the counters of every room."""
-        return SFUStats.of(self)
-
-    def totals(self) -> Totals:
-        """Cumulative counters since the SFU started, departed participants included."""
-        return self.retired.plus_live(self.stats())
-
-    def _forget(self, room: Room) -> None:
-        if self.rooms.get(room.id) is room:
-            del self.rooms[room.id]
+        return importlib.import_module("pysfu.sfu").SFU
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .forwarding import DownTrack, Forwarder
     from .participant import Participant
-    from .room import SFU, Room
+    from .room import Room
 
 __all__ = [
     "DataChannelStats",
@@ -210,12 +210,19 @@ class RoomStats:
         )
 
 
+class _RoomsHolder(Protocol):
+    """A :class:`pysfu.SFU`, as :meth:`SFUStats.of` reads it."""
+
+    @property
+    def rooms(self) -> Mapping[str, Room]: ...
+
+
 @dataclass(frozen=True)
 class SFUStats:
     rooms: tuple[RoomStats, ...]
 
     @classmethod
-    def of(cls, sfu: SFU) -> SFUStats:
+    def of(cls, sfu: _RoomsHolder) -> SFUStats:
         return cls(rooms=tuple(RoomStats.of(r) for r in sfu.rooms.values()))
 
     @property

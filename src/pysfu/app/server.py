@@ -52,18 +52,19 @@ from pysfu import (
     LimitsConfig,
     PysfuError,
     RoomExists,
+    RoomOptions,
+    Rooms,
     SFUConfig,
 )
 from pysfu._aiortc import default_host_addresses
 from pysfu.admission import Admission, HostKeys, RedactSecrets
 from pysfu.app.recordings import AppRecordings
-from pysfu.participant import Participant
 from pysfu.ratelimit import ClientLimits
 
 try:
     import prometheus_client
 
-    from pysfu.metrics import PoolCollector, SFUCollector
+    from pysfu.metrics import RoomsCollector
 except ImportError:  # pragma: no cover - metrics are optional
     prometheus_client = None  # type: ignore[assignment]
 from pysfu.signalling.adapter import SessionParticipant
@@ -485,28 +486,23 @@ class SfuApp:
                 room_idle_timeout=args.room_idle_timeout,
             ),
         )
-        # rooms in this process, or in worker processes: one of the two
+        #: the in-process SFU, when the rooms are in this process: recordings
+        #: and the cluster work on its Room objects
         self.sfu: SFU | None = None
-        self.pool: WorkerPool | None = None
-        #: the admission into self.sfu's rooms, whose participants are local
-        self.local_admission: Admission[Participant] | None = None
-        self.admission: Admission[SessionParticipant]
         # --8<-- [start:rooms]
+        # rooms in worker processes (one per core) or in this process: the
+        # rest of the app is written once, against the Rooms API
+        self.rooms: Rooms[SessionParticipant]
         if args.workers:
-            self.pool = WorkerPool(args.workers, config)  # started on app startup
-            self.admission = Admission(
-                self.pool,
-                credential_ttl=args.credential_ttl,
-                pending_hold=args.pending_hold,
-            )
+            self.rooms = WorkerPool(args.workers, config)  # started on app startup
         else:
             self.sfu = SFU(config)
-            self.local_admission = Admission(
-                self.sfu,
-                credential_ttl=args.credential_ttl,
-                pending_hold=args.pending_hold,
-            )
-            self.admission = self.local_admission
+            self.rooms = self.sfu.as_rooms()
+        self.admission = Admission(
+            self.rooms,
+            credential_ttl=args.credential_ttl,
+            pending_hold=args.pending_hold,
+        )
         #: the hosts' recordings (--record-dir), if allowed
         self.recordings = (
             AppRecordings(args.record_dir) if args.record_dir is not None else None
@@ -564,10 +560,10 @@ class SfuApp:
             self.signalling.allowed_origins = self.cluster.allowed_origins(
                 self.args.allowed_origin
             )
-        if self.pool is not None:
-            await self.pool.start()
+        await self.rooms.start()
+        if isinstance(self.rooms, WorkerPool):
             logger.info(
-                "rooms go to %d workers (pids %s)", self.args.workers, self.pool.pids
+                "rooms go to %d workers (pids %s)", self.args.workers, self.rooms.pids
             )
 
     def serves_metrics(self) -> bool:
@@ -577,12 +573,8 @@ class SfuApp:
             return False
         if not hasattr(self, "registry"):
             self.registry = prometheus_client.CollectorRegistry()
-            if self.pool is not None:
-                self.pool_collector = PoolCollector(self.pool)
-                self.registry.register(self.pool_collector)
-            else:
-                assert self.sfu is not None
-                self.registry.register(SFUCollector(self.sfu))
+            self.collector = RoomsCollector(self.rooms)
+            self.registry.register(self.collector)
             if self.cluster is not None:
                 self.register_cluster_gauges(self.cluster)
         return True
@@ -636,8 +628,7 @@ class SfuApp:
         return await self.metrics(request)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        if self.pool is not None:
-            await self.pool_collector.refresh()
+        await self.collector.refresh()
         body = prometheus_client.generate_latest(self.registry)
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
@@ -715,13 +706,13 @@ class SfuApp:
         )
 
     async def new_room(self, room_id: str, size: int) -> str:
-        if self.pool is not None:
-            return await self.pool.create_room(room_id, max_participants=size)
-        assert self.sfu is not None
-        room = self.sfu.create_room(room_id, max_participants=size)
+        room_id = await self.rooms.create_room(
+            RoomOptions(room_id, max_participants=size)
+        )
         if self.recordings is not None:
-            self.recordings.attach(room)
-        return room.id
+            assert self.sfu is not None  # parse_args refuses --workers with it
+            self.recordings.attach(self.sfu.get_room(room_id))
+        return room_id
 
     async def join(self, request: web.Request) -> web.Response:
         try:
@@ -958,10 +949,9 @@ class SfuApp:
     async def shutdown(self, app: web.Application) -> None:
         if self.cluster is not None:
             await self.cluster.close()  # its rooms are free for other nodes
-        if self.pool is not None:
-            await self.pool.close()  # every room closed, every worker reaped
-        if self.sfu is not None:
-            await self.sfu.close()  # a recording room is stopped and converted
+        # every room closed (a recording one stopped and converted), every
+        # worker process reaped
+        await self.rooms.close()
         if self.recordings is not None:
             await self.recordings.drain()
 
