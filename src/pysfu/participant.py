@@ -6,15 +6,10 @@ import asyncio
 import contextlib
 import enum
 import logging
-import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiortc import (
-    RTCBundlePolicy,
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
     RTCRtpSender,
     RTCRtpTransceiver,
 )
@@ -22,7 +17,6 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from . import _aiortc as rtc
-from ._slots import sleep_slotted
 from .answering import Answerer, ClientOffer
 from .config import SFUConfig
 from .datachannel import CHANNEL_LABEL, DataChannel
@@ -43,6 +37,7 @@ from .messages import (
     VideoQuality,
 )
 from .negotiation import Negotiator
+from .peer.transport import PeerTransport
 from .ports import Outbox
 from .ratelimit import TokenBucket
 from .stats import ParticipantStats
@@ -114,28 +109,19 @@ class Participant:
             config.limits.messages_per_second, config.limits.message_burst
         )
         self._outbox = outbox
-        self._ice_username_fragment = ice_username_fragment
-        self._ice_password = ice_password
         self._video_codecs = video_codecs
-        self.pc = RTCPeerConnection(
-            RTCConfiguration(
-                iceServers=[
-                    RTCIceServer(
-                        urls=s.urls, username=s.username, credential=s.credential
-                    )
-                    for s in config.ice.servers
-                ],
-                bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
-            )
+        #: The server's end of the peer connection.
+        self.transport = PeerTransport(
+            config,
+            ice_username_fragment=ice_username_fragment,
+            ice_password=ice_password,
         )
+        self.pc = self.transport.pc
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.negotiator = Negotiator(self.pc, self._send_offer)
         #: The relayed data channel (``SFUConfig.data_channels``), once started.
         self.data: DataChannel | None = None
-        self._tap: rtc.RtpTap | None = None
-        self._output: rtc.RtpOutput | None = None
-        self._sender_hooks: dict[int, rtc.SenderHooks] = {}
         # where the last stream of an idle sender stopped, for the next one
         self._stream_positions: dict[int, StreamPosition] = {}
         self._idle_transceivers: list[RTCRtpTransceiver] = []
@@ -146,7 +132,6 @@ class Participant:
         self._warned_declined = False
         self._media_watch: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._watch_media_once_connected)
-        self._rtcp_task: asyncio.Task[None] | None = None
         self._leave_task: asyncio.Task[None] | None = None
         self._closed_event = asyncio.Event()
         #: Set for a session fixed by the client's offer (WHIP/WHEP): it
@@ -168,7 +153,7 @@ class Participant:
         (:meth:`~pysfu.answering.Answerer.start`; the answer
         is then in ``answerer.answer``).
         """
-        self._rtcp_task = asyncio.get_running_loop().create_task(self._run_rtcp())
+        self.transport.start_reports(self._send_reports, self.id)
         if self.answerer is not None:
             await self.answerer.start()
             return
@@ -209,25 +194,7 @@ class Participant:
             transceiver.setCodecPreferences(_capabilities("video", self._video_codecs))
 
     def _ensure_transport(self) -> rtc.RtpOutput:
-        """Set up the tap and output once the connection has a transport
-        (its first transceiver or data channel)."""
-        if self._output is None:
-            ice = self.config.ice
-            rtc.configure_ice(
-                self.pc,
-                username_fragment=self._ice_username_fragment,
-                password=self._ice_password,
-                host_addresses=ice.host_addresses,
-                announced_address=ice.announced_address,
-                lite=ice.lite,
-                port_range=ice.port_range,
-                shared_port=ice.shared_port,
-            )
-            rtc.set_consent_timing(self.pc, ice.consent_interval, ice.consent_failures)
-            transport = rtc.bundle_transport_of(self.pc)
-            self._tap = rtc.RtpTap(transport)
-            self._output = rtc.RtpOutput(transport)
-        return self._output
+        return self.transport.start()
 
     async def leave(self, reason: str = "left") -> None:
         """Leave the room: unpublish, unsubscribe, close the connection."""
@@ -254,10 +221,7 @@ class Participant:
         self.negotiator.close()
         if self._media_watch is not None:
             self._media_watch.cancel()
-        if self._rtcp_task is not None:
-            self._rtcp_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._rtcp_task
+        await self.transport.stop_reports()
         for subscription in self.subscriptions.values():
             subscription.downtrack.close()
         self.subscriptions.clear()
@@ -266,14 +230,7 @@ class Participant:
         self.publications.clear()
         if self.data is not None:
             self.data.close()
-        # aiortc may hold the peer connection a little longer in its closing
-        # tasks; the hooks must not keep this participant alive meanwhile.
-        for hooks in self._sender_hooks.values():
-            hooks.on_parameters = None
-            hooks.on_rtcp = None
-        if self._tap is not None:
-            self._tap.detach_all()
-        await self.pc.close()
+        await self.transport.close()  # unplugs the hooks first
         self._closed_event.set()
 
     async def wait_closed(self) -> None:
@@ -433,16 +390,7 @@ class Participant:
         """Incoming RTP/RTCP that could not be decrypted, parsed or routed
         (forged, replayed or oversized SRTP included), and datagrams to its
         ICE port that were dropped before aioice queued them."""
-        tap = self._tap
-        if tap is None:
-            return 0
-        return (
-            tap.parse_errors
-            + tap.unrouted
-            + tap.rtcp_errors
-            + tap.srtp_errors
-            + sum(tap.datagrams_dropped.values())
-        )
+        return self.transport.malformed_packets
 
     def stats(self) -> ParticipantStats:
         """A snapshot of this participant's counters."""
@@ -513,7 +461,7 @@ class Participant:
         kind = transceiver.kind
         same_kind = sum(1 for f in self.publications.values() if f.kind == kind)
         track_id = f"{self.id}/{kind}" + (f"-{same_kind + 1}" if same_kind else "")
-        output = self._ensure_transport()
+        output = self.transport.start()
         forwarder = Forwarder(
             track_id=track_id,
             kind=kind,
@@ -534,9 +482,9 @@ class Participant:
                 self.publications[track_id] = forwarder
                 self.room._publish(self, forwarder)
 
-        rtc.take_over_receiver(transceiver.receiver, on_parameters, forwarder.on_rtcp)
-        assert self._tap is not None
-        self._tap.attach(transceiver.receiver, forwarder.on_rtp)
+        self.transport.attach_receiver(
+            transceiver.receiver, on_parameters, forwarder.on_rtcp, forwarder.on_rtp
+        )
 
     # ------------------------------------------------------------------
     # subscribing
@@ -649,16 +597,10 @@ class Participant:
         return self._add_transceiver(kind, "sendonly")
 
     def _add_transceiver(self, kind: str, direction: str) -> RTCRtpTransceiver:
-        """Every transceiver pysfu adds: its receiver, never run, is slimmed."""
-        transceiver = self.pc.addTransceiver(kind, direction=direction)
-        rtc.slim_receiver(transceiver.receiver)
-        return transceiver
+        return self.transport.add_transceiver(kind, direction)
 
     def _sender_hooks_for(self, sender: RTCRtpSender) -> rtc.SenderHooks:
-        hooks = self._sender_hooks.get(id(sender))
-        if hooks is None:
-            hooks = self._sender_hooks[id(sender)] = rtc.take_over_sender(sender)
-        return hooks
+        return self.transport.sender_hooks(sender)
 
     def _configure_downtrack(
         self, downtrack: DownTrack, transceiver: RTCRtpTransceiver, _parameters: Any
@@ -691,23 +633,7 @@ class Participant:
     # ------------------------------------------------------------------
     # RTCP: receiver reports to the publisher, sender reports to the subscriber
 
-    async def _run_rtcp(self) -> None:
-        interval = self.config.forwarding.rtcp_interval
-        while True:
-            # randomized as RFC 3550 asks, on the grid all participants share
-            await sleep_slotted(interval * (0.5 + random.random()))
-            try:
-                self._send_reports()
-            except Exception:
-                logger.exception("RTCP reports for %s failed", self.id)
-
-    def _send_reports(self) -> None:
-        # Synchronous on purpose: a loop variable held across an await in
-        # _run_rtcp would keep the last subscription (and through it a peer
-        # that already left) alive until the next report.
-        output = self._output
-        if output is None or not output.connected:
-            return
+    def _send_reports(self, output: rtc.RtpOutput) -> None:
         for forwarder in self.publications.values():
             reports = forwarder.receiver_reports()
             if reports:
