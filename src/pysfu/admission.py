@@ -54,8 +54,7 @@ from .errors import (
     TooManyPending,
     Unauthorized,
 )
-from .participant import Role
-from .ports import Outbox
+from .ports import Outbox, Role
 
 logger = logging.getLogger(__name__)
 

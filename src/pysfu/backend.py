@@ -14,8 +14,7 @@ from typing import Protocol, TypeVar
 
 from .answering import ClientOffer
 from .config import SFUConfig
-from .participant import Role
-from .ports import Outbox, SessionParticipant
+from .ports import Outbox, Role, SessionParticipant
 
 __all__ = [
     "RoomSeats",
