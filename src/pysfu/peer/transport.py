@@ -54,8 +54,12 @@ class PeerTransport:
         *,
         ice_username_fragment: str | None = None,
         ice_password: str | None = None,
+        direct_receive: bool = True,
     ) -> None:
+        """``direct_receive=False`` leaves incoming SRTP to aiortc's receive
+        queue (see :class:`~pysfu._aiortc.RtpTap`); only for comparisons."""
         self._config = config
+        self._direct_receive = direct_receive
         self._ice_username_fragment = ice_username_fragment
         self._ice_password = ice_password
         #: The peer connection (for the session's SDP work).
@@ -108,7 +112,7 @@ class PeerTransport:
             )
             rtc.set_consent_timing(self.pc, ice.consent_interval, ice.consent_failures)
             transport = rtc.bundle_transport_of(self.pc)
-            self.tap = rtc.RtpTap(transport)
+            self.tap = rtc.RtpTap(transport, direct=self._direct_receive)
             self.output = rtc.RtpOutput(transport)
         return self.output
 
