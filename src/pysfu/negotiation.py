@@ -1,6 +1,8 @@
 """Server-driven SDP negotiation: moved to :mod:`pysfu.peer.offering`.
 
-Kept so that code importing ``pysfu.negotiation`` keeps working.
+Kept so that code importing ``pysfu.negotiation`` keeps working. The
+``offers_without_candidates`` counter can be read here, but it lives in (and
+is reset through) :mod:`pysfu.peer.offering`.
 """
 
 from __future__ import annotations
