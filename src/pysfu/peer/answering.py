@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -122,8 +123,13 @@ class AnsweringSession:
         #: The SDP answer, once :meth:`start` returned.
         self.answer: str | None = None
         self.slots: list[Slot] = []
-        #: Tracks the participant may receive, in the order they appeared.
-        self._sources: dict[str, Forwarder] = {}
+        # Tracks the participant may receive, in the order they appeared.
+        # Weak: a track that ends while feeding no slot is never announced
+        # here (its forwarder tells only its downtracks), and must not keep
+        # its departed publisher's transport alive.
+        self._sources: weakref.WeakValueDictionary[str, Forwarder] = (
+            weakref.WeakValueDictionary()
+        )
         subscriptions.on_source_closed = self.remove_source
 
     @property
@@ -214,9 +220,9 @@ class AnsweringSession:
 
     def _ranked(self, kind: str) -> list[Forwarder]:
         # forget tracks that ended while feeding no slot
-        for track_id in [t for t, f in self._sources.items() if f.closed]:
+        for track_id in [t for t, f in list(self._sources.items()) if f.closed]:
             del self._sources[track_id]
-        candidates = [f for f in self._sources.values() if f.kind == kind]
+        candidates = [f for f in list(self._sources.values()) if f.kind == kind]
         host_id = self._host_id()
         # stable sort: the host's tracks first, the rest in order of appearance
         return sorted(candidates, key=lambda f: f.publisher_id != host_id)
