@@ -1,10 +1,11 @@
 """In-process micro-benchmark of pysfu's forwarding hot path.
 
 One publisher link and up to 32 subscriber links are real aiortc peer
-connections over 127.0.0.1 (ICE, DTLS, SRTP), taken over with pysfu's seam as
-``Participant`` does: the SFU side of the publisher link has an ``RtpTap``
-feeding a real ``Forwarder``; every subscriber link has a ``DownTrack`` writing
-through a real ``RtpOutput``. Pre-encrypted VP8-shaped RTP packets are handed
+connections over 127.0.0.1 (ICE, DTLS, SRTP), wired as ``Participant`` wires
+them: the SFU side of every link is a ``PeerTransport``; the publisher's tap
+feeds a real ``Forwarder``, and each subscriber's ``Subscriptions`` gives it a
+``DownTrack`` (configured from the negotiated parameters) writing through the
+transport's ``RtpOutput``. Pre-encrypted VP8-shaped RTP packets are handed
 to the SFU's UDP protocol (``datagram_received``), one per event-loop
 iteration, as the kernel would deliver them, so everything from aioice's
 datagram handler to the subscribers' ``sendto`` runs as in a server. The
@@ -53,21 +54,22 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
+from pysfu import IceConfig, SFUConfig
 from pysfu._aiortc import (
-    RtpOutput,
     RtpTap,
+    announced_ssrcs,
     configure_ice,
     datagram_endpoint,
     dtls_transport_of,
-    negotiated_codecs,
     negotiated_header_extensions,
     protect_rtp,
+    rtcp_ssrc_of,
     sender_ssrc_of,
     take_over_receiver,
     take_over_sender,
 )
 from pysfu.forwarding import CodecInfo, DownTrack, Forwarder
-from pysfu.forwarding.packet import extension_id_table
+from pysfu.peer import PeerTransport, Subscriptions
 from pysfu.recording import RecordingWriter, TrackRecorder
 
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -80,11 +82,15 @@ async def _noop_rtcp(_packet: Any) -> None:
     return None
 
 
+#: The SFU side's settings: loopback only, everything else as by default.
+CONFIG = SFUConfig(ice=IceConfig(host_addresses=("127.0.0.1",)))
+
+
 @dataclass
 class Link:
     """One connected pair: the SFU's side and the client's side."""
 
-    sfu: RTCPeerConnection
+    sfu: PeerTransport
     client: RTCPeerConnection
     sfu_transceiver: RTCRtpTransceiver
     client_transceiver: RTCRtpTransceiver
@@ -94,21 +100,20 @@ class Link:
         await self.sfu.close()
 
 
-async def connect(sfu_receives: bool, on_client_rtp: Callable[..., None]) -> Link:
-    """Connect an SFU-side and a client-side peer connection over 127.0.0.1.
+async def connect(
+    sfu: PeerTransport, sfu_t: RTCRtpTransceiver, on_client_rtp: Callable[..., None]
+) -> Link:
+    """Connect the SFU's transport, offering ``sfu_t`` (already wired), to a
+    client-side peer connection over 127.0.0.1.
 
-    Neither side runs aiortc's encoders, decoders or RTP tasks: senders and
-    receivers are taken over with pysfu's seam."""
-    sfu, client = RTCPeerConnection(), RTCPeerConnection()
-    direction = "recvonly" if sfu_receives else "sendonly"
-    sfu_t = sfu.addTransceiver("video", direction=direction)
-    if sfu_receives:
-        take_over_receiver(sfu_t.receiver, lambda _p: None, _noop_rtcp)
-    else:
-        take_over_sender(sfu_t.sender)
-    configure_ice(sfu, host_addresses=["127.0.0.1"])
-    await sfu.setLocalDescription(await sfu.createOffer())
-    await client.setRemoteDescription(sfu.localDescription)
+    The client runs no aiortc encoders, decoders or RTP tasks either: its
+    sender or receiver is taken over with pysfu's seam."""
+    sfu_receives = sfu_t.direction == "recvonly"
+    client = RTCPeerConnection()
+    sfu.start()
+    pc = sfu.pc
+    await pc.setLocalDescription(await pc.createOffer())
+    await client.setRemoteDescription(pc.localDescription)
     client_t = client.getTransceivers()[0]
     if sfu_receives:
         client_t.direction = "sendonly"
@@ -119,9 +124,9 @@ async def connect(sfu_receives: bool, on_client_rtp: Callable[..., None]) -> Lin
         tap.attach(client_t.receiver, on_client_rtp)
     configure_ice(client, host_addresses=["127.0.0.1"])
     await client.setLocalDescription(await client.createAnswer())
-    await sfu.setRemoteDescription(client.localDescription)
+    await pc.setRemoteDescription(client.localDescription)
     for _ in range(400):
-        if sfu.connectionState == "connected" == client.connectionState:
+        if pc.connectionState == "connected" == client.connectionState:
             break
         await asyncio.sleep(0.05)
     else:
@@ -211,60 +216,54 @@ class Bench:
         self.received += 1
 
     async def setup(self) -> None:
-        self.publisher = await connect(True, self._count)
-        self.links.append(self.publisher)
-        sfu_dtls = dtls_transport_of(self.publisher.sfu_transceiver)
-        self.pub_dtls = dtls_transport_of(self.publisher.client_transceiver)
-        self.ext_ids = {
-            e.uri: e.id
-            for e in negotiated_header_extensions(self.publisher.sfu_transceiver)
-        }
-        self.ssrc = sender_ssrc_of(self.publisher.client_transceiver.sender)
-        self.forwarder = Forwarder(
+        # the publisher's link, as Participant._on_track wires a published track
+        sfu = PeerTransport(CONFIG, direct_receive=self.direct)
+        sfu_t = sfu.add_transceiver("video", "recvonly")
+        forwarder = self.forwarder = Forwarder(
             track_id="pub/video",
             kind="video",
             publisher_id="pub",
-            upstream=RtpOutput(sfu_dtls),
-            rtcp_ssrc=sender_ssrc_of(self.publisher.sfu_transceiver.sender),
+            upstream=sfu.start(),
+            rtcp_ssrc=rtcp_ssrc_of(sfu_t),
+            config=CONFIG.forwarding,
         )
-        codecs = [
-            CodecInfo.from_aiortc(c)
-            for c in negotiated_codecs(self.publisher.sfu_transceiver)
-        ]
-        self.vp8 = next(c for c in codecs if c.name == "vp8")
-        rtx = [c for c in codecs if c.rtx_for == self.vp8.payload_type]
-        self.forwarder.set_codecs(
-            [self.vp8, *rtx],
-            self.ext_ids,
-            ssrcs={self.ssrc},
+
+        def on_parameters(parameters: Any) -> None:
+            forwarder.set_codecs(
+                [CodecInfo.from_aiortc(c) for c in parameters.codecs],
+                {e.uri: e.id for e in parameters.headerExtensions},
+                ssrcs=announced_ssrcs(parameters),
+            )
+
+        sfu.attach_receiver(
+            sfu_t.receiver, on_parameters, forwarder.on_rtcp, forwarder.on_rtp
         )
-        tap = RtpTap(sfu_dtls, direct=self.direct)
-        tap.attach(self.publisher.sfu_transceiver.receiver, self.forwarder.on_rtp)
-        self.tap = tap
+        self.publisher = await connect(sfu, sfu_t, self._count)
+        self.links.append(self.publisher)
+        sfu_dtls = dtls_transport_of(sfu_t)
+        self.pub_dtls = dtls_transport_of(self.publisher.client_transceiver)
+        self.ext_ids = {e.uri: e.id for e in negotiated_header_extensions(sfu_t)}
+        self.ssrc = sender_ssrc_of(self.publisher.client_transceiver.sender)
+        self.vp8 = next(c for c in forwarder.codecs.values() if c.name == "vp8")
+        assert sfu.tap is not None
+        self.tap = sfu.tap
         endpoint = datagram_endpoint(sfu_dtls)
         assert endpoint is not None
         _, self.sfu_protocol, self.pub_addr = endpoint
         self.client_sockets: list[asyncio.DatagramTransport] = []
         self.downtracks: list[DownTrack] = []
         for i in range(self.max_subscribers):
-            link = await connect(False, self._count)
+            # a subscriber's link, as an offering session subscribes: the
+            # downtrack is configured from the negotiated parameters
+            transport = PeerTransport(CONFIG)
+            subscriptions = Subscriptions(
+                transport, CONFIG, f"sub{i}", retire=lambda _d: None
+            )
+            transceiver = subscriptions.take_transceiver("video")
+            subscription = subscriptions.attach(forwarder, transceiver)
+            link = await connect(transport, transceiver, self._count)
             self.links.append(link)
-            dtls = dtls_transport_of(link.sfu_transceiver)
-            downtrack = DownTrack(
-                self.forwarder,
-                RtpOutput(dtls),
-                sender_ssrc_of(link.sfu_transceiver.sender),
-                subscriber_id=f"sub{i}",
-            )
-            sub_ext = {
-                e.uri: e.id for e in negotiated_header_extensions(link.sfu_transceiver)
-            }
-            downtrack.configure(
-                {self.vp8.payload_type: self.vp8.payload_type},
-                extension_id_table(self.ext_ids, sub_ext, {ABS_SEND_TIME}),
-                90000,
-            )
-            self.downtracks.append(downtrack)
+            self.downtracks.append(subscription.downtrack)
             client_end = datagram_endpoint(dtls_transport_of(link.client_transceiver))
             assert client_end is not None
             udp = client_end[0]

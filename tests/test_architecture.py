@@ -27,41 +27,14 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "pysfu"
 
-#: (module, "expression._name") pairs known today: children calling their
-#: parent's privates (participant and datachannel into Room, answering into
-#: Participant). The fix is the ports and session classes of review
-#: refactors 2 and 3 (code-review-2026-12.md §9), which reshape
-#: participant.py and room.py. (Room's calls into its SFU go through the
-#: public ``RoomRegistry`` port since SFU moved to sfu.py.)
-KNOWN_PRIVATE_ACCESS: set[tuple[str, str]] = {
-    # the WHIP/WHEP answerer drives a Participant's transport by hand
-    # (refactor 2: two session classes over a PeerTransport)
-    ("pysfu.answering", "participant._add_transceiver"),
-    ("pysfu.answering", "participant._configure_downtrack"),
-    ("pysfu.answering", "participant._ensure_transport"),
-    ("pysfu.answering", "participant._forward"),
-    ("pysfu.answering", "participant._sender_hooks_for"),
-    ("pysfu.answering", "self.participant._configure_downtrack"),
-    ("pysfu.answering", "self.participant._stop_forwarding"),
-    # members of a room calling the room (refactor 3: a RoomPort)
-    ("pysfu.datachannel", "participant.room._emit"),
-    ("pysfu.datachannel", "participant.room._relay_data"),
-    ("pysfu.participant", "self.room._publish"),
-    ("pysfu.participant", "self.room._retire_subscription"),
-}
+#: (module, "expression._name") pairs known today. Empty since review
+#: refactors 2 and 3 (code-review-2026-12.md §9): the WHIP/WHEP session calls
+#: PeerTransport and Subscriptions, and a room's members call its RoomPort.
+#: Room calls its SFU through the public ``RoomRegistry`` port (sfu.py).
+KNOWN_PRIVATE_ACCESS: set[tuple[str, str]] = set()
 
 #: Import cycles known today, each as the sorted list of its modules.
 KNOWN_CYCLES: list[list[str]] = [
-    # Participant <-> Room <-> its helpers, mostly through type-only imports
-    # (refactors 2 and 3: ports instead of parents' concrete classes)
-    [
-        "pysfu.answering",
-        "pysfu.datachannel",
-        "pysfu.participant",
-        "pysfu.room",
-        "pysfu.speaker",
-        "pysfu.stats",
-    ],
     # a Forwarder makes DownTracks, which hold their Forwarder (refactor 5:
     # Source/Subscriber Protocols in forwarding/ports.py)
     ["pysfu.forwarding.downtrack", "pysfu.forwarding.forwarder"],

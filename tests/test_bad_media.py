@@ -11,8 +11,8 @@ rewritten on their way out. Packets carrying the publisher's real SSRC can
 only be made that way: libsrtp's replay protection refuses to encrypt a
 sequence number of that SSRC twice.
 
-The counters read here are partly private (``Participant._tap``); that is fine
-in tests.
+The counters read here are partly internal (``Participant.transport.tap``);
+that is fine in tests.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class Media:
 
     def dropped(self) -> int:
         """Every packet of the publisher the server counted as dropped."""
-        tap = self.publisher._tap
+        tap = self.publisher.transport.tap
         assert tap is not None
         total = tap.parse_errors + tap.unrouted + tap.sink_errors
         for forwarder in self.publisher.publications.values():
@@ -260,7 +260,7 @@ async def test_unknown_payload_types_are_dropped_and_counted(media: Media) -> No
 
 
 async def test_invalid_padding_is_a_counted_parse_error(media: Media) -> None:
-    tap = media.publisher._tap
+    tap = media.publisher.transport.tap
     assert tap is not None
     before = tap.parse_errors
     vp8, ssrc = media.payload_type("vp8"), fresh_ssrc()
@@ -275,7 +275,7 @@ async def test_invalid_padding_is_a_counted_parse_error(media: Media) -> None:
 
 
 async def test_malformed_header_extension_elements_are_counted(media: Media) -> None:
-    tap = media.publisher._tap
+    tap = media.publisher.transport.tap
     assert tap is not None
     before = tap.parse_errors
     ssrc = fresh_ssrc()
@@ -373,7 +373,7 @@ async def test_garbage_payloads_in_the_real_stream_do_not_break_forwarding(
     await eventually(lambda: media.video.stats.packets_received >= received + 30)
     await media.ask_keyframe_as_subscriber()
     await media.keeps_decoding()
-    tap = media.publisher._tap
+    tap = media.publisher.transport.tap
     assert tap is not None and tap.sink_errors == 0
     assert all(d.stats.errors == 0 for d in media.video.downtracks)
     media.assert_intact()
@@ -491,7 +491,7 @@ async def test_malformed_and_hostile_rtcp_does_not_break_anything(
 
 
 async def test_a_remb_with_missing_ssrcs_is_ignored(media: Media) -> None:
-    tap = media.publisher._tap
+    tap = media.publisher.transport.tap
     assert tap is not None
     before = tap.rtcp_errors
     remb = b"REMB" + bytes([5, 0x10, 0, 0])  # five SSRCs announced, none there

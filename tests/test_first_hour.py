@@ -16,8 +16,8 @@ from pysfu import (
     RoomExists,
     SFUConfig,
     TooManyRooms,
-    negotiation,
 )
+from pysfu.peer import offering
 
 from .helpers import eventually, ice_sockets
 from .peers import PeerFactory
@@ -98,7 +98,7 @@ async def test_a_full_port_range_and_an_offer_without_candidates_are_loud(
     taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     taken.bind(("127.0.0.1", 0))
     port = taken.getsockname()[1]
-    negotiation.offers_without_candidates = 0
+    offering.offers_without_candidates = 0
     sfu = SFU(
         SFUConfig(ice=IceConfig(host_addresses=("127.0.0.1",), port_range=(port, port)))
     )
@@ -108,7 +108,7 @@ async def test_a_full_port_range_and_an_offer_without_candidates_are_loud(
         await peers("host", code=3).join(room, "host")
         await peers("guest", code=9).join(room)
         await eventually(
-            lambda: negotiation.offers_without_candidates >= 2,
+            lambda: offering.offers_without_candidates >= 2,
             what="offers without candidates counted",
         )
         warnings = [r.getMessage() for r in caplog.records]

@@ -14,8 +14,17 @@ import pytest
 from aioice import stun
 from aiortc.rtp import RtcpPacket
 
-from pysfu import SFU, ParticipantLeftEvent, RoomFull, SFUConfig
+from pysfu import (
+    SFU,
+    CodecInfo,
+    DownTrack,
+    Forwarder,
+    ParticipantLeftEvent,
+    RoomFull,
+    SFUConfig,
+)
 from pysfu.signalling import Leave, RoomClosed
+from pysfu.stats import SubscriptionStats
 
 from .conftest import LOOPBACK
 from .helpers import LIVENESS, eventually, ice_sockets
@@ -72,6 +81,77 @@ async def assert_freed(*refs: weakref.ref[object]) -> None:
             return
         await asyncio.sleep(0.1)
     assert [ref() for ref in refs] == [None] * len(refs)
+
+
+class _Sink:
+    def send_rtp(self, data: bytes | bytearray) -> bool:
+        return True
+
+    def send_rtcp(self, data: bytes) -> bool:
+        return True
+
+
+def test_closing_a_forwarder_tells_each_downtrack_owner_once() -> None:
+    forwarder = Forwarder(
+        track_id="p/audio",
+        kind="audio",
+        publisher_id="p",
+        upstream=_Sink(),
+        rtcp_ssrc=1,
+    )
+    forwarder.set_codecs([CodecInfo(111, "audio/opus", 48000, channels=2)], {})
+    told: list[str] = []
+    downtracks = []
+    for name in ("a", "b"):
+        downtrack = DownTrack(forwarder, _Sink(), ssrc=7, subscriber_id=name)
+        downtrack.on_source_closed = lambda d: told.append(d.subscriber_id)
+        forwarder.add_downtrack(downtrack)
+        downtracks.append(downtrack)
+    silent = DownTrack(forwarder, _Sink(), ssrc=8, subscriber_id="c")  # no owner
+    forwarder.add_downtrack(silent)
+
+    forwarder.close()
+    forwarder.close()
+
+    assert told == ["a", "b"]
+    assert all(d.closed for d in [*downtracks, silent])
+    assert forwarder.downtracks == []
+
+
+async def test_a_subscription_is_retired_once_whoever_ends_it(
+    sfu: SFU, peers: PeerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    room = sfu.create_room("r1", max_participants=2)
+    retired: list[SubscriptionStats] = []
+    real = room.retire
+
+    def count(stats: SubscriptionStats) -> None:
+        retired.append(stats)
+        real(stats)
+
+    # a participant's own counters (subscriptions included) are retired with
+    # it; room.retire is for a subscription that ends before its subscriber
+    monkeypatch.setattr(room, "retire", count)
+    host = await peers("host", code=1).join(room, "host")
+    guest = await peers("guest", code=2).join(room)
+    other = await peers("other", code=3).join(room)
+    await host.wait_video_from(guest)
+    await other.wait_video_from(guest)
+
+    assert retired == []
+    # the guest leaves: its two tracks end for two subscribers each
+    await room.members["guest"].leave()
+    await guest.close()
+    assert sorted(s.track_id for s in retired) == [
+        "guest/audio",
+        "guest/audio",
+        "guest/video",
+        "guest/video",
+    ]
+    # the room closes: what is still subscribed counts with its participant
+    retired.clear()
+    await room.close()
+    assert retired == []
 
 
 async def test_new_participant_can_join_after_one_left(peers: PeerFactory) -> None:

@@ -112,7 +112,7 @@ async def test_unauthenticated_addresses_cannot_inject(
     guest = await peers("guest", code=2).join(room)
     await guest.wait_video_from(host)
     mux = _aiortc.udp_muxes()[0]
-    tap = room.members["host"]._tap
+    tap = room.members["host"].transport.tap
     assert tap is not None
     srtp_errors = tap.srtp_errors
 
@@ -351,7 +351,7 @@ async def test_a_drained_backlog_of_rtcp_is_queued_not_dropped(
     host = await peers("host", code=1).join(room, "host")
     await eventually(lambda: host.pc.connectionState == "connected", what="ICE")
     mux = _aiortc.udp_muxes()[0]
-    tap = room.members["host"]._tap
+    tap = room.members["host"].transport.tap
     assert tap is not None and host.pc.remoteDescription and host.pc.localDescription
     ufrag, password = ice_credentials(host.pc.remoteDescription.sdp)
     client_ufrag, _ = ice_credentials(host.pc.localDescription.sdp)

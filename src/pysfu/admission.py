@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, runtime_checkable
 
-from .answering import ClientOffer
 from .digests import secret_digest as _digest
 from .errors import (
     CredentialError,
@@ -54,8 +53,8 @@ from .errors import (
     TooManyPending,
     Unauthorized,
 )
-from .participant import Role
-from .ports import Outbox
+from .peer.answering import ClientOffer
+from .ports import Outbox, Role
 from .rooms import JoinRequest, P, Rooms
 
 logger = logging.getLogger(__name__)

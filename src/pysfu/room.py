@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ._aiortc import validate_ice_credentials
-from .answering import ClientOffer
 from .config import SFUConfig
 from .datachannel import DataFilter, envelope, message_size
 from .errors import (
@@ -44,8 +43,9 @@ from .messages import (
     Recording,
     RoomClosed,
 )
-from .participant import Participant, Role
-from .ports import Outbox
+from .participant import Participant
+from .peer.answering import ClientOffer
+from .ports import Outbox, Role
 from .speaker import SpeakerMonitor
 from .stats import ParticipantStats, RoomStats, SubscriptionStats, Totals
 
@@ -120,7 +120,7 @@ class Room:
         eligibility: EligibilityPolicy = everyone_else,
         close_when_host_leaves: bool = True,
         video_codecs: tuple[str, ...] | None = None,
-        data_filter: DataFilter | None = None,
+        data_filter: DataFilter[Participant] | None = None,
     ) -> None:
         if max_participants < 0:
             raise ValueError("max_participants must be >= 0")
@@ -144,7 +144,7 @@ class Room:
         self._sfu = sfu
         self._listeners: list[RoomListener] = []
         self._speakers = (
-            SpeakerMonitor(self, sfu.config.speaker, emit=self._emit)
+            SpeakerMonitor(self, sfu.config.speaker)
             if sfu.config.speaker.enabled
             else None
         )
@@ -233,7 +233,7 @@ class Room:
             await other.send(
                 ParticipantJoined(participant_id, role.value, participant.name)
             )
-        self._emit(ParticipantJoinedEvent(self.id, participant_id, role.value))
+        self.emit(ParticipantJoinedEvent(self.id, participant_id, role.value))
         if self._speakers is not None:
             self._speakers.members_changed()
         for other in others:
@@ -268,7 +268,7 @@ class Room:
             self._speakers.members_changed(left=participant.id)
         for other in list(self.members.values()):
             await other.send(ParticipantLeft(participant.id, participant.role.value))
-        self._emit(
+        self.emit(
             ParticipantLeftEvent(
                 self.id, participant.id, participant.role.value, reason
             )
@@ -279,15 +279,25 @@ class Room:
     def _retire(self, participant: Participant) -> None:
         self._sfu.record_departure(participant.stats())
 
-    def _retire_subscription(self, downtrack: DownTrack) -> None:
-        self._sfu.retired.add_subscription(SubscriptionStats.of(downtrack))
+    def retire(self, stats: SubscriptionStats) -> None:
+        """Count a subscription that ended into the SFU's totals (called by
+        the subscriber, exactly once per subscription)."""
+        self._sfu.retired.add_subscription(stats)
 
     # ------------------------------------------------------------------
     # tracks
 
-    def _publish(self, publisher: Participant, forwarder: Forwarder) -> None:
+    def eligible(self, publisher: Participant, subscriber: Participant) -> bool:
+        """Whether ``subscriber`` receives what ``publisher`` publishes (the
+        :attr:`eligibility` policy)."""
+        return self.eligibility(publisher, subscriber)
+
+    def publish(self, publisher: Participant, forwarder: Forwarder) -> None:
+        """A member's track is ready (its codecs are known): tell the
+        listeners and forward it to every eligible member. Called by the
+        publishing :class:`~pysfu.Participant`."""
         codec = forwarder.primary_codec
-        self._emit(
+        self.emit(
             TrackPublishedEvent(
                 self.id,
                 publisher.id,
@@ -308,7 +318,7 @@ class Room:
         self, downtrack: DownTrack, before: int | None, after: int | None
     ) -> None:
         forwarder = downtrack.forwarder
-        self._emit(
+        self.emit(
             LayerChangedEvent(
                 self.id,
                 downtrack.subscriber_id,
@@ -322,10 +332,8 @@ class Room:
     def _unpublish(self, publisher: Participant, forwarder: Forwarder) -> None:
         if self._speakers is not None:
             self._speakers.untrack(forwarder)
-        for subscriber in self.members.values():
-            subscriber.unsubscribe(forwarder.track_id)
-        forwarder.close()
-        self._emit(
+        forwarder.close()  # each subscriber's session detaches its downtrack
+        self.emit(
             TrackUnpublishedEvent(
                 self.id, publisher.id, forwarder.track_id, forwarder.kind
             )
@@ -334,7 +342,7 @@ class Room:
     # ------------------------------------------------------------------
     # data channels and speakers
 
-    def _relay_data(self, sender: Participant, data: str | bytes) -> tuple[str, ...]:
+    def relay_data(self, sender: Participant, data: str | bytes) -> tuple[str, ...]:
         """Relay a message of ``sender`` (already within the limits) to the
         members eligible to receive from it; returns their ids.
 
@@ -350,7 +358,7 @@ class Room:
             if filtered is None:
                 if sender.data is not None:
                     sender.data.counters.messages_dropped += 1
-                self._emit(
+                self.emit(
                     DataDroppedEvent(self.id, sender.id, "filtered", message_size(data))
                 )
                 return ()
@@ -364,7 +372,7 @@ class Room:
             and self.eligibility(sender, member)
             and member.data.deliver(message)
         )
-        self._emit(DataMessageEvent(self.id, sender.id, data, delivered))
+        self.emit(DataMessageEvent(self.id, sender.id, data, delivered))
         return delivered
 
     def send_data(
@@ -400,7 +408,8 @@ class Room:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _emit(self, event: RoomEvent) -> None:
+    def emit(self, event: RoomEvent) -> None:
+        """Call every listener with ``event`` (a failing one is logged)."""
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -421,7 +430,7 @@ class Room:
             self._retire(participant)
             await participant.send(RoomClosed(reason))
         await asyncio.gather(*(p.close() for p in members), return_exceptions=True)
-        self._emit(RoomClosedEvent(self.id, reason))
+        self.emit(RoomClosedEvent(self.id, reason))
         self._sfu.room_closed(self)
 
     def record(self, directory: str | Path) -> RoomRecording:

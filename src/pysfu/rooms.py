@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from .answering import ClientOffer
 from .config import SFUConfig
 from .datachannel import DataFilter
 from .events import RoomEvent
-from .participant import Participant, Role
-from .ports import Outbox, SessionParticipant
+from .participant import Participant
+from .peer.answering import ClientOffer
+from .ports import Outbox, Role, SessionParticipant
 from .stats import SFUStats, Totals
 
 __all__ = [
@@ -81,7 +81,7 @@ class RoomOptions:
     eligibility: EligibilityPolicy | None = None
     close_when_host_leaves: bool = True
     video_codecs: tuple[str, ...] | None = None
-    data_filter: DataFilter | None = None
+    data_filter: DataFilter[Participant] | None = None
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ import secrets
 from collections.abc import Callable
 
 from ._aiortc import register_passthrough_codecs
-from .answering import ClientOffer
 from .config import SFUConfig
 from .datachannel import DataFilter
 from .errors import RoomExists, RoomNotFound, TooManyRooms
 from .events import RoomEvent
-from .participant import Participant, Role
-from .ports import Outbox
+from .participant import Participant
+from .peer.answering import ClientOffer
+from .ports import Outbox, Role
 from .room import EligibilityPolicy, Room, RoomListener, everyone_else
 from .rooms import JoinRequest, RoomOptions, RoomSeats, join_request
 from .stats import ParticipantStats, SFUStats, Totals
@@ -62,7 +62,7 @@ class SFU:
         eligibility: EligibilityPolicy = everyone_else,
         close_when_host_leaves: bool = True,
         video_codecs: tuple[str, ...] | None = None,
-        data_filter: DataFilter | None = None,
+        data_filter: DataFilter[Participant] | None = None,
     ) -> Room:
         """Create a room. ``room_id`` defaults to a random URL-safe token.
 

@@ -7,14 +7,13 @@ taking a snapshot changes nothing.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .forwarding import DownTrack, Forwarder
-    from .participant import Participant
-    from .room import Room
 
 __all__ = [
     "DataChannelStats",
@@ -175,11 +174,11 @@ class ParticipantStats:
     data: DataChannelStats = field(default_factory=DataChannelStats)
 
     @classmethod
-    def of(cls, participant: Participant) -> ParticipantStats:
+    def of(cls, participant: _Participant) -> ParticipantStats:
         return cls(
             participant_id=participant.id,
             role=participant.role.value,
-            connection_state=participant.pc.connectionState,
+            connection_state=participant.connection_state,
             published=tuple(
                 PublishedTrackStats.of(f) for f in participant.publications.values()
             ),
@@ -202,7 +201,7 @@ class RoomStats:
     members: tuple[ParticipantStats, ...]
 
     @classmethod
-    def of(cls, room: Room) -> RoomStats:
+    def of(cls, room: _Room) -> RoomStats:
         return cls(
             room_id=room.id,
             max_participants=room.max_participants,
@@ -210,19 +209,12 @@ class RoomStats:
         )
 
 
-class _RoomsHolder(Protocol):
-    """A :class:`pysfu.SFU`, as :meth:`SFUStats.of` reads it."""
-
-    @property
-    def rooms(self) -> Mapping[str, Room]: ...
-
-
 @dataclass(frozen=True)
 class SFUStats:
     rooms: tuple[RoomStats, ...]
 
     @classmethod
-    def of(cls, sfu: _RoomsHolder) -> SFUStats:
+    def of(cls, sfu: _SFU) -> SFUStats:
         return cls(rooms=tuple(RoomStats.of(r) for r in sfu.rooms.values()))
 
     @property
@@ -304,6 +296,57 @@ class Totals:
             for member in room.members:
                 total.add_participant(member)
         return total
+
+
+# What the snapshots read of the live objects (Participant, Room, SFU), as
+# protocols: this module is below them and imports none of them.
+
+
+class _DataCounters(Protocol):
+    def snapshot(self) -> DataChannelStats: ...
+
+
+class _DataChannel(Protocol):
+    @property
+    def counters(self) -> _DataCounters: ...
+
+
+class _Subscription(Protocol):
+    @property
+    def downtrack(self) -> DownTrack: ...
+
+
+class _Participant(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def role(self) -> enum.Enum: ...
+    @property
+    def connection_state(self) -> str: ...
+    @property
+    def publications(self) -> Mapping[str, Forwarder]: ...
+    @property
+    def subscriptions(self) -> Mapping[str, _Subscription]: ...
+    @property
+    def signalling_errors(self) -> int: ...
+    @property
+    def malformed_packets(self) -> int: ...
+    @property
+    def data(self) -> _DataChannel | None: ...
+
+
+class _Room(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def max_participants(self) -> int: ...
+    @property
+    def members(self) -> Mapping[str, _Participant]: ...
+
+
+class _SFU(Protocol):
+    @property
+    def rooms(self) -> Mapping[str, _Room]: ...
 
 
 def _bump(counts: dict[str, int], key: str, value: int) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -172,6 +172,8 @@ class DownTrack:
         self.stats = DownTrackStats()
         self.active = False
         self.closed = False
+        #: Run by :meth:`source_closed`: the owner detaches this copy.
+        self.on_source_closed: Callable[[DownTrack], None] | None = None
         self.waiting_keyframe = forwarder.kind == "video"
         self._output: RewritingSink = (
             output if hasattr(output, "send_rewritten") else _Rewriting(output)  # type: ignore[assignment]
@@ -596,6 +598,18 @@ class DownTrack:
                 )
             )
         return b"".join(bytes(p) for p in packets)
+
+    def source_closed(self) -> None:
+        """The forwarder closed (called by :meth:`Forwarder.close`).
+
+        The owner's :attr:`on_source_closed` removes the subscription (and
+        renegotiates, or feeds the slot another track); this copy is closed
+        in any case.
+        """
+        callback, self.on_source_closed = self.on_source_closed, None
+        if callback is not None:
+            callback(self)
+        self.close()
 
     def close(self, *, bye: bool = True) -> None:
         """Detach from the forwarder and tell the subscriber the stream ended (BYE).

@@ -851,10 +851,12 @@ class Forwarder:
         return self._rtcp_ssrc
 
     def close(self) -> None:
-        """Stop forwarding; subscribers are detached by their owners."""
+        """Stop forwarding, and tell each downtrack, whose owner detaches it."""
         self.closed = True
         self.packet_observer = None
         self.keyframes.close()
+        for downtrack in list(self.downtracks):
+            downtrack.source_closed()
         self.downtracks.clear()
         self.recorders.clear()
 

@@ -41,7 +41,7 @@ from aiohttp import WSMsgType, web
 from ..admission import Admission, redact_ice_password
 from ..errors import CredentialError, PysfuError
 from ..messages import Error, Offer, RoomClosed, ServerMessage, SignallingError, to_json
-from ..participant import Role
+from ..ports import Role
 from .adapter import MAX_MESSAGE_LENGTH, SessionParticipant, deliver_json
 
 logger = logging.getLogger(__name__)

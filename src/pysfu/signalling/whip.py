@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from ..admission import Admission, HostKeys, JoinGrant
-from ..answering import ClientOffer, Purpose
 from ..config import IceServer
 from ..digests import secret_digest as _digest
 from ..errors import (
@@ -57,6 +56,7 @@ from ..errors import (
 )
 from ..messages import Candidate, ServerMessage, SignallingError
 from ..participant import Participant, Role
+from ..peer.answering import ClientOffer, Purpose
 from ..ratelimit import ClientLimits
 from ..rooms import RoomOptions, RoomSeats
 from ..slugs import EMOJI_ALPHABET

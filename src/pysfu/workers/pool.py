@@ -20,7 +20,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..answering import ClientOffer
 from ..config import SFUConfig
 from ..errors import (
     DuplicateParticipant,
@@ -30,8 +29,8 @@ from ..errors import (
     WorkerFailed,
 )
 from ..events import RoomEvent
-from ..participant import Role
-from ..ports import Outbox
+from ..peer.answering import ClientOffer
+from ..ports import Outbox, Role
 from ..room import EligibilityPolicy, everyone_else
 from ..rooms import JoinRequest, RoomOptions, RoomSeats, join_request
 from ..stats import SFUStats, Totals

@@ -10,8 +10,7 @@ from typing import Any, Protocol
 from ..config import SFUConfig
 from ..errors import SignallingError, WorkerFailed
 from ..messages import ClientMessage, ServerMessage, to_json
-from ..participant import Role
-from ..ports import Outbox
+from ..ports import Outbox, Role
 from ..ratelimit import TokenBucket
 from .protocol import Handle, Leave, PendingOffer, Refuse, Request
 
