@@ -67,8 +67,8 @@ from pysfu._aiortc import (
     take_over_sender,
 )
 from pysfu.forwarding import CodecInfo, DownTrack, Forwarder
-from pysfu.forwarding.packet import extension_id_table
 from pysfu.recording import RecordingWriter, TrackRecorder
+from pysfu.rtp.extensions import extension_id_table
 
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -76,7 +76,7 @@ PAYLOAD_SIZE = 1150  # + headers: ~1.2 kB, a typical full video packet
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux, root only
 
 
-async def _noop_rtcp(_packet: Any) -> None:
+async def _noop_rtcp(_packet: Any, _now: float) -> None:
     return None
 
 
@@ -207,7 +207,7 @@ class Bench:
         self.received = 0
         self.links: list[Link] = []
 
-    def _count(self, _packet: Any, _data: bytes, _arrival: int) -> None:
+    def _count(self, _packet: Any, _data: bytes, _arrival: int, _now: float) -> None:
         self.received += 1
 
     async def setup(self) -> None:

@@ -127,7 +127,7 @@ async def test_the_answer_makes_pysfu_the_dtls_server_unless_told_otherwise(
         await server.close()
 
 
-async def _noop_rtcp(_packet: object) -> None:
+async def _noop_rtcp(_packet: object, _now: float) -> None:
     return None
 
 
@@ -163,7 +163,7 @@ async def test_the_tap_delivers_srtp_and_drops_forged_and_replayed_packets(
         server_dtls = dtls_transport_of(receiving)
         tap = RtpTap(server_dtls, direct=direct)
         got: list[tuple[int, bytes]] = []
-        tap.attach(receiving.receiver, lambda p, d, _a: got.append((p.ssrc, d)))
+        tap.attach(receiving.receiver, lambda p, d, _a, _now: got.append((p.ssrc, d)))
         endpoint = datagram_endpoint(server_dtls)
         assert endpoint is not None
         _, protocol, addr = endpoint

@@ -11,14 +11,9 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
-from pysfu.forwarding.packet import (
-    extension_id_table,
-    h264_starts_keyframe,
-    payload_offset,
-    remap_extension_ids,
-    rewrite_header,
-    vp8_starts_keyframe,
-)
+from pysfu.rtp.extensions import extension_id_table, remap_extension_ids
+from pysfu.rtp.header import payload_offset, rewrite_header
+from pysfu.rtp.keyframes import h264_starts_keyframe, vp8_starts_keyframe
 
 from .peers import draw_pattern
 

@@ -239,7 +239,9 @@ class Publisher:
             vp8(self.pid[rid] & 0x7FFF, count & 0xFF, key) + b"\x55" * 200,
             rid if count < self.tagged else None,
         )
-        self.forwarder.on_rtp(RtpPacket.parse(data), data, now_ms)
+        self.forwarder.on_rtp(
+            RtpPacket.parse(data), data, now_ms, self.forwarder.clock()
+        )
         self.sent[rid] += 1
         self.seq[rid] = (self.seq[rid] + 1) & 0xFFFF
         self.pid[rid] += 1
@@ -306,7 +308,7 @@ async def test_layers_are_learned_by_rid_and_kept_without_it() -> None:
         "f": 10,
     }
     assert forwarder.stats.unknown_ssrc == 0
-    blocks = forwarder.receiver_reports()
+    blocks = forwarder.receiver_reports(forwarder.clock())
     assert {block.ssrc for block in blocks} == set(SSRCS.values())
 
 
@@ -376,7 +378,7 @@ async def test_a_subscriber_limit_picks_a_smaller_layer() -> None:
     downtrack, out = subscribe(forwarder, 0xD)
     publisher.all_layers(key=True)
     assert downtrack.layers.current == 2
-    downtrack.limit_layer(1)
+    downtrack.limit_layer(1, forwarder.clock())
     publisher.frame("h", key=True)
     assert downtrack.layers.current == 1
     assert_one_stream(out, 0xD)
@@ -393,7 +395,7 @@ async def test_padding_probes_on_a_layers_rtx_are_not_forwarded() -> None:
         packet(0x3001, 7, 0, bytes(223) + bytes([224]), "f", pt=97, rid_id=RRID_ID)
     )
     probe[0] |= 0x20
-    forwarder.on_rtp(RtpPacket.parse(bytes(probe)), bytes(probe), 0)
+    forwarder.on_rtp(RtpPacket.parse(bytes(probe)), bytes(probe), 0, forwarder.clock())
     assert forwarder.layers["f"].rtx_ssrc == 0x3001
     assert forwarder.stats.padding_received == 1
     assert len(out.rtp) == sent
@@ -408,12 +410,13 @@ async def test_a_late_packet_from_before_the_switch_is_not_forwarded() -> None:
     downtrack, out = subscribe(forwarder, 0xF)
     publisher.all_layers(key=True)
     publisher.all_layers()
-    downtrack.limit_layer(0)
+    downtrack.limit_layer(0, forwarder.clock())
     late_seq = publisher.seq["q"] - 1  # q's packet before its keyframe
     publisher.frame("q", key=True)
     assert downtrack.layers.current == 0
     late = packet(SSRCS["q"], late_seq, 0, vp8(5, 0, False), None)
-    forwarder.on_rtp(RtpPacket.parse(late), late, 0)  # e.g. a retransmission
+    # e.g. a retransmission
+    forwarder.on_rtp(RtpPacket.parse(late), late, 0, forwarder.clock())
     publisher.frame("q")
     assert downtrack.stats.dropped_before_switch == 1
     assert_one_stream(out, 0xF)

@@ -7,6 +7,7 @@ import contextlib
 import enum
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,6 @@ from .datachannel import CHANNEL_LABEL, DataChannel
 from .errors import SignallingError
 from .forwarding import CodecInfo, DownTrack, Forwarder
 from .forwarding.downtrack import StreamPosition
-from .forwarding.packet import extension_id_table
 from .forwarding.simulcast import DEFAULT_RIDS
 from .messages import (
     Answer,
@@ -45,6 +45,7 @@ from .messages import (
 from .negotiation import Negotiator
 from .ports import Outbox
 from .ratelimit import TokenBucket
+from .rtp.extensions import extension_id_table
 from .stats import ParticipantStats
 
 if TYPE_CHECKING:
@@ -330,7 +331,9 @@ class Participant:
             raise SignallingError(
                 "unknown_track", f"no video track {track_id[:80]!r} is received"
             )
-        subscription.downtrack.limit_layer(VideoQuality.LAYERS.index(max_layer))
+        subscription.downtrack.limit_layer(
+            VideoQuality.LAYERS.index(max_layer), time.monotonic()
+        )
 
     async def refuse(self, error: SignallingError) -> None:
         """Answer a client message the server cannot accept with an error."""
@@ -708,13 +711,14 @@ class Participant:
         output = self._output
         if output is None or not output.connected:
             return
+        now = time.monotonic()
         for forwarder in self.publications.values():
-            reports = forwarder.receiver_reports()
+            reports = forwarder.receiver_reports(now)
             if reports:
                 packet = rtc.RtcpRrPacket(ssrc=forwarder.rtcp_ssrc, reports=reports)
                 output.send_rtcp(bytes(packet))
         for subscription in self.subscriptions.values():
-            data = subscription.downtrack.sender_report(None)
+            data = subscription.downtrack.sender_report(None, now)
             if data is not None:
                 output.send_rtcp(data)
 

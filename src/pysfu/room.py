@@ -36,6 +36,7 @@ from .events import (
     TrackUnpublishedEvent,
 )
 from .forwarding import DownTrack, Forwarder
+from .forwarding.ports import Subscriber
 from .messages import (
     Joined,
     ParticipantJoined,
@@ -288,7 +289,7 @@ class Room:
             self._speakers.track(forwarder)
 
     def _layer_changed(
-        self, downtrack: DownTrack, before: int | None, after: int | None
+        self, downtrack: Subscriber, before: int | None, after: int | None
     ) -> None:
         forwarder = downtrack.forwarder
         self._emit(

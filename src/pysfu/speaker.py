@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from ._slots import sleep_slotted
 from .config import SpeakerConfig
 from .events import ActiveSpeakerChangedEvent, RoomEvent, SpeakingChangedEvent
-from .forwarding.packet import audio_level
 from .messages import Speaking
+from .rtp.extensions import audio_level
 
 if TYPE_CHECKING:
     from .forwarding import Forwarder
