@@ -59,3 +59,17 @@ def test_pysfu_rtp_source_imports_no_io_and_no_clock() -> None:
                 continue
             for name in names:
                 assert name.split(".")[0] not in FORBIDDEN, f"{path.name}: {name}"
+
+
+def test_the_forwarding_core_imports_no_asyncio() -> None:
+    """Its timers are values (deadlines) on an injected scheduler; the
+    default one, on the running loop, lives at the edge (pysfu._aiortc)."""
+    for path in sorted((RTP.parent / "forwarding").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            assert "asyncio" not in names, path.name

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _aiortc as rtc
-from ..rtp.extensions import remap_extension_ids, stamp_abs_send_time
+from ..rtp.extensions import rewrite_extensions
 from ..rtp.header import payload_offset, rewrite_header
 from . import retransmit
 from .congestion import SubscriberEstimate
@@ -265,10 +265,7 @@ class DownTrack:
             variant = variants.get(id(table))
             if variant is None:
                 variant = variants[id(table)] = bytearray(data)
-                if table is not None:
-                    remap_extension_ids(variant, table)
-                if self._abs_send_time_id:
-                    stamp_abs_send_time(variant, self._abs_send_time_id, now)
+                rewrite_extensions(variant, table, self._abs_send_time_id, now)
             data = variant  # type: ignore[assignment]
         vp8 = self._vp8
         if vp8 is not None:
@@ -489,10 +486,7 @@ class DownTrack:
         timestamp = int.from_bytes(data[4:8], "big")
         if self._extension_table is not None or self._abs_send_time_id:
             copy = bytearray(data)
-            if self._extension_table is not None:
-                remap_extension_ids(copy, self._extension_table)
-            if self._abs_send_time_id:
-                stamp_abs_send_time(copy, self._abs_send_time_id, now)
+            rewrite_extensions(copy, self._extension_table, self._abs_send_time_id, now)
             data = copy  # type: ignore[assignment]
         if self._output.send_rewritten(
             data, out_pt, out_seq, (timestamp + self._ts_offset) & 0xFFFFFFFF, self.ssrc

@@ -10,13 +10,14 @@ from typing import Any, Protocol
 
 from .. import _aiortc as rtc
 from .._aiortc.bitrate import WindowedRate
+from .._aiortc.timers import monotonic_call_at
 from ..config import ForwardingConfig
 from ..rtp.extensions import find_extension, header_extension
 from ..rtp.header import payload_offset
 from ..rtp.keyframes import KEYFRAME_DETECTORS
 from .codecs import CodecInfo
 from .history import PacketHistory
-from .keyframes import KeyframeRequester, monotonic_call_at
+from .keyframes import KeyframeRequester
 from .ports import CallAt, Clock, RtcpOutput, SenderReport, Subscriber
 from .simulcast import DEFAULT_RIDS, layer_of_rid
 

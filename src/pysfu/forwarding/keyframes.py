@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
+from .._aiortc.timers import monotonic_call_at
 from .ports import CallAt, Cancellable, Clock
 
 __all__ = [
     "KeyframeRequester",
-    "monotonic_call_at",
 ]
-
-
-def monotonic_call_at(when: float, callback: Callable[[], None]) -> Cancellable:
-    """The edge's scheduler for deadlines on ``time.monotonic()``: runs
-    ``callback`` on the running event loop when that clock reads ``when``.
-
-    Relative to the loop's own clock, since that may be another (uvloop's
-    counts from its own start); the forwarding core only sees deadlines.
-    """
-    return asyncio.get_running_loop().call_later(
-        max(when - time.monotonic(), 0.0), callback
-    )
 
 
 class KeyframeRequester:

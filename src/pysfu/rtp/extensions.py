@@ -33,6 +33,7 @@ __all__ = [
     "find_extension",
     "header_extension",
     "remap_extension_ids",
+    "rewrite_extensions",
     "stamp_abs_send_time",
     "valid_values",
     "walk",
@@ -166,12 +167,19 @@ def find(
 def find_extension(data: bytes | bytearray, header: Any, ext_id: int) -> int:
     """Offset of the value of extension ``ext_id`` in packet ``data``, or -1.
 
-    ``header``: a parsed :class:`pysfu.rtp.header.RtpHeader` (its block offset
-    is trusted), or anything else (e.g. an aiortc ``RtpPacket``, ``None``):
-    the block is then found from ``data``. Reads on past an id 15, as aiortc
-    does (see :func:`walk`): what aiortc would find in a received packet.
+    ``header``: a parsed :class:`pysfu.rtp.header.RtpHeader` (its elements,
+    walked when it was parsed, are reused), or anything else (e.g. an aiortc
+    ``RtpPacket``, ``None``): the block is then walked here. Reads on past an
+    id 15, as aiortc does (see :func:`walk`): what aiortc would find in a
+    received packet.
     """
-    return find(data, ext_id, getattr(header, "extension_start", -2), True)[0]
+    elements: list[int] | None = getattr(header, "extension_elements", None)
+    if elements is None:
+        return find(data, ext_id, getattr(header, "extension_start", -2), True)[0]
+    for i in range(0, len(elements), 3):
+        if elements[i] == ext_id:
+            return elements[i + 1]
+    return -1
 
 
 def header_extension(data: bytes | bytearray, ext_id: int) -> bytes | None:
@@ -244,6 +252,41 @@ def stamp_abs_send_time(buf: bytearray, ext_id: int, now: float) -> None:
         buf[at] = value >> 16
         buf[at + 1] = (value >> 8) & 0xFF
         buf[at + 2] = value & 0xFF
+
+
+def rewrite_extensions(
+    buf: bytearray, table: Sequence[int] | None, abs_send_time_id: int, now: float
+) -> None:
+    """:func:`remap_extension_ids` (if ``table``) and then
+    :func:`stamp_abs_send_time` (if ``abs_send_time_id``, the id after
+    renumbering) in one walk of the block: a forwarded packet's copy for a
+    subscriber. Like renumbering, leaves a malformed block as it is, and
+    everything from an id 15 of the one-byte form on."""
+    start = block_start(buf)
+    elements = walk(buf, start, False) if start >= 0 else None
+    if not elements:
+        return
+    one_byte = _one_byte(buf, start)
+    known = len(table) if table is not None else 0
+    for i in range(0, len(elements), 3):
+        ext_id = elements[i]
+        at = elements[i + 1]
+        if table is not None:
+            new_id = table[ext_id] if ext_id < known else DROP
+            if new_id == DROP:
+                head = 1 if one_byte else 2
+                buf[at - head : at + elements[i + 2]] = bytes(head + elements[i + 2])
+                continue
+            if one_byte:
+                buf[at - 1] = (new_id << 4) | (buf[at - 1] & 0x0F)
+            else:
+                buf[at - 2] = new_id
+            ext_id = new_id
+        if ext_id == abs_send_time_id and elements[i + 2] >= 3:
+            value = int(now * 262144) & 0xFFFFFF
+            buf[at] = value >> 16
+            buf[at + 1] = (value >> 8) & 0xFF
+            buf[at + 2] = value & 0xFF
 
 
 #: Tables handed out so far: equal tables are one object, so subscribers

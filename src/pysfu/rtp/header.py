@@ -42,6 +42,7 @@ class RtpHeader:
 
     __slots__ = (
         "data",
+        "extension_elements",
         "extension_start",
         "marker",
         "padding_size",
@@ -61,6 +62,9 @@ class RtpHeader:
     ssrc: int
     #: Offset of the header extension block (its profile), or -1 without one.
     extension_start: int
+    #: The block's elements as :func:`pysfu.rtp.extensions.walk` lists them
+    #: (walked once, to validate them), or ``None`` without an RFC 8285 block.
+    extension_elements: list[int] | None
     #: Offset of the payload, after CSRCs and extensions.
     payload_start: int
     padding_size: int
@@ -88,6 +92,7 @@ def parse_header(data: bytes, checks: Sequence[int] = ()) -> RtpHeader | None:
     if length < pos:
         return None
     extension_start = -1
+    elements = None
     if first & 0x10:
         if length < pos + 4:
             return None
@@ -117,6 +122,7 @@ def parse_header(data: bytes, checks: Sequence[int] = ()) -> RtpHeader | None:
     header.timestamp = timestamp
     header.ssrc = ssrc
     header.extension_start = extension_start
+    header.extension_elements = elements
     header.payload_start = pos
     header.padding_size = padding_size
     return header
