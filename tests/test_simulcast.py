@@ -7,7 +7,6 @@ The Chromium end-to-end test is tests/browser/test_browser_simulcast.py.
 from __future__ import annotations
 
 import itertools
-import time
 
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtpPacket
 
@@ -16,6 +15,8 @@ from pysfu._aiortc import offer_simulcast, simulcast_rids_answered
 from pysfu.forwarding.simulcast import LayerSelector, SimulcastPolicy, Vp8Renumbering
 from pysfu.messages import VideoQuality, parse_client_message
 from pysfu.stats import SubscriptionStats
+
+from .helpers import ManualTimers
 
 RATES = [150_000, 500_000, 1_500_000]  # q, h, f as measured
 RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
@@ -253,12 +254,15 @@ class Publisher:
 
 def make_forwarder() -> tuple[Forwarder, Recorder]:
     upstream = Recorder()
+    timers = ManualTimers()  # time stands still: no event loop needed
     forwarder = Forwarder(
         track_id="p/video",
         kind="video",
         publisher_id="p",
         upstream=upstream,
         rtcp_ssrc=1,
+        clock=timers,
+        call_at=timers.call_at,
     )
     forwarder.set_codecs([VP8, RTX], {RID_URI: RID_ID, RRID_URI: RRID_ID})
     return forwarder, upstream
@@ -266,8 +270,8 @@ def make_forwarder() -> tuple[Forwarder, Recorder]:
 
 def prime_rates(forwarder: Forwarder) -> float:
     """Give the layers RATES as if measured over the last second (on the
-    forwarder's clock, time.monotonic); returns that clock's now."""
-    now = time.monotonic()
+    forwarder's clock); returns that clock's now."""
+    now = forwarder.clock()
     for layer in forwarder.layers.values():
         layer.bitrate.reset()
         layer.bitrate.add(RATES[layer.index] // 8, int(now * 1000) - 1000)
@@ -296,7 +300,7 @@ def assert_one_stream(out: Recorder, ssrc: int) -> None:
     assert {p.ssrc for p in out.rtp} == {ssrc}
 
 
-async def test_layers_are_learned_by_rid_and_kept_without_it() -> None:
+def test_layers_are_learned_by_rid_and_kept_without_it() -> None:
     forwarder, _ = make_forwarder()
     publisher = Publisher(forwarder, tagged=2)
     for _ in range(10):
@@ -312,7 +316,7 @@ async def test_layers_are_learned_by_rid_and_kept_without_it() -> None:
     assert {block.ssrc for block in blocks} == set(SSRCS.values())
 
 
-async def test_a_subscriber_follows_its_estimate_with_one_continuous_stream() -> None:
+def test_a_subscriber_follows_its_estimate_with_one_continuous_stream() -> None:
     forwarder, upstream = make_forwarder()
     changes: list[tuple[str, int | None, int | None]] = []
     forwarder.on_layer_changed = lambda d, before, after: changes.append(
@@ -353,7 +357,7 @@ async def test_a_subscriber_follows_its_estimate_with_one_continuous_stream() ->
     )
 
 
-async def test_below_the_lowest_layer_the_video_pauses() -> None:
+def test_below_the_lowest_layer_the_video_pauses() -> None:
     forwarder, _ = make_forwarder()
     publisher = Publisher(forwarder)
     downtrack, out = subscribe(forwarder, 0xC)
@@ -372,7 +376,7 @@ async def test_below_the_lowest_layer_the_video_pauses() -> None:
     assert SubscriptionStats.of(downtrack).layer is None
 
 
-async def test_a_subscriber_limit_picks_a_smaller_layer() -> None:
+def test_a_subscriber_limit_picks_a_smaller_layer() -> None:
     forwarder, _ = make_forwarder()
     publisher = Publisher(forwarder)
     downtrack, out = subscribe(forwarder, 0xD)
@@ -384,7 +388,7 @@ async def test_a_subscriber_limit_picks_a_smaller_layer() -> None:
     assert_one_stream(out, 0xD)
 
 
-async def test_padding_probes_on_a_layers_rtx_are_not_forwarded() -> None:
+def test_padding_probes_on_a_layers_rtx_are_not_forwarded() -> None:
     forwarder, _ = make_forwarder()
     publisher = Publisher(forwarder)
     downtrack, out = subscribe(forwarder, 0xE)
@@ -404,7 +408,7 @@ async def test_padding_probes_on_a_layers_rtx_are_not_forwarded() -> None:
     assert_one_stream(out, 0xE)
 
 
-async def test_a_late_packet_from_before_the_switch_is_not_forwarded() -> None:
+def test_a_late_packet_from_before_the_switch_is_not_forwarded() -> None:
     forwarder, _ = make_forwarder()
     publisher = Publisher(forwarder)
     downtrack, out = subscribe(forwarder, 0xF)
