@@ -98,10 +98,10 @@ class Receiver:
 
     def sink(
         self, kind: str, ssrcs: set[int]
-    ) -> Callable[[RtpHeader, bytes, int], None]:
+    ) -> Callable[[RtpHeader, bytes, int, float], None]:
         streams = self.streams
 
-        def sink(packet: RtpHeader, data: bytes, _arrival_ms: int) -> None:
+        def sink(packet: RtpHeader, data: bytes, _arrival_ms: int, _now: float) -> None:
             count = streams.get(packet.ssrc)
             if count is None:
                 count = streams[packet.ssrc] = StreamCount(kind)
@@ -142,7 +142,7 @@ class Receiver:
         return {(prefix, ssrc): c.copy() for ssrc, c in self.streams.items()}
 
 
-async def _ignore_rtcp(_packet: Any) -> None:
+async def _ignore_rtcp(_packet: Any, _now: float) -> None:
     """Receivers have no use for the server's sender reports."""
 
 

@@ -78,7 +78,7 @@ PAYLOAD_SIZE = 1150  # + headers: ~1.2 kB, a typical full video packet
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux, root only
 
 
-async def _noop_rtcp(_packet: Any) -> None:
+async def _noop_rtcp(_packet: Any, _now: float) -> None:
     return None
 
 
@@ -212,7 +212,7 @@ class Bench:
         self.received = 0
         self.links: list[Link] = []
 
-    def _count(self, _packet: Any, _data: bytes, _arrival: int) -> None:
+    def _count(self, _packet: Any, _data: bytes, _arrival: int, _now: float) -> None:
         self.received += 1
 
     async def setup(self) -> None:

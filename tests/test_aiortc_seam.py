@@ -27,6 +27,7 @@ from pysfu._aiortc import (
     take_over_receiver,
     take_over_sender,
 )
+from pysfu.rtp.header import rewrite_header
 
 from .helpers import LIVENESS, eventually, ice_sockets, udp_backlog
 
@@ -127,7 +128,7 @@ async def test_the_answer_makes_pysfu_the_dtls_server_unless_told_otherwise(
         await server.close()
 
 
-async def _noop_rtcp(_packet: object) -> None:
+async def _noop_rtcp(_packet: object, _now: float) -> None:
     return None
 
 
@@ -163,7 +164,7 @@ async def test_the_tap_delivers_srtp_and_drops_forged_and_replayed_packets(
         server_dtls = dtls_transport_of(receiving)
         tap = RtpTap(server_dtls, direct=direct)
         got: list[tuple[int, bytes]] = []
-        tap.attach(receiving.receiver, lambda p, d, _a: got.append((p.ssrc, d)))
+        tap.attach(receiving.receiver, lambda p, d, _a, _now: got.append((p.ssrc, d)))
         endpoint = datagram_endpoint(server_dtls)
         assert endpoint is not None
         _, protocol, addr = endpoint
@@ -278,6 +279,8 @@ async def test_the_output_sends_every_packet_a_udp_datagram_can_carry() -> None:
         plain = server_dtls._rx_srtp.unprotect(arrived[0])
         assert plain[1] == 100 and struct.unpack("!HII", plain[2:12]) == (7, 8, 9)
         assert plain[12:] == sent[12:]
+        # the in-place rewrite and pysfu.rtp's copying one agree byte for byte
+        assert plain == rewrite_header(sent, 100, 7, 8, 9)
 
         assert output.send_rewritten(packet(2, 9000), 100, 8, 8, 9)
         largest = packet(3, output.max_rtp_size)

@@ -5,7 +5,7 @@
    defines (its classes may use each other's privates; the scan knows names,
    not types, so a name defined in both modules is not caught), and nothing
    does ``from module import _name``. Private *modules*
-   (``_aiortc``, ``_rtp``, ``_slots``) are the package's own and may be
+   (``_aiortc``, ``_slots``) are the package's own and may be
    imported; inside ``_aiortc/`` the private names of aiortc and aioice are
    that package's job (each is listed in ``_aiortc/hooks.py`` HOOK_POINTS),
    but ``_aiortc``'s own private helpers used from outside it count.
@@ -34,11 +34,7 @@ PACKAGE = SRC / "pysfu"
 KNOWN_PRIVATE_ACCESS: set[tuple[str, str]] = set()
 
 #: Import cycles known today, each as the sorted list of its modules.
-KNOWN_CYCLES: list[list[str]] = [
-    # a Forwarder makes DownTracks, which hold their Forwarder (refactor 5:
-    # Source/Subscriber Protocols in forwarding/ports.py)
-    ["pysfu.forwarding.downtrack", "pysfu.forwarding.forwarder"],
-]
+KNOWN_CYCLES: list[list[str]] = []
 
 
 def module_name(path: Path) -> str:

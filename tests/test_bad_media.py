@@ -609,13 +609,13 @@ async def test_the_forwarder_never_raises_on_any_packet_aiortc_parses(
                 continue
             handed += 1
             sizes.add(len(data) - (2 if packet.payload_type == 97 else 0))
-            forwarder.on_rtp(packet, data, arrival * 20)
+            forwarder.on_rtp(packet, data, arrival * 20, forwarder.clock())
         # the subscriber NACKs arbitrary packets; its reports say anything
         nack = struct.pack("!LL", 1, 0xABCD) + nacks[: len(nacks) // 4 * 4]
         for parsed in RtcpPacket.parse(rtcp(205, 1, nack)):
-            await downtrack.on_rtcp(parsed)
-        forwarder.receiver_report()
-        downtrack.sender_report("cname")
+            await downtrack.on_rtcp(parsed, forwarder.clock())
+        forwarder.receiver_report(forwarder.clock())
+        downtrack.sender_report("cname", forwarder.clock())
     finally:
         forwarder.close()
         downtrack.close()

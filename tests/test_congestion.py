@@ -7,8 +7,6 @@ Forwarder and DownTrack are driven, only orderings matter, never durations.
 
 from __future__ import annotations
 
-import time
-
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -30,7 +28,7 @@ from pysfu.forwarding.retransmit import (
     RetransmitPolicy,
 )
 
-from .helpers import eventually
+from .helpers import ManualTimers
 from .test_rewrite import OPUS, RTX, VP8, VP8_DELTA, VP8_KEYFRAME, feed, make
 
 # -- the policy ----------------------------------------------------------
@@ -84,15 +82,15 @@ async def test_a_subscriber_remb_lowers_the_publisher_remb() -> None:
     forwarder, downtrack, upstream, _ = make("video", [VP8, RTX])
     downtrack.configure({96: 96}, None, 90000)
     feed(forwarder, 0x1111, 1, 0, VP8_KEYFRAME)
-    await downtrack.on_rtcp(remb_to(450_000, downtrack.ssrc))
+    await downtrack.on_rtcp(remb_to(450_000, downtrack.ssrc), forwarder.clock())
     assert rembs_sent(upstream)[-1] == 450_000
     assert forwarder.stats.remb_bitrate == 450_000
     # an estimate for another stream of that subscriber is not this one's
-    await downtrack.on_rtcp(remb_to(200_000, 0x999))
+    await downtrack.on_rtcp(remb_to(200_000, 0x999), forwarder.clock())
     assert rembs_sent(upstream)[-1] == 450_000
 
 
-async def test_a_stale_subscriber_estimate_is_ignored() -> None:
+def test_a_stale_subscriber_estimate_is_ignored() -> None:
     forwarder, downtrack, _, _ = make("video", [VP8, RTX])
     downtrack.configure({96: 96}, None, 90000)
     downtrack.on_estimate(300_000, now=100.0)
@@ -102,7 +100,7 @@ async def test_a_stale_subscriber_estimate_is_ignored() -> None:
     assert forwarder.target_bitrate(now=stale) is None  # nothing else measured
 
 
-async def test_a_departed_subscriber_no_longer_counts() -> None:
+def test_a_departed_subscriber_no_longer_counts() -> None:
     forwarder, downtrack, _, _ = make("video", [VP8, RTX])
     downtrack.configure({96: 96}, None, 90000)
     downtrack.on_estimate(300_000, now=100.0)
@@ -154,7 +152,7 @@ async def test_refused_retransmissions_are_counted_by_reason() -> None:
     nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=5, media_ssrc=downtrack.ssrc)
     nack.lost = [wanted, wanted, (wanted + 1000) & 0xFFFF]
     sent_before = len(downstream.rtp)
-    await downtrack.on_rtcp(nack)
+    await downtrack.on_rtcp(nack, forwarder.clock())
     assert len(downstream.rtp) == sent_before + 1  # once, not twice
     refused = downtrack.stats.retransmissions_refused
     assert refused == {"too_soon": 1, "not_in_history": 1}
@@ -164,7 +162,7 @@ async def test_refused_retransmissions_are_counted_by_reason() -> None:
 # -- abs-send-time, stamped at send ----------------------------------------
 
 
-async def test_abs_send_time_is_stamped_when_pysfu_sends() -> None:
+def test_abs_send_time_is_stamped_when_pysfu_sends() -> None:
     forwarder, downtrack, _, downstream = make("video", [VP8, RTX])
     forwarder.set_codecs([VP8, RTX], {ABS_SEND_TIME_URI: 3})
     downtrack.configure({96: 96}, None, 90000)
@@ -187,19 +185,18 @@ async def test_abs_send_time_is_stamped_when_pysfu_sends() -> None:
     packet.extensions.abs_send_time = publisher_stamp
     packet.payload = VP8_KEYFRAME
     data = packet.serialize(extensions)
-    before = int(time.monotonic() * 262144) & 0xFFFFFF
-    forwarder.on_rtp(RtpPacket.parse(data, extensions), data, 0)
-    after = int(time.monotonic() * 262144) & 0xFFFFFF
+    now = forwarder.clock() + 0.5  # sent half a second after make()
+    forwarder.on_rtp(RtpPacket.parse(data, extensions), data, 0, now)
     sent = RtpPacket.parse(raw[-1], extensions)
     stamp = sent.extensions.abs_send_time
     assert stamp != publisher_stamp
-    assert (stamp - before) & 0xFFFFFF <= (after - before) & 0xFFFFFF
+    assert stamp == int(now * 262144) & 0xFFFFFF  # the "now" it was sent at
 
 
 # -- NACKs toward the publisher ----------------------------------------------
 
 
-async def test_the_publisher_is_not_asked_again_and_again_for_one_packet() -> None:
+def test_the_publisher_is_not_asked_again_and_again_for_one_packet() -> None:
     forwarder, downtrack, upstream, _ = make("video", [VP8, RTX])
     downtrack.configure({96: 96}, None, 90000)
     feed(forwarder, 0x1111, 1, 0, VP8_KEYFRAME)
@@ -227,16 +224,18 @@ async def test_retransmissions_over_the_budget_are_paced_not_dropped() -> None:
     nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=5, media_ssrc=downtrack.ssrc)
     nack.lost = [(first + i) & 0xFFFF for i in range(30)]  # ~31 kB at once
     sent_before = len(downstream.rtp)
-    await downtrack.on_rtcp(nack)
+    timers = forwarder.clock  # make()'s ManualTimers: time moves when told
+    assert isinstance(timers, ManualTimers)
+    await downtrack.on_rtcp(nack, timers())
     at_once = len(downstream.rtp) - sent_before
     assert 0 < at_once < 30  # the budget (64 kbit/s for 1 s: 8 kB) holds the rest
     assert downtrack.stats.retransmissions_paced == 30 - at_once
     # ... which follows as the budget refills, none refused
-    await eventually(
-        lambda: len(downstream.rtp) - sent_before == 30,
-        timeout=30,
-        what="every NACKed packet resent",
-    )
+    for _ in range(100):
+        if len(downstream.rtp) - sent_before == 30:
+            break
+        timers.advance(0.25)
+    assert len(downstream.rtp) - sent_before == 30
     assert downtrack.stats.retransmissions_refused == {}
     resent = [p.sequence_number for p in downstream.rtp[sent_before:]]
     assert resent == nack.lost
@@ -246,5 +245,5 @@ async def test_an_estimate_listing_an_audio_stream_sends_no_remb_for_audio() -> 
     forwarder, downtrack, upstream, _ = make("audio", [OPUS])
     downtrack.configure({111: 111}, None, 48000)
     feed(forwarder, 0x2222, 1, 0, b"a", pt=111)
-    await downtrack.on_rtcp(remb_to(300_000, downtrack.ssrc))
+    await downtrack.on_rtcp(remb_to(300_000, downtrack.ssrc), forwarder.clock())
     assert rembs_sent(upstream) == []

@@ -17,8 +17,8 @@ from pysfu._aiortc import (
     check_hook_points,
     remote_bitrate_estimator,
 )
+from pysfu._aiortc.bitrate import WindowedRate
 from pysfu._aiortc.estimator import _RECEIVER_ESTIMATOR as RECEIVER_ESTIMATOR
-from pysfu.forwarding.bitrate import WindowedRate
 
 from .peers import PeerFactory
 

@@ -30,7 +30,7 @@ NO_ALL_YET = {
 
 
 def public_modules() -> list[str]:
-    """Modules whose dotted name has no private part (``_aiortc``, ``_rtp``)."""
+    """Modules whose dotted name has no private part (``_aiortc``, ``_slots``)."""
     names = []
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)

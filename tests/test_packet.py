@@ -11,14 +11,14 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
-from pysfu.forwarding.packet import (
+from pysfu.rtp.extensions import (
     extension_id_table,
-    h264_starts_keyframe,
-    payload_offset,
     remap_extension_ids,
-    rewrite_header,
-    vp8_starts_keyframe,
+    rewrite_extensions,
+    stamp_abs_send_time,
 )
+from pysfu.rtp.header import payload_offset, rewrite_header
+from pysfu.rtp.keyframes import h264_starts_keyframe, vp8_starts_keyframe
 
 from .peers import draw_pattern
 
@@ -69,6 +69,45 @@ def test_extensions_are_renumbered_and_mid_is_dropped() -> None:
     assert parsed.extensions.mid is None  # turned into padding
     assert parsed.payload == b"\x10payload"
     assert len(buf) == len(data)
+
+
+# the two-byte element form (RFC 8285 4.3), by hand: aiortc writes only one-byte
+TWO_BYTE = (
+    bytes.fromhex("9060ffff0000007b0000002a")  # X, PT 96, seq 65535, ts 123, ssrc 42
+    + b"\x10\x00\x00\x03"  # profile 0x1000, 3 words
+    + b"\x01\x010"  # mid (id 1): "0"
+    + b"\x00"  # padding
+    + b"\xc8\x03\x12\x34\x56"  # abs-send-time (id 200)
+    + b"\x00\x00\x00"
+    + b"\x10payload"
+)
+
+
+@pytest.mark.parametrize("form", ["one-byte", "two-byte"])
+def test_one_walk_renumbers_and_stamps_as_the_two_steps_do(form: str) -> None:
+    """rewrite_extensions (the forwarding path, one walk) against
+    remap_extension_ids then stamp_abs_send_time, in both element forms."""
+    if form == "one-byte":
+        ids, target = {MID: 1, AST: 3}, {MID: 4, AST: 2}
+        data = make_packet(ids)
+    else:
+        ids, target = {MID: 1, AST: 200}, {MID: 4, AST: 2}
+        data = TWO_BYTE
+    table = extension_id_table(ids, target, {AST})
+    for now in (0.0, 12.345, 100000.5):
+        for used in (table, None):
+            ast_id = target[AST] if used is not None else ids[AST]
+            two_steps = bytearray(data)
+            if used is not None:
+                remap_extension_ids(two_steps, used)
+            stamp_abs_send_time(two_steps, ast_id, now)
+            one_walk = bytearray(data)
+            rewrite_extensions(one_walk, used, ast_id, now)
+            assert one_walk == two_steps
+            parsed = RtpPacket.parse(
+                bytes(one_walk), extension_map(target if used is not None else ids)
+            )
+            assert parsed.extensions.abs_send_time == int(now * 262144) & 0xFFFFFF
 
 
 def test_identical_numbering_needs_no_table() -> None:

@@ -13,8 +13,10 @@ import pytest
 from aiortc.rtp import RtcpPacket, RtpPacket
 
 from pysfu import CodecInfo, DownTrack, Forwarder
-from pysfu.forwarding.packet import rewrite_header
+from pysfu.rtp.header import rewrite_header
 from pysfu.stats import SubscriptionStats
+
+from .helpers import ManualTimers
 
 VP8 = CodecInfo(payload_type=96, mime_type="video/VP8", clock_rate=90000)
 RTX = CodecInfo(97, "video/rtx", 90000, parameters={"apt": 96})
@@ -48,19 +50,23 @@ def feed(
     )
     packet.payload = payload
     data = packet.serialize()
-    forwarder.on_rtp(RtpPacket.parse(data), data, 0)
+    forwarder.on_rtp(RtpPacket.parse(data), data, 0, forwarder.clock())
 
 
 def make(
     kind: str, codecs: list[CodecInfo]
 ) -> tuple[Forwarder, DownTrack, Recorder, Recorder]:
     upstream, downstream = Recorder(), Recorder()
+    timers = ManualTimers()
     forwarder = Forwarder(
         track_id="p/" + kind,
         kind=kind,
         publisher_id="p",
         upstream=upstream,
         rtcp_ssrc=1,
+        # time stands still unless a test moves it: no event loop needed
+        clock=timers,
+        call_at=timers.call_at,
     )
     forwarder.set_codecs(codecs, {})
     downtrack = DownTrack(forwarder, downstream, ssrc=0xABCD, subscriber_id="s")
@@ -75,7 +81,7 @@ def assert_continuous(packets: list[RtpPacket]) -> None:
     assert {p.ssrc for p in packets} == {0xABCD}
 
 
-async def test_stream_stays_continuous_across_a_source_change() -> None:
+def test_stream_stays_continuous_across_a_source_change() -> None:
     forwarder, downtrack, _, out = make("audio", [OPUS])
     downtrack.configure({111: 100}, None, 48000)
     for i in range(10):
@@ -89,7 +95,7 @@ async def test_stream_stays_continuous_across_a_source_change() -> None:
     assert out.rtp[10].timestamp != out.rtp[9].timestamp
 
 
-async def test_video_starts_on_a_keyframe_and_asks_for_one() -> None:
+def test_video_starts_on_a_keyframe_and_asks_for_one() -> None:
     forwarder, downtrack, upstream, out = make("video", [VP8, RTX])
     feed(forwarder, 0x1111, 1, 0, VP8_DELTA)  # the forwarder learns the SSRC
     downtrack.configure({96: 98}, None, 90000)  # the subscriber is ready
@@ -103,7 +109,7 @@ async def test_video_starts_on_a_keyframe_and_asks_for_one() -> None:
     assert_continuous(out.rtp)
 
 
-async def test_a_new_video_source_that_starts_on_a_keyframe_goes_on_at_once() -> None:
+def test_a_new_video_source_that_starts_on_a_keyframe_goes_on_at_once() -> None:
     forwarder, downtrack, _, out = make("video", [VP8, RTX])
     downtrack.configure({96: 98}, None, 90000)
     feed(forwarder, 0x1111, 1, 0, VP8_KEYFRAME)
@@ -120,7 +126,7 @@ async def test_a_new_video_source_that_starts_on_a_keyframe_goes_on_at_once() ->
     assert forwarder.keyframes.sent == asked  # nothing more asked of the publisher
 
 
-async def test_retransmissions_are_unwrapped_and_forwarded_in_place() -> None:
+def test_retransmissions_are_unwrapped_and_forwarded_in_place() -> None:
     forwarder, downtrack, upstream, out = make("video", [VP8, RTX])
     downtrack.configure({96: 98}, None, 90000)
     feed(forwarder, 0x1111, 10, 0, VP8_KEYFRAME)
@@ -146,7 +152,7 @@ async def test_a_subscriber_nack_is_answered_from_history() -> None:
     nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=5, media_ssrc=0xABCD)
     nack.lost = [lost]
     upstream_before = len(upstream.rtcp)
-    await downtrack.on_rtcp(nack)
+    await downtrack.on_rtcp(nack, forwarder.clock())
     assert len(out.rtp) == 3
     assert (out.rtp[2].sequence_number, out.rtp[2].payload) == (lost, VP8_DELTA)
     assert out.rtp[2].timestamp == out.rtp[1].timestamp
@@ -154,7 +160,7 @@ async def test_a_subscriber_nack_is_answered_from_history() -> None:
     assert downtrack.stats.retransmitted == 1
 
 
-async def test_a_failing_subscriber_does_not_stop_the_others() -> None:
+def test_a_failing_subscriber_does_not_stop_the_others() -> None:
     forwarder, healthy, _, out = make("audio", [OPUS])
     healthy.configure({111: 111}, None, 48000)
 
@@ -174,7 +180,7 @@ async def test_a_failing_subscriber_does_not_stop_the_others() -> None:
     assert broken.stats.errors == 5
 
 
-async def test_a_reused_sender_continues_the_previous_numbering() -> None:
+def test_a_reused_sender_continues_the_previous_numbering() -> None:
     first_forwarder, first, _, out = make("audio", [OPUS])
     first.configure({111: 111}, None, 48000)
     for i in range(5):
@@ -192,7 +198,7 @@ async def test_a_reused_sender_continues_the_previous_numbering() -> None:
     assert_continuous(out.rtp)  # one SSRC, one stream: no jump back or forward
 
 
-async def test_a_keyframe_asked_for_before_any_packet_is_sent_with_the_first() -> None:
+def test_a_keyframe_asked_for_before_any_packet_is_sent_with_the_first() -> None:
     forwarder, downtrack, upstream, _ = make("video", [VP8, RTX])
     downtrack.configure({96: 98}, None, 90000)  # ready before the publisher sent
     assert upstream.rtcp == [] and forwarder.keyframes.sent == 0
@@ -202,7 +208,7 @@ async def test_a_keyframe_asked_for_before_any_packet_is_sent_with_the_first() -
     assert forwarder.keyframes.sent == 1
 
 
-async def test_a_packet_too_large_to_send_is_counted_and_warned_once(
+def test_a_packet_too_large_to_send_is_counted_and_warned_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """What cannot fit a datagram is dropped under its own reason, and the

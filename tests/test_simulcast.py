@@ -7,7 +7,6 @@ The Chromium end-to-end test is tests/browser/test_browser_simulcast.py.
 from __future__ import annotations
 
 import itertools
-import time
 
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtpPacket
 
@@ -16,6 +15,8 @@ from pysfu._aiortc import offer_simulcast, simulcast_rids_answered
 from pysfu.forwarding.simulcast import LayerSelector, SimulcastPolicy, Vp8Renumbering
 from pysfu.messages import VideoQuality, parse_client_message
 from pysfu.stats import SubscriptionStats
+
+from .helpers import ManualTimers
 
 RATES = [150_000, 500_000, 1_500_000]  # q, h, f as measured
 RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
@@ -239,7 +240,9 @@ class Publisher:
             vp8(self.pid[rid] & 0x7FFF, count & 0xFF, key) + b"\x55" * 200,
             rid if count < self.tagged else None,
         )
-        self.forwarder.on_rtp(RtpPacket.parse(data), data, now_ms)
+        self.forwarder.on_rtp(
+            RtpPacket.parse(data), data, now_ms, self.forwarder.clock()
+        )
         self.sent[rid] += 1
         self.seq[rid] = (self.seq[rid] + 1) & 0xFFFF
         self.pid[rid] += 1
@@ -251,12 +254,15 @@ class Publisher:
 
 def make_forwarder() -> tuple[Forwarder, Recorder]:
     upstream = Recorder()
+    timers = ManualTimers()  # time stands still: no event loop needed
     forwarder = Forwarder(
         track_id="p/video",
         kind="video",
         publisher_id="p",
         upstream=upstream,
         rtcp_ssrc=1,
+        clock=timers,
+        call_at=timers.call_at,
     )
     forwarder.set_codecs([VP8, RTX], {RID_URI: RID_ID, RRID_URI: RRID_ID})
     return forwarder, upstream
@@ -264,8 +270,8 @@ def make_forwarder() -> tuple[Forwarder, Recorder]:
 
 def prime_rates(forwarder: Forwarder) -> float:
     """Give the layers RATES as if measured over the last second (on the
-    forwarder's clock, time.monotonic); returns that clock's now."""
-    now = time.monotonic()
+    forwarder's clock); returns that clock's now."""
+    now = forwarder.clock()
     for layer in forwarder.layers.values():
         layer.bitrate.reset()
         layer.bitrate.add(RATES[layer.index] // 8, int(now * 1000) - 1000)
@@ -294,7 +300,7 @@ def assert_one_stream(out: Recorder, ssrc: int) -> None:
     assert {p.ssrc for p in out.rtp} == {ssrc}
 
 
-async def test_layers_are_learned_by_rid_and_kept_without_it() -> None:
+def test_layers_are_learned_by_rid_and_kept_without_it() -> None:
     forwarder, _ = make_forwarder()
     publisher = Publisher(forwarder, tagged=2)
     for _ in range(10):
@@ -306,11 +312,11 @@ async def test_layers_are_learned_by_rid_and_kept_without_it() -> None:
         "f": 10,
     }
     assert forwarder.stats.unknown_ssrc == 0
-    blocks = forwarder.receiver_reports()
+    blocks = forwarder.receiver_reports(forwarder.clock())
     assert {block.ssrc for block in blocks} == set(SSRCS.values())
 
 
-async def test_a_subscriber_follows_its_estimate_with_one_continuous_stream() -> None:
+def test_a_subscriber_follows_its_estimate_with_one_continuous_stream() -> None:
     forwarder, upstream = make_forwarder()
     changes: list[tuple[str, int | None, int | None]] = []
     forwarder.on_layer_changed = lambda d, before, after: changes.append(
@@ -351,7 +357,7 @@ async def test_a_subscriber_follows_its_estimate_with_one_continuous_stream() ->
     )
 
 
-async def test_below_the_lowest_layer_the_video_pauses() -> None:
+def test_below_the_lowest_layer_the_video_pauses() -> None:
     forwarder, _ = make_forwarder()
     publisher = Publisher(forwarder)
     downtrack, out = subscribe(forwarder, 0xC)
@@ -370,19 +376,19 @@ async def test_below_the_lowest_layer_the_video_pauses() -> None:
     assert SubscriptionStats.of(downtrack).layer is None
 
 
-async def test_a_subscriber_limit_picks_a_smaller_layer() -> None:
+def test_a_subscriber_limit_picks_a_smaller_layer() -> None:
     forwarder, _ = make_forwarder()
     publisher = Publisher(forwarder)
     downtrack, out = subscribe(forwarder, 0xD)
     publisher.all_layers(key=True)
     assert downtrack.layers.current == 2
-    downtrack.limit_layer(1)
+    downtrack.limit_layer(1, forwarder.clock())
     publisher.frame("h", key=True)
     assert downtrack.layers.current == 1
     assert_one_stream(out, 0xD)
 
 
-async def test_padding_probes_on_a_layers_rtx_are_not_forwarded() -> None:
+def test_padding_probes_on_a_layers_rtx_are_not_forwarded() -> None:
     forwarder, _ = make_forwarder()
     publisher = Publisher(forwarder)
     downtrack, out = subscribe(forwarder, 0xE)
@@ -393,7 +399,7 @@ async def test_padding_probes_on_a_layers_rtx_are_not_forwarded() -> None:
         packet(0x3001, 7, 0, bytes(223) + bytes([224]), "f", pt=97, rid_id=RRID_ID)
     )
     probe[0] |= 0x20
-    forwarder.on_rtp(RtpPacket.parse(bytes(probe)), bytes(probe), 0)
+    forwarder.on_rtp(RtpPacket.parse(bytes(probe)), bytes(probe), 0, forwarder.clock())
     assert forwarder.layers["f"].rtx_ssrc == 0x3001
     assert forwarder.stats.padding_received == 1
     assert len(out.rtp) == sent
@@ -402,18 +408,19 @@ async def test_padding_probes_on_a_layers_rtx_are_not_forwarded() -> None:
     assert_one_stream(out, 0xE)
 
 
-async def test_a_late_packet_from_before_the_switch_is_not_forwarded() -> None:
+def test_a_late_packet_from_before_the_switch_is_not_forwarded() -> None:
     forwarder, _ = make_forwarder()
     publisher = Publisher(forwarder)
     downtrack, out = subscribe(forwarder, 0xF)
     publisher.all_layers(key=True)
     publisher.all_layers()
-    downtrack.limit_layer(0)
+    downtrack.limit_layer(0, forwarder.clock())
     late_seq = publisher.seq["q"] - 1  # q's packet before its keyframe
     publisher.frame("q", key=True)
     assert downtrack.layers.current == 0
     late = packet(SSRCS["q"], late_seq, 0, vp8(5, 0, False), None)
-    forwarder.on_rtp(RtpPacket.parse(late), late, 0)  # e.g. a retransmission
+    # e.g. a retransmission
+    forwarder.on_rtp(RtpPacket.parse(late), late, 0, forwarder.clock())
     publisher.frame("q")
     assert downtrack.stats.dropped_before_switch == 1
     assert_one_stream(out, 0xF)

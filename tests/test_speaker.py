@@ -9,7 +9,7 @@ import pytest
 from pysfu import SFU, host_only
 from pysfu.config import SpeakerConfig
 from pysfu.events import ActiveSpeakerChangedEvent, RoomEvent, SpeakingChangedEvent
-from pysfu.forwarding.packet import audio_level
+from pysfu.rtp.extensions import audio_level
 from pysfu.signalling import Speaking
 from pysfu.speaker import SpeakerDetector
 

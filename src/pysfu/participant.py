@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiortc.sdp import candidate_from_sdp
@@ -273,7 +274,9 @@ class Participant:
             raise SignallingError(
                 "unknown_track", f"no video track {track_id[:80]!r} is received"
             )
-        subscription.downtrack.limit_layer(VideoQuality.LAYERS.index(max_layer))
+        subscription.downtrack.limit_layer(
+            VideoQuality.LAYERS.index(max_layer), time.monotonic()
+        )
 
     async def refuse(self, error: SignallingError) -> None:
         """Answer a client message the server cannot accept with an error."""
@@ -453,12 +456,13 @@ class Participant:
 
     def _send_reports(self, output: rtc.RtpOutput) -> None:
         # Synchronous on purpose (see PeerTransport.start_reports).
+        now = time.monotonic()
         for forwarder in self.publications.values():
-            reports = forwarder.receiver_reports()
+            reports = forwarder.receiver_reports(now)
             if reports:
                 packet = rtc.RtcpRrPacket(ssrc=forwarder.rtcp_ssrc, reports=reports)
                 output.send_rtcp(bytes(packet))
-        self.receiving.send_reports(output)
+        self.receiving.send_reports(output, now)
 
     # ------------------------------------------------------------------
 

@@ -35,7 +35,8 @@ from .events import (
     TrackPublishedEvent,
     TrackUnpublishedEvent,
 )
-from .forwarding import DownTrack, Forwarder
+from .forwarding import Forwarder
+from .forwarding.ports import Subscriber
 from .messages import (
     Joined,
     ParticipantJoined,
@@ -315,7 +316,7 @@ class Room:
             self._speakers.track(forwarder)
 
     def _layer_changed(
-        self, downtrack: DownTrack, before: int | None, after: int | None
+        self, downtrack: Subscriber, before: int | None, after: int | None
     ) -> None:
         forwarder = downtrack.forwarder
         self.emit(

@@ -23,9 +23,9 @@ from ._slots import sleep_slotted
 from .config import SpeakerConfig
 from .events import ActiveSpeakerChangedEvent, RoomEvent, SpeakingChangedEvent
 from .forwarding import Forwarder
-from .forwarding.packet import audio_level
 from .messages import Speaking
 from .ports import Member, RoomPort
+from .rtp.extensions import audio_level
 
 __all__ = [
     "AUDIO_LEVEL_URI",

@@ -201,10 +201,11 @@ class Subscriptions:
         )
         downtrack.configure(payload_types, extensions, clock_rate)
 
-    def send_reports(self, output: rtc.RtpOutput) -> None:
-        """Write a sender report for each received track."""
+    def send_reports(self, output: rtc.RtpOutput, now: float) -> None:
+        """Write a sender report for each received track (``now``:
+        ``time.monotonic()``)."""
         for subscription in self.by_track.values():
-            data = subscription.downtrack.sender_report(None)
+            data = subscription.downtrack.sender_report(None, now)
             if data is not None:
                 output.send_rtcp(data)
 

@@ -133,10 +133,11 @@ class PeerTransport:
         self,
         receiver: RTCRtpReceiver,
         on_parameters: Callable[[Any], None],
-        on_rtcp: Callable[[Any], Awaitable[None]],
+        on_rtcp: Callable[[Any, float], Awaitable[None]],
         on_rtp: Callable[..., None],
     ) -> None:
-        """Take a receiver over: its parameters, RTCP and RTP go to pysfu."""
+        """Take a receiver over: its parameters, RTCP and RTP go to pysfu
+        (``on_rtcp`` gets each packet with ``time.monotonic()``)."""
         rtc.take_over_receiver(receiver, on_parameters, on_rtcp)
         self.start()
         assert self.tap is not None

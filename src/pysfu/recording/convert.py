@@ -23,7 +23,7 @@ from aiortc.codecs import depayload
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from ..forwarding.packet import KEYFRAME_DETECTORS
+from ..rtp.keyframes import KEYFRAME_DETECTORS
 from .bitstream import h264_sps_size, vp8_frame_size, vp9_depayload, vp9_frame_size
 from .format import RECORD_RTP, RECORD_SENDER_REPORT, TrackHeader, read_recording
 
