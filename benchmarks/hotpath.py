@@ -24,7 +24,7 @@ median of several runs. Reported per subscriber count N:
 ``loop`` is the cost of an empty event-loop iteration (the injector alone);
 it is included in ``µs/in`` because a real datagram costs one iteration too.
 
-    python benchmarks/hotpath.py --subscribers 0,1,4,16,32 --packets 400 --runs 5
+    python -m benchmarks.hotpath --subscribers 0,1,4,16,32 --packets 400 --runs 5
 
 ``--record DIR`` also times every batch with the track being recorded
 (:mod:`pysfu.recording`, files in DIR), interleaved with the plain batches,

@@ -14,7 +14,7 @@ received datagram: CPU time of this process (user + system, ``getrusage``),
 event-loop iterations (selector calls) and wake-ups (times the thread was
 scheduled in, from ``/proc/self/task/TID/schedstat``).
 
-    python benchmarks/udpmux.py [--peers 40] [--rate 6400] [--work-us 50] [--json FILE]
+    python -m benchmarks.udpmux [--peers 40] [--rate 6400] [--work-us 50] [--json FILE]
 """
 
 from __future__ import annotations

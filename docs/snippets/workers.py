@@ -1,4 +1,4 @@
-"""The code of docs/how-to/workers.md (run by tests/test_workers.py)."""
+"""The code of docs/how-to/workers.md (run by tests/integration/test_workers.py)."""
 
 from __future__ import annotations
 

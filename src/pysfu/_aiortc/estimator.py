@@ -19,7 +19,7 @@ def remote_bitrate_estimator() -> RemoteBitrateEstimator:
     aiortc's own counter clears one millisecond bucket per loop step, so
     every video packet paid for the milliseconds since the previous one
     (about half of the estimator's ~5 µs per packet); the estimates are the
-    same (``tests/test_estimator.py`` checks both against each other).
+    same (``tests/integration/test_estimator.py`` checks both against each other).
     """
     estimator = RemoteBitrateEstimator()
     estimator.incoming_bitrate = WindowedRate(  # type: ignore[assignment]

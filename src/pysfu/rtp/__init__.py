@@ -3,7 +3,7 @@ extension walker, and keyframe detection per codec.
 
 No aiortc, no asyncio, no clock: everything here takes bytes (and, where a
 time is written, a ``now``) and returns values, so it can be tested and
-reused on its own (tests/test_rtp_pure.py checks the imports).
+reused on its own (tests/integration/test_rtp_pure.py checks the imports).
 """
 
 from . import extensions, header, keyframes

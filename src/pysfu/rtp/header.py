@@ -5,7 +5,7 @@ decodes every header extension into a dataclass, for every packet. A
 forwarding SFU reads five header fields and, now and then, one extension.
 :func:`parse_header` reads the fixed header, checks the CSRC list, extension
 block and padding the way aiortc does, and records where things are; it
-accepts exactly the packets aiortc's parser accepts (tests/test_rtp_header.py
+accepts exactly the packets aiortc's parser accepts (tests/unit/test_rtp_header.py
 checks this against aiortc as the oracle). :class:`RtpHeader` offers
 ``payload`` too, computed only when read. (aiortc's decoded
 ``HeaderExtensions`` of a header: :func:`pysfu._aiortc.header_extensions`.)
