@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fractions
 import itertools
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +23,8 @@ from typing import Any
 import av
 from aiortc.codecs import depayload
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
 
-from ..forwarding.packet import KEYFRAME_DETECTORS
+from ..forwarding.packet import KEYFRAME_DETECTORS, payload_offset
 from .bitstream import h264_sps_size, vp8_frame_size, vp9_depayload, vp9_frame_size
 from .format import TrackHeader
 
@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 _NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 to 1970
+_FIXED_HEADER = struct.Struct("!HII")  # sequence number, timestamp, SSRC
 #: Output suffix -> FFmpeg muxer. MP4 is left out: Opus in MP4 needs an
 #: OpusHead up front, which PyAV's muxing-only streams cannot be given.
 CONTAINERS = {".webm": "webm", ".mkv": "matroska"}
@@ -107,19 +108,25 @@ class RtpParser:
 
     def parse(self, data: bytes, arrival_ns: int) -> RtpUnit | None:
         """The packet, or ``None`` if malformed or from another source."""
-        try:
-            packet = RtpPacket.parse(data)
-        except ValueError:
+        # the fixed header only (not aiortc's RtpPacket.parse, which also
+        # decodes every header extension): this runs for every packet of a
+        # live recording
+        if len(data) < 12 or data[0] >> 6 != 2:
             return None
+        start = payload_offset(data)
+        end = len(data) - (data[-1] if data[0] & 0x20 else 0)  # padding
+        if start > end:
+            return None
+        sequence_number, timestamp, ssrc = _FIXED_HEADER.unpack_from(data, 2)
         if self._ssrc is None:
-            self._ssrc = packet.ssrc
-        elif packet.ssrc != self._ssrc:
+            self._ssrc = ssrc
+        elif ssrc != self._ssrc:
             return None
         return RtpUnit(
-            self._seqs(packet.sequence_number),
-            self._stamps(packet.timestamp),
-            bool(packet.marker),
-            packet.payload,
+            self._seqs(sequence_number),
+            self._stamps(timestamp),
+            bool(data[1] & 0x80),
+            data[start:end],
             arrival_ns,
         )
 
@@ -193,8 +200,9 @@ class FrameAssembler:
     """Turns one track's packets, in sequence order, into frames.
 
     Video: the packets of one RTP timestamp form a frame; it is kept only if
-    none is missing (from its first packet to the one with the marker, and
-    since the previous frame), and only from a keyframe on after a gap.
+    none of its packets is missing (from the first to the one with the
+    marker), and after a missing packet (of it or of frames before it) only
+    from the next keyframe on.
     Audio: every packet is a frame. :meth:`push` returns the frames a packet
     completes (a video frame completes when the next one starts), and
     :meth:`flush` the last one.
@@ -235,13 +243,15 @@ class FrameAssembler:
         return [frame] if frame is not None else []
 
     def _finish(self, group: list[RtpUnit]) -> Frame | None:
+        if self._previous_last is not None and group[0].seq != self._previous_last + 1:
+            # whole frames lost before this one: only a keyframe goes on
+            self._need_keyframe = True
+        self._previous_last = group[-1].seq
         complete = (
             self._starts_frame(group[0].payload)
             and group[-1].marker
             and all(b.seq == a.seq + 1 for a, b in itertools.pairwise(group))
-            and (self._previous_last is None or group[0].seq == self._previous_last + 1)
         )
-        self._previous_last = group[-1].seq
         if not complete:
             self._need_keyframe = True
             self.frames_dropped += 1

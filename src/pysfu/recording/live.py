@@ -230,21 +230,21 @@ class LiveMuxer:
             )
             if not (ready or timed_out):
                 return
-            included = [
-                t
-                for t in tracks
-                if t.held and (t.header.kind != "video" or self._has_picture(t))
-            ]
-            if not included:
-                return  # nothing to write (yet)
             for t in tracks:
-                if t not in included and t.header.kind == "video":
-                    t.left_out = True  # no keyframe in time: not in this file
+                if t.header.kind == "video" and not (
+                    t.left_out or self._has_picture(t)
+                ):
+                    # no keyframe in time: left out of this file, and its
+                    # frames are not held any longer
+                    t.left_out, t.held = True, []
                     logger.warning(
                         "live recording %s: %s left out (no keyframe yet)",
                         self.path,
                         t.header.track_id,
                     )
+            included = [t for t in tracks if t.held and not t.left_out]
+            if not included:
+                return  # nothing to write (yet)
             self._start(included)
 
     @staticmethod
@@ -277,8 +277,11 @@ class LiveMuxer:
         except Exception:
             container.close()
             raise
-        # the streams exist; late tracks go to another file
+        # the streams exist; late tracks go to another file, and a track
+        # with nothing yet is not in this one
         self._container = container
+        for t in self._tracks:
+            t.left_out = t not in included
         held = [
             (t.clock(f.rtp_time), i, f) for i, t in enumerate(included) for f in t.held
         ]
