@@ -8,16 +8,22 @@ import random
 import shutil
 from pathlib import Path
 
+import aiohttp
 import av
+import numpy as np
 import pytest
+from aiohttp import web
 
 from pysfu import SFU
-from pysfu.recording import LiveMuxer
+from pysfu.admission import Admission, HostKeys
+from pysfu.recording import LiveMuxer, convert
 from pysfu.recording.assemble import ReorderBuffer, RtpUnit
+from pysfu.signalling.whip import WhipEndpoint
 
 from .helpers import eventually
 from .peers import PeerFactory
 from .test_recording import FPS, check_content, decode, lesson
+from .whip_client import whip_session
 
 
 async def test_a_room_recorded_live_plays_when_recording_stops(
@@ -106,3 +112,50 @@ def test_a_live_file_needs_a_container_that_holds_the_codec(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="WebM cannot hold"):
         LiveMuxer(tmp_path / "x.webm").add_track(h264)
     assert LiveMuxer(tmp_path / "x.mkv").add_track(h264) is not None
+
+
+# -- WHIP publishers ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["raw", "live"])
+async def test_a_whip_publisher_in_a_recorded_room_is_recorded(
+    sfu: SFU, peers: PeerFactory, tmp_path: Path, live: bool
+) -> None:
+    room = sfu.create_room("whip-rec", max_participants=4)
+    recording = room.record(tmp_path, live=live)  # before the publisher comes
+    endpoint = WhipEndpoint(Admission(sfu), host_keys=HostKeys(["whip-key"]))
+    app = web.Application()
+    app.add_routes(endpoint.routes())
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    publisher = peers("whip", code=3, tone=660.0)
+    try:
+        async with aiohttp.ClientSession() as http:
+            answer = await whip_session(
+                http, f"http://127.0.0.1:{port}", "whip-rec", publisher, "whip-key"
+            )
+            assert answer.status == 201, answer.text
+            await eventually(lambda: len(recording.recorders) == 2, timeout=30)
+            video = next(
+                r for r in recording.recorders.values() if r.header.kind == "video"
+            )
+            await eventually(lambda: video.stats().records_written > 400, timeout=60)
+            files = await room.stop_recording()
+    finally:
+        await endpoint.close()
+        await runner.cleanup()
+
+    if live:
+        (output,) = files
+    else:
+        output = tmp_path / "whip.webm"
+        convert(files, output)
+    frames, audio, rate, _ = decode(output)  # every picture shows the pattern
+    assert len(frames) > 2 * FPS
+    spectrum = np.abs(np.fft.rfft(audio))
+    spectrum[0] = 0
+    frequency = np.fft.rfftfreq(len(audio), 1 / rate)[int(spectrum.argmax())]
+    assert abs(frequency - 660) < 20
