@@ -16,12 +16,12 @@ from aiohttp import web
 
 from pysfu import SFU
 from pysfu.admission import Admission, HostKeys
-from pysfu.recording import LiveMuxer, convert
+from pysfu.recording import LiveMuxer, RecordingWriter, convert, record_track
 from pysfu.recording.assemble import ReorderBuffer, RtpUnit
 from pysfu.signalling.whip import WhipEndpoint
 
 from .helpers import eventually
-from .peers import PeerFactory
+from .peers import PeerFactory, read_pattern
 from .test_recording import FPS, check_content, decode, lesson
 from .whip_client import whip_session
 
@@ -159,3 +159,23 @@ async def test_a_whip_publisher_in_a_recorded_room_is_recorded(
     spectrum[0] = 0
     frequency = np.fft.rfftfreq(len(audio), 1 / rate)[int(spectrum.argmax())]
     assert abs(frequency - 660) < 20
+
+
+async def test_one_track_recorded_live_to_a_file_of_its_own(
+    sfu: SFU, peers: PeerFactory, tmp_path: Path
+) -> None:
+    room = sfu.create_room("one-track")
+    host = await peers("host", code=5).join(room, "host")
+    guest = await peers("guest", code=9).join(room)
+    await guest.wait_video_from(host)
+    forwarder = room.members["host"].publications["host/video"]
+    writer = RecordingWriter()
+    recorder = record_track(forwarder, tmp_path / "video.webm", writer)
+    assert recorder.muxer is not None and recorder.path == tmp_path / "video.webm"
+    await eventually(lambda: recorder.stats().records_written > 300, timeout=60)
+    recorder.stop()
+    await writer.close()
+    assert recorder.muxer.closed and recorder.muxer.error is None
+    with av.open(str(recorder.path)) as played:
+        patterns = [read_pattern(f) for f in played.decode(video=0)]
+    assert len(patterns) > FPS and all(p is not None for p in patterns)

@@ -1,8 +1,9 @@
 """The Record button of ``pysfu serve --record-dir`` in Chromium: the host
 records, everyone sees the indicator, the host downloads the converted
-recording from the page; a guest has no button. And what a Chromium host
-and an aiortc guest recorded this way holds: every frame, the beep, in sync. Screenshots of each state
-go to ``$PYSFU_SCREENSHOTS`` if set (to look at), else the test's tmp dir."""
+recording from the page; a guest has no button. Screenshots of each state
+go to ``$PYSFU_SCREENSHOTS`` if set (to look at), else the test's tmp dir.
+And what a Chromium host and an aiortc guest recorded this way holds:
+every frame, the beep, in sync."""
 
 from __future__ import annotations
 
