@@ -4,6 +4,9 @@ PyAV, content checked."""
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
 import random
 import shutil
 from pathlib import Path
@@ -16,8 +19,15 @@ from aiohttp import web
 
 from pysfu import SFU
 from pysfu.admission import Admission, HostKeys
-from pysfu.recording import LiveMuxer, RecordingWriter, convert, record_track
+from pysfu.recording import (
+    LiveMuxer,
+    RecordingWriter,
+    convert,
+    read_recording,
+    record_track,
+)
 from pysfu.recording.assemble import ReorderBuffer, RtpUnit
+from pysfu.recording.format import encode_record
 from pysfu.signalling.whip import WhipEndpoint
 
 from .helpers import eventually
@@ -179,3 +189,29 @@ async def test_one_track_recorded_live_to_a_file_of_its_own(
     with av.open(str(recorder.path)) as played:
         patterns = [read_pattern(f) for f in played.decode(video=0)]
     assert len(patterns) > FPS and all(p is not None for p in patterns)
+
+
+def replay_live(files: list[Path], output: Path) -> LiveMuxer:
+    """Raw recordings fed to a :class:`LiveMuxer` in arrival order, as the
+    recording thread would have fed it: live muxing of packets from any
+    publisher whose raw recording we have (e.g. Chromium's)."""
+    muxer = LiveMuxer(output)
+    with contextlib.ExitStack() as stack:
+        sinks, tracks = [], []
+        for path in files:
+            header, records = read_recording(stack.enter_context(open(path, "rb")))
+            sink = muxer.add_track(header)
+            assert sink is not None
+            sinks.append(sink)
+            tracks.append(records)
+        merged = heapq.merge(
+            *(zip(itertools.repeat(i), records) for i, records in enumerate(tracks)),
+            key=lambda item: item[1].arrival_ns,
+        )
+        for index, record in merged:
+            data = encode_record(record.type, record.arrival_ns, record.body)
+            sinks[index].write(data)
+        for sink in sinks:
+            sink.close()
+    assert muxer.closed
+    return muxer

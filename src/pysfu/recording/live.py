@@ -13,9 +13,12 @@ stream needs the picture size of a keyframe; and the tracks line up on the
 publisher's sender reports. So frames are held at the start until every
 video track has a keyframe and every track a sender report, or for at most
 ``start_timeout`` seconds (then tracks are lined up on arrival times, and a
-video track without a keyframe yet is left out). The file is closed, and
-playable, when its last track ends; until then a WebM/Matroska file is
-readable up to its last written cluster.
+video track without a keyframe yet is left out). The default wait is long
+because libwebrtc (Chromium) sends an audio track's reports only every
+five seconds or so; the first one came 3.5 s into a recording here.
+
+The file is closed, and playable, when its last track ends; until then a
+WebM/Matroska file is readable up to its last written cluster.
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ class LiveMuxer:
         *,
         reorder_window: float = 0.3,
         max_reorder_packets: int = 1000,
-        start_timeout: float = 3.0,
+        start_timeout: float = 8.0,
         trim_to_video: bool = True,
     ) -> None:
         self.path = Path(path)
