@@ -215,3 +215,29 @@ def replay_live(files: list[Path], output: Path) -> LiveMuxer:
             sink.close()
     assert muxer.closed
     return muxer
+
+
+def test_a_keyframe_after_lost_frames_is_kept_what_follows_a_gap_is_not() -> None:
+    from pysfu.recording import TrackHeader
+    from pysfu.recording.assemble import FrameAssembler
+
+    keyframe = bytes([0x10, 0x00, 0, 0, 0x9D, 0x01, 0x2A, 64, 0, 48, 0])
+    delta = bytes([0x10, 0x01, 0xAA])
+    header = TrackHeader("r", "p", "p/video", "video", "video/VP8", 90000, None, 96)
+    assembler = FrameAssembler(header)
+    sent = [(1, keyframe), (2, delta), (4, delta), (6, keyframe), (7, delta)]
+    # sequence numbers 3 and 5 (frames of their own) are lost for good
+    frames = [
+        f
+        for n, payload in sent
+        for f in assembler.push(RtpUnit(n, n * 3000, True, payload, 0))
+    ]
+    frames += assembler.flush()
+    assert [(f.rtp_time // 3000, f.keyframe) for f in frames] == [
+        (1, True),
+        (2, False),
+        (6, True),  # right after a lost frame, but a keyframe
+        (7, False),
+    ]
+    assert assembler.frames_dropped == 1  # frame 4: it needed frame 3
+    assert assembler.size == (64, 48)
