@@ -67,9 +67,9 @@ _MUXER_OPTIONS = {"cluster_time_limit": "1000", "flush_packets": "1"}
 @dataclass
 class _LiveTrack:
     header: TrackHeader
+    reorder: ReorderBuffer
+    assembler: FrameAssembler
     parser: RtpParser = field(default_factory=RtpParser)
-    reorder: ReorderBuffer = field(default_factory=lambda: ReorderBuffer(0, 0))
-    assembler: FrameAssembler | None = None
     #: (Unix seconds, extended RTP timestamp) of the first sender report
     sender_report: tuple[float, int] | None = None
     pending_reports: list[tuple[int, int]] = field(default_factory=list)
@@ -135,9 +135,10 @@ class LiveMuxer:
                 return None
             window_ns = int(self.reorder_window * 1e9)
             track = _LiveTrack(
-                header, reorder=ReorderBuffer(window_ns, self.max_reorder_packets)
+                header,
+                ReorderBuffer(window_ns, self.max_reorder_packets),
+                FrameAssembler(header),
             )
-            track.assembler = FrameAssembler(header)
             self._tracks.append(track)
             return LiveTrackSink(self, track)
 
@@ -145,7 +146,6 @@ class LiveMuxer:
         """What became of each track so far (as :func:`convert` reports)."""
         out = []
         for t in self._tracks:
-            assert t.assembler is not None
             out.append(
                 ConvertedTrack(
                     track_id=t.header.track_id,
@@ -180,7 +180,6 @@ class LiveMuxer:
                     track.first_packet = (packet.arrival_ns / 1e9, packet.timestamp)
                     self._note_report(track)
                 for ordered in track.reorder.push(packet):
-                    assert track.assembler is not None
                     self._frames(track, track.assembler.push(ordered))
             if self._container is None:
                 self._maybe_start(record.arrival_ns)
@@ -252,7 +251,7 @@ class LiveMuxer:
 
     @staticmethod
     def _has_picture(track: _LiveTrack) -> bool:
-        return track.assembler is not None and track.assembler.size is not None
+        return track.assembler.size is not None
 
     def _start(self, included: list[_LiveTrack]) -> None:
         by_reports = all(t.sender_report is not None for t in included)
@@ -275,7 +274,6 @@ class LiveMuxer:
         )
         try:
             for t in included:
-                assert t.assembler is not None
                 t.stream = add_stream(container, t.header, t.assembler.size)
         except Exception:
             container.close()
@@ -307,7 +305,6 @@ class LiveMuxer:
         if self.closed or self.error is not None:
             return
         try:
-            assert track.assembler is not None
             for packet in track.reorder.flush():
                 self._frames(track, track.assembler.push(packet))
             self._frames(track, track.assembler.flush())
