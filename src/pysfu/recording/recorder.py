@@ -244,8 +244,8 @@ class RoomRecording:
     @property
     def files(self) -> list[Path]:
         """Every file of this recording, finished or not."""
-        if self.live:
-            return [m.path for m in self._live_files]
+        if self.live:  # those started: a participant may have sent nothing
+            return [m.path for m in self._live_files if m.aligned_by is not None]
         return [r.path for r in [*self.finished, *self.recorders.values()]]
 
     def stats(self) -> list[RecordingStats]:
