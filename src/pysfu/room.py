@@ -434,18 +434,19 @@ class Room:
         self.emit(RoomClosedEvent(self.id, reason))
         self._sfu.room_closed(self)
 
-    def record(self, directory: str | Path) -> RoomRecording:
+    def record(self, directory: str | Path, *, live: bool = False) -> RoomRecording:
         """Record every track of this room, now and later, under ``directory``.
 
         No codec runs: packets are written as received (see
         :mod:`pysfu.recording`). Recording stops with :meth:`stop_recording`
-        or when the room closes. Raises ``RuntimeError`` if already recording.
+        or when the room closes; ``live`` muxes each participant's WebM as
+        packets arrive. Raises ``RuntimeError`` if already recording.
         """
         from .recording import RoomRecording
 
         if self.recording is not None and not self.recording.stopped:
             raise RuntimeError(f"room {self.id} is already recording")
-        self.recording = RoomRecording(self, directory)
+        self.recording = RoomRecording(self, directory, live=live)
         task = asyncio.get_running_loop().create_task(self._announce_recording())
         self._announcing.add(task)
         task.add_done_callback(self._announcing.discard)

@@ -72,6 +72,7 @@ TESTED_FILES = {
     "tests/interop/firefox/driver.mjs": "interop/test_firefox.py",
     "tests/interop/werift/client.mjs": "interop/test_werift.py",
     "tests/integration/test_recording.py": "test_recording.py",
+    "tests/integration/test_recording_live.py": "test_recording_live.py",
 }
 MKDOCS_BUILD = [sys.executable, "-m", "mkdocs", "build", "--strict"]
 #: Files included whole, as text (not code that runs).
