@@ -19,9 +19,11 @@ Needs root (``ip netns``), like the rest of the namespace-based tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -135,6 +137,17 @@ class WanBed:
         if not line or not json.loads(line).get("ready"):
             raise RuntimeError("the link emulator did not start")
 
+    def set_link(self, node: str, link: Port) -> None:
+        """Change ``node``'s link mid-call (the emulator re-reads its links)."""
+        self.links[node] = link
+        config = Path(self._dir) / "links.json"
+        document = json.loads(config.read_text())
+        index = list(self.links).index(node)
+        document["ports"][index].update(up=asdict(link.up), down=asdict(link.down))
+        config.write_text(json.dumps(document))
+        assert self._emulator is not None
+        self._emulator.send_signal(signal.SIGUSR1)
+
     def spawn(
         self,
         node: str,
@@ -175,5 +188,13 @@ class WanBed:
                     self.emulator_counters = json.loads(line).get("counters")
             self._emulator = None
         for ns in [*self.namespaces.values(), self.switch_ns]:
+            # what our processes left running in our namespaces (a browser's
+            # helpers, say): nothing else can be in them
+            pids = subprocess.run(
+                ["ip", "netns", "pids", ns], capture_output=True, text=True
+            ).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         shutil.rmtree(self._dir, ignore_errors=True)

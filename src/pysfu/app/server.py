@@ -47,6 +47,7 @@ from aiohttp import web
 
 from pysfu import (
     SFU,
+    ForwardingConfig,
     IceConfig,
     IceServer,
     LimitsConfig,
@@ -336,6 +337,7 @@ def parse_args(
         "recordings; default: no recording [PYSFU_RECORD_DIR]",
     )
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
+    add("--simulcast", action="store_true", help="receive simulcast (rids q, h, f)")
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error("--workers must be 0 or more")
@@ -485,6 +487,7 @@ class SfuApp:
                 max_rooms=args.max_rooms,
                 room_idle_timeout=args.room_idle_timeout,
             ),
+            forwarding=ForwardingConfig(simulcast=args.simulcast),
         )
         #: the in-process SFU, when the rooms are in this process: recordings
         #: and the cluster work on its Room objects
