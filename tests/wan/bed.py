@@ -145,8 +145,12 @@ class WanBed:
         index = list(self.links).index(node)
         document["ports"][index].update(up=asdict(link.up), down=asdict(link.down))
         config.write_text(json.dumps(document))
-        assert self._emulator is not None
+        assert self._emulator is not None and self._emulator.stdout is not None
         self._emulator.send_signal(signal.SIGUSR1)
+        # applied from the emulator's next turn (within 0.5 s): wait for it
+        for line in self._emulator.stdout:
+            if json.loads(line).get("reloaded"):
+                break
 
     def spawn(
         self,
@@ -184,8 +188,8 @@ class WanBed:
             self.stop(self._emulator)
             assert self._emulator.stdout is not None
             for line in self._emulator.stdout:
-                if line.startswith("{"):
-                    self.emulator_counters = json.loads(line).get("counters")
+                if line.startswith("{") and "counters" in (record := json.loads(line)):
+                    self.emulator_counters = record["counters"]
             self._emulator = None
         for ns in [*self.namespaces.values(), self.switch_ns]:
             # what our processes left running in our namespaces (a browser's

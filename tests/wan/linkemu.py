@@ -154,6 +154,7 @@ class Switch:
         for i, port in enumerate(ports):
             self._up[i].direction = port.up
             self._down[i].direction = port.down
+        print(json.dumps({"reloaded": True}), flush=True)
 
     def run(self) -> None:
         sockets = self._sockets
