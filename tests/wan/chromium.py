@@ -38,7 +38,7 @@ from .bed import Port, WanBed
 from .call import CallFailed, Lines, follow, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [  # as tests/browser/harness.py
+CHROMIUM_ARGS = [  # as tests/interop/browser/harness.py
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
