@@ -17,11 +17,11 @@ import av
 import numpy as np
 from playwright.async_api import expect
 
+from ...integration.test_recording import FPS, decode
+from ...integration.test_recording_live import replay_live
+from ...integration.test_ws_example import connect
 from ...peers import PeerFactory
 from ...ws_client import join
-from ..test_recording import FPS, decode
-from ..test_recording_live import replay_live
-from ..test_ws_example import connect
 from .harness import HOST_KEY, Browser, wait_for
 
 EBML_MAGIC = bytes.fromhex("1a45dfa3")
