@@ -1,10 +1,11 @@
 """In-process micro-benchmark of pysfu's forwarding hot path.
 
 One publisher link and up to 32 subscriber links are real aiortc peer
-connections over 127.0.0.1 (ICE, DTLS, SRTP), taken over with pysfu's seam as
-``Participant`` does: the SFU side of the publisher link has an ``RtpTap``
-feeding a real ``Forwarder``; every subscriber link has a ``DownTrack`` writing
-through a real ``RtpOutput``. Pre-encrypted VP8-shaped RTP packets are handed
+connections over 127.0.0.1 (ICE, DTLS, SRTP), wired as ``Participant`` wires
+them: the SFU side of every link is a ``PeerTransport``; the publisher's tap
+feeds a real ``Forwarder``, and each subscriber's ``Subscriptions`` gives it a
+``DownTrack`` (configured from the negotiated parameters) writing through the
+transport's ``RtpOutput``. Pre-encrypted VP8-shaped RTP packets are handed
 to the SFU's UDP protocol (``datagram_received``), one per event-loop
 iteration, as the kernel would deliver them, so everything from aioice's
 datagram handler to the subscribers' ``sendto`` runs as in a server. The
@@ -23,12 +24,15 @@ median of several runs. Reported per subscriber count N:
 ``loop`` is the cost of an empty event-loop iteration (the injector alone);
 it is included in ``µs/in`` because a real datagram costs one iteration too.
 
-    python benchmarks/hotpath.py --subscribers 0,1,4,16,32 --packets 400 --runs 5
+    python -m benchmarks.hotpath --subscribers 0,1,4,16,32 --packets 400 --runs 5
 
 ``--record DIR`` also times every batch with the track being recorded
 (:mod:`pysfu.recording`, files in DIR), interleaved with the plain batches,
-and adds ``µs/in rec``: CPU per incoming packet while recording, the writer
-thread's time included (``process_time`` counts every thread).
+and adds CPU per incoming packet while recording raw (``µs/in rec``), while
+muxing live into WebM (``µs/in live``, :class:`pysfu.recording.LiveMuxer`)
+and with nothing recorded (``(no rec)``), the writer thread's time included
+(``process_time`` counts every thread; each of these batches also waits for
+the writer to finish with it, inside its CPU window).
 
 Run it inside a loopback-only network namespace (``unshare --net`` with ``lo``
 up) or anywhere 127.0.0.1 works; it raises the subscribers' receive buffers
@@ -46,45 +50,52 @@ import statistics
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
+from pysfu import IceConfig, SFUConfig
 from pysfu._aiortc import (
-    RtpOutput,
     RtpTap,
+    announced_ssrcs,
     configure_ice,
     datagram_endpoint,
     dtls_transport_of,
-    negotiated_codecs,
     negotiated_header_extensions,
     protect_rtp,
+    rtcp_ssrc_of,
     sender_ssrc_of,
     take_over_receiver,
     take_over_sender,
 )
 from pysfu.forwarding import CodecInfo, DownTrack, Forwarder
-from pysfu.forwarding.packet import extension_id_table
-from pysfu.recording import RecordingWriter, TrackRecorder
+from pysfu.peer import PeerTransport, Subscriptions
+from pysfu.recording import LiveMuxer, RecordingWriter, TrackRecorder
 
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 PAYLOAD_SIZE = 1150  # + headers: ~1.2 kB, a typical full video packet
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux, root only
+#: Awaited inside a batch's CPU window, after its last packet.
+Settle = Callable[[], Awaitable[None]]
 
 
-async def _noop_rtcp(_packet: Any) -> None:
+async def _noop_rtcp(_packet: Any, _now: float) -> None:
     return None
+
+
+#: The SFU side's settings: loopback only, everything else as by default.
+CONFIG = SFUConfig(ice=IceConfig(host_addresses=("127.0.0.1",)))
 
 
 @dataclass
 class Link:
     """One connected pair: the SFU's side and the client's side."""
 
-    sfu: RTCPeerConnection
+    sfu: PeerTransport
     client: RTCPeerConnection
     sfu_transceiver: RTCRtpTransceiver
     client_transceiver: RTCRtpTransceiver
@@ -94,21 +105,20 @@ class Link:
         await self.sfu.close()
 
 
-async def connect(sfu_receives: bool, on_client_rtp: Callable[..., None]) -> Link:
-    """Connect an SFU-side and a client-side peer connection over 127.0.0.1.
+async def connect(
+    sfu: PeerTransport, sfu_t: RTCRtpTransceiver, on_client_rtp: Callable[..., None]
+) -> Link:
+    """Connect the SFU's transport, offering ``sfu_t`` (already wired), to a
+    client-side peer connection over 127.0.0.1.
 
-    Neither side runs aiortc's encoders, decoders or RTP tasks: senders and
-    receivers are taken over with pysfu's seam."""
-    sfu, client = RTCPeerConnection(), RTCPeerConnection()
-    direction = "recvonly" if sfu_receives else "sendonly"
-    sfu_t = sfu.addTransceiver("video", direction=direction)
-    if sfu_receives:
-        take_over_receiver(sfu_t.receiver, lambda _p: None, _noop_rtcp)
-    else:
-        take_over_sender(sfu_t.sender)
-    configure_ice(sfu, host_addresses=["127.0.0.1"])
-    await sfu.setLocalDescription(await sfu.createOffer())
-    await client.setRemoteDescription(sfu.localDescription)
+    The client runs no aiortc encoders, decoders or RTP tasks either: its
+    sender or receiver is taken over with pysfu's seam."""
+    sfu_receives = sfu_t.direction == "recvonly"
+    client = RTCPeerConnection()
+    sfu.start()
+    pc = sfu.pc
+    await pc.setLocalDescription(await pc.createOffer())
+    await client.setRemoteDescription(pc.localDescription)
     client_t = client.getTransceivers()[0]
     if sfu_receives:
         client_t.direction = "sendonly"
@@ -119,9 +129,9 @@ async def connect(sfu_receives: bool, on_client_rtp: Callable[..., None]) -> Lin
         tap.attach(client_t.receiver, on_client_rtp)
     configure_ice(client, host_addresses=["127.0.0.1"])
     await client.setLocalDescription(await client.createAnswer())
-    await sfu.setRemoteDescription(client.localDescription)
+    await pc.setRemoteDescription(client.localDescription)
     for _ in range(400):
-        if sfu.connectionState == "connected" == client.connectionState:
+        if pc.connectionState == "connected" == client.connectionState:
             break
         await asyncio.sleep(0.05)
     else:
@@ -183,9 +193,14 @@ class Vp8Stream:
             )
             descriptor += bytes([frame & 0xFF])
             # VP8 payload header: P bit 0 marks a keyframe (first partition)
-            vp8 = bytes([0x00 if keyframe and part == 0 else 0x01])
+            if keyframe and part == 0:
+                # a keyframe's header: start code and a picture size (what a
+                # live recording's muxer reads), the rest zeros
+                vp8 = b"\x00\x00\x00\x9d\x01\x2a" + struct.pack("<HH", 640, 360)
+            else:
+                vp8 = b"\x01"
             packets.append(
-                header + bytes(ext) + descriptor + vp8 + bytes(PAYLOAD_SIZE - 1)
+                header + bytes(ext) + descriptor + vp8 + bytes(PAYLOAD_SIZE - len(vp8))
             )
         return packets
 
@@ -198,6 +213,8 @@ class Row:
     marginal_us: float | None
     delivered_percent: float
     us_per_incoming_recording: float | None = None
+    us_per_incoming_live: float | None = None
+    us_per_incoming_settled: float | None = None
 
 
 class Bench:
@@ -207,64 +224,58 @@ class Bench:
         self.received = 0
         self.links: list[Link] = []
 
-    def _count(self, _packet: Any, _data: bytes, _arrival: int) -> None:
+    def _count(self, _packet: Any, _data: bytes, _arrival: int, _now: float) -> None:
         self.received += 1
 
     async def setup(self) -> None:
-        self.publisher = await connect(True, self._count)
-        self.links.append(self.publisher)
-        sfu_dtls = dtls_transport_of(self.publisher.sfu_transceiver)
-        self.pub_dtls = dtls_transport_of(self.publisher.client_transceiver)
-        self.ext_ids = {
-            e.uri: e.id
-            for e in negotiated_header_extensions(self.publisher.sfu_transceiver)
-        }
-        self.ssrc = sender_ssrc_of(self.publisher.client_transceiver.sender)
-        self.forwarder = Forwarder(
+        # the publisher's link, as Participant._on_track wires a published track
+        sfu = PeerTransport(CONFIG, direct_receive=self.direct)
+        sfu_t = sfu.add_transceiver("video", "recvonly")
+        forwarder = self.forwarder = Forwarder(
             track_id="pub/video",
             kind="video",
             publisher_id="pub",
-            upstream=RtpOutput(sfu_dtls),
-            rtcp_ssrc=sender_ssrc_of(self.publisher.sfu_transceiver.sender),
+            upstream=sfu.start(),
+            rtcp_ssrc=rtcp_ssrc_of(sfu_t),
+            config=CONFIG.forwarding,
         )
-        codecs = [
-            CodecInfo.from_aiortc(c)
-            for c in negotiated_codecs(self.publisher.sfu_transceiver)
-        ]
-        self.vp8 = next(c for c in codecs if c.name == "vp8")
-        rtx = [c for c in codecs if c.rtx_for == self.vp8.payload_type]
-        self.forwarder.set_codecs(
-            [self.vp8, *rtx],
-            self.ext_ids,
-            ssrcs={self.ssrc},
+
+        def on_parameters(parameters: Any) -> None:
+            forwarder.set_codecs(
+                [CodecInfo.from_aiortc(c) for c in parameters.codecs],
+                {e.uri: e.id for e in parameters.headerExtensions},
+                ssrcs=announced_ssrcs(parameters),
+            )
+
+        sfu.attach_receiver(
+            sfu_t.receiver, on_parameters, forwarder.on_rtcp, forwarder.on_rtp
         )
-        tap = RtpTap(sfu_dtls, direct=self.direct)
-        tap.attach(self.publisher.sfu_transceiver.receiver, self.forwarder.on_rtp)
-        self.tap = tap
+        self.publisher = await connect(sfu, sfu_t, self._count)
+        self.links.append(self.publisher)
+        sfu_dtls = dtls_transport_of(sfu_t)
+        self.pub_dtls = dtls_transport_of(self.publisher.client_transceiver)
+        self.ext_ids = {e.uri: e.id for e in negotiated_header_extensions(sfu_t)}
+        self.ssrc = sender_ssrc_of(self.publisher.client_transceiver.sender)
+        self.vp8 = next(c for c in forwarder.codecs.values() if c.name == "vp8")
+        assert sfu.tap is not None
+        self.tap = sfu.tap
         endpoint = datagram_endpoint(sfu_dtls)
         assert endpoint is not None
         _, self.sfu_protocol, self.pub_addr = endpoint
         self.client_sockets: list[asyncio.DatagramTransport] = []
         self.downtracks: list[DownTrack] = []
         for i in range(self.max_subscribers):
-            link = await connect(False, self._count)
+            # a subscriber's link, as an offering session subscribes: the
+            # downtrack is configured from the negotiated parameters
+            transport = PeerTransport(CONFIG)
+            subscriptions = Subscriptions(
+                transport, CONFIG, f"sub{i}", retire=lambda _d: None
+            )
+            transceiver = subscriptions.take_transceiver("video")
+            subscription = subscriptions.attach(forwarder, transceiver)
+            link = await connect(transport, transceiver, self._count)
             self.links.append(link)
-            dtls = dtls_transport_of(link.sfu_transceiver)
-            downtrack = DownTrack(
-                self.forwarder,
-                RtpOutput(dtls),
-                sender_ssrc_of(link.sfu_transceiver.sender),
-                subscriber_id=f"sub{i}",
-            )
-            sub_ext = {
-                e.uri: e.id for e in negotiated_header_extensions(link.sfu_transceiver)
-            }
-            downtrack.configure(
-                {self.vp8.payload_type: self.vp8.payload_type},
-                extension_id_table(self.ext_ids, sub_ext, {ABS_SEND_TIME}),
-                90000,
-            )
-            self.downtracks.append(downtrack)
+            self.downtracks.append(subscription.downtrack)
             client_end = datagram_endpoint(dtls_transport_of(link.client_transceiver))
             assert client_end is not None
             udp = client_end[0]
@@ -280,7 +291,9 @@ class Bench:
         await self.run_batch(8, inject=True)
         await self.drain()
 
-    async def run_batch(self, count: int, inject: bool) -> tuple[float, int]:
+    async def run_batch(
+        self, count: int, inject: bool, settle: Settle | None = None
+    ) -> tuple[float, int]:
         """CPU seconds to feed about ``count`` datagrams (whole frames), one
         per loop iteration, and how many; ``inject=False``: the empty loop,
         which takes no packets from the stream (a gap would make the
@@ -320,6 +333,8 @@ class Bench:
         start = time.process_time()
         loop.call_soon(step, 0)
         await done
+        if settle is not None:  # e.g. the recording thread's share
+            await settle()
         return time.process_time() - start, count
 
     async def drain(self) -> None:
@@ -333,11 +348,13 @@ class Bench:
         for udp in self.client_sockets:
             udp.pause_reading()
 
-    async def measure(self, subscribers: int, count: int) -> tuple[float, float]:
+    async def measure(
+        self, subscribers: int, count: int, settle: Settle | None = None
+    ) -> tuple[float, float]:
         self.forwarder.downtracks = self.downtracks[:subscribers]
         sent_before = sum(d.stats.packets_sent for d in self.downtracks)
         received_before = self.received
-        cpu, count = await self.run_batch(count, inject=True)
+        cpu, count = await self.run_batch(count, inject=True, settle=settle)
         await self.drain()
         sent = sum(d.stats.packets_sent for d in self.downtracks) - sent_before
         delivered = 100.0
@@ -359,12 +376,39 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await bench.setup()
     writer = RecordingWriter()
     recorder: TrackRecorder | None = None
+    live: TrackRecorder | None = None
+    settle: Settle | None = None
     if args.record is not None:
         recorder = TrackRecorder(
             bench.forwarder, args.record / "hotpath.pysfurec", writer
         )
+        # no sender reports here: the muxer starts on arrival times. It sees
+        # a jump in sequence numbers from one of its batches to the next (the
+        # other variants' packets): with no reorder window it gives the gap
+        # up at once, and each batch's muxing falls in its own CPU window
+        muxer = LiveMuxer(
+            args.record / "hotpath.webm", start_timeout=0.2, reorder_window=0.0
+        )
+        live = TrackRecorder(bench.forwarder, Path(), writer, muxer=muxer)
+        await bench.run_batch(args.packets, inject=True)  # header and first frames
+        await asyncio.sleep(0.3)
+        await bench.run_batch(args.packets, inject=True)
+        await asyncio.sleep(0.1)
+        assert muxer.aligned_by is not None, "the live muxer did not start"
         bench.forwarder.recorders.clear()  # attached only for the timed batches
+
+        async def settle_writer() -> None:
+            # the writer thread's work for the batch counts (process_time
+            # covers every thread): wait until it has taken everything, and
+            # one drain interval more; every variant waits alike
+            while writer.pending_bytes:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.06)
+
+        settle = settle_writer
     recorded: dict[int, list[float]] = {n: [] for n in counts}
+    muxed: dict[int, list[float]] = {n: [] for n in counts}
+    settled: dict[int, list[float]] = {n: [] for n in counts}
     try:
         loop_costs: list[float] = []
         samples: dict[int, list[float]] = {n: [] for n in counts}
@@ -376,11 +420,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 us, percent = await bench.measure(n, args.packets)
                 samples[n].append(us)
                 delivered[n].append(percent)
-                if recorder is not None:
-                    bench.forwarder.add_recorder(recorder)
-                    us, _ = await bench.measure(n, args.packets)
-                    bench.forwarder.remove_recorder(recorder)
-                    recorded[n].append(us)
+                if recorder is None or live is None:
+                    continue
+                # same run, each with the writer's share: nothing recorded,
+                # the raw recording, live muxing
+                us, _ = await bench.measure(n, args.packets, settle)
+                settled[n].append(us)
+                for attached, into in ((recorder, recorded), (live, muxed)):
+                    bench.forwarder.add_recorder(attached)
+                    us, _ = await bench.measure(n, args.packets, settle)
+                    bench.forwarder.remove_recorder(attached)
+                    into[n].append(us)
         rows: list[Row] = []
         previous: tuple[int, float] | None = None
         for n in counts:
@@ -395,7 +445,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     round(us / n, 2) if n else None,
                     round(marginal, 2) if marginal is not None else None,
                     round(min(delivered[n]), 1),
-                    round(statistics.median(recorded[n]), 2) if recorded[n] else None,
+                    _median(recorded[n]),
+                    _median(muxed[n]),
+                    _median(settled[n]),
                 )
             )
             previous = (n, us)
@@ -409,31 +461,46 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "recording": None
             if recorder is None
             else {**asdict(recorder.stats()), "path": str(recorder.path)},
+            "live": None
+            if live is None or live.muxer is None
+            else {
+                **asdict(live.stats()),
+                "path": str(live.path),
+                "aligned_by": live.muxer.aligned_by,
+            },
         }
     finally:
-        if recorder is not None:
-            recorder.stop()
+        for track_recorder in (recorder, live):
+            if track_recorder is not None:
+                track_recorder.stop()
         await writer.close()
         await bench.close()
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
 
 
 def print_table(result: dict[str, Any]) -> None:
     print(f"empty loop iteration: {result['loop_us']} µs (included below)")
     print(
         f"{'N':>4} {'µs/in':>8} {'µs/fwd':>8} {'marginal':>9} {'delivered%':>11}"
-        f" {'µs/in rec':>10}"
+        f" {'µs/in rec':>10} {'µs/in live':>10} {'(no rec)':>9}"
     )
     for r in result["rows"]:
         fwd = "" if r["us_per_forwarded"] is None else f"{r['us_per_forwarded']:.2f}"
         marg = "" if r["marginal_us"] is None else f"{r['marginal_us']:.2f}"
-        rec = (
-            ""
-            if r["us_per_incoming_recording"] is None
-            else r["us_per_incoming_recording"]
+        rec, live, settled = (
+            "" if r[key] is None else r[key]
+            for key in (
+                "us_per_incoming_recording",
+                "us_per_incoming_live",
+                "us_per_incoming_settled",
+            )
         )
         print(
             f"{r['subscribers']:>4} {r['us_per_incoming']:>8.2f} {fwd:>8} {marg:>9}"
-            f" {r['delivered_percent']:>11} {rec:>10}"
+            f" {r['delivered_percent']:>11} {rec:>10} {live:>10} {settled:>9}"
         )
 
 

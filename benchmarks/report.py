@@ -1,6 +1,6 @@
 """Markdown tables from a ``run.py`` JSON file, for docs/performance.md.
 
-python benchmarks/report.py benchmarks/results/suite.json
+python -m benchmarks.report benchmarks/results/suite.json
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 One command runs every part for every mode, prints tables and ratios and
 writes a JSON file::
 
-    python benchmarks/run.py            # the full suite (about 25 minutes)
-    python benchmarks/run.py --quick    # every part, small and short (~5 min)
-    python benchmarks/run.py --parts fanout --modes pysfu,janus --fanout 16
+    python -m benchmarks.run            # the full suite (about 25 minutes)
+    python -m benchmarks.run --quick    # every part, small and short (~5 min)
+    python -m benchmarks.run --parts fanout --modes pysfu,janus --fanout 16
 
 Parts (each case starts a fresh server process, measured alone with psutil):
 
@@ -48,12 +48,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from clients import Directory, Member, close_all, snapshot
-from clip import Media, SendLog, encode_media
-from counting import LoadWindow
-from janus import JanusProcess, JanusSession, janus_available
-from linejson import ROOM
-from processes import (
+
+from .harness.clients import Directory, Member, close_all, snapshot
+from .harness.clip import Media, SendLog, encode_media
+from .harness.counting import LoadWindow
+from .harness.janus import JanusProcess, JanusSession, janus_available
+from .harness.linejson import ROOM
+from .harness.processes import (
     NETNS_ENV,
     ServerProcess,
     cpu_seconds,
@@ -969,7 +970,7 @@ def main() -> None:
     document: dict[str, Any] = {
         "benchmark": "suite",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
+        "command": " ".join(["python", "-m", "benchmarks.run", *sys.argv[1:]]),
         "machine": machine(),
         "settings": {
             k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()

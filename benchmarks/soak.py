@@ -16,7 +16,7 @@ Every ``--every`` cycles the process's asyncio tasks, open file descriptors,
 threads, live peer connections and pysfu objects and its RSS are recorded;
 the end is compared with the sample taken after ``--warmup`` cycles.
 
-    python benchmarks/soak.py --cycles 1000 --scenario both
+    python -m benchmarks.soak --cycles 1000 --scenario both
 
 See benchmarks/README.md for what exactly is measured.
 """
@@ -42,14 +42,14 @@ from pathlib import Path
 from typing import Any
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
-from processes import NETNS_ENV, reexec_in_netns
 
 from pysfu import SFU, DownTrack, Forwarder, IceConfig, Participant, Room, SFUConfig
 from pysfu.signalling import Leave
+from tests.peers import Peer
+
+from .harness.processes import NETNS_ENV, reexec_in_netns
 
 BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR.parent))  # the repository root, for tests.peers
-from tests.peers import Peer  # noqa: E402
 
 DEFAULT_JSON = BENCH_DIR / "results" / "soak.json"
 SCENARIOS = ("joinleave", "rooms")

@@ -8,11 +8,11 @@ the server dropped (``participant-left`` seen by the host; should be 0) and
 the frames per second each guest decoded from the host during the stalls
 and after them.
 
-    python benchmarks/stall.py                      # 0.5 s of every 1 s, 60 s
-    python benchmarks/stall.py --busy 0.7 --seconds 30 --json stall.json
+    python -m benchmarks.stall                      # 0.5 s of every 1 s, 60 s
+    python -m benchmarks.stall --busy 0.7 --seconds 30 --json stall.json
 
 Run it in a loopback-only namespace to keep other traffic out:
-``unshare --net -- bash -c 'ip link set lo up && python benchmarks/stall.py'``.
+``unshare --net -- bash -c 'ip link set lo up && python -m benchmarks.stall'``.
 """
 
 from __future__ import annotations
@@ -22,20 +22,16 @@ import asyncio
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the test suite's clients: aiortc peers, WebSocket
-
-from pysfu._aiortc import set_consent_timing  # noqa: E402
-from tests.example_server import example_server  # noqa: E402
-from tests.peers import Peer  # noqa: E402
-from tests.ws_client import WsClient, create_room, join  # noqa: E402
+from pysfu._aiortc import set_consent_timing
+from tests.example_server import example_server  # the test suite's clients
+from tests.peers import Peer
+from tests.ws_client import WsClient, create_room, join
 
 
 async def joined(

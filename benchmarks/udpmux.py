@@ -25,8 +25,8 @@ late those reach the protocol (``stun_delay_ms``, median and max).
 that spins, rescheduling itself): the loop of a server on a loaded machine
 (under ``stress-ng --cpu 2`` pysfu's loop lagged 10-40 ms), reproducibly.
 
-    python benchmarks/udpmux.py [--peers 40] [--rate 6400] [--work-us 50] [--json FILE]
-    python benchmarks/udpmux.py --flood 2000 --lag-ms 20 --modes asyncio,drained
+    python -m benchmarks.udpmux [--peers 40] [--rate 6400] [--work-us 50] [--json FILE]
+    python -m benchmarks.udpmux --flood 2000 --lag-ms 20 --modes asyncio,drained
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ user + system CPU time of one ``sendto`` of 1,100 bytes to a UDP socket on
 - ``gap X ms``: sleeps in ``epoll_wait`` until the datagram arrives, the
   sender pausing X ms between sends so the reader is asleep each time.
 
-    python benchmarks/wakeup.py [--json FILE]
+    python -m benchmarks.wakeup [--json FILE]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A 2-person call over an emulated WAN, through pysfu and direct (P2P reference).
 
-    sudo python benchmarks/wan.py                 # every scenario, both modes
-    sudo python benchmarks/wan.py --scenarios clean,viewer-500k --seconds 20
+    sudo python -m benchmarks.wan                 # every scenario, both modes
+    sudo python -m benchmarks.wan --scenarios clean,viewer-500k --seconds 20
 
 Each cell builds the WAN bed of ``tests/wan`` (one network namespace per
 node, joined by the user-space link emulator ``tests/wan/linkemu.py``): an
@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tests.wan.bed import Direction, Port, available
+from tests.wan.call import CallFailed, two_person_call, wait_for
 
-from tests.wan.bed import Direction, Port, available  # noqa: E402
-from tests.wan.call import CallFailed, two_person_call, wait_for  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)

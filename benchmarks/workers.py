@@ -35,12 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from linejson import HOST, LINE_LIMIT
-from processes import Child, reexec_in_netns
-from processes import cpu_seconds as process_cpu_seconds
 
-SCRIPT = Path(__file__).resolve()
-DEFAULT_JSON = SCRIPT.parent / "results" / "workers.json"
+from .harness.linejson import HOST, LINE_LIMIT
+from .harness.processes import Child, reexec_in_netns
+from .harness.processes import cpu_seconds as process_cpu_seconds
+
+#: This suite, run again as the server (``--serve``) and the load (``--load``).
+MODULE = "benchmarks.workers"
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "workers.json"
 #: A pool (or a load generator) with many peers takes a while to close.
 STOP_TIMEOUT = 20.0
 
@@ -49,11 +51,11 @@ STOP_TIMEOUT = 20.0
 
 
 async def serve(workers: int, rooms: int, watch_stdin: bool) -> None:
-    from server import Joined, ParticipantServer, wait_for_stop
-
     from pysfu import IceConfig, SFUConfig
     from pysfu.signalling import Outbox
     from pysfu.workers import WorkerPool
+
+    from .harness.server import Joined, ParticipantServer, wait_for_stop
 
     class PoolServer(ParticipantServer):
         def __init__(self, pool: WorkerPool) -> None:
@@ -97,9 +99,9 @@ async def serve(workers: int, rooms: int, watch_stdin: bool) -> None:
 
 async def load(port: int, rooms: int, seconds: float, warmup: float) -> None:
     """Run the load; print one JSON line at the window's start and one at its end."""
-    from clients import Directory, Member, close_all, snapshot
-    from clip import encode_media
-    from counting import LoadWindow
+    from .harness.clients import Directory, Member, close_all, snapshot
+    from .harness.clip import encode_media
+    from .harness.counting import LoadWindow
 
     media = encode_media(4.0, 1_000_000)
     directory = Directory("pysfu", port=port)
@@ -278,7 +280,7 @@ def cpu_seconds(processes: list[psutil.Process]) -> list[float]:
 
 async def run_case(workers: int, rooms: int, args: argparse.Namespace) -> CaseResult:
     server = Child(
-        SCRIPT,
+        MODULE,
         "--serve",
         "--workers",
         str(workers),
@@ -298,7 +300,7 @@ async def run_case(workers: int, rooms: int, args: argparse.Namespace) -> CaseRe
             psutil.Process(pid) for pid in hello["workers"]
         ]
         loadgen = Child(
-            SCRIPT,
+            MODULE,
             "--load",
             "--port",
             str(hello["port"]),

@@ -3,7 +3,9 @@
     python examples/tutorial_room.py
 
 then open http://127.0.0.1:8080 in two browser tabs. The page is
-tutorial_room.html and tutorial_room.js, next to this file. The lines marked
+tutorial_room.html and tutorial_room.js, next to this file; the page
+imports pysfu's browser client, pysfu-client.js, which the server serves
+from the installed package. The lines marked
 ``--8<--`` delimit the parts that the tutorial shows.
 """
 
@@ -15,8 +17,9 @@ from pathlib import Path
 # --8<-- [start:imports]
 from aiohttp import web
 
-from pysfu import SFU, IceConfig, PysfuError, SFUConfig
+from pysfu import SFU, IceConfig, SFUConfig
 from pysfu.admission import Admission
+from pysfu.signalling.join import browser_client_path, join_handler
 from pysfu.signalling.websocket import websocket_session
 
 # --8<-- [end:imports]
@@ -32,19 +35,10 @@ def make_app(ice_addresses: tuple[str, ...] | None = None) -> web.Application:
     # --8<-- [end:sfu]
 
     # --8<-- [start:join]
-    async def join(request: web.Request) -> web.Response:
-        try:
-            grant = admission.admit("lobby")
-        except PysfuError as exc:  # room_full: two people are in already
-            return web.json_response({"error": exc.code}, status=409)
-        return web.json_response(
-            {
-                "participant_id": grant.participant_id,
-                "ice_password": grant.credentials.password,
-                "signalling_token": grant.signalling_token,
-            }
-        )
-
+    # POST /api/rooms/lobby/join admits one person: its answer holds the
+    # participant id, the ICE password of the server's side of its
+    # connection and a signalling token (409 "room_full" when two are in).
+    join = join_handler(admission)
     # --8<-- [end:join]
 
     # --8<-- [start:signalling]
@@ -61,13 +55,18 @@ def make_app(ice_addresses: tuple[str, ...] | None = None) -> web.Application:
     async def script(request: web.Request) -> web.FileResponse:
         return web.FileResponse(HERE / "tutorial_room.js")
 
+    async def client(request: web.Request) -> web.FileResponse:
+        # pysfu's browser client: the protocol in one ES module
+        return web.FileResponse(browser_client_path())
+
     async def close_rooms(app: web.Application) -> None:
         await sfu.close()
 
     app = web.Application()
     app.router.add_get("/", page)
     app.router.add_get("/room.js", script)
-    app.router.add_post("/join", join)
+    app.router.add_get("/pysfu-client.js", client)
+    app.router.add_post("/api/rooms/{room}/join", join)
     app.router.add_get("/ws/{participant_id}", signalling)
     app.on_shutdown.append(close_rooms)
     return app

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import cast
 
 from aiohttp import web
 
+from pysfu import Participant
+from pysfu.admission import Admission
 from pysfu.app import server as ws_sfu
 from pysfu.signalling.whip import WhipEndpoint
 
@@ -35,12 +38,15 @@ class WhipSfuApp(ws_sfu.SfuApp):
 
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__(args)
-        if self.local_admission is None:
-            # a WHIP session answers the client's offer in this process
+        if not self.rooms.supports_client_offers:
+            # a WHIP session answers the client's offer where its peer
+            # connection is: rooms in worker processes cannot
             raise SystemExit("whip_sfu.py: --workers is not supported")
+        # rooms that take client offers join pysfu.Participants
+        admission = cast(Admission[Participant], self.admission)
         # --8<-- [start:endpoint]
         self.whip = WhipEndpoint(
-            self.local_admission,
+            admission,
             host_keys=self.host_keys,
             ice_servers=self.client_ice_servers,
             turn_secret=args.turn_secret,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,22 @@ from pysfu import SFU, IceConfig, SFUConfig
 from .peers import Peer, PeerFactory
 
 LOOPBACK = IceConfig(host_addresses=("127.0.0.1",))
+
+#: The test tiers, one directory each; every test is marked with its tier, so
+#: ``pytest -m unit`` runs the unit tier only (see docs/contributing.md).
+TIERS = ("unit", "integration", "interop", "adversarial", "wan")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the tier of the directory it lives in."""
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        if not path.is_relative_to(TESTS):
+            continue
+        parts = path.relative_to(TESTS).parts
+        if len(parts) > 1 and parts[0] in TIERS:
+            item.add_marker(parts[0])
 
 
 @pytest.fixture

@@ -105,6 +105,44 @@ class ManualClock:
         self.now += seconds
 
 
+class ManualTimers(ManualClock):
+    """A :class:`ManualClock` that also schedules: ``call_at(when, callback)``
+    (the forwarding core's scheduler) runs the callback when :meth:`advance`
+    reaches ``when``, in deadline order. No event loop needed."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        super().__init__(now)
+        self.pending: list[_ManualTimer] = []
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> _ManualTimer:
+        timer = _ManualTimer(when, callback)
+        self.pending.append(timer)
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        end = self.now + seconds
+        while True:
+            due = [t for t in self.pending if t.when <= end]
+            if not due:
+                break
+            timer = min(due, key=lambda t: t.when)
+            self.pending.remove(timer)
+            self.now = max(self.now, timer.when)
+            if not timer.cancelled:
+                timer.callback()
+        self.now = end
+
+
+class _ManualTimer:
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 def udp_backlog(ports: Iterable[int]) -> int:
     """Bytes waiting in the receive queues of the UDP sockets bound to
     ``ports`` (this netns): zero once their owner has read everything sent."""

@@ -1,11 +1,11 @@
-"""The code of docs/how-to/workers.md (run by tests/test_workers.py)."""
+"""The code of docs/how-to/workers.md (run by tests/integration/test_workers.py)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
 
-from pysfu import IceConfig, RoomEvent, SFUConfig
+from pysfu import IceConfig, JoinRequest, RoomEvent, SFUConfig
 from pysfu.signalling import ServerMessage, deliver_json, to_json
 from pysfu.workers import WorkerPool
 
@@ -33,7 +33,7 @@ async def session(
     async def outbox(message: ServerMessage) -> None:
         await send(json.dumps(to_json(message)))
 
-    participant = await pool.join(room_id, participant_id, role, outbox)
+    participant = await pool.join(JoinRequest(room_id, participant_id, role, outbox))
     try:
         while (text := await receive()) is not None:
             await deliver_json(participant, text)

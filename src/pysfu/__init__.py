@@ -48,7 +48,9 @@ from .events import (
 )
 from .forwarding import CodecInfo, DownTrack, Forwarder
 from .participant import Participant, Role, Subscription
-from .room import SFU, EligibilityPolicy, Room, everyone_else, host_only
+from .room import EligibilityPolicy, Room, everyone_else, host_only
+from .rooms import JoinRequest, RoomOptions, Rooms, RoomSeats
+from .sfu import SFU
 from .stats import (
     DataChannelStats,
     ParticipantStats,
@@ -83,6 +85,7 @@ __all__ = [
     "HostTaken",
     "IceConfig",
     "IceServer",
+    "JoinRequest",
     "LayerChangedEvent",
     "LimitsConfig",
     "Participant",
@@ -100,7 +103,10 @@ __all__ = [
     "RoomExists",
     "RoomFull",
     "RoomNotFound",
+    "RoomOptions",
+    "RoomSeats",
     "RoomStats",
+    "Rooms",
     "SFUConfig",
     "SFUStats",
     "SignallingError",

@@ -34,13 +34,12 @@ import logging
 import re
 import secrets
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Generic
+from typing import Generic, Protocol, runtime_checkable
 
-from .answering import ClientOffer
-from .backend import P, RoomsBackend
 from .digests import secret_digest as _digest
 from .errors import (
     CredentialError,
@@ -54,8 +53,9 @@ from .errors import (
     TooManyPending,
     Unauthorized,
 )
-from .participant import Role
-from .ports import Outbox
+from .peer.answering import ClientOffer
+from .ports import Outbox, Role
+from .rooms import JoinRequest, P, Rooms
 
 logger = logging.getLogger(__name__)
 
@@ -166,9 +166,18 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+@runtime_checkable
+class HasRooms(Protocol[P]):
+    """Something with a :class:`~pysfu.rooms.Rooms` view: a :class:`pysfu.SFU`
+    (:meth:`~pysfu.SFU.as_rooms`)."""
+
+    def as_rooms(self) -> Rooms[P]: ...
+
+
 class Admission(Generic[P]):
-    """Admits participants into the rooms of an :class:`~pysfu.SFU` or of a
-    :class:`~pysfu.workers.WorkerPool` (any :class:`~pysfu.backend.RoomsBackend`).
+    """Admits participants into any :class:`~pysfu.rooms.Rooms`: those of an
+    :class:`~pysfu.SFU` (pass the SFU or its :meth:`~pysfu.SFU.as_rooms`) or
+    of a :class:`~pysfu.workers.WorkerPool`.
 
     - :meth:`admit` checks the room rules (host credential for the host role,
       one host, ``max_participants`` counting seats already granted), then
@@ -183,13 +192,16 @@ class Admission(Generic[P]):
 
     def __init__(
         self,
-        sfu: RoomsBackend[P],
+        rooms: Rooms[P] | HasRooms[P],
         *,
         credential_ttl: float = 30.0,
         pending_hold: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.sfu = sfu
+        #: The rooms admitted into.
+        self.rooms: Rooms[P] = (
+            rooms.as_rooms() if isinstance(rooms, HasRooms) else rooms
+        )
         self.credential_ttl = credential_ttl
         self.pending_hold = min(pending_hold, credential_ttl)
         self._clock = clock
@@ -221,9 +233,9 @@ class Admission(Generic[P]):
         TooManyPending.
         """
         role = Role(role)
-        room = self.sfu.seats(room_id)
+        room = self.rooms.seats(room_id)
         self._purge()
-        limits = self.sfu.config.limits
+        limits = self.rooms.config.limits
         waiting = [g for g in self._grants.values() if not g.used]
         if len(waiting) >= limits.max_pending:
             raise TooManyPending(f"{limits.max_pending} participants are waiting")
@@ -243,7 +255,7 @@ class Admission(Generic[P]):
             if room.has_host or any(g.role is Role.HOST for g in pending):
                 raise HostTaken(f"room {room.room_id} already has a host")
         now = self._clock()
-        firm_until = now + self.sfu.config.limits.pending_reserve
+        firm_until = now + self.rooms.config.limits.pending_reserve
         if role is Role.PARTICIPANT:
             seats = room.participants + sum(
                 1 for g in pending if g.role is Role.PARTICIPANT
@@ -358,15 +370,17 @@ class Admission(Generic[P]):
         (see :meth:`pysfu.Room.join`; in-process rooms only).
         """
         grant = self.redeem(participant_id)
-        participant = await self.sfu.join(
-            grant.room_id,
-            grant.participant_id,
-            grant.role,
-            outbox,
-            ice_username_fragment=grant.credentials.username_fragment,
-            ice_password=grant.credentials.password,
-            name=grant.name,
-            offer=offer,
+        participant = await self.rooms.join(
+            JoinRequest(
+                grant.room_id,
+                grant.participant_id,
+                grant.role,
+                outbox,
+                name=grant.name,
+                ice_username_fragment=grant.credentials.username_fragment,
+                ice_password=grant.credentials.password,
+                offer=offer,
+            )
         )
         delay = max(grant.expires_at - self._clock(), 0.0)
         # ids only: the timer must not keep a departed participant alive
@@ -374,6 +388,14 @@ class Admission(Generic[P]):
             delay, self._expire, grant.room_id, grant.participant_id
         )
         return participant
+
+    @property
+    def sfu(self) -> Rooms[P]:
+        """Deprecated name of :attr:`rooms`."""
+        warnings.warn(
+            "Admission.sfu is now Admission.rooms", DeprecationWarning, stacklevel=2
+        )
+        return self.rooms
 
     def grant(self, participant_id: str) -> JoinGrant | None:
         """The grant issued for ``participant_id``, redeemed or not, while
@@ -452,7 +474,7 @@ class Admission(Generic[P]):
 
     async def _remove_unconnected(self, room_id: str, participant_id: str) -> None:
         try:
-            removed = await self.sfu.leave_unless_connected(
+            removed = await self.rooms.leave_unless_connected(
                 room_id, participant_id, "credentials expired"
             )
         except PysfuError:  # the worker holding the room is gone: so is the seat

@@ -1,10 +1,11 @@
 """Sessions fixed by the client's offer: the WHIP and WHEP way.
 
-Normally pysfu's server is the only offerer (:mod:`pysfu.negotiation`) and
+Normally pysfu's server is the only offerer (:mod:`pysfu.peer.offering`) and
 renegotiates whenever a track comes or goes. WHIP (RFC 9725) and WHEP
 clients offer instead, once, and never renegotiate. A participant created
-with a :class:`ClientOffer` is such a session; :class:`Answerer` answers the
-offer and afterwards maps the room's tracks onto the fixed sections:
+with a :class:`ClientOffer` is such a session;
+:class:`~pysfu.peer.answering.AnsweringSession` answers the offer and
+afterwards maps the room's tracks onto the fixed sections:
 
 - :attr:`Purpose.PUBLISH` (WHIP): every section the client sends on
   (``sendonly``/``sendrecv``) becomes a published track, forwarded like any
@@ -20,211 +21,16 @@ offer and afterwards maps the room's tracks onto the fixed sections:
 The answer says ``a=setup:passive`` (see
 :func:`pysfu._aiortc.answer_as_dtls_server`), and the server's ICE agent uses
 the participant's credentials, as on the server-offers path.
+
+This module keeps the names importable from here; the code lives in
+:mod:`pysfu.peer.answering`.
 """
 
 from __future__ import annotations
 
-import enum
-import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from .peer.answering import AnsweringSession, ClientOffer, Purpose, Slot
 
-from aiortc import RTCRtpTransceiver, RTCSessionDescription
+__all__ = ["Answerer", "AnsweringSession", "ClientOffer", "Purpose", "Slot"]
 
-from . import _aiortc as rtc
-from .errors import BadOffer
-from .forwarding import Forwarder
-
-if TYPE_CHECKING:
-    from .participant import Participant
-
-__all__ = [
-    "Answerer",
-    "ClientOffer",
-    "Purpose",
-    "Slot",
-]
-
-logger = logging.getLogger(__name__)
-
-
-class Purpose(str, enum.Enum):
-    """What a client-offered session is for."""
-
-    #: WHIP: the client publishes.
-    PUBLISH = "publish"
-    #: WHEP: the client watches.
-    WATCH = "watch"
-
-
-@dataclass(frozen=True)
-class ClientOffer:
-    """A client's SDP offer and what the session is for."""
-
-    sdp: str
-    purpose: Purpose = Purpose.PUBLISH
-
-    def check(self, video_codecs: tuple[str, ...] | None = None) -> rtc.ParsedOffer:
-        """Raise :class:`~pysfu.errors.BadOffer` unless this offer can be answered.
-
-        A publisher's video must use one of ``video_codecs`` (the room's
-        restriction) if given. Checking changes nothing, so an adapter can
-        check before it spends a credential or a seat.
-        """
-        restrict = video_codecs if self.purpose is Purpose.PUBLISH else None
-        try:
-            parsed = rtc.parse_client_offer(self.sdp, video_codecs=restrict)
-        except ValueError as exc:
-            raise BadOffer(str(exc)) from None
-        if not any(self._wanted(m.direction) for m in parsed.media):
-            verb = "sends" if self.purpose is Purpose.PUBLISH else "receives"
-            raise BadOffer(f"no audio or video section {verb} media")
-        return parsed
-
-    def _wanted(self, direction: str) -> bool:
-        if self.purpose is Purpose.PUBLISH:
-            return direction in ("sendonly", "sendrecv")
-        return direction in ("recvonly", "sendrecv")
-
-
-@dataclass(eq=False)
-class Slot:
-    """A section the client receives on, and the room track feeding it."""
-
-    kind: str
-    transceiver: RTCRtpTransceiver
-    source: Forwarder | None = None
-    #: aiortc has started the sender: the negotiated codecs apply.
-    ready: bool = False
-
-
-@dataclass(eq=False)
-class Answerer:
-    """Answers one participant's offer and keeps its slots fed."""
-
-    participant: Participant
-    offer: ClientOffer
-    #: The SDP answer, once :meth:`start` returned.
-    answer: str | None = None
-    slots: list[Slot] = field(default_factory=list)
-    #: Tracks the participant may receive, in the order they appeared.
-    _sources: dict[str, Forwarder] = field(default_factory=dict)
-
-    async def start(self) -> str:
-        """Apply the offer and create the answer; raises :class:`BadOffer`."""
-        participant = self.participant
-        pc = participant.pc
-        parsed = self.offer.check(participant.video_codecs)
-        # Transceivers made before the offer is applied are matched to its
-        # sections in order, so directions and codec preferences are ours.
-        for media in parsed.media:
-            wanted = self.offer._wanted(media.direction)
-            if not wanted:
-                direction = "inactive"
-            elif self.offer.purpose is Purpose.PUBLISH:
-                direction = "recvonly"
-            else:
-                direction = "sendonly"
-            transceiver = participant._add_transceiver(media.kind, direction)
-            if direction == "recvonly" and media.kind == "video":
-                participant.restrict_video_codecs(transceiver)
-            if direction == "sendonly":
-                same_kind = sum(1 for s in self.slots if s.kind == media.kind)
-                suffix = f"-{same_kind + 1}" if same_kind else ""
-                # the section's msid names the slot, not a publisher: the
-                # source changes but the answer does not
-                rtc.set_sender_msid(
-                    transceiver.sender, "pysfu", f"whep/{media.kind}{suffix}"
-                )
-                slot = Slot(media.kind, transceiver)
-                hooks = participant._sender_hooks_for(transceiver.sender)
-                hooks.on_parameters = lambda _p, slot=slot: self._slot_ready(slot)
-                self.slots.append(slot)
-        try:
-            await pc.setRemoteDescription(
-                RTCSessionDescription(sdp=self.offer.sdp, type="offer")
-            )
-        except Exception as exc:
-            raise BadOffer(f"the offer was rejected: {exc}") from exc
-        participant._ensure_transport()
-        rtc.answer_as_dtls_server(pc)
-        try:
-            rtc.answer_with_offered_codecs(pc)
-        except ValueError as exc:
-            raise BadOffer(str(exc)) from None
-        await pc.setLocalDescription(await pc.createAnswer())
-        self.answer = str(pc.localDescription.sdp)
-        self._assign()
-        return self.answer
-
-    # ------------------------------------------------------------------
-    # the room's tracks
-
-    def add_source(self, forwarder: Forwarder) -> None:
-        """A track this participant may receive appeared."""
-        self._sources[forwarder.track_id] = forwarder
-        self._assign()
-
-    def remove_source(self, track_id: str) -> None:
-        """A track ended (or may no longer be received)."""
-        if self._sources.pop(track_id, None) is None:
-            return
-        for slot in self.slots:
-            if slot.source is not None and slot.source.track_id == track_id:
-                self._detach(slot)
-        self._assign()
-
-    def _ranked(self, kind: str) -> list[Forwarder]:
-        candidates = [
-            f for f in self._sources.values() if f.kind == kind and not f.closed
-        ]
-        host = self.participant.room.host
-        host_id = host.id if host is not None else None
-        # stable sort: the host's tracks first, the rest in order of appearance
-        return sorted(candidates, key=lambda f: f.publisher_id != host_id)
-
-    def _assign(self) -> None:
-        """Feed each slot the best track of its kind not feeding an earlier slot."""
-        if self.answer is None or self.participant.closed:
-            return  # slots are fed once the answer exists
-        for kind in ("audio", "video"):
-            ranked = self._ranked(kind)
-            for index, slot in enumerate(s for s in self.slots if s.kind == kind):
-                wanted = ranked[index] if index < len(ranked) else None
-                if slot.source is not wanted:
-                    self._detach(slot)
-                    if wanted is not None:
-                        self._attach(slot, wanted)
-
-    def _attach(self, slot: Slot, forwarder: Forwarder) -> None:
-        participant = self.participant
-        if not participant.may_forward(forwarder):
-            return
-        subscription = participant._forward(forwarder, slot.transceiver)
-        slot.source = forwarder
-        hooks = participant._sender_hooks_for(slot.transceiver.sender)
-        hooks.on_parameters = lambda _p: self._slot_ready(slot)
-        if slot.ready:
-            participant._configure_downtrack(
-                subscription.downtrack, slot.transceiver, None
-            )
-        logger.debug("%s: slot %s fed by %s", participant, slot.kind, forwarder)
-
-    def _detach(self, slot: Slot) -> None:
-        if slot.source is None:
-            return
-        # no BYE: the client's track lives on, silent until the next source
-        self.participant._stop_forwarding(
-            slot.source.track_id, keep_position=True, bye=False
-        )
-        slot.source = None
-
-    def _slot_ready(self, slot: Slot) -> None:
-        slot.ready = True
-        if slot.source is None:
-            return
-        subscription = self.participant.subscriptions.get(slot.source.track_id)
-        if subscription is not None:
-            self.participant._configure_downtrack(
-                subscription.downtrack, slot.transceiver, None
-            )
+#: The former name of :class:`~pysfu.peer.answering.AnsweringSession`.
+Answerer = AnsweringSession

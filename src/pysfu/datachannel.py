@@ -28,21 +28,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import _aiortc as rtc
-from .config import LimitsConfig
+from .config import LimitsConfig, SFUConfig
 from .events import DataDroppedEvent
 from .messages import Error
+from .ports import M, Member, RoomPort
 from .ratelimit import TokenBucket
 from .stats import DataChannelStats
-
-if TYPE_CHECKING:
-    from .participant import Participant
 
 __all__ = [
     "CHANNEL_LABEL",
     "DataChannel",
+    "DataChannelOwner",
     "DataCounters",
     "DataFilter",
     "envelope",
@@ -56,8 +55,19 @@ logger = logging.getLogger(__name__)
 CHANNEL_LABEL = "pysfu"
 
 #: Decides what becomes of a message: return it (or a replacement) to relay
-#: it, ``None`` to drop it. Called with the sender and the message data.
-DataFilter = Callable[["Participant", str | bytes], str | bytes | None]
+#: it, ``None`` to drop it. Called with the sender (a
+#: :class:`~pysfu.Participant`) and the message data.
+DataFilter = Callable[[M, str | bytes], str | bytes | None]
+
+
+class DataChannelOwner(Member, Protocol):
+    """What a :class:`DataChannel` needs of its participant."""
+
+    @property
+    def config(self) -> SFUConfig: ...
+    @property
+    def room(self) -> RoomPort[Any]: ...
+
 
 _ERRORS = {
     "too_large": ("data_too_large", "the data channel message is too large"),
@@ -130,7 +140,7 @@ class DataChannel:
     Created by :class:`~pysfu.Participant` when it starts.
     """
 
-    def __init__(self, participant: Participant, channel: Any) -> None:
+    def __init__(self, participant: DataChannelOwner, channel: Any) -> None:
         self._participant = participant
         self._channel = channel
         limits: LimitsConfig = participant.config.limits
@@ -170,7 +180,7 @@ class DataChannel:
         elif not self._rate.allow():
             self._drop("rate_limited", size)
         else:
-            participant.room._relay_data(participant, data)
+            participant.room.relay_data(participant, data)
 
     def _on_sctp_violation(self, problem: str) -> None:
         """The client broke the SCTP limits the server advertised: its data
@@ -182,7 +192,7 @@ class DataChannel:
         """Count a message of this participant that is not relayed."""
         participant = self._participant
         self.counters.messages_dropped += 1
-        participant.room._emit(
+        participant.room.emit(
             DataDroppedEvent(participant.room.id, participant.id, reason, size)
         )
         error = _ERRORS.get(reason)

@@ -1,34 +1,72 @@
-"""Prometheus metrics of an SFU (``pip install pysfu[metrics]``).
+"""Prometheus metrics of any rooms (``pip install pysfu[metrics]``).
 
-    from prometheus_client import REGISTRY
-    REGISTRY.register(SFUCollector(sfu))
+    collector = RoomsCollector(pool)  # or RoomsCollector(sfu)
+    registry.register(collector)
+    await collector.refresh()  # before each scrape
 
-The collector reads :meth:`pysfu.SFU.stats` and :meth:`pysfu.SFU.totals` at
-scrape time: nothing is counted twice on the packet path. For rooms in worker
-processes, :class:`PoolCollector` exposes the same metrics of a
-:class:`~pysfu.workers.WorkerPool`; await its :meth:`~PoolCollector.refresh`
-before each scrape, since asking the workers is asynchronous.
+:class:`RoomsCollector` exposes the same metrics for any
+:class:`~pysfu.rooms.Rooms`: an :class:`~pysfu.SFU`'s or a
+:class:`~pysfu.workers.WorkerPool`'s. Asking rooms in other processes is
+asynchronous and a Prometheus scrape is not, so a scrape shows the snapshot of
+the last :meth:`~RoomsCollector.refresh`. For an in-process SFU registered
+once in a global registry, :class:`SFUCollector` reads the SFU at each scrape
+(no refresh needed). Nothing is counted twice on the packet path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .room import SFU
+from .admission import HasRooms
+from .rooms import Rooms
+from .sfu import SFU
 from .stats import SFUStats, Totals
-from .workers import WorkerPool
 
 __all__ = [
     "PoolCollector",
+    "RoomsCollector",
     "SFUCollector",
 ]
 
 
+class RoomsCollector(Collector):
+    """Exposes rooms, participants, tracks and packet counters of any
+    :class:`~pysfu.rooms.Rooms` (an :class:`~pysfu.SFU` is taken too).
+
+    A scrape shows the snapshot of the last :meth:`refresh`.
+    """
+
+    def __init__(
+        self, rooms: Rooms[Any] | HasRooms[Any], prefix: str = "pysfu"
+    ) -> None:
+        #: The rooms read at each :meth:`refresh`.
+        self.rooms: Rooms[Any] = (
+            rooms.as_rooms() if isinstance(rooms, HasRooms) else rooms
+        )
+        self.prefix = prefix
+        self._live = SFUStats(rooms=())
+        self._totals = Totals()
+
+    async def refresh(self) -> None:
+        """Take a snapshot of the rooms' statistics, for the next scrapes."""
+        self._live = await self.rooms.stats()
+        self._totals = await self.rooms.totals()
+
+    def collect(self) -> Iterator[Metric]:
+        yield from _families(self._live, self._totals, self.prefix)
+
+
+#: Deprecated name of :class:`RoomsCollector` (which takes a pool).
+PoolCollector = RoomsCollector
+
+
 class SFUCollector(Collector):
-    """Exposes rooms, participants, tracks and packet counters of one SFU."""
+    """The metrics of :class:`RoomsCollector` for one in-process SFU, read at
+    each scrape (no :meth:`RoomsCollector.refresh` needed)."""
 
     def __init__(self, sfu: SFU, prefix: str = "pysfu") -> None:
         self.sfu = sfu
@@ -37,27 +75,6 @@ class SFUCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         live = self.sfu.stats()
         yield from _families(live, self.sfu.retired.plus_live(live), self.prefix)
-
-
-class PoolCollector(Collector):
-    """The metrics of :class:`SFUCollector`, for every worker of a pool together.
-
-    A scrape shows the snapshot of the last :meth:`refresh`.
-    """
-
-    def __init__(self, pool: WorkerPool, prefix: str = "pysfu") -> None:
-        self.pool = pool
-        self.prefix = prefix
-        self._live = SFUStats(rooms=())
-        self._totals = Totals()
-
-    async def refresh(self) -> None:
-        """Ask every running worker for its statistics."""
-        self._live = await self.pool.stats()
-        self._totals = await self.pool.totals()
-
-    def collect(self) -> Iterator[Metric]:
-        yield from _families(self._live, self._totals, self.prefix)
 
 
 def _families(live: SFUStats, totals: Totals, p: str) -> Iterator[Metric]:

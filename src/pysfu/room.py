@@ -1,28 +1,28 @@
-"""Rooms and the registry that creates, finds and closes them."""
+"""Rooms: membership, eligibility, routing publications, events.
+
+The registry that creates, finds and closes them is :class:`pysfu.SFU`
+(:mod:`pysfu.sfu`), which a room knows as a :class:`RoomRegistry`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
-import secrets
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from ._aiortc import register_passthrough_codecs, validate_ice_credentials
-from .answering import ClientOffer
-from .backend import RoomSeats
+from ._aiortc import validate_ice_credentials
 from .config import SFUConfig
 from .datachannel import DataFilter, envelope, message_size
 from .errors import (
     DuplicateParticipant,
     HostTaken,
     RoomClosedError,
-    RoomExists,
     RoomFull,
-    RoomNotFound,
     SignallingError,
-    TooManyRooms,
 )
 from .events import (
     DataDroppedEvent,
@@ -35,7 +35,8 @@ from .events import (
     TrackPublishedEvent,
     TrackUnpublishedEvent,
 )
-from .forwarding import DownTrack, Forwarder
+from .forwarding import Forwarder
+from .forwarding.ports import Subscriber
 from .messages import (
     Joined,
     ParticipantJoined,
@@ -43,17 +44,18 @@ from .messages import (
     Recording,
     RoomClosed,
 )
-from .participant import Participant, Role
-from .ports import Outbox
+from .participant import Participant
+from .peer.answering import ClientOffer
+from .ports import Outbox, Role
 from .speaker import SpeakerMonitor
-from .stats import RoomStats, SFUStats, SubscriptionStats, Totals
+from .stats import ParticipantStats, RoomStats, SubscriptionStats, Totals
 
 __all__ = [
-    "SFU",
     "EligibilityPolicy",
     "RecordingControl",
     "Room",
     "RoomListener",
+    "RoomRegistry",
     "everyone_else",
     "host_only",
 ]
@@ -68,6 +70,27 @@ RoomListener = Callable[[RoomEvent], None]
 #: Starts (``True``) or stops recording a room when its host asks (a
 #: :class:`~pysfu.messages.Record` message); see :attr:`Room.recording_control`.
 RecordingControl = Callable[["Room", bool], Awaitable[None]]
+
+
+class RoomRegistry(Protocol):
+    """What a :class:`Room` needs from the registry that made it: a
+    :class:`pysfu.SFU`, whose configuration it runs with and whose totals
+    keep what departed members did."""
+
+    @property
+    def config(self) -> SFUConfig: ...
+    @property
+    def retired(self) -> Totals:
+        """Counters of participants that left (see :meth:`pysfu.SFU.totals`)."""
+        ...
+
+    def record_departure(self, stats: ParticipantStats) -> None:
+        """Fold a departing member's counters into :attr:`retired`."""
+        ...
+
+    def room_closed(self, room: Room) -> None:
+        """``room`` has closed: forget it."""
+        ...
 
 
 def everyone_else(publisher: Participant, subscriber: Participant) -> bool:
@@ -93,12 +116,12 @@ class Room:
         self,
         room_id: str,
         *,
-        sfu: SFU,
+        sfu: RoomRegistry,
         max_participants: int = 1,
         eligibility: EligibilityPolicy = everyone_else,
         close_when_host_leaves: bool = True,
         video_codecs: tuple[str, ...] | None = None,
-        data_filter: DataFilter | None = None,
+        data_filter: DataFilter[Participant] | None = None,
     ) -> None:
         if max_participants < 0:
             raise ValueError("max_participants must be >= 0")
@@ -120,12 +143,9 @@ class Room:
         self._announcing: set[asyncio.Task[None]] = set()
         self.closed = False
         self._sfu = sfu
-        # when the room was last seen without members (or without its host,
-        # when it needs one); for SFU's idle expiry
-        self._vacant_since: float | None = None
         self._listeners: list[RoomListener] = []
         self._speakers = (
-            SpeakerMonitor(self, sfu.config.speaker, emit=self._emit)
+            SpeakerMonitor(self, sfu.config.speaker)
             if sfu.config.speaker.enabled
             else None
         )
@@ -214,7 +234,7 @@ class Room:
             await other.send(
                 ParticipantJoined(participant_id, role.value, participant.name)
             )
-        self._emit(ParticipantJoinedEvent(self.id, participant_id, role.value))
+        self.emit(ParticipantJoinedEvent(self.id, participant_id, role.value))
         if self._speakers is not None:
             self._speakers.members_changed()
         for other in others:
@@ -249,7 +269,7 @@ class Room:
             self._speakers.members_changed(left=participant.id)
         for other in list(self.members.values()):
             await other.send(ParticipantLeft(participant.id, participant.role.value))
-        self._emit(
+        self.emit(
             ParticipantLeftEvent(
                 self.id, participant.id, participant.role.value, reason
             )
@@ -258,19 +278,27 @@ class Room:
             await self.close("host left")
 
     def _retire(self, participant: Participant) -> None:
-        totals = self._sfu.retired
-        totals.participants_left += 1
-        totals.add_participant(participant.stats())
+        self._sfu.record_departure(participant.stats())
 
-    def _retire_subscription(self, downtrack: DownTrack) -> None:
-        self._sfu.retired.add_subscription(SubscriptionStats.of(downtrack))
+    def retire(self, stats: SubscriptionStats) -> None:
+        """Count a subscription that ended into the SFU's totals (called by
+        the subscriber, exactly once per subscription)."""
+        self._sfu.retired.add_subscription(stats)
 
     # ------------------------------------------------------------------
     # tracks
 
-    def _publish(self, publisher: Participant, forwarder: Forwarder) -> None:
+    def eligible(self, publisher: Participant, subscriber: Participant) -> bool:
+        """Whether ``subscriber`` receives what ``publisher`` publishes (the
+        :attr:`eligibility` policy)."""
+        return self.eligibility(publisher, subscriber)
+
+    def publish(self, publisher: Participant, forwarder: Forwarder) -> None:
+        """A member's track is ready (its codecs are known): tell the
+        listeners and forward it to every eligible member. Called by the
+        publishing :class:`~pysfu.Participant`."""
         codec = forwarder.primary_codec
-        self._emit(
+        self.emit(
             TrackPublishedEvent(
                 self.id,
                 publisher.id,
@@ -288,10 +316,10 @@ class Room:
             self._speakers.track(forwarder)
 
     def _layer_changed(
-        self, downtrack: DownTrack, before: int | None, after: int | None
+        self, downtrack: Subscriber, before: int | None, after: int | None
     ) -> None:
         forwarder = downtrack.forwarder
-        self._emit(
+        self.emit(
             LayerChangedEvent(
                 self.id,
                 downtrack.subscriber_id,
@@ -305,10 +333,8 @@ class Room:
     def _unpublish(self, publisher: Participant, forwarder: Forwarder) -> None:
         if self._speakers is not None:
             self._speakers.untrack(forwarder)
-        for subscriber in self.members.values():
-            subscriber.unsubscribe(forwarder.track_id)
-        forwarder.close()
-        self._emit(
+        forwarder.close()  # each subscriber's session detaches its downtrack
+        self.emit(
             TrackUnpublishedEvent(
                 self.id, publisher.id, forwarder.track_id, forwarder.kind
             )
@@ -317,7 +343,7 @@ class Room:
     # ------------------------------------------------------------------
     # data channels and speakers
 
-    def _relay_data(self, sender: Participant, data: str | bytes) -> tuple[str, ...]:
+    def relay_data(self, sender: Participant, data: str | bytes) -> tuple[str, ...]:
         """Relay a message of ``sender`` (already within the limits) to the
         members eligible to receive from it; returns their ids.
 
@@ -333,7 +359,7 @@ class Room:
             if filtered is None:
                 if sender.data is not None:
                     sender.data.counters.messages_dropped += 1
-                self._emit(
+                self.emit(
                     DataDroppedEvent(self.id, sender.id, "filtered", message_size(data))
                 )
                 return ()
@@ -347,7 +373,7 @@ class Room:
             and self.eligibility(sender, member)
             and member.data.deliver(message)
         )
-        self._emit(DataMessageEvent(self.id, sender.id, data, delivered))
+        self.emit(DataMessageEvent(self.id, sender.id, data, delivered))
         return delivered
 
     def send_data(
@@ -383,7 +409,8 @@ class Room:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _emit(self, event: RoomEvent) -> None:
+    def emit(self, event: RoomEvent) -> None:
+        """Call every listener with ``event`` (a failing one is logged)."""
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -404,32 +431,22 @@ class Room:
             self._retire(participant)
             await participant.send(RoomClosed(reason))
         await asyncio.gather(*(p.close() for p in members), return_exceptions=True)
-        self._emit(RoomClosedEvent(self.id, reason))
-        self._sfu._forget(self)
+        self.emit(RoomClosedEvent(self.id, reason))
+        self._sfu.room_closed(self)
 
-    def _idle_for(self, now: float) -> float:
-        """Seconds this room has been without members (or without its host,
-        when it closes as its host leaves), as far as sweeps saw; 0 if not."""
-        vacant = not self.members or (self.close_when_host_leaves and not self.host)
-        if not vacant:
-            self._vacant_since = None
-            return 0.0
-        if self._vacant_since is None:
-            self._vacant_since = now
-        return now - self._vacant_since
-
-    def record(self, directory: str | Path) -> RoomRecording:
+    def record(self, directory: str | Path, *, live: bool = False) -> RoomRecording:
         """Record every track of this room, now and later, under ``directory``.
 
         No codec runs: packets are written as received (see
         :mod:`pysfu.recording`). Recording stops with :meth:`stop_recording`
-        or when the room closes. Raises ``RuntimeError`` if already recording.
+        or when the room closes; ``live`` muxes each participant's WebM as
+        packets arrive. Raises ``RuntimeError`` if already recording.
         """
         from .recording import RoomRecording
 
         if self.recording is not None and not self.recording.stopped:
             raise RuntimeError(f"room {self.id} is already recording")
-        self.recording = RoomRecording(self, directory)
+        self.recording = RoomRecording(self, directory, live=live)
         task = asyncio.get_running_loop().create_task(self._announce_recording())
         self._announcing.add(task)
         task.add_done_callback(self._announcing.discard)
@@ -475,152 +492,14 @@ class Room:
         return f"<Room {self.id} {len(self.members)} members>"
 
 
-class SFU:
-    """The registry of rooms: creates, finds and closes them.
-
-    One ``SFU`` per process is typical; its :class:`~pysfu.SFUConfig` applies
-    to every room.
-    """
-
-    def __init__(self, config: SFUConfig | None = None) -> None:
-        self.config = config or SFUConfig()
-        self.rooms: dict[str, Room] = {}
-        #: Counters of participants that left; see :meth:`totals`.
-        self.retired = Totals()
-        self._sweeper: asyncio.Task[None] | None = None
-        register_passthrough_codecs(self.config.passthrough_codecs)
-
-    def create_room(
-        self,
-        room_id: str | None = None,
-        *,
-        max_participants: int = 1,
-        eligibility: EligibilityPolicy = everyone_else,
-        close_when_host_leaves: bool = True,
-        video_codecs: tuple[str, ...] | None = None,
-        data_filter: DataFilter | None = None,
-    ) -> Room:
-        """Create a room. ``room_id`` defaults to a random URL-safe token.
-
-        ``video_codecs`` restricts and orders the codecs publishers may use
-        (e.g. ``("H264",)``), like Janus' ``videocodec`` room setting.
-        ``data_filter`` moderates data channel messages (:attr:`Room.data_filter`).
-        """
-        if room_id is not None and room_id in self.rooms:  # first: the truer answer
-            raise RoomExists(f"room {room_id} exists")
-        if len(self.rooms) >= self.config.limits.max_rooms:
-            raise TooManyRooms(f"this server holds {len(self.rooms)} rooms already")
-        if room_id is None:
-            room_id = secrets.token_urlsafe(12)
-        if room_id in self.rooms:
-            raise RoomExists(f"room {room_id} exists")
-        room = Room(
-            room_id,
-            sfu=self,
-            max_participants=max_participants,
-            eligibility=eligibility,
-            close_when_host_leaves=close_when_host_leaves,
-            video_codecs=video_codecs,
-            data_filter=data_filter,
+def __getattr__(name: str) -> object:
+    # SFU moved to pysfu.sfu, which imports this module: the old name is
+    # looked up when asked for, not imported (that would be a cycle)
+    if name == "SFU":
+        warnings.warn(
+            "pysfu.room.SFU moved: import pysfu.SFU (or pysfu.sfu.SFU)",
+            DeprecationWarning,
+            stacklevel=2,
         )
-        self.rooms[room_id] = room
-        self._start_sweeper()
-        return room
-
-    def _start_sweeper(self) -> None:
-        timeout = self.config.limits.room_idle_timeout
-        if timeout is None or (self._sweeper is not None and not self._sweeper.done()):
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop yet: the next create_room in one starts it
-            return
-        self._sweeper = loop.create_task(self._sweep_idle_rooms(timeout))
-
-    async def _sweep_idle_rooms(self, timeout: float) -> None:
-        """Close rooms idle for ``timeout`` seconds; ends when no room is left."""
-        loop = asyncio.get_running_loop()
-        interval = min(max(timeout / 4, 0.1), 5.0)
-        for room in self.rooms.values():
-            room._idle_for(loop.time())
-        while self.rooms:
-            await asyncio.sleep(interval)
-            for room in list(self.rooms.values()):
-                if room._idle_for(loop.time()) >= timeout and not room.closed:
-                    logger.info("room %s closed: idle for %.0f s", room.id, timeout)
-                    try:
-                        await room.close("idle")
-                    except Exception:  # the sweep goes on for the other rooms
-                        logger.exception("closing idle room %s failed", room.id)
-
-    def get_room(self, room_id: str) -> Room:
-        """The room with that id; raises :class:`RoomNotFound`."""
-        try:
-            return self.rooms[room_id]
-        except KeyError:
-            raise RoomNotFound(f"no room {room_id}") from None
-
-    async def close_room(self, room_id: str, reason: str = "closed") -> None:
-        await self.get_room(room_id).close(reason)
-
-    # the rooms backend of an Admission (see pysfu.backend)
-
-    def seats(self, room_id: str) -> RoomSeats:
-        """Who holds a room's seats; raises :class:`RoomNotFound`."""
-        room = self.get_room(room_id)
-        return RoomSeats(
-            room_id=room.id,
-            max_participants=room.max_participants,
-            has_host=room.host is not None,
-            participants=len(room.participants),
-        )
-
-    async def join(
-        self,
-        room_id: str,
-        participant_id: str,
-        role: Role | str,
-        outbox: Outbox,
-        *,
-        name: str | None = None,
-        ice_username_fragment: str | None = None,
-        ice_password: str | None = None,
-        offer: ClientOffer | None = None,
-    ) -> Participant:
-        """:meth:`Room.join` on the room with that id (or :class:`RoomNotFound`)."""
-        return await self.get_room(room_id).join(
-            participant_id,
-            role,
-            outbox,
-            ice_username_fragment=ice_username_fragment,
-            ice_password=ice_password,
-            name=name,
-            offer=offer,
-        )
-
-    async def leave_unless_connected(
-        self, room_id: str, participant_id: str, reason: str
-    ) -> bool:
-        """Remove a member whose connection is not established; whether it did."""
-        room = self.rooms.get(room_id)
-        member = room.members.get(participant_id) if room is not None else None
-        return member is not None and await member.leave_unless_connected(reason)
-
-    async def close(self) -> None:
-        """Close every room."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        for room in list(self.rooms.values()):
-            await room.close("server shutting down")
-
-    def stats(self) -> SFUStats:
-        """A snapshot of the counters of every room."""
-        return SFUStats.of(self)
-
-    def totals(self) -> Totals:
-        """Cumulative counters since the SFU started, departed participants included."""
-        return self.retired.plus_live(self.stats())
-
-    def _forget(self, room: Room) -> None:
-        if self.rooms.get(room.id) is room:
-            del self.rooms[room.id]
+        return importlib.import_module("pysfu.sfu").SFU
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,18 +17,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ._slots import sleep_slotted
 from .config import SpeakerConfig
 from .events import ActiveSpeakerChangedEvent, RoomEvent, SpeakingChangedEvent
-from .forwarding.packet import audio_level
+from .forwarding import Forwarder
 from .messages import Speaking
-
-if TYPE_CHECKING:
-    from .forwarding import Forwarder
-    from .participant import Participant
-    from .room import Room
+from .ports import Member, RoomPort
+from .rtp.extensions import audio_level
 
 __all__ = [
     "AUDIO_LEVEL_URI",
@@ -161,20 +158,21 @@ class SpeakerMonitor:
     :class:`~pysfu.events.ActiveSpeakerChangedEvent`, and sends each member
     whose view changed a :class:`~pysfu.messages.Speaking` message. A member
     only hears about publishers the room's eligibility policy lets it receive
-    (and about itself). Events go to ``emit``, the room's own event dispatch.
+    (and about itself). Events go to ``emit``, by default the room's
+    :meth:`~pysfu.ports.RoomPort.emit`.
     """
 
     def __init__(
         self,
-        room: Room,
+        room: RoomPort[Any],
         config: SpeakerConfig,
         clock: Callable[[], float] = time.monotonic,
         *,
-        emit: Callable[[RoomEvent], None],
+        emit: Callable[[RoomEvent], None] | None = None,
     ) -> None:
         self.detector = SpeakerDetector(config)
         self._room = room
-        self._emit = emit
+        self._emit = emit if emit is not None else room.emit
         self._clock = clock
         self._forwarders: dict[str, Forwarder] = {}  # by track id
         self._sent: dict[str, tuple[tuple[str, ...], str | None]] = {}
@@ -279,7 +277,7 @@ class SpeakerMonitor:
             )
 
     def _view_for(
-        self, member: Participant, speakers: list[tuple[str, float]]
+        self, member: Member, speakers: list[tuple[str, float]]
     ) -> list[tuple[str, float]]:
         room = self._room
         view = []
@@ -287,7 +285,7 @@ class SpeakerMonitor:
             publisher = room.members.get(participant_id)
             if publisher is None:
                 continue
-            if publisher is member or room.eligibility(publisher, member):
+            if publisher is member or room.eligible(publisher, member):
                 view.append((participant_id, level))
         return view
 

@@ -7,16 +7,15 @@ taking a snapshot changes nothing.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .accounting import find_account
 
 if TYPE_CHECKING:
     from .forwarding import DownTrack, Forwarder
-    from .participant import Participant
-    from .room import SFU, Room
 
 __all__ = [
     "DataChannelStats",
@@ -181,12 +180,13 @@ class ParticipantStats:
     cpu_seconds: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, participant: Participant) -> ParticipantStats:
-        account = find_account(participant.pc)
+    def of(cls, participant: _Participant) -> ParticipantStats:
+        pc = getattr(participant, "pc", None)  # (its CPU account's key)
+        account = find_account(pc) if pc is not None else None
         return cls(
             participant_id=participant.id,
             role=participant.role.value,
-            connection_state=participant.pc.connectionState,
+            connection_state=participant.connection_state,
             published=tuple(
                 PublishedTrackStats.of(f) for f in participant.publications.values()
             ),
@@ -210,7 +210,7 @@ class RoomStats:
     members: tuple[ParticipantStats, ...]
 
     @classmethod
-    def of(cls, room: Room) -> RoomStats:
+    def of(cls, room: _Room) -> RoomStats:
         return cls(
             room_id=room.id,
             max_participants=room.max_participants,
@@ -223,7 +223,7 @@ class SFUStats:
     rooms: tuple[RoomStats, ...]
 
     @classmethod
-    def of(cls, sfu: SFU) -> SFUStats:
+    def of(cls, sfu: _SFU) -> SFUStats:
         return cls(rooms=tuple(RoomStats.of(r) for r in sfu.rooms.values()))
 
     @property
@@ -311,6 +311,57 @@ class Totals:
             for member in room.members:
                 total.add_participant(member)
         return total
+
+
+# What the snapshots read of the live objects (Participant, Room, SFU), as
+# protocols: this module is below them and imports none of them.
+
+
+class _DataCounters(Protocol):
+    def snapshot(self) -> DataChannelStats: ...
+
+
+class _DataChannel(Protocol):
+    @property
+    def counters(self) -> _DataCounters: ...
+
+
+class _Subscription(Protocol):
+    @property
+    def downtrack(self) -> DownTrack: ...
+
+
+class _Participant(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def role(self) -> enum.Enum: ...
+    @property
+    def connection_state(self) -> str: ...
+    @property
+    def publications(self) -> Mapping[str, Forwarder]: ...
+    @property
+    def subscriptions(self) -> Mapping[str, _Subscription]: ...
+    @property
+    def signalling_errors(self) -> int: ...
+    @property
+    def malformed_packets(self) -> int: ...
+    @property
+    def data(self) -> _DataChannel | None: ...
+
+
+class _Room(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def max_participants(self) -> int: ...
+    @property
+    def members(self) -> Mapping[str, _Participant]: ...
+
+
+class _SFU(Protocol):
+    @property
+    def rooms(self) -> Mapping[str, _Room]: ...
 
 
 def _bump(counts: dict[str, int], key: str, value: int) -> None:

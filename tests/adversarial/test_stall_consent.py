@@ -20,8 +20,8 @@ import pytest
 
 from ..example_server import example_server
 from ..helpers import eventually, ice_sockets
+from ..integration.test_ws_example import host_and_guest
 from ..peers import PeerFactory
-from ..test_ws_example import host_and_guest
 
 pytestmark = pytest.mark.adversarial
 

@@ -17,8 +17,8 @@ from pysfu import SFU
 from pysfu.signalling import Leave, MemorySignalling, Offer
 
 from ..helpers import eventually
+from ..integration.test_lifecycle import assert_freed
 from ..peers import PeerFactory
-from ..test_lifecycle import assert_freed
 from .seam_helpers import blast, host_candidate_port, rss_bytes
 
 pytestmark = pytest.mark.adversarial

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ..browser.conftest import browser, start_server
+from .browser.conftest import browser, start_server
 from .firefox import Firefox, firefox
 
 #: Firefox's fake camera is a flat colour: pages get this detailed moving one.

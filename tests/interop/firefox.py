@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from ..browser.harness import LIVENESS, wait_for
+from .browser.harness import LIVENESS, wait_for
 
 FIREFOX = "/usr/bin/firefox-esr"
 DRIVER_DIR = Path(__file__).resolve().parent / "firefox"

@@ -14,7 +14,7 @@ import statistics
 import urllib.request
 from typing import Any, Protocol
 
-from ..browser.harness import wait_for
+from .browser.harness import wait_for
 
 #: Each remote tile's picture, scaled down to 64x48 luma values, by the
 #: publishing participant's id (the tile's data-participant).
@@ -155,7 +155,7 @@ def scrape_metrics(base_url: str) -> dict[str, float]:
     """The server's ``/metrics``: ``name[label values...]`` -> value."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from ..browser.harness import METRICS_TOKEN
+    from .browser.harness import METRICS_TOKEN
 
     request = urllib.request.Request(
         base_url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}

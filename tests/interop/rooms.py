@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..browser.harness import HOST_KEY, LIVENESS, Server, User, wait_for
+from .browser.harness import HOST_KEY, LIVENESS, Server, User, wait_for
 from .firefox import FirefoxUser
 
 

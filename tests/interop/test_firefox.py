@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ..browser.harness import Browser, Server, wait_for
+from .browser.harness import Browser, Server, wait_for
 from .firefox import Firefox
 from .observe import (
     assert_none_dropped_for_size,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ..browser.harness import Browser
+from .browser.harness import Browser
 from .firefox import Firefox
 from .rooms import ChromiumUser, host_a_room
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from ..browser.harness import HOST_KEY, LIVENESS, Browser, Server, wait_for
+from .browser.harness import HOST_KEY, LIVENESS, Browser, Server, wait_for
 from .firefox import Firefox
 from .observe import assert_none_dropped_for_size, assert_sees_and_hears
 from .rooms import AnyUser, ChromiumUser, host_a_room

@@ -19,9 +19,11 @@ Needs root (``ip netns``), like the rest of the namespace-based tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -135,6 +137,21 @@ class WanBed:
         if not line or not json.loads(line).get("ready"):
             raise RuntimeError("the link emulator did not start")
 
+    def set_link(self, node: str, link: Port) -> None:
+        """Change ``node``'s link mid-call (the emulator re-reads its links)."""
+        self.links[node] = link
+        config = Path(self._dir) / "links.json"
+        document = json.loads(config.read_text())
+        index = list(self.links).index(node)
+        document["ports"][index].update(up=asdict(link.up), down=asdict(link.down))
+        config.write_text(json.dumps(document))
+        assert self._emulator is not None and self._emulator.stdout is not None
+        self._emulator.send_signal(signal.SIGUSR1)
+        # applied from the emulator's next turn (within 0.5 s): wait for it
+        for line in self._emulator.stdout:
+            if json.loads(line).get("reloaded"):
+                break
+
     def spawn(
         self,
         node: str,
@@ -171,9 +188,17 @@ class WanBed:
             self.stop(self._emulator)
             assert self._emulator.stdout is not None
             for line in self._emulator.stdout:
-                if line.startswith("{"):
-                    self.emulator_counters = json.loads(line).get("counters")
+                if line.startswith("{") and "counters" in (record := json.loads(line)):
+                    self.emulator_counters = record["counters"]
             self._emulator = None
         for ns in [*self.namespaces.values(), self.switch_ns]:
+            # what our processes left running in our namespaces (a browser's
+            # helpers, say): nothing else can be in them
+            pids = subprocess.run(
+                ["ip", "netns", "pids", ns], capture_output=True, text=True
+            ).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         shutil.rmtree(self._dir, ignore_errors=True)

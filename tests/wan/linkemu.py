@@ -121,6 +121,9 @@ class Switch:
     _heap: list[tuple[float, int, int, bytes]] = field(default_factory=list)
     _order: int = 0
     _stopped: bool = False
+    #: set by SIGUSR1: re-read the links from this file (a mid-call change)
+    config_path: str | None = None
+    _reload: bool = False
 
     def open(self) -> None:
         rng = random.Random(self.seed)
@@ -139,10 +142,26 @@ class Switch:
     def stop(self, *_: Any) -> None:
         self._stopped = True
 
+    def request_reload(self, *_: Any) -> None:
+        self._reload = True
+
+    def reload(self) -> None:
+        """Give every stage its new direction (queues and counters stay)."""
+        self._reload = False
+        assert self.config_path is not None
+        with open(self.config_path) as f:
+            ports = parse_config(json.load(f)).ports
+        for i, port in enumerate(ports):
+            self._up[i].direction = port.up
+            self._down[i].direction = port.down
+        print(json.dumps({"reloaded": True}), flush=True)
+
     def run(self) -> None:
         sockets = self._sockets
         index_of = {sock.fileno(): i for i, sock in enumerate(sockets)}
         while not self._stopped:
+            if self._reload:
+                self.reload()
             timeout = 0.5
             if self._heap:
                 timeout = max(self._heap[0][0] - time.monotonic(), 0.0)
@@ -226,7 +245,9 @@ def parse_config(config: dict[str, Any]) -> Switch:
 def main() -> None:
     with open(sys.argv[1]) as f:
         switch = parse_config(json.load(f))
+    switch.config_path = sys.argv[1]
     switch.open()
+    signal.signal(signal.SIGUSR1, switch.request_reload)
     signal.signal(signal.SIGTERM, switch.stop)
     signal.signal(signal.SIGINT, switch.stop)
     print(json.dumps({"ready": True}), flush=True)

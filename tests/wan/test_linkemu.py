@@ -79,28 +79,39 @@ print(min(rtts) if rtts else -1)
 """
 
 
+def probe(bed: WanBed) -> float:
+    """The smallest of 5 UDP echo round trips from a to b (-1: none came)."""
+    command = ["ip", "netns", "exec", bed.namespaces["a"], sys.executable]
+    done = subprocess.run(
+        [*command, "-c", PROBE, bed.address("b")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout)
+
+
 @pytest.mark.skipif(not available(), reason="needs root and iproute2")
 def test_udp_crosses_the_emulated_link_with_its_delay() -> None:
     links = {"a": Port(""), "b": Port("", down=Direction(delay_ms=100))}
     with WanBed(links) as bed:
         bed.spawn("b", [sys.executable, "-c", ECHO, bed.address("b")])
-        probe = subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                bed.namespaces["a"],
-                sys.executable,
-                "-c",
-                PROBE,
-                bed.address("b"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        rtt = probe(bed)
     # an echo came back (the first may wait for ARP), and not before the
     # 100 ms the link to b holds each frame
-    assert float(probe.stdout) >= 0.1
+    assert rtt >= 0.1
     assert bed.emulator_counters is not None
     assert bed.emulator_counters["p1"]["down"]["frames"] >= 5
+
+
+@pytest.mark.skipif(not available(), reason="needs root and iproute2")
+def test_a_link_changed_during_a_call_takes_effect() -> None:
+    with WanBed({"a": Port(""), "b": Port("")}) as bed:
+        bed.spawn("b", [sys.executable, "-c", ECHO, bed.address("b")])
+        assert probe(bed) >= 0  # echoes come back
+        bed.set_link("b", Port("", down=Direction(delay_ms=150)))
+        assert probe(bed) >= 0.15
+        bed.set_link("b", Port("", down=Direction(loss=1.0)))
+        assert probe(bed) == -1  # every frame to b lost
+    assert bed.emulator_counters is not None
+    assert bed.emulator_counters["p1"]["down"]["lost"] >= 5

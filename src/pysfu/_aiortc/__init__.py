@@ -53,7 +53,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from .._rtp import RtpHeader
+from ..rtp.header import RtpHeader
 from .estimator import remote_bitrate_estimator, slim_receiver
 from .hooks import HOOK_POINTS, AiortcIncompatible, check_hook_points
 from .ice import (
@@ -69,6 +69,7 @@ from .receive import (
     RtpTap,
     SenderHooks,
     extension_checks_of,
+    header_extensions,
     take_over_receiver,
     take_over_sender,
 )
@@ -151,6 +152,7 @@ __all__ = [
     "default_host_addresses",
     "dtls_transport_of",
     "extension_checks_of",
+    "header_extensions",
     "limit_sctp_reception",
     "negotiated_codecs",
     "negotiated_header_extensions",

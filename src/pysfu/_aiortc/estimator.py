@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiortc import RTCRtpReceiver
 from aiortc.rate import RemoteBitrateEstimator
 
-from ..forwarding.bitrate import WindowedRate
+from .bitrate import WindowedRate
 
 #: aiortc's incoming bitrate window (ms) and scale (bytes/ms -> bit/s)
 INCOMING_WINDOW_MS = 1000
@@ -14,12 +14,12 @@ INCOMING_SCALE = 8000
 
 def remote_bitrate_estimator() -> RemoteBitrateEstimator:
     """aiortc's REMB estimator (abs-send-time based), whose incoming bitrate
-    counter is a :class:`~pysfu.forwarding.bitrate.WindowedRate`.
+    counter is a :class:`~pysfu._aiortc.bitrate.WindowedRate`.
 
     aiortc's own counter clears one millisecond bucket per loop step, so
     every video packet paid for the milliseconds since the previous one
     (about half of the estimator's ~5 µs per packet); the estimates are the
-    same (``tests/test_estimator.py`` checks both against each other).
+    same (``tests/integration/test_estimator.py`` checks both against each other).
     """
     estimator = RemoteBitrateEstimator()
     estimator.incoming_bitrate = WindowedRate(  # type: ignore[assignment]

@@ -19,23 +19,43 @@ from aiortc.rtcrtpparameters import (
     RTCRtpReceiveParameters,
     RTCRtpSendParameters,
 )
+from aiortc.rtp import HeaderExtensions
 
-from .._rtp import RtpHeader, extension_checks, parse_header
 from ..accounting import metered
+from ..rtp.extensions import extension_checks
+from ..rtp.header import RtpHeader, parse_header
 from .transports import _SRTP_BUFFER, cpu_account_of
 from .udpmux import is_muxed
 
 logger = logging.getLogger(__name__)
 
-RtpSink = Callable[[RtpHeader, bytes, int], None]
-RtcpSink = Callable[[Any], Awaitable[None]]
+#: Gets a parsed RTP packet, its bytes, aiortc's arrival time (ms since
+#: 1900) and ``now`` (``time.monotonic()``, read once here: the edge's clock).
+RtpSink = Callable[[RtpHeader, bytes, int, float], None]
+#: Gets an RTCP packet and ``now`` (``time.monotonic()``) when it arrived.
+RtcpSink = Callable[[Any, float], Awaitable[None]]
 
 
 def extension_checks_of(extensions_map: Any) -> list[int]:
-    """:func:`pysfu._rtp.parse_header`'s ``checks`` for the ids configured in
+    """:func:`pysfu.rtp.header.parse_header`'s ``checks`` for the ids configured in
     an aiortc ``HeaderExtensionsMap``."""
     ids = getattr(extensions_map, "_HeaderExtensionsMap__ids")  # noqa: B009
     return extension_checks(ids)
+
+
+def header_extensions(header: RtpHeader, extensions_map: Any) -> HeaderExtensions:
+    """aiortc's decoded ``HeaderExtensions`` of a parsed header, for code
+    written against aiortc's ``RtpPacket``; ``extensions_map`` is the
+    ``HeaderExtensionsMap`` of the transport it arrived on."""
+    start = header.extension_start
+    if start < 0:
+        return HeaderExtensions()
+    data = header.data
+    profile = (data[start] << 8) | data[start + 1]
+    decoded: HeaderExtensions = extensions_map.get(
+        profile, data[start + 4 : header.payload_start]
+    )
+    return decoded
 
 
 #: Datagrams held for the DTLS transport at most: a DTLS flight before ICE
@@ -65,7 +85,7 @@ class RtpTap:
 
     The stock path parses each packet, routes it to an ``RTCRtpReceiver`` and
     depacketizes, jitter-buffers and decodes it. The tap parses only the header
-    (:func:`pysfu._rtp.parse_header`, which accepts what aiortc's parser
+    (:func:`pysfu.rtp.header.parse_header`, which accepts what aiortc's parser
     accepts), keeps aiortc's routing and hands the header, the raw bytes and
     the arrival time to the sink registered for the receiver instead. Sinks
     are synchronous: a sink must never await, so one slow consumer cannot
@@ -260,7 +280,7 @@ class RtpTap:
         # Never raises: an exception escaping into aiortc's receive loop (or
         # asyncio's datagram callback) would stop this publisher for good.
         transport = self._transport
-        packet = parse_header(data, self._checks, transport._rtp_header_extensions_map)
+        packet = parse_header(data, self._checks)
         if packet is None:
             self.parse_errors += 1
             return
@@ -270,7 +290,7 @@ class RtpTap:
             if sink is None:
                 self.unrouted += 1
                 return
-            sink(packet, data, arrival_time_ms)
+            sink(packet, data, arrival_time_ms, time.monotonic())
         except Exception:
             self.sink_errors += 1
 
@@ -342,7 +362,11 @@ def take_over_receiver(
 
     receiver.receive = receive  # type: ignore[method-assign]
     receiver.stop = stop  # type: ignore[method-assign]
-    receiver._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign,assignment]
+
+    async def handle_rtcp(packet: Any) -> None:
+        await on_rtcp(packet, time.monotonic())
+
+    receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
 
 
 @dataclass
@@ -383,7 +407,7 @@ def take_over_sender(sender: RTCRtpSender) -> SenderHooks:
 
     async def handle_rtcp(packet: Any) -> None:
         if hooks.on_rtcp is not None:
-            await hooks.on_rtcp(packet)
+            await hooks.on_rtcp(packet, time.monotonic())
 
     sender.send = send  # type: ignore[method-assign]
     sender.stop = stop  # type: ignore[method-assign]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import struct
 
 import pylibsrtp
 from aiortc import (
@@ -21,6 +20,7 @@ from aiortc.rtcrtpparameters import (
 from pylibsrtp._binding import lib as _srtp_lib
 
 from ..accounting import CpuAccount
+from ..rtp.header import REWRITTEN_FIELDS
 
 _srtp_protect = _srtp_lib.srtp_protect
 _SRTP_BUFFER = 1500  # pylibsrtp's own buffer (unprotect): packet + trailer must fit
@@ -29,7 +29,7 @@ _SRTP_BUFFER = 1500  # pylibsrtp's own buffer (unprotect): packet + trailer must
 UDP_PAYLOAD_LIMIT = 65507
 #: pysfu's send buffer: any datagram plus the longest SRTP trailer.
 _SEND_BUFFER = UDP_PAYLOAD_LIMIT + pylibsrtp.SRTP_MAX_TRAILER_LEN
-_RTP_HEADER = struct.Struct("!HII")  # sequence number, timestamp, SSRC at offset 2
+_RTP_HEADER = REWRITTEN_FIELDS  # sequence number, timestamp, SSRC at offset 2
 _CONNECTED = DtlsState.CONNECTED
 
 

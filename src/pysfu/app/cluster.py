@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
-from collections.abc import Coroutine
+import secrets
+from collections.abc import Collection, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
 
 from pysfu import SFU, PysfuError, RoomClosedEvent, RoomEvent
 from pysfu.cluster import ClusterNode, NodeFenced
 
-__all__ = ["AppCluster", "ClusterTotals", "ClusterUnavailable"]
+__all__ = ["AppCluster", "ClusterOrigins", "ClusterTotals", "ClusterUnavailable"]
 
 logger = logging.getLogger("pysfu.app")
 
@@ -43,6 +46,35 @@ class ClusterTotals:
     nodes: int = 0
     rooms: int = 0
     participants: int = 0
+
+
+def _origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, as browsers send it in ``Origin``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class ClusterOrigins(Collection[str]):
+    """The origins whose pages may use this node: those configured
+    (``--allowed-origin``) and every node's URL this node has seen live since
+    it started (a page whose node died keeps that node's origin: it rejoins
+    through another node, cross-origin). A view: it grows with the cluster."""
+
+    def __init__(self, cluster: AppCluster, configured: Collection[str] = ()) -> None:
+        self._cluster = cluster
+        self._configured = frozenset(configured)
+
+    def _all(self) -> frozenset[str]:
+        return self._configured | self._cluster.known_origins
+
+    def __contains__(self, origin: object) -> bool:
+        return origin in self._all()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._all()))
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 class AppCluster:
@@ -71,6 +103,12 @@ class AppCluster:
         self.totals = ClusterTotals()
         self._totals_task: asyncio.Task[None] | None = None
         self._totals_failing = False
+        #: The other live nodes' URLs as the last refresh saw them: listed in
+        #: join answers, where a client whose node dies rejoins.
+        self.peer_urls: tuple[str, ...] = ()
+        #: The origin of every node seen live since this one started (its
+        #: own included): pages from there may join here cross-origin.
+        self.known_origins: frozenset[str] = frozenset({_origin_of(self.node.url)})
 
     @property
     def url(self) -> str:
@@ -132,6 +170,8 @@ class AppCluster:
         if self._totals_failing:
             self._totals_failing = False
             logger.info("cluster totals: Redis answers again")
+        self.peer_urls = tuple(n.url for n in nodes if n.id != self.node.id)
+        self.known_origins |= {_origin_of(n.url) for n in nodes}
         self.totals = ClusterTotals(
             nodes=len(nodes),
             rooms=sum(n.rooms for n in nodes),
@@ -208,3 +248,120 @@ class AppCluster:
             return await self.node.consume_once(f"ticket:{digest}", ttl)
         except RedisError as exc:
             raise ClusterUnavailable(str(exc), "cluster_unavailable") from exc
+
+    # -- failover: a room outlives its node -----------------------------------
+
+    @property
+    def rejoin_within(self) -> float:
+        """Seconds a room's record outlives its node's last heartbeat (the
+        record's TTL): within them a join through any node re-homes it."""
+        return 3 * self.node.ttl
+
+    async def remember(self, room_id: str, max_participants: int) -> None:
+        """Keep what re-creates ``room_id`` with its record in Redis, so that
+        another node can re-home it if this one dies (best effort: a room
+        whose options could not be stored is only lost with its node)."""
+        try:
+            await self.node.set_room_fields(
+                room_id, {"max_participants": str(max_participants)}
+            )
+        except RedisError:
+            logger.warning("room %s: could not store its options in Redis", room_id)
+
+    async def orphaned(self, room_id: str) -> int | None:
+        """The ``max_participants`` of ``room_id`` if its record names a
+        node that is no longer live (it died) and the room is not here: the
+        room may be re-homed (:meth:`adopt`). None otherwise."""
+        if room_id in self.sfu.rooms:
+            return None
+        try:
+            fields = await self.node.room_fields(room_id)
+            if "max_participants" not in fields or fields.get("node") == self.node.id:
+                return None
+            if await self.node.node(fields["node"]) is not None:
+                return None  # alive: elsewhere() redirects to it
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc), "cluster_unavailable") from exc
+        return int(fields["max_participants"])
+
+    async def adopt(self, room_id: str) -> str | None:
+        """Claim the orphaned ``room_id`` for this node (the next epoch).
+        None if it is now this node's (create it here), else the URL of the
+        node that won a concurrent re-homing (redirect there)."""
+        try:
+            claim = await self.node.claim_room(room_id)
+            if claim.mine:
+                logger.info("room %s re-homed here (epoch %d)", room_id, claim.epoch)
+                return None
+            winner = await self.node.node(claim.owner)
+        except NodeFenced as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc), "cluster_unavailable") from exc
+        if winner is None:  # won and died at once: the client tries again
+            raise ClusterUnavailable(
+                f"room {room_id} is moving; join again", "room_moved"
+            )
+        return winner.url
+
+    async def issue_host_rejoin(self, room_id: str) -> str | None:
+        """A new host rejoin credential of ``room_id`` (replacing the last
+        one): it authorizes a host join of this room on any node for as long
+        as the room exists. Redis keeps its digest, with the room's record,
+        so it dies with the room. None if it could not be stored."""
+        credential = secrets.token_urlsafe(24)
+        try:
+            stored = await self.node.set_room_fields(
+                room_id, {"host_rejoin": _digest(credential)}
+            )
+        except RedisError:
+            stored = False
+        if not stored:
+            logger.warning("room %s: no host rejoin credential stored", room_id)
+            return None
+        return credential
+
+    async def host_rejoin_valid(self, room_id: str, credential: str | None) -> bool:
+        """Whether ``credential`` is ``room_id``'s current host rejoin
+        credential (and the room still exists somewhere)."""
+        if not credential:
+            return False
+        try:
+            expected = (await self.node.room_fields(room_id)).get("host_rejoin")
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc), "cluster_unavailable") from exc
+        return expected is not None and hmac.compare_digest(
+            _digest(credential), expected
+        )
+
+    def allowed_origins(self, configured: Collection[str] = ()) -> ClusterOrigins:
+        """The origins allowed to open this node's WebSocket: ``configured``
+        and every node's (see :class:`ClusterOrigins`)."""
+        return ClusterOrigins(self, configured)
+
+    def cors_headers(self, origin: str | None) -> dict[str, str]:
+        """CORS headers that let a page of another node of the cluster join
+        here (its own node died); none for any other origin."""
+        if origin is None or origin not in self.known_origins:
+            return {}
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "POST",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type",
+            "Access-Control-Max-Age": "600",
+            "Vary": "Origin",
+        }
+
+    def answer_fields(self) -> dict[str, Any]:
+        """What every join answer says of the cluster: where to rejoin if
+        this node dies, and for how long the room can be re-homed."""
+        return {
+            "cluster": {
+                "nodes": list(self.peer_urls),
+                "rejoin_within": self.rejoin_within,
+            }
+        }
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()

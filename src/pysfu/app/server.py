@@ -47,23 +47,25 @@ from aiohttp import web
 
 from pysfu import (
     SFU,
+    ForwardingConfig,
     IceConfig,
     IceServer,
     LimitsConfig,
     PysfuError,
     RoomExists,
+    RoomOptions,
+    Rooms,
     SFUConfig,
 )
 from pysfu._aiortc import default_host_addresses
 from pysfu.admission import Admission, HostKeys, RedactSecrets
 from pysfu.app.recordings import AppRecordings
-from pysfu.participant import Participant
 from pysfu.ratelimit import ClientLimits
 
 try:
     import prometheus_client
 
-    from pysfu.metrics import PoolCollector, SFUCollector
+    from pysfu.metrics import RoomsCollector
 except ImportError:  # pragma: no cover - metrics are optional
     prometheus_client = None  # type: ignore[assignment]
 from pysfu.signalling.adapter import SessionParticipant
@@ -320,6 +322,14 @@ def parse_args(
         "joins for its rooms are redirected there [PYSFU_NODE_URL]",
     )
     add(
+        "--node-ttl",
+        type=float,
+        default=float(env("PYSFU_NODE_TTL", "10")),
+        help="seconds a cluster node stays live without a heartbeat: a dead "
+        "node's rooms are re-homed after it, and can be for 3 times as long "
+        "[PYSFU_NODE_TTL]",
+    )
+    add(
         "--record-dir",
         default=env("PYSFU_RECORD_DIR"),
         metavar="DIR",
@@ -327,6 +337,7 @@ def parse_args(
         "recordings; default: no recording [PYSFU_RECORD_DIR]",
     )
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
+    add("--simulcast", action="store_true", help="receive simulcast (rids q, h, f)")
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error("--workers must be 0 or more")
@@ -476,29 +487,25 @@ class SfuApp:
                 max_rooms=args.max_rooms,
                 room_idle_timeout=args.room_idle_timeout,
             ),
+            forwarding=ForwardingConfig(simulcast=args.simulcast),
         )
-        # rooms in this process, or in worker processes: one of the two
+        #: the in-process SFU, when the rooms are in this process: recordings
+        #: and the cluster work on its Room objects
         self.sfu: SFU | None = None
-        self.pool: WorkerPool | None = None
-        #: the admission into self.sfu's rooms, whose participants are local
-        self.local_admission: Admission[Participant] | None = None
-        self.admission: Admission[SessionParticipant]
         # --8<-- [start:rooms]
+        # rooms in worker processes (one per core) or in this process: the
+        # rest of the app is written once, against the Rooms API
+        self.rooms: Rooms[SessionParticipant]
         if args.workers:
-            self.pool = WorkerPool(args.workers, config)  # started on app startup
-            self.admission = Admission(
-                self.pool,
-                credential_ttl=args.credential_ttl,
-                pending_hold=args.pending_hold,
-            )
+            self.rooms = WorkerPool(args.workers, config)  # started on app startup
         else:
             self.sfu = SFU(config)
-            self.local_admission = Admission(
-                self.sfu,
-                credential_ttl=args.credential_ttl,
-                pending_hold=args.pending_hold,
-            )
-            self.admission = self.local_admission
+            self.rooms = self.sfu.as_rooms()
+        self.admission = Admission(
+            self.rooms,
+            credential_ttl=args.credential_ttl,
+            pending_hold=args.pending_hold,
+        )
         #: the hosts' recordings (--record-dir), if allowed
         self.recordings = (
             AppRecordings(args.record_dir) if args.record_dir is not None else None
@@ -515,7 +522,9 @@ class SfuApp:
                     "--redis needs the cluster extra: pip install 'pysfu[cluster]'"
                 ) from exc
             assert self.sfu is not None  # parse_args refuses --workers with it
-            self.cluster = AppCluster(args.redis, args.node_url, self.sfu)
+            self.cluster = AppCluster(
+                args.redis, args.node_url, self.sfu, ttl=args.node_ttl
+            )
         self.signalling = WebSocketSignalling(
             self.admission,
             allowed_origins=args.allowed_origin or None,
@@ -532,6 +541,7 @@ class SfuApp:
                 web.get("/r/{slug}", self.page),
                 web.post("/api/rooms", self.create_room),
                 web.post("/api/rooms/{room}/join", self.join),
+                web.options("/api/rooms/{room}/join", self.join_preflight),
                 web.get("/api/rooms/{room}/recordings", self.list_recordings),
                 web.get("/api/rooms/{room}/recordings/{name}", self.download),
                 web.get("/ws/{participant_id}", self.websocket),
@@ -541,16 +551,22 @@ class SfuApp:
         if self.serves_metrics() and self.args.metrics_token:
             app.add_routes([web.get("/metrics", self.metrics_with_token)])
         app.on_startup.append(self.startup)
+        app.on_response_prepare.append(self.join_cors)
         app.on_shutdown.append(self.shutdown)
         return app
 
     async def startup(self, app: web.Application) -> None:
         if self.cluster is not None:
             await self.cluster.start()  # a Redis that does not answer stops us
-        if self.pool is not None:
-            await self.pool.start()
+            # pages of any node may open this node's WebSocket (a page whose
+            # node died rejoins here with its old origin)
+            self.signalling.allowed_origins = self.cluster.allowed_origins(
+                self.args.allowed_origin
+            )
+        await self.rooms.start()
+        if isinstance(self.rooms, WorkerPool):
             logger.info(
-                "rooms go to %d workers (pids %s)", self.args.workers, self.pool.pids
+                "rooms go to %d workers (pids %s)", self.args.workers, self.rooms.pids
             )
 
     def serves_metrics(self) -> bool:
@@ -560,12 +576,8 @@ class SfuApp:
             return False
         if not hasattr(self, "registry"):
             self.registry = prometheus_client.CollectorRegistry()
-            if self.pool is not None:
-                self.pool_collector = PoolCollector(self.pool)
-                self.registry.register(self.pool_collector)
-            else:
-                assert self.sfu is not None
-                self.registry.register(SFUCollector(self.sfu))
+            self.collector = RoomsCollector(self.rooms)
+            self.registry.register(self.collector)
             if self.cluster is not None:
                 self.register_cluster_gauges(self.cluster)
         return True
@@ -619,8 +631,7 @@ class SfuApp:
         return await self.metrics(request)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        if self.pool is not None:
-            await self.pool_collector.refresh()
+        await self.collector.refresh()
         body = prometheus_client.generate_latest(self.registry)
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
@@ -683,6 +694,7 @@ class SfuApp:
                 return error(exc.http_status, exc.code, str(exc))
         if self.cluster is not None:
             self.cluster.release_when_closed(room_id)
+            await self.cluster.remember(room_id, size)  # to re-home it elsewhere
         base = f"{public_scheme(request)}://{request.host}/r/{slug_path(room_id)}"
         logger.info("room %s created (max %d participants)", room_id, size)
         ticket = self.host_tickets.issue(room_id)
@@ -697,13 +709,13 @@ class SfuApp:
         )
 
     async def new_room(self, room_id: str, size: int) -> str:
-        if self.pool is not None:
-            return await self.pool.create_room(room_id, max_participants=size)
-        assert self.sfu is not None
-        room = self.sfu.create_room(room_id, max_participants=size)
+        room_id = await self.rooms.create_room(
+            RoomOptions(room_id, max_participants=size)
+        )
         if self.recordings is not None:
-            self.recordings.attach(room)
-        return room.id
+            assert self.sfu is not None  # parse_args refuses --workers with it
+            self.recordings.attach(self.sfu.get_room(room_id))
+        return room_id
 
     async def join(self, request: web.Request) -> web.Response:
         try:
@@ -722,6 +734,8 @@ class SfuApp:
         try:
             if self.cluster is not None:
                 owner = await self.cluster.elsewhere(room_id)
+                if owner is None:
+                    owner = await self.rehome(room_id)
                 if owner is not None:
                     # 307 keeps the method and the body: fetch() and aiohttp
                     # follow it with the POST body, one more round trip
@@ -731,6 +745,10 @@ class SfuApp:
                     await self.ticket_unspent(bearer(request) or "")
                 ):
                     ticket, host_authorized = bearer(request), True
+                elif self.cluster is not None and (
+                    await self.cluster.host_rejoin_valid(room_id, bearer(request))
+                ):
+                    host_authorized = True  # the host of a room whose node died
                 else:
                     host_authorized = self.host_key_valid(request)
         except PysfuError as exc:  # node_fenced, cluster_unavailable, room_moved
@@ -754,6 +772,7 @@ class SfuApp:
         else:
             scheme = "wss" if public_scheme(request) == "https" else "ws"
             ws_base = f"{scheme}://{request.host}"
+        cluster_fields = await self.cluster_answer(grant.room_id, grant.role.value)
         recording: dict[str, Any] = {"available": self.recordings is not None}
         if self.recordings is not None and grant.role.value == "host":
             recording["token"] = self.recording_token(grant.room_id)
@@ -785,8 +804,64 @@ class SfuApp:
                 "signalling_token": grant.signalling_token,
                 # whether the host may record; the host's token lists them
                 "recording": recording,
+                **cluster_fields,
             }
         )
+
+    async def rehome(self, room_id: str) -> str | None:
+        """Re-create here a room whose node died (its record outlives it by
+        ``rejoin_within`` s): None once it is here (or if it is not
+        orphaned), else the URL of the node that re-homed it first."""
+        assert self.cluster is not None
+        size = await self.cluster.orphaned(room_id)
+        if size is None:
+            return None
+        winner = await self.cluster.adopt(room_id)
+        if winner is not None:
+            return winner
+        try:
+            await self.new_room(room_id, size)
+        except RoomExists:  # a concurrent join re-homed it here first
+            return None
+        except PysfuError:  # too_many_rooms: give it back to other nodes
+            await self.cluster.release(room_id)
+            raise
+        self.cluster.release_when_closed(room_id)
+        await self.cluster.remember(room_id, size)
+        return None
+
+    async def cluster_answer(self, room_id: str, role: str) -> dict[str, Any]:
+        """The join answer's cluster fields: the other nodes to rejoin
+        through if this one dies, and the host's rejoin credential."""
+        if self.cluster is None:
+            return {}
+        fields = self.cluster.answer_fields()
+        if role == "host":
+            fields["host_rejoin"] = await self.cluster.issue_host_rejoin(room_id)
+        return fields
+
+    async def join_preflight(self, request: web.Request) -> web.Response:
+        """CORS preflight of a join from a page of another cluster node (that
+        node died, the page rejoins here); refused for any other origin."""
+        if self.cluster is None:
+            return error(405, "method_not_allowed", "no cross-origin joins")
+        headers = self.cluster.cors_headers(request.headers.get("Origin"))
+        if not headers:
+            return error(403, "forbidden_origin", "this origin may not join here")
+        return web.Response(status=204, headers=headers)
+
+    async def join_cors(
+        self, request: web.Request, response: web.StreamResponse
+    ) -> None:
+        """Let a page of another cluster node read a join answer (any status)."""
+        if (
+            self.cluster is not None
+            and request.method == "POST"
+            and request.match_info.route.handler == self.join
+        ):
+            response.headers.update(
+                self.cluster.cors_headers(request.headers.get("Origin"))
+            )
 
     def recording_token(self, room_id: str) -> str:
         """A new bearer token that lists and downloads ``room_id``'s
@@ -877,10 +952,9 @@ class SfuApp:
     async def shutdown(self, app: web.Application) -> None:
         if self.cluster is not None:
             await self.cluster.close()  # its rooms are free for other nodes
-        if self.pool is not None:
-            await self.pool.close()  # every room closed, every worker reaped
-        if self.sfu is not None:
-            await self.sfu.close()  # a recording room is stopped and converted
+        # every room closed (a recording one stopped and converted), every
+        # worker process reaped
+        await self.rooms.close()
         if self.recordings is not None:
             await self.recordings.drain()
 

@@ -16,7 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .scripts import CLAIM_ROOM, REFRESH_ROOM, RELEASE_ROOM
+from .scripts import CLAIM_ROOM, REFRESH_ROOM, RELEASE_ROOM, SET_ROOM_FIELDS
 
 __all__ = ["Claim", "ClusterNode", "NodeFenced", "NodeInfo"]
 
@@ -113,6 +113,7 @@ class ClusterNode:
         self._claim = self.redis.register_script(CLAIM_ROOM)
         self._release = self.redis.register_script(RELEASE_ROOM)
         self._refresh = self.redis.register_script(REFRESH_ROOM)
+        self._set_fields = self.redis.register_script(SET_ROOM_FIELDS)
         self._heartbeat: asyncio.Task[None] | None = None
         self._closing = False
         self._last_refresh = 0.0
@@ -277,6 +278,24 @@ class ClusterNode:
         epoch = self.rooms.pop(room_id, None)
         if epoch is not None:
             await self._release(keys=[self._room_key(room_id)], args=[self.id, epoch])
+
+    async def set_room_fields(self, room_id: str, fields: dict[str, str]) -> bool:
+        """Keep ``fields`` with the record of ``room_id``, a room of this
+        node: they live as long as the record (released, expired or moved
+        with it) and are readable by every node (:meth:`room_fields`).
+        False if the room is not this node's."""
+        args: list[str] = [self.id]
+        for name, value in fields.items():
+            if name in ("node", "epoch"):
+                raise ValueError(f"{name!r} is the directory's own field")
+            args += [name, value]
+        return bool(await self._set_fields(keys=[self._room_key(room_id)], args=args))
+
+    async def room_fields(self, room_id: str) -> dict[str, str]:
+        """Every field of the record of ``room_id`` (``node`` and ``epoch``
+        included); empty if there is no record."""
+        record = await self.redis.hgetall(self._room_key(room_id))
+        return {str(k): str(v) for k, v in record.items()}
 
     async def owner_of(self, room_id: str) -> NodeInfo | None:
         """The live node that owns ``room_id``, or None."""

@@ -9,7 +9,7 @@ is fine on a single Redis or a replicated one, not on Redis Cluster.
 
 from __future__ import annotations
 
-__all__ = ["CLAIM_ROOM", "REFRESH_ROOM", "RELEASE_ROOM"]
+__all__ = ["CLAIM_ROOM", "REFRESH_ROOM", "RELEASE_ROOM", "SET_ROOM_FIELDS"]
 
 #: KEYS[1] room record; ARGV: my node id, node key prefix, record TTL (ms).
 #: Returns {owner, epoch, 1 if the room is (now) mine else 0}, or an error
@@ -51,4 +51,17 @@ if redis.call('HGET', KEYS[1], 'node') == ARGV[1]
   return 1
 end
 return 0
+"""
+
+#: KEYS[1] room record; ARGV: my node id, then field, value pairs. Sets the
+#: fields (kept with the record: they expire and are deleted with it) if the
+#: room is mine; 1 if set, else 0 (never creates a record).
+SET_ROOM_FIELDS = """
+if redis.call('HGET', KEYS[1], 'node') ~= ARGV[1] then
+  return 0
+end
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return 1
 """

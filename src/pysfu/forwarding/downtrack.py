@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from .. import _aiortc as rtc
+from ..rtp.extensions import rewrite_extensions
+from ..rtp.header import payload_offset, rewrite_header
 from . import retransmit
 from .congestion import SubscriberEstimate
-from .packet import (
-    payload_offset,
-    remap_extension_ids,
-    rewrite_header,
-    stamp_abs_send_time,
-)
+from .ports import Cancellable, RewritingSink, RtpSink, Source
 from .retransmit import RetransmitLimiter
 from .simulcast import LayerSelector, Vp8Renumbering
-
-if TYPE_CHECKING:
-    from .forwarder import Forwarder
 
 __all__ = [
     "PREVIOUS_SOURCE",
@@ -42,33 +34,6 @@ _SEQUENCE_JUMP = 3000
 #: A NACK for a packet sent before the last change of source (e.g. a
 #: simulcast layer switch): its number now maps onto the new source.
 PREVIOUS_SOURCE = "previous_source"
-
-
-class RtpSink(Protocol):
-    """Where a downtrack writes: a subscriber's encrypted transport."""
-
-    def send_rtp(self, data: bytes | bytearray) -> bool: ...
-
-    def send_rtcp(self, data: bytes) -> bool: ...
-
-
-class RewritingSink(RtpSink, Protocol):
-    """A sink that rewrites the fixed header itself while encrypting
-    (:meth:`pysfu._aiortc.RtpOutput.send_rewritten`): one copy per packet."""
-
-    @property
-    def max_rtp_size(self) -> int:
-        """The longest RTP packet the sink can send (what the wire carries)."""
-        ...
-
-    def send_rewritten(
-        self,
-        data: bytes | bytearray,
-        payload_type: int,
-        sequence_number: int,
-        timestamp: int,
-        ssrc: int,
-    ) -> bool: ...
 
 
 class _Rewriting:
@@ -151,11 +116,15 @@ class DownTrack:
     source (publisher reconnect, track replacement) instead of jumping. Video
     starts on a keyframe: until one arrives nothing is sent and the forwarder
     is asked for one.
+
+    Time is passed in (``now``, on the forwarder's clock) with every input
+    that needs it; only a paced retransmission waits on the forwarder's
+    scheduler (:attr:`~pysfu.forwarding.Forwarder.call_at`).
     """
 
     def __init__(
         self,
-        forwarder: Forwarder,
+        forwarder: Source,
         output: RtpSink,
         ssrc: int,
         *,
@@ -172,6 +141,8 @@ class DownTrack:
         self.stats = DownTrackStats()
         self.active = False
         self.closed = False
+        #: Run by :meth:`source_closed`: the owner detaches this copy.
+        self.on_source_closed: Callable[[DownTrack], None] | None = None
         self.waiting_keyframe = forwarder.kind == "video"
         self._output: RewritingSink = (
             output if hasattr(output, "send_rewritten") else _Rewriting(output)  # type: ignore[assignment]
@@ -200,9 +171,9 @@ class DownTrack:
         #: The subscriber's latest REMB covering this stream, if any.
         self.estimate: SubscriberEstimate | None = None
         self._retransmits = RetransmitLimiter(forwarder.config.retransmit)
-        self._retransmits.update_send_rate(0, time.monotonic())
+        self._retransmits.update_send_rate(0, forwarder.clock())
         self._paced: dict[int, None] = {}  # out sequence numbers, in NACK order
-        self._pacing: asyncio.TimerHandle | None = None
+        self._pacing: Cancellable | None = None
         #: Simulcast: which layer this subscriber gets (unused otherwise).
         self.layers = LayerSelector(forwarder.config.simulcast_policy)
         self._layer_requested_at: float | None = None
@@ -225,7 +196,7 @@ class DownTrack:
 
         ``payload_types`` maps the publisher's payload types to the
         subscriber's; ``extension_table`` renumbers header extensions (see
-        :func:`~pysfu.forwarding.packet.extension_id_table`).
+        :func:`~pysfu.rtp.extensions.extension_id_table`).
         """
         self._pt_map = dict(payload_types)
         self._extension_table = extension_table
@@ -271,7 +242,7 @@ class DownTrack:
             or -0x7FFFFFFF < (timestamp - self._last_in_ts) < -self._clock_rate
         ):
             if not self._resync(
-                data, sequence_number, timestamp, source_ssrc, keyframe
+                data, sequence_number, timestamp, source_ssrc, keyframe, now
             ):
                 self.stats.dropped += 1
                 return
@@ -296,10 +267,7 @@ class DownTrack:
             variant = variants.get(id(table))
             if variant is None:
                 variant = variants[id(table)] = bytearray(data)
-                if table is not None:
-                    remap_extension_ids(variant, table)
-                if self._abs_send_time_id:
-                    stamp_abs_send_time(variant, self._abs_send_time_id, now)
+                rewrite_extensions(variant, table, self._abs_send_time_id, now)
             data = variant  # type: ignore[assignment]
         vp8 = self._vp8
         if vp8 is not None:
@@ -334,6 +302,7 @@ class DownTrack:
         timestamp: int,
         source_ssrc: int,
         keyframe: bool,
+        now: float,
     ) -> bool:
         """The slow path: a new source, a jump, or waiting for a keyframe.
         Returns whether the packet may be sent (after a re-base).
@@ -353,7 +322,7 @@ class DownTrack:
             return False
         # a new source, a keyframe we waited for, or the source's clock went
         # back (e.g. a replaced track restarts at 0)
-        self._rebase(source_ssrc, sequence_number, timestamp)
+        self._rebase(source_ssrc, sequence_number, timestamp, now)
         if self._vp8 is None and self.forwarder.simulcast:
             codec = self.forwarder.primary_codec
             if codec is not None and codec.name == "vp8":
@@ -376,9 +345,11 @@ class DownTrack:
         delta = (sequence_number - self._last_in_seq) & 0xFFFF
         return _SEQUENCE_JUMP < delta < 0x10000 - _SEQUENCE_JUMP
 
-    def _rebase(self, source_ssrc: int, sequence_number: int, timestamp: int) -> None:
+    def _rebase(
+        self, source_ssrc: int, sequence_number: int, timestamp: int, now: float
+    ) -> None:
         """Map this packet to the next output sequence number and a timestamp
-        that advanced by the wall-clock time since the last packet sent."""
+        that advanced by the time since the last packet sent (until ``now``)."""
         self.waiting_keyframe = False
         self._source_ssrc = source_ssrc
         self._seq_offset = (self._next_seq - sequence_number) & 0xFFFF
@@ -386,7 +357,7 @@ class DownTrack:
         if self._last_sent_at is None:
             out_ts = self._last_out_ts
         else:
-            elapsed = max(time.monotonic() - self._last_sent_at, 0.001)
+            elapsed = max(now - self._last_sent_at, 0.001)
             out_ts = self._last_out_ts + int(elapsed * self._clock_rate)
         self._ts_offset = (out_ts - timestamp) & 0xFFFFFFFF
         self._last_in_seq = sequence_number
@@ -395,18 +366,18 @@ class DownTrack:
     # ------------------------------------------------------------------
     # feedback from the subscriber
 
-    async def on_rtcp(self, packet: Any) -> None:
-        """Handle RTCP feedback the subscriber sent about this stream."""
+    async def on_rtcp(self, packet: Any, now: float) -> None:
+        """Handle RTCP feedback the subscriber sent about this stream,
+        received at ``now``."""
         if isinstance(packet, (rtc.RtcpRrPacket, rtc.RtcpSrPacket)):
             for report in packet.reports:
                 if report.ssrc == self.ssrc:
-                    self._on_report(report)
+                    self._on_report(report, now)
         elif (
             isinstance(packet, rtc.RtcpRtpfbPacket)
             and packet.fmt == rtc.RTCP_RTPFB_NACK
         ):
             self.stats.nacks_received += 1
-            now = time.monotonic()
             self._retransmits.update_send_rate(self.stats.bytes_sent, now)
             for lost in packet.lost:
                 self._retransmit(lost, now)
@@ -423,7 +394,7 @@ class DownTrack:
             except ValueError:
                 return
             if self.ssrc in ssrcs:
-                self.on_estimate(bitrate, time.monotonic())
+                self.on_estimate(bitrate, now)
 
     def on_estimate(self, bitrate: int, now: float) -> None:
         """The subscriber's receiver estimates ``bitrate`` (bit/s) for its
@@ -459,10 +430,10 @@ class DownTrack:
             self._layer_requested_at = now
             self.forwarder.request_layer_keyframe(target)
 
-    def limit_layer(self, max_layer: int) -> None:
-        """The subscriber wants no layer above ``max_layer`` (0: lowest)."""
+    def limit_layer(self, max_layer: int, now: float) -> None:
+        """The subscriber wants no layer above ``max_layer`` (0: lowest),
+        from ``now`` on."""
         self.layers.limit(max_layer)
-        now = time.monotonic()
         self.select_layer(self.forwarder.layer_bitrates(int(now * 1000)), now)
 
     def layer_switched(self, rid: str | None) -> None:
@@ -476,13 +447,13 @@ class DownTrack:
             logger.info("%s: not retransmitting a NACKed packet: %s", str(self), reason)
         refused[reason] = refused.get(reason, 0) + 1
 
-    def _on_report(self, report: Any) -> None:
+    def _on_report(self, report: Any, now: float) -> None:
         stats = self.stats
         stats.fraction_lost = report.fraction_lost / 256
         stats.packets_lost = report.packets_lost
         stats.jitter = report.jitter
         if report.lsr and report.lsr == self._lsr:
-            rtt = time.monotonic() - self._lsr_time - report.dlsr / 65536
+            rtt = now - self._lsr_time - report.dlsr / 65536
             if rtt >= 0:
                 stats.round_trip_time = rtt
 
@@ -517,10 +488,7 @@ class DownTrack:
         timestamp = int.from_bytes(data[4:8], "big")
         if self._extension_table is not None or self._abs_send_time_id:
             copy = bytearray(data)
-            if self._extension_table is not None:
-                remap_extension_ids(copy, self._extension_table)
-            if self._abs_send_time_id:
-                stamp_abs_send_time(copy, self._abs_send_time_id, now)
+            rewrite_extensions(copy, self._extension_table, self._abs_send_time_id, now)
             data = copy  # type: ignore[assignment]
         if self._output.send_rewritten(
             data, out_pt, out_seq, (timestamp + self._ts_offset) & 0xFFFFFFFF, self.ssrc
@@ -536,9 +504,7 @@ class DownTrack:
             self.stats.retransmissions_paced += 1
         if self._pacing is None:
             delay = max(self._retransmits.wait(size, now), 0.005)
-            self._pacing = asyncio.get_running_loop().call_later(
-                delay, self._send_paced
-            )
+            self._pacing = self.forwarder.call_at(now + delay, self._send_paced)
         return True
 
     def _send_paced(self) -> None:
@@ -546,7 +512,7 @@ class DownTrack:
         held, self._paced = list(self._paced), {}
         if self.closed:
             return
-        now = time.monotonic()
+        now = self.forwarder.clock()  # a timer: the scheduler's own input
         for out_seq in held:  # what is over budget again is held again
             try:
                 self._retransmit(out_seq, now)
@@ -557,8 +523,9 @@ class DownTrack:
     # ------------------------------------------------------------------
     # reports to the subscriber
 
-    def sender_report(self, cname: str | None) -> bytes | None:
-        """An SR (+SDES) mapping this stream's timestamps to the publisher's clock.
+    def sender_report(self, cname: str | None, now: float) -> bytes | None:
+        """An SR (+SDES) for ``now``, mapping this stream's timestamps to the
+        publisher's clock.
 
         Derived from the publisher's own sender report so that audio and video
         of one publisher stay in sync at the subscriber. ``None`` until both
@@ -567,7 +534,7 @@ class DownTrack:
         report = self.forwarder.sender_report_for(self._source_ssrc)
         if not self.stats.packets_sent or report is None:
             return None
-        elapsed = time.monotonic() - report.received_at
+        elapsed = now - report.received_at
         ntp = (report.ntp_timestamp + int(elapsed * (1 << 32))) & 0xFFFFFFFFFFFFFFFF
         rtp_ts = (
             report.rtp_timestamp + int(elapsed * self._clock_rate) + self._ts_offset
@@ -584,7 +551,7 @@ class DownTrack:
             )
         ]
         self._lsr = (ntp >> 16) & 0xFFFFFFFF
-        self._lsr_time = time.monotonic()
+        self._lsr_time = now
         if cname:
             packets.append(
                 rtc.RtcpSdesPacket(
@@ -596,6 +563,18 @@ class DownTrack:
                 )
             )
         return b"".join(bytes(p) for p in packets)
+
+    def source_closed(self) -> None:
+        """The forwarder closed (called by :meth:`Forwarder.close`).
+
+        The owner's :attr:`on_source_closed` removes the subscription (and
+        renegotiates, or feeds the slot another track); this copy is closed
+        in any case.
+        """
+        callback, self.on_source_closed = self.on_source_closed, None
+        if callback is not None:
+            callback(self)
+        self.close()
 
     def close(self, *, bye: bool = True) -> None:
         """Detach from the forwarder and tell the subscriber the stream ended (BYE).

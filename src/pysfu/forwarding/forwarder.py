@@ -5,20 +5,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from .. import _aiortc as rtc
-from .._rtp import find_extension
+from .._aiortc.bitrate import WindowedRate
+from .._aiortc.timers import monotonic_call_at
 from ..config import ForwardingConfig
-from .bitrate import WindowedRate
+from ..rtp.extensions import find_extension, header_extension
+from ..rtp.header import payload_offset
+from ..rtp.keyframes import KEYFRAME_DETECTORS
+from .codecs import CodecInfo
 from .history import PacketHistory
 from .keyframes import KeyframeRequester
-from .packet import KEYFRAME_DETECTORS, payload_offset
+from .ports import CallAt, Clock, RtcpOutput, SenderReport, Subscriber
 from .simulcast import DEFAULT_RIDS, layer_of_rid
-
-if TYPE_CHECKING:
-    from .downtrack import DownTrack
 
 __all__ = [
     "ABS_SEND_TIME_URI",
@@ -60,7 +61,7 @@ REMB_HYSTERESIS = 0.08
 
 class RtpHeaderLike(Protocol):
     """What the forwarder reads of a parsed packet: the tap's
-    :class:`pysfu._rtp.RtpHeader` or an aiortc ``RtpPacket``."""
+    :class:`pysfu.rtp.header.RtpHeader` or an aiortc ``RtpPacket``."""
 
     payload_type: int
     sequence_number: int
@@ -75,65 +76,6 @@ class PacketRecorder(Protocol):
     def record_rtp(self, data: bytes) -> None: ...
 
     def record_sender_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None: ...
-
-
-class RtcpOutput(Protocol):
-    """Where a forwarder sends feedback for its publisher (PLI, NACK, RR, REMB)."""
-
-    def send_rtcp(self, data: bytes) -> bool: ...
-
-
-@dataclass(frozen=True)
-class CodecInfo:
-    """A codec as negotiated on one peer connection."""
-
-    payload_type: int
-    mime_type: str
-    clock_rate: int
-    channels: int | None = None
-    parameters: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        """Lower-case codec name, e.g. ``"vp8"``, ``"opus"``, ``"rtx"``."""
-        return self.mime_type.split("/", 1)[1].lower()
-
-    @property
-    def rtx_for(self) -> int | None:
-        """For an RTX codec, the payload type it retransmits (``apt``)."""
-        if self.name != "rtx":
-            return None
-        apt = self.parameters.get("apt")
-        return int(apt) if apt is not None else None
-
-    def same_format(self, other: CodecInfo) -> bool:
-        """Whether packets of ``self`` can be handed to a peer expecting ``other``."""
-        if self.name != other.name or self.clock_rate != other.clock_rate:
-            return False
-        if self.name == "h264":
-            mine, theirs = self.parameters, other.parameters
-            return (
-                str(mine.get("packetization-mode", "0"))
-                == str(theirs.get("packetization-mode", "0"))
-                and str(mine.get("profile-level-id", ""))[:2]
-                == str(theirs.get("profile-level-id", ""))[:2]
-            )
-        profile = {"vp9": "profile-id", "av1": "profile"}.get(self.name)
-        if profile is not None:  # e.g. VP9 profile 2 (10-bit) is no profile 0
-            return str(self.parameters.get(profile, "0")) == str(
-                other.parameters.get(profile, "0")
-            )
-        return True
-
-    @classmethod
-    def from_aiortc(cls, codec: rtc.RTCRtpCodecParameters) -> CodecInfo:
-        return cls(
-            payload_type=int(codec.payloadType or 0),
-            mime_type=codec.mimeType,
-            clock_rate=codec.clockRate,
-            channels=codec.channels,
-            parameters=dict(codec.parameters),
-        )
 
 
 @dataclass
@@ -157,23 +99,19 @@ class ForwarderStats:
     uplink_estimate: int | None = None
 
 
-@dataclass(frozen=True)
-class SenderReport:
-    """The publisher's latest RTP-to-NTP mapping (RFC 3550 section 6.4.1)."""
-
-    ssrc: int
-    ntp_timestamp: int
-    rtp_timestamp: int
-    received_at: float  # time.monotonic()
-
-
 class ReceivedLayer:
     """One simulcast encoding of a track, as received: its SSRCs (learned
     from the rid extension of its first packets) and its own receive
     statistics, NACK state, sender report and keyframe requests."""
 
     def __init__(
-        self, rid: str, index: int, send_pli: Callable[[int], bool], min_interval: float
+        self,
+        rid: str,
+        index: int,
+        send_pli: Callable[[int], bool],
+        min_interval: float,
+        clock: Clock = time.monotonic,
+        call_at: CallAt = monotonic_call_at,
     ) -> None:
         self.rid = rid
         self.index = index
@@ -190,6 +128,8 @@ class ReceivedLayer:
         self.keyframes = KeyframeRequester(
             lambda: self.media_ssrc is not None and send_pli(self.media_ssrc),
             min_interval,
+            clock,
+            call_at,
         )
 
     def __repr__(self) -> str:
@@ -205,6 +145,11 @@ class Forwarder:
     keyframe request throttle. Per-subscriber work happens in
     :class:`~pysfu.forwarding.DownTrack`. No decoder and no encoder exist on
     this path: packets stay encoded from publisher to subscriber.
+
+    Time is passed in: every input that needs it carries ``now`` (seconds on
+    ``clock``, ``time.monotonic()`` at the edge). ``clock`` and ``call_at``
+    serve only the timers (a coalesced keyframe request, a paced
+    retransmission); tests give both and need no event loop.
     """
 
     def __init__(
@@ -216,13 +161,17 @@ class Forwarder:
         upstream: RtcpOutput,
         rtcp_ssrc: int,
         config: ForwardingConfig | None = None,
+        clock: Clock = time.monotonic,
+        call_at: CallAt = monotonic_call_at,
     ) -> None:
         self.track_id = track_id
+        self.clock = clock
+        self.call_at = call_at
         self.kind = kind
         self.publisher_id = publisher_id
         self.config = config or ForwardingConfig()
         self.stats = ForwarderStats()
-        self.downtracks: list[DownTrack] = []
+        self.downtracks: list[Subscriber] = []
         self.codecs: dict[int, CodecInfo] = {}
         # payload type -> the type it retransmits (RTX) or None: read per packet
         self._rtx_for: dict[int, int | None] = {}
@@ -256,7 +205,7 @@ class Forwarder:
         self._abs_send_time_id = 0
         self._remb_sent_at: float | None = None
         self.keyframes = KeyframeRequester(
-            self._send_pli, self.config.keyframe_min_interval
+            self._send_pli, self.config.keyframe_min_interval, clock, call_at
         )
         #: Simulcast: the rids offered, lowest first, and the layers learned.
         self.rids: tuple[str, ...] = DEFAULT_RIDS
@@ -268,7 +217,7 @@ class Forwarder:
         #: Called with (downtrack, old layer, new layer) when a subscriber's
         #: layer changes (``None``: paused); must not raise.
         self.on_layer_changed: (
-            Callable[[DownTrack, int | None, int | None], None] | None
+            Callable[[Subscriber, int | None, int | None], None] | None
         ) = None
 
     # ------------------------------------------------------------------
@@ -322,10 +271,10 @@ class Forwarder:
             limit,
         )
 
-    def add_downtrack(self, downtrack: DownTrack) -> None:
+    def add_downtrack(self, downtrack: Subscriber) -> None:
         self.downtracks.append(downtrack)
 
-    def remove_downtrack(self, downtrack: DownTrack) -> None:
+    def remove_downtrack(self, downtrack: Subscriber) -> None:
         if downtrack in self.downtracks:
             self.downtracks.remove(downtrack)
 
@@ -340,10 +289,14 @@ class Forwarder:
     # ------------------------------------------------------------------
     # the hot path
 
-    def on_rtp(self, packet: RtpHeaderLike, data: bytes, arrival_time_ms: int) -> None:
+    def on_rtp(
+        self, packet: RtpHeaderLike, data: bytes, arrival_time_ms: int, now: float
+    ) -> None:
         """Handle one decrypted RTP packet from the publisher (synchronous).
 
-        ``packet`` is its parsed header, ``data`` the whole packet as received.
+        ``packet`` is its parsed header, ``data`` the whole packet as received,
+        ``arrival_time_ms`` aiortc's arrival time (the REMB estimator's clock)
+        and ``now`` the forwarder's clock when it arrived.
         """
         stats = self.stats
         stats.packets_received += 1
@@ -358,9 +311,9 @@ class Forwarder:
         if self._rid_id:
             layer = self._layer_of_ssrc.get(ssrc)
             if layer is None:
-                layer = self._learn_layer(packet, data, apt is not None)
+                layer = self._learn_layer(packet, data, apt is not None, now)
             if layer is not None:
-                self._on_layer_rtp(layer, packet, data, apt, arrival_time_ms)
+                self._on_layer_rtp(layer, packet, data, apt, arrival_time_ms, now)
                 return
         if self.announced_ssrcs and ssrc not in self.announced_ssrcs:
             stats.unknown_ssrc += 1
@@ -378,7 +331,7 @@ class Forwarder:
             if self._nack is not None:
                 self._nack.missing.discard(sequence_number)
         else:
-            self._observe_media(packet, data, ssrc, arrival_time_ms)
+            self._observe_media(packet, data, ssrc, arrival_time_ms, now)
             if self.packet_observer is not None:
                 self.packet_observer(data)
 
@@ -396,7 +349,6 @@ class Forwarder:
                     break
 
         timestamp = packet.timestamp
-        now = time.monotonic()
         variants: dict[int, bytearray] = {}
         for downtrack in self.downtracks:
             try:
@@ -415,7 +367,12 @@ class Forwarder:
                 logger.debug("forwarding to %s failed", downtrack, exc_info=True)
 
     def _observe_media(
-        self, packet: RtpHeaderLike, data: bytes, ssrc: int, arrival_time_ms: int
+        self,
+        packet: RtpHeaderLike,
+        data: bytes,
+        ssrc: int,
+        arrival_time_ms: int,
+        now: float,
     ) -> None:
         if ssrc != self.media_ssrc:
             self.media_ssrc = ssrc
@@ -432,12 +389,12 @@ class Forwarder:
         # and timestamp, which every RtpHeaderLike has
         self._receive_stats.add(packet)  # type: ignore[arg-type]
         if self._nack is not None and self._nack.add(packet):  # type: ignore[arg-type]
-            lost = self._due_nacks(self._nack.missing, time.monotonic(), self._nacked)
+            lost = self._due_nacks(self._nack.missing, now, self._nacked)
             self._send_nack(lost, self.media_ssrc)
-        self._estimate_uplink(packet, data, arrival_time_ms)
+        self._estimate_uplink(packet, data, arrival_time_ms, now)
 
     def _estimate_uplink(
-        self, packet: RtpHeaderLike, data: bytes, arrival_time_ms: int
+        self, packet: RtpHeaderLike, data: bytes, arrival_time_ms: int, now: float
     ) -> None:
         ast_id = self._abs_send_time_id
         if self._estimator is not None and ast_id:
@@ -451,7 +408,7 @@ class Forwarder:
                 )
                 if remb is not None:
                     self.stats.uplink_estimate = remb[0]
-                    self._send_remb(time.monotonic())
+                    self._send_remb(now)
 
     # ------------------------------------------------------------------
     # simulcast
@@ -462,22 +419,17 @@ class Forwarder:
         return bool(self.layers)
 
     def _learn_layer(
-        self, packet: RtpHeaderLike, data: bytes, is_rtx: bool
+        self, packet: RtpHeaderLike, data: bytes, is_rtx: bool, now: float
     ) -> ReceivedLayer | None:
         """An SSRC not seen yet: its rid (or, for RTX, repaired rid) names
         its layer. Chrome tags only the first packets of each SSRC."""
         ext_id = self._repaired_rid_id if is_rtx else self._rid_id
         if not ext_id:
             return None
-        at = find_extension(data, packet, ext_id)
-        if at <= 0:
+        value = header_extension(data, ext_id)
+        if value is None:
             return None
-        start = 12 + 4 * (data[0] & 0x0F)
-        if data[start] == 0xBE and data[start + 1] == 0xDE:
-            length = (data[at - 1] & 0x0F) + 1  # one-byte header: L nibble + 1
-        else:
-            length = data[at - 1]  # two-byte header: its length byte
-        rid = bytes(data[at : at + length]).decode("ascii", "replace")
+        rid = value.decode("ascii", "replace")
         index = layer_of_rid(rid, self.rids)
         if index is None:
             logger.info("%s: ignoring a layer with unknown rid %r", self.track_id, rid)
@@ -486,10 +438,15 @@ class Forwarder:
         if not self.layers:
             # let every layer show up and be measured before the first
             # selection: until then subscribers aim at the top layer
-            self._next_selection = time.monotonic() + 1.0
+            self._next_selection = now + 1.0
         if layer is None:
             layer = self.layers[rid] = ReceivedLayer(
-                rid, index, self._send_layer_pli, self.config.keyframe_min_interval
+                rid,
+                index,
+                self._send_layer_pli,
+                self.config.keyframe_min_interval,
+                self.clock,
+                self.call_at,
             )
         if is_rtx:
             layer.rtx_ssrc = packet.ssrc
@@ -512,6 +469,7 @@ class Forwarder:
         data: bytes,
         apt: int | None,
         arrival_time_ms: int,
+        now: float,
     ) -> None:
         sequence_number = packet.sequence_number
         ssrc = layer.media_ssrc
@@ -527,9 +485,9 @@ class Forwarder:
             payload_type = apt
         else:
             payload_type = packet.payload_type
-            self._observe_layer(layer, packet, data, arrival_time_ms)
+            self._observe_layer(layer, packet, data, arrival_time_ms, now)
             # the layer's rate on the clock select_layers() reads
-            layer.bitrate.add(len(data), int(time.monotonic() * 1000))
+            layer.bitrate.add(len(data), int(now * 1000))
         if self._history is not None:
             self._history.put(ssrc, sequence_number, data)
         if self.recorders and layer.index == max(
@@ -538,7 +496,6 @@ class Forwarder:
             for recorder in self.recorders:
                 recorder.record_rtp(data)
 
-        now = time.monotonic()
         if now >= self._next_selection:
             self._next_selection = now + 0.5
             self.select_layers(now)
@@ -581,16 +538,17 @@ class Forwarder:
         packet: RtpHeaderLike,
         data: bytes,
         arrival_time_ms: int,
+        now: float,
     ) -> None:
         layer.packets_received += 1
         assert layer.receive_stats is not None
         layer.receive_stats.add(packet)  # type: ignore[arg-type]
         if layer.nack.add(packet):  # type: ignore[arg-type]
-            lost = self._due_nacks(layer.nack.missing, time.monotonic(), layer.nacked)
+            lost = self._due_nacks(layer.nack.missing, now, layer.nacked)
             self._send_nack(lost, layer.media_ssrc)
-        self._estimate_uplink(packet, data, arrival_time_ms)
+        self._estimate_uplink(packet, data, arrival_time_ms, now)
 
-    def _layer_changed(self, downtrack: DownTrack, before: int | None) -> None:
+    def _layer_changed(self, downtrack: Subscriber, before: int | None) -> None:
         after = downtrack.layers.current
         downtrack.layer_switched(None if after is None else self.rids[after])
         if self.on_layer_changed is not None:
@@ -798,15 +756,16 @@ class Forwarder:
             self.stats.remb_bitrate = bitrate
             self._remb_sent_at = now
 
-    async def on_rtcp(self, packet: Any) -> None:
-        """RTCP from the publisher about this track (sender reports, BYE)."""
+    async def on_rtcp(self, packet: Any, now: float) -> None:
+        """RTCP from the publisher about this track (sender reports, BYE),
+        received at ``now``."""
         if isinstance(packet, rtc.RtcpSrPacket):
             info = packet.sender_info
             report = SenderReport(
                 ssrc=packet.ssrc,
                 ntp_timestamp=info.ntp_timestamp,
                 rtp_timestamp=info.rtp_timestamp,
-                received_at=time.monotonic(),
+                received_at=now,
             )
             layer = self._layer_of_ssrc.get(packet.ssrc)
             if layer is not None:
@@ -822,23 +781,23 @@ class Forwarder:
             for recorder in self.recorders:
                 recorder.record_sender_report(info.ntp_timestamp, info.rtp_timestamp)
 
-    def receiver_report(self) -> rtc.RtcpReceiverInfo | None:
+    def receiver_report(self, now: float) -> rtc.RtcpReceiverInfo | None:
         """Reception statistics for the publisher's next receiver report."""
         return _report_block(
-            self.media_ssrc, self._receive_stats, self._lsr, self._lsr_time
+            self.media_ssrc, self._receive_stats, self._lsr, self._lsr_time, now
         )
 
-    def receiver_reports(self) -> list[rtc.RtcpReceiverInfo]:
+    def receiver_reports(self, now: float) -> list[rtc.RtcpReceiverInfo]:
         """Report blocks for every source of this track: the single one, or
         each simulcast layer (a layer Chrome gets no report for keeps
         tagging its packets with rid and mid)."""
         blocks = [
             _report_block(
-                layer.media_ssrc, layer.receive_stats, layer.lsr, layer.lsr_time
+                layer.media_ssrc, layer.receive_stats, layer.lsr, layer.lsr_time, now
             )
             for layer in self.layers.values()
         ]
-        blocks.append(self.receiver_report())
+        blocks.append(self.receiver_report(now))
         return [block for block in blocks if block is not None]
 
     @property
@@ -851,10 +810,12 @@ class Forwarder:
         return self._rtcp_ssrc
 
     def close(self) -> None:
-        """Stop forwarding; subscribers are detached by their owners."""
+        """Stop forwarding, and tell each downtrack, whose owner detaches it."""
         self.closed = True
         self.packet_observer = None
         self.keyframes.close()
+        for downtrack in list(self.downtracks):
+            downtrack.source_closed()
         self.downtracks.clear()
         self.recorders.clear()
 
@@ -867,12 +828,13 @@ def _report_block(
     stream: rtc.StreamStatistics | None,
     lsr: int,
     lsr_time: float,
+    now: float,
 ) -> rtc.RtcpReceiverInfo | None:
     if stream is None or ssrc is None:
         return None
     dlsr = 0
     if lsr:
-        delay = time.monotonic() - lsr_time
+        delay = now - lsr_time
         if 0 < delay < 65536:
             dlsr = int(delay * 65536)
     return rtc.RtcpReceiverInfo(

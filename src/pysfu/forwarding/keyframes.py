@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import Callable
+
+from .._aiortc.timers import monotonic_call_at
+from .ports import CallAt, Cancellable, Clock
 
 __all__ = [
     "KeyframeRequester",
@@ -18,13 +21,24 @@ class KeyframeRequester:
     after keyframe (they are 5-10x larger than delta frames). Requests inside
     the interval are coalesced into one sent when the interval ends, so the
     last asker is never left without a keyframe.
+
+    ``clock`` reads the time and ``call_at(when, callback)`` schedules the
+    coalesced request at a deadline on that clock: tests drive both.
     """
 
-    def __init__(self, send: Callable[[], bool], min_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        send: Callable[[], bool],
+        min_interval: float = 0.5,
+        clock: Clock = time.monotonic,
+        call_at: CallAt = monotonic_call_at,
+    ) -> None:
         self._send = send
         self.min_interval = min_interval
+        self._clock = clock
+        self._call_at = call_at
         self._last_sent: float | None = None
-        self._deferred: asyncio.TimerHandle | None = None
+        self._deferred: Cancellable | None = None
         #: Requests received (from subscribers or the SFU itself).
         self.requested = 0
         #: Requests actually sent upstream.
@@ -35,19 +49,18 @@ class KeyframeRequester:
         self.requested += 1
         if self._deferred is not None:
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = self._clock()
         if self._last_sent is None or now - self._last_sent >= self.min_interval:
             self._fire()
         else:
-            self._deferred = loop.call_at(
+            self._deferred = self._call_at(
                 self._last_sent + self.min_interval, self._fire
             )
 
     def _fire(self) -> None:
         self._deferred = None
         if self._send():
-            self._last_sent = asyncio.get_running_loop().time()
+            self._last_sent = self._clock()
             self.sent += 1
 
     def close(self) -> None:

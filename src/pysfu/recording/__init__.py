@@ -4,7 +4,8 @@
 unwrapped) and its publisher's sender reports to a file, off the event loop;
 :class:`RoomRecording` (``Room.record()``) does it for every track of a room.
 `convert` turns recordings into WebM or Matroska files, still without
-decoding. From a shell::
+decoding; or :class:`LiveMuxer` (``Room.record(dir, live=True)``) muxes them
+as packets arrive. From a shell::
 
     python -m pysfu.recording info FILE...
     python -m pysfu.recording convert -o OUT.webm FILE...
@@ -23,6 +24,7 @@ from .convert import (
     suffix_for,
 )
 from .format import BadRecording, Record, TrackHeader, read_recording
+from .live import LiveMuxer
 from .recorder import RecordingStats, RoomRecording, TrackRecorder, record_track
 from .writer import RecordingFile, RecordingWriter
 
@@ -30,6 +32,7 @@ __all__ = [
     "BadRecording",
     "ConversionResult",
     "ConvertedTrack",
+    "LiveMuxer",
     "Record",
     "RecordingFile",
     "RecordingStats",

@@ -29,6 +29,7 @@ __all__ = [
     "BadRecording",
     "Record",
     "TrackHeader",
+    "decode_record",
     "encode_file_header",
     "encode_record",
     "encode_sender_report",
@@ -95,6 +96,12 @@ def encode_file_header(header: TrackHeader) -> bytes:
 def encode_record(kind: int, arrival_ns: int, body: bytes) -> bytes:
     """One record, ready to be appended to a recording."""
     return _RECORD.pack(kind, arrival_ns, len(body)) + body
+
+
+def decode_record(data: bytes) -> Record:
+    """One record as :func:`encode_record` made it."""
+    kind, arrival, size = _RECORD.unpack_from(data)
+    return Record(kind, arrival, data[_RECORD.size : _RECORD.size + size])
 
 
 def encode_sender_report(ntp_timestamp: int, rtp_timestamp: int) -> bytes:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from ..events import (
@@ -18,6 +18,7 @@ from ..events import (
     TrackUnpublishedEvent,
 )
 from ..forwarding import Forwarder
+from .assemble import CONTAINERS, WEBM_CODECS
 from .format import (
     RECORD_RTP,
     RECORD_SENDER_REPORT,
@@ -26,6 +27,7 @@ from .format import (
     encode_record,
     encode_sender_report,
 )
+from .live import LiveMuxer
 from .writer import RecordingFile, RecordingWriter
 
 
@@ -86,6 +88,11 @@ class TrackRecorder:
     unwrapped) and every sender report is appended to the file through the
     shared :class:`RecordingWriter`. A keyframe is requested at the start so
     the file is playable from its first seconds.
+
+    With ``muxer``, the track is muxed live into the muxer's WebM/Matroska
+    file on the writer thread instead (``path`` is then ignored): the same
+    bytes are handed to a :class:`~pysfu.recording.live.LiveMuxer` rather
+    than written.
     """
 
     def __init__(
@@ -95,6 +102,7 @@ class TrackRecorder:
         writer: RecordingWriter,
         *,
         room_id: str = "",
+        muxer: LiveMuxer | None = None,
     ) -> None:
         codec = forwarder.primary_codec
         if codec is None:
@@ -114,7 +122,16 @@ class TrackRecorder:
             started_at=time.time(),
         )
         self._writer = writer
-        self._file: RecordingFile = writer.open(path, encode_file_header(self.header))
+        self.muxer = muxer
+        sink = None
+        if muxer is not None:
+            sink = muxer.add_track(self.header)
+            if sink is None:
+                raise ValueError(f"{muxer.path} has started: use a new LiveMuxer")
+            path = muxer.path
+        self._file: RecordingFile = writer.open(
+            path, encode_file_header(self.header), sink
+        )
         self.stopped = False
         forwarder.add_recorder(self)
         if forwarder.kind == "video":
@@ -156,15 +173,21 @@ class TrackRecorder:
             records_written=f.records_queued,
             records_dropped=f.records_dropped,
             bytes_written=f.bytes_written,
-            error=f.error,
+            error=f.error or (self.muxer.error if self.muxer else None),
         )
 
 
 def record_track(
     forwarder: Forwarder, path: str | Path, writer: RecordingWriter | None = None
 ) -> TrackRecorder:
-    """Record one published track to ``path`` (see :class:`TrackRecorder`)."""
-    return TrackRecorder(forwarder, Path(path), writer or RecordingWriter())
+    """Record one published track to ``path`` (see :class:`TrackRecorder`).
+
+    A ``.webm`` or ``.mkv`` path is muxed live (:class:`LiveMuxer`); any
+    other is a raw recording, to :func:`convert` later.
+    """
+    path = Path(path)
+    muxer = LiveMuxer(path) if path.suffix.lower() in CONTAINERS else None
+    return TrackRecorder(forwarder, path, writer or RecordingWriter(), muxer=muxer)
 
 
 def _safe(name: str) -> str:
@@ -180,6 +203,12 @@ class RoomRecording:
     publication); convert the files together and they line up by their
     sender reports. Recording stops with :meth:`stop` or when the room
     closes.
+
+    With ``live``, no raw files: each participant's tracks are muxed as they
+    arrive into one WebM file (Matroska if a codec needs it),
+    ``<time>-<participant>.webm``, playable once recording stops (see
+    :class:`LiveMuxer`; ``live_options`` are its keyword arguments). A track
+    published after that file has started goes to a new one.
     """
 
     def __init__(
@@ -187,6 +216,9 @@ class RoomRecording:
         room: RecordableRoom,
         directory: str | Path,
         writer: RecordingWriter | None = None,
+        *,
+        live: bool = False,
+        live_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.room = room
         self.directory = Path(directory) / _safe(room.id)
@@ -194,6 +226,12 @@ class RoomRecording:
         self.recorders: dict[str, TrackRecorder] = {}
         self.finished: list[TrackRecorder] = []
         self.stopped = False
+        self.live = live
+        self._live_options = dict(live_options or {})
+        #: The live files, by participant (the newest of each).
+        self.muxers: dict[str, LiveMuxer] = {}
+        self._live_files: list[LiveMuxer] = []
+        self._live_counts: dict[str, int] = {}
         self._writer = writer or RecordingWriter()
         self._stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.started_at))
         self._closing: asyncio.Task[list[Path]] | None = None
@@ -206,6 +244,8 @@ class RoomRecording:
     @property
     def files(self) -> list[Path]:
         """Every file of this recording, finished or not."""
+        if self.live:  # those started: a participant may have sent nothing
+            return [m.path for m in self._live_files if m.aligned_by is not None]
         return [r.path for r in [*self.finished, *self.recorders.values()]]
 
     def stats(self) -> list[RecordingStats]:
@@ -224,6 +264,7 @@ class RoomRecording:
             self.directory / (name + RECORDING_SUFFIX),
             self._writer,
             room_id=self.room.id,
+            muxer=self._muxer_for(forwarder) if self.live else None,
         )
         self.recorders[forwarder.track_id] = recorder
         logger.info(
@@ -232,6 +273,29 @@ class RoomRecording:
             recorder.track_id,
             recorder.path,
         )
+
+    def _muxer_for(self, forwarder: Forwarder) -> LiveMuxer:
+        """The participant's live file still taking tracks, or a new one."""
+        participant = forwarder.publisher_id
+        muxer = self.muxers.get(participant)
+        if muxer is not None and muxer.accepting:
+            return muxer
+        member = self.room.members.get(participant)
+        codecs = {
+            f.primary_codec.mime_type.split("/")[-1].lower()
+            for f in (member.publications.values() if member else [forwarder])
+            if f.primary_codec is not None
+        }
+        suffix = ".webm" if codecs <= WEBM_CODECS else ".mkv"
+        count = self._live_counts.get(participant, 0)
+        self._live_counts[participant] = count + 1
+        name = f"{self._stamp}-{_safe(participant)}"
+        if count:
+            name += f"-{count + 1}"
+        muxer = LiveMuxer(self.directory / (name + suffix), **self._live_options)
+        self.muxers[participant] = muxer
+        self._live_files.append(muxer)
+        return muxer
 
     def _finish(self, track_id: str) -> None:
         recorder = self.recorders.pop(track_id, None)

@@ -15,14 +15,25 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-__all__ = ["RecordingFile", "RecordingWriter"]
+__all__ = ["RecordSink", "RecordingFile", "RecordingWriter"]
 
 logger = logging.getLogger(__name__)
 
 #: How often the writer thread drains the queue (seconds).
 _DRAIN_INTERVAL = 0.05
+
+
+class RecordSink(Protocol):
+    """Takes a recording's bytes on the writer thread instead of a file
+    (e.g. a :class:`~pysfu.recording.live.LiveTrackSink`)."""
+
+    def write(self, data: bytes) -> None:
+        """One chunk as queued: the file header, or one record."""
+
+    def close(self) -> None:
+        """Nothing more comes."""
 
 
 @dataclass
@@ -38,6 +49,8 @@ class RecordingFile:
     #: Set by the writer thread when writing failed (e.g. disk full).
     error: str | None = None
     closed: bool = False
+    #: Where the bytes go instead of ``path``, if set.
+    sink: RecordSink | None = None
     _file: BinaryIO | None = None
 
 
@@ -60,9 +73,12 @@ class RecordingWriter:
         """Bytes queued and not yet written."""
         return self._bytes_submitted - self._bytes_done
 
-    def open(self, path: Path, first_bytes: bytes) -> RecordingFile:
-        """Start a file; ``first_bytes`` (its header) is written first."""
-        handle = RecordingFile(Path(path))
+    def open(
+        self, path: Path, first_bytes: bytes, sink: RecordSink | None = None
+    ) -> RecordingFile:
+        """Start a file; ``first_bytes`` (its header) is written first. With
+        ``sink``, everything goes to ``sink`` on the writer thread instead."""
+        handle = RecordingFile(Path(path), sink=sink)
         self._queue.append((handle, first_bytes))
         self._bytes_submitted += len(first_bytes)
         self._ensure_thread()
@@ -131,8 +147,19 @@ class RecordingWriter:
                 open_files.discard(key)
                 handles.pop(key, None)
                 continue
+            if handle.sink is not None and key not in handles:
+                handles[key] = handle  # closed with the others on stop
+                open_files.add(key)
             self._bytes_done += len(data)
             if handle.error is not None:
+                continue
+            if handle.sink is not None:
+                try:
+                    handle.sink.write(data)
+                    handle.bytes_written += len(data)
+                except Exception as exc:
+                    handle.error = str(exc)
+                    logger.warning("recording %s failed: %s", handle.path, exc)
                 continue
             try:
                 if handle._file is None:
@@ -156,6 +183,12 @@ class RecordingWriter:
 
     @staticmethod
     def _close(handle: RecordingFile) -> None:
+        if handle.sink is not None:
+            try:
+                handle.sink.close()
+            except Exception as exc:
+                handle.error = str(exc)
+                logger.warning("recording %s failed: %s", handle.path, exc)
         if handle._file is not None:
             try:
                 handle._file.close()

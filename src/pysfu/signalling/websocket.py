@@ -42,7 +42,7 @@ from ..accounting import CpuAccount, metered
 from ..admission import Admission, redact_ice_password
 from ..errors import CredentialError, PysfuError
 from ..messages import Error, Offer, RoomClosed, ServerMessage, SignallingError, to_json
-from ..participant import Role
+from ..ports import Role
 from .adapter import (
     MAX_MESSAGE_LENGTH,
     SessionParticipant,

@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from ..admission import Admission, HostKeys, JoinGrant
-from ..answering import ClientOffer, Purpose
 from ..config import IceServer
 from ..digests import secret_digest as _digest
 from ..errors import (
@@ -57,8 +56,9 @@ from ..errors import (
 )
 from ..messages import Candidate, ServerMessage, SignallingError
 from ..participant import Participant, Role
+from ..peer.answering import ClientOffer, Purpose
 from ..ratelimit import ClientLimits
-from ..room import SFU
+from ..rooms import RoomOptions, RoomSeats
 from ..slugs import EMOJI_ALPHABET
 from ..turn import with_turn_credentials
 from .adapter import enforce_cpu_budget
@@ -180,10 +180,16 @@ class WhipEndpoint:
         turn_secret: str | None = None,
         turn_ttl: float = 3600.0,
     ) -> None:
-        if not isinstance(admission.sfu, SFU):
-            raise TypeError("WHIP/WHEP needs an Admission into an in-process SFU")
+        if not admission.rooms.supports_client_offers:
+            raise TypeError(
+                "WHIP/WHEP clients send their own offer, which these rooms cannot"
+                f" take ({type(admission.rooms).__name__}: rooms in worker"
+                " processes, say): give WhipEndpoint an Admission into an"
+                " in-process SFU"
+            )
         self.admission = admission
-        self.sfu = admission.sfu
+        #: The rooms the sessions join (they take client offers).
+        self.rooms = admission.rooms
         self.host_keys = host_keys
         self.ice_servers = tuple(ice_servers)
         self.turn_secret = turn_secret
@@ -307,27 +313,26 @@ class WhipEndpoint:
     ) -> Participant:
         _checked(offer, None)  # before a room is made for it
         created = False
-        if offer.purpose is Purpose.PUBLISH and room_id not in self.sfu.rooms:
+        if offer.purpose is Purpose.PUBLISH and self._seats(room_id) is None:
             try:
-                self.sfu.create_room(room_id, max_participants=self.room_size)
+                await self.rooms.create_room(
+                    RoomOptions(room_id, max_participants=self.room_size)
+                )
             except PysfuError as exc:
                 raise _refused_for(exc) from None
             created = True
         role = Role.HOST if offer.purpose is Purpose.PUBLISH else Role.PARTICIPANT
         try:
-            room = self.sfu.get_room(room_id)
+            room = self.rooms.seats(room_id)
             _checked(offer, room.video_codecs)
             # a name people can read on their tiles (the default is the raw id)
             name = "WHIP publisher" if role is Role.HOST else "WHEP viewer"
             grant = self.admission.admit(room_id, role, name=name, host_authorized=True)
             return await self._join(grant, offer)
         except BaseException as exc:
-            if (
-                created
-                and room_id in self.sfu.rooms
-                and not self.sfu.rooms[room_id].members
-            ):
-                await self.sfu.close_room(room_id, "host failed to join")
+            seats = self._seats(room_id) if created else None
+            if seats is not None and not seats.has_host and not seats.participants:
+                await self.rooms.close_room(room_id, "host failed to join")
             if isinstance(exc, PysfuError):
                 raise _refused_for(exc) from None
             raise
@@ -348,7 +353,7 @@ class WhipEndpoint:
         if grant.room_id != room_id:
             raise _Refused(401, f"this join credential is not for room {room_id}")
         try:
-            room = self.sfu.get_room(room_id)
+            room = self.rooms.seats(room_id)
         except RoomNotFound as exc:
             raise _refused_for(exc) from None
         # before redeeming: a bad offer must not spend the credential
@@ -357,6 +362,12 @@ class WhipEndpoint:
             return await self._join(grant, offer)
         except PysfuError as exc:
             raise _refused_for(exc) from None
+
+    def _seats(self, room_id: str) -> RoomSeats | None:
+        try:
+            return self.rooms.seats(room_id)
+        except RoomNotFound:
+            return None
 
     async def _join(self, grant: JoinGrant, offer: ClientOffer) -> Participant:
         try:

@@ -2,7 +2,7 @@
 
 Every frame is a frozen dataclass with a ``type`` tag. Requests go from the
 pool to a worker: those sent with :meth:`WorkerProcess.request
-<pysfu.workers.pool.WorkerProcess.request>` carry an ``id`` and get one
+<pysfu.workers.process.WorkerProcess.request>` carry an ``id`` and get one
 :class:`Reply`; :class:`Handle` and :class:`Refuse` are sent without one, in
 order with the rest. Notices go from a worker to the pool. Their JSON forms
 (:func:`pysfu.workers.codec.frame_to_json`) and the registries that decode

@@ -25,7 +25,7 @@ from ..errors import ProtocolError, PysfuError, SignallingError
 from ..events import RoomEvent
 from ..messages import ServerMessage, parse_client_message
 from ..participant import Participant
-from ..room import SFU
+from ..sfu import SFU
 from .channel import FrameChannel
 from .codec import (
     error_to_json,

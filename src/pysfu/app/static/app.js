@@ -10,7 +10,7 @@
 // Query parameters: name=<display name>, codec=VP8|H264 (what this browser
 // sends), relay=1 (use only TURN relay candidates).
 
-import { join, JoinError } from "./pysfu-client.js";
+import { join, JoinError, mayRejoin, rejoin } from "./pysfu-client.js";
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -30,6 +30,8 @@ let speaking = { speakers: [], active: null }; // the last "speaking" message
 let recording = false; // the last "recording" message: the room is recorded
 let roomPath = null; // the room's slug as it appears in a path
 let recordings = []; // the host's finished recordings: {name, size, created}
+let rejoins = 0; // times the call moved to another node (its node died)
+const leaving = new AbortController(); // stops a rejoin when the user leaves
 
 // -- status -----------------------------------------------------------------
 
@@ -197,6 +199,12 @@ async function joinRoom(room) {
     return fail(error.message);
   }
   if (finished) return call.leave(); // left while joining
+  attach(call, codec);
+}
+
+/** Follow a (new) call: its tracks, messages, states and end. */
+function attach(newCall, codec) {
+  call = newCall;
   pc = call.pc;
   joinResponse = call.joinResponse;
   if (joinResponse.recording && joinResponse.recording.token) showRecordingControls();
@@ -211,7 +219,38 @@ async function joinRoom(room) {
   });
   call.addEventListener("reconnecting", () => setStatus("reconnecting"));
   call.addEventListener("reconnected", refreshStatus); // back from "reconnecting"
-  call.addEventListener("end", ({ detail }) => onEnd(detail));
+  const thisCall = call;
+  call.addEventListener("end", ({ detail }) => {
+    if (!finished && mayRejoin(thisCall, detail)) return failover(thisCall, codec);
+    onEnd(detail);
+  });
+  refreshStatus();
+}
+
+/** The call's node died (pysfu serve --redis): join the room again through
+ *  another node, with the same name and role, showing "reconnecting". The
+ *  others' ids change (a new room), so their tiles go until they are back. */
+async function failover(ended, codec) {
+  pc = null; // refreshStatus leaves "reconnecting" alone until the next call
+  joined = false;
+  participants.clear();
+  for (const id of [...tiles.keys()]) removeTile(id);
+  if (chatChannel) chatChannel.close();
+  setStatus("reconnecting");
+  $("status").classList.add("rejoining");
+  let next;
+  try {
+    next = await rejoin(ended, { signal: leaving.signal });
+  } catch (error) {
+    $("status").classList.remove("rejoining");
+    if (finished) return;
+    return fail(`lost the server and could not rejoin: ${error.message}`);
+  }
+  $("status").classList.remove("rejoining");
+  if (finished) return next.leave(); // left meanwhile
+  rejoins += 1;
+  attach(next, codec);
+  if (joinResponse.role === "host") showShareLink(new URL(joinResponse.ws_url).host);
 }
 
 /** The call ended without us leaving: say why. */
@@ -453,15 +492,17 @@ function enableControls() {
   toggle($("mute-video"), "video", "Turn camera off", "Turn camera on");
   $("leave").disabled = false;
   $("leave").onclick = () => {
+    leaving.abort();
     if (call) call.leave();
     finish("left");
   };
 }
 
-function showShareLink() {
+function showShareLink(host = location.host) {
   // Participants use the same page without "?role=host" (nor our options).
   // Shown and copied with its emoji: browsers and chat apps take them as they are.
-  const joinUrl = location.origin + readable(location.pathname);
+  // After a failover the room lives on another node: `host` is that one's.
+  const joinUrl = `${location.protocol}//${host}${readable(location.pathname)}`;
   $("share").hidden = false;
   $("join-link").value = joinUrl;
   $("copy-link").onclick = async () => {
@@ -607,6 +648,8 @@ window.pysfu = {
   get pc() { return pc; },
   get joinResponse() { return joinResponse; },
   status: () => $("status").textContent,
+  /** Times the call rejoined through another node (its node died). */
+  get rejoins() { return rejoins; },
   statusHistory: () => [...statusHistory],
   stats,
   /** Chat lines shown so far ({from, name, text}); "you" for our own. */

@@ -13,6 +13,13 @@ export interface JoinResponse {
   /** Whether the server records rooms (pysfu serve --record-dir); the host's
    *  answer also has the bearer token of GET /api/rooms/<room>/recordings. */
   recording?: { available: boolean; token?: string };
+  /** In a cluster (pysfu serve --redis): the other live nodes' URLs, where
+   *  rejoin() goes if this node dies, and for how many seconds the room can
+   *  be re-homed after its node's last heartbeat. */
+  cluster?: { nodes: string[]; rejoin_within: number };
+  /** In a cluster, the host's answer: a credential that joins this room as
+   *  host on any node for as long as the room exists (used by rejoin()). */
+  host_rejoin?: string | null;
 }
 
 export interface JoinOptions {
@@ -43,6 +50,8 @@ export interface JoinOptions {
 export interface CallEnd {
   reason: "left" | "room-closed" | "closed" | "lost" | "failed" | "error";
   code?: number;
+  /** "lost": the node refused the socket (in a cluster: taken for dead). */
+  nodeGone?: boolean;
   error?: { type: "error"; code: string; message: string } | null;
   message?: string;
 }
@@ -95,3 +104,18 @@ export class Call extends EventTarget {
 
 /** Join a room; rejects with JoinError when the backend refuses. */
 export function join(options: JoinOptions): Promise<Call>;
+
+export interface RejoinOptions {
+  /** Seconds to keep trying; default the answer's rejoin_within + 5. */
+  within?: number;
+  /** Stops trying (the user left meanwhile). */
+  signal?: AbortSignal;
+}
+
+/** Whether an ended call may have lost its node (in a cluster): "lost",
+ *  "failed" or an abnormal close (1006), never "left" nor "room-closed". */
+export function mayRejoin(call: Call, end: CallEnd): boolean;
+
+/** Join an ended call's room again through the other nodes of its cluster
+ *  (same room, name, role and stream); rejects with JoinError. */
+export function rejoin(previous: Call, options?: RejoinOptions): Promise<Call>;

@@ -12,7 +12,9 @@
 // says hello with the signalling token, answers every offer (putting back the
 // ICE password the offers leave out, publishing `stream` on the sections the
 // server receives on), trickles candidates, resumes the session after a
-// dropped socket, and leaves when the page goes away.
+// dropped socket, and leaves when the page goes away. In a cluster
+// (pysfu serve --redis), rejoin(call) joins an ended call's room again
+// through another node when the call's node died.
 
 /** The join backend refused: `status` (HTTP), `code` (e.g. "room_full"). */
 export class JoinError extends Error {
@@ -108,7 +110,7 @@ export class Call extends EventTarget {
       this._queue = this._queue.then(() => {
         if (this.ended) return;
         if (this._session && event.code !== 4401) {
-          return this._reconnect(Date.now() + this._session.reconnect_grace * 1000);
+          return this._reconnect(Date.now() + this._session.reconnect_grace * 1000, 0);
         }
         this._end("closed", { code: event.code, error: this._lastError });
       });
@@ -117,12 +119,16 @@ export class Call extends EventTarget {
 
   // The signalling dropped but media may still flow: the server keeps the
   // seat for reconnect_grace seconds and resumes the session with its token.
-  _reconnect(deadline) {
+  // In a cluster a node that refuses the socket twice in a row is taken for
+  // dead at once (nodeGone): its room is re-homed, rejoin() finds it.
+  _reconnect(deadline, unreachable) {
     if (this.ended) return;
-    if (Date.now() > deadline) return this._end("lost", {});
+    const elsewhere = ((this.joinResponse.cluster || {}).nodes || []).length > 0;
+    if (elsewhere && unreachable >= 2) return this._end("lost", { nodeGone: true });
+    if (Date.now() > deadline) return this._end("lost", { nodeGone: unreachable > 0 });
     this._emit("reconnecting", {});
     this._open({ type: "resume", token: this._session.resume_token }, () =>
-      setTimeout(() => this._reconnect(deadline), 1000),
+      setTimeout(() => this._reconnect(deadline, unreachable + 1), 1000),
     );
   }
 
@@ -199,4 +205,57 @@ export async function join(options) {
   const body = await response.json().catch(() => ({}));
   if (response.status !== 200) throw new JoinError(response.status, body.error, body.message);
   return new Call(body, options);
+}
+
+/** Whether `end` (the detail of a call's "end" event) may mean that the
+ *  call's node died, so that rejoin() is worth trying: never after leave()
+ *  or the room's closing. */
+export function mayRejoin(call, end) {
+  const nodes = ((call.joinResponse.cluster || {}).nodes || []).length;
+  if (!nodes) return false;
+  return end.reason === "lost" || end.reason === "failed" || (end.reason === "closed" && end.code === 1006);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Join the room of an ended call again through the other nodes of its
+ * cluster (its join answer lists them): after its node died, the first join
+ * that reaches a live node re-creates the room there. Same room, name, role
+ * and stream; a host proves itself with the answer's `host_rejoin`
+ * credential. Tries the nodes in turn, once a second, for the answer's
+ * `rejoin_within` seconds plus 5 (the room's record lives that long), or
+ * `options.within`; stops at a final refusal (the room is gone, ...).
+ * Resolves to the new Call; rejects with JoinError.
+ */
+export async function rejoin(previous, options = {}) {
+  const answer = previous.joinResponse;
+  const cluster = answer.cluster || { nodes: [], rejoin_within: 0 };
+  if (!cluster.nodes.length) throw new JoinError(0, "no_other_node", "no other node to rejoin through");
+  const within = options.within ?? cluster.rejoin_within + 5;
+  const deadline = Date.now() + within * 1000;
+  let last = null;
+  for (let attempt = 0; Date.now() < deadline; attempt++) {
+    if (options.signal && options.signal.aborted) break;
+    const base = cluster.nodes[attempt % cluster.nodes.length];
+    try {
+      return await join({
+        ...previous._options,
+        room: answer.room,
+        encoded: false,
+        role: answer.role,
+        name: answer.name,
+        hostKey: answer.role === "host" ? answer.host_rejoin : null,
+        base,
+      });
+    } catch (error) {
+      // fetch's TypeError: the node (or the dead one it redirected to while
+      // its key lived) did not answer; 5xx: fenced, moving, busy
+      if (error instanceof JoinError && error.status < 500) throw error;
+      last = error;
+    }
+    if (attempt % cluster.nodes.length === cluster.nodes.length - 1) await sleep(1000);
+  }
+  if (last instanceof JoinError) throw last;
+  throw new JoinError(0, "rejoin_timeout", `no node took the room back within ${within} s`);
 }

@@ -1,0 +1,266 @@
+"""Two headless Chromiums on an emulated WAN: a direct call (P2P) and a call
+through ``pysfu serve`` (with and without simulcast).
+
+    sudo python benchmarks/wan_chromium.py --runs 3
+    sudo python benchmarks/wan_chromium.py --scenarios clean --modes pysfu
+
+Each cell builds the WAN bed of ``tests/wan`` (a network namespace per node,
+joined by the user-space link emulator) with a publisher, a viewer and a
+server node; see ``tests/wan/chromium.py``. The publisher's camera is a
+detailed, moving 1280x720 y4m file at 30 fps. ``p2p``: the two pages call
+each other directly (a signalling page of the benchmark's own on the server
+node); ``pysfu``: the publisher hosts a room of ``python -m pysfu serve``'s
+own page (pysfu-client.js) and the viewer joins it; ``simulcast``: the same
+with ``--simulcast`` (Chromium sends the rids q, h, f the server offers).
+The viewer sends audio only (a 2-core machine runs both browsers).
+
+Per cell, over ``--seconds`` after ``--warmup`` seconds of decoding, from
+the viewer's ``getStats()`` (inbound-rtp): decoded fps, seconds under
+10 fps, Chromium's freeze count and duration, the picture height (median of
+the per-second samples); the publisher's video send rate; the machine's load
+average. ``bad-midcall`` measures the window after the viewer's link turns
+from clean to 1 Mbit/s + 1 % loss + 60 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import itertools
+import json
+import os
+import platform
+import signal
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.wan.bed import Direction, Port, available  # noqa: E402
+from tests.wan.call import CallFailed, wait_for  # noqa: E402
+from tests.wan.chromium import chromium_call, frames  # noqa: E402
+
+
+def _down(**down: Any) -> Port:
+    return Port("", down=Direction(**down))
+
+
+BAD = _down(rate_bps=1_000_000, loss=0.01, delay_ms=60, queue_ms=300)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    viewer: Port
+    #: the viewer's link once the measured window starts (None: unchanged)
+    then: Port | None = None
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("clean", "clean links", Port("")),
+        Scenario("viewer-1m-loss", "viewer downlink 1 Mbit/s, 1 % loss, 60 ms", BAD),
+        Scenario(
+            "viewer-500k",
+            "viewer downlink 500 kbit/s, 40 ms",
+            _down(rate_bps=500_000, delay_ms=40, queue_ms=300),
+        ),
+        Scenario(
+            "loss-3pct",
+            "viewer downlink 3 % loss, 50 ms",
+            _down(loss=0.03, delay_ms=50),
+        ),
+        Scenario(
+            "bad-midcall",
+            "viewer downlink clean, then 1 Mbit/s, 1 % loss, 60 ms",
+            Port(""),
+            then=BAD,
+        ),
+    )
+}
+
+
+def measure(
+    scenario: Scenario, mode: str, warmup: float, seconds: float, timeout: float
+) -> dict[str, Any]:
+    cell: dict[str, Any] = {"scenario": scenario.name, "mode": mode}
+    links = {"publisher": Port(""), "viewer": scenario.viewer}
+    try:
+        with chromium_call(
+            links,
+            mode="p2p" if mode == "p2p" else "pysfu",
+            simulcast=mode == "simulcast",
+        ) as (bed, published, viewers):
+            viewed = viewers["viewer"]
+            wait_for(lambda: frames(viewed) > 0, timeout, "the viewer's first picture")
+            time.sleep(warmup)
+            if scenario.then is not None:
+                bed.set_link("viewer", scenario.then)
+            start = time.monotonic()
+            load_start = os.getloadavg()[0]
+            time.sleep(seconds)
+            load_end = os.getloadavg()
+            views = [
+                r for r in viewed.reports() if r["t"] >= start - 0.5 and r["inbound"]
+            ]
+            sends = [r for r in published.reports() if r["t"] >= start - 0.5]
+    except CallFailed as error:
+        cell["error"] = str(error)
+        return cell
+    if len(views) < 2 or len(sends) < 2:
+        cell["error"] = "no reports in the window"
+        return cell
+    first, last = views[0]["inbound"], views[-1]["inbound"]
+    span = views[-1]["t"] - views[0]["t"]
+    per_second = [
+        (b["inbound"]["frames"] - a["inbound"]["frames"]) / (b["t"] - a["t"])
+        for a, b in itertools.pairwise(views)
+    ]
+    sent = sum(o["bytes"] for o in sends[-1]["outbound"]) - sum(
+        o["bytes"] for o in sends[0]["outbound"]
+    )
+    cell.update(
+        fps=(last["frames"] - first["frames"]) / span,
+        under_10fps=sum(1 for n in per_second if n < 10) / max(len(per_second), 1),
+        freezes=last["freezes"] - first["freezes"],
+        freeze_seconds=last["freeze_seconds"] - first["freeze_seconds"],
+        height=statistics.median(r["inbound"]["height"] for r in views),
+        heights=sorted({r["inbound"]["height"] for r in views}),
+        send_kbps=sent * 8 / (sends[-1]["t"] - sends[0]["t"]) / 1000,
+        layers={o.get("rid") or "-": o["height"] for o in sends[-1]["outbound"]},
+        limited=collections.Counter(
+            o["limited"] for r in sends for o in r["outbound"]
+        ).most_common(1)[0][0]
+        if sends[-1]["outbound"]
+        else None,
+        nacks=last["nacks"] - first["nacks"],
+        plis=last["plis"] - first["plis"],
+        load=max(load_start, load_end[0]),
+        seconds=span,
+        links=bed.emulator_counters,
+    )
+    return cell
+
+
+COLUMNS = [
+    ("scenario", "scenario", "{}"),
+    ("mode", "mode", "{}"),
+    ("run", "run", "{}"),
+    ("fps", "viewer fps", "{:.1f}"),
+    ("under_10fps", "s < 10 fps", "{:.0%}"),
+    ("freezes", "freezes", "{}"),
+    ("freeze_seconds", "freeze s", "{:.1f}"),
+    ("height", "height", "{:.0f}"),
+    ("send_kbps", "publisher kbit/s", "{:.0f}"),
+    ("limited", "encoder limited by", "{}"),
+    ("nacks", "NACKs", "{}"),
+    ("plis", "PLIs", "{}"),
+    ("load", "load (1 min)", "{:.1f}"),
+]
+
+
+def table(cells: list[dict[str, Any]]) -> str:
+    rows = [
+        "| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for cell in cells:
+        if "error" in cell:
+            rows.append(
+                f"| {cell['scenario']} | {cell['mode']} | {cell['run']}"
+                f" | {cell['error']} |"
+            )
+            continue
+        rows.append(
+            "| " + " | ".join(spec.format(cell[key]) for key, _, spec in COLUMNS) + " |"
+        )
+    return "\n".join(rows)
+
+
+SUMMARY = [
+    ("fps", "viewer fps", "{:.1f}"),
+    ("under_10fps", "s < 10 fps", "{:.0%}"),
+    ("freeze_seconds", "freeze s", "{:.1f}"),
+    ("height", "height", "{:.0f}"),
+    ("send_kbps", "publisher kbit/s", "{:.0f}"),
+    ("limited", "limited by", "{}"),
+    ("load", "load", "{:.1f}"),
+]
+
+
+def summary(cells: list[dict[str, Any]]) -> str:
+    """One row per scenario and mode; each column lists the runs' values."""
+    rows = [
+        "| scenario | mode | " + " | ".join(t for _, t, _ in SUMMARY) + " |",
+        "|" + "---|" * (len(SUMMARY) + 2),
+    ]
+    seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for cell in cells:
+        seen.setdefault((cell["scenario"], cell["mode"]), []).append(cell)
+    for (scenario, mode), runs in seen.items():
+        values = [
+            " / ".join(
+                spec.format(run[key]) if key in run else "failed" for run in runs
+            )
+            for key, _, spec in SUMMARY
+        ]
+        rows.append(f"| {scenario} | {mode} | " + " | ".join(values) + " |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--modes", default="p2p,pysfu,simulcast")
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--timeout", type=float, default=90.0)
+    parser.add_argument("--runs", type=int, default=1, help="repeat every cell")
+    parser.add_argument(
+        "--summarize", metavar="JSON", help="only print the tables of a saved run"
+    )
+    parser.add_argument(
+        "--json", default=str(ROOT / "benchmarks/results/wan_chromium.json")
+    )
+    args = parser.parse_args()
+    if args.summarize:
+        saved = json.loads(Path(args.summarize).read_text())["cells"]
+        print(table(saved) + "\n\n" + summary(saved))
+        return
+    # a SIGTERM unwinds the bed (its processes, its namespaces) like Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
+    if not available():
+        sys.exit("benchmarks/wan_chromium.py needs root and iproute2 (namespaces)")
+    cells = []
+    for run in range(1, args.runs + 1):
+        for name in args.scenarios.split(","):
+            for mode in args.modes.split(","):
+                cell = measure(
+                    SCENARIOS[name], mode, args.warmup, args.seconds, args.timeout
+                )
+                cell["run"] = run
+                print(json.dumps(cell), flush=True)
+                cells.append(cell)
+    document = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "options": vars(args),
+        "scenarios": {n: SCENARIOS[n].description for n in args.scenarios.split(",")},
+        "cells": cells,
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(document, indent=2))
+    order = list(SCENARIOS)
+    cells.sort(key=lambda c: (order.index(c["scenario"]), c["mode"], c["run"]))
+    print(table(cells) + "\n\n" + summary(cells))
+
+
+if __name__ == "__main__":
+    main()

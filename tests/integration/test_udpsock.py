@@ -1,0 +1,160 @@
+"""Issue 21: STUN first on the socket of each connection (the default mode).
+
+A consent check waiting behind hundreds of media datagrams in a
+connection's own socket is handed to aioice before the media of the batch
+that reads it, and each readiness event reads many datagrams, not one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import socket
+from typing import Any
+
+import aioice.stun
+import pytest
+
+from pysfu import SFU
+from pysfu._aiortc import udpsock
+
+from ..helpers import eventually, ice_sockets
+from ..peers import PeerFactory
+
+
+def ice_credentials(sdp: str) -> tuple[str, str]:
+    ufrag = re.search(r"a=ice-ufrag:(\S+)", sdp)
+    pwd = re.search(r"a=ice-pwd:(\S+)", sdp)
+    assert ufrag is not None and pwd is not None
+    return ufrag.group(1), pwd.group(1)
+
+
+def host_port(sdp: str) -> int:
+    found = re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host", sdp)
+    assert found is not None
+    return int(found.group(1))
+
+
+async def test_stun_is_handed_on_before_the_media_of_its_batch(
+    sfu: SFU, peers: PeerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    room = sfu.create_room("r", max_participants=1)
+    # no media of its own: the server's socket holds what this test sends
+    host = await peers("host", code=1, publish_video=False, publish_audio=False).join(
+        room, "host"
+    )
+    await eventually(lambda: host.pc.connectionState == "connected", what="ICE")
+    assert host.pc.remoteDescription is not None and host.pc.localDescription
+    server_sdp = host.pc.remoteDescription.sdp
+    ufrag, password = ice_credentials(server_sdp)
+    client_ufrag, _ = ice_credentials(host.pc.localDescription.sdp)
+    server = ("127.0.0.1", host_port(server_sdp))
+
+    client_address: Any = None
+    order: list[tuple[int, int]] = []  # (batch, first byte) of each delivery
+    (protocol,) = ice_sockets(room.members["host"].pc)
+    sock = protocol.transport
+    assert isinstance(sock, udpsock.ConnectionSocket)
+
+    class Spy:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            if addr == client_address:
+                order.append((sock.wakeups, data[0]))
+            self.inner.datagram_received(data, addr)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    monkeypatch.setattr(sock, "_protocol", Spy(sock._protocol))
+
+    def check() -> aioice.stun.Message:
+        message = aioice.stun.Message(
+            message_method=aioice.stun.Method.BINDING,
+            message_class=aioice.stun.Class.REQUEST,
+        )
+        message.attributes["USERNAME"] = f"{ufrag}:{client_ufrag}"
+        message.attributes["PRIORITY"] = 1
+        message.attributes["ICE-CONTROLLING"] = 1
+        message.add_message_integrity(password.encode())
+        message.add_fingerprint()
+        return message
+
+    loop = asyncio.get_running_loop()
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.setblocking(False)
+    try:
+        client.bind(("127.0.0.1", 0))
+        client_address = client.getsockname()
+        first = check()
+        client.sendto(bytes(first), server)
+        response, _ = await asyncio.wait_for(loop.sock_recvfrom(client, 2048), 20)
+        assert aioice.stun.parse_message(response).transaction_id == (
+            first.transaction_id
+        )
+        # more than one batch, less than the socket's receive buffer holds
+        # (about 630 small datagrams in aioice's 256 KiB)
+        count = 2 * udpsock.MAX_DATAGRAMS_PER_WAKEUP - 12
+        rtp = bytes([0x80, 96, 0, 1]) + bytes(8) + bytes(20)
+        consent = check()
+        # no await in between: the server's loop cannot read meanwhile
+        for _ in range(count):
+            client.sendto(rtp, server)
+        client.sendto(bytes(consent), server)
+        response, _ = await asyncio.wait_for(loop.sock_recvfrom(client, 2048), 20)
+        answer = aioice.stun.parse_message(response)
+        assert answer.transaction_id == consent.transaction_id
+        assert answer.message_class == aioice.stun.Class.RESPONSE
+        await eventually(lambda: len(order) >= count + 2, what="every datagram read")
+    finally:
+        client.close()
+    batches = [batch for batch, _ in order[1:]]
+    # (the batches also hold the client's own datagrams: a few more at most)
+    assert (
+        len(set(batches))
+        <= math.ceil((count + 1) / udpsock.MAX_DATAGRAMS_PER_WAKEUP) + 2
+    ), "read in batches, not one datagram per wake-up"
+    stun_at = next(i for i, (_, byte) in enumerate(order) if i and byte < 4)
+    stun_batch = order[stun_at][0]
+    first_of_batch = next(i for i, (b, _) in enumerate(order) if b == stun_batch)
+    assert stun_at == first_of_batch, "STUN before the media of its batch"
+    assert sum(1 for _, byte in order[1:] if byte < 4) == 1
+    assert sock.datagrams / sock.wakeups > 1
+
+
+async def test_a_socket_can_pause_and_closes_once() -> None:
+    """What aioice and the tests use of a transport: pause, resume, close
+    (the protocol learns it once, the socket is closed after)."""
+    received: list[bytes] = []
+    lost: list[Exception | None] = []
+
+    class Protocol(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            received.append(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            lost.append(exc)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    transport = udpsock.open_connection_socket(sock, Protocol())
+    address = transport.get_extra_info("sockname")
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        transport.pause_reading()
+        sender.sendto(b"\x80a", address)
+        await asyncio.sleep(0.05)
+        assert received == []
+        transport.resume_reading()
+        await eventually(lambda: received == [b"\x80a"], what="read after resume")
+        transport.sendto(b"back", sender.getsockname())
+        assert sender.recv(16) == b"back"
+        transport.close()
+        transport.close()
+        await eventually(lambda: lost == [None], what="connection_lost")
+        assert sock.fileno() == -1
+    finally:
+        sender.close()

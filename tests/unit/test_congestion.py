@@ -1,0 +1,249 @@
+"""Congestion control in a forwarded track: the REMB the publisher is sent
+follows its subscribers, and NACKs are answered within bounds.
+
+Time is passed in where the code takes it (policy, limiter); where a real
+Forwarder and DownTrack are driven, only orderings matter, never durations.
+"""
+
+from __future__ import annotations
+
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
+
+from pysfu.forwarding.congestion import SlowestSubscriber, UplinkOnly
+from pysfu.forwarding.forwarder import ABS_SEND_TIME_URI
+from pysfu.forwarding.retransmit import (
+    OVER_BUDGET,
+    TOO_SOON,
+    RetransmitLimiter,
+    RetransmitPolicy,
+)
+
+from ..helpers import ManualTimers
+from .test_rewrite import OPUS, RTX, VP8, VP8_DELTA, VP8_KEYFRAME, feed, make
+
+# -- the policy ----------------------------------------------------------
+
+
+def test_the_slowest_subscriber_sets_the_rate() -> None:
+    policy = SlowestSubscriber(floor=100_000)
+    assert policy.combine(2_000_000, 2_500_000, [400_000, 1_800_000]) == 400_000
+    # the uplink or the cap may be lower than every subscriber
+    assert policy.combine(300_000, 2_500_000, [400_000]) == 300_000
+    assert policy.combine(3_000_000, 2_500_000, [2_800_000]) == 2_500_000
+    # no subscriber estimate yet: the uplink estimate alone, capped
+    assert policy.combine(900_000, 2_500_000, []) == 900_000
+
+
+def test_the_floor_holds_unless_the_cap_is_lower() -> None:
+    policy = SlowestSubscriber(floor=100_000)
+    assert policy.combine(2_000_000, None, [20_000]) == 100_000
+    assert policy.combine(2_000_000, 50_000, [20_000]) == 50_000
+
+
+def test_nothing_measured_means_no_report() -> None:
+    assert SlowestSubscriber().combine(None, 2_500_000, []) is None
+    # a subscriber's estimate alone is enough (publisher without abs-send-time)
+    assert SlowestSubscriber().combine(None, 2_500_000, [600_000]) == 600_000
+
+
+def test_uplink_only_ignores_subscribers() -> None:
+    assert UplinkOnly().combine(2_000_000, 2_500_000, [300_000]) == 2_000_000
+    assert UplinkOnly().combine(None, 2_500_000, [300_000]) is None
+
+
+# -- the forwarder applies it ----------------------------------------------
+
+
+def remb_to(bitrate: int, ssrc: int) -> RtcpPsfbPacket:
+    return RtcpPsfbPacket(
+        fmt=RTCP_PSFB_APP, ssrc=5, media_ssrc=0, fci=pack_remb_fci(bitrate, [ssrc])
+    )
+
+
+def rembs_sent(upstream: object) -> list[int]:
+    return [
+        unpack_remb_fci(p.fci)[0]
+        for p in upstream.rtcp  # type: ignore[attr-defined]
+        if isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_APP
+    ]
+
+
+async def test_a_subscriber_remb_lowers_the_publisher_remb() -> None:
+    forwarder, downtrack, upstream, _ = make("video", [VP8, RTX])
+    downtrack.configure({96: 96}, None, 90000)
+    feed(forwarder, 0x1111, 1, 0, VP8_KEYFRAME)
+    await downtrack.on_rtcp(remb_to(450_000, downtrack.ssrc), forwarder.clock())
+    assert rembs_sent(upstream)[-1] == 450_000
+    assert forwarder.stats.remb_bitrate == 450_000
+    # an estimate for another stream of that subscriber is not this one's
+    await downtrack.on_rtcp(remb_to(200_000, 0x999), forwarder.clock())
+    assert rembs_sent(upstream)[-1] == 450_000
+
+
+def test_a_stale_subscriber_estimate_is_ignored() -> None:
+    forwarder, downtrack, _, _ = make("video", [VP8, RTX])
+    downtrack.configure({96: 96}, None, 90000)
+    downtrack.on_estimate(300_000, now=100.0)
+    assert forwarder.subscriber_estimates(now=101.0) == [300_000]
+    stale = 100.0 + forwarder.config.remb_stale_after + 0.1
+    assert forwarder.subscriber_estimates(now=stale) == []
+    assert forwarder.target_bitrate(now=stale) is None  # nothing else measured
+
+
+def test_a_departed_subscriber_no_longer_counts() -> None:
+    forwarder, downtrack, _, _ = make("video", [VP8, RTX])
+    downtrack.configure({96: 96}, None, 90000)
+    downtrack.on_estimate(300_000, now=100.0)
+    downtrack.close()
+    assert forwarder.subscriber_estimates(now=100.5) == []
+
+
+# -- NACK limiter -----------------------------------------------------------
+
+
+def test_a_packet_is_resent_at_most_once_per_round_trip() -> None:
+    limiter = RetransmitLimiter(RetransmitPolicy(min_budget=10_000_000))
+    assert limiter.check(7, 1200, now=10.0, round_trip_time=0.2) is None
+    assert limiter.check(7, 1200, now=10.1, round_trip_time=0.2) == TOO_SOON
+    assert limiter.check(8, 1200, now=10.1, round_trip_time=0.2) is None
+    assert limiter.check(7, 1200, now=10.25, round_trip_time=0.2) is None
+
+
+def test_without_a_round_trip_the_default_interval_applies() -> None:
+    limiter = RetransmitLimiter(RetransmitPolicy(min_budget=10_000_000))
+    assert limiter.check(7, 1200, now=10.0, round_trip_time=None) is None
+    assert limiter.check(7, 1200, now=10.05, round_trip_time=None) == TOO_SOON
+    assert limiter.check(7, 1200, now=10.15, round_trip_time=None) is None
+
+
+def test_retransmissions_share_a_budget_that_follows_the_send_rate() -> None:
+    policy = RetransmitPolicy(budget_share=0.1, min_budget=8_000, burst=1.0)
+    limiter = RetransmitLimiter(policy)
+    limiter.update_send_rate(0, now=0.0)
+    # 1 Mbit/s sent: 10 % of it is 12,500 bytes per second of retransmission
+    limiter.update_send_rate(125_000, now=1.0)
+    sent = [
+        seq
+        for seq in range(100)
+        if limiter.check(seq, 1000, now=10.0, round_trip_time=None) is None
+    ]
+    assert 5 <= len(sent) <= 13  # what the bucket held, not all 100
+    assert limiter.check(500, 1000, now=10.0, round_trip_time=None) == OVER_BUDGET
+    # the budget refills with time
+    assert limiter.check(501, 1000, now=10.5, round_trip_time=None) is None
+
+
+async def test_refused_retransmissions_are_counted_by_reason() -> None:
+    forwarder, downtrack, _, downstream = make("video", [VP8, RTX])
+    downtrack.configure({96: 96}, None, 90000)
+    feed(forwarder, 0x1111, 10, 0, VP8_KEYFRAME)
+    feed(forwarder, 0x1111, 11, 0, VP8_DELTA)
+    wanted = downstream.rtp[-1].sequence_number
+    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=5, media_ssrc=downtrack.ssrc)
+    nack.lost = [wanted, wanted, (wanted + 1000) & 0xFFFF]
+    sent_before = len(downstream.rtp)
+    await downtrack.on_rtcp(nack, forwarder.clock())
+    assert len(downstream.rtp) == sent_before + 1  # once, not twice
+    refused = downtrack.stats.retransmissions_refused
+    assert refused == {"too_soon": 1, "not_in_history": 1}
+    assert downtrack.stats.retransmitted == 1
+
+
+# -- abs-send-time, stamped at send ----------------------------------------
+
+
+def test_abs_send_time_is_stamped_when_pysfu_sends() -> None:
+    forwarder, downtrack, _, downstream = make("video", [VP8, RTX])
+    forwarder.set_codecs([VP8, RTX], {ABS_SEND_TIME_URI: 3})
+    downtrack.configure({96: 96}, None, 90000)
+    raw: list[bytes] = []
+    downstream.send_rtp = lambda data: raw.append(bytes(data)) or True  # type: ignore[method-assign]
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        type(
+            "Parameters",
+            (),
+            {
+                "headerExtensions": [
+                    RTCRtpHeaderExtensionParameters(3, ABS_SEND_TIME_URI)
+                ]
+            },
+        )()
+    )
+    publisher_stamp = 0x123456  # the publisher's clock: unrelated to ours
+    packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=0, ssrc=0x1111)
+    packet.extensions.abs_send_time = publisher_stamp
+    packet.payload = VP8_KEYFRAME
+    data = packet.serialize(extensions)
+    now = forwarder.clock() + 0.5  # sent half a second after make()
+    forwarder.on_rtp(RtpPacket.parse(data, extensions), data, 0, now)
+    sent = RtpPacket.parse(raw[-1], extensions)
+    stamp = sent.extensions.abs_send_time
+    assert stamp != publisher_stamp
+    assert stamp == int(now * 262144) & 0xFFFFFF  # the "now" it was sent at
+
+
+# -- NACKs toward the publisher ----------------------------------------------
+
+
+def test_the_publisher_is_not_asked_again_and_again_for_one_packet() -> None:
+    forwarder, downtrack, upstream, _ = make("video", [VP8, RTX])
+    downtrack.configure({96: 96}, None, 90000)
+    feed(forwarder, 0x1111, 1, 0, VP8_KEYFRAME)
+    # a lossy uplink: every third packet lost, 60 packets in quick succession
+    for seq in range(2, 120):
+        if seq % 3:
+            feed(forwarder, 0x1111, seq, 3000 * (seq // 3), VP8_DELTA)
+    nacks = [p for p in upstream.rtcp if isinstance(p, RtcpRtpfbPacket)]
+    asked = [seq for p in nacks for seq in p.lost]
+    lost = {seq for seq in range(2, 120) if seq % 3 == 0} - {119}
+    assert set(asked) >= lost - {max(lost)}
+    # each lost packet asked for once (this all took far less than the
+    # repeat interval), not once per later gap as aiortc's generator reports
+    assert len(asked) == len(set(asked))
+    assert forwarder.stats.nacked_packets == len(asked)
+
+
+async def test_retransmissions_over_the_budget_are_paced_not_dropped() -> None:
+    forwarder, downtrack, _, downstream = make("video", [VP8, RTX])
+    downtrack.configure({96: 96}, None, 90000)
+    feed(forwarder, 0x1111, 10, 0, VP8_KEYFRAME + b"k" * 1000)
+    for seq in range(11, 40):
+        feed(forwarder, 0x1111, seq, 0, VP8_DELTA + b"d" * 1000)
+    first = downstream.rtp[0].sequence_number
+    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=5, media_ssrc=downtrack.ssrc)
+    nack.lost = [(first + i) & 0xFFFF for i in range(30)]  # ~31 kB at once
+    sent_before = len(downstream.rtp)
+    timers = forwarder.clock  # make()'s ManualTimers: time moves when told
+    assert isinstance(timers, ManualTimers)
+    await downtrack.on_rtcp(nack, timers())
+    at_once = len(downstream.rtp) - sent_before
+    assert 0 < at_once < 30  # the budget (64 kbit/s for 1 s: 8 kB) holds the rest
+    assert downtrack.stats.retransmissions_paced == 30 - at_once
+    # ... which follows as the budget refills, none refused
+    for _ in range(100):
+        if len(downstream.rtp) - sent_before == 30:
+            break
+        timers.advance(0.25)
+    assert len(downstream.rtp) - sent_before == 30
+    assert downtrack.stats.retransmissions_refused == {}
+    resent = [p.sequence_number for p in downstream.rtp[sent_before:]]
+    assert resent == nack.lost
+
+
+async def test_an_estimate_listing_an_audio_stream_sends_no_remb_for_audio() -> None:
+    forwarder, downtrack, upstream, _ = make("audio", [OPUS])
+    downtrack.configure({111: 111}, None, 48000)
+    feed(forwarder, 0x2222, 1, 0, b"a", pt=111)
+    await downtrack.on_rtcp(remb_to(300_000, downtrack.ssrc), forwarder.clock())
+    assert rembs_sent(upstream) == []

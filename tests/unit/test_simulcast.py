@@ -1,0 +1,426 @@
+"""Simulcast: layer selection (time passed in), VP8 renumbering, the offer's
+simulcast lines, and a real Forwarder fed three rid-tagged layers.
+
+The Chromium end-to-end test is tests/interop/browser/test_browser_simulcast.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtpPacket
+
+from pysfu import CodecInfo, DownTrack, Forwarder
+from pysfu._aiortc import offer_simulcast, simulcast_rids_answered
+from pysfu.forwarding.simulcast import LayerSelector, SimulcastPolicy, Vp8Renumbering
+from pysfu.messages import VideoQuality, parse_client_message
+from pysfu.stats import SubscriptionStats
+
+from ..helpers import ManualTimers
+
+RATES = [150_000, 500_000, 1_500_000]  # q, h, f as measured
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+RRID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+RID_ID, RRID_ID = 10, 11
+VP8 = CodecInfo(payload_type=96, mime_type="video/VP8", clock_rate=90000)
+RTX = CodecInfo(97, "video/rtx", 90000, parameters={"apt": 96})
+SSRCS = {"q": 0x1000, "h": 0x2000, "f": 0x3000}
+
+
+# ---------------------------------------------------------------------------
+# layer selection
+
+
+def test_without_an_estimate_the_top_available_layer_is_chosen() -> None:
+    selector = LayerSelector()
+    selector.choose(None, [150_000, 500_000, None], 0.0)
+    assert selector.target == 1  # f is not being received
+
+
+def test_a_lower_estimate_moves_down_at_once() -> None:
+    selector = LayerSelector()
+    assert selector.target == 2
+    assert selector.choose(400_000, RATES, 0.0)
+    assert selector.target == 0  # h needs 500k > 0.85 * 400k
+
+
+def test_a_higher_estimate_moves_up_only_once_it_has_held() -> None:
+    selector = LayerSelector(SimulcastPolicy(upgrade_hold=3.0))
+    selector.choose(200_000, RATES, 0.0)
+    assert selector.target == 0
+    assert not selector.choose(5_000_000, RATES, 10.0)
+    assert not selector.choose(5_000_000, RATES, 12.0)
+    assert selector.target == 0
+    assert selector.choose(5_000_000, RATES, 13.5)
+    assert selector.target == 2
+
+
+def test_a_dip_restarts_the_wait_for_an_upgrade() -> None:
+    selector = LayerSelector(SimulcastPolicy(upgrade_hold=3.0))
+    selector.choose(200_000, RATES, 0.0)
+    selector.choose(5_000_000, RATES, 10.0)
+    selector.choose(200_000, RATES, 12.0)  # back to where it is: no upgrade
+    assert not selector.choose(5_000_000, RATES, 13.5)
+    assert selector.target == 0
+    assert selector.choose(5_000_000, RATES, 16.6)
+    assert selector.target == 2
+
+
+def test_below_the_lowest_layer_video_pauses_and_resumes_when_it_fits() -> None:
+    selector = LayerSelector(SimulcastPolicy(upgrade_hold=2.0))
+    assert selector.choose(100_000, RATES, 0.0)
+    assert selector.target is None
+    selector.choose(300_000, RATES, 1.0)
+    assert selector.target is None  # an upgrade: waits
+    assert selector.choose(300_000, RATES, 3.5)
+    assert selector.target == 0
+
+
+def test_the_subscriber_limit_caps_the_layer() -> None:
+    selector = LayerSelector()
+    selector.limit(0)
+    assert selector.target == 0
+    selector.choose(5_000_000, RATES, 0.0)
+    selector.choose(5_000_000, RATES, 100.0)
+    assert selector.target == 0
+
+
+def test_a_switch_happens_on_the_targets_keyframe_only() -> None:
+    selector = LayerSelector()
+    assert not selector.admit(2, lambda: False)  # nothing yet: wait
+    assert selector.admit(2, lambda: True)
+    assert selector.current == 2
+    selector.choose(400_000, RATES, 0.0)  # target q
+    assert selector.admit(2, lambda: False)  # f flows until q's keyframe
+    assert not selector.admit(0, lambda: False)
+    assert selector.admit(0, lambda: True)
+    assert selector.current == 0
+    assert not selector.admit(2, lambda: True)
+
+
+def test_a_pause_waits_for_the_end_of_the_frame() -> None:
+    selector = LayerSelector()
+    assert selector.admit(2, lambda: True, ends_frame=False)
+    selector.choose(10_000, RATES, 0.0)
+    assert selector.target is None
+    assert selector.admit(2, lambda: False, ends_frame=False)
+    assert selector.admit(2, lambda: False, ends_frame=True)  # the last one
+    assert selector.current is None
+    assert not selector.admit(2, lambda: True, ends_frame=False)
+
+
+# ---------------------------------------------------------------------------
+# VP8 picture id
+
+
+def vp8(pid: int, tl0: int, key: bool) -> bytes:
+    """A VP8 payload: X, S; I (15-bit picture id) and L (TL0PICIDX)."""
+    descriptor = bytes([0x90, 0xC0, 0x80 | (pid >> 8), pid & 0xFF, tl0])
+    return descriptor + (b"\x10\x02\x00\x9d\x01\x2a" if key else b"\x11\x02\x00")
+
+
+def vp8_ids(payload: bytes) -> tuple[int, int]:
+    return ((payload[2] & 0x7F) << 8) | payload[3], payload[4]
+
+
+def test_vp8_picture_ids_continue_across_a_rebase() -> None:
+    renumbering = Vp8Renumbering()
+    renumbering.note(vp8(100, 7, False))
+    renumbering.rebase(vp8(30000, 200, True))
+    packet = bytearray(vp8(30000, 200, True))
+    renumbering.rewrite(packet, 0)
+    assert vp8_ids(bytes(packet)) == (101, 8)
+    packet = bytearray(vp8(0, 201, False))  # 15-bit wrap of the source
+    renumbering.rewrite(packet, 0)
+    assert vp8_ids(bytes(packet)) == ((0 - 30000 + 101) & 0x7FFF, 9)
+
+
+# ---------------------------------------------------------------------------
+# SDP
+
+OFFER = (
+    "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\n"
+    "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=recvonly\r\n"
+    "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=sendonly\r\n"
+)
+
+
+def test_the_offer_asks_only_the_publish_slot_for_simulcast() -> None:
+    sdp = offer_simulcast(OFFER, ["1"], ["q", "h", "f"])
+    sections = sdp.split("m=")
+    assert "a=rid:" not in sections[1] + sections[3]
+    video = sections[2]
+    assert "a=rid:q recv\r\na=rid:h recv\r\na=rid:f recv\r\n" in video
+    assert "a=simulcast:recv q;h;f\r\n" in video
+    assert sdp.endswith("\r\n")
+
+
+def test_the_answered_rids_are_read() -> None:
+    answer = OFFER.replace("a=recvonly", "a=sendonly\r\na=simulcast:send q;~h;f")
+    assert simulcast_rids_answered(answer, "1") == ["q", "h", "f"]
+    assert simulcast_rids_answered(OFFER, "1") == []
+
+
+def test_video_quality_is_a_client_message() -> None:
+    message = parse_client_message(
+        {"type": "video_quality", "track_id": "p/video", "max_layer": "h"}
+    )
+    assert message == VideoQuality(track_id="p/video", max_layer="h")
+    for bad in ("x", None, 2):
+        try:
+            parse_client_message(
+                {"type": "video_quality", "track_id": "t", "max_layer": bad}
+            )
+        except Exception as exc:
+            assert getattr(exc, "code", None) == "bad_message"
+        else:
+            raise AssertionError("accepted a bad max_layer")
+
+
+# ---------------------------------------------------------------------------
+# a forwarder fed three layers
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.rtp: list[RtpPacket] = []
+        self.rtcp: list[object] = []
+
+    def send_rtp(self, data: bytes | bytearray) -> bool:
+        self.rtp.append(RtpPacket.parse(bytes(data)))
+        return True
+
+    def send_rtcp(self, data: bytes) -> bool:
+        self.rtcp.extend(RtcpPacket.parse(data))
+        return True
+
+
+def packet(
+    ssrc: int,
+    seq: int,
+    ts: int,
+    payload: bytes,
+    rid: str | None,
+    pt: int = 96,
+    rid_id: int = RID_ID,
+) -> bytes:
+    """An RTP packet, with a one-byte-header rid extension if ``rid``."""
+    header = bytearray(12)
+    header[0] = 0x80
+    header[1] = 0x80 | pt  # marker: each test frame is one packet
+    header[2:4] = (seq & 0xFFFF).to_bytes(2, "big")
+    header[4:8] = (ts & 0xFFFFFFFF).to_bytes(4, "big")
+    header[8:12] = ssrc.to_bytes(4, "big")
+    if rid is not None:
+        header[0] |= 0x10
+        ext = bytes([(rid_id << 4) | (len(rid) - 1)]) + rid.encode()
+        ext += b"\x00" * (-len(ext) % 4)
+        header += b"\xbe\xde" + (len(ext) // 4).to_bytes(2, "big") + ext
+    return bytes(header) + payload
+
+
+class Publisher:
+    """Three layers, each with its own numbering, tagged with rid on their
+    first ``tagged`` packets only (as Chrome does until a receiver report)."""
+
+    def __init__(self, forwarder: Forwarder, tagged: int = 3) -> None:
+        self.forwarder = forwarder
+        self.tagged = tagged
+        self.sent = dict.fromkeys(SSRCS, 0)
+        self.seq = {"q": 100, "h": 20000, "f": 50000}
+        self.pid = {"q": 10, "h": 5000, "f": 32000}
+
+    def frame(self, rid: str, key: bool = False, now_ms: int = 0) -> None:
+        count = self.sent[rid]
+        data = packet(
+            SSRCS[rid],
+            self.seq[rid],
+            3000 * count,
+            vp8(self.pid[rid] & 0x7FFF, count & 0xFF, key) + b"\x55" * 200,
+            rid if count < self.tagged else None,
+        )
+        self.forwarder.on_rtp(
+            RtpPacket.parse(data), data, now_ms, self.forwarder.clock()
+        )
+        self.sent[rid] += 1
+        self.seq[rid] = (self.seq[rid] + 1) & 0xFFFF
+        self.pid[rid] += 1
+
+    def all_layers(self, key: bool = False, now_ms: int = 0) -> None:
+        for rid in SSRCS:
+            self.frame(rid, key, now_ms)
+
+
+def make_forwarder() -> tuple[Forwarder, Recorder]:
+    upstream = Recorder()
+    timers = ManualTimers()  # time stands still: no event loop needed
+    forwarder = Forwarder(
+        track_id="p/video",
+        kind="video",
+        publisher_id="p",
+        upstream=upstream,
+        rtcp_ssrc=1,
+        clock=timers,
+        call_at=timers.call_at,
+    )
+    forwarder.set_codecs([VP8, RTX], {RID_URI: RID_ID, RRID_URI: RRID_ID})
+    return forwarder, upstream
+
+
+def prime_rates(forwarder: Forwarder) -> float:
+    """Give the layers RATES as if measured over the last second (on the
+    forwarder's clock); returns that clock's now."""
+    now = forwarder.clock()
+    for layer in forwarder.layers.values():
+        layer.bitrate.reset()
+        layer.bitrate.add(RATES[layer.index] // 8, int(now * 1000) - 1000)
+    return now
+
+
+def subscribe(forwarder: Forwarder, ssrc: int) -> tuple[DownTrack, Recorder]:
+    out = Recorder()
+    downtrack = DownTrack(forwarder, out, ssrc=ssrc, subscriber_id=f"s{ssrc}")
+    forwarder.add_downtrack(downtrack)
+    downtrack.configure({96: 96}, None, 90000)
+    return downtrack, out
+
+
+def layer_sizes(out: Recorder) -> list[int]:
+    """Which layer each forwarded packet came from, by its payload size."""
+    return [len(p.payload) for p in out.rtp]
+
+
+def assert_one_stream(out: Recorder, ssrc: int) -> None:
+    for before, after in itertools.pairwise(out.rtp):
+        assert after.sequence_number == (before.sequence_number + 1) & 0xFFFF
+        assert 0 <= (after.timestamp - before.timestamp) & 0xFFFFFFFF < 0x80000000
+        pid_before, pid_after = vp8_ids(before.payload)[0], vp8_ids(after.payload)[0]
+        assert pid_after == (pid_before + 1) & 0x7FFF
+    assert {p.ssrc for p in out.rtp} == {ssrc}
+
+
+def test_layers_are_learned_by_rid_and_kept_without_it() -> None:
+    forwarder, _ = make_forwarder()
+    publisher = Publisher(forwarder, tagged=2)
+    for _ in range(10):
+        publisher.all_layers()
+    assert {rid: layer.media_ssrc for rid, layer in forwarder.layers.items()} == SSRCS
+    assert {rid: layer.packets_received for rid, layer in forwarder.layers.items()} == {
+        "q": 10,
+        "h": 10,
+        "f": 10,
+    }
+    assert forwarder.stats.unknown_ssrc == 0
+    blocks = forwarder.receiver_reports(forwarder.clock())
+    assert {block.ssrc for block in blocks} == set(SSRCS.values())
+
+
+def test_a_subscriber_follows_its_estimate_with_one_continuous_stream() -> None:
+    forwarder, upstream = make_forwarder()
+    changes: list[tuple[str, int | None, int | None]] = []
+    forwarder.on_layer_changed = lambda d, before, after: changes.append(
+        (d.subscriber_id, before, after)
+    )
+    publisher = Publisher(forwarder)
+    fast, fast_out = subscribe(forwarder, 0xA)
+    slow, slow_out = subscribe(forwarder, 0xB)
+    publisher.all_layers(key=True)
+    assert fast.layers.current == 2 and slow.layers.current == 2
+
+    # the slow one reports 300 kbit/s: only q fits (h and f send more)
+    now = prime_rates(forwarder)
+    slow.on_estimate(300_000, now)
+    assert slow.layers.target == 0
+    plis = [p for p in upstream.rtcp if isinstance(p, RtcpPsfbPacket) and p.fmt == 1]
+    assert plis[-1].media_ssrc == SSRCS["q"]  # a keyframe of the new layer
+
+    slow_before = len(slow_out.rtp)
+    publisher.all_layers()  # no keyframe yet: the slow one stays on f
+    assert slow.layers.current == 2
+    publisher.frame("q", key=True)  # the switch
+    assert slow.layers.current == 0
+    publisher.all_layers()
+    assert fast.layers.current == 2
+    assert_one_stream(slow_out, 0xB)
+    assert_one_stream(fast_out, 0xA)
+    assert len(slow_out.rtp) > slow_before
+    assert (0xB, 2, 0) in [(int(s[1:]), b, a) for s, b, a in changes]
+    stats = SubscriptionStats.of(slow)
+    assert stats.layer == "q" and stats.layer_switches == 2  # start, then q
+    assert SubscriptionStats.of(fast).layer == "f"
+
+    # the publisher is held to its uplink, not to the slow subscriber
+    assert (
+        forwarder.target_bitrate(now) is None
+        or (forwarder.target_bitrate(now) or 0) > 300_000
+    )
+
+
+def test_below_the_lowest_layer_the_video_pauses() -> None:
+    forwarder, _ = make_forwarder()
+    publisher = Publisher(forwarder)
+    downtrack, out = subscribe(forwarder, 0xC)
+    publisher.all_layers(key=True, now_ms=0)
+    for step in range(1, 11):
+        publisher.all_layers(now_ms=step * 100)
+    assert out.rtp
+    downtrack.on_estimate(10_000, prime_rates(forwarder))
+    assert downtrack.layers.target is None
+    publisher.all_layers(now_ms=1200)  # f's frame in progress ends, then none
+    assert downtrack.layers.current is None
+    sent = len(out.rtp)
+    for step in range(5):
+        publisher.all_layers(key=True, now_ms=1300 + step * 100)
+    assert len(out.rtp) == sent
+    assert SubscriptionStats.of(downtrack).layer is None
+
+
+def test_a_subscriber_limit_picks_a_smaller_layer() -> None:
+    forwarder, _ = make_forwarder()
+    publisher = Publisher(forwarder)
+    downtrack, out = subscribe(forwarder, 0xD)
+    publisher.all_layers(key=True)
+    assert downtrack.layers.current == 2
+    downtrack.limit_layer(1, forwarder.clock())
+    publisher.frame("h", key=True)
+    assert downtrack.layers.current == 1
+    assert_one_stream(out, 0xD)
+
+
+def test_padding_probes_on_a_layers_rtx_are_not_forwarded() -> None:
+    forwarder, _ = make_forwarder()
+    publisher = Publisher(forwarder)
+    downtrack, out = subscribe(forwarder, 0xE)
+    publisher.all_layers(key=True)
+    sent = len(out.rtp)
+    # Chrome's probe: P bit, 223 zero octets and the count; on f's RTX SSRC
+    probe = bytearray(
+        packet(0x3001, 7, 0, bytes(223) + bytes([224]), "f", pt=97, rid_id=RRID_ID)
+    )
+    probe[0] |= 0x20
+    forwarder.on_rtp(RtpPacket.parse(bytes(probe)), bytes(probe), 0, forwarder.clock())
+    assert forwarder.layers["f"].rtx_ssrc == 0x3001
+    assert forwarder.stats.padding_received == 1
+    assert len(out.rtp) == sent
+    assert not downtrack.waiting_keyframe
+    publisher.all_layers()
+    assert_one_stream(out, 0xE)
+
+
+def test_a_late_packet_from_before_the_switch_is_not_forwarded() -> None:
+    forwarder, _ = make_forwarder()
+    publisher = Publisher(forwarder)
+    downtrack, out = subscribe(forwarder, 0xF)
+    publisher.all_layers(key=True)
+    publisher.all_layers()
+    downtrack.limit_layer(0, forwarder.clock())
+    late_seq = publisher.seq["q"] - 1  # q's packet before its keyframe
+    publisher.frame("q", key=True)
+    assert downtrack.layers.current == 0
+    late = packet(SSRCS["q"], late_seq, 0, vp8(5, 0, False), None)
+    # e.g. a retransmission
+    forwarder.on_rtp(RtpPacket.parse(late), late, 0, forwarder.clock())
+    publisher.frame("q")
+    assert downtrack.stats.dropped_before_switch == 1
+    assert_one_stream(out, 0xF)
