@@ -64,7 +64,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def nodes(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[Server]]:
     """Nodes A and B, app processes stopped by their pids (A may be killed)."""
-    from ..example_server import stop_process
+    from ...example_server import stop_process
 
     started: list[Server] = []
     try:
