@@ -70,6 +70,7 @@ except ImportError:  # pragma: no cover - metrics are optional
     prometheus_client = None  # type: ignore[assignment]
 from pysfu.signalling.adapter import SessionParticipant
 from pysfu.signalling.connections import ConnectionGuard
+from pysfu.signalling.join import join_response
 from pysfu.signalling.websocket import WebSocketSignalling
 from pysfu.slugs import ascii_slug, emoji_slug, slug_path
 from pysfu.turn import with_turn_credentials
@@ -776,37 +777,14 @@ class SfuApp:
         recording: dict[str, Any] = {"available": self.recordings is not None}
         if self.recordings is not None and grant.role.value == "host":
             recording["token"] = self.recording_token(grant.room_id)
-        return reply(
-            {
-                "participant_id": grant.participant_id,
-                "room": grant.room_id,
-                "role": grant.role.value,
-                "name": grant.name,
-                "ice": {
-                    "username_fragment": grant.credentials.username_fragment,
-                    "password": grant.credentials.password,
-                    "expires_in": self.admission.credential_ttl,
-                },
-                "ice_servers": [
-                    {
-                        k: v
-                        for k, v in (
-                            ("urls", s.urls),
-                            ("username", s.username),
-                            ("credential", s.credential),
-                        )
-                        if v is not None
-                    }
-                    for s in self.ice_servers_for(grant.participant_id)
-                ],
-                "ws_url": f"{ws_base}/ws/{grant.participant_id}",
-                # sent as the socket's first message: a URL would be logged
-                "signalling_token": grant.signalling_token,
-                # whether the host may record; the host's token lists them
-                "recording": recording,
-                **cluster_fields,
-            }
+        answer = join_response(
+            grant,
+            ws_url=f"{ws_base}/ws/{grant.participant_id}",
+            expires_in=self.admission.credential_ttl,
+            ice_servers=self.ice_servers_for(grant.participant_id),
         )
+        # whether the host may record; the host's token lists them
+        return reply({**answer, "recording": recording, **cluster_fields})
 
     async def rehome(self, room_id: str) -> str | None:
         """Re-create here a room whose node died (its record outlives it by
