@@ -379,7 +379,13 @@ function addTile(stream) {
   video.srcObject = stream; // audio and video of that participant
   const caption = document.createElement("figcaption");
   figure.append(video, caption);
-  $("tiles").append(figure);
+  // Tiles stay in the order people joined, whichever tracks arrive first.
+  const order = [...participants.keys()];
+  const rank = (id) => (order.includes(id) ? order.indexOf(id) : order.length);
+  const remote = [...$("tiles").querySelectorAll(".tile.remote")];
+  const later = remote.find((tile) => rank(tile.dataset.participant) > rank(stream.id));
+  if (later) later.before(figure);
+  else $("tiles").append(figure);
   tiles.set(stream.id, { figure, caption, stream });
   relabelTile(stream.id);
   // Tracks are removed by a later offer (the participant stopped publishing).
