@@ -125,12 +125,16 @@ def test_a_paused_viewer_without_an_estimate_is_probed_on_the_lowest_layer() -> 
     assert selector.target == 0
 
 
-def test_no_probe_while_the_estimate_is_below_what_audio_needs() -> None:
-    selector = LayerSelector(SimulcastPolicy(probe_after=5.0, probe_floor=50_000))
-    selector.choose(30_000, RATES, 0.0)
-    for second in range(1, 120):
-        assert not selector.choose(30_000, RATES, float(second))
-    assert selector.target is None and selector.probes == 0
+def test_a_link_that_cannot_carry_the_lowest_layer_is_probed_ever_less_often() -> None:
+    policy = SimulcastPolicy(probe_after=5.0, probe_hold=10.0, probe_max=40.0)
+    selector = LayerSelector(policy)
+    probing = []
+    for tenth in range(0, 3000):  # 300 s at an estimate of 30 kbit/s
+        selector.choose(30_000, RATES, tenth / 10)
+        probing.append(selector.target is not None)
+    assert selector.probes >= 4  # 5, 10, 20, 40, 40... s apart
+    assert sum(probing) / len(probing) < 0.35  # paused most of the time
+    assert not any(probing[-150:-100])  # a 40 s wait late on
 
 
 def test_the_subscriber_limit_caps_the_layer() -> None:
