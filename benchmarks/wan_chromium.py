@@ -18,8 +18,9 @@ Per cell, over ``--seconds`` after ``--warmup`` seconds of decoding, from
 the viewer's ``getStats()`` (inbound-rtp): decoded fps, seconds under
 10 fps, Chromium's freeze count and duration, the picture height (median of
 the per-second samples); the publisher's video send rate; the machine's load
-average. ``bad-midcall`` measures the window after the viewer's link turns
-from clean to 1 Mbit/s + 1 % loss + 60 ms.
+average; per simulcast layer, its encoded fps and encoder target (JSON only).
+``bad-midcall`` measures the window after the viewer's link turns from clean
+to 1 Mbit/s + 1 % loss + 60 ms.
 """
 
 from __future__ import annotations
