@@ -18,8 +18,9 @@ Per cell, over ``--seconds`` after ``--warmup`` seconds of decoding, from
 the viewer's ``getStats()`` (inbound-rtp): decoded fps, seconds under
 10 fps, Chromium's freeze count and duration, the picture height (median of
 the per-second samples); the publisher's video send rate; the machine's load
-average. ``bad-midcall`` measures the window after the viewer's link turns
-from clean to 1 Mbit/s + 1 % loss + 60 ms.
+average; per simulcast layer, its encoded fps and encoder target (JSON only).
+``bad-midcall`` measures the window after the viewer's link turns from clean
+to 1 Mbit/s + 1 % loss + 60 ms.
 """
 
 from __future__ import annotations
@@ -87,6 +88,17 @@ SCENARIOS = {
 }
 
 
+def _layer_fps(sends: list[dict[str, Any]]) -> dict[str, float]:
+    """Each layer's (rid's) encoded frames per second over the window."""
+    first = {o.get("rid") or "-": o for o in sends[0]["outbound"]}
+    span = sends[-1]["t"] - sends[0]["t"]
+    return {
+        rid: round((o["frames"] - first[rid]["frames"]) / span, 1)
+        for o in sends[-1]["outbound"]
+        if (rid := o.get("rid") or "-") in first and span > 0
+    }
+
+
 def measure(
     scenario: Scenario, mode: str, warmup: float, seconds: float, timeout: float
 ) -> dict[str, Any]:
@@ -135,6 +147,27 @@ def measure(
         heights=sorted({r["inbound"]["height"] for r in views}),
         send_kbps=sent * 8 / (sends[-1]["t"] - sends[0]["t"]) / 1000,
         layers={o.get("rid") or "-": o["height"] for o in sends[-1]["outbound"]},
+        # frames encoded per second, per layer (rid): what a viewer can get
+        layer_fps=_layer_fps(sends),
+        # each layer's encoder target (bit/s) and the share of the window
+        # spent encoding it: starved by bitrate or by CPU
+        layer_targets={
+            o.get("rid") or "-": o.get("target") for o in sends[-1]["outbound"]
+        },
+        encode_busy=round(
+            (
+                sum(o.get("encode_seconds", 0) for o in sends[-1]["outbound"])
+                - sum(o.get("encode_seconds", 0) for o in sends[0]["outbound"])
+            )
+            / max(sends[-1]["t"] - sends[0]["t"], 1e-9),
+            2,
+        ),
+        source_fps=round(
+            (sends[-1].get("source_frames", 0) - sends[0].get("source_frames", 0))
+            / max(sends[-1]["t"] - sends[0]["t"], 1e-9),
+            1,
+        ),
+        available=sends[-1].get("available"),
         limited=collections.Counter(
             o["limited"] for r in sends for o in r["outbound"]
         ).most_common(1)[0][0]

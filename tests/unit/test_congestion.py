@@ -19,7 +19,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from pysfu.forwarding.congestion import SlowestSubscriber, UplinkOnly
+from pysfu.forwarding.congestion import SlowestSubscriber, UplinkOnly, simulcast_target
 from pysfu.forwarding.forwarder import ABS_SEND_TIME_URI
 from pysfu.forwarding.retransmit import (
     OVER_BUDGET,
@@ -247,3 +247,9 @@ async def test_an_estimate_listing_an_audio_stream_sends_no_remb_for_audio() -> 
     feed(forwarder, 0x2222, 1, 0, b"a", pt=111)
     await downtrack.on_rtcp(remb_to(300_000, downtrack.ssrc), forwarder.clock())
     assert rembs_sent(upstream) == []
+
+
+def test_a_simulcast_publisher_is_told_the_cap_not_the_uplink_estimate() -> None:
+    assert simulcast_target(150_000, 2_500_000) == 2_500_000
+    assert simulcast_target(None, 2_500_000) == 2_500_000
+    assert simulcast_target(150_000, None) is None

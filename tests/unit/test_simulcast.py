@@ -68,12 +68,73 @@ def test_a_dip_restarts_the_wait_for_an_upgrade() -> None:
 
 def test_below_the_lowest_layer_video_pauses_and_resumes_when_it_fits() -> None:
     selector = LayerSelector(SimulcastPolicy(upgrade_hold=2.0))
-    assert selector.choose(100_000, RATES, 0.0)
+    assert selector.choose(60_000, RATES, 0.0)  # under half of q's 150k
     assert selector.target is None
     selector.choose(300_000, RATES, 1.0)
     assert selector.target is None  # an upgrade: waits
     assert selector.choose(300_000, RATES, 3.5)
     assert selector.target == 0
+
+
+def test_an_estimate_just_under_the_lowest_layer_keeps_it() -> None:
+    # a receiver estimates what it receives: 100k while getting q (150k)
+    # is a congested link that still carries q, not one to stop video on
+    selector = LayerSelector()
+    assert selector.choose(100_000, RATES, 0.0)
+    assert selector.target == 0
+    assert not selector.choose(100_000, RATES, 60.0)
+    assert selector.target == 0
+
+
+def test_a_paused_viewer_is_given_the_lowest_layer_again() -> None:
+    # paused, the viewer receives audio only and its estimate stays where it
+    # was: only a probe can show the link has room again
+    policy = SimulcastPolicy(probe_after=5.0, probe_hold=10.0, probe_max=40.0)
+    selector = LayerSelector(policy)
+    assert selector.choose(60_000, RATES, 0.0)
+    assert selector.target is None
+    assert not selector.choose(60_000, RATES, 4.0)
+    assert selector.choose(60_000, RATES, 5.5)  # the probe
+    assert selector.target == 0 and selector.probes == 1
+    # the estimate needs time to climb: the probe is held whatever it says
+    assert not selector.choose(60_000, RATES, 14.0)
+    assert selector.target == 0
+    # still far under q once the hold is over: paused, and the next probe
+    # waits twice as long
+    assert selector.choose(60_000, RATES, 16.0)
+    assert selector.target is None
+    assert not selector.choose(60_000, RATES, 16.0 + 9.0)
+    assert selector.choose(60_000, RATES, 16.0 + 10.5)
+    assert selector.target == 0 and selector.probes == 2
+    # this time the estimate climbs over q: the probe worked, the viewer
+    # stays and moves up later like anyone else
+    assert not selector.choose(200_000, RATES, 30.0)
+    assert not selector.choose(100_000, RATES, 45.0)  # under 0.85 * q: kept
+    assert selector.target == 0
+
+
+def test_a_paused_viewer_without_an_estimate_is_probed_on_the_lowest_layer() -> None:
+    selector = LayerSelector(SimulcastPolicy(probe_after=5.0))
+    selector.choose(20_000, RATES, 0.0)
+    assert selector.target is None
+    # its receiver stops reporting on the video it no longer gets: no reason
+    # to send it the top layer
+    assert not selector.choose(None, RATES, 1.0)
+    assert selector.target is None
+    assert selector.choose(None, RATES, 6.0)
+    assert selector.target == 0
+
+
+def test_a_link_that_cannot_carry_the_lowest_layer_is_probed_ever_less_often() -> None:
+    policy = SimulcastPolicy(probe_after=5.0, probe_hold=10.0, probe_max=40.0)
+    selector = LayerSelector(policy)
+    probing = []
+    for tenth in range(0, 3000):  # 300 s at an estimate of 30 kbit/s
+        selector.choose(30_000, RATES, tenth / 10)
+        probing.append(selector.target is not None)
+    assert selector.probes >= 4  # 5, 10, 20, 40, 40... s apart
+    assert sum(probing) / len(probing) < 0.35  # paused most of the time
+    assert not any(probing[-150:-100])  # a 40 s wait late on
 
 
 def test_the_subscriber_limit_caps_the_layer() -> None:
@@ -374,6 +435,39 @@ def test_below_the_lowest_layer_the_video_pauses() -> None:
         publisher.all_layers(key=True, now_ms=1300 + step * 100)
     assert len(out.rtp) == sent
     assert SubscriptionStats.of(downtrack).layer is None
+
+
+def test_a_paused_subscriber_gets_video_again_after_a_probe() -> None:
+    forwarder, _ = make_forwarder()
+    timers = forwarder.clock
+    assert isinstance(timers, ManualTimers)
+    publisher = Publisher(forwarder)
+    downtrack, out = subscribe(forwarder, 0xC)
+    publisher.all_layers(key=True)
+    downtrack.on_estimate(60_000, prime_rates(forwarder))  # under half of q
+    assert downtrack.layers.target is None
+    publisher.all_layers()
+    assert downtrack.layers.current is None
+    paused = len(out.rtp)
+    # its estimate stays where it was (it receives audio only); time passes
+    for _ in range(20):
+        timers.advance(0.5)
+        downtrack.on_estimate(60_000, prime_rates(forwarder))
+        publisher.all_layers(key=True, now_ms=int(timers.now * 1000))
+    assert downtrack.layers.current == 0  # q, the lowest
+    assert len(out.rtp) > paused
+    assert SubscriptionStats.of(downtrack).layer == "q"
+
+
+def test_a_low_uplink_estimate_does_not_hold_a_simulcast_publisher() -> None:
+    forwarder, _ = make_forwarder()
+    publisher = Publisher(forwarder)
+    subscribe(forwarder, 0xD)
+    publisher.all_layers(key=True)
+    forwarder.stats.uplink_estimate = 200_000  # event-loop jitter on a busy host
+    assert forwarder.target_bitrate(forwarder.clock()) == (
+        forwarder.config.max_video_bitrate
+    )
 
 
 def test_a_subscriber_limit_picks_a_smaller_layer() -> None:

@@ -188,7 +188,10 @@ async () => {
     } else if (s.type === 'outbound-rtp' && s.kind === 'video') {
       result.outbound.push({rid: s.rid || null, bytes: s.bytesSent || 0,
         frames: s.framesEncoded || 0, height: s.frameHeight || 0,
-        limited: s.qualityLimitationReason || null});
+        limited: s.qualityLimitationReason || null,
+        encode_seconds: s.totalEncodeTime || 0, target: s.targetBitrate || 0});
+    } else if (s.type === 'media-source' && s.kind === 'video') {
+      result.source_frames = s.frames || 0;
     }
   }
   return result;

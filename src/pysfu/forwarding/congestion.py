@@ -13,6 +13,18 @@ How the estimates are combined is a policy (:class:`RembPolicy`): the default,
 large room may prefer a percentile so that one bad link does not lower the
 picture for everyone. The forwarder hands the policy only fresh estimates
 (see :attr:`pysfu.config.ForwardingConfig.remb_stale_after`).
+
+A simulcasting publisher is different (:func:`simulcast_target`): each
+subscriber gets the layer its own estimate carries, so the slowest one must
+not lower what the others get, and pysfu's own uplink estimate is not used
+either. It is computed from arrival times taken in Python, after the event
+loop got to the packet; on a busy server that loop's jitter reads as a
+congested link, and the estimate held Chromium at 140-490 kbit/s on a clean
+link (its lowest layer only: 320x180 where a direct call sends 540p). The
+publisher is told the cap alone and its own sender decides: without
+transport-cc (aiortc offers REMB only) Chromium's send-side controller
+follows the loss in pysfu's receiver reports and backs off when its uplink
+drops packets.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ __all__ = [
     "SlowestSubscriber",
     "SubscriberEstimate",
     "UplinkOnly",
+    "simulcast_target",
 ]
 
 #: Below this (bit/s) pysfu never asks a publisher to go: a video encoder at
@@ -81,6 +94,23 @@ class UplinkOnly:
         if own_estimate is None:
             return None
         return own_estimate if cap is None else min(own_estimate, cap)
+
+
+def simulcast_target(own_estimate: int | None, cap: int | None) -> int | None:
+    """The bitrate (bit/s) reported to a simulcasting publisher: the cap, or
+    ``None`` (send nothing) without one.
+
+    ``own_estimate`` (pysfu's uplink estimate) is deliberately not used: it
+    is taken from arrival times in Python, which on a loaded machine see
+    event-loop jitter as congestion and would hold the publisher to its
+    lowest layer, starving every subscriber who could take a higher one.
+    The publisher's own send-side controller, driven by the loss in pysfu's
+    receiver reports, protects its uplink; subscribers are protected by
+    their layers. (Once pysfu's uplink estimate is taken from kernel
+    timestamps or transport-cc, it can become the cap here again.)
+    """
+    del own_estimate  # see above: not trusted for a layered publisher
+    return cap
 
 
 @dataclass

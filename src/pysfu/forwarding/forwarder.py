@@ -16,6 +16,7 @@ from ..rtp.extensions import find_extension, header_extension
 from ..rtp.header import payload_offset
 from ..rtp.keyframes import KEYFRAME_DETECTORS
 from .codecs import CodecInfo
+from .congestion import simulcast_target
 from .history import PacketHistory
 from .keyframes import KeyframeRequester
 from .ports import CallAt, Clock, RtcpOutput, SenderReport, Subscriber
@@ -699,12 +700,17 @@ class Forwarder:
 
     def target_bitrate(self, now: float) -> int | None:
         """What the REMB policy asks of the publisher now (bit/s), if anything."""
-        # with simulcast each subscriber picks a layer it can take: the
-        # publisher is held to its uplink, not to the slowest subscriber
+        if self.layers:
+            # each subscriber picks a layer it can take: neither the slowest
+            # one nor pysfu's own (jittery) uplink estimate limits the
+            # publisher; see simulcast_target
+            return simulcast_target(
+                self.stats.uplink_estimate, self.config.max_video_bitrate
+            )
         return self.config.remb_policy.combine(
             self.stats.uplink_estimate,
             self.config.max_video_bitrate,
-            [] if self.layers else self.subscriber_estimates(now),
+            self.subscriber_estimates(now),
         )
 
     def on_subscriber_estimate(self, now: float) -> None:

@@ -46,10 +46,36 @@ class SimulcastPolicy:
     - ``upgrade_hold``: seconds the estimate must keep carrying a higher layer
       before the subscriber is moved up (down moves happen at once: a link
       that cannot carry the layer fills its queue within a second).
+    - ``pause_below``: the lowest layer is taken away (video paused, audio
+      kept) only when the estimate is below this fraction of its bitrate. A
+      receiver's estimate (REMB) measures what it receives: on a link that
+      is congested but carries the layer it settles near 0.85 of the
+      throughput, so an estimate just under ``bitrate / headroom`` is no
+      reason to stop the picture; one under half the layer is a link that
+      cannot carry it.
+    - ``probe_after``: a paused subscriber cannot show by its estimate that
+      its link has room again (a receiver estimates at most about 1.5 times
+      what it receives, and a paused one receives audio only; Chromium's
+      first REMB, after 5 s, can be as low as 35 kbit/s on a link that
+      carries 500), so after this many seconds paused it is given the
+      lowest layer again (a probe)...
+    - ``probe_hold``: ...and keeps it for this many seconds whatever its
+      estimate says (the estimate climbs about 8 % a second from what audio
+      alone showed). A probe that ends in a pause doubles the wait before
+      the next one, up to ``probe_max``; an estimate that fits a layer
+      resets it. A link that really cannot carry the lowest layer thus gets
+      it for ``probe_hold`` seconds in ``probe_max``.
+
+    LiveKit's stream allocator likewise pauses a track only when even its
+    lowest layer does not fit, and probes to bring it back.
     """
 
     headroom: float = 0.85
     upgrade_hold: float = 3.0
+    pause_below: float = 0.5
+    probe_after: float = 6.0
+    probe_hold: float = 10.0
+    probe_max: float = 40.0
 
 
 class LayerSelector:
@@ -68,8 +94,13 @@ class LayerSelector:
         self.target: int | None = max_layer
         self.current: int | None = None
         self.switches = 0
+        #: Times a paused subscriber was given the lowest layer to probe.
+        self.probes = 0
         self._better: int | None = None  # a higher layer that fits...
         self._better_since = 0.0  # ...since then
+        self._paused_at = 0.0  # when the target last became None
+        self._probe_wait = self.policy.probe_after  # before the next probe
+        self._probe_at: float | None = None  # when the running probe began
 
     def choose(
         self, estimate: int | None, layer_bitrates: Sequence[int | None], now: float
@@ -79,8 +110,21 @@ class LayerSelector:
         Returns whether the target changed."""
         if all(bitrate is None for bitrate in layer_bitrates):
             return False  # nothing received (yet): nothing to go by
+        lowest = self._lowest(layer_bitrates)
         fitting = self._fitting(estimate, layer_bitrates)
+        if fitting is not None and estimate is not None:
+            self._probe_at = None  # a layer fits by the estimate: any probe
+            self._probe_wait = self.policy.probe_after  # worked
         target = self.target
+        if target is None:
+            if estimate is None:
+                # a paused viewer's receiver may stop reporting on the video
+                # it no longer gets: that says nothing about its link
+                fitting = None
+            if fitting is None:
+                return self._probe(lowest, now)
+        elif fitting is None and not self._may_pause(estimate, layer_bitrates, now):
+            fitting = lowest  # keep the picture on the lowest layer
         if fitting == target:
             self._better = None
             return False
@@ -88,6 +132,8 @@ class LayerSelector:
         if lower:
             self._better = None
             self.target = fitting
+            if fitting is None:
+                self._pause(now)
             return True
         # a move up: only once the estimate has carried it for a while
         if self._better is None or (fitting or 0) < self._better:
@@ -98,6 +144,44 @@ class LayerSelector:
         self._better = None
         self.target = fitting
         return True
+
+    def _may_pause(
+        self, estimate: int | None, layer_bitrates: Sequence[int | None], now: float
+    ) -> bool:
+        """Whether the estimate is far enough below the lowest layer to stop
+        the video (and no probe is running)."""
+        if self._probe_at is not None and now - self._probe_at < self.policy.probe_hold:
+            return False
+        lowest = self._lowest(layer_bitrates)
+        bitrate = None if lowest is None else layer_bitrates[lowest]
+        if estimate is None or bitrate is None:
+            return False
+        return estimate < bitrate * self.policy.pause_below
+
+    def _pause(self, now: float) -> None:
+        if self._probe_at is not None:  # a probe failed: wait longer next time
+            self._probe_wait = min(2 * self._probe_wait, self.policy.probe_max)
+        self._probe_at = None
+        self._paused_at = now
+
+    def _probe(self, lowest: int | None, now: float) -> bool:
+        """Paused, and the estimate does not (cannot) show the lowest layer
+        fits: give it the lowest layer if it has been paused long enough."""
+        self._better = None
+        if lowest is None or now - self._paused_at < self._probe_wait:
+            return False
+        self.target = lowest
+        self.probes += 1
+        self._probe_at = now
+        return True
+
+    def _lowest(self, layer_bitrates: Sequence[int | None]) -> int | None:
+        """The lowest layer being received (within the subscriber's limit)."""
+        top = min(self.max_layer, len(layer_bitrates) - 1)
+        for index in range(top + 1):
+            if layer_bitrates[index] is not None:
+                return index
+        return None
 
     def _fitting(
         self, estimate: int | None, layer_bitrates: Sequence[int | None]
