@@ -19,6 +19,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from pysfu import SFU, DownTrack, LayerChangedEvent
 from pysfu.config import ForwardingConfig, IceConfig, SFUConfig
+from pysfu.forwarding.simulcast import SimulcastPolicy
 from pysfu.messages import Answer, Offer, VideoQuality
 from pysfu.signalling.memory import MemoryClient, MemorySignalling
 
@@ -174,7 +175,12 @@ async def test_viewers_get_the_layer_their_estimate_carries() -> None:
         SFUConfig(
             ice=IceConfig(host_addresses=("127.0.0.1",)),
             forwarding=ForwardingConfig(
-                simulcast=True, remb_policy=CapOnly(), max_video_bitrate=3_000_000
+                simulcast=True,
+                remb_policy=CapOnly(),
+                max_video_bitrate=3_000_000,
+                # the pause below is checked here, the probes that end a pause
+                # in tests/unit/test_simulcast.py: none may start mid-check
+                simulcast_policy=SimulcastPolicy(probe_after=3600.0),
             ),
         )
     )
