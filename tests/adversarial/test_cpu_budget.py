@@ -95,3 +95,20 @@ async def test_a_cpu_burner_is_removed_and_the_other_room_decodes(
         assert totals.cpu_seconds["data"] > BUDGET  # the rogue's, kept after it left
     finally:
         await sfu.close()
+
+
+def test_the_app_takes_the_budget_as_an_option(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``pysfu serve --cpu-budget`` (and ``PYSFU_CPU_BUDGET``): a share of a
+    core, ``off`` to measure only; anything else is refused at start-up."""
+    from pysfu.app.server import parse_args
+
+    assert parse_args([]).cpu_budget == LimitsConfig().cpu_budget == 0.5
+    assert parse_args(["--cpu-budget=0.02"]).cpu_budget == 0.02
+    assert parse_args(["--cpu-budget=off"]).cpu_budget is None
+    monkeypatch.setenv("PYSFU_CPU_BUDGET", "0.1")
+    assert parse_args([]).cpu_budget == 0.1
+    for wrong in ("0", "-1", "2", "half"):
+        with pytest.raises(SystemExit):
+            parse_args([f"--cpu-budget={wrong}"])

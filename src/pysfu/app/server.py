@@ -90,6 +90,7 @@ __all__ = [
     "SfuApp",
     "bearer",
     "cli",
+    "cpu_budget",
     "error",
     "ice_addresses",
     "json_body",
@@ -130,6 +131,21 @@ def port_range(text: str) -> tuple[int, int]:
     if not 1 <= ports[0] <= ports[1] <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r}: need 1 <= LO <= HI <= 65535")
     return ports
+
+
+def cpu_budget(value: str) -> float | None:
+    """``--cpu-budget``: a share of one core (0 < share <= 1), or ``off``."""
+    if value.strip().lower() == "off":
+        return None
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 < share <= 1:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: a share of one core, over 0 and at most 1, or 'off'"
+        )
+    return share
 
 
 def parse_args(
@@ -264,6 +280,14 @@ def parse_args(
         default=float(env("PYSFU_ROOM_IDLE_TIMEOUT", "60")),
         help="seconds after which a room without a host (or without anyone) "
         "is closed [PYSFU_ROOM_IDLE_TIMEOUT]",
+    )
+    add(
+        "--cpu-budget",
+        type=cpu_budget,
+        default=cpu_budget(env("PYSFU_CPU_BUDGET", "0.5")),
+        help="share of one core a participant may make the server spend on its "
+        "signalling, data, candidates and RTCP over 10 s before it is removed "
+        "(reason cpu_budget); 'off' measures without removing [PYSFU_CPU_BUDGET]",
     )
     add(
         "--max-rooms",
@@ -487,6 +511,7 @@ class SfuApp:
             limits=LimitsConfig(
                 max_rooms=args.max_rooms,
                 room_idle_timeout=args.room_idle_timeout,
+                cpu_budget=args.cpu_budget,
             ),
             forwarding=ForwardingConfig(simulcast=args.simulcast),
         )
