@@ -101,6 +101,15 @@ async def test_bad_requests_get_a_clear_error(base: str) -> None:
     ):
         assert response.status == 400
         assert (await response.json())["message"] == "the body is not JSON"
+    unknown_charset = {"Content-Type": "application/json; charset=nope"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{base}/api/rooms/r/join", data=b"{}", headers=unknown_charset
+        ) as response,
+    ):
+        assert response.status == 400  # was a 500: the handler read it raw
+        assert (await response.json())["message"] == "the body is not text"
     status, refusal = await post(f"{base}/api/rooms/nowhere/join")
     assert (status, refusal["error"]) == (404, "room_not_found")
     # none of these took the seat

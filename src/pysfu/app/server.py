@@ -70,7 +70,12 @@ except ImportError:  # pragma: no cover - metrics are optional
     prometheus_client = None  # type: ignore[assignment]
 from pysfu.signalling.adapter import SessionParticipant
 from pysfu.signalling.connections import ConnectionGuard
-from pysfu.signalling.join import join_response
+from pysfu.signalling.join import (
+    join_fields,
+    join_response,
+    json_body,
+    public_scheme,
+)
 from pysfu.signalling.websocket import WebSocketSignalling
 from pysfu.slugs import ascii_slug, emoji_slug, slug_path
 from pysfu.turn import with_turn_credentials
@@ -93,13 +98,11 @@ __all__ = [
     "cpu_budget",
     "error",
     "ice_addresses",
-    "json_body",
     "main",
     "make_server",
     "parse_args",
     "port_range",
     "print_media_addresses",
-    "public_scheme",
     "reply",
     "serve",
     "setup_logging",
@@ -401,39 +404,10 @@ def too_many_attempts() -> web.Response:
     return response
 
 
-def public_scheme(request: web.Request) -> str:
-    """http or https as the browser sees it, also behind a TLS-terminating proxy."""
-    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
-    return forwarded if forwarded in ("http", "https") else request.scheme
-
-
 def bearer(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object; an empty body counts as ``{}``.
-
-    Raises ``ValueError`` for anything else, including bodies over aiohttp's
-    size limit, undecodable text and JSON nested too deep to parse.
-    """
-    try:
-        text = await request.text()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise ValueError("the body is too large") from exc
-    except (LookupError, UnicodeDecodeError) as exc:  # unknown or wrong charset
-        raise ValueError("the body is not text") from exc
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except RecursionError as exc:
-        raise ValueError("the JSON is nested too deeply") from exc
-    if not isinstance(value, dict):
-        raise ValueError("the body must be a JSON object")
-    return value
 
 
 class HostTickets:
@@ -745,13 +719,7 @@ class SfuApp:
 
     async def join(self, request: web.Request) -> web.Response:
         try:
-            body = await json_body(request)
-            role = body.get("role", "participant")
-            name = body.get("name") or ""
-            if role not in ("host", "participant") or not isinstance(name, str):
-                raise ValueError("role must be 'host' or 'participant', name a string")
-            name = name[:64]
-            name.encode("utf-8")  # a lone surrogate cannot be sent back: refuse now
+            name, role = join_fields(await json_body(request))
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
         room_id = request.match_info["room"]

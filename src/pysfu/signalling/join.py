@@ -17,7 +17,7 @@ Requires aiohttp (the ``aiohttp`` extra).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,11 @@ from ..errors import PysfuError
 __all__ = [
     "JoinHandler",
     "browser_client_path",
+    "join_fields",
     "join_handler",
     "join_response",
+    "json_body",
+    "public_scheme",
 ]
 
 #: An aiohttp request handler.
@@ -103,7 +106,7 @@ def join_handler(
 
     async def join(request: web.Request) -> web.Response:
         try:
-            name, role = _read_join_request(await request.text())
+            name, role = join_fields(await json_body(request))
         except ValueError as exc:
             return _refusal(400, "bad_request", str(exc))
         authorized = (
@@ -119,7 +122,7 @@ def join_handler(
             )
         except PysfuError as exc:
             return _refusal(exc.http_status, exc.code, str(exc))
-        secure = _public_scheme(request) == "https"
+        secure = public_scheme(request) == "https"
         path = ws_path.format(participant_id=grant.participant_id)
         body = join_response(
             grant,
@@ -132,26 +135,51 @@ def join_handler(
     return join
 
 
-def _read_join_request(text: str) -> tuple[str, str]:
-    """(name, role) of a join request body; ValueError if it is malformed."""
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object; an empty body counts as ``{}``.
+
+    Raises ``ValueError`` for anything else, including bodies over aiohttp's
+    size limit, undecodable text (an unknown or wrong charset) and JSON nested
+    too deep to parse.
+    """
     try:
-        body = json.loads(text) if text.strip() else {}
-    except (ValueError, RecursionError) as exc:
+        text = await request.text()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ValueError("the body is too large") from exc
+    except (LookupError, UnicodeDecodeError) as exc:  # unknown or wrong charset
+        raise ValueError("the body is not text") from exc
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except RecursionError as exc:
+        raise ValueError("the JSON is nested too deeply") from exc
+    except ValueError as exc:
         raise ValueError("the body is not JSON") from exc
-    if not isinstance(body, dict):
+    if not isinstance(value, dict):
         raise ValueError("the body must be a JSON object")
+    return value
+
+
+def join_fields(body: Mapping[str, Any]) -> tuple[str, str]:
+    """``(name, role)`` of a join request's JSON body: ``role`` is ``host``
+    or ``participant`` (the default), ``name`` a string (default empty), cut
+    to 64 characters. Raises ``ValueError`` for anything else, including a
+    name that cannot be sent back as UTF-8 (a lone surrogate)."""
     name, role = body.get("name") or "", body.get("role", "participant")
     if role not in ("host", "participant") or not isinstance(name, str):
         raise ValueError("role must be 'host' or 'participant', name a string")
     name = name[:_MAX_NAME_LENGTH]
     try:
         name.encode("utf-8")
-    except UnicodeEncodeError as exc:  # a lone surrogate cannot be sent back
+    except UnicodeEncodeError as exc:
         raise ValueError("the name is not valid text") from exc
     return name, role
 
 
-def _public_scheme(request: web.Request) -> str:
+def public_scheme(request: web.Request) -> str:
+    """``http`` or ``https`` as the browser sees it, also behind a
+    TLS-terminating proxy that sets ``X-Forwarded-Proto``."""
     forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
     return forwarded if forwarded in ("http", "https") else request.scheme
 
