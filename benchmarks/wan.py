@@ -34,6 +34,8 @@ from typing import Any
 from tests.wan.bed import Direction, Port, available
 from tests.wan.call import CallFailed, two_person_call, wait_for
 
+from .harness.tables import summary, table
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -149,24 +151,6 @@ COLUMNS = [
 ]
 
 
-def table(cells: list[dict[str, Any]]) -> str:
-    rows = [
-        "| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
-    ]
-    for cell in cells:
-        if "error" in cell:
-            rows.append(
-                f"| {cell['scenario']} | {cell['mode']} | {cell['run']}"
-                f" | {cell['error']} |"
-            )
-            continue
-        rows.append(
-            "| " + " | ".join(spec.format(cell[key]) for key, _, spec in COLUMNS) + " |"
-        )
-    return "\n".join(rows)
-
-
 SUMMARY = [
     ("fps", "viewer fps", "{:.1f}"),
     ("under_10fps", "s < 10 fps", "{:.0%}"),
@@ -176,26 +160,6 @@ SUMMARY = [
     ("plis", "PLIs", "{}"),
     ("link_queue_dropped", "queue drops", "{}"),
 ]
-
-
-def summary(cells: list[dict[str, Any]]) -> str:
-    """One row per scenario and mode; each column lists the runs' values."""
-    rows = [
-        "| scenario | mode | " + " | ".join(t for _, t, _ in SUMMARY) + " |",
-        "|" + "---|" * (len(SUMMARY) + 2),
-    ]
-    seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for cell in cells:
-        seen.setdefault((cell["scenario"], cell["mode"]), []).append(cell)
-    for (scenario, mode), runs in seen.items():
-        values = [
-            " / ".join(
-                spec.format(run[key]) if key in run else "failed" for run in runs
-            )
-            for key, _, spec in SUMMARY
-        ]
-        rows.append(f"| {scenario} | {mode} | " + " | ".join(values) + " |")
-    return "\n".join(rows)
 
 
 def main() -> None:
@@ -213,7 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.summarize:
         saved = json.loads(Path(args.summarize).read_text())["cells"]
-        print(table(saved) + "\n\n" + summary(saved))
+        print(table(saved, COLUMNS) + "\n\n" + summary(saved, SUMMARY))
         return
     if not available():
         sys.exit("benchmarks/wan.py needs root and iproute2 (network namespaces)")
@@ -238,7 +202,7 @@ def main() -> None:
     Path(args.json).write_text(json.dumps(document, indent=2))
     order = list(SCENARIOS)
     cells.sort(key=lambda c: (order.index(c["scenario"]), c["mode"], c["run"]))
-    print(table(cells) + "\n\n" + summary(cells))
+    print(table(cells, COLUMNS) + "\n\n" + summary(cells, SUMMARY))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ from tests.wan.bed import Direction, Port, available  # noqa: E402
 from tests.wan.call import CallFailed, wait_for  # noqa: E402
 from tests.wan.chromium import chromium_call, frames  # noqa: E402
 
+from .harness.tables import summary, table  # noqa: E402
+
 
 def _down(**down: Any) -> Port:
     return Port("", down=Direction(**down))
@@ -199,24 +201,6 @@ COLUMNS = [
 ]
 
 
-def table(cells: list[dict[str, Any]]) -> str:
-    rows = [
-        "| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
-    ]
-    for cell in cells:
-        if "error" in cell:
-            rows.append(
-                f"| {cell['scenario']} | {cell['mode']} | {cell['run']}"
-                f" | {cell['error']} |"
-            )
-            continue
-        rows.append(
-            "| " + " | ".join(spec.format(cell[key]) for key, _, spec in COLUMNS) + " |"
-        )
-    return "\n".join(rows)
-
-
 SUMMARY = [
     ("fps", "viewer fps", "{:.1f}"),
     ("under_10fps", "s < 10 fps", "{:.0%}"),
@@ -226,26 +210,6 @@ SUMMARY = [
     ("limited", "limited by", "{}"),
     ("load", "load", "{:.1f}"),
 ]
-
-
-def summary(cells: list[dict[str, Any]]) -> str:
-    """One row per scenario and mode; each column lists the runs' values."""
-    rows = [
-        "| scenario | mode | " + " | ".join(t for _, t, _ in SUMMARY) + " |",
-        "|" + "---|" * (len(SUMMARY) + 2),
-    ]
-    seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for cell in cells:
-        seen.setdefault((cell["scenario"], cell["mode"]), []).append(cell)
-    for (scenario, mode), runs in seen.items():
-        values = [
-            " / ".join(
-                spec.format(run[key]) if key in run else "failed" for run in runs
-            )
-            for key, _, spec in SUMMARY
-        ]
-        rows.append(f"| {scenario} | {mode} | " + " | ".join(values) + " |")
-    return "\n".join(rows)
 
 
 def main() -> None:
@@ -265,7 +229,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.summarize:
         saved = json.loads(Path(args.summarize).read_text())["cells"]
-        print(table(saved) + "\n\n" + summary(saved))
+        print(table(saved, COLUMNS) + "\n\n" + summary(saved, SUMMARY))
         return
     # a SIGTERM unwinds the bed (its processes, its namespaces) like Ctrl-C
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
@@ -292,7 +256,7 @@ def main() -> None:
     Path(args.json).write_text(json.dumps(document, indent=2))
     order = list(SCENARIOS)
     cells.sort(key=lambda c: (order.index(c["scenario"]), c["mode"], c["run"]))
-    print(table(cells) + "\n\n" + summary(cells))
+    print(table(cells, COLUMNS) + "\n\n" + summary(cells, SUMMARY))
 
 
 if __name__ == "__main__":
