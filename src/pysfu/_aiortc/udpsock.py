@@ -96,7 +96,8 @@ class ConnectionSocket(asyncio.DatagramTransport):
         self.wakeups = 0
         self.datagrams = 0
         self.stun = 0
-        #: datagrams that could not be sent (the send buffer was full)
+        #: datagrams that could not be sent (the send buffer was full; the
+        #: first one is logged)
         self.send_dropped = 0
         #: datagrams whose handler raised (the first one is logged)
         self.handler_errors = 0
@@ -111,6 +112,12 @@ class ConnectionSocket(asyncio.DatagramTransport):
         try:
             self._sock.sendto(data, addr)
         except (BlockingIOError, InterruptedError):
+            if not self.send_dropped:
+                logger.warning(
+                    "the send buffer of %s is full: datagrams are dropped"
+                    " (counted in send_dropped)",
+                    self._sock,
+                )
             self.send_dropped += 1  # UDP: lost, as in a full network queue
         except OSError as exc:
             self._protocol.error_received(exc)
