@@ -1,10 +1,14 @@
 """The app's recording (issue 18): ``pysfu serve --record-dir`` lets the host,
-and only the host, record the room; everyone is told; the host lists and
-downloads the converted WebM. Real app process, aiortc host and guest."""
+and only the host, record the room; everyone is told; the host lists,
+downloads and deletes the WebM, muxed during the call (``--record-mode
+live``, the default) or converted at the stop (``raw``); retention removes
+old recordings. Real app process, aiortc host and guest."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -72,14 +76,26 @@ async def test_the_host_records_everyone_sees_it_and_only_the_host_downloads(
         received = guest.track_from(host_grant["participant_id"], "video")
         assert received is not None
         start = len(received.patterns)
+        room_dir = record_dir / quote(room["room"], safe="").replace(".", "%2E")
+
+        def growing_file() -> Path | None:  # muxed live, under a hidden name
+            found = list(room_dir.glob("*/*/*.webm"))
+            return found[0] if found and found[0].stat().st_size > 0 else None
+
+        await eventually(lambda: growing_file() is not None, what="a live file")
+        live_file = growing_file()
+        assert live_file is not None
+        size = live_file.stat().st_size
         await eventually(
             lambda: len(received.patterns) - start >= 90, what="3 s of frames"
         )
+        await eventually(lambda: live_file.stat().st_size > size, what="it grows")
+        api = f"{base}/api/rooms/{quote(room['room'], safe='')}/recordings"
+        async with http.get(api, headers=bearer(token)) as r:
+            assert (await r.json())["recordings"] == []  # not listed until done
         await host_ws.send(Record(on=False))
         await eventually(lambda: host.saw(Recording)[-1:] == [Recording(False)])
         await eventually(lambda: guest.saw(Recording)[-1:] == [Recording(False)])
-
-        api = f"{base}/api/rooms/{quote(room['room'], safe='')}/recordings"
         listed: list[dict[str, object]] = []
 
         async def converted() -> bool:
@@ -126,6 +142,39 @@ async def test_the_host_records_everyone_sees_it_and_only_the_host_downloads(
         for bad in ("..%2F..%2Fetc%2Fpasswd", "%2E%2E", "nope.webm"):
             async with http.get(f"{api}/{bad}", headers=bearer(token)) as r:
                 assert r.status == 404
+        assert not live_file.exists()  # renamed to what is listed
+        await delete_as_the_host_only(http, api, name, token, guest_grant)
+        assert sorted(p.name for p in room_dir.iterdir()) == sorted(
+            p
+            for f in listed
+            if f["name"] != name
+            for p in (str(f["name"]), f".{f['name']}.json")
+        )  # the file and what it says gone, no directory left behind
+
+
+async def delete_as_the_host_only(
+    http: aiohttp.ClientSession,
+    api: str,
+    name: str,
+    token: str,
+    guest_grant: dict[str, object],
+) -> None:
+    """DELETE ``name``: refused to anyone but the host, names from the
+    listing only, then gone from the listing and the disk."""
+    for headers in ({}, bearer(str(guest_grant["signalling_token"])), bearer("x")):
+        async with http.delete(f"{api}/{quote(name)}", headers=headers) as r:
+            assert r.status == 401
+            assert (await r.json())["error"] == "unauthorized"
+    for bad in ("..%2F..%2Fetc%2Fpasswd", "%2E%2E", f".{quote(name)}.json"):
+        async with http.delete(f"{api}/{bad}", headers=bearer(token)) as r:
+            assert r.status == 404  # not routed, or not listed
+    async with http.delete(f"{api}/{quote(name)}", headers=bearer(token)) as r:
+        assert r.status == 204
+    async with http.get(api, headers=bearer(token)) as r:
+        assert name not in [f["name"] for f in (await r.json())["recordings"]]
+    for credential in (token, HOST_KEY):  # once only
+        async with http.delete(f"{api}/{quote(name)}", headers=bearer(credential)) as r:
+            assert r.status == 404
 
 
 async def test_without_record_dir_nobody_records(
@@ -148,11 +197,13 @@ async def test_without_record_dir_nobody_records(
             assert (r.status, (await r.json())["error"]) == (404, "recording_disabled")
 
 
+@pytest.mark.parametrize("mode", ["live", "raw"])
 async def test_a_room_closing_while_recording_is_converted(
-    http: aiohttp.ClientSession, peers: PeerFactory, tmp_path: Path
+    http: aiohttp.ClientSession, peers: PeerFactory, tmp_path: Path, mode: str
 ) -> None:
     record_dir = tmp_path / "recordings"
-    async with example_server(f"--record-dir={record_dir}") as base:
+    options = (f"--record-dir={record_dir}", f"--record-mode={mode}")
+    async with example_server(*options) as base:
         _, room = await create_room(http, base)
         _, host_grant = await join(http, room["join_url"], role="host")
         _, guest_grant = await join(http, room["join_url"])
@@ -168,12 +219,53 @@ async def test_a_room_closing_while_recording_is_converted(
         await host_ws.ws.send_str('{"type": "leave"}')  # the host leaves: closed
         api = f"{base}/api/rooms/{quote(room['room'], safe='')}/recordings"
 
+        listed: list[dict[str, object]] = []
+
         async def converted() -> bool:
             async with http.get(api, headers=bearer(HOST_KEY)) as response:
-                listed = (await response.json())["recordings"]
+                listed[:] = (await response.json())["recordings"]
             return any(str(f["name"]).endswith(".webm") for f in listed)
 
         await asyncio.wait_for(until(converted), LIVENESS)
+        name = next(str(f["name"]) for f in listed if str(f["name"]).endswith("webm"))
+        async with http.get(f"{api}/{quote(name)}", headers=bearer(HOST_KEY)) as r:
+            (tmp_path / "got.webm").write_bytes(await r.read())
+        with av.open(str(tmp_path / "got.webm")) as container:
+            assert sum(1 for _ in container.decode(video=0)) > 0
+        # raw: the raw RTP is kept beside the converted file; live: none made
+        raw = list(record_dir.rglob("*.pysfurec"))
+        assert bool(raw) == (mode == "raw")
+
+
+async def test_retention_removes_old_recordings_at_start_up(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """--record-keep-days: what is older goes when the app starts (and
+    hourly), finished files and the leftovers of unfinished recordings alike;
+    the rest stays listed."""
+    room_dir = tmp_path / "recordings" / "old-room"
+    room_dir.mkdir(parents=True)
+    old, new = "20200101T000000Z-a.webm", "20991231T000000Z-b.webm"
+    for name in (old, new):
+        (room_dir / name).write_bytes(EBML_MAGIC)
+        (room_dir / f".{name}.json").write_text('{"participant": "x"}')
+    leftover = room_dir / "20200101T000000Z" / "old-room"
+    leftover.mkdir(parents=True)
+    (leftover / "raw.rtprec").write_bytes(b"raw")
+    ten_days_ago = time.time() - 10 * 86400
+    for path in (room_dir / old, leftover / "raw.rtprec", leftover, leftover.parent):
+        os.utime(path, (ten_days_ago, ten_days_ago))
+    options = (f"--record-dir={tmp_path / 'recordings'}", "--record-keep-days=7")
+    async with example_server(*options) as base:
+        api = f"{base}/api/rooms/old-room/recordings"
+
+        async def pruned() -> bool:
+            return not (room_dir / old).exists()
+
+        await asyncio.wait_for(until(pruned), LIVENESS)
+        async with http.get(api, headers=bearer(HOST_KEY)) as r:
+            assert [f["name"] for f in (await r.json())["recordings"]] == [new]
+    assert sorted(p.name for p in room_dir.iterdir()) == [f".{new}.json", new]
 
 
 def test_record_dir_is_an_option_and_its_environment_variable(
@@ -187,3 +279,17 @@ def test_record_dir_is_an_option_and_its_environment_variable(
     assert parse_args([]).record_dir == "/srv/env"
     with pytest.raises(SystemExit):  # rooms in workers have no hook yet
         parse_args(["--workers=2"])
+    monkeypatch.delenv("PYSFU_RECORD_DIR")
+    args = parse_args([])
+    assert (args.record_mode, args.record_keep_days, args.record_max_gb) == (
+        "live",  # the file exists during the call; nothing to convert at the stop
+        None,  # kept until deleted
+        None,
+    )
+    args = parse_args(["--record-mode=raw", "--record-keep-days=30"])
+    assert (args.record_mode, args.record_keep_days) == ("raw", 30.0)
+    monkeypatch.setenv("PYSFU_RECORD_MAX_GB", "2.5")
+    assert parse_args([]).record_max_gb == 2.5
+    for bad in ("--record-mode=mp3", "--record-keep-days=0", "--record-max-gb=-1"):
+        with pytest.raises(SystemExit):
+            parse_args([bad])

@@ -3,11 +3,19 @@
 A room created by the app gets :meth:`AppRecordings.control` as its
 :attr:`~pysfu.Room.recording_control`: the host's ``record`` message (on)
 records the room under ``DIR/<room>/<start time>/``; off, or the room
-closing, stops it and converts the files to one WebM (or Matroska) file per
-participant, ``DIR/<room>/<start time>-<participant>.webm``, in a thread so
-the event loop never waits for it. Those finished files are what the host
-lists and downloads (:meth:`AppRecordings.finished`): a file being written
-has a hidden name until it is complete.
+closing, stops it, and each participant's file becomes
+``DIR/<room>/<start time>-<participant>.webm`` (``.mkv`` if a codec needs
+Matroska). In ``live`` mode (the default) those files are muxed as the
+packets arrive, so they exist and grow during the call, a crash leaves a
+file playable up to its last second, and stopping costs no conversion; in
+``raw`` mode the raw RTP is kept and converted at the stop, in a thread so
+the event loop never waits for it. The files under their final names are
+what the host lists, downloads and deletes (:meth:`AppRecordings.finished`):
+a file being written is not listed until it is complete.
+
+Retention (``keep_days``, ``max_bytes``): :meth:`AppRecordings.prune`
+removes what is older, or the oldest beyond the total size; the app runs it
+at start-up and every so often.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -32,12 +41,21 @@ from pysfu.recording import (
 from pysfu.recording.recorder import RECORDING_SUFFIX
 from pysfu.room import Room
 
-__all__ = ["CONVERTED_SUFFIXES", "AppRecordings", "convert_directory", "safe_name"]
+__all__ = [
+    "CONVERTED_SUFFIXES",
+    "RECORD_MODES",
+    "AppRecordings",
+    "convert_directory",
+    "safe_name",
+]
 
 logger = logging.getLogger("pysfu.app.recordings")
 
 #: What the host may list and download: converted files only.
 CONVERTED_SUFFIXES = (".webm", ".mkv")
+
+#: ``live``: muxed as packets arrive; ``raw``: raw RTP converted at the stop.
+RECORD_MODES = ("live", "raw")
 
 
 def safe_name(text: str) -> str:
@@ -48,9 +66,25 @@ def safe_name(text: str) -> str:
 class AppRecordings:
     """Recording of the app's rooms under one directory."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        mode: str = "live",
+        keep_days: float | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
+        if mode not in RECORD_MODES:
+            raise ValueError(f"recording mode {mode!r}: one of {RECORD_MODES}")
         self.directory = Path(directory)
+        self.mode = mode
+        #: retention: files older than this many days are removed
+        self.keep_days = keep_days
+        #: retention: the oldest files are removed beyond this total
+        self.max_bytes = max_bytes
         self._conversions: set[asyncio.Task[None]] = set()
+        #: the directories of recordings under way: retention leaves them
+        self._active: dict[str, Path] = {}
         #: display names of the participants of recorded rooms, by room id
         #: and participant id: the listing says whose a file is
         self._names: dict[str, dict[str, str]] = {}
@@ -76,7 +110,9 @@ class AppRecordings:
         changes nothing."""
         if on and not room.is_recording:
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            room.record(self.room_directory(room.id) / stamp)
+            directory = self.room_directory(room.id) / stamp
+            self._active[room.id] = directory
+            room.record(directory, live=self.mode == "live")
             self._remember_names(room)
             logger.info("room %s: the host started recording", room.id)
         elif not on and room.is_recording:
@@ -94,7 +130,37 @@ class AppRecordings:
             return
         await room.stop_recording()
         names = self._names.pop(room.id, {})  # the next recording starts afresh
-        self._background(self._convert(recording, names))
+        if recording.live:
+            self._active.pop(room.id, None)
+            self._publish_live(recording, names)
+        else:  # retention leaves the raw files until converted
+            self._background(self._convert(recording, names))
+
+    def _publish_live(self, recording: RoomRecording, names: dict[str, str]) -> None:
+        """Give each finished live file its listed name (a rename: instant)."""
+        source = recording.directory  # DIR/<room>/<stamp>/<room>
+        stamp = source.parent.name
+        target = source.parent.parent
+        taken: set[str] = set()
+        for participant, path in recording.live_files:
+            if not path.is_file():
+                continue
+            base = f"{stamp}-{safe_name(participant)}"
+            name, n = base + path.suffix, 1
+            while name in taken:  # a participant who came back: a second file
+                n += 1
+                name = f"{base}-{n}{path.suffix}"
+            taken.add(name)
+            about = {"participant": names.get(participant, participant)}
+            (target / f".{name}.json").write_text(json.dumps(about, ensure_ascii=False))
+            path.replace(target / name)
+            logger.info("recording finished: %s", target / name)
+        for empty in (source, source.parent):  # nothing else was written there
+            try:
+                empty.rmdir()
+            except OSError:
+                logger.warning("recording directory %s is not empty: kept", empty)
+                break
 
     async def _convert(self, recording: RoomRecording, names: dict[str, str]) -> None:
         source = recording.directory  # DIR/<room>/<stamp>/<room>
@@ -107,6 +173,9 @@ class AppRecordings:
         except Exception:
             logger.exception("converting the recording in %s failed", source)
             return
+        finally:
+            if self._active.get(recording.room.id) == source.parent:
+                del self._active[recording.room.id]
         for output in outputs:
             logger.info("recording converted: %s", output)
 
@@ -152,6 +221,86 @@ class AppRecordings:
             if each["name"] == name:
                 return self.room_directory(room_id) / name
         return None
+
+    def delete(self, room_id: str, name: str) -> bool:
+        """Delete the finished recording ``name`` of a room (a listed name
+        only); False if there is none."""
+        path = self.file(room_id, name)
+        if path is None:
+            return False
+        path.unlink(missing_ok=True)
+        (path.parent / f".{name}.json").unlink(missing_ok=True)
+        logger.info("room %s: recording %s deleted by the host", room_id, name)
+        return True
+
+    def prune(self, now: float | None = None) -> list[Path]:
+        """Apply the retention: remove the recordings older than
+        :attr:`keep_days`, then the oldest while all of them together are
+        larger than :attr:`max_bytes`. A recording is a finished file (with
+        its hidden ``.json``) or the directory of one not finished (raw
+        files, a live file whose process died); those under way are kept.
+        Returns what was removed, each logged. Blocking: run it in a thread."""
+        if self.keep_days is None and self.max_bytes is None:
+            return []
+        now = time.time() if now is None else now
+        entries = sorted(self._entries(), key=lambda e: e[0])  # oldest first
+        total = sum(size for _, _, size in entries)
+        removed = []
+        for modified, path, size in entries:
+            too_old = (
+                self.keep_days is not None and now - modified > self.keep_days * 86400
+            )
+            too_big = self.max_bytes is not None and total > self.max_bytes
+            if not (too_old or too_big):
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+                (path.parent / f".{path.name}.json").unlink(missing_ok=True)
+            total -= size
+            removed.append(path)
+            logger.info(
+                "retention: removed recording %s (%.1f days old, %d bytes)",
+                path,
+                (now - modified) / 86400,
+                size,
+            )
+        return removed
+
+    def _entries(self) -> list[tuple[float, Path, int]]:
+        """``(last modified, path, bytes)`` of every recording on disk."""
+        active = set(self._active.values())
+        entries: list[tuple[float, Path, int]] = []
+        if not self.directory.is_dir():
+            return entries
+        for room in self.directory.iterdir():
+            if not room.is_dir():
+                continue
+            for path in room.iterdir():
+                if path.is_dir() and path not in active:
+                    files = [f.stat() for f in path.rglob("*") if f.is_file()]
+                    newest = max((f.st_mtime for f in files), default=0.0)
+                    newest = max(newest, path.stat().st_mtime)
+                    entries.append((newest, path, sum(f.st_size for f in files)))
+                elif (
+                    path.is_file()
+                    and path.suffix in CONVERTED_SUFFIXES
+                    and not path.name.startswith(".")  # not a conversion under way
+                ):
+                    stat = path.stat()
+                    entries.append((stat.st_mtime, path, stat.st_size))
+        return entries
+
+    async def keep_pruning(self, interval: float = 3600.0) -> None:
+        """Run :meth:`prune` now and every ``interval`` seconds (a task of the
+        app's; cancel it to stop)."""
+        while True:
+            try:
+                await asyncio.to_thread(self.prune)
+            except OSError:
+                logger.exception("retention: pruning %s failed", self.directory)
+            await asyncio.sleep(interval)
 
 
 def _about(path: Path) -> dict[str, str]:

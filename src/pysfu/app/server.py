@@ -59,7 +59,7 @@ from pysfu import (
 )
 from pysfu._aiortc import default_host_addresses
 from pysfu.admission import Admission, HostKeys, RedactSecrets
-from pysfu.app.recordings import AppRecordings
+from pysfu.app.recordings import RECORD_MODES, AppRecordings
 from pysfu.ratelimit import ClientLimits
 
 try:
@@ -364,6 +364,30 @@ def parse_args(
         help="let hosts record their rooms into DIR and download the "
         "recordings; default: no recording [PYSFU_RECORD_DIR]",
     )
+    add(
+        "--record-mode",
+        choices=RECORD_MODES,
+        default=env("PYSFU_RECORD_MODE", "live"),
+        help="live (default): each participant's WebM is muxed during the "
+        "call, ready at the stop and playable up to a crash; raw: raw RTP "
+        "kept and converted at the stop [PYSFU_RECORD_MODE]",
+    )
+    add(
+        "--record-keep-days",
+        type=float,
+        default=_optional_float(env("PYSFU_RECORD_KEEP_DAYS")),
+        metavar="DAYS",
+        help="remove recordings older than DAYS, at start-up and hourly; "
+        "default: kept [PYSFU_RECORD_KEEP_DAYS]",
+    )
+    add(
+        "--record-max-gb",
+        type=float,
+        default=_optional_float(env("PYSFU_RECORD_MAX_GB")),
+        metavar="GB",
+        help="remove the oldest recordings beyond GB in all, at start-up "
+        "and hourly; default: no limit [PYSFU_RECORD_MAX_GB]",
+    )
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
     add("--simulcast", action="store_true", help="receive simulcast (rids q, h, f)")
     args = parser.parse_args(argv)
@@ -382,10 +406,17 @@ def parse_args(
     if args.redis and args.workers > 0:
         # rooms in worker processes report no closing to this process yet
         parser.error("--redis with --workers is not supported yet: --workers 0")
+    for days_or_gb in (args.record_keep_days, args.record_max_gb):
+        if days_or_gb is not None and days_or_gb <= 0:
+            parser.error("--record-keep-days and --record-max-gb must be above 0")
     if args.record_dir and args.workers > 0:
         # the rooms of worker processes have no recording hook yet
         parser.error("--record-dir with --workers is not supported yet: --workers 0")
     return args
+
+
+def _optional_float(text: str | None) -> float | None:
+    return None if text in (None, "") else float(text)
 
 
 def reply(data: dict[str, Any], status: int = 200) -> web.Response:
@@ -508,8 +539,18 @@ class SfuApp:
         )
         #: the hosts' recordings (--record-dir), if allowed
         self.recordings = (
-            AppRecordings(args.record_dir) if args.record_dir is not None else None
+            AppRecordings(
+                args.record_dir,
+                mode=args.record_mode,
+                keep_days=args.record_keep_days,
+                max_bytes=None
+                if args.record_max_gb is None
+                else int(args.record_max_gb * 1e9),
+            )
+            if args.record_dir is not None
+            else None
         )
+        self._pruning: asyncio.Task[None] | None = None
         #: digests of the tokens handed to hosts to list a room's recordings
         self.recording_tokens: dict[str, bytes] = {}
         #: this node's membership of a cluster (--redis), if any
@@ -544,6 +585,9 @@ class SfuApp:
                 web.options("/api/rooms/{room}/join", self.join_preflight),
                 web.get("/api/rooms/{room}/recordings", self.list_recordings),
                 web.get("/api/rooms/{room}/recordings/{name}", self.download),
+                web.delete(
+                    "/api/rooms/{room}/recordings/{name}", self.delete_recording
+                ),
                 web.get("/ws/{participant_id}", self.websocket),
                 web.static("/static", STATIC),
             ]
@@ -556,6 +600,13 @@ class SfuApp:
         return app
 
     async def startup(self, app: web.Application) -> None:
+        recordings = self.recordings
+        if recordings is not None and (
+            recordings.keep_days is not None or recordings.max_bytes is not None
+        ):
+            self._pruning = asyncio.get_running_loop().create_task(
+                recordings.keep_pruning()
+            )
         if self.cluster is not None:
             await self.cluster.start()  # a Redis that does not answer stops us
             # pages of any node may open this node's WebSocket (a page whose
@@ -895,6 +946,18 @@ class SfuApp:
             },
         )
 
+    async def delete_recording(self, request: web.Request) -> web.Response:
+        room_id = request.match_info["room"]
+        refused = self.may_see_recordings(request, room_id)
+        if refused is not None:
+            return refused
+        assert self.recordings is not None
+        name = request.match_info["name"]
+        # listed names only, as for a download; the file system in a thread
+        if not await asyncio.to_thread(self.recordings.delete, room_id, name):
+            return error(404, "not_found", "no such recording")
+        return web.Response(status=204)
+
     async def ticket_unspent(self, ticket: str) -> bool:
         """Spend a host ticket cluster-wide (a node's tickets are only valid
         there, but a ticket must never open a room twice, whichever node is
@@ -921,6 +984,8 @@ class SfuApp:
         )
 
     async def shutdown(self, app: web.Application) -> None:
+        if self._pruning is not None:
+            self._pruning.cancel()
         if self.cluster is not None:
             await self.cluster.close()  # its rooms are free for other nodes
         # every room closed (a recording one stopped and converted), every

@@ -231,6 +231,7 @@ class RoomRecording:
         #: The live files, by participant (the newest of each).
         self.muxers: dict[str, LiveMuxer] = {}
         self._live_files: list[LiveMuxer] = []
+        self._live_owners: dict[Path, str] = {}  # file -> participant id
         self._live_counts: dict[str, int] = {}
         self._writer = writer or RecordingWriter()
         self._stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.started_at))
@@ -247,6 +248,16 @@ class RoomRecording:
         if self.live:  # those started: a participant may have sent nothing
             return [m.path for m in self._live_files if m.aligned_by is not None]
         return [r.path for r in [*self.finished, *self.recorders.values()]]
+
+    @property
+    def live_files(self) -> list[tuple[str, Path]]:
+        """With ``live``: ``(participant id, file)`` of every live file
+        started so far (a participant who sent nothing has none)."""
+        return [
+            (self._live_owners[m.path], m.path)
+            for m in self._live_files
+            if m.aligned_by is not None
+        ]
 
     def stats(self) -> list[RecordingStats]:
         """The counters of every track recorded so far."""
@@ -295,6 +306,7 @@ class RoomRecording:
         muxer = LiveMuxer(self.directory / (name + suffix), **self._live_options)
         self.muxers[participant] = muxer
         self._live_files.append(muxer)
+        self._live_owners[muxer.path] = participant
         return muxer
 
     def _finish(self, track_id: str) -> None:

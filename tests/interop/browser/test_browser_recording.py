@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
+import pytest
 from playwright.async_api import expect
 
 from ...integration.test_recording import FPS, decode
@@ -75,6 +76,7 @@ async def test_the_host_records_from_the_page_and_downloads_it(
     await expect(host.page.locator("#recordings-list a")).to_have_count(2)
     await expect(host.page.locator("#recordings-list")).to_contain_text("Alice, ")
     await expect(host.page.locator("#recordings-list")).to_contain_text("Bob, ")
+    await expect(host.page.locator("#recordings-list button.delete")).to_have_count(2)
     await host.page.screenshot(path=shots / "4-host-recordings-list.png")
     async with host.page.expect_download() as downloading:
         await link.click()
@@ -84,16 +86,39 @@ async def test_the_host_records_from_the_page_and_downloads_it(
     assert saved.read_bytes()[:4] == EBML_MAGIC
     assert download.suggested_filename.endswith((".webm", ".mkv"))
 
+    # the host deletes Bob's file from the list, after saying yes
+    dialogs: list[str] = []
 
+    async def answer(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        await (dialog.dismiss() if len(dialogs) == 1 else dialog.accept())
+
+    host.page.on("dialog", answer)
+    bob = host.page.locator("#recordings-list li", has_text="Bob, ")
+    await bob.locator("button.delete").click()  # dismissed: still there
+    await expect(host.page.locator("#recordings-list li")).to_have_count(2)
+    await bob.locator("button.delete").click()
+    await expect(host.page.locator("#recordings-list li")).to_have_count(1)
+    await expect(host.page.locator("#recordings-list")).not_to_contain_text("Bob, ")
+    assert len(dialogs) == 2 and "Bob" in dialogs[0]
+    await host.page.screenshot(path=shots / "5-host-deleted-one.png")
+    left = [p for p in (tmp_path / "recordings").rglob("*") if p.is_file()]
+    (kept,) = [p for p in left if not p.name.startswith(".")]  # Alice's only
+    assert {p.name for p in left} == {kept.name, f".{kept.name}.json"}
+    assert "Alice" in (kept.parent / f".{kept.name}.json").read_text()
+
+
+@pytest.mark.parametrize("mode", ["live", "raw"])
 async def test_a_recorded_chromium_host_and_aiortc_guest_decode_every_frame(
-    start_server: Any, browser: Browser, peers: PeerFactory, tmp_path: Path
+    start_server: Any, browser: Browser, peers: PeerFactory, tmp_path: Path, mode: str
 ) -> None:
     """10 s of a Chromium host (fake camera, fake microphone beeping at 400 Hz)
-    and an aiortc guest, recorded by the app and converted: every frame the
-    browser encoded while recording is in the file, the beep is there, and
-    audio and video start together."""
+    and an aiortc guest, recorded by the app, muxed during the call (live) or
+    converted at the stop (raw): every frame the browser encoded while
+    recording is in the file, the beep is there, and audio and video start
+    together."""
     record_dir = tmp_path / "recordings"
-    server = start_server(f"--record-dir={record_dir}")
+    server = start_server(f"--record-dir={record_dir}", f"--record-mode={mode}")
     created = await server.post("/api/rooms", {}, host_key=HOST_KEY)
     host = await browser.user("Alice")
     page, ticket = created.body["host_url"].split("#")
@@ -146,6 +171,8 @@ async def test_a_recorded_chromium_host_and_aiortc_guest_decode_every_frame(
     # the aiortc guest's file: every picture shows its pattern
     guest_frames, _, _, _ = decode(file_of(grant["participant_id"]))
     assert len(guest_frames) > 5 * FPS
+    if mode == "live":
+        return
 
     # Chromium's packets muxed live (replayed from the raw files in arrival
     # order) give the same file

@@ -584,7 +584,20 @@ async function refreshRecordings() {
     const size = document.createElement("span");
     size.className = "size";
     size.textContent = `${(r.size / 1e6).toFixed(1)} MB`;
-    item.append(link, size);
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "delete";
+    remove.textContent = "Delete";
+    remove.setAttribute("aria-label", `Delete the recording ${link.textContent}`);
+    remove.onclick = () => {
+      if (!confirm(`Delete the recording "${link.textContent}"? This cannot be undone.`)) return;
+      remove.disabled = true;
+      deleteRecording(r.name).catch((e) => {
+        remove.disabled = false;
+        console.warn(e);
+      });
+    };
+    item.append(link, size, remove);
     list.append(item);
   }
   $("recordings-empty").textContent = recordings.length ? "Recordings:" : "No recordings yet.";
@@ -597,6 +610,16 @@ async function awaitNewRecordings() {
     await new Promise((resolve) => setTimeout(resolve, 2000));
     await refreshRecordings().catch((e) => console.warn(e));
   }
+}
+
+/** DELETE a recording (host only), then list them again. */
+async function deleteRecording(name) {
+  const response = await fetch(`${recordingsUrl()}/${encodeURIComponent(name)}`, {
+    method: "DELETE",
+    headers: { Authorization: `Bearer ${joinResponse.recording.token}` },
+  });
+  if (!response.ok && response.status !== 404) throw new Error(`delete failed (HTTP ${response.status})`);
+  await refreshRecordings();
 }
 
 async function download(name) {
@@ -668,6 +691,8 @@ window.pysfu = {
   /** The host's finished recordings as last listed ({name, size, created}). */
   recordings: () => recordings.map((r) => ({ ...r })),
   refreshRecordings: () => refreshRecordings(),
+  /** Delete one of the host's recordings by name (as listed). */
+  deleteRecording: (name) => deleteRecording(name),
   // Simulates a dropped signalling connection (the page reconnects).
   dropSignalling: () => call && call.dropSignalling(),
 };
