@@ -22,6 +22,7 @@ from pysfu.recording import (
     read_recording,
 )
 from pysfu.recording.__main__ import main as recording_cli
+from pysfu.recording.assemble import check_codecs
 
 from ..helpers import eventually
 from ..peers import Peer, PeerFactory, draw_pattern, read_pattern
@@ -174,7 +175,9 @@ async def record_host(
     return [f for f in files if "host" in f.name], video, guest
 
 
-@pytest.mark.parametrize(("codec", "container"), [("VP8", "webm"), ("H264", "mkv")])
+@pytest.mark.parametrize(
+    ("codec", "container"), [("VP8", "webm"), ("H264", "mkv"), ("H264", "mp4")]
+)
 async def test_a_recorded_room_converts_to_a_file_that_plays(
     sfu: SFU, peers: PeerFactory, tmp_path: Path, codec: str, container: str
 ) -> None:
@@ -190,7 +193,8 @@ async def test_a_recorded_room_converts_to_a_file_that_plays(
     check_content(output, seconds=10)
 
     # from a shell: one playable file per participant
-    assert recording_cli(["convert-room", str(files[0].parent)]) == 0
+    options = [f"--format={container}"] if container == "mp4" else []  # not auto
+    assert recording_cli(["convert-room", str(files[0].parent), *options]) == 0
     for name in ("host", "guest"):
         with av.open(str(files[0].parent / f"{name}.{container}")) as played:
             assert sum(1 for _ in played.decode(video=0)) > 0.9 * 10 * FPS
@@ -247,6 +251,25 @@ def test_bad_files_get_a_clear_error(tmp_path: Path) -> None:
     assert recording_cli(["convert", "-o", str(tmp_path / "x.webm"), str(bogus)]) == 1
     with pytest.raises(ValueError, match="unknown output format"):
         convert([bogus], tmp_path / "x.avi")
+
+
+def test_mp4_holds_h264_and_opus_only(tmp_path: Path) -> None:
+    """VP8 or VP9 in MP4 are not what players expect: refused, and a live
+    file is never an MP4 (unreadable until its index is written at the
+    end)."""
+    from pysfu.recording import LiveMuxer, TrackHeader
+    from pysfu.recording.opushead import opus_head
+
+    for mime in ("video/VP8", "video/VP9"):
+        header = TrackHeader("r", "p", "p/video", "video", mime, 90000)
+        with pytest.raises(ValueError, match=r"MP4 here holds H\.264 and Opus"):
+            check_codecs([header], "mp4")
+    with pytest.raises(ValueError, match="a live file is WebM or Matroska"):
+        LiveMuxer(tmp_path / "x.mp4")
+    # RFC 7845's OpusHead: magic, version 1, channels, pre-skip, rate, gain, family
+    assert opus_head(2) == b"OpusHead\x01\x02\x00\x00\x80\xbb\x00\x00\x00\x00\x00"
+    with pytest.raises(ValueError, match="mono or stereo"):
+        opus_head(6)
 
 
 # -- the host's record message ------------------------------------------------

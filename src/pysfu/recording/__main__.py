@@ -53,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     room.add_argument("directory", type=Path)
     room.add_argument(
         "--format",
-        choices=("auto", "webm", "mkv"),
+        choices=("auto", "webm", "mkv", "mp4"),
         default="auto",
-        help="auto: WebM when the codecs allow, else Matroska",
+        help="auto: WebM when the codecs allow, else Matroska; mp4: H.264 "
+        "and Opus only",
     )
     args = parser.parse_args(argv)
     try:

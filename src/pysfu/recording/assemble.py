@@ -28,9 +28,11 @@ from ..rtp.header import payload_offset
 from ..rtp.keyframes import KEYFRAME_DETECTORS
 from .bitstream import h264_sps_size, vp8_frame_size, vp9_depayload, vp9_frame_size
 from .format import TrackHeader
+from .opushead import opus_template
 
 __all__ = [
     "CONTAINERS",
+    "MP4_CODECS",
     "SUPPORTED_CODECS",
     "WEBM_CODECS",
     "Frame",
@@ -51,7 +53,9 @@ _NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 to 1970
 _FIXED_HEADER = struct.Struct("!HII")  # sequence number, timestamp, SSRC
 #: Output suffix -> FFmpeg muxer. MP4 is left out: Opus in MP4 needs an
 #: OpusHead up front, which PyAV's muxing-only streams cannot be given.
-CONTAINERS = {".webm": "webm", ".mkv": "matroska"}
+CONTAINERS = {".webm": "webm", ".mkv": "matroska", ".mp4": "mp4"}
+#: MP4 as written here: H.264 and Opus (VP8 in MP4 is not a standard mapping)
+MP4_CODECS = frozenset({"h264", "opus"})
 WEBM_CODECS = frozenset({"vp8", "vp9", "opus"})
 SUPPORTED_CODECS = frozenset({"vp8", "vp9", "h264", "opus"})
 
@@ -159,13 +163,18 @@ def check_codecs(headers: list[TrackHeader], format_name: str) -> None:
             raise ValueError(f"{header.track_id}: cannot convert {header.mime_type}")
         if format_name == "webm" and codec not in WEBM_CODECS:
             raise ValueError(f"WebM cannot hold {header.mime_type}: use .mkv")
+        if format_name == "mp4" and codec not in MP4_CODECS:
+            raise ValueError(
+                f"MP4 here holds H.264 and Opus, not {header.mime_type}: "
+                "use .webm or .mkv"
+            )
 
 
 def container_format(suffix: str) -> str:
     """The FFmpeg muxer for an output suffix; ``ValueError`` if unknown."""
     name = CONTAINERS.get(suffix.lower())
     if name is None:
-        raise ValueError(f"unknown output format {suffix!r}: use .webm or .mkv")
+        raise ValueError(f"unknown output format {suffix!r}: use .webm, .mkv or .mp4")
     return name
 
 
@@ -336,6 +345,10 @@ def add_stream(
         if not width:
             raise ValueError(f"{header.track_id}: no keyframe with a picture size")
         stream = container.add_mux_stream(header.codec_name, width=width, height=height)
+    elif container.format.name == "mp4":  # needs the OpusHead: see opushead
+        stream = container.add_stream_from_template(
+            opus_template(header.channels or 2, header.clock_rate)
+        )
     else:
         stream = container.add_mux_stream("opus", rate=header.clock_rate)
     stream.time_base = fractions.Fraction(1, header.clock_rate)

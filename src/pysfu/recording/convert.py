@@ -121,8 +121,9 @@ def convert(
 ) -> ConversionResult:
     """Mux recorded tracks (e.g. one participant's audio and video) into a file.
 
-    The container follows ``output``'s suffix: ``.webm`` (VP8, VP9, Opus)
-    or ``.mkv`` (H.264 too). With ``trim_to_video``, audio from before the
+    The container follows ``output``'s suffix: ``.webm`` (VP8, VP9, Opus),
+    ``.mkv`` (H.264 too) or ``.mp4`` (H.264 and Opus only: VP8 in MP4 is
+    not a standard mapping). With ``trim_to_video``, audio from before the
     first picture is left out, so both start together. Raises ``ValueError`` for a
     codec or container that cannot hold the tracks, and
     :class:`~pysfu.recording.format.BadRecording` for a damaged file.

@@ -104,6 +104,11 @@ class LiveMuxer:
     ) -> None:
         self.path = Path(path)
         self.format_name = container_format(self.path.suffix)
+        if self.format_name == "mp4":  # its index is written at the end
+            raise ValueError(
+                "a live file is WebM or Matroska: an MP4 is "
+                "unreadable until closed; convert to .mp4 afterwards"
+            )
         self.reorder_window = reorder_window
         self.max_reorder_packets = max_reorder_packets
         self.start_timeout = start_timeout
