@@ -896,13 +896,22 @@ class SfuApp:
         self.recording_tokens[room_id] = _sha256(token)
         return token
 
-    def may_see_recordings(
+    async def may_see_recordings(
         self, request: web.Request, room_id: str
     ) -> web.Response | None:
         """``None`` if the request is the host's (its recording token, or a
-        host key), else the error to answer."""
+        host key), else the error to answer. In a cluster, a room another
+        node owns is recorded (and its token issued) there: 307 to it, as
+        for a join."""
         if self.recordings is None:
             return error(404, "recording_disabled", "this server does not record")
+        if self.cluster is not None:
+            try:
+                owner = await self.cluster.elsewhere(room_id)
+            except PysfuError as exc:  # node_fenced, cluster_unavailable
+                return error(exc.http_status, exc.code, str(exc))
+            if owner is not None:
+                raise web.HTTPTemporaryRedirect(owner + request.raw_path)
         token = bearer(request)
         expected = self.recording_tokens.get(room_id)
         if (
@@ -922,7 +931,7 @@ class SfuApp:
 
     async def list_recordings(self, request: web.Request) -> web.Response:
         room_id = request.match_info["room"]
-        refused = self.may_see_recordings(request, room_id)
+        refused = await self.may_see_recordings(request, room_id)
         if refused is not None:
             return refused
         assert self.recordings is not None
@@ -930,7 +939,7 @@ class SfuApp:
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         room_id = request.match_info["room"]
-        refused = self.may_see_recordings(request, room_id)
+        refused = await self.may_see_recordings(request, room_id)
         if refused is not None:
             return refused
         assert self.recordings is not None
@@ -948,7 +957,7 @@ class SfuApp:
 
     async def delete_recording(self, request: web.Request) -> web.Response:
         room_id = request.match_info["room"]
-        refused = self.may_see_recordings(request, room_id)
+        refused = await self.may_see_recordings(request, room_id)
         if refused is not None:
             return refused
         assert self.recordings is not None
