@@ -5,9 +5,14 @@ MP4's Opus sample entry needs the stream's OpusHead (FFmpeg writes it as the
 (``add_mux_stream``) has no codec context, so PyAV cannot set its
 extradata; and a stream with a codec context would open an encoder. The one
 way left in PyAV is ``add_stream_from_template``, which copies a demuxed
-stream's parameters, extradata included, without opening any codec: so this
-module builds the smallest Ogg Opus file in memory (its OpusHead and
-OpusTags pages, RFC 7845) and demuxes it, which gives such a stream.
+stream's parameters, extradata included, and opens no codec for the output:
+so this module builds the smallest Ogg Opus file in memory (its OpusHead and
+OpusTags pages, RFC 7845, and one empty packet) and demuxes it, which gives
+such a stream. Opening it, FFmpeg's stream probe (``avformat_find_stream_info``,
+which PyAV's ``av.open`` always runs) initialises its Opus decoder for that
+synthetic stream, as its trace log shows: no recorded media goes through a
+codec, and this runs only when converting to MP4 (never while recording:
+live files are WebM or Matroska).
 """
 
 from __future__ import annotations
