@@ -27,6 +27,7 @@ from .errors import (
 from .events import (
     DataDroppedEvent,
     DataMessageEvent,
+    HostAwayEvent,
     LayerChangedEvent,
     ParticipantJoinedEvent,
     ParticipantLeftEvent,
@@ -38,6 +39,7 @@ from .events import (
 from .forwarding import Forwarder
 from .forwarding.ports import Subscriber
 from .messages import (
+    HostAway,
     Joined,
     ParticipantJoined,
     ParticipantLeft,
@@ -141,6 +143,8 @@ class Room:
         #: own); ``None`` refuses the message with ``recording_disabled``.
         self.recording_control: RecordingControl | None = None
         self._announcing: set[asyncio.Task[None]] = set()
+        #: Ends the host's grace (closes the room) while the host is away.
+        self._host_away: asyncio.TimerHandle | None = None
         self.closed = False
         self._sfu = sfu
         self._listeners: list[RoomListener] = []
@@ -234,6 +238,10 @@ class Room:
             await other.send(
                 ParticipantJoined(participant_id, role.value, participant.name)
             )
+        if role is Role.HOST and self._host_away is not None:
+            self._host_away.cancel()
+            self._host_away = None
+            logger.info("room %s: the host is back (%s)", self.id, participant_id)
         self.emit(ParticipantJoinedEvent(self.id, participant_id, role.value))
         if self._speakers is not None:
             self._speakers.members_changed()
@@ -275,7 +283,45 @@ class Room:
             )
         )
         if participant.role is Role.HOST and self.close_when_host_leaves:
-            await self.close("host left")
+            grace = self._sfu.config.limits.host_grace
+            if reason == "left" or grace <= 0:  # "left": the host ended the call
+                await self.close("host left")
+            else:
+                await self._wait_for_host(participant.id, reason, grace)
+
+    @property
+    def host_away(self) -> bool:
+        """Whether the room waits for its host to come back (see
+        :attr:`pysfu.LimitsConfig.host_grace`)."""
+        return self._host_away is not None
+
+    async def _wait_for_host(self, host_id: str, reason: str, grace: float) -> None:
+        """The host went without ending the call: keep the room open for
+        ``grace`` seconds, telling the others, unless a host joins."""
+        logger.info(
+            "room %s: host %s went away (%s); waiting %g s for it to come back",
+            self.id,
+            host_id,
+            reason,
+            grace,
+        )
+        if self._host_away is not None:
+            self._host_away.cancel()
+        self._host_away = asyncio.get_running_loop().call_later(
+            grace, self._host_gone, grace
+        )
+        for other in list(self.members.values()):
+            await other.send(HostAway(host_id, grace))
+        self.emit(HostAwayEvent(self.id, host_id, reason, grace))
+
+    def _host_gone(self, grace: float) -> None:
+        self._host_away = None
+        if self.closed or self.host is not None:
+            return
+        logger.info("room %s: the host did not come back within %g s", self.id, grace)
+        task = asyncio.get_running_loop().create_task(self.close("host left"))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
 
     def _retire(self, participant: Participant) -> None:
         self._sfu.record_departure(participant.stats())
@@ -422,6 +468,9 @@ class Room:
         if self.closed:
             return
         self.closed = True
+        if self._host_away is not None:
+            self._host_away.cancel()
+            self._host_away = None
         logger.info("room %s closed: %s", self.id, reason)
         if self._speakers is not None:
             await self._speakers.close()
