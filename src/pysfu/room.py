@@ -29,6 +29,7 @@ from .events import (
     DataMessageEvent,
     HostAwayEvent,
     LayerChangedEvent,
+    MediaFlowingEvent,
     ParticipantJoinedEvent,
     ParticipantLeftEvent,
     RoomClosedEvent,
@@ -37,7 +38,7 @@ from .events import (
     TrackUnpublishedEvent,
 )
 from .forwarding import Forwarder
-from .forwarding.ports import Subscriber
+from .forwarding.ports import Source, Subscriber
 from .messages import (
     HostAway,
     Joined,
@@ -143,6 +144,8 @@ class Room:
         #: own); ``None`` refuses the message with ``recording_disabled``.
         self.recording_control: RecordingControl | None = None
         self._announcing: set[asyncio.Task[None]] = set()
+        # (participant id, direction) whose media flows: told once each
+        self._media_flowing: set[tuple[str, str]] = set()
         #: Ends the host's grace (closes the room) while the host is away.
         self._host_away: asyncio.TimerHandle | None = None
         self.closed = False
@@ -265,6 +268,8 @@ class Room:
         for forwarder in list(participant.publications.values()):
             self._unpublish(participant, forwarder)
         self._retire(participant)
+        self._media_flowing.discard((participant.id, "publishing"))
+        self._media_flowing.discard((participant.id, "receiving"))
         await participant.close()
         logger.info(
             "room %s: %s %s left: %s",
@@ -355,11 +360,33 @@ class Room:
         )
         if forwarder.kind == "video":
             forwarder.on_layer_changed = self._layer_changed
+        forwarder.on_first_media = self._first_media
+        forwarder.on_first_forward = self._first_forward
         for subscriber in self.members.values():
             if self.eligibility(publisher, subscriber):
                 subscriber.subscribe(forwarder)
         if self._speakers is not None and forwarder.kind == "audio":
             self._speakers.track(forwarder)
+
+    def _media_flows(
+        self, participant_id: str, direction: str, forwarder: Source
+    ) -> None:
+        if (participant_id, direction) in self._media_flowing:
+            return
+        if participant_id not in self.members:
+            return  # it left meanwhile
+        self._media_flowing.add((participant_id, direction))
+        self.emit(
+            MediaFlowingEvent(
+                self.id, participant_id, direction, forwarder.track_id, forwarder.kind
+            )
+        )
+
+    def _first_media(self, forwarder: Forwarder) -> None:
+        self._media_flows(forwarder.publisher_id, "publishing", forwarder)
+
+    def _first_forward(self, downtrack: Subscriber) -> None:
+        self._media_flows(downtrack.subscriber_id, "receiving", downtrack.forwarder)
 
     def _layer_changed(
         self, downtrack: Subscriber, before: int | None, after: int | None
