@@ -231,3 +231,50 @@ async def test_the_app_closes_the_room_when_the_host_stays_away(
     text = log.read_text()
     assert "the host did not come back within 1 s" in text
     assert "closed: host left" in text
+
+
+async def test_a_host_page_that_vanished_without_a_word_is_replaced(
+    http: aiohttp.ClientSession, peers: PeerFactory
+) -> None:
+    """A crashed tab sends no leave: its session holds the host's seat for
+    the reconnect grace. The host joining again with its rejoin credential
+    takes the seat at once, the room waiting for it meanwhile."""
+    async with example_server(
+        f"--host-grace={LONG_GRACE}", f"--reconnect-grace={LONG_GRACE}"
+    ) as base:
+        _, room = await create_room(http, base)
+        _, first = await join(http, room["join_url"], role="host")
+        _, guest_grant = await join(http, room["join_url"])
+        host = peers(first["participant_id"], 1)
+        host.attach(host_ws := await WsClient.connect(http, first))
+        guest = peers(guest_grant["participant_id"], 2)
+        guest.attach(guest_ws := await WsClient.connect(http, guest_grant))
+        await guest.wait_video_from(host)
+
+        await host_ws.ws.close()  # no leave: the server keeps the seat
+        api = room["join_url"].replace("/r/", "/api/rooms/") + "/join"
+        headers = {"Authorization": f"Bearer {first['host_rejoin']}"}
+        async with http.post(api, json={"role": "host"}, headers=headers) as r:
+            assert r.status == 200
+            second = await r.json()
+        assert second["role"] == "host"
+
+        def told(kind: str, participant_id: str) -> bool:
+            return any(
+                m["type"] == kind and m["participant_id"] == participant_id
+                for m in guest_ws.raw
+            )
+
+        await eventually(
+            lambda: told("participant-left", first["participant_id"]),
+            what="the old session gone",
+        )
+        assert told("host-away", first["participant_id"])
+        back = peers(second["participant_id"], 3)
+        back.attach(await WsClient.connect(http, second))
+        await back.wait_video_from(guest)
+        await eventually(
+            lambda: told("participant-joined", second["participant_id"]),
+            what="the host back",
+        )
+        assert not any(m["type"] == "room-closed" for m in guest_ws.raw)
