@@ -7,6 +7,7 @@ Library level (in-memory signalling, aiortc peers) and the app's level
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from pysfu.messages import HostAway, Leave, ParticipantJoined, RoomClosed
 
 from ..conftest import LOOPBACK
 from ..example_server import example_server
-from ..helpers import eventually
+from ..helpers import LIVENESS, eventually
 from ..peers import PeerFactory
 from ..ws_client import WsClient, create_room, join
 
@@ -105,8 +106,10 @@ async def test_a_host_that_does_not_come_back_closes_the_room(
         await eventually(lambda: guest.saw(RoomClosed), what="room-closed")
         assert guest.saw(HostAway) == [HostAway("host", 0.5)]
         assert guest.saw(RoomClosed) == [RoomClosed("host left")]
+        # members are told first; the event once everyone is closed
+        await eventually(lambda: "r" not in sfu.rooms, what="the room gone")
         assert RoomClosedEvent("r", "host left") in events
-        assert room.closed and "r" not in sfu.rooms
+        assert room.closed
         infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
         assert "room r: host host left: page unloaded" in infos
         assert "room r: the host did not come back within 0.5 s" in infos
@@ -199,8 +202,12 @@ async def test_the_app_lets_its_host_back_with_the_rejoin_credential(
         )
         closed = [m for m in guest_ws.raw if m["type"] == "room-closed"]
         assert closed == [{"type": "room-closed", "reason": "host left"}]
-        status, _ = await join_as_host(second["host_rejoin"])
-        assert status == 404  # the room is gone, and its credential with it
+        # once it has closed (members are told first), the room is gone and
+        # its credential with it
+        deadline = asyncio.get_running_loop().time() + LIVENESS
+        while (status := (await join_as_host(second["host_rejoin"]))[0]) != 404:
+            assert asyncio.get_running_loop().time() < deadline, status
+            await asyncio.sleep(0.05)
     text = log.read_text()
     assert "went away (page unloaded); waiting 600 s" in text
     assert "the host is back" in text
