@@ -253,6 +253,15 @@ class LimitsConfig:
       when its host leaves) no host, all that time: a room whose host never
       came or never connected does not hold its place among ``max_rooms``
       forever. ``None`` keeps such rooms open until closed explicitly.
+    - ``host_grace``: seconds a room that closes when its host leaves stays
+      open after its host went away *without* leaving on purpose (its page
+      reloaded, its connection or signalling was lost, ...): the others are
+      told the host is away (:class:`~pysfu.messages.HostAway`,
+      :class:`~pysfu.events.HostAwayEvent`) and the room closes with reason
+      ``"host left"`` only if no host joins within it. A host's ``leave``
+      message (reason ``"left"``) closes the room at once. ``0`` (the
+      default): the room closes as soon as the host goes. Keep it below
+      ``room_idle_timeout``, which closes a room without a host first.
     - ``max_tracks_per_participant``: tracks one participant may publish;
       further ones are not forwarded.
     - ``max_subscribers_per_track``: subscribers one track is forwarded to;
@@ -278,6 +287,7 @@ class LimitsConfig:
     max_pending_per_client: int = 20
     pending_reserve: float = 2.0
     room_idle_timeout: float | None = None
+    host_grace: float = 0.0
     max_tracks_per_participant: int = 4
     max_subscribers_per_track: int = 100
     messages_per_second: float = 20.0

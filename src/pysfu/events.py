@@ -8,7 +8,9 @@ __all__ = [
     "ActiveSpeakerChangedEvent",
     "DataDroppedEvent",
     "DataMessageEvent",
+    "HostAwayEvent",
     "LayerChangedEvent",
+    "MediaFlowingEvent",
     "ParticipantJoinedEvent",
     "ParticipantLeftEvent",
     "RoomClosedEvent",
@@ -123,6 +125,45 @@ class LayerChangedEvent:
     previous: str | None
 
 
+@dataclass(frozen=True)
+class HostAwayEvent:
+    """The host went away without ending the call; the room stays open for
+    ``grace`` seconds (:attr:`pysfu.LimitsConfig.host_grace`) waiting for a
+    host to join again (a :class:`ParticipantJoinedEvent` with role
+    ``"host"``), then closes with reason ``"host left"``.
+
+    ``reason``: why the host went, as in its :class:`ParticipantLeftEvent`:
+    ``"page unloaded"`` (its page reloaded or closed), ``"websocket lost"``
+    (its signalling did not come back), ``"connection failed"``, ...
+    """
+
+    room_id: str
+    participant_id: str
+    reason: str
+    grace: float
+
+
+@dataclass(frozen=True)
+class MediaFlowingEvent:
+    """Media of a participant started to flow, once per participant and
+    ``direction``:
+
+    - ``"publishing"``: the server received and forwards the participant's
+      first RTP packet (of track ``track_id``, a ``kind`` track);
+    - ``"receiving"``: the server sent the participant its first RTP packet
+      (of ``track_id``, published by another participant).
+
+    Between joining and these events lie ICE, DTLS and the first key frame:
+    a participant that never gets them has no working media.
+    """
+
+    room_id: str
+    participant_id: str
+    direction: str
+    track_id: str
+    kind: str
+
+
 RoomEvent = (
     ParticipantJoinedEvent
     | ParticipantLeftEvent
@@ -134,4 +175,6 @@ RoomEvent = (
     | SpeakingChangedEvent
     | ActiveSpeakerChangedEvent
     | LayerChangedEvent
+    | HostAwayEvent
+    | MediaFlowingEvent
 )

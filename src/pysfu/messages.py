@@ -25,6 +25,7 @@ __all__ = [
     "Candidate",
     "ClientMessage",
     "Error",
+    "HostAway",
     "Joined",
     "Leave",
     "Offer",
@@ -65,8 +66,16 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Leave:
-    """The client leaves the room."""
+    """The client leaves the room.
 
+    ``rejoin``: the client means to come back (its page is reloading or
+    closing, which a page cannot tell apart): a host leaving so keeps its
+    room open for :attr:`pysfu.LimitsConfig.host_grace` seconds, as when
+    its connection is lost. A plain leave (``rejoin`` false) is final: a
+    host's closes the room at once.
+    """
+
+    rejoin: bool = False
     type: ClassVar[str] = "leave"
 
 
@@ -134,6 +143,18 @@ class ParticipantLeft:
 
 
 @dataclass(frozen=True)
+class HostAway:
+    """The host went away without ending the call (a reload, a lost
+    connection): the room stays open for ``grace`` seconds, waiting for a
+    host to join again (a ``participant-joined`` with role ``host``), then
+    closes with reason ``"host left"``."""
+
+    participant_id: str
+    grace: float
+    type: ClassVar[str] = "host-away"
+
+
+@dataclass(frozen=True)
 class RoomClosed:
     reason: str
     type: ClassVar[str] = "room-closed"
@@ -179,6 +200,7 @@ ServerMessage = (
     | Offer
     | ParticipantJoined
     | ParticipantLeft
+    | HostAway
     | RoomClosed
     | Speaking
     | Recording
@@ -229,7 +251,10 @@ def parse_client_message(obj: object) -> ClientMessage:
             sdp_mline_index=index,
         )
     if kind == "leave":
-        return Leave()
+        rejoin = obj.get("rejoin", False)
+        if not isinstance(rejoin, bool):
+            raise SignallingError("bad_message", "'rejoin' must be true or false")
+        return Leave(rejoin=rejoin)
     if kind == VideoQuality.type:
         max_layer = _string(obj, "max_layer")
         if max_layer not in VideoQuality.LAYERS:

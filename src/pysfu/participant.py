@@ -255,7 +255,8 @@ class Participant:
             elif isinstance(message, Candidate):
                 await self.add_candidate(message)
             elif isinstance(message, Leave):
-                await self.leave("left")
+                # "left" is final; a page going away may come back
+                await self.leave("page unloaded" if message.rejoin else "left")
             elif isinstance(message, VideoQuality):
                 self.limit_video_quality(message.track_id, message.max_layer)
             elif isinstance(message, Record):

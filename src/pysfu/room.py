@@ -27,7 +27,9 @@ from .errors import (
 from .events import (
     DataDroppedEvent,
     DataMessageEvent,
+    HostAwayEvent,
     LayerChangedEvent,
+    MediaFlowingEvent,
     ParticipantJoinedEvent,
     ParticipantLeftEvent,
     RoomClosedEvent,
@@ -36,8 +38,9 @@ from .events import (
     TrackUnpublishedEvent,
 )
 from .forwarding import Forwarder
-from .forwarding.ports import Subscriber
+from .forwarding.ports import Source, Subscriber
 from .messages import (
+    HostAway,
     Joined,
     ParticipantJoined,
     ParticipantLeft,
@@ -141,6 +144,10 @@ class Room:
         #: own); ``None`` refuses the message with ``recording_disabled``.
         self.recording_control: RecordingControl | None = None
         self._announcing: set[asyncio.Task[None]] = set()
+        # (participant id, direction) whose media flows: told once each
+        self._media_flowing: set[tuple[str, str]] = set()
+        #: Ends the host's grace (closes the room) while the host is away.
+        self._host_away: asyncio.TimerHandle | None = None
         self.closed = False
         self._sfu = sfu
         self._listeners: list[RoomListener] = []
@@ -234,6 +241,10 @@ class Room:
             await other.send(
                 ParticipantJoined(participant_id, role.value, participant.name)
             )
+        if role is Role.HOST and self._host_away is not None:
+            self._host_away.cancel()
+            self._host_away = None
+            logger.info("room %s: the host is back (%s)", self.id, participant_id)
         self.emit(ParticipantJoinedEvent(self.id, participant_id, role.value))
         if self._speakers is not None:
             self._speakers.members_changed()
@@ -257,6 +268,8 @@ class Room:
         for forwarder in list(participant.publications.values()):
             self._unpublish(participant, forwarder)
         self._retire(participant)
+        self._media_flowing.discard((participant.id, "publishing"))
+        self._media_flowing.discard((participant.id, "receiving"))
         await participant.close()
         logger.info(
             "room %s: %s %s left: %s",
@@ -275,7 +288,45 @@ class Room:
             )
         )
         if participant.role is Role.HOST and self.close_when_host_leaves:
-            await self.close("host left")
+            grace = self._sfu.config.limits.host_grace
+            if reason == "left" or grace <= 0:  # "left": the host ended the call
+                await self.close("host left")
+            else:
+                await self._wait_for_host(participant.id, reason, grace)
+
+    @property
+    def host_away(self) -> bool:
+        """Whether the room waits for its host to come back (see
+        :attr:`pysfu.LimitsConfig.host_grace`)."""
+        return self._host_away is not None
+
+    async def _wait_for_host(self, host_id: str, reason: str, grace: float) -> None:
+        """The host went without ending the call: keep the room open for
+        ``grace`` seconds, telling the others, unless a host joins."""
+        logger.info(
+            "room %s: host %s went away (%s); waiting %g s for it to come back",
+            self.id,
+            host_id,
+            reason,
+            grace,
+        )
+        if self._host_away is not None:
+            self._host_away.cancel()
+        self._host_away = asyncio.get_running_loop().call_later(
+            grace, self._host_gone, grace
+        )
+        for other in list(self.members.values()):
+            await other.send(HostAway(host_id, grace))
+        self.emit(HostAwayEvent(self.id, host_id, reason, grace))
+
+    def _host_gone(self, grace: float) -> None:
+        self._host_away = None
+        if self.closed or self.host is not None:
+            return
+        logger.info("room %s: the host did not come back within %g s", self.id, grace)
+        task = asyncio.get_running_loop().create_task(self.close("host left"))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
 
     def _retire(self, participant: Participant) -> None:
         self._sfu.record_departure(participant.stats())
@@ -309,11 +360,33 @@ class Room:
         )
         if forwarder.kind == "video":
             forwarder.on_layer_changed = self._layer_changed
+        forwarder.on_first_media = self._first_media
+        forwarder.on_first_forward = self._first_forward
         for subscriber in self.members.values():
             if self.eligibility(publisher, subscriber):
                 subscriber.subscribe(forwarder)
         if self._speakers is not None and forwarder.kind == "audio":
             self._speakers.track(forwarder)
+
+    def _media_flows(
+        self, participant_id: str, direction: str, forwarder: Source
+    ) -> None:
+        if (participant_id, direction) in self._media_flowing:
+            return
+        if participant_id not in self.members:
+            return  # it left meanwhile
+        self._media_flowing.add((participant_id, direction))
+        self.emit(
+            MediaFlowingEvent(
+                self.id, participant_id, direction, forwarder.track_id, forwarder.kind
+            )
+        )
+
+    def _first_media(self, forwarder: Forwarder) -> None:
+        self._media_flows(forwarder.publisher_id, "publishing", forwarder)
+
+    def _first_forward(self, downtrack: Subscriber) -> None:
+        self._media_flows(downtrack.subscriber_id, "receiving", downtrack.forwarder)
 
     def _layer_changed(
         self, downtrack: Subscriber, before: int | None, after: int | None
@@ -422,6 +495,9 @@ class Room:
         if self.closed:
             return
         self.closed = True
+        if self._host_away is not None:
+            self._host_away.cancel()
+            self._host_away = None
         logger.info("room %s closed: %s", self.id, reason)
         if self._speakers is not None:
             await self._speakers.close()

@@ -69,6 +69,7 @@ TESTED_FILES = {
     "tests/gst/room_member.py": "test_gstreamer.py::test_a_late_joining_*",
     "docs/snippets/cluster.py": "test_cluster_join.py",
     "docs/snippets/udpmux.py": "test_udpmux.py::test_how_to_snippet",
+    "docs/snippets/starlette_join.py": "test_starlette_join.py",
     "tests/interop/firefox/driver.mjs": "interop/test_firefox.py",
     "tests/interop/werift/client.mjs": "interop/test_werift.py",
     "tests/integration/test_recording.py": "test_recording.py",

@@ -5,13 +5,14 @@ temporary directory)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .browser.harness import Browser
+from .browser.harness import Browser, wait_for
 from .firefox import Firefox
 from .rooms import ChromiumUser, host_a_room
 
@@ -58,3 +59,51 @@ async def test_the_page_in_firefox(
         == "Start a new room"
     )
     await guest.screenshot(shots / "firefox-04-host-left.png")
+
+
+async def test_a_firefox_guest_while_the_host_reloads(
+    start_server: Any, browser: Browser, gecko: Firefox, tmp_path: Path
+) -> None:
+    """A Chromium host presses F5 (its reloaded page's join held a while):
+    the Firefox guest's page says the host is reconnecting, then shows the
+    host again; the room never closed."""
+    shots = Path(os.environ.get("PYSFU_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    server = start_server("--host-grace=300")
+    host = ChromiumUser(await browser.user("Alice"))
+    link = await host_a_room(host, server)
+    guest = await gecko.user("Bob")
+    await guest.open(f"{link}?name=Bob")
+    await guest.wait_status("connected")
+    await host.wait_status("connected")
+    first = await host.participant_id()
+
+    release = asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        await release.wait()
+        await route.continue_()
+
+    page = host.user.page
+    await page.route("**/api/rooms/*/join", hold)
+    await page.reload()
+    await guest.wait_status("host reconnecting…")
+    assert await shown(guest, "host-away")
+    await guest.screenshot(shots / "host-reconnecting-firefox.png")
+    release.set()  # this and later joins go through
+
+    await host.wait_status("connected")
+    await guest.wait_status("connected")
+    assert not await shown(guest, "host-away")
+    second = await host.participant_id()
+    assert second != first
+
+    async def decoding_the_host() -> bool:
+        stats = await guest.stats()
+        return any(
+            s["kind"] == "video" and s["participant"] == second and s["framesDecoded"]
+            for s in stats["inbound"]
+        )
+
+    await wait_for(decoding_the_host, "Firefox decoding the host that came back")
+    assert "closed:" not in server.log.read_text()

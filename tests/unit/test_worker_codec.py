@@ -20,7 +20,9 @@ from pysfu.events import (
     ActiveSpeakerChangedEvent,
     DataDroppedEvent,
     DataMessageEvent,
+    HostAwayEvent,
     LayerChangedEvent,
+    MediaFlowingEvent,
     ParticipantJoinedEvent,
     ParticipantLeftEvent,
     RoomClosedEvent,
@@ -31,6 +33,7 @@ from pysfu.events import (
 )
 from pysfu.messages import (
     Error,
+    HostAway,
     Joined,
     Offer,
     ParticipantJoined,
@@ -68,6 +71,7 @@ MESSAGE_SAMPLES: list[Any] = [
     ParticipantJoined("p2", "participant", "Ann"),
     ParticipantLeft("p2", "participant"),
     RoomClosed("host left"),
+    HostAway("p1", 30.0),
     Speaking(
         [
             {"participant_id": "p1", "level": -31.5},
@@ -98,6 +102,9 @@ EVENT_SAMPLES: list[Any] = [
     ActiveSpeakerChangedEvent("room", None, None),
     LayerChangedEvent("room", "p2", "p1", "p1/video", "q", "f"),
     LayerChangedEvent("room", "p2", "p1", "p1/video", None, "q"),
+    HostAwayEvent("room", "p1", "page unloaded", 30.0),
+    MediaFlowingEvent("room", "p1", "publishing", "p1/video", "video"),
+    MediaFlowingEvent("room", "p2", "receiving", "p1/video", "video"),
 ]
 
 

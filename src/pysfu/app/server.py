@@ -52,6 +52,8 @@ from pysfu import (
     IceServer,
     LimitsConfig,
     PysfuError,
+    RoomClosedEvent,
+    RoomEvent,
     RoomExists,
     RoomOptions,
     Rooms,
@@ -278,6 +280,14 @@ def parse_args(
         "media, waiting for it to reconnect [PYSFU_RECONNECT_GRACE]",
     )
     add(
+        "--host-grace",
+        type=float,
+        default=float(env("PYSFU_HOST_GRACE", "30")),
+        help="seconds a room stays open after its host went away without "
+        "ending the call (a reload, a lost connection): the host's page comes "
+        "back as host; 0: the room closes at once [PYSFU_HOST_GRACE]",
+    )
+    add(
         "--room-idle-timeout",
         type=float,
         default=float(env("PYSFU_ROOM_IDLE_TIMEOUT", "60")),
@@ -393,6 +403,8 @@ def parse_args(
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error("--workers must be 0 or more")
+    if args.host_grace < 0:
+        parser.error("--host-grace must be 0 or more")
     if args.ice_udp_port >= 0 and args.stun:
         parser.error("--ice-udp-port offers host candidates only: no --stun")
     if args.ice_udp_port > 0 and args.workers > 0:
@@ -491,6 +503,10 @@ class SfuApp:
         self.generated_key = None if args.host_key else secrets.token_urlsafe(18)
         self.host_keys = HostKeys(args.host_key or [self.generated_key])
         self.host_tickets = HostTickets()
+        #: digests of each room's current host rejoin credential (single
+        #: node; a cluster keeps them in Redis): a host's page that reloads
+        #: joins as host again with it, for as long as the room exists
+        self.host_rejoins: dict[str, bytes] = {}
         self.host_key_failures = ClientLimits(
             HOST_KEY_FAILURES_PER_SECOND, HOST_KEY_FAILURE_BURST
         )
@@ -516,6 +532,7 @@ class SfuApp:
             limits=LimitsConfig(
                 max_rooms=args.max_rooms,
                 room_idle_timeout=args.room_idle_timeout,
+                host_grace=args.host_grace,
                 cpu_budget=args.cpu_budget,
             ),
             forwarding=ForwardingConfig(simulcast=args.simulcast),
@@ -615,6 +632,7 @@ class SfuApp:
                 self.args.allowed_origin
             )
         await self.rooms.start()
+        self.rooms.add_listener(self.forget_closed_room)
         if isinstance(self.rooms, WorkerPool):
             logger.info(
                 "rooms go to %d workers (pids %s)", self.args.workers, self.rooms.pids
@@ -794,6 +812,11 @@ class SfuApp:
                     await self.cluster.host_rejoin_valid(room_id, bearer(request))
                 ):
                     host_authorized = True  # the host of a room whose node died
+                elif self.cluster is None and self.host_rejoin_valid(
+                    room_id, bearer(request)
+                ):
+                    host_authorized = True  # the host's page reloaded
+                    await self.replace_host(room_id)
                 else:
                     host_authorized = self.host_key_valid(request)
         except PysfuError as exc:  # node_fenced, cluster_unavailable, room_moved
@@ -852,10 +875,49 @@ class SfuApp:
         await self.cluster.remember(room_id, size)
         return None
 
+    def issue_host_rejoin(self, room_id: str) -> str:
+        """A new host rejoin credential of ``room_id``, replacing the last:
+        it lets the host's page join as host again (after a reload, within
+        the room's host grace) for as long as the room exists."""
+        credential = secrets.token_urlsafe(24)
+        while len(self.host_rejoins) >= HostTickets.MAX_TICKETS:  # oldest first
+            del self.host_rejoins[next(iter(self.host_rejoins))]
+        self.host_rejoins.pop(room_id, None)
+        self.host_rejoins[room_id] = _sha256(credential)
+        return credential
+
+    def host_rejoin_valid(self, room_id: str, credential: str | None) -> bool:
+        """Whether ``credential`` is ``room_id``'s current host rejoin one."""
+        expected = self.host_rejoins.get(room_id)
+        return (
+            credential is not None
+            and expected is not None
+            and hmac.compare_digest(_sha256(credential), expected)
+        )
+
+    def forget_closed_room(self, event: RoomEvent) -> None:
+        """A closed room's rejoin credential dies with it (a later room of
+        the same id is another room)."""
+        if isinstance(event, RoomClosedEvent):
+            self.host_rejoins.pop(event.room_id, None)
+
+    async def replace_host(self, room_id: str) -> None:
+        """The host rejoins while its previous session still holds the
+        host's seat (its page went without a word, and the signalling
+        grace runs): that session goes, the room waits for the new one."""
+        if self.sfu is None or room_id not in self.sfu.rooms:
+            return  # worker rooms: the join is refused until the old one goes
+        previous = self.sfu.get_room(room_id).host
+        if previous is not None:
+            await previous.leave("replaced by the host's rejoin")
+
     async def cluster_answer(self, room_id: str, role: str) -> dict[str, Any]:
         """The join answer's cluster fields: the other nodes to rejoin
-        through if this one dies, and the host's rejoin credential."""
+        through if this one dies, and the host's rejoin credential (single
+        node: the credential to come back after a reload)."""
         if self.cluster is None:
+            if role == "host":
+                return {"host_rejoin": self.issue_host_rejoin(room_id)}
             return {}
         fields = self.cluster.answer_fields()
         if role == "host":

@@ -284,6 +284,8 @@ class DownTrack:
         stats = self.stats
         stats.packets_sent += 1
         stats.bytes_sent += len(data)
+        if stats.packets_sent == 1:  # media flows to this subscriber
+            self.forwarder.first_forwarded(self)
         if delta < 0x8000:
             self._last_in_seq = sequence_number
             self._last_in_ts = timestamp

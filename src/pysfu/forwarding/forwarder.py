@@ -220,6 +220,12 @@ class Forwarder:
         self.on_layer_changed: (
             Callable[[Subscriber, int | None, int | None], None] | None
         ) = None
+        #: Called once, with this forwarder, when the publisher's first RTP
+        #: packet arrives (decrypted); must not raise.
+        self.on_first_media: Callable[[Forwarder], None] | None = None
+        #: Called once per subscriber, with its downtrack, when it sends the
+        #: subscriber its first packet; must not raise.
+        self.on_first_forward: Callable[[Subscriber], None] | None = None
 
     # ------------------------------------------------------------------
     # configuration
@@ -283,6 +289,11 @@ class Forwarder:
         """Give ``recorder`` a copy of every packet from now on."""
         self.recorders.append(recorder)
 
+    def first_forwarded(self, downtrack: Subscriber) -> None:
+        """``downtrack`` sent its first packet: tell :attr:`on_first_forward`."""
+        if self.on_first_forward is not None:
+            self.on_first_forward(downtrack)
+
     def remove_recorder(self, recorder: PacketRecorder) -> None:
         if recorder in self.recorders:
             self.recorders.remove(recorder)
@@ -302,6 +313,8 @@ class Forwarder:
         stats = self.stats
         stats.packets_received += 1
         stats.bytes_received += len(data)
+        if stats.packets_received == 1 and self.on_first_media is not None:
+            self.on_first_media(self)
         payload_type = packet.payload_type
         apt = self._rtx_for.get(payload_type, -1)
         if apt == -1:

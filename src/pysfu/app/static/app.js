@@ -10,7 +10,15 @@
 // Query parameters: name=<display name>, codec=VP8|H264 (what this browser
 // sends), relay=1 (use only TURN relay candidates).
 
-import { join, JoinError, mayRejoin, rejoin } from "./pysfu-client.js";
+import {
+  forgetHost,
+  hostRejoinCredential,
+  join,
+  JoinError,
+  mayRejoin,
+  rejoin,
+  rememberHost,
+} from "./pysfu-client.js";
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -31,6 +39,7 @@ let recording = false; // the last "recording" message: the room is recorded
 let roomPath = null; // the room's slug as it appears in a path
 let recordings = []; // the host's finished recordings: {name, size, created}
 let rejoins = 0; // times the call moved to another node (its node died)
+let hostAway = false; // the host went without ending the call ("host-away")
 const leaving = new AbortController(); // stops a rejoin when the user leaves
 
 // -- status -----------------------------------------------------------------
@@ -64,8 +73,9 @@ function finish(text) {
   finished = true;
   setStatus(text);
   teardown();
+  if (roomPath) forgetHost(roomPath); // the call is over: nothing to come back to
   // No black tile nor dead controls: say what happened and what to do next.
-  for (const id of ["tiles", "controls", "share", "waiting", "chat", "recording-indicator"]) $(id).hidden = true;
+  for (const id of ["tiles", "controls", "share", "waiting", "chat", "recording-indicator", "host-away"]) $(id).hidden = true;
   $("record").hidden = true; // the host keeps the list of its recordings
   const [explanation, label, href] = nextStep(text);
   $("ended-text").textContent = explanation;
@@ -84,6 +94,7 @@ function refreshStatus() {
   if (state === "failed") return fail("the connection failed");
   if (state === "disconnected") return setStatus("reconnecting");
   if (!joined) return setStatus("connecting");
+  if (hostAway) return setStatus("host reconnecting…");
   if (participants.size === 0) return setStatus("waiting for the participant");
   const flowing = [...tiles.values()].some((tile) =>
     tile.stream.getTracks().some((t) => t.readyState === "live" && !t.muted)
@@ -160,7 +171,11 @@ async function joinRoom(room) {
   document.title = `${readable(room)} · pysfu room`;
   roomPath = room;
   const role = params.get("role") === "host" ? "host" : "participant";
-  const hostKey = role === "host" ? takeHostTicket() || takeHostKey() : null;
+  // A new room's link carries a ticket; a reloaded host page has the rejoin
+  // credential of its last join (it gets its room back within the grace).
+  const ticket = role === "host" ? takeHostTicket() : null;
+  const rejoinCredential = role === "host" && !ticket ? hostRejoinCredential(room) : null;
+  let hostKey = role === "host" ? ticket || rejoinCredential || takeHostKey() : null;
   $("room").hidden = false;
   if (role === "host" && !hostKey) return fail("no host key: start the room from /new#key=<host key>");
   if (role === "host") showShareLink();
@@ -178,19 +193,30 @@ async function joinRoom(room) {
   enableControls();
 
   const codec = params.get("codec");
-  try {
-    call = await join({
+  const joinWith = (key) =>
+    join({
       room,
       encoded: true, // the slug as it appears in the path
       role,
       name,
-      hostKey,
+      hostKey: key,
       stream: localStream,
       iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",
       onPublish: (transceiver) => {
         if (transceiver.receiver.track.kind === "video" && codec) preferCodec(transceiver, codec);
       },
     });
+  try {
+    try {
+      call = await joinWith(hostKey);
+    } catch (error) {
+      // a stale rejoin credential (another host took over): the host key may do
+      if (!(error instanceof JoinError && error.status === 401 && hostKey === rejoinCredential)) throw error;
+      forgetHost(room);
+      hostKey = takeHostKey();
+      if (!hostKey) throw error;
+      call = await joinWith(hostKey);
+    }
   } catch (error) {
     if (finished) return;
     if (!(error instanceof JoinError)) throw error;
@@ -207,6 +233,7 @@ function attach(newCall, codec) {
   call = newCall;
   pc = call.pc;
   joinResponse = call.joinResponse;
+  rememberHost(call, roomPath); // a host's page comes back as host after a reload
   if (joinResponse.recording && joinResponse.recording.token) showRecordingControls();
   call.addEventListener("track", ({ detail }) => onTrack(detail));
   call.addEventListener("datachannel", ({ detail }) => {
@@ -303,7 +330,15 @@ function onMessage(message) {
       break;
     case "offer": // answered by the call
       break;
+    case "host-away": // the host reloads or lost its connection: the room waits
+      hostAway = true;
+      $("host-away").hidden = false;
+      break;
     case "participant-joined":
+      if (message.role === "host") {
+        hostAway = false;
+        $("host-away").hidden = true;
+      }
       participants.set(message.participant_id, message);
       relabelTile(message.participant_id);
       break;
@@ -497,6 +532,8 @@ function enableControls() {
   toggle($("mute-audio"), "audio", "Mute microphone", "Unmute microphone");
   toggle($("mute-video"), "video", "Turn camera off", "Turn camera on");
   $("leave").disabled = false;
+  // the host's Leave ends the call for everyone (a reload does not)
+  if (params.get("role") === "host") $("leave").textContent = "End call";
   $("leave").onclick = () => {
     leaving.abort();
     if (call) call.leave();
@@ -677,6 +714,8 @@ window.pysfu = {
   get pc() { return pc; },
   get joinResponse() { return joinResponse; },
   status: () => $("status").textContent,
+  /** Whether the host went away and the room waits for it ("host-away"). */
+  get hostAway() { return hostAway; },
   /** Times the call rejoined through another node (its node died). */
   get rejoins() { return rejoins; },
   statusHistory: () => [...statusHistory],
@@ -700,7 +739,9 @@ window.pysfu = {
 // -- start --------------------------------------------------------------------
 
 // Leaving the page (closing the tab, reloading) the call sends "leave" itself
-// (pysfu-client.js): the others see this tile go at once.
+// (pysfu-client.js), saying it may come back: the others see this tile go at
+// once; a host's room waits for it (--host-grace) and its page, reloaded,
+// joins as host again with the rejoin credential kept in sessionStorage.
 
 const path = location.pathname;
 if (path === "/new") createRoom().catch((error) => fail(error.message));

@@ -17,8 +17,9 @@ export interface JoinResponse {
    *  rejoin() goes if this node dies, and for how many seconds the room can
    *  be re-homed after its node's last heartbeat. */
   cluster?: { nodes: string[]; rejoin_within: number };
-  /** In a cluster, the host's answer: a credential that joins this room as
-   *  host on any node for as long as the room exists (used by rejoin()). */
+  /** The host's answer: a credential that joins this room as host again
+   *  (after a reload: rememberHost(); in a cluster on any node: rejoin())
+   *  for as long as the room exists; each host join replaces the last. */
   host_rejoin?: string | null;
 }
 
@@ -39,7 +40,8 @@ export interface JoinOptions {
   /** Called for each transceiver a track of `stream` was attached to, before
    *  the answer is made (e.g. to call setCodecPreferences). */
   onPublish?: (transceiver: RTCRtpTransceiver) => void;
-  /** Send "leave" when the page goes away (pagehide); default true. */
+  /** Send "leave" (with rejoin: true) when the page goes away (pagehide);
+   *  default true. */
   leaveOnPageHide?: boolean;
 }
 
@@ -54,6 +56,8 @@ export interface CallEnd {
   nodeGone?: boolean;
   error?: { type: "error"; code: string; message: string } | null;
   message?: string;
+  /** "left": leave() was asked to keep the host's room open (a reload). */
+  rejoin?: boolean;
 }
 
 export interface CallEventMap {
@@ -86,8 +90,10 @@ export class Call extends EventTarget {
   readonly ended: boolean;
   /** Send a protocol message (dropped while the socket is not open). */
   send(message: { type: string; [field: string]: unknown }): void;
-  /** Leave the room: the others see this participant go at once. */
-  leave(): void;
+  /** Leave the room: the others see this participant go at once. A host
+   *  ends the call for everyone, unless `rejoin` (the page reloads): the
+   *  room then waits the server's host grace for the host to join again. */
+  leave(options?: { rejoin?: boolean }): void;
   /** Simulate a dropped signalling connection (the call resumes it). */
   dropSignalling(): void;
   addEventListener<K extends keyof CallEventMap>(
@@ -119,3 +125,11 @@ export function mayRejoin(call: Call, end: CallEnd): boolean;
 /** Join an ended call's room again through the other nodes of its cluster
  *  (same room, name, role and stream); rejects with JoinError. */
 export function rejoin(previous: Call, options?: RejoinOptions): Promise<Call>;
+
+/** Keep a host call's rejoin credential in this tab's sessionStorage,
+ *  under `room` (default: the join answer's room id). */
+export function rememberHost(call: Call, room?: string): void;
+/** The host rejoin credential this tab kept for `room`, or null. */
+export function hostRejoinCredential(room: string): string | null;
+/** Forget the host rejoin credential of `room`. */
+export function forgetHost(room: string): void;

@@ -12,7 +12,8 @@
 // says hello with the signalling token, answers every offer (putting back the
 // ICE password the offers leave out, publishing `stream` on the sections the
 // server receives on), trickles candidates, resumes the session after a
-// dropped socket, and leaves when the page goes away. In a cluster
+// dropped socket, and leaves when the page goes away (saying it may come
+// back: a host's room then waits for it, see rejoinAsHost). In a cluster
 // (pysfu serve --redis), rejoin(call) joins an ended call's room again
 // through another node when the call's node died.
 
@@ -66,7 +67,9 @@ export class Call extends EventTarget {
       if (this.pc.connectionState === "failed") this._end("failed", { message: "the connection failed" });
     };
     if (options.leaveOnPageHide !== false) {
-      this._onPageHide = () => this.leave();
+      // A page cannot tell a reload from a closing tab: it leaves saying it
+      // may come back, so a host's room waits for it (the host grace).
+      this._onPageHide = () => this.leave({ rejoin: true });
       addEventListener("pagehide", this._onPageHide);
     }
     this._open({ type: "hello", token: joinResponse.signalling_token });
@@ -77,11 +80,14 @@ export class Call extends EventTarget {
     if (this._ws && this._ws.readyState === WebSocket.OPEN) this._ws.send(JSON.stringify(message));
   }
 
-  /** Leave the room: the others see this participant go at once. */
-  leave() {
+  /** Leave the room: the others see this participant go at once. A host
+   *  leaving ends the call for everyone, unless `rejoin` is true (the page
+   *  is reloading): then the room waits for the host to join again for the
+   *  server's host grace (the others get "host-away"). */
+  leave({ rejoin = false } = {}) {
     if (this.ended) return;
-    this.send({ type: "leave" });
-    this._end("left", {});
+    this.send(rejoin ? { type: "leave", rejoin: true } : { type: "leave" });
+    this._end("left", { rejoin });
   }
 
   _emit(type, detail) {
@@ -258,4 +264,29 @@ export async function rejoin(previous, options = {}) {
   }
   if (last instanceof JoinError) throw last;
   throw new JoinError(0, "rejoin_timeout", `no node took the room back within ${within} s`);
+}
+
+const rejoinKey = (room) => `pysfu-host-rejoin:${room}`;
+
+/** Keep the host rejoin credential of a call's join answer (if any) in
+ *  this tab's sessionStorage, under `room` (default: the answer's room id),
+ *  so that the page can join as host again after a reload: see
+ *  hostRejoinCredential. */
+export function rememberHost(call, room = call.joinResponse.room) {
+  const answer = call.joinResponse;
+  if (answer.role === "host" && answer.host_rejoin) {
+    sessionStorage.setItem(rejoinKey(room), answer.host_rejoin);
+  }
+}
+
+/** The host rejoin credential this tab kept for `room`, or null: pass it as
+ *  `hostKey` to join as host again. It works while the room exists; each
+ *  host join replaces it. */
+export function hostRejoinCredential(room) {
+  return sessionStorage.getItem(rejoinKey(room));
+}
+
+/** Forget the credential kept for `room` (the call ended for good). */
+export function forgetHost(room) {
+  sessionStorage.removeItem(rejoinKey(room));
 }
