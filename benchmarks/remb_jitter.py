@@ -124,6 +124,8 @@ async def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
                     await asyncio.sleep(0.1)
                 rembs = record_remb(peer)
                 pid = base.process.pid
+                if args.server_cpu is not None:  # the load hits the server only
+                    os.sched_setaffinity(pid, {args.server_cpu})
                 began = time.monotonic()
                 counted_from = began + args.warmup
                 sent_at_start: int | None = None
@@ -185,8 +187,19 @@ def main() -> None:
     parser.add_argument("--modes", default="kernel,python")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--server-cpu",
+        type=int,
+        help="pin the server's event loop to this CPU and this process (the"
+        " publisher) to the others: with e.g. `taskset -c 1 stress-ng --cpu 2`"
+        " the load then slows the server, not the publisher's encoder",
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
+    if args.server_cpu is not None:
+        others = os.sched_getaffinity(0) - {args.server_cpu}
+        if others:
+            os.sched_setaffinity(0, others)
     rows = []
     for _ in range(args.repeat):
         for mode in args.modes.split(","):
