@@ -57,13 +57,13 @@ PROBE_EVERY = 5  # ticks
 MODES = ("asyncio", "drained", "shared")
 
 
-def probe() -> bytes:
-    """A STUN binding request for peer 0, stamped with the time it is sent."""
+def probe(peer: int = 0) -> bytes:
+    """A STUN binding request for ``peer``, stamped with the time it is sent."""
     message = aioice.stun.Message(
         message_method=aioice.stun.Method.BINDING,
         message_class=aioice.stun.Class.REQUEST,
     )
-    message.attributes["USERNAME"] = "peer0000:bench"
+    message.attributes["USERNAME"] = f"peer{peer:04d}:bench"
     message.attributes["SOFTWARE"] = repr(time.monotonic())
     return bytes(message)
 
@@ -107,6 +107,7 @@ def send(
     next_tick = time.monotonic()
     flood_owed = 0.0
     ticks = 0
+    sent = [0] * len(socks)  # media datagrams, not the flood
     while time.monotonic() < end:
         if flood:
             flood_owed += flood * TICK
@@ -117,13 +118,17 @@ def send(
             ticks += 1
             if ticks % PROBE_EVERY == 0:
                 socks[0].sendto(probe(), (HOST, ports[0]))
+                if len(socks) > 1:  # and a well-behaved peer's
+                    socks[1].sendto(probe(1), (HOST, ports[1]))
         for i, (sock, port) in enumerate(zip(socks, ports, strict=True)):
             owed[i] += per_tick
             while owed[i] >= 1:
                 owed[i] -= 1
                 sock.sendto(PAYLOAD, (HOST, port))
+                sent[i] += 1
         next_tick += TICK
         time.sleep(max(0.0, next_tick - time.monotonic()))
+    bound.send(sent)
 
 
 def cpu_seconds() -> float:
@@ -147,8 +152,11 @@ async def run(
     seconds: float,
     work_us: float,
     lag_ms: float = 0.0,
+    media_per_wakeup: int | None = None,
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
+    if media_per_wakeup is not None:  # e.g. 256: as before the cap
+        udpsock.MAX_MEDIA_PER_WAKEUP = media_per_wakeup
     selects = [0]
     selector = loop._selector  # type: ignore[attr-defined]
     select = selector.select
@@ -208,12 +216,17 @@ async def run(
         loop.call_soon(lag)
     await asyncio.sleep(1)  # settle
     counters[0].stun_delays.clear()
+    counters[-1].stun_delays.clear()
     start = (sum(c.count for c in counters), cpu_seconds(), selects[0], scheduled_in())
     await asyncio.sleep(seconds)
     end = (sum(c.count for c in counters), cpu_seconds(), selects[0], scheduled_in())
     delays = list(counters[0].stun_delays)
+    normal_delays = list(counters[1].stun_delays) if peers > 1 else []
     lagging = False
+    sent = await loop.run_in_executor(None, here.recv)
     await loop.run_in_executor(None, sender.join)
+    await asyncio.sleep(0.5)  # what is still queued
+    normal_handed_on = sum(c.count for c in counters[1:])
     for close in closers:
         close()
     await asyncio.sleep(0.1)
@@ -234,7 +247,65 @@ async def run(
         "stun_probes_sent": int(seconds / (TICK * PROBE_EVERY)) if flood else 0,
         "stun_delay_ms_median": statistics.median(delays) * 1e3 if delays else None,
         "stun_delay_ms_max": max(delays) * 1e3 if delays else None,
+        # of what the well-behaved peers (all but the first) sent in the
+        # whole run, the share handed on (the rest the kernel dropped)
+        "normal_delivered_share": (
+            normal_handed_on / max(sum(sent[1:]), 1) if peers > 1 else None
+        ),
+        "normal_stun_delay_ms_median": (
+            statistics.median(normal_delays) * 1e3 if normal_delays else None
+        ),
+        "normal_stun_delay_ms_max": (
+            max(normal_delays) * 1e3 if normal_delays else None
+        ),
+        "media_per_wakeup": udpsock.MAX_MEDIA_PER_WAKEUP,
     }
+
+
+RECV_WAYS = ("recvfrom_into", "recvmsg_into", "recvmsg_into+timestamps")
+
+
+def recv_cost(way: str, datagrams: int = 200, rounds: int = 300) -> dict[str, Any]:
+    """CPU time per datagram of reading ``datagrams`` waiting 1,100-byte
+    datagrams ``rounds`` times: ``recvfrom_into`` (pysfu's reader before
+    kernel timestamps), ``recvmsg_into`` without and with ``SO_TIMESTAMPNS``
+    and the conversion of the timestamp (what the reader does now)."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    receiver.bind((HOST, 0))
+    receiver.setblocking(False)
+    if way.endswith("timestamps"):
+        udpsock.enable_kernel_timestamps(receiver)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    address = receiver.getsockname()
+    view = memoryview(bytearray(65536))
+    buffers = [view]
+    ancillary = socket.CMSG_SPACE(16)
+    spent = 0.0
+    read = 0
+    try:
+        for _ in range(rounds):
+            for _ in range(datagrams):
+                sender.sendto(PAYLOAD, address)
+            began = time.process_time()
+            offset = udpsock.realtime_to_monotonic()
+            while True:
+                try:
+                    if way == "recvfrom_into":
+                        size, _ = receiver.recvfrom_into(view)
+                    else:
+                        size, ancdata, _, _ = receiver.recvmsg_into(buffers, ancillary)
+                        if ancdata:
+                            udpsock.kernel_arrival(ancdata, offset)
+                except BlockingIOError:
+                    break
+                view[:size].tobytes()
+                read += 1
+            spent += time.process_time() - began
+    finally:
+        receiver.close()
+        sender.close()
+    return {"way": way, "datagrams": read, "cpu_us_per_datagram": spent * 1e6 / read}
 
 
 def main() -> None:
@@ -259,8 +330,30 @@ def main() -> None:
         default=0.0,
         help="CPU spent on each datagram, as SRTP and forwarding would",
     )
+    parser.add_argument(
+        "--media-per-wakeup",
+        type=int,
+        help="media datagrams a drained socket hands on per readiness event"
+        " (pysfu: udpsock.MAX_MEDIA_PER_WAKEUP; 256 was the reader before)",
+    )
+    parser.add_argument(
+        "--recv-cost",
+        action="store_true",
+        help="only measure the CPU per datagram of recvfrom and of recvmsg"
+        " with and without kernel timestamps",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.recv_cost:
+        recv_rows = [recv_cost(way) for way in RECV_WAYS for _ in range(args.repeat)]
+        for row in recv_rows:
+            print(
+                f"{row['way']:>24}  {row['cpu_us_per_datagram']:.2f} µs CPU"
+                " per datagram"
+            )
+        if args.json:
+            args.json.write_text(json.dumps({"rows": recv_rows}, indent=2))
+        return
     rows = []
     for _ in range(args.repeat):
         for mode in args.modes.split(","):
@@ -273,6 +366,7 @@ def main() -> None:
                     args.seconds,
                     args.work_us,
                     args.lag_ms,
+                    args.media_per_wakeup,
                 )
             )
             rows.append(row)
@@ -285,6 +379,14 @@ def main() -> None:
                 f"{row['wakeups_per_datagram']:.3f} wake-ups per datagram",
                 flush=True,
             )
+            if args.flood and row["normal_delivered_share"] is not None:
+                normal = row["normal_stun_delay_ms_median"]
+                print(
+                    f"{'':>14}  normal peers: {row['normal_delivered_share']:.1%}"
+                    " of their datagrams handed on, STUN delay median "
+                    + ("-" if normal is None else f"{normal:.1f} ms"),
+                    flush=True,
+                )
             if args.flood:
                 median, most = row["stun_delay_ms_median"], row["stun_delay_ms_max"]
                 print(

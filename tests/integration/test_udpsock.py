@@ -11,6 +11,7 @@ import asyncio
 import math
 import re
 import socket
+import time
 from typing import Any
 
 import aioice.stun
@@ -114,8 +115,7 @@ async def test_stun_is_handed_on_before_the_media_of_its_batch(
     batches = [batch for batch, _ in order[1:]]
     # (the batches also hold the client's own datagrams: a few more at most)
     assert (
-        len(set(batches))
-        <= math.ceil((count + 1) / udpsock.MAX_DATAGRAMS_PER_WAKEUP) + 2
+        len(set(batches)) <= math.ceil((count + 1) / udpsock.MAX_MEDIA_PER_WAKEUP) + 2
     ), "read in batches, not one datagram per wake-up"
     stun_at = next(i for i, (_, byte) in enumerate(order) if i and byte < 4)
     stun_batch = order[stun_at][0]
@@ -158,3 +158,96 @@ async def test_a_socket_can_pause_and_closes_once() -> None:
         assert sock.fileno() == -1
     finally:
         sender.close()
+
+
+class Recorder(asyncio.DatagramProtocol):
+    """Records each datagram with the kernel arrival time the reader gives
+    (:func:`udpsock.arrival_time`), when it was handed on and in which
+    readiness event of its socket."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.received: list[tuple[bytes, float | None, float, int]] = []
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.received.append(
+            (data, udpsock.arrival_time(), time.monotonic(), self.transport.wakeups)
+        )
+
+
+async def test_datagrams_carry_the_kernels_arrival_times() -> None:
+    """Issue 14: a datagram's arrival time is when the kernel received it,
+    not when a busy loop got to it, on the monotonic clock."""
+    recorder = Recorder()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    transport = udpsock.open_connection_socket(sock, recorder)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sent: list[tuple[float, float]] = []  # (before, after) each send
+    try:
+        address = transport.get_extra_info("sockname")
+        # the loop is blocked from here on: nothing is read meanwhile
+        for n in range(5):
+            before = time.monotonic()
+            sender.sendto(bytes([0x80, n]), address)
+            sent.append((before, time.monotonic()))
+            time.sleep(0.05)
+        time.sleep(0.2)
+        await eventually(lambda: len(recorder.received) == 5, what="all read")
+    finally:
+        transport.close()
+        sender.close()
+    assert [data[1] for data, *_ in recorder.received] == list(range(5))
+    arrivals = [arrival for _, arrival, _, _ in recorder.received]
+    assert all(a is not None for a in arrivals), "the kernel stamped each"
+    read_at = recorder.received[0][2]
+    # generous: the conversion's two clock reads may be preempted apart
+    for (before, after), arrival in zip(sent, arrivals, strict=True):
+        assert arrival is not None
+        assert before - 0.05 < arrival < after + 0.05
+    first, last = arrivals[0], arrivals[-1]
+    assert first is not None and last is not None
+    assert last - first > 0.15, "spread over the sends (>= 4 x 50 ms apart)"
+    assert read_at - first > 0.3, "not the time the loop read them"
+    assert udpsock.arrival_time() is None, "only while a datagram is handed on"
+
+
+async def test_a_flooding_socket_cannot_starve_anothers_media() -> None:
+    """Issue 21: both sockets ready in one loop iteration, the flooder's
+    socket hands on at most MAX_MEDIA_PER_WAKEUP datagrams before the other
+    socket's media; the rest of the flood follows in later iterations."""
+    order: list[str] = []
+
+    class Tagged(asyncio.DatagramProtocol):
+        def __init__(self, tag: str) -> None:
+            self.tag = tag
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            order.append(self.tag)
+
+    transports = []
+    for tag in ("flooder", "peer"):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind(("127.0.0.1", 0))
+        transports.append(udpsock.open_connection_socket(sock, Tagged(tag)))
+    flooder, peer = (t.get_extra_info("sockname") for t in transports)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    flood = 128  # what the reader took at once before (up to 256)
+    try:
+        # no await in between: both sockets are ready when the loop looks
+        for _ in range(flood):
+            sender.sendto(b"\x80" + bytes(39), flooder)
+        for _ in range(5):
+            sender.sendto(b"\x80" + bytes(1099), peer)
+        await eventually(lambda: len(order) == flood + 5, what="all read")
+    finally:
+        for transport in transports:
+            transport.close()
+        sender.close()
+    last_of_peer = max(i for i, tag in enumerate(order) if tag == "peer")
+    assert order[:last_of_peer].count("flooder") <= udpsock.MAX_MEDIA_PER_WAKEUP < flood
+    assert transports[0].wakeups >= flood // udpsock.MAX_MEDIA_PER_WAKEUP

@@ -26,11 +26,14 @@ from ..rtp.extensions import extension_checks
 from ..rtp.header import RtpHeader, parse_header
 from .transports import _SRTP_BUFFER, cpu_account_of
 from .udpmux import is_muxed
+from .udpsock import arrival_time, realtime_to_monotonic
 
 logger = logging.getLogger(__name__)
 
-#: Gets a parsed RTP packet, its bytes, aiortc's arrival time (ms since
-#: 1900) and ``now`` (``time.monotonic()``, read once here: the edge's clock).
+#: Gets a parsed RTP packet, its bytes, its arrival time (ms on the
+#: ``time.monotonic()`` clock: when the kernel received it, if the socket
+#: stamps datagrams, see :func:`.udpsock.arrival_time`) and ``now``
+#: (``time.monotonic()``, read once here: the edge's clock).
 RtpSink = Callable[[RtpHeader, bytes, int, float], None]
 #: Gets an RTCP packet and ``now`` (``time.monotonic()``) when it arrived.
 RtcpSink = Callable[[Any, float], Awaitable[None]]
@@ -78,6 +81,13 @@ MAX_INBOUND_SSRCS = 32
 
 #: aiortc's arrival times are milliseconds since the NTP epoch (1900).
 _NTP_EPOCH_MS = 2_208_988_800_000
+
+
+def monotonic_ms_of_ntp_ms(ntp_ms: int, offset: float) -> int:
+    """An aiortc arrival time (wall clock, ms since 1900) on the
+    ``time.monotonic()`` clock in ms, ``offset`` from
+    :func:`.udpsock.realtime_to_monotonic`."""
+    return round(ntp_ms - _NTP_EPOCH_MS + offset * 1000)
 
 
 class RtpTap:
@@ -272,7 +282,12 @@ class RtpTap:
                 self.srtp_errors += 1
                 return
             inbound_ssrcs.add(ssrc)
-            deliver(plain, int(time.time() * 1000) + _NTP_EPOCH_MS)
+            # the kernel's arrival time, not this moment: the time the
+            # datagram waited for a busy loop is not network queueing
+            arrival = arrival_time()
+            if arrival is None:
+                arrival = time.monotonic()
+            deliver(plain, int(arrival * 1e3))
 
         conn.data_received = data_received  # type: ignore[method-assign]
 
@@ -297,7 +312,9 @@ class RtpTap:
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
         # decrypted on aiortc's path: libsrtp has a stream for its SSRC now
         self._inbound_ssrcs.add(int.from_bytes(data[8:12], "big"))
-        self._deliver(data, arrival_time_ms)
+        self._deliver(
+            data, monotonic_ms_of_ntp_ms(arrival_time_ms, realtime_to_monotonic())
+        )
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         self._inbound_ssrcs.add(int.from_bytes(data[4:8], "big"))

@@ -38,7 +38,7 @@ import aioice.ice
 import aioice.stun
 from aioice.candidate import candidate_foundation, candidate_priority
 
-from .udpsock import read_batch
+from .udpsock import enable_kernel_timestamps, read_batch, set_arrival
 
 logger = logging.getLogger(__name__)
 
@@ -216,18 +216,23 @@ class UdpMux:
         self.wakeups += 1
         self.datagrams += len(stun) + len(media)
         self.stun += len(stun)
-        for data, addr in stun:  # consent answers first: never behind media
-            self._dispatch_stun(data, addr)
         by_address = self._by_address
-        for data, addr in media:
-            transport = by_address.get(addr)
-            if transport is None:
-                self.drop("unknown_address")
-                continue
-            try:
-                transport.deliver(data, addr)
-            except Exception:
-                self._handler_failed()
+        try:
+            for data, addr, arrival in stun:  # consent answers first
+                set_arrival(arrival)
+                self._dispatch_stun(data, addr)
+            for data, addr, arrival in media:
+                transport = by_address.get(addr)
+                if transport is None:
+                    self.drop("unknown_address")
+                    continue
+                set_arrival(arrival)
+                try:
+                    transport.deliver(data, addr)
+                except Exception:
+                    self._handler_failed()
+        finally:
+            set_arrival(None)
 
     def _dispatch_stun(self, data: bytes, addr: Address) -> None:
         try:
@@ -285,6 +290,7 @@ def _bind(address: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
+        enable_kernel_timestamps(sock)
         try:  # above net.core.rmem_max if allowed (Linux, CAP_NET_ADMIN)
             if not sys.platform.startswith("linux"):
                 raise OSError

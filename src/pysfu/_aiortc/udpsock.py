@@ -11,65 +11,174 @@ flooding client's consent answers reached the server 2.0-4.6 s late.
 Here pysfu binds each connection's socket itself and hands aioice a
 :class:`ConnectionSocket` as its ``StunProtocol``'s transport: on each
 readiness event up to :data:`MAX_DATAGRAMS_PER_WAKEUP` waiting datagrams
-are read, and STUN (RFC 7983: first byte 0-3) is handed on before the
-media of the same batch, as the shared port (:mod:`.udpmux`) does.
+are read (of them up to :data:`MAX_MEDIA_PER_WAKEUP` media, so that a
+flooding socket cannot take a loop iteration from the others), and STUN
+(RFC 7983: first byte 0-3) is handed on before the media of the same batch,
+as the shared port (:mod:`.udpmux`) does.
+
+Each datagram is read with ``recvmsg`` and carries the time the kernel
+received it (``SO_TIMESTAMPNS``), put on the ``time.monotonic()`` clock:
+the receive path hands it to the REMB estimator (:func:`arrival_time`), so
+that the time a datagram waited for a busy event loop does not read as
+network queueing (issue 14).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import struct
+import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
-#: Datagrams read from one connection's socket per readiness event at most.
-#: More than its receive buffer (aioice's 256 KiB, doubled by the kernel)
-#: holds of full-size media, so a backlog after a stall is read at once; a
-#: flood of tiny datagrams (several hundred fit) takes a few iterations, and
-#: the loop turns to the other sockets in between.
+#: Datagrams read from one connection's socket per readiness event at most
+#: (STUN included: a flood of STUN cannot hold the loop either).
 MAX_DATAGRAMS_PER_WAKEUP = 256
+#: Media (non-STUN) datagrams handed on per socket per readiness event at
+#: most; the rest waits in the kernel for the next loop iteration, while the
+#: loop serves the other ready sockets. asyncio runs each ready socket's
+#: callback once per iteration, so this cap is what shares an iteration
+#: between a flooding socket and the others. 32: a 1,200-byte media stream
+#: of up to 7.7 Mbit/s (a simulcast publisher's three layers) fits in
+#: iterations of 40 ms (pysfu's loop under ``stress-ng --cpu 2`` lagged
+#: 10-40 ms), so a legitimate peer is not held back in steady state; a
+#: flooder gets 32 handlings per iteration where it got 256.
+MAX_MEDIA_PER_WAKEUP = 32
 _MAX_DATAGRAM = 65536
 
+#: Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS, asm-generic and x86; Python's
+#: socket module does not name it): the kernel stamps each datagram with the
+#: CLOCK_REALTIME time it arrived, a struct timespec (two C longs).
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@ll")
+_ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
+
 Address = tuple[str, int]
-Batch = list[tuple[bytes, Address]]
+#: (data, address, the kernel's arrival time on the ``time.monotonic()``
+#: clock or ``None`` if the socket does not stamp datagrams)
+Batch = list[tuple[bytes, Address, float | None]]
 
 
 class _Buffers(threading.local):
     """One receive buffer per thread (every batch is copied out before it is
-    handed on), not 64 KiB per connection."""
+    handed on), not 64 KiB per connection; and the arrival time of the
+    datagram this thread is handing on."""
 
     def __init__(self) -> None:
         self.view = memoryview(bytearray(_MAX_DATAGRAM))
+        self.buffers = [self.view]
+        self.arrival: float | None = None
 
 
 _buffers = _Buffers()
 
 
+def enable_kernel_timestamps(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp each datagram ``sock`` receives with its
+    arrival time (``SO_TIMESTAMPNS``); whether it will (Linux only; not with
+    ``PYSFU_KERNEL_TIMESTAMPS=0`` in the environment, which
+    ``benchmarks.remb_jitter`` uses to compare)."""
+    if (
+        not sys.platform.startswith("linux")
+        or os.environ.get("PYSFU_KERNEL_TIMESTAMPS") == "0"
+    ):
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def realtime_to_monotonic() -> float:
+    """What to add to a ``CLOCK_REALTIME`` time (s) to put it on the
+    ``time.monotonic()`` clock.
+
+    Kernel receive timestamps are wall-clock time, which NTP or an
+    administrator may step; the estimator needs a clock that never jumps,
+    as pysfu's ``now`` is. Read once per batch (two vDSO calls): a step
+    moves the offset between batches, so only a batch read across the step
+    itself sees a wrong offset, for its datagrams alone."""
+    return time.monotonic() - time.time()
+
+
+def kernel_arrival(
+    ancdata: list[tuple[int, int, bytes]], offset: float
+) -> float | None:
+    """The arrival time (``time.monotonic()`` clock) in a datagram's ancillary
+    data, ``offset`` from :func:`realtime_to_monotonic`; ``None`` if the
+    kernel gave none."""
+    for level, kind, data in ancdata:
+        if (
+            level == socket.SOL_SOCKET
+            and kind == SO_TIMESTAMPNS
+            and len(data) >= _TIMESPEC.size
+        ):
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return float(seconds + nanoseconds * 1e-9 + offset)
+    return None
+
+
+def arrival_time() -> float | None:
+    """The kernel's arrival time, on the ``time.monotonic()`` clock, of the
+    datagram a pysfu socket reader of this thread is handing on now;
+    ``None`` outside of that or if its socket does not stamp datagrams
+    (then the receive path takes the time itself, as it did before).
+
+    The receive path reads it from within the protocol's
+    ``datagram_received`` (aioice's signature has no room for it)."""
+    return _buffers.arrival
+
+
+def set_arrival(arrival: float | None) -> None:
+    """What :func:`arrival_time` answers in this thread from now on: set by
+    a reader before it hands on a datagram, ``None`` after its batch."""
+    _buffers.arrival = arrival
+
+
 def read_batch(
-    sock: socket.socket, limit: int, on_error: Callable[[OSError], None]
+    sock: socket.socket,
+    limit: int,
+    on_error: Callable[[OSError], None],
+    media_limit: int | None = None,
 ) -> tuple[Batch, Batch]:
-    """Read up to ``limit`` waiting datagrams of ``sock``: (STUN, the rest),
-    each in arrival order. ``on_error`` gets what a read raised (an ICMP
-    error reported for an earlier send); reading goes on."""
-    recvfrom_into = sock.recvfrom_into
+    """Read up to ``limit`` waiting datagrams of ``sock``, of them up to
+    ``media_limit`` (default: ``limit``) not STUN: (STUN, the rest), each in
+    arrival order with its arrival time (:func:`arrival_time`). ``on_error``
+    gets what a read raised (an ICMP error reported for an earlier send);
+    reading goes on."""
+    recvmsg_into = sock.recvmsg_into
+    buffers = _buffers.buffers
     view = _buffers.view
+    offset = realtime_to_monotonic()
     stun: Batch = []
     media: Batch = []
+    media_left = limit if media_limit is None else media_limit
     for _ in range(limit):
         try:
-            size, addr = recvfrom_into(view)
+            size, ancdata, _flags, addr = recvmsg_into(buffers, _ANCILLARY_SIZE)
         except (BlockingIOError, InterruptedError):
             break
         except OSError as exc:
             on_error(exc)
             continue
-        data = bytes(view[:size])
+        data = view[:size].tobytes()
+        arrival = kernel_arrival(ancdata, offset) if ancdata else None
         # RFC 7983: STUN starts with 0-3
-        (stun if size and data[0] < 4 else media).append((data, addr[:2]))
+        if size and data[0] < 4:
+            stun.append((data, addr[:2], arrival))
+        else:
+            media.append((data, addr[:2], arrival))
+            media_left -= 1
+            if not media_left:
+                break
     return stun, media
 
 
@@ -168,25 +277,33 @@ class ConnectionSocket(asyncio.DatagramTransport):
     def _read_ready(self) -> None:
         # read_batch inlined: this runs for every readiness event of every
         # connection, mostly for one or two datagrams
-        recvfrom_into = self._sock.recvfrom_into
-        view = _buffers.view
+        recvmsg_into = self._sock.recvmsg_into
+        local = _buffers
+        buffers = local.buffers
+        view = local.view
+        offset = realtime_to_monotonic()
         stun: Batch | None = None
         media: Batch = []
+        media_left = MAX_MEDIA_PER_WAKEUP
         for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
             try:
-                size, addr = recvfrom_into(view)
+                size, ancdata, _flags, addr = recvmsg_into(buffers, _ANCILLARY_SIZE)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:  # an ICMP error reported for an earlier send
                 self._protocol.error_received(exc)
                 continue
             data = view[:size].tobytes()
+            arrival = kernel_arrival(ancdata, offset) if ancdata else None
             if size and data[0] < 4:  # RFC 7983: STUN starts with 0-3
                 if stun is None:
                     stun = []
-                stun.append((data, addr))
+                stun.append((data, addr, arrival))
             else:
-                media.append((data, addr))
+                media.append((data, addr, arrival))
+                media_left -= 1
+                if not media_left:  # the rest next iteration: see the cap
+                    break
         self.wakeups += 1
         self.datagrams += len(media)
         received = self._protocol.datagram_received
@@ -194,13 +311,17 @@ class ConnectionSocket(asyncio.DatagramTransport):
             self.datagrams += len(stun)
             self.stun += len(stun)
             media[:0] = stun
-        for data, addr in media:
-            if self._closing:
-                return
-            try:
-                received(data, addr)
-            except Exception:  # one bad datagram must not lose the rest
-                self._handler_failed()
+        try:
+            for data, addr, arrival in media:
+                if self._closing:
+                    return
+                local.arrival = arrival
+                try:
+                    received(data, addr)
+                except Exception:  # one bad datagram must not lose the rest
+                    self._handler_failed()
+        finally:
+            local.arrival = None
 
     def _handler_failed(self) -> None:
         if not self.handler_errors:
@@ -214,4 +335,5 @@ def open_connection_socket(
     """Serve ``protocol`` from ``sock`` (bound, any blocking mode) in the
     running loop."""
     sock.setblocking(False)
+    enable_kernel_timestamps(sock)
     return ConnectionSocket(asyncio.get_running_loop(), sock, protocol)

@@ -17,10 +17,12 @@ picture for everyone. The forwarder hands the policy only fresh estimates
 A simulcasting publisher is different (:func:`simulcast_target`): each
 subscriber gets the layer its own estimate carries, so the slowest one must
 not lower what the others get, and pysfu's own uplink estimate is not used
-either. It is computed from arrival times taken in Python, after the event
-loop got to the packet; on a busy server that loop's jitter reads as a
+either. It was computed from arrival times taken in Python, after the event
+loop got to the packet; on a busy server that loop's jitter read as a
 congested link, and the estimate held Chromium at 140-490 kbit/s on a clean
 link (its lowest layer only: 320x180 where a direct call sends 540p). The
+arrival times are now the kernel's (:mod:`pysfu._aiortc.udpsock`); using the
+estimate here again waits for a measurement with Chromium's simulcast. The
 publisher is told the cap alone and its own sender decides: without
 transport-cc (aiortc offers REMB only) Chromium's send-side controller
 follows the loss in pysfu's receiver reports and backs off when its uplink
@@ -101,13 +103,13 @@ def simulcast_target(own_estimate: int | None, cap: int | None) -> int | None:
     ``None`` (send nothing) without one.
 
     ``own_estimate`` (pysfu's uplink estimate) is deliberately not used: it
-    is taken from arrival times in Python, which on a loaded machine see
-    event-loop jitter as congestion and would hold the publisher to its
+    was taken from arrival times in Python, which on a loaded machine saw
+    event-loop jitter as congestion and held the publisher to its
     lowest layer, starving every subscriber who could take a higher one.
     The publisher's own send-side controller, driven by the loss in pysfu's
     receiver reports, protects its uplink; subscribers are protected by
-    their layers. (Once pysfu's uplink estimate is taken from kernel
-    timestamps or transport-cc, it can become the cap here again.)
+    their layers. (Its arrival times are now the kernel's; it can become
+    the cap here again once measured with Chromium's simulcast.)
     """
     del own_estimate  # see above: not trusted for a layered publisher
     return cap
