@@ -11,7 +11,7 @@ import itertools
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtpPacket
 
 from pysfu import CodecInfo, DownTrack, Forwarder, ForwardingConfig
-from pysfu._aiortc import offer_simulcast, simulcast_rids_answered
+from pysfu._aiortc import answer_simulcast, offer_simulcast, simulcast_rids_answered
 from pysfu.forwarding.simulcast import LayerSelector, SimulcastPolicy, Vp8Renumbering
 from pysfu.messages import VideoQuality, parse_client_message
 from pysfu.stats import SubscriptionStats
@@ -298,6 +298,52 @@ def test_the_offer_asks_only_the_publish_slot_for_simulcast() -> None:
     assert "a=rid:q recv\r\na=rid:h recv\r\na=rid:f recv\r\n" in video
     assert "a=simulcast:recv q;h;f\r\n" in video
     assert sdp.endswith("\r\n")
+
+
+def test_an_offers_simulcast_is_answered_with_the_known_rids() -> None:
+    # a WHIP client's offer: video sent as rids f, h, q (highest first, as
+    # some clients list them) plus one pysfu does not know
+    offer = "\r\n".join(
+        [
+            "v=0",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+            "a=mid:0",
+            "a=sendonly",
+            "m=video 9 UDP/TLS/RTP/SAVPF 96",
+            "a=mid:1",
+            "a=sendonly",
+            "a=rid:f send",
+            "a=rid:h send",
+            "a=rid:q send",
+            "a=rid:x send",
+            "a=simulcast:send f;h;~q;x",
+            "",
+        ]
+    )
+    answer = "\r\n".join(
+        [
+            "v=0",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+            "a=mid:0",
+            "a=recvonly",
+            "m=video 9 UDP/TLS/RTP/SAVPF 96",
+            "a=mid:1",
+            "a=recvonly",
+            "",
+        ]
+    )
+    answered = answer_simulcast(answer, offer, ("q", "h", "f"))
+    video = answered.split("m=video")[1]
+    assert video.endswith(
+        "a=recvonly\r\na=rid:f recv\r\na=rid:h recv\r\na=rid:q recv\r\n"
+        "a=simulcast:recv f;h;q\r\n"
+    )
+    assert "a=rid:x" not in answered
+    assert "simulcast" not in answered.split("m=video")[0]  # audio untouched
+    # nothing to accept: the answer as it was
+    assert answer_simulcast(answer, answer, ("q", "h", "f")) == answer
+    single = offer.replace("a=simulcast:send f;h;~q;x", "a=simulcast:send f;x")
+    assert answer_simulcast(answer, single, ("q", "h", "f")) == answer
 
 
 def test_the_answered_rids_are_read() -> None:
