@@ -63,6 +63,8 @@ class Scenario:
     viewer: Port
     #: the viewer's link once the measured window starts (None: unchanged)
     then: Port | None = None
+    #: more viewers on clean links (a room of 2 + others; not with p2p)
+    others: int = 0
 
 
 SCENARIOS = {
@@ -86,8 +88,24 @@ SCENARIOS = {
             Port(""),
             then=BAD,
         ),
+        Scenario(
+            "room4-500k",
+            "a room of four: the publisher, the viewer on 500 kbit/s, 40 ms, "
+            "two viewers on clean links",
+            _down(rate_bps=500_000, delay_ms=40, queue_ms=300),
+            others=2,
+        ),
     )
 }
+
+
+def _fps(viewed: Any, start: float) -> float | None:
+    """A viewer's decoded frames per second since ``start``."""
+    views = [r for r in viewed.reports() if r["t"] >= start - 0.5 and r["inbound"]]
+    if len(views) < 2:
+        return None
+    span = views[-1]["t"] - views[0]["t"]
+    return (views[-1]["inbound"]["frames"] - views[0]["inbound"]["frames"]) / span
 
 
 def _layer_fps(sends: list[dict[str, Any]]) -> dict[str, float]:
@@ -106,6 +124,11 @@ def measure(
 ) -> dict[str, Any]:
     cell: dict[str, Any] = {"scenario": scenario.name, "mode": mode}
     links = {"publisher": Port(""), "viewer": scenario.viewer}
+    others = [f"other{n}" for n in range(1, scenario.others + 1)]
+    if others and mode == "p2p":
+        cell["error"] = "p2p has one viewer"
+        return cell
+    links.update({name: Port("") for name in others})
     try:
         with chromium_call(
             links,
@@ -124,6 +147,8 @@ def measure(
             views = [
                 r for r in viewed.reports() if r["t"] >= start - 0.5 and r["inbound"]
             ]
+            # the clean viewers' decoded fps (room scenarios)
+            others_fps = [_fps(viewers[name], start) for name in others]
             sends = [r for r in published.reports() if r["t"] >= start - 0.5]
     except CallFailed as error:
         cell["error"] = str(error)
@@ -156,6 +181,8 @@ def measure(
         layer_targets={
             o.get("rid") or "-": o.get("target") for o in sends[-1]["outbound"]
         },
+        # what the page set on each encoding (maxBitrate, maxFramerate)
+        encodings=sends[-1].get("encodings"),
         encode_busy=round(
             (
                 sum(o.get("encode_seconds", 0) for o in sends[-1]["outbound"])
@@ -175,6 +202,7 @@ def measure(
         ).most_common(1)[0][0]
         if sends[-1]["outbound"]
         else None,
+        others_fps=[None if f is None else round(f, 1) for f in others_fps],
         nacks=last["nacks"] - first["nacks"],
         plis=last["plis"] - first["plis"],
         load=max(load_start, load_end[0]),

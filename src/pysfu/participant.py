@@ -121,6 +121,7 @@ class Participant:
                 offer,
                 video_codecs=video_codecs,
                 host_id=self._host_id,
+                simulcast=config.forwarding.simulcast,
             )
         else:
             self.session = OfferingSession(

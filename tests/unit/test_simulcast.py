@@ -10,8 +10,8 @@ import itertools
 
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtpPacket
 
-from pysfu import CodecInfo, DownTrack, Forwarder
-from pysfu._aiortc import offer_simulcast, simulcast_rids_answered
+from pysfu import CodecInfo, DownTrack, Forwarder, ForwardingConfig
+from pysfu._aiortc import answer_simulcast, offer_simulcast, simulcast_rids_answered
 from pysfu.forwarding.simulcast import LayerSelector, SimulcastPolicy, Vp8Renumbering
 from pysfu.messages import VideoQuality, parse_client_message
 from pysfu.stats import SubscriptionStats
@@ -25,6 +25,8 @@ RID_ID, RRID_ID = 10, 11
 VP8 = CodecInfo(payload_type=96, mime_type="video/VP8", clock_rate=90000)
 RTX = CodecInfo(97, "video/rtx", 90000, parameters={"apt": 96})
 SSRCS = {"q": 0x1000, "h": 0x2000, "f": 0x3000}
+#: The rules without the start-up grace and the climbs (tested on their own)
+BASE = {"start_grace": 0.0, "climb_after": 3600.0}
 
 
 # ---------------------------------------------------------------------------
@@ -45,7 +47,7 @@ def test_a_lower_estimate_moves_down_at_once() -> None:
 
 
 def test_a_higher_estimate_moves_up_only_once_it_has_held() -> None:
-    selector = LayerSelector(SimulcastPolicy(upgrade_hold=3.0))
+    selector = LayerSelector(SimulcastPolicy(upgrade_hold=3.0, **BASE))
     selector.choose(200_000, RATES, 0.0)
     assert selector.target == 0
     assert not selector.choose(5_000_000, RATES, 10.0)
@@ -56,7 +58,7 @@ def test_a_higher_estimate_moves_up_only_once_it_has_held() -> None:
 
 
 def test_a_dip_restarts_the_wait_for_an_upgrade() -> None:
-    selector = LayerSelector(SimulcastPolicy(upgrade_hold=3.0))
+    selector = LayerSelector(SimulcastPolicy(upgrade_hold=3.0, **BASE))
     selector.choose(200_000, RATES, 0.0)
     selector.choose(5_000_000, RATES, 10.0)
     selector.choose(200_000, RATES, 12.0)  # back to where it is: no upgrade
@@ -67,7 +69,7 @@ def test_a_dip_restarts_the_wait_for_an_upgrade() -> None:
 
 
 def test_below_the_lowest_layer_video_pauses_and_resumes_when_it_fits() -> None:
-    selector = LayerSelector(SimulcastPolicy(upgrade_hold=2.0))
+    selector = LayerSelector(SimulcastPolicy(upgrade_hold=2.0, **BASE))
     assert selector.choose(60_000, RATES, 0.0)  # under half of q's 150k
     assert selector.target is None
     selector.choose(300_000, RATES, 1.0)
@@ -79,7 +81,7 @@ def test_below_the_lowest_layer_video_pauses_and_resumes_when_it_fits() -> None:
 def test_an_estimate_just_under_the_lowest_layer_keeps_it() -> None:
     # a receiver estimates what it receives: 100k while getting q (150k)
     # is a congested link that still carries q, not one to stop video on
-    selector = LayerSelector()
+    selector = LayerSelector(SimulcastPolicy(**BASE))
     assert selector.choose(100_000, RATES, 0.0)
     assert selector.target == 0
     assert not selector.choose(100_000, RATES, 60.0)
@@ -89,7 +91,7 @@ def test_an_estimate_just_under_the_lowest_layer_keeps_it() -> None:
 def test_a_paused_viewer_is_given_the_lowest_layer_again() -> None:
     # paused, the viewer receives audio only and its estimate stays where it
     # was: only a probe can show the link has room again
-    policy = SimulcastPolicy(probe_after=5.0, probe_hold=10.0, probe_max=40.0)
+    policy = SimulcastPolicy(probe_after=5.0, probe_hold=10.0, probe_max=40.0, **BASE)
     selector = LayerSelector(policy)
     assert selector.choose(60_000, RATES, 0.0)
     assert selector.target is None
@@ -114,7 +116,7 @@ def test_a_paused_viewer_is_given_the_lowest_layer_again() -> None:
 
 
 def test_a_paused_viewer_without_an_estimate_is_probed_on_the_lowest_layer() -> None:
-    selector = LayerSelector(SimulcastPolicy(probe_after=5.0))
+    selector = LayerSelector(SimulcastPolicy(probe_after=5.0, **BASE))
     selector.choose(20_000, RATES, 0.0)
     assert selector.target is None
     # its receiver stops reporting on the video it no longer gets: no reason
@@ -126,7 +128,7 @@ def test_a_paused_viewer_without_an_estimate_is_probed_on_the_lowest_layer() -> 
 
 
 def test_a_link_that_cannot_carry_the_lowest_layer_is_probed_ever_less_often() -> None:
-    policy = SimulcastPolicy(probe_after=5.0, probe_hold=10.0, probe_max=40.0)
+    policy = SimulcastPolicy(probe_after=5.0, probe_hold=10.0, probe_max=40.0, **BASE)
     selector = LayerSelector(policy)
     probing = []
     for tenth in range(0, 3000):  # 300 s at an estimate of 30 kbit/s
@@ -135,6 +137,87 @@ def test_a_link_that_cannot_carry_the_lowest_layer_is_probed_ever_less_often() -
     assert selector.probes >= 4  # 5, 10, 20, 40, 40... s apart
     assert sum(probing) / len(probing) < 0.35  # paused most of the time
     assert not any(probing[-150:-100])  # a 40 s wait late on
+
+
+def test_a_low_first_estimate_does_not_pause_during_the_start_grace() -> None:
+    # Chromium's first REMB is ~35 kbit/s whatever the link, then climbs
+    selector = LayerSelector(SimulcastPolicy(start_grace=10.0, climb_after=3600.0))
+    assert selector.choose(35_000, RATES, 0.0)
+    assert selector.target == 0  # down to q, not paused
+    assert not selector.choose(40_000, RATES, 9.5)
+    assert selector.target == 0
+    assert selector.choose(40_000, RATES, 10.5)  # still far under q: paused
+    assert selector.target is None
+
+
+def test_the_start_grace_counts_from_the_first_estimate() -> None:
+    selector = LayerSelector(SimulcastPolicy(start_grace=10.0, climb_after=3600.0))
+    selector.choose(None, RATES, 0.0)  # no REMB yet
+    assert selector.choose(35_000, RATES, 30.0)
+    assert selector.target == 0
+    assert not selector.choose(35_000, RATES, 39.0)
+    assert selector.choose(35_000, RATES, 40.5)
+    assert selector.target is None
+
+
+def test_a_viewer_held_on_a_lower_layer_climbs_to_the_next() -> None:
+    # on q (150k) a receiver estimates at most ~1.5x that: never enough to
+    # show that h (500k) fits, so the layer itself is tried
+    policy = SimulcastPolicy(start_grace=0.0, climb_after=6.0, climb_hold=15.0)
+    selector = LayerSelector(policy)
+    assert selector.choose(200_000, RATES, 0.0)
+    assert selector.target == 0
+    assert not selector.choose(200_000, RATES, 5.5)
+    assert selector.choose(200_000, RATES, 6.5)  # the climb
+    assert selector.target == 1 and selector.climbs == 1
+    # held while the estimate grows into it...
+    assert not selector.choose(300_000, RATES, 8.0)
+    assert not selector.choose(450_000, RATES, 12.0)
+    assert selector.target == 1
+    # ...and kept once it carries it (500k <= 0.85 * 650k)
+    assert not selector.choose(650_000, RATES, 14.0)
+    assert not selector.choose(650_000, RATES, 19.5)
+    assert selector.target == 1
+    # the next climb (to f) waits the usual 6 s from there, not longer
+    assert selector.choose(650_000, RATES, 20.5)
+    assert selector.target == 2 and selector.climbs == 2
+
+
+def test_a_climb_the_link_cannot_carry_goes_back_down_and_waits_longer() -> None:
+    policy = SimulcastPolicy(
+        start_grace=0.0, climb_after=6.0, climb_hold=15.0, climb_max=60.0
+    )
+    selector = LayerSelector(policy)
+    selector.choose(200_000, RATES, 0.0)
+    assert selector.choose(200_000, RATES, 6.5)
+    assert selector.target == 1
+    # a congested link: the estimate rises, then cuts itself
+    assert not selector.choose(300_000, RATES, 8.0)
+    assert selector.choose(250_000, RATES, 9.0)  # under 0.9 * 300k: down
+    assert selector.target == 0
+    # the next climb waits twice as long (12 s)
+    assert not selector.choose(200_000, RATES, 9.0 + 11.5)
+    assert selector.choose(200_000, RATES, 9.0 + 12.5)
+    assert selector.target == 1 and selector.climbs == 2
+    # an estimate that neither falls nor grows into h: down when the hold ends
+    assert not selector.choose(200_000, RATES, 21.5 + 14.5)
+    assert selector.choose(200_000, RATES, 21.5 + 15.5)
+    assert selector.target == 0
+    assert not selector.choose(200_000, RATES, 37.0 + 23.5)  # now 24 s
+    assert selector.choose(200_000, RATES, 37.0 + 24.5)
+    assert selector.climbs == 3
+
+
+def test_no_climb_above_the_subscriber_limit_or_without_a_fitting_estimate() -> None:
+    policy = SimulcastPolicy(start_grace=0.0, climb_after=6.0)
+    limited = LayerSelector(policy)
+    limited.limit(0)
+    kept = LayerSelector(policy)  # 100k: q is kept, but does not fit
+    for tenth in range(0, 600):
+        limited.choose(200_000, RATES, tenth / 10)
+        kept.choose(100_000, RATES, tenth / 10)
+    assert limited.target == 0 and limited.climbs == 0
+    assert kept.target == 0 and kept.climbs == 0
 
 
 def test_the_subscriber_limit_caps_the_layer() -> None:
@@ -160,7 +243,7 @@ def test_a_switch_happens_on_the_targets_keyframe_only() -> None:
 
 
 def test_a_pause_waits_for_the_end_of_the_frame() -> None:
-    selector = LayerSelector()
+    selector = LayerSelector(SimulcastPolicy(**BASE))
     assert selector.admit(2, lambda: True, ends_frame=False)
     selector.choose(10_000, RATES, 0.0)
     assert selector.target is None
@@ -215,6 +298,52 @@ def test_the_offer_asks_only_the_publish_slot_for_simulcast() -> None:
     assert "a=rid:q recv\r\na=rid:h recv\r\na=rid:f recv\r\n" in video
     assert "a=simulcast:recv q;h;f\r\n" in video
     assert sdp.endswith("\r\n")
+
+
+def test_an_offers_simulcast_is_answered_with_the_known_rids() -> None:
+    # a WHIP client's offer: video sent as rids f, h, q (highest first, as
+    # some clients list them) plus one pysfu does not know
+    offer = "\r\n".join(
+        [
+            "v=0",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+            "a=mid:0",
+            "a=sendonly",
+            "m=video 9 UDP/TLS/RTP/SAVPF 96",
+            "a=mid:1",
+            "a=sendonly",
+            "a=rid:f send",
+            "a=rid:h send",
+            "a=rid:q send",
+            "a=rid:x send",
+            "a=simulcast:send f;h;~q;x",
+            "",
+        ]
+    )
+    answer = "\r\n".join(
+        [
+            "v=0",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+            "a=mid:0",
+            "a=recvonly",
+            "m=video 9 UDP/TLS/RTP/SAVPF 96",
+            "a=mid:1",
+            "a=recvonly",
+            "",
+        ]
+    )
+    answered = answer_simulcast(answer, offer, ("q", "h", "f"))
+    video = answered.split("m=video")[1]
+    assert video.endswith(
+        "a=recvonly\r\na=rid:f recv\r\na=rid:h recv\r\na=rid:q recv\r\n"
+        "a=simulcast:recv f;h;q\r\n"
+    )
+    assert "a=rid:x" not in answered
+    assert "simulcast" not in answered.split("m=video")[0]  # audio untouched
+    # nothing to accept: the answer as it was
+    assert answer_simulcast(answer, answer, ("q", "h", "f")) == answer
+    single = offer.replace("a=simulcast:send f;h;~q;x", "a=simulcast:send f;x")
+    assert answer_simulcast(answer, single, ("q", "h", "f")) == answer
 
 
 def test_the_answered_rids_are_read() -> None:
@@ -313,7 +442,7 @@ class Publisher:
             self.frame(rid, key, now_ms)
 
 
-def make_forwarder() -> tuple[Forwarder, Recorder]:
+def make_forwarder(**policy: float) -> tuple[Forwarder, Recorder]:
     upstream = Recorder()
     timers = ManualTimers()  # time stands still: no event loop needed
     forwarder = Forwarder(
@@ -324,6 +453,7 @@ def make_forwarder() -> tuple[Forwarder, Recorder]:
         rtcp_ssrc=1,
         clock=timers,
         call_at=timers.call_at,
+        config=ForwardingConfig(simulcast_policy=SimulcastPolicy(**{**BASE, **policy})),
     )
     forwarder.set_codecs([VP8, RTX], {RID_URI: RID_ID, RRID_URI: RRID_ID})
     return forwarder, upstream
@@ -457,6 +587,26 @@ def test_a_paused_subscriber_gets_video_again_after_a_probe() -> None:
     assert downtrack.layers.current == 0  # q, the lowest
     assert len(out.rtp) > paused
     assert SubscriptionStats.of(downtrack).layer == "q"
+
+
+def test_a_subscriber_on_a_lower_layer_is_given_the_next_one_to_try() -> None:
+    forwarder, _ = make_forwarder(climb_after=6.0, climb_hold=15.0)
+    timers = forwarder.clock
+    assert isinstance(timers, ManualTimers)
+    publisher = Publisher(forwarder)
+    downtrack, out = subscribe(forwarder, 0xC)
+    publisher.all_layers(key=True)
+    downtrack.on_estimate(200_000, prime_rates(forwarder))  # carries q only
+    publisher.all_layers(key=True)
+    assert downtrack.layers.current == 0
+    # its estimate stays at what q lets it show; time passes
+    for _ in range(16):
+        timers.advance(0.5)
+        downtrack.on_estimate(200_000, prime_rates(forwarder))
+        publisher.all_layers(key=True, now_ms=int(timers.now * 1000))
+    assert downtrack.layers.current == 1  # h, to see whether the link carries it
+    assert SubscriptionStats.of(downtrack).layer == "h"
+    assert out.rtp[-1].ssrc == downtrack.ssrc
 
 
 def test_a_low_uplink_estimate_does_not_hold_a_simulcast_publisher() -> None:

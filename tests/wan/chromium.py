@@ -194,6 +194,13 @@ async () => {
       result.source_frames = s.frames || 0;
     }
   }
+  // the encodings the page asked for (rid -> maxBitrate, maxFramerate)
+  for (const sender of pc.getSenders()) {
+    if (!sender.track || sender.track.kind !== 'video') continue;
+    result.encodings = (sender.getParameters().encodings || []).map((e) => ({
+      rid: e.rid || null, max_bitrate: e.maxBitrate || null,
+      max_framerate: e.maxFramerate || null}));
+  }
   return result;
 }
 """

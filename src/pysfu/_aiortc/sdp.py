@@ -514,3 +514,63 @@ def simulcast_rids_answered(sdp: str, mid: str) -> list[str]:
                 for rid in alternatives.split(",")
             ]
     return []
+
+
+def answer_simulcast(answer: str, offer: str, rids: Iterable[str]) -> str:
+    """Accept an offer's simulcast (a WHIP client's ``a=simulcast:send``):
+    add ``a=rid:<rid> recv`` and ``a=simulcast:recv`` to each section of
+    ``answer`` whose offered section sends simulcast, listing the offered
+    rids that are among ``rids`` (the layers pysfu knows) in the offer's
+    order. Sections offering fewer than two known rids are left as they are
+    (the client then sends one encoding). aiortc neither writes nor parses
+    these attributes, so they are added to the answer's text only.
+    """
+    known = set(rids)
+    accepted: dict[str, list[str]] = {}
+    for mid, offered in _offered_simulcast(offer).items():
+        usable = [rid for rid in offered if rid in known]
+        if len(usable) >= 2:
+            accepted[mid] = usable
+    if not accepted:
+        return answer
+    out: list[str] = []
+    current: str | None = None
+
+    def close_section() -> None:
+        if current not in accepted:
+            return
+        at = len(out)
+        while at and not out[at - 1]:
+            at -= 1
+        extra = [f"a=rid:{rid} recv" for rid in accepted[current]]
+        extra.append("a=simulcast:recv " + ";".join(accepted[current]))
+        out[at:at] = extra
+
+    for line in answer.split("\r\n"):
+        if line.startswith("m="):
+            close_section()
+            current = None
+        elif line.startswith("a=mid:"):
+            current = line[6:].strip()
+        out.append(line)
+    close_section()
+    return "\r\n".join(out)
+
+
+def _offered_simulcast(sdp: str) -> dict[str, list[str]]:
+    """mid -> the rids a section sends as simulcast (``a=simulcast:send``,
+    paused ``~`` rids included, the first of each alternative list)."""
+    found: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            current = None
+        elif line.startswith("a=mid:"):
+            current = line[6:].strip()
+        elif current is not None and line.startswith("a=simulcast:send "):
+            spec = line.split(" ", 1)[1].split(" ")[0]
+            found[current] = [
+                alternatives.split(",")[0].lstrip("~")
+                for alternatives in spec.split(";")
+            ]
+    return found

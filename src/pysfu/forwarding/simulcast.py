@@ -66,6 +66,21 @@ class SimulcastPolicy:
       resets it. A link that really cannot carry the lowest layer thus gets
       it for ``probe_hold`` seconds in ``probe_max``.
 
+    - ``start_grace``: for this many seconds from a subscriber's first
+      estimate it is never paused (the lowest layer is kept): Chromium's
+      first REMB is about 35 kbit/s whatever the link, and climbs from there.
+    - ``climb_after``: a subscriber held on a lower layer cannot show by its
+      estimate that the next one fits either (at most ~1.5 times what it
+      receives), so once its estimate has carried its layer, and nothing
+      more, for this many seconds, it is given the next layer up (a climb)...
+    - ``climb_hold``: ...for up to this many seconds, long enough for the
+      estimate to grow into it. It stays there once the estimate carries it;
+      it goes back down at once if the estimate falls below ``climb_drop``
+      of its highest value since the climb began (a congested link: a
+      receiver's delay-based estimate cuts itself), or when the hold ends
+      without the layer fitting. A failed climb doubles the wait before the
+      next one, up to ``climb_max``; a climb that worked resets it.
+
     LiveKit's stream allocator likewise pauses a track only when even its
     lowest layer does not fit, and probes to bring it back.
     """
@@ -76,6 +91,11 @@ class SimulcastPolicy:
     probe_after: float = 6.0
     probe_hold: float = 10.0
     probe_max: float = 40.0
+    start_grace: float = 10.0
+    climb_after: float = 6.0
+    climb_hold: float = 15.0
+    climb_drop: float = 0.9
+    climb_max: float = 60.0
 
 
 class LayerSelector:
@@ -101,6 +121,14 @@ class LayerSelector:
         self._paused_at = 0.0  # when the target last became None
         self._probe_wait = self.policy.probe_after  # before the next probe
         self._probe_at: float | None = None  # when the running probe began
+        #: Times the subscriber was tried on the next layer up (climbs).
+        self.climbs = 0
+        self._first_estimate_at: float | None = None
+        self._settled_at: float | None = None  # when the target last changed
+        self._climb_at: float | None = None  # when the running climb began
+        self._climb_from = 0  # the layer it climbed from
+        self._climb_peak = 0  # the highest estimate since
+        self._climb_wait = self.policy.climb_after  # before the next climb
 
     def choose(
         self, estimate: int | None, layer_bitrates: Sequence[int | None], now: float
@@ -108,13 +136,29 @@ class LayerSelector:
         """Re-pick the target from the subscriber's estimate (bit/s) and the
         layers' measured bitrates (index: layer; ``None``: not received).
         Returns whether the target changed."""
+        before = self.target
+        changed = self._choose(estimate, layer_bitrates, now)
+        if self._settled_at is None or self.target != before:
+            self._settled_at = now
+        return changed
+
+    def _choose(
+        self, estimate: int | None, layer_bitrates: Sequence[int | None], now: float
+    ) -> bool:
         if all(bitrate is None for bitrate in layer_bitrates):
             return False  # nothing received (yet): nothing to go by
+        if estimate is not None and self._first_estimate_at is None:
+            self._first_estimate_at = now
         lowest = self._lowest(layer_bitrates)
         fitting = self._fitting(estimate, layer_bitrates)
         if fitting is not None and estimate is not None:
             self._probe_at = None  # a layer fits by the estimate: any probe
             self._probe_wait = self.policy.probe_after  # worked
+        if self._climb_at is not None:
+            held = self._climbing(estimate, fitting, now)
+            if held is not None:
+                return held
+        fits = fitting  # before the lowest layer is kept regardless
         target = self.target
         if target is None:
             if estimate is None:
@@ -127,7 +171,7 @@ class LayerSelector:
             fitting = lowest  # keep the picture on the lowest layer
         if fitting == target:
             self._better = None
-            return False
+            return fits == target and self._climb(estimate, layer_bitrates, now)
         lower = fitting is None or (target is not None and fitting < target)
         if lower:
             self._better = None
@@ -145,12 +189,60 @@ class LayerSelector:
         self.target = fitting
         return True
 
+    def _climb(
+        self, estimate: int | None, layer_bitrates: Sequence[int | None], now: float
+    ) -> bool:
+        """The estimate carries the current layer and no more: after
+        ``climb_wait`` seconds of that, try the next layer up."""
+        target = self.target
+        if target is None or estimate is None or self._settled_at is None:
+            return False
+        above = target + 1
+        if above > self.max_layer or above >= len(layer_bitrates):
+            return False
+        if layer_bitrates[above] is None or now - self._settled_at < self._climb_wait:
+            return False
+        self._climb_from, self._climb_at, self._climb_peak = target, now, estimate
+        self.target = above
+        self.climbs += 1
+        return True
+
+    def _climbing(
+        self, estimate: int | None, fitting: int | None, now: float
+    ) -> bool | None:
+        """A climb is running: whether the target changed, or ``None`` to
+        apply the usual rules (the climb is over)."""
+        assert self._climb_at is not None
+        if self.target is None or self.target <= self._climb_from:
+            self._climb_at = None  # moved off it (a limit): no verdict
+            return None
+        if fitting is not None and estimate is not None and fitting >= self.target:
+            self._climb_at = None  # the estimate carries it: it worked
+            self._climb_wait = self.policy.climb_after
+            self._settled_at = now  # the next climb counts from here
+            return None
+        if estimate is not None:
+            self._climb_peak = max(self._climb_peak, estimate)
+        fell = estimate is not None and (
+            estimate < self._climb_peak * self.policy.climb_drop
+        )
+        if not fell and now - self._climb_at < self.policy.climb_hold:
+            return False  # held whatever the estimate says
+        self._climb_at = None  # failed: back down, and wait longer next time
+        self._climb_wait = min(2 * self._climb_wait, self.policy.climb_max)
+        self._better = None
+        self.target = min(self._climb_from, self.target)
+        return True
+
     def _may_pause(
         self, estimate: int | None, layer_bitrates: Sequence[int | None], now: float
     ) -> bool:
         """Whether the estimate is far enough below the lowest layer to stop
-        the video (and no probe is running)."""
+        the video (and no probe is running, nor the start-up grace)."""
         if self._probe_at is not None and now - self._probe_at < self.policy.probe_hold:
+            return False
+        first = self._first_estimate_at
+        if first is not None and now - first < self.policy.start_grace:
             return False
         lowest = self._lowest(layer_bitrates)
         bitrate = None if lowest is None else layer_bitrates[lowest]

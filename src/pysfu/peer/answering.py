@@ -8,7 +8,10 @@ offer and afterwards maps the room's tracks onto the fixed sections:
 
 - :attr:`Purpose.PUBLISH` (WHIP): every section the client sends on
   (``sendonly``/``sendrecv``) becomes a published track, forwarded like any
-  other. The server sends nothing back.
+  other. The server sends nothing back. With simulcast on
+  (``ForwardingConfig.simulcast``), a video section offered as simulcast
+  (``a=simulcast:send`` with rids among q, h, f) is accepted as such: its
+  layers are learned by rid, as on the server-offers path.
 - :attr:`Purpose.WATCH` (WHEP): every section the client receives on
   (``recvonly``/``sendrecv``) becomes a *slot* fed by one track of that kind
   from the room, chosen among the tracks the room's eligibility policy lets
@@ -35,6 +38,7 @@ from aiortc import RTCRtpTransceiver, RTCSessionDescription
 from .. import _aiortc as rtc
 from ..errors import BadOffer, SignallingError
 from ..forwarding import Forwarder
+from ..forwarding.simulcast import DEFAULT_RIDS
 from .session import SessionOwner
 from .subscriptions import Subscriptions, restrict_video_codecs
 from .transport import PeerTransport
@@ -113,8 +117,10 @@ class AnsweringSession:
         *,
         video_codecs: tuple[str, ...] | None = None,
         host_id: Callable[[], str | None] = lambda: None,
+        simulcast: bool = False,
     ) -> None:
         self._owner = owner
+        self._simulcast = simulcast and offer.purpose is Purpose.PUBLISH
         self._transport = transport
         self._subscriptions = subscriptions
         self._video_codecs = video_codecs
@@ -167,6 +173,9 @@ class AnsweringSession:
                 hooks = transport.sender_hooks(transceiver.sender)
                 hooks.on_parameters = lambda _p, slot=slot: self._slot_ready(slot)
                 self.slots.append(slot)
+        if self._simulcast:
+            # the rid extensions tag each layer's packets: negotiate them
+            rtc.register_simulcast_extensions()
         try:
             await pc.setRemoteDescription(
                 RTCSessionDescription(sdp=self.offer.sdp, type="offer")
@@ -181,6 +190,10 @@ class AnsweringSession:
             raise BadOffer(str(exc)) from None
         await pc.setLocalDescription(await pc.createAnswer())
         self.answer = str(pc.localDescription.sdp)
+        if self._simulcast:
+            self.answer = rtc.answer_simulcast(
+                self.answer, self.offer.sdp, DEFAULT_RIDS
+            )
         self._assign()
 
     async def apply_answer(self, sdp: str) -> None:

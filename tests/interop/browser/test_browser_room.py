@@ -247,6 +247,35 @@ async def test_each_side_decodes_the_codec_the_other_chose(
         assert video["codec"] == f"video/{codec}", video
 
 
+#: The video sender's encodings: rid, scale, maxBitrate, maxFramerate.
+ENCODINGS_JS = """
+() => window.pysfu.pc.getSenders()
+  .filter((s) => s.track && s.track.kind === 'video')
+  .flatMap((s) => s.getParameters().encodings)
+  .map((e) => [e.rid || null, e.scaleResolutionDownBy || null,
+               e.maxBitrate || null, e.maxFramerate || null])
+"""
+
+
+async def test_with_simulcast_the_page_sets_each_layers_encoding(
+    start_server: Any, browser: Browser
+) -> None:
+    server = start_server("--simulcast")
+    host, guest = await connected_pair(browser, server)
+    await assert_receives(guest, host)
+    # SIMULCAST_LAYERS of pysfu-client.js, on the encodings the offer made
+    assert await host.page.evaluate(ENCODINGS_JS) == [
+        ["q", 4, 300_000, 30],
+        ["h", 2, 700_000, 30],
+        ["f", 1, 1_500_000, 30],
+    ]
+    # without simulcast: one encoding, left as the browser made it
+    plain = start_server()
+    host, guest = await connected_pair(browser, plain)
+    await assert_receives(guest, host)
+    assert await host.page.evaluate(ENCODINGS_JS) == [[None, None, None, None]]
+
+
 async def test_media_flows_through_a_turn_relay(
     start_server: Any, browser: Browser, coturn: Turn
 ) -> None:

@@ -178,9 +178,12 @@ async def test_viewers_get_the_layer_their_estimate_carries() -> None:
                 simulcast=True,
                 remb_policy=CapOnly(),
                 max_video_bitrate=3_000_000,
-                # the pause below is checked here, the probes that end a pause
-                # in tests/unit/test_simulcast.py: none may start mid-check
-                simulcast_policy=SimulcastPolicy(probe_after=3600.0),
+                # the pause below is checked here, the probes that end a pause,
+                # the climbs and the start-up grace in
+                # tests/unit/test_simulcast.py: none may start mid-check
+                simulcast_policy=SimulcastPolicy(
+                    probe_after=3600.0, climb_after=3600.0, start_grace=0.0
+                ),
             ),
         )
     )

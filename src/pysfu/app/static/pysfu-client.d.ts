@@ -40,6 +40,9 @@ export interface JoinOptions {
   /** Called for each transceiver a track of `stream` was attached to, before
    *  the answer is made (e.g. to call setCodecPreferences). */
   onPublish?: (transceiver: RTCRtpTransceiver) => void;
+  /** When the server offers to receive simulcast: the parameters of each
+   *  layer's encoding, by rid (default SIMULCAST_LAYERS). */
+  simulcastLayers?: Readonly<Record<string, Partial<RTCRtpEncodingParameters>>>;
   /** Send "leave" (with rejoin: true) when the page goes away (pagehide);
    *  default true. */
   leaveOnPageHide?: boolean;
@@ -75,6 +78,12 @@ export interface CallEventMap {
   reconnected: CustomEvent<Record<string, never>>;
   end: CustomEvent<CallEnd>;
 }
+
+/** Each simulcast layer's encoding parameters by rid (q, h, f): scale 4/2/1,
+ *  maxBitrate 150k/500k/2M, maxFramerate 30. */
+export const SIMULCAST_LAYERS: Readonly<
+  Record<"q" | "h" | "f", Readonly<Partial<RTCRtpEncodingParameters>>>
+>;
 
 export class JoinError extends Error {
   readonly status: number;

@@ -13,7 +13,9 @@
 // ICE password the offers leave out, publishing `stream` on the sections the
 // server receives on), trickles candidates, resumes the session after a
 // dropped socket, and leaves when the page goes away (saying it may come
-// back: a host's room then waits for it, see rejoinAsHost). In a cluster
+// back: a host's room then waits for it, see rememberHost). When the server
+// offers to receive simulcast (pysfu serve --simulcast: a=simulcast:recv
+// q;h;f), each layer gets explicit encoding parameters (SIMULCAST_LAYERS). In a cluster
 // (pysfu serve --redis), rejoin(call) joins an ended call's room again
 // through another node when the call's node died.
 
@@ -26,6 +28,21 @@ export class JoinError extends Error {
     this.code = code || null;
   }
 }
+
+/**
+ * The encoding parameters given to each simulcast layer (by rid) when the
+ * server offers to receive simulcast. Left to itself, Chromium gives a
+ * 1280x720 camera's layers fixed targets of about 75/250/920 kbit/s and its
+ * VP8 encoder drops most frames of a detailed picture at those rates (1.4 to
+ * 7 fps per layer on the WAN bed). Explicit limits let each layer take what
+ * it needs, at 30 frames a second. Override with the join option
+ * `simulcastLayers`.
+ */
+export const SIMULCAST_LAYERS = Object.freeze({
+  q: Object.freeze({ scaleResolutionDownBy: 4, maxBitrate: 300_000, maxFramerate: 30 }),
+  h: Object.freeze({ scaleResolutionDownBy: 2, maxBitrate: 700_000, maxFramerate: 30 }),
+  f: Object.freeze({ scaleResolutionDownBy: 1, maxBitrate: 1_500_000, maxFramerate: 30 }),
+});
 
 /** mid -> direction attribute of each m-section of an SDP. */
 function directionsOf(sdp) {
@@ -51,6 +68,7 @@ export class Call extends EventTarget {
     this._session = null; // {resume_token, reconnect_grace}
     this._lastError = null;
     this._published = false;
+    this._videoSenders = []; // published video: simulcast layers set after the answer
     this._queue = Promise.resolve(); // messages handled one at a time
     this.pc = new RTCPeerConnection({
       iceServers: joinResponse.ice_servers || [],
@@ -157,6 +175,8 @@ export class Call extends EventTarget {
       this._published = true;
     }
     await this.pc.setLocalDescription(await this.pc.createAnswer());
+    // after the answer: Chromium resets encodings set before negotiation
+    if (first) for (const sender of this._videoSenders) await this._layer(sender);
     this.send({ type: "answer", sdp: this.pc.localDescription.sdp });
     this._emit("answered", { first });
   }
@@ -172,8 +192,20 @@ export class Call extends EventTarget {
       if (!track || transceiver.sender.track) continue;
       transceiver.sender.replaceTrack(track);
       transceiver.direction = "sendonly";
+      if (kind === "video") this._videoSenders.push(transceiver.sender);
       if (this._options.onPublish) this._options.onPublish(transceiver);
     }
+  }
+
+  // The offer's a=simulcast:recv gave the sender one encoding per rid (set by
+  // the remote description, so they cannot be passed to addTransceiver).
+  async _layer(sender) {
+    const params = sender.getParameters();
+    const encodings = params.encodings || [];
+    if (!encodings.some((e) => e.rid)) return; // no simulcast
+    const layers = this._options.simulcastLayers || SIMULCAST_LAYERS;
+    for (const encoding of encodings) Object.assign(encoding, layers[encoding.rid] || {});
+    await sender.setParameters(params);
   }
 
   _end(reason, detail) {
