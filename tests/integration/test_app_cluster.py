@@ -2,7 +2,8 @@
 processes sharing one real redis-server. A room created on node A is joined
 through node B: one 307 redirect, then two aiortc clients meet on A; a host
 ticket spent once is refused through either node; a closed room is released
-for every node."""
+for every node. A's rooms are in this process or in worker processes
+(``--workers 2``: their closing and load reach the node through the pipe)."""
 
 from __future__ import annotations
 
@@ -49,22 +50,25 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def nodes(
-    redis_server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[RunningExample, RunningExample]]:
-    """Nodes A and B, each an app process of its own (stopped by its pid)."""
+    """Nodes A and B, each an app process of its own (stopped by its pid);
+    A's rooms in ``request.param`` worker processes (default 0: in-process)."""
     port_a, port_b = free_port(), free_port()
+    workers_a: int = getattr(request, "param", 0)
 
-    def node(port: int, name: str) -> Any:
+    def node(port: int, name: str, workers: int = 0) -> Any:
         return example_server(
             f"--redis={redis_server.url}",
             f"--node-url=http://127.0.0.1:{port}",
             "--metrics-token=metrics",
             f"--node-ttl={TTL}",
+            f"--workers={workers}",
             port=port,
             log=tmp_path / f"node-{name}.log",
         )
 
-    async with node(port_a, "a") as a, node(port_b, "b") as b:
+    async with node(port_a, "a", workers_a) as a, node(port_b, "b") as b:
         yield a, b
 
 
@@ -81,6 +85,7 @@ def api_of(join_url: str) -> str:
     return join_url.replace("/r/", "/api/rooms/") + "/join"
 
 
+@pytest.mark.parametrize("nodes", [0, 2], ids=["in-process", "workers"], indirect=True)
 async def test_a_room_of_node_a_is_joined_through_node_b_and_media_flows(
     nodes: tuple[RunningExample, RunningExample],
     redis_server: RedisServer,
