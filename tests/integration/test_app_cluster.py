@@ -24,11 +24,13 @@ import pytest
 import redis.asyncio as aioredis
 from yarl import URL
 
-from pysfu import SFU
+from pysfu import SFU, SFUConfig
 from pysfu.app.cluster import AppCluster, ClusterTotals
 from pysfu.cluster import ClusterNode
 from pysfu.messages import Leave
+from pysfu.workers import WorkerPool
 
+from ..conftest import LOOPBACK
 from ..example_server import HOST_KEY, RunningExample, example_server, free_port
 from ..helpers import LIVENESS, eventually
 from ..peers import PeerFactory
@@ -261,6 +263,51 @@ async def test_cluster_totals_keep_their_last_snapshot_while_redis_is_down(
         assert "cluster totals: Redis answers again" in messages
     finally:
         await cluster.close()
+
+
+async def test_a_dead_workers_rooms_are_released_the_others_kept(
+    redis_server: RedisServer,
+) -> None:
+    """A node whose rooms are in worker processes: the heartbeat publishes
+    the pool's rooms; the rooms of a worker killed with SIGKILL are released
+    in Redis (the pool reports them closed), those of the other worker stay
+    claimed until they close."""
+    pool = WorkerPool(2, SFUConfig(ice=LOOPBACK))
+    await pool.start()
+    cluster = AppCluster(redis_server.url, "http://pool.test", pool, ttl=TTL)
+    await cluster.start()
+
+    async def owner(room_id: str) -> str | None:
+        info = await cluster.node.owner_of(room_id)
+        return None if info is None else info.id
+
+    async def released(room_id: str) -> None:
+        for _ in range(int(LIVENESS / 0.1)):
+            if await owner(room_id) is None:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"room {room_id} still claimed")
+
+    try:
+        for worker, room_id in enumerate(("doomed", "fine")):
+            assert await cluster.claim(room_id)
+            await pool.create_room(room_id, worker=worker)
+            cluster.release_when_closed(room_id)
+        assert await cluster.node.heartbeat()
+        published = await cluster.node.node(cluster.node.id)
+        assert published is not None
+        assert (published.rooms, published.participants) == (2, 0)
+
+        victim = pool.workers[0].pid
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        await released("doomed")
+        assert await owner("fine") == cluster.node.id
+        await pool.close_room("fine")
+        await released("fine")
+    finally:
+        await cluster.close()
+        await pool.close()
 
 
 def test_redis_and_node_url_go_together() -> None:
