@@ -2,7 +2,8 @@
 processes sharing one real redis-server. A room created on node A is joined
 through node B: one 307 redirect, then two aiortc clients meet on A; a host
 ticket spent once is refused through either node; a closed room is released
-for every node."""
+for every node. A's rooms are in this process or in worker processes
+(``--workers 2``: their closing and load reach the node through the pipe)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ import pytest
 import redis.asyncio as aioredis
 from yarl import URL
 
-from pysfu import SFU
+from pysfu import SFU, SFUConfig
 from pysfu.app.cluster import AppCluster, ClusterTotals
 from pysfu.cluster import ClusterNode
 from pysfu.messages import Leave
+from pysfu.workers import WorkerPool
 
+from ..conftest import LOOPBACK
 from ..example_server import HOST_KEY, RunningExample, example_server, free_port
 from ..helpers import LIVENESS, eventually
 from ..peers import PeerFactory
@@ -49,22 +52,25 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def nodes(
-    redis_server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[RunningExample, RunningExample]]:
-    """Nodes A and B, each an app process of its own (stopped by its pid)."""
+    """Nodes A and B, each an app process of its own (stopped by its pid);
+    A's rooms in ``request.param`` worker processes (default 0: in-process)."""
     port_a, port_b = free_port(), free_port()
+    workers_a: int = getattr(request, "param", 0)
 
-    def node(port: int, name: str) -> Any:
+    def node(port: int, name: str, workers: int = 0) -> Any:
         return example_server(
             f"--redis={redis_server.url}",
             f"--node-url=http://127.0.0.1:{port}",
             "--metrics-token=metrics",
             f"--node-ttl={TTL}",
+            f"--workers={workers}",
             port=port,
             log=tmp_path / f"node-{name}.log",
         )
 
-    async with node(port_a, "a") as a, node(port_b, "b") as b:
+    async with node(port_a, "a", workers_a) as a, node(port_b, "b") as b:
         yield a, b
 
 
@@ -81,6 +87,7 @@ def api_of(join_url: str) -> str:
     return join_url.replace("/r/", "/api/rooms/") + "/join"
 
 
+@pytest.mark.parametrize("nodes", [0, 2], ids=["in-process", "workers"], indirect=True)
 async def test_a_room_of_node_a_is_joined_through_node_b_and_media_flows(
     nodes: tuple[RunningExample, RunningExample],
     redis_server: RedisServer,
@@ -256,6 +263,51 @@ async def test_cluster_totals_keep_their_last_snapshot_while_redis_is_down(
         assert "cluster totals: Redis answers again" in messages
     finally:
         await cluster.close()
+
+
+async def test_a_dead_workers_rooms_are_released_the_others_kept(
+    redis_server: RedisServer,
+) -> None:
+    """A node whose rooms are in worker processes: the heartbeat publishes
+    the pool's rooms; the rooms of a worker killed with SIGKILL are released
+    in Redis (the pool reports them closed), those of the other worker stay
+    claimed until they close."""
+    pool = WorkerPool(2, SFUConfig(ice=LOOPBACK))
+    await pool.start()
+    cluster = AppCluster(redis_server.url, "http://pool.test", pool, ttl=TTL)
+    await cluster.start()
+
+    async def owner(room_id: str) -> str | None:
+        info = await cluster.node.owner_of(room_id)
+        return None if info is None else info.id
+
+    async def released(room_id: str) -> None:
+        for _ in range(int(LIVENESS / 0.1)):
+            if await owner(room_id) is None:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"room {room_id} still claimed")
+
+    try:
+        for worker, room_id in enumerate(("doomed", "fine")):
+            assert await cluster.claim(room_id)
+            await pool.create_room(room_id, worker=worker)
+            cluster.release_when_closed(room_id)
+        assert await cluster.node.heartbeat()
+        published = await cluster.node.node(cluster.node.id)
+        assert published is not None
+        assert (published.rooms, published.participants) == (2, 0)
+
+        victim = pool.workers[0].pid
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        await released("doomed")
+        assert await owner("fine") == cluster.node.id
+        await pool.close_room("fine")
+        await released("fine")
+    finally:
+        await cluster.close()
+        await pool.close()
 
 
 def test_redis_and_node_url_go_together() -> None:

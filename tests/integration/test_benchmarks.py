@@ -56,3 +56,38 @@ def test_suite_measures_a_pysfu_fanout_and_a_late_joiner(tmp_path: Path) -> None
     assert late["error"] is None, late
     assert late["joins"] == 1
     assert "FAN-OUT" in completed.stdout
+
+
+@pytest.mark.network
+def test_cluster_benchmark_places_redirects_and_fails_over(tmp_path: Path) -> None:
+    """``python -m benchmarks.cluster`` with 2 nodes and 2 rooms: one room
+    per node, the room of node 1 joined through a redirect, re-homed after
+    node 1 is killed, and the room of node 0 never interrupted."""
+    output = tmp_path / "cluster.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.cluster",
+            "--nodes=2",
+            "--rooms=2",
+            "--seconds=1",
+            "--warmup=0",
+            "--ttl=3",
+            f"--json={output}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=540,  # a liveness bound (a busy machine), below pytest-timeout's
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    (case,) = json.loads(output.read_text())["results"]
+    assert case["error"] is None, completed.stderr[-2000:]
+    assert case["rooms_per_node"] == [1, 1]
+    # host and guest of each room: node 0's room local, node 1's redirected
+    assert (len(case["join_local_ms"]), len(case["join_redirected_ms"])) == (2, 2)
+    assert case["forwarded_pps"] > 0
+    assert (len(case["rehomed_s"]), len(case["media_back_s"])) == (1, 1)
+    assert (case["survivors"], case["survivors_flowing"]) == (1, 1)
+    assert "| nodes |" in completed.stdout

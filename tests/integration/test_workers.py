@@ -313,6 +313,8 @@ async def test_a_killed_worker_closes_its_rooms_only(peers: PeerFactory) -> None
         victim = pool.workers[pool.room_worker("doomed")]
         victim_pid = victim.pid
         assert victim_pid is not None
+        await eventually(lambda: victim.cpu_seconds > 0, what="the victim's usage")
+        spent = pool.cpu_seconds()
         os.kill(victim_pid, signal.SIGKILL)
 
         for peer in (host_d, guest_d):
@@ -334,10 +336,36 @@ async def test_a_killed_worker_closes_its_rooms_only(peers: PeerFactory) -> None
         # restart=True: a fresh worker takes the slot and takes rooms again
         await eventually(lambda: len(pool.pids) == 2, what="restarted worker")
         assert victim_pid not in pool.pids
+        # the dead worker's CPU stays counted: a heartbeat's rate never drops
+        # below zero
+        assert pool.cpu_seconds() >= spent
         await pool.create_room("next")
         assert pool.room_worker("next") == victim.index
     finally:
         await pool.close()
+
+
+async def test_the_pool_knows_its_load_and_its_workers_cpu(
+    pool: WorkerPool, peers: PeerFactory
+) -> None:
+    """What a cluster node's heartbeat publishes for its workers: rooms and
+    participants from the pool's own record, CPU from the workers' Usage
+    notices (sent unasked through the pipe)."""
+    assert pool.load() == (0, 0)
+    await eventually(
+        lambda: all(w.cpu_seconds > 0 for w in pool.workers), what="usage notices"
+    )
+    await pool.create_room("r", max_participants=1)
+    host = await join(pool, peers("host", code=1), "r", "host")
+    guest = await join(pool, peers("guest", code=2), "r")
+    assert pool.load() == (1, 2)
+    await host.wait_video_from(guest)
+    worker = pool.workers[pool.room_worker("r")]
+    before, total = worker.cpu_seconds, pool.cpu_seconds()
+    await eventually(lambda: worker.cpu_seconds > before, what="a newer usage")
+    assert pool.cpu_seconds() > total
+    await pool.close_room("r")
+    await eventually(lambda: pool.load() == (0, 0), what="the room gone")
 
 
 async def test_remote_errors_match_in_process_ones(pool: WorkerPool, sfu: SFU) -> None:

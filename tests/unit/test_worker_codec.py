@@ -137,6 +137,7 @@ NOTICE_SAMPLES: list[Any] = [
     protocol.EventNotice(
         event_to_json(DataMessageEvent("room", "p1", b"\x00\x01", ("p2",)))
     ),
+    protocol.Usage(12.5),
 ]
 
 

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 from redis.exceptions import RedisError
 
 from pysfu import SFU, PysfuError, RoomClosedEvent, RoomEvent
-from pysfu.cluster import ClusterNode, NodeFenced
+from pysfu.cluster import ClusterNode, NodeFenced, process_cpu_seconds
+from pysfu.workers import WorkerPool
 
 __all__ = ["AppCluster", "ClusterOrigins", "ClusterTotals", "ClusterUnavailable"]
 
@@ -78,25 +79,37 @@ class ClusterOrigins(Collection[str]):
 
 
 class AppCluster:
-    """The app's rooms (all in ``sfu``) registered in a cluster's Redis.
+    """The app's rooms (all in ``rooms``: this process's SFU, or a
+    :class:`~pysfu.workers.WorkerPool` whose workers hold them) registered
+    in a cluster's Redis.
 
     Every Redis failure of a join or a room creation comes out as
     :class:`ClusterUnavailable` (HTTP 503), never as a 500.
     """
 
     def __init__(
-        self, redis_url: str, node_url: str, sfu: SFU, ttl: float = 10.0
+        self,
+        redis_url: str,
+        node_url: str,
+        rooms: SFU | WorkerPool,
+        ttl: float = 10.0,
     ) -> None:
-        self.sfu = sfu
+        self.rooms = rooms
         self.node = ClusterNode(
             redis_url,
             url=node_url.rstrip("/"),
             ttl=ttl,
             load=self._load,
             on_room_lost=self._room_lost,
+            cpu_seconds=self._cpu_seconds,
         )
         # tasks of room events (release, close): kept so they are not collected
         self._tasks: set[asyncio.Task[None]] = set()
+        #: rooms to give up in Redis when they close here (release_when_closed)
+        self._releasing: set[str] = set()
+        # one listener for every room: a worker's room is no Room object here,
+        # its closing comes as an event through the pool
+        rooms.add_listener(self._on_event)
         #: The cluster's totals, refreshed from Redis every ``ttl / 3`` s; the
         #: last snapshot stays while Redis does not answer. Read by /metrics,
         #: whose callbacks are synchronous and must not wait for Redis.
@@ -116,8 +129,19 @@ class AppCluster:
         return self.node.url
 
     def _load(self) -> tuple[int, int]:
-        rooms = self.sfu.rooms.values()
+        if isinstance(self.rooms, WorkerPool):
+            return self.rooms.load()
+        rooms = self.rooms.rooms.values()
         return len(rooms), sum(len(room.members) for room in rooms)
+
+    def _cpu_seconds(self) -> float:
+        # the pool's process signals; its workers forward the media
+        if isinstance(self.rooms, WorkerPool):
+            return process_cpu_seconds() + self.rooms.cpu_seconds()
+        return process_cpu_seconds()
+
+    def _has_room(self, room_id: str) -> bool:
+        return room_id in self.rooms.rooms
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -127,8 +151,8 @@ class AppCluster:
     def _room_lost(self, room_id: str) -> None:
         # another node claimed the room while this one was cut off from Redis:
         # the local copy must go, its clients rejoin through any node
-        if room_id in self.sfu.rooms:
-            self._spawn(self.sfu.close_room(room_id, reason="moved to another node"))
+        if self._has_room(room_id):
+            self._spawn(self.rooms.close_room(room_id, reason="moved to another node"))
 
     async def start(self) -> None:
         """Register this node (raises ``RedisError`` if Redis is unreachable)
@@ -199,13 +223,16 @@ class AppCluster:
 
     def release_when_closed(self, room_id: str) -> None:
         """Give ``room_id`` up in Redis once it closes here (so that any node
-        may create it again)."""
+        may create it again); at once if it is gone already."""
+        if self._has_room(room_id):
+            self._releasing.add(room_id)
+        else:
+            self._spawn(self.release(room_id))
 
-        def on_event(event: RoomEvent) -> None:
-            if isinstance(event, RoomClosedEvent):
-                self._spawn(self.release(room_id))
-
-        self.sfu.get_room(room_id).add_listener(on_event)
+    def _on_event(self, event: RoomEvent) -> None:
+        if isinstance(event, RoomClosedEvent) and event.room_id in self._releasing:
+            self._releasing.discard(event.room_id)
+            self._spawn(self.release(event.room_id))
 
     async def release(self, room_id: str) -> None:
         """Give ``room_id`` up now (best effort: its record expires anyway)."""
@@ -272,7 +299,7 @@ class AppCluster:
         """The ``max_participants`` of ``room_id`` if its record names a
         node that is no longer live (it died) and the room is not here: the
         room may be re-homed (:meth:`adopt`). None otherwise."""
-        if room_id in self.sfu.rooms:
+        if self._has_room(room_id):
             return None
         try:
             fields = await self.node.room_fields(room_id)

@@ -21,7 +21,8 @@ WebM: see ``pysfu.app.recordings``.
 
 With ``--redis URL --node-url URL`` the server is one node of a cluster
 sharing that Redis (``pysfu.app.cluster``): it claims the rooms it creates
-there and redirects (HTTP 307) joins for another node's room to that node.
+there and redirects (HTTP 307) joins for another node's room to that node;
+with ``--workers N`` too, the node's rooms and load are those of its workers.
 
 Every option can also be set with an environment variable, named in --help.
 """
@@ -415,9 +416,6 @@ def parse_args(
         parser.error("--redis and --node-url go together: give both or neither")
     if args.node_url and not args.node_url.startswith(("http://", "https://")):
         parser.error("--node-url must start with http:// or https://")
-    if args.redis and args.workers > 0:
-        # rooms in worker processes report no closing to this process yet
-        parser.error("--redis with --workers is not supported yet: --workers 0")
     for days_or_gb in (args.record_keep_days, args.record_max_gb):
         if days_or_gb is not None and days_or_gb <= 0:
             parser.error("--record-keep-days and --record-max-gb must be above 0")
@@ -579,9 +577,14 @@ class SfuApp:
                 raise ValueError(
                     "--redis needs the cluster extra: pip install 'pysfu[cluster]'"
                 ) from exc
-            assert self.sfu is not None  # parse_args refuses --workers with it
+            held: SFU | WorkerPool
+            if self.sfu is not None:
+                held = self.sfu
+            else:
+                assert isinstance(self.rooms, WorkerPool)
+                held = self.rooms
             self.cluster = AppCluster(
-                args.redis, args.node_url, self.sfu, ttl=args.node_ttl
+                args.redis, args.node_url, held, ttl=args.node_ttl
             )
         self.signalling = WebSocketSignalling(
             self.admission,

@@ -9,6 +9,6 @@ Redis. Needs the ``cluster`` extra (``redis``). See ``docs/how-to/cluster.md``.
 
 from __future__ import annotations
 
-from .node import Claim, ClusterNode, NodeFenced, NodeInfo
+from .node import Claim, ClusterNode, NodeFenced, NodeInfo, process_cpu_seconds
 
-__all__ = ["Claim", "ClusterNode", "NodeFenced", "NodeInfo"]
+__all__ = ["Claim", "ClusterNode", "NodeFenced", "NodeInfo", "process_cpu_seconds"]

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from .scripts import CLAIM_ROOM, REFRESH_ROOM, RELEASE_ROOM, SET_ROOM_FIELDS
 
-__all__ = ["Claim", "ClusterNode", "NodeFenced", "NodeInfo"]
+__all__ = ["Claim", "ClusterNode", "NodeFenced", "NodeInfo", "process_cpu_seconds"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ class ClusterNode:
     - **Single use**: :meth:`consume_once` spends a token cluster-wide.
 
     ``load`` returns ``(rooms, participants)`` of this process for the
-    heartbeat.
+    heartbeat; ``cpu_seconds`` the CPU seconds spent so far, whose rate the
+    heartbeat publishes (default: this process's; a node with worker
+    processes adds theirs).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class ClusterNode:
         cluster: str = "pysfu",
         load: Callable[[], tuple[int, int]] | None = None,
         on_room_lost: Callable[[str], None] | None = None,
+        cpu_seconds: Callable[[], float] | None = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be > 0")
@@ -102,6 +105,7 @@ class ClusterNode:
         self.rooms: dict[str, int] = {}
         self.on_room_lost = on_room_lost
         self._load = load or (lambda: (len(self.rooms), 0))
+        self._cpu_seconds = cpu_seconds or process_cpu_seconds
         # a command that hangs must not hold the heartbeat past the TTL
         timeout = max(0.5, ttl / 3)
         self.redis: aioredis.Redis = aioredis.Redis.from_url(
@@ -117,7 +121,7 @@ class ClusterNode:
         self._heartbeat: asyncio.Task[None] | None = None
         self._closing = False
         self._last_refresh = 0.0
-        self._cpu_mark = (time.monotonic(), _cpu_seconds())
+        self._cpu_mark = (time.monotonic(), self._cpu_seconds())
         self._cpu = 0.0
 
     # -- keys ---------------------------------------------------------------
@@ -192,7 +196,7 @@ class ClusterNode:
         """
         now = time.monotonic()
         then, cpu_then = self._cpu_mark
-        cpu_now = _cpu_seconds()
+        cpu_now = self._cpu_seconds()
         if now > then:
             self._cpu = round((cpu_now - cpu_then) / (now - then), 3)
         self._cpu_mark = (now, cpu_now)
@@ -343,6 +347,7 @@ def _node_info(record: str) -> NodeInfo:
     return NodeInfo(**fields)
 
 
-def _cpu_seconds() -> float:
+def process_cpu_seconds() -> float:
+    """CPU seconds this process has spent so far (user and system)."""
     times = os.times()
     return times.user + times.system

@@ -89,6 +89,8 @@ class WorkerPool:
         self._listeners: list[PoolListener] = []
         self._restarts: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: CPU seconds of the workers that died and were replaced
+        self._retired_cpu = 0.0
 
     async def __aenter__(self) -> WorkerPool:
         await self.start()
@@ -216,6 +218,20 @@ class WorkerPool:
         self._room_codecs.pop(room_id, None)
         if worker is not None:
             worker.rooms.discard(room_id)
+
+    def load(self) -> tuple[int, int]:
+        """Rooms and participants of every worker, from the pool's own record
+        (no request): what a cluster node publishes with its heartbeat."""
+        participants = sum(
+            1 for w in self.workers for p in w.participants.values() if not p.closed
+        )
+        return len(self._rooms), participants
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds every worker process of this pool has spent, as their
+        last :class:`~pysfu.workers.protocol.Usage` notices said (a second
+        old at most); those of replaced workers included, so it never drops."""
+        return self._retired_cpu + sum(w.cpu_seconds for w in self.workers)
 
     # ------------------------------------------------------------------
     # participants
@@ -369,6 +385,7 @@ class WorkerPool:
     def worker_died(self, worker: WorkerProcess) -> None:
         """Replace a worker that died, with ``restart=True`` (for the worker)."""
         if self.restart and not self._closed:
+            self._retired_cpu += worker.cpu_seconds
             replacement = WorkerProcess(worker.index, self)
             self.workers[worker.index] = replacement
             task = asyncio.get_running_loop().create_task(self._restart(replacement))

@@ -25,7 +25,16 @@ from .codec import (
     server_message_from_json,
 )
 from .framing import FrameError
-from .protocol import Closed, EventNotice, Init, Out, Reply, Request, Shutdown
+from .protocol import (
+    Closed,
+    EventNotice,
+    Init,
+    Out,
+    Reply,
+    Request,
+    Shutdown,
+    Usage,
+)
 from .remote import RemoteParticipant
 
 __all__ = ["START_TIMEOUT", "STOP_TIMEOUT", "WorkerOwner", "WorkerProcess"]
@@ -77,6 +86,8 @@ class WorkerProcess:
         self._ids = itertools.count(1)
         self._stopping = False
         self.alive = False
+        #: CPU seconds the process had spent at its last :class:`Usage` notice.
+        self.cpu_seconds = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -167,6 +178,8 @@ class WorkerProcess:
             if isinstance(event, RoomClosedEvent):
                 self._pool.room_gone(event.room_id)
             self._pool.emit(event)
+        elif isinstance(notice, Usage):
+            self.cpu_seconds = notice.cpu_seconds
         else:
             assert_never(notice)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 __all__ = [
+    "USAGE_INTERVAL",
     "CloseRoom",
     "Closed",
     "CreateRoom",
@@ -34,6 +35,7 @@ __all__ = [
     "Request",
     "Shutdown",
     "Stats",
+    "Usage",
 ]
 
 # -- pool -> worker ------------------------------------------------------------
@@ -160,6 +162,9 @@ Request = (
 
 # -- worker -> pool ------------------------------------------------------------
 
+#: Seconds between two :class:`Usage` notices of a worker.
+USAGE_INTERVAL = 1.0
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -200,6 +205,17 @@ class EventNotice:
     type: ClassVar[str] = "event"
 
 
-Notice = Reply | Out | Closed | EventNotice
+@dataclass(frozen=True)
+class Usage:
+    """The CPU seconds a worker's process has spent so far, sent unasked
+    every :data:`USAGE_INTERVAL` s: the CPU load a cluster node publishes
+    with its heartbeat counts its workers' (the pool knows their rooms and
+    participants already)."""
+
+    cpu_seconds: float
+    type: ClassVar[str] = "usage"
+
+
+Notice = Reply | Out | Closed | EventNotice | Usage
 
 Frame = Request | Notice

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from typing import Any
 
@@ -38,6 +39,7 @@ from .codec import (
     totals_to_json,
 )
 from .protocol import (
+    USAGE_INTERVAL,
     Closed,
     CloseRoom,
     CreateRoom,
@@ -54,6 +56,7 @@ from .protocol import (
     Request,
     Shutdown,
     Stats,
+    Usage,
 )
 
 __all__ = [
@@ -95,6 +98,14 @@ class WorkerServer:
                 self._failed(frame, request_id, exc)
             else:
                 self._reply(request_id, result)
+
+    async def report_usage(self, interval: float = USAGE_INTERVAL) -> None:
+        """Send the pool :class:`Usage` now and every ``interval`` s, until
+        cancelled (unasked: a cluster heartbeat reads it synchronously)."""
+        while True:
+            times = os.times()
+            self.channel.send(frame_to_json(Usage(times.user + times.system)))
+            await asyncio.sleep(interval)
 
     def _failed(self, frame: dict[str, Any], request_id: Any, exc: Exception) -> None:
         if isinstance(request_id, int):
@@ -217,9 +228,11 @@ async def run(fd: int) -> None:
         return
     server = WorkerServer(channel, SFU(load_object(init.config)))
     channel.send(frame_to_json(Reply(init_id)))
+    reporter = asyncio.get_running_loop().create_task(server.report_usage())
     try:
         await server.serve()
     finally:
+        reporter.cancel()
         await server.close()
 
 
