@@ -1,0 +1,154 @@
+"""ICE restart between real aiortc peers: fresh credentials, same DTLS."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import aioice.stun
+import pytest
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+from pysfu import SFU, IceConfig, SFUConfig
+from pysfu import _aiortc as rtc
+from pysfu.messages import RestartIce
+
+from ..helpers import eventually
+from ..peers import Peer, PeerFactory
+
+
+def candidate_address(sdp: str) -> tuple[str, int]:
+    """The first host candidate's address in ``sdp``."""
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            fields = line.split()
+            return fields[4], int(fields[5])
+    raise AssertionError("no candidate in the offer")
+
+
+async def stun_check(
+    address: tuple[str, int], username: str, password: str
+) -> aioice.stun.Message | None:
+    """Send one ICE connectivity check; the response, or None if none came."""
+    request = aioice.stun.Message(
+        message_method=aioice.stun.Method.BINDING,
+        message_class=aioice.stun.Class.REQUEST,
+    )
+    request.attributes["USERNAME"] = username
+    request.attributes["PRIORITY"] = 1
+    request.attributes["ICE-CONTROLLING"] = 1
+    request.add_message_integrity(password.encode("utf8"))
+    request.add_fingerprint()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        for _ in range(3):  # UDP: retransmitted, as a real agent would
+            await loop.sock_sendto(sock, bytes(request), address)
+            try:
+                data = await asyncio.wait_for(loop.sock_recv(sock, 2048), 1.0)
+            except TimeoutError:
+                continue
+            return aioice.stun.parse_message(data)
+        return None
+    finally:
+        sock.close()
+
+
+@pytest.fixture(params=["own sockets", "shared port"])
+async def restart_sfu(request: pytest.FixtureRequest) -> Any:
+    shared = 0 if request.param == "shared port" else None
+    server = SFU(
+        SFUConfig(
+            ice=IceConfig(host_addresses=("127.0.0.1",), lite=True, shared_port=shared)
+        )
+    )
+    yield server
+    await server.close()
+    await asyncio.sleep(0.1)
+
+
+def video_frames(peer: Peer, publisher: Peer) -> int:
+    track = peer.track_from(publisher.name, "video")
+    return 0 if track is None else sum(1 for c, _ in track.patterns if c == publisher.code)
+
+
+async def test_ice_restart_keeps_dtls_and_media(
+    restart_sfu: SFU, peers: PeerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts: list[int] = []
+    start = RTCDtlsTransport.start
+
+    async def counted_start(self: RTCDtlsTransport, parameters: Any) -> None:
+        starts.append(id(self))  # each start is one DTLS handshake
+        await start(self, parameters)
+
+    monkeypatch.setattr(RTCDtlsTransport, "start", counted_start)
+    room = restart_sfu.create_room("r1")
+    host = await peers("host", code=3).join(room, "host")
+    guest = await peers("guest", code=9).join(room)
+    await guest.wait_video_from(host)
+    await host.wait_video_from(guest)
+    member = room.members[guest.name]
+    negotiator = member.negotiator
+    assert negotiator is not None
+    await eventually(lambda: not negotiator.awaiting_answer)
+    dtls = rtc.bundle_transport_of(member.pc)
+    srtp = (dtls._tx_srtp, dtls._rx_srtp)
+    server_dtls_starts = starts.count(id(dtls))
+    assert server_dtls_starts == 1
+    old_offer = member.pc.localDescription.sdp
+    old_local = rtc.ice_credentials_in(old_offer)
+    old_remote = rtc.remote_ice_credentials(member.pc)
+    assert old_local is not None and old_remote is not None
+    server_address = candidate_address(old_offer)
+    answers = negotiator.answers_applied
+
+    await guest.client.send(RestartIce())
+
+    await eventually(lambda: negotiator.answers_applied > answers)
+    assert guest.ice_restarts == 1
+    assert member.ice_restarts_requested == 1
+    new_local = rtc.ice_credentials_in(member.pc.localDescription.sdp)
+    new_remote = rtc.remote_ice_credentials(member.pc)
+    assert new_local is not None and new_remote is not None
+    # fresh credentials on both sides, each side using the other's new ones
+    assert new_local.username_fragment != old_local.username_fragment
+    assert new_local.password != old_local.password
+    assert new_remote.username_fragment != old_remote.username_fragment
+    assert new_remote.password != old_remote.password
+    assert new_remote == rtc.local_ice_credentials(guest.pc)
+    assert rtc.remote_ice_credentials(guest.pc) == new_local
+    # same DTLS transport and SRTP sessions, no second handshake
+    assert rtc.bundle_transport_of(member.pc) is dtls
+    assert (dtls._tx_srtp, dtls._rx_srtp) == srtp
+    assert dtls.state == "connected"
+
+    # media keeps flowing both ways after the restart
+    before = (video_frames(guest, host), video_frames(host, guest))
+    await guest.wait_video_from(host, frames=before[0] + 30)
+    await host.wait_video_from(guest, frames=before[1] + 30)
+
+    # a check with the old credentials is refused; one with the new is answered
+    old = await stun_check(
+        server_address,
+        f"{old_local.username_fragment}:{old_remote.username_fragment}",
+        old_local.password,
+    )
+    assert old is None or old.message_class == aioice.stun.Class.ERROR
+    new = await stun_check(
+        server_address,
+        f"{new_local.username_fragment}:{new_remote.username_fragment}",
+        new_local.password,
+    )
+    assert new is not None and new.message_class == aioice.stun.Class.RESPONSE
+
+    # the server's consent checks use the new credentials: the guest answers
+    # them, and the session outlives several consent intervals of checks
+    await asyncio.sleep(0)
+    assert starts.count(id(dtls)) == server_dtls_starts
+    assert member.pc.connectionState == "connected"
+    assert not guest.errors, guest.errors
+
