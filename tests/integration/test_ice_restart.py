@@ -6,6 +6,7 @@ import asyncio
 import socket
 from typing import Any
 
+import aioice.ice
 import aioice.stun
 import pytest
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -62,7 +63,15 @@ async def restart_sfu(request: pytest.FixtureRequest) -> Any:
     shared = 0 if request.param == "shared port" else None
     server = SFU(
         SFUConfig(
-            ice=IceConfig(host_addresses=("127.0.0.1",), lite=True, shared_port=shared)
+            ice=IceConfig(
+                host_addresses=("127.0.0.1",),
+                lite=True,
+                shared_port=shared,
+                # frequent consent checks, a generous deadline: several are
+                # answered soon after a restart, none is lost to a busy machine
+                consent_interval=0.5,
+                consent_failures=40,
+            )
         )
     )
     yield server
@@ -72,7 +81,9 @@ async def restart_sfu(request: pytest.FixtureRequest) -> Any:
 
 def video_frames(peer: Peer, publisher: Peer) -> int:
     track = peer.track_from(publisher.name, "video")
-    return 0 if track is None else sum(1 for c, _ in track.patterns if c == publisher.code)
+    return (
+        0 if track is None else sum(1 for c, _ in track.patterns if c == publisher.code)
+    )
 
 
 async def test_ice_restart_keeps_dtls_and_media(
@@ -109,6 +120,7 @@ async def test_ice_restart_keeps_dtls_and_media(
     await guest.client.send(RestartIce())
 
     await eventually(lambda: negotiator.answers_applied > answers)
+    consented = rtc.consent_answers(member.pc)
     assert guest.ice_restarts == 1
     assert member.ice_restarts_requested == 1
     new_local = rtc.ice_credentials_in(member.pc.localDescription.sdp)
@@ -145,10 +157,58 @@ async def test_ice_restart_keeps_dtls_and_media(
     )
     assert new is not None and new.message_class == aioice.stun.Class.RESPONSE
 
-    # the server's consent checks use the new credentials: the guest answers
-    # them, and the session outlives several consent intervals of checks
-    await asyncio.sleep(0)
+    # the server's consent checks are signed with the guest's new password:
+    # the guest answers them
+    await eventually(
+        lambda: rtc.consent_answers(member.pc) >= consented + 3,
+        what="consent checks answered after the restart",
+    )
     assert starts.count(id(dtls)) == server_dtls_starts
     assert member.pc.connectionState == "connected"
     assert not guest.errors, guest.errors
 
+
+async def switch_pair(peer: Peer, local_address: str) -> tuple[str, int]:
+    """Make ``peer`` (full ICE, controlling) nominate a pair from its host
+    candidate on ``local_address`` and send from it, as a client does whose
+    network changed; returns the address it now uses."""
+    conn = rtc.bundle_transport_of(peer.pc).transport._connection
+    old = conn._nominated[1]
+    protocol = next(
+        p for p in conn._protocols if p.local_candidate.host == local_address
+    )
+    assert protocol is not old.protocol
+    pair = aioice.ice.CandidatePair(protocol, old.remote_candidate)
+    request = conn.build_request(pair, nominate=True)
+    await protocol.request(
+        request, pair.remote_addr, integrity_key=conn.remote_password.encode("utf8")
+    )
+    pair.nominated = True
+    conn._nominated[1] = pair
+    # the old path is gone: nothing sent there reaches the peer any more
+    old.protocol.transport.close()
+    host, port = protocol.transport.get_extra_info("sockname")[:2]
+    return host, port
+
+
+async def test_server_sends_to_the_pair_the_client_switched_to(
+    restart_sfu: SFU, peers: PeerFactory
+) -> None:
+    room = restart_sfu.create_room("r1")
+    host = await peers("host", code=3).join(room, "host")
+    guest = await peers("guest", code=9, ice_addresses=("127.0.0.1", "127.0.0.2")).join(
+        room
+    )
+    await guest.wait_video_from(host)
+    member = room.members[guest.name]
+    conn = rtc.bundle_transport_of(guest.pc).transport._connection
+    used = conn._nominated[1].local_candidate.host
+    other = "127.0.0.2" if used == "127.0.0.1" else "127.0.0.1"
+
+    new_address = await switch_pair(guest, other)
+
+    server_conn = rtc.bundle_transport_of(member.pc).transport._connection
+    await eventually(lambda: server_conn._nominated[1].remote_addr == new_address)
+    # the forwarded video reaches the guest on its new path only
+    before = video_frames(guest, host)
+    await guest.wait_video_from(host, frames=before + 30)

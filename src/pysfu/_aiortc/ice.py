@@ -210,6 +210,7 @@ def _consent_checker(
                     retransmissions=CONSENT_RETRANSMISSIONS,
                 )
                 answered = loop.time()
+                conn._pysfu_consent_answers = consent_answers_of(conn) + 1  # type: ignore[attr-defined]
 
         checks: set[asyncio.Task[None]] = set()
         try:
@@ -243,6 +244,20 @@ def _consent_checker(
         await conn.close()
 
     return query_consent
+
+
+def consent_answers_of(conn: aioice.ice.Connection) -> int:
+    """Consent checks of ``conn`` the peer answered (see :func:`consent_answers`)."""
+    return int(getattr(conn, "_pysfu_consent_answers", 0))
+
+
+def consent_answers(pc: RTCPeerConnection) -> int:
+    """Consent checks the peer of ``pc`` answered so far (with
+    :func:`set_consent_timing`): each one proves the peer accepts the
+    credentials in use, e.g. after an ICE restart."""
+    for dtls in _dtls_transports(pc):
+        return consent_answers_of(dtls.transport.iceGatherer._connection)
+    return 0
 
 
 def _announce_lite(ice_transport: Any, gatherer: Any) -> None:
