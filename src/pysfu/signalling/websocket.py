@@ -6,7 +6,10 @@ is: ``{"type": "hello", "token": <signalling token>}``, the token coming
 from the join backend with the grant (see :mod:`pysfu.admission`), never in
 the URL (URLs end up in access logs and browser history). The session then
 redeems the grant; the server's offers go out with the ICE password
-redacted, since the client got it from the join backend.
+redacted, since the client got it from the join backend. After an ICE
+restart (``{"type": "restart_ice"}``) the offers carry the server's fresh
+password as it is: the client can learn it nowhere else, and the socket is
+already authenticated.
 
 If the socket drops while the peer connection lives, the participant keeps
 its seat and media keeps flowing for ``reconnect_grace`` seconds: a client
@@ -122,6 +125,9 @@ class _Session:
     expiry: asyncio.TimerHandle | None = None
     #: the participant's CPU account (None: its connection is in a worker)
     cpu: CpuAccount | None = None
+    #: the ICE password of the join grant, redacted from the offers (the
+    #: client has it); fresh ones after an ICE restart are not
+    join_password: str | None = None
 
     async def outbox(self, message: ServerMessage) -> None:
         try:
@@ -236,6 +242,7 @@ class WebSocketSignalling:
         )
         assert grant is not None  # join_with_token found it
         session.room_id = grant.room_id
+        session.join_password = grant.credentials.password
         session.is_host = grant.role is Role.HOST
         self._sessions[participant_id] = session
         if session.is_host:
@@ -292,7 +299,9 @@ class WebSocketSignalling:
         participant = session.participant
         assert participant is not None
         session.socket = ws
-        writer = asyncio.get_running_loop().create_task(_write(ws, session.queue))
+        writer = asyncio.get_running_loop().create_task(
+            _write(ws, session.queue, session.join_password)
+        )
         try:
             async for message in ws:
                 if message.type == WSMsgType.TEXT:
@@ -390,7 +399,11 @@ async def websocket_session(
         signalling.close()
 
 
-async def _write(ws: web.WebSocketResponse, queue: asyncio.Queue[_Outgoing]) -> None:
+async def _write(
+    ws: web.WebSocketResponse,
+    queue: asyncio.Queue[_Outgoing],
+    join_password: str | None,
+) -> None:
     while True:
         message = await queue.get()
         if message is None:
@@ -408,7 +421,7 @@ async def _write(ws: web.WebSocketResponse, queue: asyncio.Queue[_Outgoing]) -> 
         else:
             data = to_json(message)
         if isinstance(message, Offer):
-            data["sdp"] = redact_ice_password(message.sdp)
+            data["sdp"] = redact_ice_password(message.sdp, join_password)
         try:
             await ws.send_json(data)
         except (ConnectionError, RuntimeError):

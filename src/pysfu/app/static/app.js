@@ -652,6 +652,8 @@ async function stats() {
 
 window.pysfu = {
   get pc() { return pc; },
+  /** ICE restarts the call asked for (its network changed). */
+  get iceRestarts() { return call ? call.iceRestarts : 0; },
   get joinResponse() { return joinResponse; },
   status: () => $("status").textContent,
   /** Times the call rejoined through another node (its node died). */

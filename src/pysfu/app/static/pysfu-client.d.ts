@@ -41,6 +41,13 @@ export interface JoinOptions {
   onPublish?: (transceiver: RTCRtpTransceiver) => void;
   /** Send "leave" when the page goes away (pagehide); default true. */
   leaveOnPageHide?: boolean;
+  /** Ms of ICE "disconnected" before asking for an ICE restart; default 2000. */
+  restartIceAfter?: number;
+  /** Ms after a restart request to ask again if ICE has not recovered; 5000. */
+  restartIceRetry?: number;
+  /** Ms of connection "failed" (restarts meanwhile) before the call ends with
+   *  reason "failed"; default 20000. */
+  failedAfter?: number;
 }
 
 /** Why a call ended: left (by leave()), room-closed (message: the room's
@@ -67,6 +74,8 @@ export interface CallEventMap {
   connectionstatechange: CustomEvent<{ state: RTCPeerConnectionState }>;
   /** An offer was answered; `first` for the first one. */
   answered: CustomEvent<{ first: boolean }>;
+  /** The call asked the server for an ICE restart (the `count`-th). */
+  icerestart: CustomEvent<{ count: number }>;
   reconnecting: CustomEvent<Record<string, never>>;
   reconnected: CustomEvent<Record<string, never>>;
   end: CustomEvent<CallEnd>;
@@ -86,6 +95,12 @@ export class Call extends EventTarget {
   readonly ended: boolean;
   /** Send a protocol message (dropped while the socket is not open). */
   send(message: { type: string; [field: string]: unknown }): void;
+  /** ICE restarts asked for so far. */
+  readonly iceRestarts: number;
+  /** Ask the server for an ICE restart (a new offer with fresh ICE
+   *  credentials; DTLS kept). The call does so itself when ICE stays
+   *  "disconnected" or fails; call it when the network is known to change. */
+  restartIce(): void;
   /** Leave the room: the others see this participant go at once. */
   leave(): void;
   /** Simulate a dropped signalling connection (the call resumes it). */

@@ -12,7 +12,8 @@
 // says hello with the signalling token, answers every offer (putting back the
 // ICE password the offers leave out, publishing `stream` on the sections the
 // server receives on), trickles candidates, resumes the session after a
-// dropped socket, and leaves when the page goes away. In a cluster
+// dropped socket, asks for an ICE restart when the network changes (ICE
+// "disconnected" for 2 s, or "failed"), and leaves when the page goes away. In a cluster
 // (pysfu serve --redis), rejoin(call) joins an ended call's room again
 // through another node when the call's node died.
 
@@ -63,8 +64,15 @@ export class Call extends EventTarget {
     this.pc.ondatachannel = ({ channel }) => this._emit("datachannel", { channel });
     this.pc.onconnectionstatechange = () => {
       this._emit("connectionstatechange", { state: this.pc.connectionState });
-      if (this.pc.connectionState === "failed") this._end("failed", { message: "the connection failed" });
+      if (this.pc.connectionState === "failed") this._failing();
+      else if (this.pc.connectionState === "connected") this._recovered();
     };
+    // A changed network (Wi-Fi to cellular) shows as ICE "disconnected", then
+    // "failed": the call asks the server for an ICE restart (see restartIce).
+    this.iceRestarts = 0;
+    this._iceTimer = null;
+    this._failTimer = null;
+    this.pc.oniceconnectionstatechange = () => this._watchIce();
     if (options.leaveOnPageHide !== false) {
       this._onPageHide = () => this.leave();
       addEventListener("pagehide", this._onPageHide);
@@ -75,6 +83,51 @@ export class Call extends EventTarget {
   /** Send a protocol message (dropped while the socket is not open). */
   send(message) {
     if (this._ws && this._ws.readyState === WebSocket.OPEN) this._ws.send(JSON.stringify(message));
+  }
+
+  /**
+   * Ask the server for an ICE restart: it sends an offer with fresh ICE
+   * credentials, answered with fresh ones of this browser's (JSEP), on the
+   * paths the network has now. DTLS and SRTP are kept. Called by the call
+   * itself when ICE stays "disconnected" for `restartIceAfter` ms (2000) or
+   * fails; call it when the page knows the network changed.
+   */
+  restartIce() {
+    if (this.ended) return;
+    this.iceRestarts += 1;
+    this.send({ type: "restart_ice" });
+    this._emit("icerestart", { count: this.iceRestarts });
+    // no better in a while (the request or its offer lost, the network still
+    // down): ask again
+    clearTimeout(this._iceTimer);
+    this._iceTimer = setTimeout(() => this._watchIce(true), this._options.restartIceRetry ?? 5000);
+  }
+
+  _watchIce(retry = false) {
+    clearTimeout(this._iceTimer);
+    this._iceTimer = null;
+    if (this.ended) return;
+    const state = this.pc.iceConnectionState;
+    if (state === "failed" || (retry && state === "disconnected")) this.restartIce();
+    else if (state === "disconnected") {
+      this._iceTimer = setTimeout(() => this.restartIce(), this._options.restartIceAfter ?? 2000);
+    }
+  }
+
+  // A failed connection may still come back with an ICE restart; the call
+  // ends only if it has not within `failedAfter` ms (the server gives up
+  // after its own consent deadline anyway).
+  _failing() {
+    if (this._failTimer) return;
+    this._failTimer = setTimeout(
+      () => this._end("failed", { message: "the connection failed" }),
+      this._options.failedAfter ?? 20000,
+    );
+  }
+
+  _recovered() {
+    clearTimeout(this._failTimer);
+    this._failTimer = null;
   }
 
   /** Leave the room: the others see this participant go at once. */
@@ -142,7 +195,8 @@ export class Call extends EventTarget {
   }
 
   async _answer(redactedSdp) {
-    // Offers come without the ICE password: the join answer has it.
+    // Offers come without the join's ICE password: the join answer has it.
+    // After an ICE restart they carry the server's fresh one as it is.
     const sdp = redactedSdp.replace(/a=ice-pwd:REDACTED/g, `a=ice-pwd:${this.joinResponse.ice.password}`);
     await this.pc.setRemoteDescription({ type: "offer", sdp });
     const first = !this._published;
@@ -173,6 +227,8 @@ export class Call extends EventTarget {
   _end(reason, detail) {
     if (this.ended) return;
     this.ended = true;
+    clearTimeout(this._iceTimer);
+    clearTimeout(this._failTimer);
     if (this._onPageHide) removeEventListener("pagehide", this._onPageHide);
     if (this._ws) {
       this._ws.onclose = null;
