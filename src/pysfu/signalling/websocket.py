@@ -128,6 +128,8 @@ class _Session:
     #: the ICE password of the join grant, redacted from the offers (the
     #: client has it); fresh ones after an ICE restart are not
     join_password: str | None = None
+    #: what writes ``queue`` to ``socket``
+    writer: asyncio.Task[None] | None = None
 
     async def outbox(self, message: ServerMessage) -> None:
         try:
@@ -265,13 +267,20 @@ class WebSocketSignalling:
         self, participant_id: str, token: str, ws: web.WebSocketResponse
     ) -> _Session:
         session = self._sessions.get(participant_id)
-        if (
-            session is None
-            or not hmac.compare_digest(session.resume_token, token)
-            or session.socket is not None
-        ):
+        if session is None or not hmac.compare_digest(session.resume_token, token):
             raise CredentialError("no session to resume with that token")
         assert session.participant is not None
+        if session.socket is not None:
+            # The client's network changed under a socket this side still
+            # thinks open (its TCP connection dead on the old address, or
+            # stuck in retransmission backoff): the holder of the current
+            # resume token takes the session over at once instead of
+            # waiting for the heartbeat to notice.
+            old, session.socket = session.socket, None
+            if session.writer is not None:
+                session.writer.cancel()  # it must not take the new messages
+            asyncio.get_running_loop().create_task(old.close())
+            logger.info("a participant took its signalling over on a new socket")
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None
@@ -299,7 +308,7 @@ class WebSocketSignalling:
         participant = session.participant
         assert participant is not None
         session.socket = ws
-        writer = asyncio.get_running_loop().create_task(
+        writer = session.writer = asyncio.get_running_loop().create_task(
             _write(ws, session.queue, session.join_password)
         )
         try:
@@ -321,11 +330,14 @@ class WebSocketSignalling:
                 if participant.closed:
                     break
         finally:
-            session.socket = None
-            if participant.closed or self.reconnect_grace <= 0:
+            if session.socket is not ws:  # taken over by a newer socket
+                writer.cancel()
+            elif participant.closed or self.reconnect_grace <= 0:
+                session.socket = None
                 await participant.leave("websocket closed")
                 await _drain(writer)
             else:
+                session.socket = None
                 writer.cancel()
                 logger.info("%s lost its signalling; waiting for it", str(participant))
                 session.expiry = asyncio.get_running_loop().call_later(

@@ -70,6 +70,7 @@ export class Call extends EventTarget {
     // A changed network (Wi-Fi to cellular) shows as ICE "disconnected", then
     // "failed": the call asks the server for an ICE restart (see restartIce).
     this.iceRestarts = 0;
+    this._restartPending = false; // a restart asked for, its offer not come yet
     this._iceTimer = null;
     this._failTimer = null;
     this.pc.oniceconnectionstatechange = () => this._watchIce();
@@ -95,12 +96,17 @@ export class Call extends EventTarget {
   restartIce() {
     if (this.ended) return;
     this.iceRestarts += 1;
-    this.send({ type: "restart_ice" });
+    // The signalling's TCP connection has likely died with the old network
+    // (or sits in retransmission backoff after an outage): a new socket
+    // resumes the session, taking it over, and asks on it (see _open).
+    this._restartPending = true;
+    if (this._session) this._renewSignalling();
+    else this.send({ type: "restart_ice" });
     this._emit("icerestart", { count: this.iceRestarts });
     // no better in a while (the request or its offer lost, the network still
     // down): ask again
     clearTimeout(this._iceTimer);
-    this._iceTimer = setTimeout(() => this._watchIce(true), this._options.restartIceRetry ?? 5000);
+    this._iceTimer = setTimeout(() => this._watchIce(true), this._options.restartIceRetry ?? 3000);
   }
 
   _watchIce(retry = false) {
@@ -143,6 +149,16 @@ export class Call extends EventTarget {
 
   // `first` proves the socket is ours (a signalling or resume token), sent as
   // a message because URLs end up in access logs.
+  _renewSignalling() {
+    const old = this._ws;
+    if (old) {
+      old.onclose = null;
+      old.onmessage = null;
+      old.close();
+    }
+    this._open({ type: "resume", token: this._session.resume_token });
+  }
+
   _open(first, onUnreachable = null) {
     const ws = new WebSocket(new URL(this.joinResponse.ws_url, location.href));
     this._ws = ws;
@@ -150,6 +166,9 @@ export class Call extends EventTarget {
     ws.onopen = () => {
       opened = true;
       ws.send(JSON.stringify(first));
+      // an ICE restart asked for while the signalling was down, or that is
+      // why this socket was opened
+      if (first.type === "resume" && this._restartPending) ws.send(JSON.stringify({ type: "restart_ice" }));
       if (first.type === "resume") this._emit("reconnected", {});
     };
     ws.onmessage = (event) => {
@@ -188,7 +207,10 @@ export class Call extends EventTarget {
   async _handle(message) {
     if (this.ended) return;
     if (message.type === "session") this._session = message;
-    else if (message.type === "offer") await this._answer(message.sdp);
+    else if (message.type === "offer") {
+      this._restartPending = false;
+      await this._answer(message.sdp);
+    }
     else if (message.type === "error") this._lastError = message; // fatal only with a close
     this._emit("message", message);
     if (message.type === "room-closed") this._end("room-closed", { message: message.reason });
