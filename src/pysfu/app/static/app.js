@@ -81,8 +81,9 @@ const fail = (message) => finish(`error: ${message}`);
 function refreshStatus() {
   if (finished || !pc) return;
   const state = pc.connectionState;
-  if (state === "failed") return fail("the connection failed");
-  if (state === "disconnected") return setStatus("reconnecting");
+  // the call restarts ICE on both; it ends itself ("end", reason "failed")
+  // if that does not bring the connection back
+  if (state === "failed" || state === "disconnected") return setStatus("reconnecting");
   if (!joined) return setStatus("connecting");
   if (participants.size === 0) return setStatus("waiting for the participant");
   const flowing = [...tiles.values()].some((tile) =>

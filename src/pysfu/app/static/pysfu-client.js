@@ -99,8 +99,10 @@ export class Call extends EventTarget {
     // The signalling's TCP connection has likely died with the old network
     // (or sits in retransmission backoff after an outage): a new socket
     // resumes the session, taking it over, and asks on it (see _open).
+    // A socket not open is being reconnected: its resume asks (see _open).
     this._restartPending = true;
-    if (this._session) this._renewSignalling();
+    const open = this._ws && this._ws.readyState === WebSocket.OPEN;
+    if (open && this._session) this._renewSignalling();
     else this.send({ type: "restart_ice" });
     this._emit("icerestart", { count: this.iceRestarts });
     // no better in a while (the request or its offer lost, the network still
