@@ -51,7 +51,7 @@ def ufrag(lines: Lines) -> str | None:
         pytest.param(
             "new address",
             marks=pytest.mark.xfail(
-                reason="unreliable, cause not found yet: 2 of 4 runs passed (media "
+                reason="unreliable, cause not found yet: 1 of 3 runs passed (media "
                 "back 7.9 s after the new address); in the others ICE restarted "
                 "and Chromium reconnected on the new path (new ufrag, connected, "
                 "packets arriving) but sent no new PLI and decoded nothing, and "
