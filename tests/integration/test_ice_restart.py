@@ -169,7 +169,16 @@ async def test_server_sends_to_the_pair_the_client_switched_to(
     new_address = await switch_pair(guest, other)
 
     server_conn = rtc.bundle_transport_of(member.pc).transport._connection
-    await eventually(lambda: server_conn._nominated[1].remote_addr == new_address)
+
+    def server_sends_to() -> object:
+        pair = server_conn._nominated.get(1)
+        return None if pair is None else pair.remote_addr
+
+    await eventually(
+        lambda: server_sends_to() == new_address,
+        what=f"the server on {new_address} (it sends to {server_sends_to()}, "
+        f"the client used {used}; None: the connection closed)",
+    )
     # the forwarded video reaches the guest on its new path only
     before = video_frames(guest, host)
     await guest.wait_video_from(host, frames=before + 30)
