@@ -32,7 +32,14 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from pysfu import Room
-from pysfu._aiortc import configure_ice, set_consent_timing
+from pysfu._aiortc import (
+    configure_ice,
+    follow_remote_ice,
+    ice_credentials_in,
+    remote_ice_credentials,
+    restart_ice,
+    set_consent_timing,
+)
 from pysfu.signalling import (
     Answer,
     Joined,
@@ -209,6 +216,8 @@ class Peer:
         self.errors: list[ErrorMessage] = []
         self.plis_received = 0
         self.answers_sent = 0
+        #: Offers that restarted ICE, answered with fresh credentials.
+        self.ice_restarts = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._new_track = asyncio.Event()
         self._publishing = False
@@ -246,7 +255,20 @@ class Peer:
     async def _answer(self, sdp: str) -> None:
         if self.offer_filter is not None:
             sdp = self.offer_filter(sdp)
+        offered = ice_credentials_in(sdp)
+        restarted = (
+            self.answers_sent > 0
+            and offered is not None
+            and offered != remote_ice_credentials(self.pc)
+        )
+        if restarted:
+            # the server restarted ICE: answer with fresh credentials of our
+            # own, as JSEP makes browsers do (aiortc alone cannot)
+            restart_ice(self.pc)
+            self.ice_restarts += 1
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        if restarted:
+            follow_remote_ice(self.pc, sdp)
         if not self._publishing:
             self._attach_outgoing(sdp)
         configure_ice(self.pc, host_addresses=self.ice_addresses)

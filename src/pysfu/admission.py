@@ -145,9 +145,20 @@ class JoinGrant:
     used: bool = False
 
 
-def redact_ice_password(sdp: str) -> str:
-    """Replace every ``a=ice-pwd:`` value in ``sdp`` with :data:`REDACTED`."""
-    return _ICE_PWD.sub(f"a=ice-pwd:{REDACTED}", sdp)
+def redact_ice_password(sdp: str, only: str | None = None) -> str:
+    """Replace every ``a=ice-pwd:`` value in ``sdp`` with :data:`REDACTED`,
+    or with ``only`` just those equal to it.
+
+    A signalling adapter redacts only the join password (the capability the
+    join backend handed out): after an ICE restart the server's offers carry
+    fresh credentials that the client can only learn from them, over the
+    signalling channel it already authenticated with its single-use token.
+    """
+    if only is None:
+        return _ICE_PWD.sub(f"a=ice-pwd:{REDACTED}", sdp)
+    return re.sub(
+        rf"a=ice-pwd:{re.escape(only)}(?=[\s\\\"']|$)", f"a=ice-pwd:{REDACTED}", sdp
+    )
 
 
 class RedactSecrets(logging.Filter):

@@ -33,6 +33,7 @@ __all__ = [
     "ParticipantLeft",
     "Record",
     "Recording",
+    "RestartIce",
     "RoomClosed",
     "ServerMessage",
     "SignallingError",
@@ -102,7 +103,17 @@ class Record:
     type: ClassVar[str] = "record"
 
 
-ClientMessage = Answer | Candidate | Leave | VideoQuality | Record
+@dataclass(frozen=True)
+class RestartIce:
+    """The client's network changed (or its ICE connection failed): it asks
+    for an ICE restart. The server answers with a new offer carrying fresh
+    ICE credentials; the client answers it with fresh ones of its own (as
+    JSEP makes browsers do). DTLS and SRTP are kept: no new handshake."""
+
+    type: ClassVar[str] = "restart_ice"
+
+
+ClientMessage = Answer | Candidate | Leave | VideoQuality | Record | RestartIce
 
 # ---------------------------------------------------------------------------
 # server -> client
@@ -255,6 +266,8 @@ def parse_client_message(obj: object) -> ClientMessage:
         if not isinstance(rejoin, bool):
             raise SignallingError("bad_message", "'rejoin' must be true or false")
         return Leave(rejoin=rejoin)
+    if kind == RestartIce.type:
+        return RestartIce()
     if kind == VideoQuality.type:
         max_layer = _string(obj, "max_layer")
         if max_layer not in VideoQuality.LAYERS:

@@ -31,6 +31,7 @@ from .messages import (
     Error,
     Leave,
     Record,
+    RestartIce,
     ServerMessage,
     VideoQuality,
 )
@@ -88,6 +89,8 @@ class Participant:
         self.closed = False
         #: Client messages refused with an error so far.
         self.signalling_errors = 0
+        #: ICE restarts the client asked for (``restart_ice``).
+        self.ice_restarts_requested = 0
         self._rate = TokenBucket(
             config.limits.messages_per_second, config.limits.message_burst
         )
@@ -262,10 +265,24 @@ class Participant:
                 self.limit_video_quality(message.track_id, message.max_layer)
             elif isinstance(message, Record):
                 await self.room.control_recording(self, message.on)
+            elif isinstance(message, RestartIce):
+                await self.restart_ice()
             else:
                 raise SignallingError("unknown_type", f"unexpected message {message!r}")
         except SignallingError as exc:
             await self.refuse(exc)
+
+    async def restart_ice(self) -> None:
+        """Restart ICE at the client's request (its network changed): a new
+        offer with fresh ICE credentials follows; DTLS and SRTP are kept.
+        Raises :class:`SignallingError` before the first negotiation and for
+        a WHIP/WHEP session (which restarts with a PATCH of its resource)."""
+        if self.pc.remoteDescription is None:
+            raise SignallingError(
+                "not_connected", "no ICE to restart before the first answer"
+            )
+        self.ice_restarts_requested += 1
+        await self.session.restart_ice()
 
     def limit_video_quality(self, track_id: str, max_layer: str) -> None:
         """Receive no simulcast layer of ``track_id`` above ``max_layer``

@@ -7,8 +7,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
+import aioice.stun
 import pytest
 
+from pysfu import _aiortc as rtc
 from pysfu.admission import Admission
 from pysfu.signalling import Joined, ParticipantLeft
 from pysfu.signalling.whip import SDP, WhipEndpoint
@@ -18,6 +20,7 @@ from pysfu.workers import WorkerPool
 from ..example_server import HOST_KEY
 from ..helpers import LIVENESS, eventually
 from ..peers import Peer, PeerFactory
+from ..stun_probe import candidate_address, stun_check
 from ..whip_client import (
     WhipResponse,
     make_offer,
@@ -285,7 +288,7 @@ async def test_refusals_are_specific_and_harm_nothing(
         assert (await join(http, f"{base}/r/refusals"))[0] == 200
 
 
-async def test_patch_trickles_candidates_and_refuses_ice_restart(
+async def test_patch_trickles_candidates_and_refuses_bad_restarts(
     http: aiohttp.ClientSession, peers: PeerFactory
 ) -> None:
     async with whip_server() as base:
@@ -320,9 +323,11 @@ async def test_patch_trickles_candidates_and_refuses_ice_restart(
         assert await patch(fragment, if_match='"stale"') == 412
         assert await patch(fragment, token="wrong") == 401
         assert await patch(fragment, content_type="application/sdp") == 415
+        # an ICE restart without the new password is refused (see
+        # test_patch_restarts_ice for one with it)
         restart = fragment.replace(ufrag, "a=ice-ufrag:newufrag")
-        assert await patch(restart, if_match="*") == 422
-        assert await patch(restart) == 422
+        assert await patch(restart, if_match="*") == 400
+        assert await patch(restart) == 400
         bad = "a=mid:0\r\na=candidate:garbage\r\n"
         assert await patch(bad) == 400
         async with http.patch(
@@ -336,6 +341,69 @@ async def test_patch_trickles_candidates_and_refuses_ice_restart(
             lambda: publisher.pc.connectionState == "connected",
             what="connected",
         )
+
+
+async def test_patch_restarts_ice(
+    http: aiohttp.ClientSession, peers: PeerFactory
+) -> None:
+    async with whip_server() as base:
+        publisher = peers("publisher", 5)
+        response = await whip_session(http, base, "restart", publisher, HOST_KEY)
+        assert response.status == 201
+        resource = base + response.headers["Location"]
+        viewer = peers("whep", 6)
+        grant = await grant_for(http, base, "restart")
+        watched = await whip_session(
+            http, base, "restart", viewer, password(grant), watch=True
+        )
+        assert watched.status == 201
+        await patterns_from(viewer, "video", publisher.code)
+        old_server = rtc.ice_credentials_in(response.text)
+        old_client = rtc.local_ice_credentials(publisher.pc)
+        assert old_server is not None and old_client is not None
+        server_address = candidate_address(response.text)
+
+        # the publisher's network changed: fresh credentials, sent in a PATCH
+        new_client = rtc.restart_ice(publisher.pc)
+        fragment = (
+            f"a=ice-ufrag:{new_client.username_fragment}\r\n"
+            f"a=ice-pwd:{new_client.password}\r\n"
+        )
+        headers = {
+            "Authorization": f"Bearer {HOST_KEY}",
+            "Content-Type": "application/trickle-ice-sdpfrag",
+            "If-Match": "*",
+        }
+        async with http.patch(resource, data=fragment, headers=headers) as r:
+            assert r.status == 200, await r.text()
+            assert r.headers["Content-Type"] == "application/trickle-ice-sdpfrag"
+            assert r.headers["ETag"] != response.headers["ETag"]
+            answer = await r.text()
+        new_server = rtc.ice_credentials_in(answer)
+        assert new_server is not None
+        assert new_server.username_fragment != old_server.username_fragment
+        assert new_server.password != old_server.password
+        assert rtc.follow_remote_ice(publisher.pc, answer)
+
+        # the server takes checks with the new credentials only
+        old = await stun_check(
+            server_address,
+            f"{old_server.username_fragment}:{old_client.username_fragment}",
+            old_server.password,
+        )
+        assert old is None or old.message_class == aioice.stun.Class.ERROR
+        new = await stun_check(
+            server_address,
+            f"{new_server.username_fragment}:{new_client.username_fragment}",
+            new_server.password,
+        )
+        assert new is not None and new.message_class == aioice.stun.Class.RESPONSE
+        # and media goes on over the same DTLS transport (aiortc's client
+        # could not make a second handshake on it)
+        track = await viewer.wait_track("whep", "video")
+        before = sum(1 for c, _ in track.patterns if c == publisher.code)
+        await patterns_from(viewer, "video", publisher.code, frames=before + 30)
+        assert publisher.pc.connectionState == "connected"
 
 
 async def test_options_and_cors(http: aiohttp.ClientSession) -> None:

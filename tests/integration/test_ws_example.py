@@ -488,3 +488,37 @@ async def test_a_resumed_session_gets_the_pending_offer_again(
         again = [m["sdp"] for m in ws.raw if m["type"] == "offer"][1]
         assert again == first and "a=ice-pwd:REDACTED" in again
         await ws.close()
+
+
+async def test_a_resume_takes_over_a_live_socket_and_ice_restarts_over_it(
+    http: aiohttp.ClientSession, peers: PeerFactory
+) -> None:
+    """A client whose network changed opens a new socket while the server
+    still holds the old one (its TCP connection silently dead): the resume
+    takes the session over, and an ICE restart asked for on it gets an
+    offer with the server's fresh password in clear (only the join grant's
+    is redacted)."""
+    async with example_server("--reconnect-grace=20") as base:
+        _, host_session, guest_session = await host_and_guest(http, base, peers)
+        host = host_session.peer
+        guest = guest_session.peer
+        guest_ws = guest_session.ws
+        await guest.wait_video_from(host)
+        old_socket = guest_ws.ws
+        used = guest_ws.resume_token
+        offers = len(guest_ws.raw)
+        await guest_ws.reconnect(http, guest_session.grant["ws_url"])  # old kept open
+        await eventually(lambda: guest_ws.resume_token != used, what="a new token")
+        # the server closed the old socket (after what it had queued on it)
+        closing = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        while (await old_socket.receive(timeout=LIVENESS)).type not in closing:
+            pass
+        await guest_ws.ws.send_str('{"type": "restart_ice"}')
+        await eventually(lambda: guest.ice_restarts == 1, what="a restart offer")
+        restart_offer = [m for m in guest_ws.raw[offers:] if m["type"] == "offer"][-1]
+        assert "a=ice-pwd:REDACTED" not in restart_offer["sdp"]
+        assert guest_session.grant["ice"]["password"] not in restart_offer["sdp"]
+        track = guest.track_from(host.name, "video")
+        assert track is not None
+        before = sum(1 for c, _ in track.patterns if c == host.code)
+        await guest.wait_video_from(host, frames=before + 30)

@@ -171,7 +171,9 @@ STATS_JS = """
 async () => {
   const pc = (window.pysfu && window.pysfu.pc) || window.pc;
   if (!pc) return null;
-  const result = {inbound: null, outbound: [], connection: pc.connectionState};
+  const result = {inbound: null, outbound: [], connection: pc.connectionState,
+    ice: pc.iceConnectionState,
+    ice_restarts: (window.pysfu && window.pysfu.iceRestarts) || 0};
   for (const s of (await pc.getStats()).values()) {
     if (s.type === 'inbound-rtp' && s.kind === 'video') {
       result.ssrcs = (result.ssrcs || 0) + 1;
@@ -190,6 +192,10 @@ async () => {
         frames: s.framesEncoded || 0, height: s.frameHeight || 0,
         limited: s.qualityLimitationReason || null,
         encode_seconds: s.totalEncodeTime || 0, target: s.targetBitrate || 0});
+    } else if (s.type === 'transport') {
+      result.transport = {dtls: s.dtlsState || null,
+        ufrag: s.iceLocalUsernameFragment || null,
+        pair_changes: s.selectedCandidatePairChanges || 0};
     } else if (s.type === 'media-source' && s.kind === 'video') {
       result.source_frames = s.frames || 0;
     }
@@ -241,7 +247,7 @@ async def run_peer(args: argparse.Namespace) -> None:
                     stats["t"] = time.monotonic()
                     print(json.dumps(stats), flush=True)
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+                    await asyncio.wait_for(stop.wait(), args.interval)
         finally:
             await browser.close()
 
@@ -273,17 +279,25 @@ def chromium_call(
     mode: str = "pysfu",
     simulcast: bool = False,
     seed: int = 1,
+    interval: float = 1.0,
 ) -> Iterator[tuple[WanBed, Lines, dict[str, Lines]]]:
     """A call of Chromiums on the bed: ``links`` has ``"publisher"`` and one
     or more viewers (any other names); a ``"server"`` node on a clean link is
     added. ``mode`` ``"pysfu"``: ``python -m pysfu serve`` there (with
     ``--simulcast`` if asked), the publisher hosts a room of the app's page
     and the viewers join it; ``"p2p"``: one viewer, a direct call signalled
-    through the server node. Yields the bed, the publisher's lines and the
+    through the server node. ``interval``: seconds between the peers'
+    stats lines. Yields the bed, the publisher's lines and the
     viewers' (by name), once every peer is started."""
     viewers = [name for name in links if name != "publisher"]
     camera = str(camera_y4m(CAMERA))
-    peer = [sys.executable, "-m", "tests.wan.chromium", "peer"]
+    peer = [
+        sys.executable,
+        "-m",
+        "tests.wan.chromium",
+        "peer",
+        f"--interval={interval}",
+    ]
     with WanBed({**links, "server": Port("")}, seed=seed) as bed:
         server = bed.address("server")
         if mode == "pysfu":
@@ -415,6 +429,9 @@ def main() -> None:
         "--role", choices=["host", "guest", "p2p-publisher", "p2p-viewer"]
     )
     peer.add_argument("--y4m")
+    peer.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between stats lines"
+    )
     signalling = commands.add_parser("signal")
     signalling.add_argument("--bind", required=True)
     signalling.add_argument("--port", type=int, default=8081)

@@ -76,6 +76,8 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     (aioice.ice.Connection, "_check_periodic", ("self",)),
     (aioice.ice.Connection, "_remote_candidates_expected", ("self",)),
     (aioice.ice.Connection, "switch_role", ("self", "ice_controlling")),
+    # an ICE restart: which USERNAME a check may carry (see ice.restart_ice)
+    (aioice.ice.Connection, "_valid_username", ("self", "username")),
     (
         aioice.ice.Connection,
         "get_component_candidates",
@@ -135,6 +137,8 @@ def check_hook_points() -> None:
         "stun_server",
         "turn_server",
         "local_username",
+        "remote_username",
+        "remote_password",
     ):
         if not hasattr(conn, name):
             problems.append(f"aioice Connection has no attribute {name}")

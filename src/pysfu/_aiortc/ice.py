@@ -188,13 +188,18 @@ def _consent_checker(
     conn: aioice.ice.Connection, interval: float, deadline: float
 ) -> Callable[[], Awaitable[None]]:
     async def query_consent() -> None:  # replaces aioice's loop
-        assert conn.remote_password is not None
-        key = conn.remote_password.encode("utf8")
         loop = asyncio.get_running_loop()
         answered = loop.time()
 
         async def check(pair: Any) -> None:
             nonlocal answered
+            # the peer's current credentials: an ICE restart replaces them
+            # (see restart_ice), and a check signed with the old ones would
+            # go unanswered and cost the peer its consent
+            password = conn.remote_password
+            if password is None or getattr(conn, "_pysfu_restarting", False):
+                return  # between a restart's offer and answer: nothing to sign with
+            key = password.encode("utf8")
             request = conn.build_request(pair, nominate=False)
             # unanswered (TransactionError) or unsendable: no consent from it
             with contextlib.suppress(Exception):
@@ -205,6 +210,7 @@ def _consent_checker(
                     retransmissions=CONSENT_RETRANSMISSIONS,
                 )
                 answered = loop.time()
+                conn._pysfu_consent_answers = consent_answers_of(conn) + 1  # type: ignore[attr-defined]
 
         checks: set[asyncio.Task[None]] = set()
         try:
@@ -238,6 +244,20 @@ def _consent_checker(
         await conn.close()
 
     return query_consent
+
+
+def consent_answers_of(conn: aioice.ice.Connection) -> int:
+    """Consent checks of ``conn`` the peer answered (see :func:`consent_answers`)."""
+    return int(getattr(conn, "_pysfu_consent_answers", 0))
+
+
+def consent_answers(pc: RTCPeerConnection) -> int:
+    """Consent checks the peer of ``pc`` answered so far (with
+    :func:`set_consent_timing`): each one proves the peer accepts the
+    credentials in use, e.g. after an ICE restart."""
+    for dtls in _dtls_transports(pc):
+        return consent_answers_of(dtls.transport.iceGatherer._connection)
+    return 0
 
 
 def _announce_lite(ice_transport: Any, gatherer: Any) -> None:
@@ -323,6 +343,141 @@ def _be_lite(conn: aioice.ice.Connection) -> None:
     conn._check_periodic = check_periodic  # type: ignore[method-assign]
     conn.switch_role = switch_role  # type: ignore[method-assign]
     conn._pysfu_true_lite = True  # type: ignore[attr-defined]
+
+
+@dataclasses.dataclass(frozen=True)
+class IceCredentials:
+    """A username fragment and password (local or remote)."""
+
+    username_fragment: str
+    password: str
+
+
+def new_ice_credentials() -> IceCredentials:
+    """Fresh random ICE credentials: 16 hex characters of username fragment
+    (unique enough to route a shared port by), 32 of password (128 bits)."""
+    return IceCredentials(secrets.token_hex(8), secrets.token_hex(16))
+
+
+def local_ice_credentials(pc: RTCPeerConnection) -> IceCredentials | None:
+    """The local credentials of ``pc``'s (bundled) ICE agent, if it has one."""
+    for dtls in _dtls_transports(pc):
+        conn = dtls.transport.iceGatherer._connection
+        return IceCredentials(conn.local_username, conn.local_password)
+    return None
+
+
+def remote_ice_credentials(pc: RTCPeerConnection) -> IceCredentials | None:
+    """The peer's credentials as the ICE agent of ``pc`` uses them, if known."""
+    for dtls in _dtls_transports(pc):
+        conn = dtls.transport.iceGatherer._connection
+        if conn.remote_username is None or conn.remote_password is None:
+            return None
+        return IceCredentials(conn.remote_username, conn.remote_password)
+    return None
+
+
+def restart_ice(
+    pc: RTCPeerConnection, credentials: IceCredentials | None = None
+) -> IceCredentials:
+    """Give ``pc``'s ICE agent fresh local credentials (an ICE restart, RFC
+    8445 section 9), keeping its sockets, candidates, DTLS and SRTP.
+
+    aiortc 1.16 cannot restart ICE. Here the running aioice connection takes
+    the new username fragment and password in place: the next offer or
+    answer carries them (aiortc reads them from the connection), checks
+    signed with the old ones are refused from now on (401), and a shared
+    port routes the new fragment instead of the old one. Until the peer's
+    new credentials arrive (:func:`follow_remote_ice`), checks carrying the
+    new local fragment are accepted whatever the peer's fragment, as before
+    a first answer, and no consent check is sent (there is nothing to sign
+    it with); the pair in use keeps carrying media meanwhile. The DTLS
+    transport is not touched: no new handshake, the SRTP keys stay.
+
+    Returns the new local credentials. Raises ``ValueError`` if ``pc`` has
+    no ICE agent yet or ``credentials`` are invalid.
+    """
+    if credentials is None:
+        credentials = new_ice_credentials()
+    validate_ice_credentials(credentials.username_fragment, credentials.password)
+    transports = _dtls_transports(pc)
+    if not transports:
+        raise ValueError("the connection has no ICE transport to restart")
+    for dtls in transports:
+        conn = dtls.transport.iceGatherer._connection
+        _accept_any_remote_fragment_while_restarting(conn)
+        if udpmux.is_muxed(conn):
+            udpmux.rekey_connection(conn, credentials.username_fragment)
+        conn._local_username = credentials.username_fragment
+        conn._local_password = credentials.password
+        conn._pysfu_restarting = True  # type: ignore[attr-defined]
+        conn._pysfu_restarts = getattr(conn, "_pysfu_restarts", 0) + 1  # type: ignore[attr-defined]
+    return credentials
+
+
+def ice_credentials_in(sdp: str) -> IceCredentials | None:
+    """The first ``a=ice-ufrag``/``a=ice-pwd`` of an SDP (or SDP fragment),
+    if it has both (bundled: one transport)."""
+    ufrag = _sdp_attribute(sdp, "ice-ufrag")
+    pwd = _sdp_attribute(sdp, "ice-pwd")
+    if ufrag is None or pwd is None:
+        return None
+    return IceCredentials(ufrag, pwd)
+
+
+def follow_remote_ice(pc: RTCPeerConnection, sdp: str) -> bool:
+    """Take the peer's ICE credentials from ``sdp`` (a remote description
+    just applied, or a WHIP PATCH fragment) if they changed: aiortc reads
+    them only once, when ICE starts. Whether they changed (the peer
+    restarted ICE, or answered a restart)."""
+    found = ice_credentials_in(sdp)
+    changed = False
+    for dtls in _dtls_transports(pc):
+        conn = dtls.transport.iceGatherer._connection
+        if found is None or conn.remote_username is None:
+            continue  # not started yet: aiortc takes them itself
+        ufrag, pwd = found.username_fragment, found.password
+        conn._pysfu_restarting = False  # type: ignore[attr-defined]
+        if (ufrag, pwd) != (conn.remote_username, conn.remote_password):
+            conn.remote_username = ufrag
+            conn.remote_password = pwd
+            changed = True
+    return changed
+
+
+def ice_restarts(pc: RTCPeerConnection) -> int:
+    """How many times :func:`restart_ice` gave ``pc`` new local credentials."""
+    for dtls in _dtls_transports(pc):
+        conn = dtls.transport.iceGatherer._connection
+        return int(getattr(conn, "_pysfu_restarts", 0))
+    return 0
+
+
+def _sdp_attribute(sdp: str, name: str) -> str | None:
+    """The first ``a=name:value`` of ``sdp`` (bundled: one transport)."""
+    prefix = f"a={name}:"
+    for line in sdp.splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    return None
+
+
+def _accept_any_remote_fragment_while_restarting(conn: aioice.ice.Connection) -> None:
+    """Between a restart's offer and the peer's answer, a check's USERNAME
+    ends with the peer's *new* fragment, not known yet: accept any, as
+    aioice does before a first answer (the password still authenticates)."""
+    if getattr(conn, "_pysfu_restartable", False):
+        return
+    valid_username = conn._valid_username
+
+    def valid_username_while_restarting(username: str) -> bool:
+        if getattr(conn, "_pysfu_restarting", False):
+            local, colon, _ = username.partition(":")
+            return colon == ":" and local == conn.local_username
+        return valid_username(username)
+
+    conn._valid_username = valid_username_while_restarting  # type: ignore[method-assign]
+    conn._pysfu_restartable = True  # type: ignore[attr-defined]
 
 
 def validate_ice_credentials(

@@ -74,8 +74,13 @@ class RtpOutput:
         self.too_large = 0
         # what the negotiated SRTP profile adds to a packet (known after the first)
         self._srtp_overhead = _LONGEST_SRTP_TAG
-        # (socket.sendto, remote address, libsrtp context, the Session owning it)
-        self._target: tuple[Callable[[Any, Any], int], Any, Any, Any] | None = None
+        # (socket.sendto, remote address, libsrtp context, the Session owning
+        # it, the nominated pair they were taken from)
+        self._target: tuple[Callable[[Any, Any], int], Any, Any, Any, Any] | None = None
+        # aioice's table of nominated pairs (one dict for the connection's
+        # life): a peer that switches pairs (a new network, an ICE restart)
+        # replaces its entry, and the cached target with it
+        self._nominated: dict[int, Any] = transport.transport._connection._nominated
         self._cdata, self._memory, self._length = _send_buffer()
 
     @property
@@ -88,11 +93,11 @@ class RtpOutput:
     def connected(self) -> bool:
         return self._transport._state == DtlsState.CONNECTED
 
-    def _socket(self) -> tuple[Any, tuple[str, int]] | None:
+    def _socket(self) -> tuple[Any, tuple[str, int], Any] | None:
         dtls = self._transport
         if dtls._state != DtlsState.CONNECTED:
             return None
-        pair = dtls.transport._connection._nominated.get(1)
+        pair = self._nominated.get(1)
         if pair is None or pair.protocol.transport is None:
             return None
         udp = pair.protocol.transport
@@ -101,15 +106,16 @@ class RtpOutput:
         buffered = getattr(udp, "get_write_buffer_size", None)
         if buffered is not None and buffered() > self.max_write_buffer:
             return None
-        return udp, pair.remote_addr
+        return udp, pair.remote_addr, pair
 
-    def _resolve(self) -> tuple[Callable[[Any, Any], int], Any, Any, Any] | None:
+    def _resolve(self) -> tuple[Callable[[Any, Any], int], Any, Any, Any, Any] | None:
         """Look up socket, address and SRTP context once; kept while the DTLS
-        transport stays connected and sends succeed."""
+        transport stays connected, the nominated pair stays the same and
+        sends succeed."""
         found = self._socket()
         if found is None or self._transport._tx_srtp is None:
             return None
-        udp, addr = found
+        udp, addr, pair = found
         sock = getattr(udp, "_sock", None)  # asyncio's socket: skips its checks
         if sock is not None:
             sendto = sock.sendto
@@ -120,7 +126,7 @@ class RtpOutput:
                 return len(data)
 
         session = self._transport._tx_srtp
-        self._target = (sendto, addr, session._srtp[0], session)
+        self._target = (sendto, addr, session._srtp[0], session, pair)
         return self._target
 
     def send_rewritten(
@@ -135,7 +141,11 @@ class RtpOutput:
         timestamp and SSRC replaced (marker, CSRCs, extensions and payload kept).
         """
         target = self._target
-        if target is None or self._transport._state is not _CONNECTED:
+        if (
+            target is None
+            or self._transport._state is not _CONNECTED
+            or self._nominated.get(1) is not target[4]
+        ):
             target = self._resolve()
         length = len(data)
         if target is None or length < 12:
@@ -167,7 +177,9 @@ class RtpOutput:
             return False
         return True
 
-    def _protect_and_send(self, target: tuple[Any, Any, Any, Any], length: int) -> bool:
+    def _protect_and_send(
+        self, target: tuple[Any, Any, Any, Any, Any], length: int
+    ) -> bool:
         """Encrypt the ``length`` bytes in the buffer in place and send them."""
         length_p = self._length
         length_p[0] = length
@@ -196,7 +208,11 @@ class RtpOutput:
     def send_rtp(self, data: bytes | bytearray) -> bool:
         """Send RTP packet ``data`` as it is."""
         target = self._target
-        if target is None or self._transport._state is not _CONNECTED:
+        if (
+            target is None
+            or self._transport._state is not _CONNECTED
+            or self._nominated.get(1) is not target[4]
+        ):
             target = self._resolve()
         length = len(data)
         if target is None or length < 12:

@@ -113,6 +113,10 @@ class MuxedTransport(asyncio.DatagramTransport):
         """``addr`` sent a check this connection authenticated."""
         self._mux.learn(self, addr)
 
+    def rekey(self, ufrag: str) -> None:
+        """Be reached by checks for ``ufrag`` from now on (an ICE restart)."""
+        self._mux.rekey(self, ufrag)
+
     def nominated_address(self) -> Address | None:
         pair = self._protocol.receiver._nominated.get(1)
         if pair is None or pair.protocol is not self._protocol:
@@ -170,6 +174,18 @@ class UdpMux:
         transport = MuxedTransport(self, protocol, ufrag)
         self._by_ufrag[ufrag] = transport
         return transport
+
+    def rekey(self, transport: MuxedTransport, ufrag: str) -> None:
+        """Route checks for ``ufrag`` to ``transport`` instead of its old one
+        (an ICE restart): checks still carrying the old one are dropped."""
+        if ufrag in self._by_ufrag:
+            raise ValueError(
+                f"ICE username fragment {ufrag!r} is already in use on the shared port"
+            )
+        if self._by_ufrag.get(transport.ufrag) is transport:
+            del self._by_ufrag[transport.ufrag]
+        transport.ufrag = ufrag
+        self._by_ufrag[ufrag] = transport
 
     def unregister(self, transport: MuxedTransport) -> None:
         if self._by_ufrag.get(transport.ufrag) is transport:
@@ -385,6 +401,17 @@ def attach_connection(conn: aioice.ice.Connection) -> None:
 
     conn.request_received = learn_then_answer  # type: ignore[method-assign]
     conn._pysfu_muxed = True  # type: ignore[attr-defined]
+
+
+def rekey_connection(conn: aioice.ice.Connection, ufrag: str) -> None:
+    """The shared sockets of ``conn`` route its new username fragment
+    ``ufrag`` (an ICE restart) and no longer its old one. The addresses it
+    authenticated stay routed to it until checks with the new credentials
+    teach others."""
+    for protocol in conn._protocols:
+        transport = protocol.transport
+        if isinstance(transport, MuxedTransport):
+            transport.rekey(ufrag)
 
 
 def is_muxed(conn: aioice.ice.Connection) -> bool:

@@ -200,6 +200,42 @@ class AnsweringSession:
         """Always refused: this session made no offer."""
         raise SignallingError("unexpected_answer", "no offer is waiting for an answer")
 
+    async def restart_ice(self) -> None:
+        """Refused: a WHIP/WHEP client restarts ICE with a PATCH of its
+        resource (:meth:`restart_ice_with`)."""
+        raise SignallingError(
+            "ice_restart_unsupported",
+            "this session restarts ICE with a PATCH of its WHIP/WHEP resource",
+        )
+
+    def restart_ice_with(self, fragment: str) -> str:
+        """An ICE restart from a WHIP/WHEP client (RFC 9725 section 4.3): take
+        the client's new ``a=ice-ufrag``/``a=ice-pwd`` from the SDP
+        ``fragment`` of its PATCH and return the server's fragment with its
+        own fresh credentials. DTLS and SRTP are kept; the client's next
+        checks with the new credentials select the pair (ICE-lite).
+
+        Raises :class:`SignallingError` if the fragment lacks credentials or
+        the connection has not started yet.
+        """
+        pc = self._transport.pc
+        remote = rtc.ice_credentials_in(fragment)
+        if remote is None:
+            raise SignallingError(
+                "bad_sdp", "the fragment has no a=ice-ufrag and a=ice-pwd"
+            )
+        try:
+            rtc.validate_ice_credentials(remote.username_fragment, remote.password)
+        except ValueError as exc:
+            raise SignallingError("bad_sdp", str(exc)) from None
+        if rtc.remote_ice_credentials(pc) is None:
+            raise SignallingError("not_connected", "ICE has not started yet")
+        local = rtc.restart_ice(pc)
+        rtc.follow_remote_ice(pc, fragment)
+        return (
+            f"a=ice-ufrag:{local.username_fragment}\r\na=ice-pwd:{local.password}\r\n"
+        )
+
     def pending_offer(self) -> str | None:
         """None: this session never offers."""
         return None

@@ -57,13 +57,28 @@ class Negotiator:
         self._awaiting_answer = False
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._restart_ice = False
         self.offers_sent = 0
         self.answers_applied = 0
+        #: Offers that restarted ICE (fresh local credentials).
+        self.ice_restarts = 0
 
     @property
     def awaiting_answer(self) -> bool:
         """An offer went out and its answer has not been applied yet."""
         return self._awaiting_answer
+
+    def restart_ice(self) -> None:
+        """Send an offer with fresh ICE credentials (an ICE restart), as
+        soon as allowed: at once, or once the offer in flight is answered.
+
+        The credentials change when that offer is made, not before: the
+        answer to an offer still in flight must match the credentials it
+        was made with. DTLS and SRTP are kept (see
+        :func:`pysfu._aiortc.restart_ice`).
+        """
+        self._restart_ice = True
+        self.request()
 
     def request(self) -> None:
         """Note that the session changed; an offer follows as soon as allowed."""
@@ -81,6 +96,10 @@ class Negotiator:
         self._changes_pending = False
         self._awaiting_answer = True
         try:
+            if self._restart_ice:
+                self._restart_ice = False
+                rtc.restart_ice(self._pc)
+                self.ice_restarts += 1
             await self._pc.setLocalDescription(await self._pc.createOffer())
             self.offers_sent += 1
             sdp = self._pc.localDescription.sdp
@@ -118,6 +137,8 @@ class Negotiator:
         except Exception as exc:
             # The offer still stands: the client may answer again.
             raise SignallingError("bad_sdp", f"the answer was rejected: {exc}") from exc
+        # the client's new credentials after a restart (aiortc reads them once)
+        rtc.follow_remote_ice(self._pc, sdp)
         self._awaiting_answer = False
         self.answers_applied += 1
         if self._changes_pending:
@@ -285,6 +306,12 @@ class OfferingSession:
                 )
             )
         )
+
+    async def restart_ice(self) -> None:
+        """The client asked for an ICE restart (its network changed): a new
+        offer with fresh ICE credentials follows (see
+        :meth:`Negotiator.restart_ice`)."""
+        self.negotiator.restart_ice()
 
     def pending_offer(self) -> str | None:
         """The SDP of the offer waiting for the client's answer, if any."""

@@ -44,6 +44,10 @@ class Session(Protocol):
     async def apply_answer(self, sdp: str) -> None:
         """The client's answer; raises :class:`~pysfu.errors.SignallingError`."""
 
+    async def restart_ice(self) -> None:
+        """The client asked for an ICE restart; raises
+        :class:`~pysfu.errors.SignallingError` where the session cannot."""
+
     def pending_offer(self) -> str | None:
         """The SDP of an offer waiting for the client's answer, if any."""
 

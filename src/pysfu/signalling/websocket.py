@@ -6,7 +6,10 @@ is: ``{"type": "hello", "token": <signalling token>}``, the token coming
 from the join backend with the grant (see :mod:`pysfu.admission`), never in
 the URL (URLs end up in access logs and browser history). The session then
 redeems the grant; the server's offers go out with the ICE password
-redacted, since the client got it from the join backend.
+redacted, since the client got it from the join backend. After an ICE
+restart (``{"type": "restart_ice"}``) the offers carry the server's fresh
+password as it is: the client can learn it nowhere else, and the socket is
+already authenticated.
 
 If the socket drops while the peer connection lives, the participant keeps
 its seat and media keeps flowing for ``reconnect_grace`` seconds: a client
@@ -122,6 +125,11 @@ class _Session:
     expiry: asyncio.TimerHandle | None = None
     #: the participant's CPU account (None: its connection is in a worker)
     cpu: CpuAccount | None = None
+    #: the ICE password of the join grant, redacted from the offers (the
+    #: client has it); fresh ones after an ICE restart are not
+    join_password: str | None = None
+    #: what writes ``queue`` to ``socket``
+    writer: asyncio.Task[None] | None = None
 
     async def outbox(self, message: ServerMessage) -> None:
         try:
@@ -236,6 +244,7 @@ class WebSocketSignalling:
         )
         assert grant is not None  # join_with_token found it
         session.room_id = grant.room_id
+        session.join_password = grant.credentials.password
         session.is_host = grant.role is Role.HOST
         self._sessions[participant_id] = session
         if session.is_host:
@@ -258,13 +267,20 @@ class WebSocketSignalling:
         self, participant_id: str, token: str, ws: web.WebSocketResponse
     ) -> _Session:
         session = self._sessions.get(participant_id)
-        if (
-            session is None
-            or not hmac.compare_digest(session.resume_token, token)
-            or session.socket is not None
-        ):
+        if session is None or not hmac.compare_digest(session.resume_token, token):
             raise CredentialError("no session to resume with that token")
         assert session.participant is not None
+        if session.socket is not None:
+            # The client's network changed under a socket this side still
+            # thinks open (its TCP connection dead on the old address, or
+            # stuck in retransmission backoff): the holder of the current
+            # resume token takes the session over at once instead of
+            # waiting for the heartbeat to notice.
+            old, session.socket = session.socket, None
+            if session.writer is not None:
+                session.writer.cancel()  # it must not take the new messages
+            asyncio.get_running_loop().create_task(old.close())
+            logger.info("a participant took its signalling over on a new socket")
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None
@@ -292,7 +308,9 @@ class WebSocketSignalling:
         participant = session.participant
         assert participant is not None
         session.socket = ws
-        writer = asyncio.get_running_loop().create_task(_write(ws, session.queue))
+        writer = session.writer = asyncio.get_running_loop().create_task(
+            _write(ws, session.queue, session.join_password)
+        )
         try:
             async for message in ws:
                 if message.type == WSMsgType.TEXT:
@@ -312,11 +330,14 @@ class WebSocketSignalling:
                 if participant.closed:
                     break
         finally:
-            session.socket = None
-            if participant.closed or self.reconnect_grace <= 0:
+            if session.socket is not ws:  # taken over by a newer socket
+                writer.cancel()
+            elif participant.closed or self.reconnect_grace <= 0:
+                session.socket = None
                 await participant.leave("websocket closed")
                 await _drain(writer)
             else:
+                session.socket = None
                 writer.cancel()
                 logger.info("%s lost its signalling; waiting for it", str(participant))
                 session.expiry = asyncio.get_running_loop().call_later(
@@ -390,7 +411,11 @@ async def websocket_session(
         signalling.close()
 
 
-async def _write(ws: web.WebSocketResponse, queue: asyncio.Queue[_Outgoing]) -> None:
+async def _write(
+    ws: web.WebSocketResponse,
+    queue: asyncio.Queue[_Outgoing],
+    join_password: str | None,
+) -> None:
     while True:
         message = await queue.get()
         if message is None:
@@ -408,7 +433,7 @@ async def _write(ws: web.WebSocketResponse, queue: asyncio.Queue[_Outgoing]) -> 
         else:
             data = to_json(message)
         if isinstance(message, Offer):
-            data["sdp"] = redact_ice_password(message.sdp)
+            data["sdp"] = redact_ice_password(message.sdp, join_password)
         try:
             await ws.send_json(data)
         except (ConnectionError, RuntimeError):

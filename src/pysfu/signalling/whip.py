@@ -10,8 +10,10 @@ ordinary :class:`~pysfu.Participant` of the room (counted against its
   session resource), ``ETag`` and a ``Link: <...>; rel="ice-server"`` per
   configured STUN/TURN server.
 - ``PATCH <resource>``: trickled ICE candidates
-  (``application/trickle-ice-sdpfrag``), ``204``. ICE restarts are not
-  supported (aiortc cannot restart ICE): ``422``, as RFC 9725 asks.
+  (``application/trickle-ice-sdpfrag``), ``204``; or an ICE restart
+  (``If-Match: *``, or a new ``a=ice-ufrag``, with the new ``a=ice-pwd``):
+  ``200`` with the server's new ``a=ice-ufrag``/``a=ice-pwd`` and a new
+  ``ETag``, DTLS and SRTP kept (RFC 9725 section 4.3).
 - ``DELETE <resource>``: leave the room, ``200``.
 - ``OPTIONS`` on any of them: CORS preflight and ``Accept-Post``.
 
@@ -127,6 +129,8 @@ class WhipSession:
     etag: str
     #: The client's ICE username fragment (a different one means ICE restart).
     ice_username_fragment: str | None
+    #: ICE restarts done with a PATCH (RFC 9725 section 4.3).
+    ice_restarts: int = 0
     _watcher: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -385,7 +389,7 @@ class WhipEndpoint:
         if if_match == "*" or (
             restart is not None and restart != session.ice_username_fragment
         ):
-            raise _Refused(422, "ICE restart is not supported: start a new session")
+            return self._restart_ice(session, fragment, restart)
         if if_match is not None and if_match != session.etag:
             raise _Refused(412, "If-Match does not match the session's ETag")
         for candidate in _fragment_candidates(fragment):
@@ -394,6 +398,30 @@ class WhipEndpoint:
             except SignallingError as exc:
                 raise _Refused(400, str(exc)) from None
         response = web.Response(status=204)
+        response.headers["ETag"] = session.etag
+        return response
+
+    def _restart_ice(
+        self, session: WhipSession, fragment: str, ufrag: str | None
+    ) -> web.Response:
+        """An ICE restart (RFC 9725 section 4.3): the fragment has the
+        client's new ``a=ice-ufrag``/``a=ice-pwd``; ``200`` with the server's
+        new ones and a new ETag. DTLS and SRTP are kept; the client's checks
+        with the new credentials select the pair. The server's candidates
+        are unchanged, so the answer lists none. The new password is sent
+        here, to the holder of the session's token."""
+        answerer = session.participant.answerer
+        if answerer is None or ufrag is None:
+            raise _Refused(400, "an ICE restart needs a=ice-ufrag and a=ice-pwd")
+        try:
+            body = answerer.restart_ice_with(fragment)
+        except SignallingError as exc:
+            raise _Refused(400, f"{exc.code}: {exc}") from None
+        session.ice_username_fragment = ufrag
+        session.etag = f'"{secrets.token_hex(8)}"'
+        session.ice_restarts += 1
+        response = web.Response(status=200, body=body.encode())
+        response.headers["Content-Type"] = SDP_FRAGMENT
         response.headers["ETag"] = session.etag
         return response
 

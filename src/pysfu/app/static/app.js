@@ -91,8 +91,9 @@ const fail = (message) => finish(`error: ${message}`);
 function refreshStatus() {
   if (finished || !pc) return;
   const state = pc.connectionState;
-  if (state === "failed") return fail("the connection failed");
-  if (state === "disconnected") return setStatus("reconnecting");
+  // the call restarts ICE on both; it ends itself ("end", reason "failed")
+  // if that does not bring the connection back
+  if (state === "failed" || state === "disconnected") return setStatus("reconnecting");
   if (!joined) return setStatus("connecting");
   if (hostAway) return setStatus("host reconnecting…");
   if (participants.size === 0) return setStatus("waiting for the participant");
@@ -712,6 +713,8 @@ async function stats() {
 
 window.pysfu = {
   get pc() { return pc; },
+  /** ICE restarts the call asked for (its network changed). */
+  get iceRestarts() { return call ? call.iceRestarts : 0; },
   get joinResponse() { return joinResponse; },
   status: () => $("status").textContent,
   /** Whether the host went away and the room waits for it ("host-away"). */

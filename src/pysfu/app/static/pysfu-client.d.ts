@@ -46,6 +46,14 @@ export interface JoinOptions {
   /** Send "leave" (with rejoin: true) when the page goes away (pagehide);
    *  default true. */
   leaveOnPageHide?: boolean;
+  /** Ms of ICE "disconnected" before asking for an ICE restart; default 2000. */
+  restartIceAfter?: number;
+  /** Ms after a restart request to ask again if ICE has not recovered (on a
+   *  new signalling socket if no offer came meanwhile); default 3000. */
+  restartIceRetry?: number;
+  /** Ms of connection "failed" (restarts meanwhile) before the call ends with
+   *  reason "failed"; default 20000. */
+  failedAfter?: number;
 }
 
 /** Why a call ended: left (by leave()), room-closed (message: the room's
@@ -74,6 +82,8 @@ export interface CallEventMap {
   connectionstatechange: CustomEvent<{ state: RTCPeerConnectionState }>;
   /** An offer was answered; `first` for the first one. */
   answered: CustomEvent<{ first: boolean }>;
+  /** The call asked the server for an ICE restart (the `count`-th). */
+  icerestart: CustomEvent<{ count: number }>;
   reconnecting: CustomEvent<Record<string, never>>;
   reconnected: CustomEvent<Record<string, never>>;
   end: CustomEvent<CallEnd>;
@@ -99,6 +109,12 @@ export class Call extends EventTarget {
   readonly ended: boolean;
   /** Send a protocol message (dropped while the socket is not open). */
   send(message: { type: string; [field: string]: unknown }): void;
+  /** ICE restarts asked for so far. */
+  readonly iceRestarts: number;
+  /** Ask the server for an ICE restart (a new offer with fresh ICE
+   *  credentials; DTLS kept). The call does so itself when ICE stays
+   *  "disconnected" or fails; call it when the network is known to change. */
+  restartIce(): void;
   /** Leave the room: the others see this participant go at once. A host
    *  ends the call for everyone, unless `rejoin` (the page reloads): the
    *  room then waits the server's host grace for the host to join again. */

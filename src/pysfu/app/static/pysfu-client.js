@@ -12,10 +12,12 @@
 // says hello with the signalling token, answers every offer (putting back the
 // ICE password the offers leave out, publishing `stream` on the sections the
 // server receives on), trickles candidates, resumes the session after a
-// dropped socket, and leaves when the page goes away (saying it may come
-// back: a host's room then waits for it, see rememberHost). When the server
-// offers to receive simulcast (pysfu serve --simulcast: a=simulcast:recv
-// q;h;f), each layer gets explicit encoding parameters (SIMULCAST_LAYERS). In a cluster
+// dropped socket, asks for an ICE restart when the network changes (ICE
+// "disconnected" for 2 s, or "failed"), and leaves when the page goes away
+// (saying it may come back: a host's room then waits for it, see
+// rememberHost). When the server offers to receive simulcast (pysfu serve
+// --simulcast: a=simulcast:recv q;h;f), each layer gets explicit encoding
+// parameters (SIMULCAST_LAYERS). In a cluster
 // (pysfu serve --redis), rejoin(call) joins an ended call's room again
 // through another node when the call's node died.
 
@@ -82,8 +84,16 @@ export class Call extends EventTarget {
     this.pc.ondatachannel = ({ channel }) => this._emit("datachannel", { channel });
     this.pc.onconnectionstatechange = () => {
       this._emit("connectionstatechange", { state: this.pc.connectionState });
-      if (this.pc.connectionState === "failed") this._end("failed", { message: "the connection failed" });
+      if (this.pc.connectionState === "failed") this._failing();
+      else if (this.pc.connectionState === "connected") this._recovered();
     };
+    // A changed network (Wi-Fi to cellular) shows as ICE "disconnected", then
+    // "failed": the call asks the server for an ICE restart (see restartIce).
+    this.iceRestarts = 0;
+    this._restartPending = false; // a restart asked for, its offer not come yet
+    this._iceTimer = null;
+    this._failTimer = null;
+    this.pc.oniceconnectionstatechange = () => this._watchIce();
     if (options.leaveOnPageHide !== false) {
       // A page cannot tell a reload from a closing tab: it leaves saying it
       // may come back, so a host's room waits for it (the host grace).
@@ -96,6 +106,58 @@ export class Call extends EventTarget {
   /** Send a protocol message (dropped while the socket is not open). */
   send(message) {
     if (this._ws && this._ws.readyState === WebSocket.OPEN) this._ws.send(JSON.stringify(message));
+  }
+
+  /**
+   * Ask the server for an ICE restart: it sends an offer with fresh ICE
+   * credentials, answered with fresh ones of this browser's (JSEP), on the
+   * paths the network has now. DTLS and SRTP are kept. Called by the call
+   * itself when ICE stays "disconnected" for `restartIceAfter` ms (2000) or
+   * fails; call it when the page knows the network changed.
+   */
+  restartIce() {
+    if (this.ended) return;
+    this.iceRestarts += 1;
+    // The signalling's TCP connection has likely died with the old network
+    // (or sits in retransmission backoff after an outage): a new socket
+    // resumes the session, taking it over, and asks on it (see _open).
+    // A socket not open is being reconnected: its resume asks (see _open).
+    this._restartPending = true;
+    const open = this._ws && this._ws.readyState === WebSocket.OPEN;
+    if (open && this._session) this._renewSignalling();
+    else this.send({ type: "restart_ice" });
+    this._emit("icerestart", { count: this.iceRestarts });
+    // no better in a while (the request or its offer lost, the network still
+    // down): ask again
+    clearTimeout(this._iceTimer);
+    this._iceTimer = setTimeout(() => this._watchIce(true), this._options.restartIceRetry ?? 3000);
+  }
+
+  _watchIce(retry = false) {
+    clearTimeout(this._iceTimer);
+    this._iceTimer = null;
+    if (this.ended) return;
+    const state = this.pc.iceConnectionState;
+    if (state === "failed" || (retry && state === "disconnected")) this.restartIce();
+    else if (state === "disconnected") {
+      this._iceTimer = setTimeout(() => this.restartIce(), this._options.restartIceAfter ?? 2000);
+    }
+  }
+
+  // A failed connection may still come back with an ICE restart; the call
+  // ends only if it has not within `failedAfter` ms (the server gives up
+  // after its own consent deadline anyway).
+  _failing() {
+    if (this._failTimer) return;
+    this._failTimer = setTimeout(
+      () => this._end("failed", { message: "the connection failed" }),
+      this._options.failedAfter ?? 20000,
+    );
+  }
+
+  _recovered() {
+    clearTimeout(this._failTimer);
+    this._failTimer = null;
   }
 
   /** Leave the room: the others see this participant go at once. A host
@@ -114,6 +176,16 @@ export class Call extends EventTarget {
 
   // `first` proves the socket is ours (a signalling or resume token), sent as
   // a message because URLs end up in access logs.
+  _renewSignalling() {
+    const old = this._ws;
+    if (old) {
+      old.onclose = null;
+      old.onmessage = null;
+      old.close();
+    }
+    this._open({ type: "resume", token: this._session.resume_token });
+  }
+
   _open(first, onUnreachable = null) {
     const ws = new WebSocket(new URL(this.joinResponse.ws_url, location.href));
     this._ws = ws;
@@ -121,6 +193,9 @@ export class Call extends EventTarget {
     ws.onopen = () => {
       opened = true;
       ws.send(JSON.stringify(first));
+      // an ICE restart asked for while the signalling was down, or that is
+      // why this socket was opened
+      if (first.type === "resume" && this._restartPending) ws.send(JSON.stringify({ type: "restart_ice" }));
       if (first.type === "resume") this._emit("reconnected", {});
     };
     ws.onmessage = (event) => {
@@ -159,14 +234,18 @@ export class Call extends EventTarget {
   async _handle(message) {
     if (this.ended) return;
     if (message.type === "session") this._session = message;
-    else if (message.type === "offer") await this._answer(message.sdp);
+    else if (message.type === "offer") {
+      this._restartPending = false;
+      await this._answer(message.sdp);
+    }
     else if (message.type === "error") this._lastError = message; // fatal only with a close
     this._emit("message", message);
     if (message.type === "room-closed") this._end("room-closed", { message: message.reason });
   }
 
   async _answer(redactedSdp) {
-    // Offers come without the ICE password: the join answer has it.
+    // Offers come without the join's ICE password: the join answer has it.
+    // After an ICE restart they carry the server's fresh one as it is.
     const sdp = redactedSdp.replace(/a=ice-pwd:REDACTED/g, `a=ice-pwd:${this.joinResponse.ice.password}`);
     await this.pc.setRemoteDescription({ type: "offer", sdp });
     const first = !this._published;
@@ -211,6 +290,8 @@ export class Call extends EventTarget {
   _end(reason, detail) {
     if (this.ended) return;
     this.ended = true;
+    clearTimeout(this._iceTimer);
+    clearTimeout(this._failTimer);
     if (this._onPageHide) removeEventListener("pagehide", this._onPageHide);
     if (this._ws) {
       this._ws.onclose = null;
