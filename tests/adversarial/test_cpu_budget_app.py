@@ -1,0 +1,193 @@
+"""Issue 21.6 against the real example process: a CPU burner is removed.
+
+A rogue member floods its data channel with 8 KB messages, far over the
+rate limit, at ``pysfu serve`` (examples/ws_sfu.py) with a small
+``--cpu-budget``: every message is dropped, but only after the server
+decrypted and reassembled it, and that time is charged to the rogue. Past
+its budget it gets the ``error`` ``cpu_budget`` and its signalling closes,
+``/metrics`` counts the removal, and a watched room in the same process (with
+``--workers=2``: in the same worker process) goes on decoding the host's
+video throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ..example_server import example_server
+from ..helpers import LIVENESS, child_pids, eventually, udp_port_owner
+from ..peers import Peer, PeerFactory
+from ..ws_client import WsClient, create_room, join
+
+pytestmark = [
+    pytest.mark.adversarial,
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
+
+#: 2 % of a core over 10 s, 0.2 s of CPU: a flood reaches it within seconds
+#: even on a loaded machine; joining costs a member a few tens of ms.
+BUDGET_SHARE = "0.02"
+BUDGET = 0.2
+#: At most this many messages: a server without a budget fails the test.
+MAX_SENT = 100_000
+METRICS_TOKEN = "metrics-secret"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def member(
+    http: aiohttp.ClientSession,
+    peers: PeerFactory,
+    room: dict[str, Any],
+    role: str,
+    code: int,
+    **options: Any,
+) -> tuple[dict[str, Any], Peer, WsClient]:
+    status, grant = await join(http, room["join_url"], role=role)
+    assert status == 200, grant
+    peer = peers(grant["participant_id"], code, **options)
+    client = await WsClient.connect(http, grant)
+    peer.attach(client)
+    return grant, peer, client
+
+
+def server_port(client: WsClient) -> int:
+    """The port of the server's loopback ICE candidate in its first offer."""
+    sdp = next(m["sdp"] for m in client.raw if m["type"] == "offer")
+    found = re.search(r"a=candidate:\S+ \d+ udp \d+ 127\.0\.0\.1 (\d+) typ host", sdp)
+    assert found, sdp
+    return int(found.group(1))
+
+
+async def scrape(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    async with http.get(f"{base}/metrics", headers=headers) as response:
+        assert response.status == 200
+        text = await response.text()
+    return {
+        sample.name + "".join(f"[{v}]" for v in sample.labels.values()): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def flood(peer: Peer, removed: asyncio.Event) -> int:
+    """8 KB messages on ``peer``'s data channel until it is removed (paced by
+    what its SCTP stack buffers); the number sent."""
+    channel = await peer.wait_channel()
+    payload = "x" * 8000  # under the size limit, far over the rate limit
+    sent = 0
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 2 * LIVENESS
+    while (
+        not removed.is_set()
+        and sent < MAX_SENT
+        and channel.readyState == "open"
+        and loop.time() < give_up
+    ):
+        if channel.bufferedAmount > 256 * 1024:
+            await asyncio.sleep(0.005)
+            continue
+        channel.send(payload)
+        sent += 1
+        if sent % 20 == 0:
+            await asyncio.sleep(0)
+    return sent
+
+
+@pytest.mark.parametrize("mode", [(), ("--workers=2",)], ids=["in-process", "workers"])
+async def test_a_cpu_burner_is_removed_from_the_app(
+    http: aiohttp.ClientSession, peers: PeerFactory, mode: tuple[str, ...]
+) -> None:
+    async with example_server(
+        f"--cpu-budget={BUDGET_SHARE}", f"--metrics-token={METRICS_TOKEN}", *mode
+    ) as base:
+        # every room created before anyone joins: the pool places them in
+        # turn (least rooms first), so the first and third share worker 0
+        rooms = []
+        for _ in range(3):
+            status, room = await create_room(http, base)
+            assert status == 201, room
+            rooms.append(room)
+        watched, _, abused = rooms
+
+        _, host, host_ws = await member(http, peers, watched, "host", 1)
+        _, viewer, viewer_ws = await member(
+            http, peers, watched, "participant", 2, publish_video=False
+        )
+        track = await viewer.wait_video_from(host)
+        _, owner, owner_ws = await member(
+            http, peers, abused, "host", 3, publish_video=False
+        )
+        rogue_grant, rogue, rogue_ws = await member(
+            http, peers, abused, "participant", 4, publish_video=False
+        )
+        await owner.wait_channel()
+        await rogue.wait_channel()
+        if mode:
+            workers = child_pids(base.process.pid)
+            owners = {
+                udp_port_owner(server_port(ws), workers) for ws in (viewer_ws, rogue_ws)
+            }
+            assert len(owners) == 1 and owners <= set(workers), owners
+
+        frames_before = len(track.patterns)
+        removed = asyncio.Event()
+        flooding = asyncio.create_task(flood(rogue, removed))
+        try:
+            await eventually(
+                lambda: (
+                    rogue_ws.closed.is_set()
+                    or any(e.code == "cpu_budget" for e in rogue.errors)
+                ),
+                timeout=2 * LIVENESS,
+                what="the rogue removed",
+            )
+        finally:
+            removed.set()
+            sent = await flooding
+        # told why (after data_rate_limited, once a second), then its
+        # signalling closed
+        codes = [e.code for e in rogue.errors]
+        assert codes[-1:] == ["cpu_budget"], codes
+        assert set(codes) <= {"cpu_budget", "data_rate_limited"}, codes
+        await eventually(lambda: rogue_ws.closed.is_set(), what="rogue's socket closed")
+        assert sent > 0
+        rogue_id = rogue_grant["participant_id"]
+        await eventually(
+            lambda: any(
+                m["type"] == "participant-left" and m["participant_id"] == rogue_id
+                for m in owner_ws.raw
+            ),
+            what="the owner told",
+        )
+
+        # the watched room decoded the host's video through the flood, and
+        # goes on; nobody else left or got an error
+        assert len(track.patterns) > frames_before
+        frames = len(track.patterns)
+        await eventually(lambda: len(track.patterns) > frames + 30, what="decoding")
+        assert {code for code, _ in track.patterns[frames:]} == {host.code}
+        for ws in (host_ws, viewer_ws, owner_ws):
+            assert not ws.closed.is_set()
+            assert [
+                m["participant_id"] for m in ws.raw if m["type"] == "participant-left"
+            ] == ([rogue_id] if ws is owner_ws else [])
+        assert not (host.errors or viewer.errors or owner.errors)
+
+        metrics = await scrape(http, base)
+        assert metrics["pysfu_participants_removed_total[cpu_budget]"] == 1
+        assert metrics["pysfu_participant_cpu_seconds_total[data]"] > BUDGET
+        assert metrics["pysfu_participants"] == 3
