@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,10 +31,14 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
 ]
 
-#: 2 % of a core over 10 s, 0.2 s of CPU: a flood reaches it within seconds
-#: even on a loaded machine; joining costs a member a few tens of ms.
-BUDGET_SHARE = "0.02"
-BUDGET = 0.2
+#: 0.5 % of a core over 10 s, 50 ms of CPU. The flood crosses processes
+#: here, paced by SCTP's acknowledgements: on a machine loaded 13 times over
+#: (2 cores, load 26) the rogue got 366 messages through in 30 s, which cost
+#: the server 0.26 s, under 0.2 s in every 10 s, and then it was dropped for
+#: ICE consent, its own loop too busy to answer. An innocent member is charged
+#: a few ms in 10 s (joining, RTCP); the test checks that none is removed.
+BUDGET_SHARE = "0.005"
+BUDGET = 0.05
 #: At most this many messages: a server without a budget fails the test.
 MAX_SENT = 100_000
 METRICS_TOKEN = "metrics-secret"
@@ -97,22 +102,31 @@ async def flood(peer: Peer, removed: asyncio.Event) -> int:
         and channel.readyState == "open"
         and loop.time() < give_up
     ):
-        if channel.bufferedAmount > 256 * 1024:
-            await asyncio.sleep(0.005)
+        if channel.bufferedAmount > 128 * 1024:
+            await asyncio.sleep(0.01)
             continue
         channel.send(payload)
         sent += 1
-        if sent % 20 == 0:
-            await asyncio.sleep(0)
+        # each message is encrypted in this process, which runs the other
+        # clients too: they must keep answering ICE checks
+        await asyncio.sleep(0)
     return sent
 
 
 @pytest.mark.parametrize("mode", [(), ("--workers=2",)], ids=["in-process", "workers"])
 async def test_a_cpu_burner_is_removed_from_the_app(
-    http: aiohttp.ClientSession, peers: PeerFactory, mode: tuple[str, ...]
+    http: aiohttp.ClientSession,
+    peers: PeerFactory,
+    mode: tuple[str, ...],
+    tmp_path: Path,
 ) -> None:
+    log = tmp_path / "server.log"
     async with example_server(
-        f"--cpu-budget={BUDGET_SHARE}", f"--metrics-token={METRICS_TOKEN}", *mode
+        f"--cpu-budget={BUDGET_SHARE}",
+        f"--metrics-token={METRICS_TOKEN}",
+        "--log-level=INFO",
+        *mode,
+        log=log,
     ) as base:
         # every room created before anyone joins: the pool places them in
         # turn (least rooms first), so the first and third share worker 0
@@ -123,16 +137,19 @@ async def test_a_cpu_burner_is_removed_from_the_app(
             rooms.append(room)
         watched, _, abused = rooms
 
-        _, host, host_ws = await member(http, peers, watched, "host", 1)
+        # one encoder and one decoder in this process, no audio: it runs
+        # every client, and a client whose loop lags 10 s loses ICE consent
+        quiet = {"publish_video": False, "publish_audio": False}
+        _, host, host_ws = await member(
+            http, peers, watched, "host", 1, publish_audio=False
+        )
         _, viewer, viewer_ws = await member(
-            http, peers, watched, "participant", 2, publish_video=False
+            http, peers, watched, "participant", 2, **quiet
         )
         track = await viewer.wait_video_from(host)
-        _, owner, owner_ws = await member(
-            http, peers, abused, "host", 3, publish_video=False
-        )
+        _, owner, owner_ws = await member(http, peers, abused, "host", 3, **quiet)
         rogue_grant, rogue, rogue_ws = await member(
-            http, peers, abused, "participant", 4, publish_video=False
+            http, peers, abused, "participant", 4, **quiet
         )
         await owner.wait_channel()
         await rogue.wait_channel()
@@ -161,7 +178,10 @@ async def test_a_cpu_burner_is_removed_from_the_app(
         # told why (after data_rate_limited, once a second), then its
         # signalling closed
         codes = [e.code for e in rogue.errors]
-        assert codes[-1:] == ["cpu_budget"], codes
+        if codes[-1:] != ["cpu_budget"]:
+            metrics = await scrape(http, base)
+            cpu = {k: v for k, v in metrics.items() if "cpu" in k}
+            raise AssertionError(f"not removed for CPU: sent {sent}, {cpu}, {codes}")
         assert set(codes) <= {"cpu_budget", "data_rate_limited"}, codes
         await eventually(lambda: rogue_ws.closed.is_set(), what="rogue's socket closed")
         assert sent > 0
