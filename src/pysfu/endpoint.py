@@ -11,7 +11,9 @@ the two classes say what handling and refusing mean for them.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from .config import LimitsConfig
 from .errors import SignallingError
@@ -24,8 +26,12 @@ __all__ = ["ClientEndpoint"]
 class ClientEndpoint(ABC):
     """One client's signalling surface: :meth:`handle`, rate limited."""
 
-    def __init__(self, limits: LimitsConfig) -> None:
-        self._rate = TokenBucket(limits.messages_per_second, limits.message_burst)
+    def __init__(
+        self, limits: LimitsConfig, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._rate = TokenBucket(
+            limits.messages_per_second, limits.message_burst, clock
+        )
 
     async def handle(self, message: ClientMessage) -> None:
         """Process one message from the client; problems are answered with an error.
