@@ -11,7 +11,6 @@ the two classes say what handling and refusing mean for them.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -27,10 +26,14 @@ class ClientEndpoint(ABC):
     """One client's signalling surface: :meth:`handle`, rate limited."""
 
     def __init__(
-        self, limits: LimitsConfig, clock: Callable[[], float] = time.monotonic
+        self, limits: LimitsConfig, clock: Callable[[], float] | None = None
     ) -> None:
-        self._rate = TokenBucket(
-            limits.messages_per_second, limits.message_burst, clock
+        """``clock``: the rate limit's (default ``time.monotonic``)."""
+        rate, burst = limits.messages_per_second, limits.message_burst
+        self._rate = (
+            TokenBucket(rate, burst)
+            if clock is None
+            else TokenBucket(rate, burst, clock)
         )
 
     async def handle(self, message: ClientMessage) -> None:
