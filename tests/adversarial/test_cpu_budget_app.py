@@ -206,3 +206,9 @@ async def test_a_cpu_burner_is_removed_from_the_app(
         assert charged > BUDGET, metrics
         assert metrics[f"{CPU_METRIC}[data]"] > 0
         assert metrics["pysfu_participants"] == 2
+    # logged once, by the process holding its connection (a worker's lines
+    # are prefixed "worker N:")
+    removals = [line for line in log.read_text().splitlines() if "removing it" in line]
+    assert len(removals) == 1, removals
+    assert "pysfu.accounting" in removals[0]
+    assert removals[0].startswith("worker 0:") == bool(mode), removals
