@@ -118,7 +118,7 @@ class CpuAccount:
         ):
             self.exceeded = True
             logger.warning(
-                "participant %s spent %.2f s of CPU in %.0f s (budget %.0f %% "
+                "participant %s spent %.2f s of CPU in %.0f s (budget %.3g %% "
                 "of a core; %s): removing it",
                 self.participant_id,
                 self._in_window,

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from .admission import HasRooms
 from .rooms import Rooms
 from .sfu import SFU
-from .stats import SFUStats, Totals
+from .stats import REMOVAL_REASONS, SFUStats, Totals
 
 __all__ = [
     "PoolCollector",
@@ -190,3 +190,11 @@ def _families(live: SFUStats, totals: Totals, p: str) -> Iterator[Metric]:
     for reason, seconds in sorted(totals.cpu_seconds.items()):
         cpu.add_metric([reason], seconds)
     yield cpu
+    removed = CounterMetricFamily(
+        f"{p}_participants_removed",
+        "Participants the server removed for what they did, by reason (cpu_budget).",
+        labels=["reason"],
+    )
+    for reason in REMOVAL_REASONS:
+        removed.add_metric([reason], totals.participants_removed.get(reason, 0))
+    yield removed

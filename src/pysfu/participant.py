@@ -22,6 +22,7 @@ from aiortc.sdp import candidate_from_sdp
 from . import _aiortc as rtc
 from .config import SFUConfig
 from .datachannel import CHANNEL_LABEL, DataChannel
+from .endpoint import ClientEndpoint
 from .errors import SignallingError
 from .forwarding import CodecInfo, DownTrack, Forwarder
 from .messages import (
@@ -41,7 +42,6 @@ from .peer.session import Session
 from .peer.subscriptions import Subscription, Subscriptions
 from .peer.transport import PeerTransport
 from .ports import Outbox, Role, RoomPort
-from .ratelimit import TokenBucket
 from .stats import ParticipantStats, SubscriptionStats
 
 __all__ = ["NO_MEDIA_NOTICE_AFTER", "Participant", "Role", "Subscription"]
@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 NO_MEDIA_NOTICE_AFTER = 20.0
 
 
-class Participant:
+class Participant(ClientEndpoint):
     """A peer in a room, with the server's side of its peer connection.
 
     The participant owns its :class:`~pysfu.peer.transport.PeerTransport`,
@@ -78,6 +78,7 @@ class Participant:
         name: str | None = None,
         offer: ClientOffer | None = None,
     ) -> None:
+        super().__init__(config.limits)
         self.room = room
         self.id = participant_id
         #: A display name for the other clients (defaults to the id).
@@ -91,9 +92,6 @@ class Participant:
         self.signalling_errors = 0
         #: ICE restarts the client asked for (``restart_ice``).
         self.ice_restarts_requested = 0
-        self._rate = TokenBucket(
-            config.limits.messages_per_second, config.limits.message_burst
-        )
         self._outbox = outbox
         self._video_codecs = video_codecs
         #: The server's end of the peer connection.
@@ -231,23 +229,6 @@ class Participant:
 
     # ------------------------------------------------------------------
     # signalling: messages in, messages out
-
-    async def handle(self, message: ClientMessage) -> None:
-        """Process one message from the client; problems are answered with an error.
-
-        Messages beyond the rate limit (``LimitsConfig.messages_per_second``)
-        are dropped.
-        """
-        if await self.within_rate_limit():
-            await self.handle_unlimited(message)
-
-    async def within_rate_limit(self) -> bool:
-        """Count one client message against the rate limit; False: drop it."""
-        if self._rate.allow():
-            return True
-        if self._rate.should_warn():  # told at most once per second
-            await self.refuse(SignallingError("rate_limited", "too many messages"))
-        return False
 
     async def handle_unlimited(self, message: ClientMessage) -> None:
         """:meth:`handle` for a message already counted by :meth:`within_rate_limit`."""

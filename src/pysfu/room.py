@@ -87,7 +87,7 @@ class RoomRegistry(Protocol):
         """Counters of participants that left (see :meth:`pysfu.SFU.totals`)."""
         ...
 
-    def record_departure(self, stats: ParticipantStats) -> None:
+    def record_departure(self, stats: ParticipantStats, reason: str = "left") -> None:
         """Fold a departing member's counters into :attr:`retired`."""
         ...
 
@@ -267,7 +267,7 @@ class Room:
         del self.members[participant.id]
         for forwarder in list(participant.publications.values()):
             self._unpublish(participant, forwarder)
-        self._retire(participant)
+        self._retire(participant, reason)
         self._media_flowing.discard((participant.id, "publishing"))
         self._media_flowing.discard((participant.id, "receiving"))
         await participant.close()
@@ -328,8 +328,8 @@ class Room:
         self._announcing.add(task)
         task.add_done_callback(self._announcing.discard)
 
-    def _retire(self, participant: Participant) -> None:
-        self._sfu.record_departure(participant.stats())
+    def _retire(self, participant: Participant, reason: str) -> None:
+        self._sfu.record_departure(participant.stats(), reason)
 
     def retire(self, stats: SubscriptionStats) -> None:
         """Count a subscription that ended into the SFU's totals (called by
@@ -504,7 +504,7 @@ class Room:
         members = list(self.members.values())
         self.members.clear()
         for participant in members:
-            self._retire(participant)
+            self._retire(participant, reason)
             await participant.send(RoomClosed(reason))
         await asyncio.gather(*(p.close() for p in members), return_exceptions=True)
         self.emit(RoomClosedEvent(self.id, reason))

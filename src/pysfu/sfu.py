@@ -18,7 +18,7 @@ from .peer.answering import ClientOffer
 from .ports import Outbox, Role
 from .room import EligibilityPolicy, Room, RoomListener, everyone_else
 from .rooms import JoinRequest, RoomOptions, RoomSeats, join_request
-from .stats import ParticipantStats, SFUStats, Totals
+from .stats import REMOVAL_REASONS, ParticipantStats, SFUStats, Totals
 
 __all__ = ["SFU", "LocalRooms"]
 
@@ -225,9 +225,13 @@ class SFU:
 
     # what its rooms tell it (see pysfu.room.RoomRegistry)
 
-    def record_departure(self, stats: ParticipantStats) -> None:
-        """Fold a departing member's counters into :attr:`retired`."""
+    def record_departure(self, stats: ParticipantStats, reason: str = "left") -> None:
+        """Fold a departing member's counters into :attr:`retired` (and
+        count a removal, see :data:`pysfu.stats.REMOVAL_REASONS`)."""
         self.retired.participants_left += 1
+        if reason in REMOVAL_REASONS:
+            removed = self.retired.participants_removed
+            removed[reason] = removed.get(reason, 0) + 1
         self.retired.add_participant(stats)
 
     def room_closed(self, room: Room) -> None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .forwarding import DownTrack, Forwarder
 
 __all__ = [
+    "REMOVAL_REASONS",
     "DataChannelStats",
     "ParticipantStats",
     "PublishedTrackStats",
@@ -238,6 +239,11 @@ class SFUStats:
         )
 
 
+#: Departure reasons that mean the server removed a participant for what it
+#: did, counted in :attr:`Totals.participants_removed`.
+REMOVAL_REASONS = ("cpu_budget",)
+
+
 @dataclass
 class Totals:
     """Cumulative counters of an SFU since it started, including what
@@ -245,6 +251,9 @@ class Totals:
 
     participants_joined: int = 0
     participants_left: int = 0
+    #: Of those that left, the ones the server removed, by reason
+    #: (``cpu_budget``: see :data:`REMOVAL_REASONS`).
+    participants_removed: dict[str, int] = field(default_factory=dict)
     signalling_errors: int = 0
     #: By kind ("audio", "video").
     packets_received: dict[str, int] = field(default_factory=dict)
@@ -293,6 +302,7 @@ class Totals:
         total = Totals(
             participants_joined=self.participants_joined,
             participants_left=self.participants_left,
+            participants_removed=dict(self.participants_removed),
             signalling_errors=self.signalling_errors,
             packets_received=dict(self.packets_received),
             bytes_received=dict(self.bytes_received),

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-import pysfu.participant
+import pysfu.endpoint
 from pysfu import (
     SFU,
     DuplicateParticipant,
@@ -40,7 +40,7 @@ def signalling_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[ManualClock]:
     clock = ManualClock()
     with monkeypatch.context() as patch:
         patch.setattr(
-            pysfu.participant,
+            pysfu.endpoint,
             "TokenBucket",
             functools.partial(TokenBucket, clock=clock),
         )

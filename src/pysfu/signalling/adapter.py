@@ -68,10 +68,11 @@ async def deliver_json(participant: SignallingTarget, text: str | bytes) -> None
 def enforce_cpu_budget(participant: SessionParticipant) -> CpuAccount | None:
     """Hold ``participant`` to ``LimitsConfig.cpu_budget``: once it has made
     the server spend more than that on its signalling, data, candidates and
-    RTCP, it leaves with reason ``cpu_budget``. Returns its account (charge
+    RTCP, it is sent the ``error`` ``cpu_budget`` and leaves with reason
+    ``cpu_budget``. Returns its account (charge
     its signalling there, see :func:`pysfu.accounting.metered`), or ``None``
     for a participant whose connection is in a worker process (the worker
-    accounts for it).
+    process calls this for its own :class:`pysfu.Participant`).
     """
     pc = getattr(participant, "pc", None)
     config = getattr(participant, "config", None)
@@ -87,9 +88,19 @@ def enforce_cpu_budget(participant: SessionParticipant) -> CpuAccount | None:
     def exceeded() -> None:
         participant = ref()
         if participant is not None and not participant.closed:
-            task = loop.create_task(participant.leave("cpu_budget"))
+            task = loop.create_task(_remove_for_cpu(participant))
             _leaving.add(task)
             task.add_done_callback(_leaving.discard)
 
     account.limit(limits.cpu_budget, limits.cpu_budget_window, participant.id, exceeded)
     return account
+
+
+async def _remove_for_cpu(participant: SessionParticipant) -> None:
+    # told why first (the error reaches the client before its socket closes)
+    await participant.refuse(
+        SignallingError(
+            "cpu_budget", "removed: this connection made the server spend too much CPU"
+        )
+    )
+    await participant.leave("cpu_budget")

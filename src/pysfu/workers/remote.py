@@ -8,10 +8,10 @@ import logging
 from typing import Any, Protocol
 
 from ..config import SFUConfig
+from ..endpoint import ClientEndpoint
 from ..errors import SignallingError, WorkerFailed
 from ..messages import ClientMessage, ServerMessage, to_json
 from ..ports import Outbox, Role
-from ..ratelimit import TokenBucket
 from .protocol import Handle, Leave, PendingOffer, Refuse, Request
 
 __all__ = ["RemoteParticipant", "WorkerLink"]
@@ -29,15 +29,16 @@ class WorkerLink(Protocol):
     async def request(self, request: Request) -> Any: ...
 
 
-class RemoteParticipant:
+class RemoteParticipant(ClientEndpoint):
     """A participant whose connection lives in a worker process.
 
     It has the signalling surface of :class:`pysfu.Participant`:
     :meth:`handle` (or :func:`pysfu.signalling.deliver_json`) for what the
     client sends, :meth:`leave` when its transport goes away, and messages
     for the client arrive at the ``outbox`` given to :meth:`WorkerPool.join`,
-    in the pool's process. The rate limit is applied here, before anything
-    crosses to the worker; refusals are counted in the worker's stats.
+    in the pool's process. The rate limit (:class:`~pysfu.endpoint.ClientEndpoint`,
+    as in-process) is applied here, before anything crosses to the worker;
+    refusals are counted in the worker's stats.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class RemoteParticipant:
         outbox: Outbox,
         config: SFUConfig,
     ) -> None:
+        super().__init__(config.limits)
         self.id = participant_id
         self.room_id = room_id
         self.role = role
@@ -57,28 +59,12 @@ class RemoteParticipant:
         self.closed = False
         self._worker = worker
         self._outbox = outbox
-        self._rate = TokenBucket(
-            config.limits.messages_per_second, config.limits.message_burst
-        )
         self._closed_event = asyncio.Event()
 
     @property
     def worker(self) -> int:
         """Index of the worker process holding this participant."""
         return self._worker.index
-
-    async def handle(self, message: ClientMessage) -> None:
-        """Pass one client message to the worker (rate limited as in-process)."""
-        if await self.within_rate_limit():
-            await self.handle_unlimited(message)
-
-    async def within_rate_limit(self) -> bool:
-        """Count one client message against the rate limit; False: drop it."""
-        if self._rate.allow():
-            return True
-        if self._rate.should_warn():  # told at most once per second
-            await self.refuse(SignallingError("rate_limited", "too many messages"))
-        return False
 
     async def handle_unlimited(self, message: ClientMessage) -> None:
         """:meth:`handle` for a message already counted by :meth:`within_rate_limit`."""

@@ -22,11 +22,13 @@ from typing import Any
 
 from typing_extensions import assert_never
 
+from ..accounting import CpuAccount, metered
 from ..errors import ProtocolError, PysfuError, SignallingError
 from ..events import RoomEvent
 from ..messages import ServerMessage, parse_client_message
 from ..participant import Participant
 from ..sfu import SFU
+from ..signalling.adapter import enforce_cpu_budget
 from .channel import FrameChannel
 from .codec import (
     error_to_json,
@@ -75,6 +77,9 @@ class WorkerServer:
         self.channel = channel
         self.sfu = sfu
         self.participants: dict[tuple[str, str], Participant] = {}
+        #: each participant's CPU account (its budget is enforced here, where
+        #: its connection is: the pool's process has none to measure)
+        self._accounts: dict[tuple[str, str], CpuAccount | None] = {}
         self._watchers: set[asyncio.Task[None]] = set()
 
     async def serve(self) -> None:
@@ -144,7 +149,13 @@ class WorkerServer:
             except SignallingError as exc:
                 await participant.refuse(exc)
             else:
-                await participant.handle_unlimited(message)
+                # charged as the in-process adapters charge it (parsing was
+                # done, and rate limited, in the pool's process)
+                await metered(
+                    self._accounts.get(key),
+                    "signalling",
+                    participant.handle_unlimited(message),
+                )
         elif isinstance(request, Refuse):
             await participant.refuse(SignallingError(request.code, request.message))
         elif isinstance(request, Leave):
@@ -196,6 +207,7 @@ class WorkerServer:
         )
         key = (room_id, participant_id)
         self.participants[key] = participant
+        self._accounts[key] = enforce_cpu_budget(participant)
         watcher = asyncio.get_running_loop().create_task(self._watch(key, participant))
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
@@ -208,6 +220,7 @@ class WorkerServer:
     def _report_closed(self, key: tuple[str, str], participant: Participant) -> None:
         if participant.closed and self.participants.get(key) is participant:
             del self.participants[key]
+            self._accounts.pop(key, None)
             self.channel.send(frame_to_json(Closed(key[0], key[1])))
 
     async def close(self) -> None:
