@@ -277,8 +277,7 @@ def test_record_dir_is_an_option_and_its_environment_variable(
     assert parse_args(["--record-dir=/srv/rec"]).record_dir == "/srv/rec"
     monkeypatch.setenv("PYSFU_RECORD_DIR", "/srv/env")
     assert parse_args([]).record_dir == "/srv/env"
-    with pytest.raises(SystemExit):  # rooms in workers have no hook yet
-        parse_args(["--workers=2"])
+    assert parse_args(["--workers=2"]).record_dir == "/srv/env"  # workers record
     monkeypatch.delenv("PYSFU_RECORD_DIR")
     args = parse_args([])
     assert (args.record_mode, args.record_keep_days, args.record_max_gb) == (

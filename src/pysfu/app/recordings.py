@@ -16,6 +16,21 @@ a file being written is not listed until it is complete.
 Retention (``keep_days``, ``max_bytes``): :meth:`AppRecordings.prune`
 removes what is older, or the oldest beyond the total size; the app runs it
 at start-up and every so often.
+
+With ``--workers`` the rooms, and so the recordings, are in worker
+processes: the pool pickles an :class:`AppRecordings` (its directory and
+mode, nothing else) to each worker as its
+:class:`~pysfu.workers.hook.RoomHook`, which attaches it to every room
+there. The worker writes and renames the files; this process lists, serves,
+deletes and prunes them, and leaves the directories of the rooms still open
+(:meth:`AppRecordings.prune`'s ``open_rooms``) alone: they may be recording.
+
+After a crash (of the app or of a worker), a recording that was under way
+is left in its ``DIR/<room>/<start time>/`` directory, never listed.
+:meth:`AppRecordings.recover`, run at start-up before any room exists,
+gives each live file of such a leftover its listed name with
+``-incomplete`` (a live WebM is playable up to its last written second)
+and removes the directory; raw leftovers stay for retention to remove.
 """
 
 from __future__ import annotations
@@ -23,12 +38,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import shutil
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from pysfu.events import ParticipantJoinedEvent, RoomClosedEvent, RoomEvent
 from pysfu.recording import (
@@ -43,6 +59,7 @@ from pysfu.room import Room
 
 __all__ = [
     "CONVERTED_SUFFIXES",
+    "INCOMPLETE_MARKER",
     "RECORD_MODES",
     "AppRecordings",
     "convert_directory",
@@ -56,6 +73,13 @@ CONVERTED_SUFFIXES = (".webm", ".mkv")
 
 #: ``live``: muxed as packets arrive; ``raw``: raw RTP converted at the stop.
 RECORD_MODES = ("live", "raw")
+
+#: Ends the listed name of a live file recovered after a crash (before its
+#: suffix): playable up to its last written second, not to the stop.
+INCOMPLETE_MARKER = "-incomplete"
+
+#: ``YYYYmmddTHHMMSS-``: how the recorder starts a live file's name.
+_RECORDER_STAMP = re.compile(r"^\d{8}T\d{6}-")
 
 
 def safe_name(text: str) -> str:
@@ -88,6 +112,24 @@ class AppRecordings:
         #: display names of the participants of recorded rooms, by room id
         #: and participant id: the listing says whose a file is
         self._names: dict[str, dict[str, str]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to a worker process, as its room hook): the settings,
+        never the state of the recordings under way here."""
+        return {
+            "directory": self.directory,
+            "mode": self.mode,
+            "keep_days": self.keep_days,
+            "max_bytes": self.max_bytes,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["directory"],
+            mode=state["mode"],
+            keep_days=state["keep_days"],
+            max_bytes=state["max_bytes"],
+        )
 
     def room_directory(self, room_id: str) -> Path:
         return self.directory / safe_name(room_id)
@@ -233,17 +275,22 @@ class AppRecordings:
         logger.info("room %s: recording %s deleted by the host", room_id, name)
         return True
 
-    def prune(self, now: float | None = None) -> list[Path]:
+    def prune(
+        self, now: float | None = None, open_rooms: Collection[str] = ()
+    ) -> list[Path]:
         """Apply the retention: remove the recordings older than
         :attr:`keep_days`, then the oldest while all of them together are
         larger than :attr:`max_bytes`. A recording is a finished file (with
         its hidden ``.json``) or the directory of one not finished (raw
-        files, a live file whose process died); those under way are kept.
-        Returns what was removed, each logged. Blocking: run it in a thread."""
+        files, a live file whose process died); those under way are kept,
+        as are the unfinished ones of ``open_rooms`` (room ids: rooms in
+        worker processes, which may be recording). Returns what was
+        removed, each logged. Blocking: run it in a thread."""
         if self.keep_days is None and self.max_bytes is None:
             return []
         now = time.time() if now is None else now
-        entries = sorted(self._entries(), key=lambda e: e[0])  # oldest first
+        busy = {self.room_directory(room) for room in open_rooms}
+        entries = sorted(self._entries(busy), key=lambda e: e[0])  # oldest first
         total = sum(size for _, _, size in entries)
         removed = []
         for modified, path, size in entries:
@@ -268,8 +315,9 @@ class AppRecordings:
             )
         return removed
 
-    def _entries(self) -> list[tuple[float, Path, int]]:
-        """``(last modified, path, bytes)`` of every recording on disk."""
+    def _entries(self, busy: set[Path]) -> list[tuple[float, Path, int]]:
+        """``(last modified, path, bytes)`` of every recording on disk but
+        those under way and the unfinished ones under ``busy`` rooms."""
         active = set(self._active.values())
         entries: list[tuple[float, Path, int]] = []
         if not self.directory.is_dir():
@@ -278,7 +326,7 @@ class AppRecordings:
             if not room.is_dir():
                 continue
             for path in room.iterdir():
-                if path.is_dir() and path not in active:
+                if path.is_dir() and path not in active and room not in busy:
                     files = [f.stat() for f in path.rglob("*") if f.is_file()]
                     newest = max((f.st_mtime for f in files), default=0.0)
                     newest = max(newest, path.stat().st_mtime)
@@ -292,12 +340,77 @@ class AppRecordings:
                     entries.append((stat.st_mtime, path, stat.st_size))
         return entries
 
-    async def keep_pruning(self, interval: float = 3600.0) -> None:
+    def recover(self) -> list[Path]:
+        """Finish what a crash left: every live file of a recording
+        directory that is not under way gets its listed name,
+        ``<start time>-<participant><INCOMPLETE_MARKER><suffix>`` (its
+        participant's id in the hidden ``.json``, the display name being
+        lost), and the directory goes once empty; raw leftovers are left to
+        :meth:`prune`. Run it before any room of this directory records
+        (at start-up). Returns the files recovered, each logged. Blocking:
+        run it in a thread."""
+        recovered: list[Path] = []
+        if not self.directory.is_dir():
+            return recovered
+        active = set(self._active.values())
+        for room in self.directory.iterdir():
+            if not room.is_dir():
+                continue
+            for stamp in room.iterdir():
+                if stamp.is_dir() and stamp not in active:
+                    recovered += self._recover_leftover(stamp)
+        return recovered
+
+    def _recover_leftover(self, stamp: Path) -> list[Path]:
+        target = stamp.parent
+        taken = {p.name for p in target.iterdir()}
+        recovered = []
+        live = sorted(
+            p
+            for p in stamp.glob("*/*")
+            if p.is_file() and p.suffix in CONVERTED_SUFFIXES
+        )
+        for path in live:
+            participant = unquote(_RECORDER_STAMP.sub("", path.stem))
+            if path.stat().st_size == 0:  # nothing was written: nothing to play
+                path.unlink()
+                logger.warning("recording leftover %s was empty: removed", path)
+                continue
+            base = f"{stamp.name}-{safe_name(participant)}{INCOMPLETE_MARKER}"
+            name, n = base + path.suffix, 1
+            while name in taken:
+                n += 1
+                name = f"{base}-{n}{path.suffix}"
+            taken.add(name)
+            about = {"participant": participant, "incomplete": True}
+            (target / f".{name}.json").write_text(json.dumps(about, ensure_ascii=False))
+            recovered.append(path.replace(target / name))
+            logger.warning(
+                "recording %s was cut short (a crash): kept up to its last "
+                "second as %s",
+                path,
+                target / name,
+            )
+        if live:
+            for empty in [*stamp.iterdir(), stamp]:  # <room>/ and <stamp>/
+                try:
+                    empty.rmdir()
+                except OSError:
+                    logger.warning("recording leftover %s is not empty: kept", empty)
+                    break
+        return recovered
+
+    async def keep_pruning(
+        self,
+        interval: float = 3600.0,
+        open_rooms: Callable[[], Collection[str]] = tuple,
+    ) -> None:
         """Run :meth:`prune` now and every ``interval`` seconds (a task of the
-        app's; cancel it to stop)."""
+        app's; cancel it to stop); ``open_rooms`` says which rooms are open
+        in worker processes, at each run."""
         while True:
             try:
-                await asyncio.to_thread(self.prune)
+                await asyncio.to_thread(self.prune, None, set(open_rooms()))
             except OSError:
                 logger.exception("retention: pruning %s failed", self.directory)
             await asyncio.sleep(interval)

@@ -17,7 +17,8 @@ join backend and the signalling.
 
 With ``--record-dir DIR`` the host may record the room (a Record button;
 everyone sees that it records) and download the recordings, converted to
-WebM: see ``pysfu.app.recordings``.
+WebM: see ``pysfu.app.recordings``; with ``--workers`` too, the workers
+write the files and this process serves them.
 
 With ``--redis URL --node-url URL`` the server is one node of a cluster
 sharing that Redis (``pysfu.app.cluster``): it claims the rooms it creates
@@ -419,9 +420,6 @@ def parse_args(
     for days_or_gb in (args.record_keep_days, args.record_max_gb):
         if days_or_gb is not None and days_or_gb <= 0:
             parser.error("--record-keep-days and --record-max-gb must be above 0")
-    if args.record_dir and args.workers > 0:
-        # the rooms of worker processes have no recording hook yet
-        parser.error("--record-dir with --workers is not supported yet: --workers 0")
     return args
 
 
@@ -541,21 +539,11 @@ class SfuApp:
         # --8<-- [start:rooms]
         # rooms in worker processes (one per core) or in this process: the
         # rest of the app is written once, against the Rooms API
-        self.rooms: Rooms[SessionParticipant]
-        if args.workers:
-            self.rooms = WorkerPool(args.workers, config)  # started on app startup
-        else:
-            self.sfu = SFU(config)
-            self.rooms = self.sfu.as_rooms()
-        self.admission = Admission(
-            self.rooms,
-            credential_ttl=args.credential_ttl,
-            pending_hold=args.pending_hold,
-        )
-        #: the hosts' recordings (--record-dir), if allowed
+        #: the hosts' recordings (--record-dir), if allowed: listed, served,
+        #: pruned here; recorded where the rooms are
         self.recordings = (
             AppRecordings(
-                args.record_dir,
+                Path(args.record_dir).resolve(),  # the same for every worker
                 mode=args.record_mode,
                 keep_days=args.record_keep_days,
                 max_bytes=None
@@ -564,6 +552,19 @@ class SfuApp:
             )
             if args.record_dir is not None
             else None
+        )
+        self.rooms: Rooms[SessionParticipant]
+        if args.workers:
+            # started on app startup; each worker attaches its own copy of
+            # the recordings (their settings) to the rooms it creates
+            self.rooms = WorkerPool(args.workers, config, room_hook=self.recordings)
+        else:
+            self.sfu = SFU(config)
+            self.rooms = self.sfu.as_rooms()
+        self.admission = Admission(
+            self.rooms,
+            credential_ttl=args.credential_ttl,
+            pending_hold=args.pending_hold,
         )
         self._pruning: asyncio.Task[None] | None = None
         #: digests of the tokens handed to hosts to list a room's recordings
@@ -621,11 +622,14 @@ class SfuApp:
 
     async def startup(self, app: web.Application) -> None:
         recordings = self.recordings
+        if recordings is not None:
+            # before any room: whatever is unfinished was cut short by a crash
+            await asyncio.to_thread(recordings.recover)
         if recordings is not None and (
             recordings.keep_days is not None or recordings.max_bytes is not None
         ):
             self._pruning = asyncio.get_running_loop().create_task(
-                recordings.keep_pruning()
+                recordings.keep_pruning(open_rooms=self.worker_rooms)
             )
         if self.cluster is not None:
             await self.cluster.start()  # a Redis that does not answer stops us
@@ -640,6 +644,12 @@ class SfuApp:
             logger.info(
                 "rooms go to %d workers (pids %s)", self.args.workers, self.rooms.pids
             )
+
+    def worker_rooms(self) -> list[str]:
+        """The rooms open in worker processes (none in-process: the
+        recordings know their own); retention leaves their unfinished
+        recordings alone."""
+        return list(self.rooms.rooms) if isinstance(self.rooms, WorkerPool) else []
 
     def serves_metrics(self) -> bool:
         """Whether /metrics is configured (and the `metrics` extra installed)."""
@@ -784,8 +794,8 @@ class SfuApp:
         room_id = await self.rooms.create_room(
             RoomOptions(room_id, max_participants=size)
         )
-        if self.recordings is not None:
-            assert self.sfu is not None  # parse_args refuses --workers with it
+        if self.recordings is not None and self.sfu is not None:
+            # (a worker's room got the recordings' copy there: the room hook)
             self.recordings.attach(self.sfu.get_room(room_id))
         return room_id
 

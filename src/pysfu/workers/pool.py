@@ -35,6 +35,7 @@ from ..room import EligibilityPolicy, everyone_else
 from ..rooms import JoinRequest, RoomOptions, RoomSeats, join_request
 from ..stats import SFUStats, Totals
 from .codec import add_totals, dump_object, stats_from_json
+from .hook import RoomHook
 from .process import START_TIMEOUT, STOP_TIMEOUT, WorkerProcess
 from .protocol import CloseRoom, CreateRoom, Join, LeaveUnlessConnected, Stats
 from .remote import RemoteParticipant
@@ -44,6 +45,7 @@ __all__ = [
     "STOP_TIMEOUT",
     "PoolListener",
     "RemoteParticipant",
+    "RoomHook",
     "WorkerPool",
     "WorkerProcess",
 ]
@@ -60,7 +62,10 @@ class WorkerPool:
     :class:`pysfu.SFU` with ``config`` (which must be picklable, as the
     default config is). With ``restart=True`` a worker that dies is replaced
     by a fresh one; its rooms are gone either way, and their participants get
-    ``room-closed`` with the reason ``worker failed``.
+    ``room-closed`` with the reason ``worker failed``. A ``room_hook``
+    (picklable, see :class:`~pysfu.workers.hook.RoomHook`) is attached to
+    every room in the workers: what in-process code would do to each new
+    :class:`pysfu.Room`, such as setting its recording control.
 
     Use it as an async context manager, or call :meth:`start` and
     :meth:`close`.
@@ -73,12 +78,15 @@ class WorkerPool:
         *,
         restart: bool = False,
         python: str = sys.executable,
+        room_hook: RoomHook | None = None,
     ) -> None:
         count = workers if workers is not None else (os.cpu_count() or 1)
         if count < 1:
             raise ValueError("a pool needs at least one worker")
         self.config = config or SFUConfig()
         self.restart = restart
+        #: Attached to every room of every worker (pickled to each).
+        self.room_hook = room_hook
         #: How a worker is started (the interpreter; ``-m pysfu.workers`` follows).
         self.command: tuple[str, ...] = (python,)
         self.workers = [WorkerProcess(i, self) for i in range(count)]

@@ -25,6 +25,7 @@ from .codec import (
     server_message_from_json,
 )
 from .framing import FrameError
+from .hook import RoomHook
 from .protocol import (
     Closed,
     EventNotice,
@@ -57,6 +58,9 @@ class WorkerOwner(Protocol):
 
     @property
     def config(self) -> SFUConfig: ...
+
+    @property
+    def room_hook(self) -> RoomHook | None: ...
 
     def room_gone(self, room_id: str) -> None:
         """A room of this worker closed, or was lost with the worker."""
@@ -119,9 +123,11 @@ class WorkerProcess:
             child_end.close()
         self._channel = await FrameChannel.open(parent_end)
         self.alive = True
+        room_hook = self._pool.room_hook
+        hook = dump_object(room_hook) if room_hook is not None else None
         self._reader = asyncio.get_running_loop().create_task(self._read())
         await asyncio.wait_for(
-            self.request(Init(dump_object(self._pool.config))),
+            self.request(Init(dump_object(self._pool.config), hook)),
             START_TIMEOUT,
         )
 

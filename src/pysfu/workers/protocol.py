@@ -43,9 +43,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Init:
-    """The first request: the worker's SFU config (see ``codec.dump_object``)."""
+    """The first request: the worker's SFU config and its
+    :class:`~pysfu.workers.hook.RoomHook` or ``None`` (each dumped, see
+    ``codec.dump_object``)."""
 
     config: str
+    room_hook: str | None = None
     type: ClassVar[str] = "init"
 
 

@@ -40,6 +40,7 @@ from .codec import (
     stats_to_json,
     totals_to_json,
 )
+from .hook import RoomHook
 from .protocol import (
     USAGE_INTERVAL,
     Closed,
@@ -73,9 +74,13 @@ logger = logging.getLogger(__name__)
 class WorkerServer:
     """Serves the pool's requests for one SFU."""
 
-    def __init__(self, channel: FrameChannel, sfu: SFU) -> None:
+    def __init__(
+        self, channel: FrameChannel, sfu: SFU, room_hook: RoomHook | None = None
+    ) -> None:
         self.channel = channel
         self.sfu = sfu
+        #: Attached to every room created here; drained on shutdown.
+        self.room_hook = room_hook
         self.participants: dict[tuple[str, str], Participant] = {}
         #: each participant's CPU account (its budget is enforced here, where
         #: its connection is: the pool's process has none to measure)
@@ -93,6 +98,7 @@ class WorkerServer:
                 continue
             if isinstance(request, Shutdown):
                 await self.sfu.close()
+                await self._drain_hook()  # e.g. recordings finished first
                 for key, participant in list(self.participants.items()):
                     self._report_closed(key, participant)
                 self._reply(request_id, None)
@@ -184,6 +190,8 @@ class WorkerServer:
             **options,
         )
         room.add_listener(self._on_event)
+        if self.room_hook is not None:
+            self.room_hook.attach(room)
         return room.id
 
     def _on_event(self, event: RoomEvent) -> None:
@@ -223,8 +231,18 @@ class WorkerServer:
             self._accounts.pop(key, None)
             self.channel.send(frame_to_json(Closed(key[0], key[1])))
 
+    async def _drain_hook(self) -> None:
+        if self.room_hook is not None:
+            try:
+                await self.room_hook.drain()
+            except Exception:
+                logger.exception("the room hook failed to drain")
+
     async def close(self) -> None:
+        """Close every room (the hook drained), then the channel: on
+        shutdown, or when the pool's process went away."""
         await self.sfu.close()
+        await self._drain_hook()
         for watcher in list(self._watchers):
             watcher.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
@@ -239,7 +257,8 @@ async def run(fd: int) -> None:
     if not isinstance(init, Init) or init_id is None:
         await channel.close()
         return
-    server = WorkerServer(channel, SFU(load_object(init.config)))
+    hook = load_object(init.room_hook) if init.room_hook is not None else None
+    server = WorkerServer(channel, SFU(load_object(init.config)), hook)
     channel.send(frame_to_json(Reply(init_id)))
     reporter = asyncio.get_running_loop().create_task(server.report_usage())
     try:
