@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,64 @@ def test_without_a_limit_nothing_goes(tmp_path: Path) -> None:
 def test_a_bad_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="mp3"):
         AppRecordings(tmp_path, mode="mp3")
+
+
+def test_prune_leaves_the_unfinished_recordings_of_open_rooms(
+    tmp_path: Path,
+) -> None:
+    """Rooms in worker processes record there: their directories may be
+    recordings under way, which the main process does not know of."""
+    busy = put(tmp_path / "open" / "20200101T000000Z" / "open" / "p.webm", 10, 9)
+    gone = put(tmp_path / "gone" / "20200101T000000Z" / "gone" / "p.webm", 10, 9)
+    old = put(tmp_path / "open" / "a.webm", 10, 9)  # finished: pruned all the same
+    for directory in (busy.parent, busy.parent.parent, gone.parent, gone.parent.parent):
+        os.utime(directory, (NOW - 9 * DAY, NOW - 9 * DAY))
+    removed = AppRecordings(tmp_path, keep_days=7).prune(NOW, open_rooms={"open"})
+    assert sorted(removed) == sorted([old, gone.parent.parent])
+    assert busy.exists()
+
+
+def test_pickled_to_a_worker_it_keeps_its_settings_not_its_state(
+    tmp_path: Path,
+) -> None:
+    recordings = AppRecordings(tmp_path, mode="raw", keep_days=3, max_bytes=10)
+    recordings._names["room"] = {"p": "Pat"}  # what a recording under way knows
+    copy = pickle.loads(pickle.dumps(recordings))
+    assert (copy.directory, copy.mode, copy.keep_days, copy.max_bytes) == (
+        tmp_path,
+        "raw",
+        3,
+        10,
+    )
+    assert copy._names == {}
+
+
+def test_recover_lists_a_crash_s_live_files_as_incomplete(tmp_path: Path) -> None:
+    stamp = tmp_path / "room" / "20261207T101010Z"
+    live = stamp / "room"
+    put(live / "20261207T101011-host%201.webm", 100, 0)
+    put(live / "20261207T101011-host%201-2.webm", 50, 0)  # came back: a 2nd file
+    put(live / "20261207T101011-guest.mkv", 70, 0)
+    put(live / "20261207T101011-silent.webm", 0, 0)  # nothing written: removed
+    recordings = AppRecordings(tmp_path)
+    recovered = recordings.recover()
+    names = [f["name"] for f in recordings.finished("room")]
+    assert sorted(names) == [
+        "20261207T101010Z-guest-incomplete.mkv",
+        "20261207T101010Z-host%201-2-incomplete.webm",
+        "20261207T101010Z-host%201-incomplete.webm",
+    ]
+    assert sorted(p.name for p in recovered) == sorted(names)
+    assert {f["participant"] for f in recordings.finished("room")} == {
+        "guest",
+        "host 1",
+        "host 1-2",
+    }
+    assert not stamp.exists()  # the leftover directory is gone
+    assert recordings.recover() == []  # nothing left to do
+
+
+def test_recover_leaves_raw_leftovers_to_retention(tmp_path: Path) -> None:
+    raw = put(tmp_path / "room" / "20261207T101010Z" / "room" / "t.pysfurec", 10, 0)
+    assert AppRecordings(tmp_path).recover() == []
+    assert raw.exists()

@@ -111,6 +111,7 @@ EVENT_SAMPLES: list[Any] = [
 #: At least one value of every pipe request, with its optional parts set.
 REQUEST_SAMPLES: list[Any] = [
     protocol.Init("gASVAAAAAAAAAAA="),
+    protocol.Init("gASVAAAAAAAAAAA=", "gASV"),
     protocol.CreateRoom("room"),
     protocol.CreateRoom("room", 8, False, ["VP8", "H264"], "gASV"),
     protocol.Join("room", "p1", "host"),
