@@ -9,6 +9,8 @@ aiortc host and guest; the downloaded file is decoded with PyAV.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
@@ -161,6 +163,51 @@ async def test_a_worker_room_closing_while_recording_finishes_the_file(
         assert abs(tone - HOST_TONE) < 20
 
 
+async def test_a_worker_that_dies_while_recording_leaves_a_listed_file(
+    http: aiohttp.ClientSession, peers: PeerFactory, tmp_path: Path
+) -> None:
+    """SIGKILL of the worker processes: the main process lists what the
+    worker holding the room had written, as ``-incomplete``, at once."""
+    record_dir = tmp_path / "recordings"
+    async with example_server(WORKERS, f"--record-dir={record_dir}") as base:
+        _, room = await create_room(http, base)
+        _, host_grant = await join(http, room["join_url"], role="host")
+        host_id = host_grant["participant_id"]
+        host = peers(host_id, 1, tone=HOST_TONE)
+        host_ws = await connect(http, host, host_grant)
+        await host_ws.send(Record(on=True))
+        await eventually(lambda: host.saw(Recording) == [Recording(True)])
+        room_dir = record_dir / quote(room["room"], safe="").replace(".", "%2E")
+        await until_it_grows(room_dir)
+        pid = base.process.pid
+        workers = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        assert len(workers) == 2
+        for worker in workers:  # one holds the room; the pool made both
+            os.kill(int(worker), signal.SIGKILL)
+        api = f"{base}/api/rooms/{quote(room['room'], safe='')}/recordings"
+        ending = f"{host_id}-incomplete.webm"
+        listed = await listed_recordings(http, api, HOST_KEY, ending)
+        (entry,) = listed
+        name = str(entry["name"])
+        path = await download(http, f"{api}/{quote(name)}", HOST_KEY, tmp_path / "w")
+        frames, tone = video_frames_and_tone(path)
+        assert frames > 0
+        assert abs(tone - HOST_TONE) < 20
+
+
+async def until_it_grows(room_dir: Path) -> None:
+    """Wait until the live file under ``room_dir`` holds a few clusters
+    (each of at most a second reaches the disk as it closes)."""
+
+    def live_size() -> int:
+        found = list(room_dir.glob("*/*/*.webm"))
+        return found[0].stat().st_size if found else 0
+
+    await eventually(lambda: live_size() > 0, what="a live file")
+    first = live_size()
+    await eventually(lambda: live_size() > first + 50_000, what="it grows")
+
+
 async def test_a_live_file_cut_short_by_a_crash_is_listed_at_the_next_start(
     http: aiohttp.ClientSession, peers: PeerFactory, tmp_path: Path
 ) -> None:
@@ -177,16 +224,7 @@ async def test_a_live_file_cut_short_by_a_crash_is_listed_at_the_next_start(
         await host_ws.send(Record(on=True))
         await eventually(lambda: host.saw(Recording) == [Recording(True)])
         room_dir = record_dir / quote(room["room"], safe="").replace(".", "%2E")
-
-        def live_size() -> int:
-            found = list(room_dir.glob("*/*/*.webm"))
-            return found[0].stat().st_size if found else 0
-
-        # clusters of at most a second reach the disk as they close: wait
-        # for a few of them (the file grows past its first flushes)
-        await eventually(lambda: live_size() > 0, what="a live file")
-        first = live_size()
-        await eventually(lambda: live_size() > first + 50_000, what="it grows")
+        await until_it_grows(room_dir)
         base.process.kill()  # no shutdown: the file stays as it is
         base.process.wait(timeout=LIVENESS)
         assert list(room_dir.glob("*/*/*.webm"))

@@ -18,8 +18,8 @@ removes what is older, or the oldest beyond the total size; the app runs it
 at start-up and every so often.
 
 With ``--workers`` the rooms, and so the recordings, are in worker
-processes: the pool pickles an :class:`AppRecordings` (its directory and
-mode, nothing else) to each worker as its
+processes: the pool pickles an :class:`AppRecordings` (its settings, not
+its state) to each worker as its
 :class:`~pysfu.workers.hook.RoomHook`, which attaches it to every room
 there. The worker writes and renames the files; this process lists, serves,
 deletes and prunes them, and leaves the directories of the rooms still open
@@ -27,10 +27,11 @@ deletes and prunes them, and leaves the directories of the rooms still open
 
 After a crash (of the app or of a worker), a recording that was under way
 is left in its ``DIR/<room>/<start time>/`` directory, never listed.
-:meth:`AppRecordings.recover`, run at start-up before any room exists,
-gives each live file of such a leftover its listed name with
-``-incomplete`` (a live WebM is playable up to its last written second)
-and removes the directory; raw leftovers stay for retention to remove.
+:meth:`AppRecordings.recover`, run at start-up before any room exists (and
+for the rooms of a worker process that died, as it dies), gives each live
+file of such a leftover its listed name with ``-incomplete`` (a live WebM
+is playable up to its last written second) and removes the directory; raw
+leftovers stay for retention to remove.
 """
 
 from __future__ import annotations
@@ -340,20 +341,25 @@ class AppRecordings:
                     entries.append((stat.st_mtime, path, stat.st_size))
         return entries
 
-    def recover(self) -> list[Path]:
+    def recover(self, room_id: str | None = None) -> list[Path]:
         """Finish what a crash left: every live file of a recording
         directory that is not under way gets its listed name,
         ``<start time>-<participant><INCOMPLETE_MARKER><suffix>`` (its
         participant's id in the hidden ``.json``, the display name being
         lost), and the directory goes once empty; raw leftovers are left to
-        :meth:`prune`. Run it before any room of this directory records
-        (at start-up). Returns the files recovered, each logged. Blocking:
-        run it in a thread."""
+        :meth:`prune`. Run it before any room of this directory records (at
+        start-up), or for one room (``room_id``) lost with its worker
+        process. Returns the files recovered, each logged. Blocking: run it
+        in a thread."""
         recovered: list[Path] = []
         if not self.directory.is_dir():
             return recovered
         active = set(self._active.values())
-        for room in self.directory.iterdir():
+        if room_id is not None:
+            rooms = [self.room_directory(room_id)]
+        else:
+            rooms = list(self.directory.iterdir())
+        for room in rooms:
             if not room.is_dir():
                 continue
             for stamp in room.iterdir():

@@ -84,6 +84,7 @@ from pysfu.signalling.websocket import WebSocketSignalling
 from pysfu.slugs import ascii_slug, emoji_slug, slug_path
 from pysfu.turn import with_turn_credentials
 from pysfu.workers import WorkerPool
+from pysfu.workers.pool import WORKER_FAILED
 
 if TYPE_CHECKING:  # imported when used: redis is the optional 'cluster' extra
     from pysfu.app.cluster import AppCluster
@@ -567,6 +568,7 @@ class SfuApp:
             pending_hold=args.pending_hold,
         )
         self._pruning: asyncio.Task[None] | None = None
+        self._recovering: set[asyncio.Task[list[Path]]] = set()
         #: digests of the tokens handed to hosts to list a room's recordings
         self.recording_tokens: dict[str, bytes] = {}
         #: this node's membership of a cluster (--redis), if any
@@ -640,6 +642,7 @@ class SfuApp:
             )
         await self.rooms.start()
         self.rooms.add_listener(self.forget_closed_room)
+        self.rooms.add_listener(self.recover_lost_room)
         if isinstance(self.rooms, WorkerPool):
             logger.info(
                 "rooms go to %d workers (pids %s)", self.args.workers, self.rooms.pids
@@ -908,6 +911,20 @@ class SfuApp:
             and hmac.compare_digest(_sha256(credential), expected)
         )
 
+    def recover_lost_room(self, event: RoomEvent) -> None:
+        """A worker process died with a room: what it was recording is
+        listed as incomplete now (as at the next start-up)."""
+        if (
+            self.recordings is None
+            or not isinstance(event, RoomClosedEvent)
+            or event.reason != WORKER_FAILED
+        ):
+            return
+        recover = partial(self.recordings.recover, event.room_id)
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(recover))
+        self._recovering.add(task)
+        task.add_done_callback(self._recovering.discard)
+
     def forget_closed_room(self, event: RoomEvent) -> None:
         """A closed room's rejoin credential dies with it (a later room of
         the same id is another room)."""
@@ -1077,6 +1094,7 @@ class SfuApp:
         await self.rooms.close()
         if self.recordings is not None:
             await self.recordings.drain()
+        await asyncio.gather(*self._recovering, return_exceptions=True)
 
 
 def ice_addresses(configured: list[str]) -> tuple[str, ...]:

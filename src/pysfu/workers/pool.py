@@ -36,13 +36,14 @@ from ..rooms import JoinRequest, RoomOptions, RoomSeats, join_request
 from ..stats import SFUStats, Totals
 from .codec import add_totals, dump_object, stats_from_json
 from .hook import RoomHook
-from .process import START_TIMEOUT, STOP_TIMEOUT, WorkerProcess
+from .process import START_TIMEOUT, STOP_TIMEOUT, WORKER_FAILED, WorkerProcess
 from .protocol import CloseRoom, CreateRoom, Join, LeaveUnlessConnected, Stats
 from .remote import RemoteParticipant
 
 __all__ = [
     "START_TIMEOUT",
     "STOP_TIMEOUT",
+    "WORKER_FAILED",
     "PoolListener",
     "RemoteParticipant",
     "RoomHook",

@@ -38,13 +38,22 @@ from .protocol import (
 )
 from .remote import RemoteParticipant
 
-__all__ = ["START_TIMEOUT", "STOP_TIMEOUT", "WorkerOwner", "WorkerProcess"]
+__all__ = [
+    "START_TIMEOUT",
+    "STOP_TIMEOUT",
+    "WORKER_FAILED",
+    "WorkerOwner",
+    "WorkerProcess",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Seconds a worker gets to start, and to close its rooms on shutdown.
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+#: The reason of the :class:`~pysfu.events.RoomClosedEvent` of every room of
+#: a worker process that died.
+WORKER_FAILED = "worker failed"
 
 
 class WorkerOwner(Protocol):
@@ -198,7 +207,7 @@ class WorkerProcess:
                 future.set_exception(WorkerFailed(f"worker {self.index} exited"))
         if crashed:
             logger.error("worker %d (pid %s) died", self.index, self.pid)
-        reason = "worker failed" if crashed else "server shutting down"
+        reason = WORKER_FAILED if crashed else "server shutting down"
         # after a clean shutdown the worker told everyone already; these are
         # the ones it could not tell
         for participant in list(self.participants.values()):
