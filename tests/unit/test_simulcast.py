@@ -779,3 +779,12 @@ def test_published_track_stats_have_no_layers_without_simulcast() -> None:
     forwarder, _ = make_forwarder()
     stats = PublishedTrackStats.of(forwarder)
     assert stats.layer_fps == {} and stats.layer_bitrates == {}
+
+
+def test_pysfu_serve_sets_the_fps_floor() -> None:
+    from pysfu.app.server import parse_args
+
+    assert parse_args([]).simulcast_min_fps == 10.0
+    assert parse_args(["--simulcast-min-fps=0"]).simulcast_min_fps == 0.0
+    with pytest.raises(SystemExit):
+        parse_args(["--simulcast-min-fps=-1"])
