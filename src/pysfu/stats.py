@@ -58,11 +58,28 @@ class PublishedTrackStats:
     remb_bitrate: int | None = None
     #: pysfu's own estimate of the publisher's uplink (bit/s).
     uplink_estimate: int | None = None
+    #: Simulcast: each layer's (rid's) received bitrate (bit/s, last 2 s)
+    #: and frame rate (frames/s, last 4 s), what the layer choice goes by;
+    #: ``None`` while not known. Empty without simulcast.
+    layer_bitrates: Mapping[str, int | None] = field(default_factory=dict)
+    layer_fps: Mapping[str, float | None] = field(default_factory=dict)
 
     @classmethod
     def of(cls, forwarder: Forwarder) -> PublishedTrackStats:
         stats, stream = forwarder.stats, forwarder.receive_statistics
         codec = forwarder.primary_codec
+        layer_bitrates: dict[str, int | None] = {}
+        layer_fps: dict[str, float | None] = {}
+        if forwarder.simulcast:
+            now_ms = int(forwarder.clock() * 1000)
+            rids = forwarder.rids
+            layer_bitrates = dict(
+                zip(rids, forwarder.layer_bitrates(now_ms), strict=True)
+            )
+            layer_fps = {
+                rid: None if fps is None else round(fps, 1)
+                for rid, fps in zip(rids, forwarder.layer_fps(now_ms), strict=True)
+            }
         return cls(
             track_id=forwarder.track_id,
             kind=forwarder.kind,
@@ -82,6 +99,8 @@ class PublishedTrackStats:
             subscribers=len(forwarder.downtracks),
             remb_bitrate=stats.remb_bitrate,
             uplink_estimate=stats.uplink_estimate,
+            layer_bitrates=layer_bitrates,
+            layer_fps=layer_fps,
         )
 
 

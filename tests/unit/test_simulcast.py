@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtpPacket
 
 from pysfu import CodecInfo, DownTrack, Forwarder, ForwardingConfig
 from pysfu._aiortc import answer_simulcast, offer_simulcast, simulcast_rids_answered
 from pysfu.forwarding.simulcast import LayerSelector, SimulcastPolicy, Vp8Renumbering
 from pysfu.messages import VideoQuality, parse_client_message
-from pysfu.stats import SubscriptionStats
+from pysfu.stats import PublishedTrackStats, SubscriptionStats
 
 from ..helpers import ManualTimers
 
@@ -227,6 +228,83 @@ def test_the_subscriber_limit_caps_the_layer() -> None:
     selector.choose(5_000_000, RATES, 0.0)
     selector.choose(5_000_000, RATES, 100.0)
     assert selector.target == 0
+
+
+# frame rate: Chromium on a detailed camera encodes q at 10-29 fps, h at
+# 4-6 and f at ~2, and a viewer sees the rate of the layer it is on
+SLOW_TOP = [25.0, 5.0, 2.0]
+
+
+def test_a_layer_below_the_fps_floor_is_passed_over_for_a_faster_one() -> None:
+    selector = LayerSelector(SimulcastPolicy(min_fps=10.0, fps_ratio=1.5, **BASE))
+    selector.choose(5_000_000, RATES, 0.0, SLOW_TOP)
+    assert selector.target == 0  # every layer fits: q at 25 fps, not f at 2
+    unknown = LayerSelector(SimulcastPolicy(**BASE))
+    unknown.choose(5_000_000, RATES, 0.0, [25.0, None, None])
+    assert unknown.target == 2  # nothing known against f: by bitrate
+
+
+def test_the_highest_fitting_layer_at_the_fps_floor_is_chosen() -> None:
+    selector = LayerSelector(SimulcastPolicy(min_fps=10.0, **BASE))
+    selector.choose(5_000_000, RATES, 0.0, [25.0, 12.0, 2.0])
+    assert selector.target == 1
+    # the estimate still caps it: h does not fit 400k, whatever its rate
+    selector.choose(400_000, RATES, 1.0, [25.0, 12.0, 2.0])
+    assert selector.target == 0
+
+
+def test_a_slow_layer_is_kept_when_no_lower_one_is_much_faster() -> None:
+    # an encoder short of CPU: every layer slow alike, resolution wins
+    selector = LayerSelector(SimulcastPolicy(min_fps=10.0, fps_ratio=1.5, **BASE))
+    selector.choose(5_000_000, RATES, 0.0, [8.0, 7.0, 6.0])
+    assert selector.target == 2
+    # q at 12 is not 1.5 x h's 9: h kept; f at 2 is passed over
+    selector.choose(5_000_000, RATES, 1.0, [12.0, 9.0, 2.0])
+    assert selector.target == 1
+
+
+def test_a_min_fps_of_zero_chooses_by_bitrate_only() -> None:
+    selector = LayerSelector(SimulcastPolicy(min_fps=0.0, **BASE))
+    selector.choose(5_000_000, RATES, 0.0, SLOW_TOP)
+    assert selector.target == 2
+
+
+def test_the_fps_rule_has_hysteresis() -> None:
+    policy = SimulcastPolicy(min_fps=10.0, fps_keep=0.8, upgrade_hold=3.0, **BASE)
+    selector = LayerSelector(policy)
+    selector.choose(5_000_000, RATES, 0.0, [25.0, 12.0, 2.0])
+    assert selector.target == 1
+    # h dips to 9: above 0.8 * 10, it stays
+    assert not selector.choose(5_000_000, RATES, 1.0, [25.0, 9.0, 2.0])
+    assert selector.target == 1
+    # h at 7: left at once for q
+    assert selector.choose(5_000_000, RATES, 2.0, [25.0, 7.0, 2.0])
+    assert selector.target == 0
+    # h back at 9: under the floor for a layer it is not on, not taken
+    assert not selector.choose(5_000_000, RATES, 3.0, [25.0, 9.0, 2.0])
+    assert not selector.choose(5_000_000, RATES, 8.0, [25.0, 9.0, 2.0])
+    assert selector.target == 0
+    # at 11 it is, once it has held (the usual upgrade hold)
+    assert not selector.choose(5_000_000, RATES, 9.0, [25.0, 11.0, 2.0])
+    assert selector.choose(5_000_000, RATES, 12.5, [25.0, 11.0, 2.0])
+    assert selector.target == 1
+
+
+def test_no_climb_to_a_layer_below_the_fps_floor() -> None:
+    policy = SimulcastPolicy(start_grace=0.0, climb_after=6.0, min_fps=10.0)
+    slow = LayerSelector(policy)
+    fast = LayerSelector(policy)
+    for tenth in range(0, 200):  # 200k: q fits, h does not
+        slow.choose(200_000, RATES, tenth / 10, SLOW_TOP)
+        fast.choose(200_000, RATES, tenth / 10, [25.0, 20.0, 2.0])
+    assert slow.target == 0 and slow.climbs == 0
+    assert fast.target == 1 and fast.climbs == 1
+
+
+def test_the_fps_policy_is_checked() -> None:
+    for bad in ({"min_fps": -1.0}, {"fps_ratio": 0.5}, {"fps_keep": 0.0}):
+        with pytest.raises(ValueError, match="SimulcastPolicy"):
+            SimulcastPolicy(**bad)
 
 
 def test_a_switch_happens_on_the_targets_keyframe_only() -> None:
@@ -668,3 +746,45 @@ def test_a_late_packet_from_before_the_switch_is_not_forwarded() -> None:
     publisher.frame("q")
     assert downtrack.stats.dropped_before_switch == 1
     assert_one_stream(out, 0xF)
+
+
+def test_a_subscriber_gets_the_layer_with_frames_not_the_slow_top_one() -> None:
+    # Chromium's layers on a detailed camera: q 25 fps, h 5, f 2
+    forwarder, _ = make_forwarder()
+    timers = forwarder.clock
+    assert isinstance(timers, ManualTimers)
+    publisher = Publisher(forwarder)
+    downtrack, out = subscribe(forwarder, 0xD)
+    every = {"q": 4, "h": 20, "f": 50}  # in 10 ms ticks
+    for tick in range(600):  # 6 s
+        for rid, interval in every.items():
+            if tick % interval == 0:
+                # q's frames are keyframes, so that a switch can happen
+                publisher.frame(rid, key=rid == "q" or tick == 0)
+        timers.advance(0.01)
+    stats = PublishedTrackStats.of(forwarder)
+    fps = stats.layer_fps
+    assert fps["q"] == pytest.approx(25, abs=1.5)
+    assert fps["h"] == pytest.approx(5, abs=0.6)
+    assert fps["f"] == pytest.approx(2, abs=0.6)
+    assert set(stats.layer_bitrates) == {"q", "h", "f"}
+    assert all(rate and rate > 0 for rate in stats.layer_bitrates.values())
+    # no estimate: every layer fits, and the choice goes by frame rate
+    assert downtrack.layers.target == 0 and downtrack.layers.current == 0
+    assert SubscriptionStats.of(downtrack).layer == "q"
+    assert_one_stream(out, 0xD)
+
+
+def test_published_track_stats_have_no_layers_without_simulcast() -> None:
+    forwarder, _ = make_forwarder()
+    stats = PublishedTrackStats.of(forwarder)
+    assert stats.layer_fps == {} and stats.layer_bitrates == {}
+
+
+def test_pysfu_serve_sets_the_fps_floor() -> None:
+    from pysfu.app.server import parse_args
+
+    assert parse_args([]).simulcast_min_fps == 10.0
+    assert parse_args(["--simulcast-min-fps=0"]).simulcast_min_fps == 0.0
+    with pytest.raises(SystemExit):
+        parse_args(["--simulcast-min-fps=-1"])

@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -278,17 +278,18 @@ def chromium_call(
     *,
     mode: str = "pysfu",
     simulcast: bool = False,
+    server_args: Sequence[str] = (),
     seed: int = 1,
     interval: float = 1.0,
 ) -> Iterator[tuple[WanBed, Lines, dict[str, Lines]]]:
     """A call of Chromiums on the bed: ``links`` has ``"publisher"`` and one
     or more viewers (any other names); a ``"server"`` node on a clean link is
     added. ``mode`` ``"pysfu"``: ``python -m pysfu serve`` there (with
-    ``--simulcast`` if asked), the publisher hosts a room of the app's page
-    and the viewers join it; ``"p2p"``: one viewer, a direct call signalled
-    through the server node. ``interval``: seconds between the peers'
-    stats lines. Yields the bed, the publisher's lines and the
-    viewers' (by name), once every peer is started."""
+    ``--simulcast`` if asked, and ``server_args``), the publisher hosts a
+    room of the app's page and the viewers join it; ``"p2p"``: one viewer, a
+    direct call signalled through the server node. ``interval``: seconds
+    between the peers' stats lines. Yields the bed, the publisher's lines
+    and the viewers' (by name), once every peer is started."""
     viewers = [name for name in links if name != "publisher"]
     camera = str(camera_y4m(CAMERA))
     peer = [
@@ -316,6 +317,7 @@ def chromium_call(
                     f"--max-participants={len(viewers)}",
                     "--log-level=WARNING",
                     *(["--simulcast"] if simulcast else []),
+                    *server_args,
                 ],
                 stdout=subprocess.DEVNULL,
             )

@@ -64,6 +64,7 @@ from pysfu import (
 from pysfu._aiortc import default_host_addresses
 from pysfu.admission import Admission, HostKeys, RedactSecrets
 from pysfu.app.recordings import RECORD_MODES, AppRecordings
+from pysfu.forwarding.simulcast import SimulcastPolicy
 from pysfu.ratelimit import ClientLimits
 
 try:
@@ -403,9 +404,20 @@ def parse_args(
     )
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
     add("--simulcast", action="store_true", help="receive simulcast (rids q, h, f)")
+    add(
+        "--simulcast-min-fps",
+        type=float,
+        default=float(env("PYSFU_SIMULCAST_MIN_FPS", "10")),
+        metavar="FPS",
+        help="pass over a simulcast layer under FPS frames a second while a "
+        "lower one runs 1.5 times faster; 0: choose by bitrate only "
+        "[PYSFU_SIMULCAST_MIN_FPS]",
+    )
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error("--workers must be 0 or more")
+    if args.simulcast_min_fps < 0:
+        parser.error("--simulcast-min-fps must be 0 or more")
     if args.host_grace < 0:
         parser.error("--host-grace must be 0 or more")
     if args.ice_udp_port >= 0 and args.stun:
@@ -532,7 +544,10 @@ class SfuApp:
                 host_grace=args.host_grace,
                 cpu_budget=args.cpu_budget,
             ),
-            forwarding=ForwardingConfig(simulcast=args.simulcast),
+            forwarding=ForwardingConfig(
+                simulcast=args.simulcast,
+                simulcast_policy=SimulcastPolicy(min_fps=args.simulcast_min_fps),
+            ),
         )
         #: the in-process SFU, when the rooms are in this process: recordings
         #: and the cluster work on its Room objects

@@ -408,10 +408,16 @@ class DownTrack:
     # ------------------------------------------------------------------
     # simulcast
 
-    def select_layer(self, layer_bitrates: Sequence[int | None], now: float) -> None:
-        """Re-pick this subscriber's layer from its latest estimate; ask the
-        publisher for a keyframe of a new target (repeated while it has not
-        come, at most once a second)."""
+    def select_layer(
+        self,
+        layer_bitrates: Sequence[int | None],
+        now: float,
+        layer_fps: Sequence[float | None] = (),
+    ) -> None:
+        """Re-pick this subscriber's layer from its latest estimate and the
+        layers' bitrates and frame rates; ask the publisher for a keyframe
+        of a new target (repeated while it has not come, at most once a
+        second)."""
         if self.kind != "video" or self.closed:
             return
         estimate = self.estimate
@@ -422,7 +428,7 @@ class DownTrack:
             else None
         )
         layers = self.layers
-        changed = layers.choose(bitrate, layer_bitrates, now)
+        changed = layers.choose(bitrate, layer_bitrates, now, layer_fps)
         target = layers.target
         if target is None or target == layers.current:
             self._layer_requested_at = None
@@ -436,7 +442,11 @@ class DownTrack:
         """The subscriber wants no layer above ``max_layer`` (0: lowest),
         from ``now`` on."""
         self.layers.limit(max_layer)
-        self.select_layer(self.forwarder.layer_bitrates(int(now * 1000)), now)
+        now_ms = int(now * 1000)
+        forwarder = self.forwarder
+        self.select_layer(
+            forwarder.layer_bitrates(now_ms), now, forwarder.layer_fps(now_ms)
+        )
 
     def layer_switched(self, rid: str | None) -> None:
         """The forwarder switched this subscriber to layer ``rid``."""

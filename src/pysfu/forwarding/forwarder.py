@@ -17,6 +17,7 @@ from ..rtp.header import payload_offset
 from ..rtp.keyframes import KEYFRAME_DETECTORS
 from .codecs import CodecInfo
 from .congestion import simulcast_target
+from .framerate import FrameRate
 from .history import PacketHistory
 from .keyframes import KeyframeRequester
 from .ports import CallAt, Clock, RtcpOutput, SenderReport, Subscriber
@@ -126,6 +127,8 @@ class ReceivedLayer:
         self.lsr_time = 0.0
         self.packets_received = 0
         self.bitrate = WindowedRate(2000)
+        #: frames a second, over long enough to ride out an encoder's bursts
+        self.frames = FrameRate(4000)
         self.keyframes = KeyframeRequester(
             lambda: self.media_ssrc is not None and send_pli(self.media_ssrc),
             min_interval,
@@ -473,6 +476,7 @@ class Forwarder:
             )
             layer.nack = rtc.NackGenerator()
             layer.nacked.clear()
+            layer.frames.reset()
         self._layer_of_ssrc[packet.ssrc] = layer
         return layer
 
@@ -500,8 +504,10 @@ class Forwarder:
         else:
             payload_type = packet.payload_type
             self._observe_layer(layer, packet, data, arrival_time_ms, now)
-            # the layer's rate on the clock select_layers() reads
-            layer.bitrate.add(len(data), int(now * 1000))
+            # the layer's rates on the clock select_layers() reads
+            now_ms = int(now * 1000)
+            layer.bitrate.add(len(data), now_ms)
+            layer.frames.add(packet.timestamp, now_ms)
         if self._history is not None:
             self._history.put(ssrc, sequence_number, data)
         if self.recorders and layer.index == max(
@@ -577,12 +583,21 @@ class Forwarder:
             rates[layer.index] = layer.bitrate.rate(now_ms)
         return rates
 
+    def layer_fps(self, now_ms: int) -> list[float | None]:
+        """Each offered layer's received frame rate (frames/s over the last
+        few seconds, index 0 lowest); ``None`` while not known."""
+        rates: list[float | None] = [None] * len(self.rids)
+        for layer in self.layers.values():
+            rates[layer.index] = layer.frames.rate(now_ms)
+        return rates
+
     def select_layers(self, now: float) -> None:
         """Re-pick every subscriber's target layer; ask for a keyframe of
         each new target."""
-        rates = self.layer_bitrates(int(now * 1000))
+        now_ms = int(now * 1000)
+        rates, fps = self.layer_bitrates(now_ms), self.layer_fps(now_ms)
         for downtrack in self.downtracks:
-            downtrack.select_layer(rates, now)
+            downtrack.select_layer(rates, now, fps)
 
     def request_layer_keyframe(self, index: int) -> None:
         """Ask the publisher for a keyframe of layer ``index``."""

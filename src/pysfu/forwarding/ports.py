@@ -155,6 +155,8 @@ class Source(Protocol):
 
     def layer_bitrates(self, now_ms: int) -> list[int | None]: ...
 
+    def layer_fps(self, now_ms: int) -> list[float | None]: ...
+
 
 class ErrorCounter(Protocol):
     """The counter a forwarder bumps when sending to a subscriber raised."""
@@ -196,7 +198,10 @@ class Subscriber(Protocol):
     ) -> None: ...
 
     def select_layer(
-        self, layer_bitrates: Sequence[int | None], now: float
+        self,
+        layer_bitrates: Sequence[int | None],
+        now: float,
+        layer_fps: Sequence[float | None] = (),
     ) -> None: ...
 
     def layer_switched(self, rid: str | None) -> None: ...

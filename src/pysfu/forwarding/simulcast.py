@@ -81,6 +81,19 @@ class SimulcastPolicy:
       without the layer fitting. A failed climb doubles the wait before the
       next one, up to ``climb_max``; a climb that worked resets it.
 
+    - ``min_fps``: a layer that fits the estimate is still passed over when
+      it runs below this many frames a second while a lower layer runs at
+      least ``fps_ratio`` times faster: an encoder short of bits drops
+      frames, often far more on its high layers (Chromium on a detailed
+      camera: q 10-29 fps, h 4-6, f 2), and a smaller picture at 25 fps is
+      better to watch than a larger one at 5. The subscriber gets the
+      highest fitting layer at ``min_fps`` or more, else the fastest one
+      (the lowest, if all run alike). ``0`` turns this off.
+    - ``fps_keep``: hysteresis: the layer a subscriber is on is left for
+      its frame rate only below ``fps_keep * min_fps`` (a layer is taken
+      only at ``min_fps``); the forwarder measures each layer's frame rate
+      over a few seconds, which smooths the encoder's bursts of drops.
+
     LiveKit's stream allocator likewise pauses a track only when even its
     lowest layer does not fit, and probes to bring it back.
     """
@@ -96,6 +109,17 @@ class SimulcastPolicy:
     climb_hold: float = 15.0
     climb_drop: float = 0.9
     climb_max: float = 60.0
+    min_fps: float = 10.0
+    fps_ratio: float = 1.5
+    fps_keep: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.min_fps < 0 or self.fps_ratio < 1 or not 0 < self.fps_keep <= 1:
+            raise ValueError(
+                "SimulcastPolicy needs min_fps >= 0, fps_ratio >= 1 and"
+                f" 0 < fps_keep <= 1, not {self.min_fps}, {self.fps_ratio},"
+                f" {self.fps_keep}"
+            )
 
 
 class LayerSelector:
@@ -129,14 +153,21 @@ class LayerSelector:
         self._climb_from = 0  # the layer it climbed from
         self._climb_peak = 0  # the highest estimate since
         self._climb_wait = self.policy.climb_after  # before the next climb
+        self._fps: Sequence[float | None] = ()  # each layer's, at the last choose
 
     def choose(
-        self, estimate: int | None, layer_bitrates: Sequence[int | None], now: float
+        self,
+        estimate: int | None,
+        layer_bitrates: Sequence[int | None],
+        now: float,
+        layer_fps: Sequence[float | None] = (),
     ) -> bool:
         """Re-pick the target from the subscriber's estimate (bit/s) and the
-        layers' measured bitrates (index: layer; ``None``: not received).
+        layers' measured bitrates (index: layer; ``None``: not received) and
+        frame rates (frames/s; ``None`` or missing: not known yet).
         Returns whether the target changed."""
         before = self.target
+        self._fps = layer_fps
         changed = self._choose(estimate, layer_bitrates, now)
         if self._settled_at is None or self.target != before:
             self._settled_at = now
@@ -202,6 +233,8 @@ class LayerSelector:
             return False
         if layer_bitrates[above] is None or now - self._settled_at < self._climb_wait:
             return False
+        if self._too_slow(above, range(above)):
+            return False  # a climb to fewer frames: not worth the try
         self._climb_from, self._climb_at, self._climb_peak = target, now, estimate
         self.target = above
         self.climbs += 1
@@ -279,15 +312,40 @@ class LayerSelector:
         self, estimate: int | None, layer_bitrates: Sequence[int | None]
     ) -> int | None:
         """The best layer that fits now: the highest one being received
-        within the budget (all received ones if there is no estimate)."""
+        within the budget (all received ones if there is no estimate) whose
+        frame rate is adequate (see ``SimulcastPolicy.min_fps``)."""
         top = min(self.max_layer, len(layer_bitrates) - 1)
         budget = None if estimate is None else estimate * self.policy.headroom
-        best: int | None = None
-        for index in range(top + 1):
-            bitrate = layer_bitrates[index]
-            if bitrate is not None and (budget is None or bitrate <= budget):
-                best = index
-        return best
+        fits = [
+            index
+            for index in range(top + 1)
+            if (bitrate := layer_bitrates[index]) is not None
+            and (budget is None or bitrate <= budget)
+        ]
+        for position in range(len(fits) - 1, -1, -1):
+            if not self._too_slow(fits[position], fits[:position]):
+                return fits[position]
+        return None
+
+    def _too_slow(self, index: int, lower: Sequence[int]) -> bool:
+        """Whether layer ``index`` runs below the frame-rate floor while one
+        of the ``lower`` layers runs ``fps_ratio`` times faster."""
+        policy = self.policy
+        fps = self._fps_of(index)
+        if fps is None or policy.min_fps <= 0:
+            return False
+        floor = policy.min_fps * (policy.fps_keep if index == self.target else 1.0)
+        if fps >= floor:
+            return False
+        return any(
+            (other := self._fps_of(below)) is not None
+            and other > fps
+            and other >= fps * policy.fps_ratio
+            for below in lower
+        )
+
+    def _fps_of(self, index: int) -> float | None:
+        return self._fps[index] if index < len(self._fps) else None
 
     def limit(self, max_layer: int) -> None:
         """The subscriber asked for no more than ``max_layer``; applies at once
