@@ -196,14 +196,17 @@ class Peer:
         publish_video: bool = True,
         publish_audio: bool = True,
         offer_filter: Callable[[str], str] | None = None,
+        answer_filter: Callable[[str], str] | None = None,
         video: MediaStreamTrack | None = None,
         ice_addresses: Sequence[str] = ("127.0.0.1",),
     ) -> None:
         """``video``: a track to publish instead of a :class:`PatternVideoTrack`;
-        ``ice_addresses``: the host candidates to offer (a namespace's own)."""
+        ``ice_addresses``: the host candidates to offer (a namespace's own);
+        ``offer_filter``, ``answer_filter``: rewrite the SDP received, sent."""
         self.name = name
         self.ice_addresses = list(ice_addresses)
         self.offer_filter = offer_filter
+        self.answer_filter = answer_filter
         self.code = code
         self.pc = RTCPeerConnection(
             RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
@@ -280,7 +283,10 @@ class Peer:
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         assert self.client is not None
         self.answers_sent += 1
-        await self.client.send(Answer(sdp=self.pc.localDescription.sdp))
+        answer = self.pc.localDescription.sdp
+        if self.answer_filter is not None:
+            answer = self.answer_filter(answer)
+        await self.client.send(Answer(sdp=answer))
 
     def _attach_outgoing(self, offer_sdp: str) -> None:
         """Send our tracks on the sections the server offered to receive."""

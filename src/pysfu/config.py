@@ -349,5 +349,6 @@ class SFUConfig:
     #: Reuse a transceiver whose track ended for the next track of its kind,
     #: so a long-lived connection does not grow one m-line per track ever
     #: received. Browsers handle this; aiortc clients cannot receive on a
-    #: transceiver again once its track ended.
+    #: transceiver again once its track ended, so a client recognised as
+    #: aiortc (by its answer) gets new ones whatever this says.
     reuse_transceivers: bool = True

@@ -38,15 +38,9 @@ LONG_GRACE = 600.0
 
 
 def sfu_with_grace(grace: float) -> SFU:
-    # aiortc clients cannot receive on a transceiver whose track ended: the
-    # host that comes back gets new ones (browsers reuse them, see the app)
-    return SFU(
-        SFUConfig(
-            ice=LOOPBACK,
-            limits=LimitsConfig(host_grace=grace),
-            reuse_transceivers=False,
-        )
-    )
+    # transceivers are reused by default (not for these aiortc guests: the
+    # server gives them new ones, see test_reused_transceivers.py)
+    return SFU(SFUConfig(ice=LOOPBACK, limits=LimitsConfig(host_grace=grace)))
 
 
 @pytest.fixture
@@ -180,10 +174,8 @@ async def test_the_app_lets_its_host_back_with_the_rejoin_credential(
         assert status == 401
         back = peers(second["participant_id"], 3)
         back.attach(back_ws := await WsClient.connect(http, second))
-        # (the guest's video of the host that came back is checked in a
-        # browser, tests/interop/browser: the app reuses the guest's ended
-        # transceivers, on which an aiortc client receives nothing more)
         await back.wait_video_from(guest)
+        await guest.wait_video_from(back)  # decoded: the pattern's code
         await eventually(
             lambda: any(
                 m["type"] == "participant-joined"
@@ -276,7 +268,10 @@ async def test_a_host_page_that_vanished_without_a_word_is_replaced(
             lambda: told("participant-left", first["participant_id"]),
             what="the old session gone",
         )
-        assert told("host-away", first["participant_id"])
+        # (host-away follows participant-left: the room sends it after)
+        await eventually(
+            lambda: told("host-away", first["participant_id"]), what="host-away"
+        )
         back = peers(second["participant_id"], 3)
         back.attach(await WsClient.connect(http, second))
         await back.wait_video_from(guest)

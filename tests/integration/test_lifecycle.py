@@ -155,9 +155,9 @@ async def test_a_subscription_is_retired_once_whoever_ends_it(
 
 
 async def test_new_participant_can_join_after_one_left(peers: PeerFactory) -> None:
-    # aiortc clients end a receiver for good on RTCP BYE, so a transceiver
-    # reused for the newcomer's track would never play on the (aiortc) host.
-    sfu = SFU(SFUConfig(ice=LOOPBACK, reuse_transceivers=False))
+    # (reuse on, the default: the aiortc host gets new sections for the
+    # newcomer's tracks, see test_reused_transceivers.py)
+    sfu = SFU(SFUConfig(ice=LOOPBACK))
     room = sfu.create_room("r1")
     host = await peers("host", code=1).join(room, "host")
     first = await peers("first", code=2).join(room)

@@ -574,3 +574,26 @@ def _offered_simulcast(sdp: str) -> dict[str, list[str]]:
                 for alternatives in spec.split(";")
             ]
     return found
+
+
+def made_by_aiortc(sdp: str) -> bool:
+    """Whether an SDP was written by aiortc, from its origin line.
+
+    aiortc writes ``o=- N N IN IP4 0.0.0.0`` with the session id and version
+    both the NTP seconds of the moment (browsers, GStreamer and werift write
+    a random id and a small version). It matters to the subscriptions: an
+    aiortc receiver whose track ended can never play again (its decoder
+    stops for good on the RTCP BYE and no ``track`` event fires for a section
+    that receives again), so an aiortc client needs a new section per track.
+    """
+    for line in sdp.replace("\r\n", "\n").split("\n"):
+        if line.startswith("o="):
+            fields = line[2:].split()
+            return (
+                len(fields) == 6
+                and fields[0] == "-"
+                and fields[1].isdigit()
+                and fields[1] == fields[2]
+                and fields[3:] == ["IN", "IP4", "0.0.0.0"]
+            )
+    return False

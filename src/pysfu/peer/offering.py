@@ -157,7 +157,8 @@ class OfferingSession:
     The first offer has the publish sections (``recvonly``), then a
     ``sendonly`` section per received track; a track that comes or goes is
     a new offer. Transceivers of ended tracks are reused
-    (``SFUConfig.reuse_transceivers``).
+    (``SFUConfig.reuse_transceivers``), except with aiortc clients, which
+    cannot receive on them again.
     """
 
     def __init__(
@@ -184,6 +185,9 @@ class OfferingSession:
         #: video publish slots offered to receive simulcast (rids q, h, f)
         self._simulcast_slots: list[RTCRtpTransceiver] = []
         self._warned_declined = False
+        # False once the client's answer shows it cannot receive again on a
+        # section whose track ended (aiortc): it gets new sections instead
+        self._client_reuses_sections = True
         subscriptions.on_source_closed = self.unsubscribe
 
     @property
@@ -254,7 +258,11 @@ class OfferingSession:
     def unsubscribe(self, track_id: str) -> None:
         """Stop sending a track; the client sees it end (renegotiates)."""
         closed = self._owner.closed
-        keep = self._config.reuse_transceivers and not closed
+        keep = (
+            self._config.reuse_transceivers
+            and self._client_reuses_sections
+            and not closed
+        )
         subscription = self._subscriptions.detach(track_id, keep_position=keep)
         if subscription is None or closed:
             return
@@ -264,6 +272,13 @@ class OfferingSession:
     async def apply_answer(self, sdp: str) -> None:
         """Apply the client's answer; raises :class:`SignallingError`."""
         await self.negotiator.apply_answer(sdp)
+        if self._client_reuses_sections and rtc.made_by_aiortc(sdp):
+            self._client_reuses_sections = False
+            self._subscriptions.forget_idle_transceivers()
+            if self._config.reuse_transceivers:
+                logger.info(
+                    "an aiortc client: a new section for each track it receives"
+                )
         await self._check_declined(sdp)
 
     async def _check_declined(self, answer: str) -> None:

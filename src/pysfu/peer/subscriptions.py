@@ -109,6 +109,12 @@ class Subscriptions:
         if reuse:
             self._idle_transceivers.append(transceiver)
 
+    def forget_idle_transceivers(self) -> None:
+        """Reuse none of the idle transceivers kept so far (they stay
+        ``inactive``)."""
+        self._idle_transceivers.clear()
+        self._stream_positions.clear()
+
     def attach(
         self,
         forwarder: Forwarder,
