@@ -1,0 +1,158 @@
+"""The guests' grace: a participant that goes without leaving on purpose (its
+page reloads) keeps its seat against newcomers for
+:attr:`pysfu.LimitsConfig.guest_grace` seconds, and gets it back with its
+rejoin credential.
+
+Library level: :class:`pysfu.admission.Admission` on an in-process SFU,
+aiortc peers through the in-memory adapter. The grace's end is a
+:class:`ManualClock` step, never a wait.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pysfu import SFU, LimitsConfig, RoomFull, SFUConfig
+from pysfu.admission import Admission, JoinGrant
+from pysfu.messages import Leave
+from pysfu.room import Room
+
+from ..conftest import LOOPBACK
+from ..helpers import ManualClock, eventually
+from ..peers import Peer, PeerFactory
+
+GRACE = 30.0
+
+
+def sfu_with_grace(grace: float) -> SFU:
+    # aiortc clients cannot receive on a transceiver whose track ended: the
+    # host gets new ones for the guest that comes back
+    return SFU(
+        SFUConfig(
+            ice=LOOPBACK,
+            limits=LimitsConfig(guest_grace=grace),
+            reuse_transceivers=False,
+        )
+    )
+
+
+async def take_seat(
+    admission: Admission[Any], room: Room, grant: JoinGrant, peer: Peer
+) -> Peer:
+    """What the WebSocket adapter does with a grant: redeem it, join with
+    its ICE credentials (the peer is named after the grant's id)."""
+    assert peer.name == grant.participant_id
+    admission.redeem(grant.participant_id)
+    return await peer.join(
+        room,
+        ice_username_fragment=grant.credentials.username_fragment,
+        ice_password=grant.credentials.password,
+    )
+
+
+async def test_a_guest_that_reloads_keeps_its_seat_for_the_grace(
+    peers: PeerFactory,
+) -> None:
+    sfu = sfu_with_grace(GRACE)
+    clock = ManualClock()
+    try:
+        room = sfu.create_room("r", max_participants=1)
+        admission = Admission(sfu, clock=clock)
+        host = await peers("host", code=1).join(room, "host")
+        first = admission.admit("r", client="10.0.0.1")
+        assert first.rejoin and first.rejoin not in repr(first)
+        guest = await take_seat(
+            admission, room, first, peers(first.participant_id, code=2)
+        )
+        await host.wait_video_from(guest)
+
+        assert guest.client is not None
+        await guest.client.send(Leave(rejoin=True))  # its page reloads
+        await eventually(lambda: admission.reserved_seats("r") == 1, what="kept")
+        assert not room.participants
+        with pytest.raises(RoomFull):  # the seat is kept against newcomers
+            admission.admit("r", client="10.0.0.2")
+        with pytest.raises(RoomFull):  # a made-up credential is a newcomer's
+            admission.admit("r", client="10.0.0.2", rejoin="made-up")
+
+        second = admission.admit("r", client="10.0.0.1", rejoin=first.rejoin)
+        assert second.rejoin and second.rejoin != first.rejoin  # rotated
+        assert admission.reserved_seats("r") == 0  # the seat is the grant's now
+        with pytest.raises(RoomFull):
+            admission.admit("r", client="10.0.0.2")
+        back = await take_seat(
+            admission, room, second, peers(second.participant_id, code=3)
+        )
+        await host.wait_video_from(back)
+
+        assert back.client is not None
+        await back.client.send(Leave(rejoin=True))  # it reloads again
+        await eventually(lambda: admission.reserved_seats("r") == 1, what="kept")
+        with pytest.raises(RoomFull):  # a spent credential is a newcomer's
+            admission.admit("r", client="10.0.0.1", rejoin=first.rejoin)
+        clock.advance(GRACE - 0.5)
+        with pytest.raises(RoomFull):
+            admission.admit("r", client="10.0.0.2")
+        clock.advance(0.5)  # the grace is over: the seat is free
+        assert admission.reserved_seats("r") == 0
+        third = admission.admit("r", client="10.0.0.2")
+        with pytest.raises(RoomFull):  # too late: a newcomer like any other
+            admission.admit("r", client="10.0.0.3", rejoin=second.rejoin)
+        newcomer = await take_seat(
+            admission, room, third, peers(third.participant_id, code=4)
+        )
+        await host.wait_video_from(newcomer)
+    finally:
+        await sfu.close()
+
+
+async def test_a_plain_leave_frees_the_seat_at_once(peers: PeerFactory) -> None:
+    sfu = sfu_with_grace(GRACE)
+    try:
+        room = sfu.create_room("r", max_participants=1)
+        admission = Admission(sfu, clock=ManualClock())
+        grant = admission.admit("r")
+        guest = await take_seat(
+            admission, room, grant, peers(grant.participant_id, code=2)
+        )
+        assert guest.client is not None
+        await guest.client.send(Leave())  # the guest hung up
+        await eventually(lambda: not room.participants, what="the guest gone")
+        assert admission.reserved_seats("r") == 0
+        assert admission.admit("r", client="10.0.0.2")
+    finally:
+        await sfu.close()
+
+
+async def test_the_seats_kept_die_with_the_room(peers: PeerFactory) -> None:
+    sfu = sfu_with_grace(GRACE)
+    try:
+        room = sfu.create_room("r", max_participants=1)
+        admission = Admission(sfu, clock=ManualClock())
+        grant = admission.admit("r")
+        guest = await take_seat(
+            admission, room, grant, peers(grant.participant_id, code=2)
+        )
+        assert guest.client is not None
+        await guest.client.send(Leave(rejoin=True))
+        await eventually(lambda: admission.reserved_seats("r") == 1, what="kept")
+        await room.close("host left")
+        assert admission.reserved_seats("r") == 0
+        sfu.create_room("r", max_participants=1)  # another room of that id
+        assert admission.admit("r")  # no seat kept there
+        with pytest.raises(RoomFull):  # nor for the credential of the old one
+            admission.admit("r", rejoin=grant.rejoin)
+    finally:
+        await sfu.close()
+
+
+async def test_without_a_grace_grants_carry_no_rejoin_credential() -> None:
+    sfu = sfu_with_grace(0.0)
+    try:
+        sfu.create_room("r", max_participants=1)
+        admission = Admission(sfu)
+        assert admission.admit("r").rejoin is None
+    finally:
+        await sfu.close()
