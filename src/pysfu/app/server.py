@@ -289,6 +289,15 @@ def parse_args(
         "back as host; 0: the room closes at once [PYSFU_HOST_GRACE]",
     )
     add(
+        "--guest-grace",
+        type=float,
+        default=float(env("PYSFU_GUEST_GRACE", "30")),
+        help="seconds a guest that went without hanging up (a reload, a lost "
+        "connection) keeps its seat against newcomers: its page comes back "
+        "with the join answer's seat_rejoin; 0: its seat is free at once "
+        "[PYSFU_GUEST_GRACE]",
+    )
+    add(
         "--room-idle-timeout",
         type=float,
         default=float(env("PYSFU_ROOM_IDLE_TIMEOUT", "60")),
@@ -406,6 +415,8 @@ def parse_args(
         parser.error("--workers must be 0 or more")
     if args.host_grace < 0:
         parser.error("--host-grace must be 0 or more")
+    if args.guest_grace < 0:
+        parser.error("--guest-grace must be 0 or more")
     if args.ice_udp_port >= 0 and args.stun:
         parser.error("--ice-udp-port offers host candidates only: no --stun")
     if args.ice_udp_port > 0 and args.workers > 0:
@@ -531,6 +542,7 @@ class SfuApp:
                 max_rooms=args.max_rooms,
                 room_idle_timeout=args.room_idle_timeout,
                 host_grace=args.host_grace,
+                guest_grace=args.guest_grace,
                 cpu_budget=args.cpu_budget,
             ),
             forwarding=ForwardingConfig(simulcast=args.simulcast),
@@ -833,6 +845,8 @@ class SfuApp:
                 name=name,
                 host_authorized=host_authorized,
                 client=request.remote,
+                # a guest's page back from a reload: its seat, kept for it
+                rejoin=bearer(request) if role == "participant" else None,
             )
         except PysfuError as exc:
             return error(exc.http_status, exc.code, str(exc))
