@@ -351,6 +351,29 @@ class Admission(Generic[P]):
             and now < seat.away_until
         )
 
+    def seat_holder(self, room_id: str, rejoin: str | None) -> str | None:
+        """The participant of ``room_id`` that still holds the seat whose
+        rejoin credential ``rejoin`` is (its session has not ended: a page
+        that vanished without a ``leave``), if any.
+
+        For an application that removes that session first (with a reason
+        other than ``"left"``: its seat is then kept for :meth:`admit` with
+        the same credential), as the ``pysfu serve`` app does.
+        """
+        if not rejoin:
+            return None
+        digest = _digest(rejoin)
+        for participant_id, seat in self._seats.items():
+            grant = self._grants.get(participant_id)
+            if (
+                seat.room_id == room_id
+                and seat.away_until is None
+                and (grant is None or grant.used)
+                and hmac.compare_digest(seat.digest, digest)
+            ):
+                return participant_id
+        return None
+
     def _returning(self, room_id: str, rejoin: str | None) -> str | None:
         """The participant whose reserved seat in ``room_id`` ``rejoin``
         takes back, if it is valid."""

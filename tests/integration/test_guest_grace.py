@@ -5,13 +5,17 @@ rejoin credential.
 
 Library level: :class:`pysfu.admission.Admission` on an in-process SFU,
 aiortc peers through the in-memory adapter. The grace's end is a
-:class:`ManualClock` step, never a wait.
+:class:`ManualClock` step, never a wait. App level: examples/ws_sfu.py as a
+subprocess, the join answer's ``seat_rejoin`` as a bearer token.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from pysfu import SFU, LimitsConfig, RoomFull, SFUConfig
@@ -20,8 +24,10 @@ from pysfu.messages import Leave
 from pysfu.room import Room
 
 from ..conftest import LOOPBACK
+from ..example_server import example_server
 from ..helpers import ManualClock, eventually
 from ..peers import Peer, PeerFactory
+from ..ws_client import WsClient, create_room, join
 
 GRACE = 30.0
 
@@ -156,3 +162,71 @@ async def test_without_a_grace_grants_carry_no_rejoin_credential() -> None:
         assert admission.admit("r").rejoin is None
     finally:
         await sfu.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_the_app_gives_a_guest_its_seat_back_over_a_lingering_session(
+    http: aiohttp.ClientSession, peers: PeerFactory, tmp_path: Path
+) -> None:
+    """A crashed tab sends no leave: its session holds the seat for the
+    reconnect grace. A newcomer is refused; the guest joining again with its
+    seat_rejoin takes the seat at once (the old session is removed)."""
+    log = tmp_path / "server.log"
+    async with example_server(
+        "--guest-grace=600", "--reconnect-grace=600", "--log-level=INFO", log=log
+    ) as base:
+        _, room = await create_room(http, base)
+        _, host_grant = await join(http, room["join_url"], role="host")
+        _, first = await join(http, room["join_url"])
+        assert first["seat_rejoin"] and "host_rejoin" not in first
+        assert "seat_rejoin" not in host_grant
+        host = peers(host_grant["participant_id"], 1)
+        host.attach(host_ws := await WsClient.connect(http, host_grant))
+        guest = peers(first["participant_id"], 2)
+        guest.attach(guest_ws := await WsClient.connect(http, first))
+        await host.wait_video_from(guest)
+
+        await guest_ws.ws.close()  # no leave: the server keeps the session
+        api = room["join_url"].replace("/r/", "/api/rooms/") + "/join"
+
+        async def join_with(credential: str | None) -> tuple[int, Any]:
+            headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+            async with http.post(api, json={}, headers=headers) as response:
+                return response.status, await response.json()
+
+        status, refused = await join_with(None)
+        assert (status, refused["error"]) == (409, "room_full")
+        status, refused = await join_with("not-the-credential")
+        assert (status, refused["error"]) == (409, "room_full")
+        status, second = await join_with(first["seat_rejoin"])
+        assert status == 200, second
+        assert second["seat_rejoin"] != first["seat_rejoin"]
+
+        def told(kind: str, participant_id: str) -> bool:
+            return any(
+                m["type"] == kind and m.get("participant_id") == participant_id
+                for m in host_ws.raw
+            )
+
+        await eventually(
+            lambda: told("participant-left", first["participant_id"]),
+            what="the old session gone",
+        )
+        status, refused = await join_with(None)  # the seat is the guest's
+        assert (status, refused["error"]) == (409, "room_full")
+        back = peers(second["participant_id"], 3)
+        back.attach(await WsClient.connect(http, second))
+        await back.wait_video_from(host)
+        await eventually(
+            lambda: told("participant-joined", second["participant_id"]),
+            what="the guest back",
+        )
+    text = log.read_text()
+    assert "left: replaced by its rejoin" in text
+    assert "its seat is kept 600 s" in text
+    assert "a participant came back to its seat" in text

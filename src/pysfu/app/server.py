@@ -838,6 +838,8 @@ class SfuApp:
             return error(exc.http_status, exc.code, str(exc))
         if host_authorized is None:
             return too_many_attempts()
+        if role == "participant":
+            await self.replace_guest(room_id, bearer(request))
         try:
             grant = self.admission.admit(
                 room_id,
@@ -927,6 +929,17 @@ class SfuApp:
         previous = self.sfu.get_room(room_id).host
         if previous is not None:
             await previous.leave("replaced by the host's rejoin")
+
+    async def replace_guest(self, room_id: str, rejoin: str | None) -> None:
+        """A guest rejoins while its previous session still holds its seat
+        (its page went without a word, and the signalling grace runs): that
+        session goes, its seat kept for this join."""
+        holder = self.admission.seat_holder(room_id, rejoin)
+        if holder is None or self.sfu is None or room_id not in self.sfu.rooms:
+            return  # worker rooms: the seat comes back once the old one goes
+        previous = self.sfu.get_room(room_id).members.get(holder)
+        if previous is not None:
+            await previous.leave("replaced by its rejoin")
 
     async def cluster_answer(self, room_id: str, role: str) -> dict[str, Any]:
         """The join answer's cluster fields: the other nodes to rejoin
