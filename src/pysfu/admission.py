@@ -258,6 +258,7 @@ class Admission(Generic[P]):
         host_authorized: bool = False,
         client: str | None = None,
         rejoin: str | None = None,
+        rejoinable: bool = True,
     ) -> JoinGrant:
         """Reserve a seat in a room and issue its credentials.
 
@@ -267,7 +268,9 @@ class Admission(Generic[P]):
         grant): the seat that participant keeps during its
         :attr:`~pysfu.LimitsConfig.guest_grace` is this admission's. A
         credential that is not valid (spent, its grace over, another room)
-        is ignored: the request is a newcomer's.
+        is ignored: the request is a newcomer's. ``rejoinable=False``: no
+        rejoin credential, no seat kept after the participant goes (for
+        clients that cannot come back with one, such as WHIP's).
 
         Raises RoomNotFound, Unauthorized, HostTaken, RoomFull or
         TooManyPending.
@@ -325,7 +328,7 @@ class Admission(Generic[P]):
             firm_until=firm_until,
             client=client,
         )
-        if role is Role.PARTICIPANT and self.rooms.config.limits.guest_grace > 0:
+        if role is Role.PARTICIPANT and rejoinable and limits.guest_grace > 0:
             grant.rejoin = secrets.token_urlsafe(24)
             self._seats[participant_id] = _Seat(room.room_id, _digest(grant.rejoin))
             while len(self._seats) > MAX_REMEMBERED_GRANTS:

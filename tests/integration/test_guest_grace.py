@@ -164,6 +164,26 @@ async def test_without_a_grace_grants_carry_no_rejoin_credential() -> None:
         await sfu.close()
 
 
+async def test_a_grant_that_cannot_rejoin_keeps_no_seat(peers: PeerFactory) -> None:
+    """WHIP/WHEP clients get no credential: their seat is not kept."""
+    sfu = sfu_with_grace(GRACE)
+    try:
+        room = sfu.create_room("r", max_participants=1)
+        admission = Admission(sfu, clock=ManualClock())
+        grant = admission.admit("r", rejoinable=False)
+        assert grant.rejoin is None
+        guest = await take_seat(
+            admission, room, grant, peers(grant.participant_id, code=2)
+        )
+        assert guest.client is not None
+        await guest.client.send(Leave(rejoin=True))
+        await eventually(lambda: not room.participants, what="the guest gone")
+        assert admission.reserved_seats("r") == 0
+        assert admission.admit("r")
+    finally:
+        await sfu.close()
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
