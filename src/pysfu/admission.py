@@ -22,6 +22,15 @@ that wait: a client that asks for seats and never uses them cannot keep a
 room full, nor fill the server's pool. A room's host sees who waits
 (:meth:`Admission.waiting`, :meth:`Admission.add_waiting_listener`) and can
 refuse them (:meth:`Admission.refuse`).
+
+With :attr:`~pysfu.LimitsConfig.guest_grace`, each participant's grant
+carries a rejoin credential (:attr:`JoinGrant.rejoin`). A participant that
+goes without leaving on purpose (its page reloads and sends ``leave`` with
+``rejoin``, its connection is lost) keeps its seat for that many seconds:
+newcomers are refused ``room_full`` as if it were there, and
+:meth:`Admission.admit` with that credential gives the seat back (with a
+new credential: each one works once). A plain ``leave``, the grace's end or
+the room's close free the seat.
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ from .errors import (
     TooManyPending,
     Unauthorized,
 )
+from .events import ParticipantLeftEvent, RoomClosedEvent, RoomEvent
 from .peer.answering import ClientOffer
 from .ports import Outbox, Role
 from .rooms import JoinRequest, P, Rooms
@@ -127,6 +137,10 @@ class JoinGrant:
     when a redeemed grant's participant is removed unless connected.
     ``client``: the address it was issued to (for the per-client quota).
     ``firm_until``: until when no newcomer may take its seat.
+    ``rejoin``: the participant's rejoin credential (with
+    :attr:`~pysfu.LimitsConfig.guest_grace`, participants only; else
+    ``None``): give it to the client with the others; it takes the seat
+    back after the participant went (see :meth:`Admission.admit`).
     """
 
     participant_id: str
@@ -143,6 +157,23 @@ class JoinGrant:
         default_factory=lambda: secrets.token_urlsafe(24), repr=False
     )
     used: bool = False
+    rejoin: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Seat:
+    """A participant's seat, for its rejoin credential (a digest): held
+    while the participant is admitted or in the room, and reserved until
+    ``away_until`` once it went without leaving on purpose."""
+
+    room_id: str
+    digest: bytes
+    away_until: float | None = None
+
+
+#: Departure reasons that free a participant's seat at once: it left on
+#: purpose, or it never connected.
+_FINAL_DEPARTURES = frozenset({"left", "credentials expired"})
 
 
 def redact_ice_password(sdp: str, only: str | None = None) -> str:
@@ -225,6 +256,9 @@ class Admission(Generic[P]):
         # present only the password (WHIP/WHEP bearer tokens); bounded alike.
         self._by_password: OrderedDict[bytes, str] = OrderedDict()
         self._expiries: set[asyncio.Task[None]] = set()
+        # Rejoin seats by participant id (guest grace); bounded, oldest first.
+        self._seats: OrderedDict[str, _Seat] = OrderedDict()
+        self.rooms.add_listener(self._room_event)
 
     def admit(
         self,
@@ -234,11 +268,20 @@ class Admission(Generic[P]):
         name: str | None = None,
         host_authorized: bool = False,
         client: str | None = None,
+        rejoin: str | None = None,
+        rejoinable: bool = True,
     ) -> JoinGrant:
         """Reserve a seat in a room and issue its credentials.
 
         ``client``: the requester's address, for the per-client quota on
-        grants that wait (``None``: not counted per client).
+        grants that wait (``None``: not counted per client). ``rejoin``: a
+        participant's rejoin credential (:attr:`JoinGrant.rejoin` of its last
+        grant): the seat that participant keeps during its
+        :attr:`~pysfu.LimitsConfig.guest_grace` is this admission's. A
+        credential that is not valid (spent, its grace over, another room)
+        is ignored: the request is a newcomer's. ``rejoinable=False``: no
+        rejoin credential, no seat kept after the participant goes (for
+        clients that cannot come back with one, such as WHIP's).
 
         Raises RoomNotFound, Unauthorized, HostTaken, RoomFull or
         TooManyPending.
@@ -268,8 +311,15 @@ class Admission(Generic[P]):
         now = self._clock()
         firm_until = now + self.rooms.config.limits.pending_reserve
         if role is Role.PARTICIPANT:
-            seats = room.participants + sum(
-                1 for g in pending if g.role is Role.PARTICIPANT
+            returning = self._returning(room.room_id, rejoin)
+            if returning is not None:
+                del self._seats[returning]
+                logger.info("room %s: a participant came back to its seat", room_id)
+                firm_until = now + self.pending_hold  # its seat: nobody displaces it
+            seats = (
+                room.participants
+                + sum(1 for g in pending if g.role is Role.PARTICIPANT)
+                + self.reserved_seats(room.room_id)
             )
             if seats >= room.max_participants:
                 self._displace(pending, client, room.room_id)
@@ -289,6 +339,11 @@ class Admission(Generic[P]):
             firm_until=firm_until,
             client=client,
         )
+        if role is Role.PARTICIPANT and rejoinable and limits.guest_grace > 0:
+            grant.rejoin = secrets.token_urlsafe(24)
+            self._seats[participant_id] = _Seat(room.room_id, _digest(grant.rejoin))
+            while len(self._seats) > MAX_REMEMBERED_GRANTS:
+                self._seats.popitem(last=False)
         self._grants[participant_id] = grant
         self._by_password[_digest(grant.credentials.password)] = participant_id
         while len(self._by_password) > MAX_REMEMBERED_GRANTS + len(self._grants):
@@ -297,6 +352,80 @@ class Admission(Generic[P]):
         logger.info("admitted a %s into room %s", role.value, room.room_id)
         self._waiting_changed(room.room_id)
         return grant
+
+    def reserved_seats(self, room_id: str) -> int:
+        """Seats of ``room_id`` held for participants that went without
+        leaving, within their :attr:`~pysfu.LimitsConfig.guest_grace`."""
+        now = self._clock()
+        return sum(
+            1
+            for seat in self._seats.values()
+            if seat.room_id == room_id
+            and seat.away_until is not None
+            and now < seat.away_until
+        )
+
+    def seat_holder(self, room_id: str, rejoin: str | None) -> str | None:
+        """The participant of ``room_id`` that still holds the seat whose
+        rejoin credential ``rejoin`` is (its session has not ended: a page
+        that vanished without a ``leave``), if any.
+
+        For an application that removes that session first (with a reason
+        other than ``"left"``: its seat is then kept for :meth:`admit` with
+        the same credential), as the ``pysfu serve`` app does.
+        """
+        if not rejoin:
+            return None
+        digest = _digest(rejoin)
+        for participant_id, seat in self._seats.items():
+            grant = self._grants.get(participant_id)
+            if (
+                seat.room_id == room_id
+                and seat.away_until is None
+                and (grant is None or grant.used)
+                and hmac.compare_digest(seat.digest, digest)
+            ):
+                return participant_id
+        return None
+
+    def _returning(self, room_id: str, rejoin: str | None) -> str | None:
+        """The participant whose reserved seat in ``room_id`` ``rejoin``
+        takes back, if it is valid."""
+        if not rejoin:
+            return None
+        digest, now = _digest(rejoin), self._clock()
+        for participant_id, seat in self._seats.items():
+            if (
+                seat.room_id == room_id
+                and seat.away_until is not None
+                and now < seat.away_until
+                and hmac.compare_digest(seat.digest, digest)
+            ):
+                return participant_id
+        return None
+
+    def _room_event(self, event: RoomEvent) -> None:
+        """Reserve the seat of a participant that went without leaving;
+        forget the seats of a room that closed."""
+        if isinstance(event, RoomClosedEvent):
+            for participant_id, held in list(self._seats.items()):
+                if held.room_id == event.room_id:
+                    del self._seats[participant_id]
+        elif isinstance(event, ParticipantLeftEvent):
+            seat = self._seats.get(event.participant_id)
+            if seat is None:
+                return
+            grace = self.rooms.config.limits.guest_grace
+            if event.reason in _FINAL_DEPARTURES or grace <= 0:
+                del self._seats[event.participant_id]
+                return
+            seat.away_until = self._clock() + grace
+            logger.info(
+                "room %s: a participant went (%s); its seat is kept %g s",
+                event.room_id,
+                event.reason,
+                grace,
+            )
 
     def _displace(
         self, pending: list[JoinGrant], client: str | None, room_id: str
@@ -473,6 +602,7 @@ class Admission(Generic[P]):
         while len(self._spent) > MAX_REMEMBERED_GRANTS:
             self._spent.popitem(last=False)
         if grant is not None and not grant.used:
+            self._seats.pop(participant_id, None)  # it never took its seat
             self._waiting_changed(grant.room_id)
 
     def _expire(self, room_id: str, participant_id: str) -> None:
@@ -499,3 +629,6 @@ class Admission(Generic[P]):
         for participant_id, grant in list(self._grants.items()):
             if not grant.used and now >= grant.redeem_by:
                 self._forget(participant_id, CredentialExpired)
+        for participant_id, seat in list(self._seats.items()):
+            if seat.away_until is not None and now >= seat.away_until:
+                del self._seats[participant_id]  # its grace is over

@@ -262,6 +262,14 @@ class LimitsConfig:
       message (reason ``"left"``) closes the room at once. ``0`` (the
       default): the room closes as soon as the host goes. Keep it below
       ``room_idle_timeout``, which closes a room without a host first.
+    - ``guest_grace``: seconds a participant (not the host) that went
+      without leaving on purpose (its page reloaded, its connection was
+      lost) keeps its seat against newcomers: :class:`~pysfu.admission.Admission`
+      counts the seat as taken and gives it back only to the holder of the
+      participant's rejoin credential (:attr:`~pysfu.admission.JoinGrant.rejoin`).
+      A ``leave`` message frees the seat at once. ``0`` (the default): a
+      departed participant's seat is free at once, and grants carry no
+      rejoin credential.
     - ``max_tracks_per_participant``: tracks one participant may publish;
       further ones are not forwarded.
     - ``max_subscribers_per_track``: subscribers one track is forwarded to;
@@ -288,6 +296,7 @@ class LimitsConfig:
     pending_reserve: float = 2.0
     room_idle_timeout: float | None = None
     host_grace: float = 0.0
+    guest_grace: float = 0.0
     max_tracks_per_participant: int = 4
     max_subscribers_per_track: int = 100
     messages_per_second: float = 20.0

@@ -138,9 +138,20 @@ class SFU:
         """Close the room with that id; raises :class:`RoomNotFound`."""
         await self.get_room(room_id).close(reason)
 
-    def seats(self, room_id: str) -> RoomSeats:
-        """Who holds a room's seats; raises :class:`RoomNotFound`."""
+    def _open_room(self, room_id: str) -> Room:
+        """The room with that id unless it is closing: a room whose
+        :meth:`Room.close` is under way stays in :attr:`rooms` until its
+        members are told, but admits nobody (the same error as once it is
+        gone)."""
         room = self.get_room(room_id)
+        if room.closed:
+            raise RoomNotFound(f"no room {room_id} (it is closing)")
+        return room
+
+    def seats(self, room_id: str) -> RoomSeats:
+        """Who holds a room's seats; raises :class:`RoomNotFound` (also for
+        a room that is closing)."""
+        room = self._open_room(room_id)
         return RoomSeats(
             room_id=room.id,
             max_participants=room.max_participants,
@@ -161,7 +172,8 @@ class SFU:
         ice_password: str | None = None,
         offer: ClientOffer | None = None,
     ) -> Participant:
-        """:meth:`Room.join` on the request's room (or :class:`RoomNotFound`).
+        """:meth:`Room.join` on the request's room (or :class:`RoomNotFound`,
+        also for a room that is closing).
 
         Takes a :class:`~pysfu.rooms.JoinRequest`, or the arguments of
         :meth:`Room.join` after the room's id (``name``, the ICE credentials
@@ -177,7 +189,7 @@ class SFU:
             ice_password=ice_password,
             offer=offer,
         )
-        return await self.get_room(request.room_id).join(
+        return await self._open_room(request.room_id).join(
             request.participant_id,
             request.role,
             request.outbox,

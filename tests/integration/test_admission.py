@@ -210,3 +210,39 @@ async def test_waiting_grants_give_way_and_are_counted_per_client(
     assert admission.admit("big", client="10.0.0.100")  # others are not affected
     now[0] = 20.0  # past pending_hold: the waiting grants expired
     assert admission.admit("big", client="10.0.0.99")
+
+
+async def test_a_closing_room_admits_nobody() -> None:
+    """A room whose close is under way (its members are being told) refuses
+    admissions and joins as a closed room does: 404 ``room_not_found``, never
+    a grant for a room about to vanish."""
+    sfu = SFU(SFUConfig(ice=LOOPBACK))
+    try:
+        room = sfu.create_room("r", max_participants=2)
+        admission = Admission(sfu, clock=ManualClock())
+        telling, held = asyncio.Event(), asyncio.Event()
+
+        async def outbox(message: ServerMessage) -> None:
+            if type(message).__name__ == "RoomClosed":
+                telling.set()
+                await held.wait()  # the close waits here, half done
+
+        member = admission.admit("r")
+        await admission.join(member.participant_id, outbox)
+        early = admission.admit("r")  # admitted before the close began
+        closing = asyncio.create_task(room.close("host left"))
+        await asyncio.wait_for(telling.wait(), LIVENESS)
+        assert room.closed and "r" in sfu.rooms  # under way, not over
+        with pytest.raises(RoomNotFound) as during:
+            admission.admit("r")
+        with pytest.raises(RoomNotFound):
+            await admission.join(early.participant_id, outbox)
+        held.set()
+        await asyncio.wait_for(closing, LIVENESS)
+        assert "r" not in sfu.rooms
+        with pytest.raises(RoomNotFound) as after:
+            admission.admit("r")
+        assert during.value.code == after.value.code == "room_not_found"
+        assert during.value.http_status == after.value.http_status == 404
+    finally:
+        await sfu.close()

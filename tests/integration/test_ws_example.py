@@ -401,7 +401,9 @@ async def test_a_dropped_websocket_can_resume_while_media_flows(
 async def test_a_websocket_that_does_not_come_back_leaves(
     http: aiohttp.ClientSession, peers: PeerFactory
 ) -> None:
-    async with example_server("--reconnect-grace=1") as base:
+    # no guests' grace: the seat is free once the session ends (with one, it
+    # is kept for the guest's seat_rejoin, see test_guest_grace.py)
+    async with example_server("--reconnect-grace=1", "--guest-grace=0") as base:
         room, host_session, guest_session = await host_and_guest(http, base, peers)
         host = host_session.peer
         guest = guest_session.peer

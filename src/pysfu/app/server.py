@@ -292,6 +292,15 @@ def parse_args(
         "back as host; 0: the room closes at once [PYSFU_HOST_GRACE]",
     )
     add(
+        "--guest-grace",
+        type=float,
+        default=float(env("PYSFU_GUEST_GRACE", "30")),
+        help="seconds a guest that went without hanging up (a reload, a lost "
+        "connection) keeps its seat against newcomers: its page comes back "
+        "with the join answer's seat_rejoin; 0: its seat is free at once "
+        "[PYSFU_GUEST_GRACE]",
+    )
+    add(
         "--room-idle-timeout",
         type=float,
         default=float(env("PYSFU_ROOM_IDLE_TIMEOUT", "60")),
@@ -420,6 +429,8 @@ def parse_args(
         parser.error("--simulcast-min-fps must be 0 or more")
     if args.host_grace < 0:
         parser.error("--host-grace must be 0 or more")
+    if args.guest_grace < 0:
+        parser.error("--guest-grace must be 0 or more")
     if args.ice_udp_port >= 0 and args.stun:
         parser.error("--ice-udp-port offers host candidates only: no --stun")
     if args.ice_udp_port > 0 and args.workers > 0:
@@ -542,6 +553,7 @@ class SfuApp:
                 max_rooms=args.max_rooms,
                 room_idle_timeout=args.room_idle_timeout,
                 host_grace=args.host_grace,
+                guest_grace=args.guest_grace,
                 cpu_budget=args.cpu_budget,
             ),
             forwarding=ForwardingConfig(
@@ -854,6 +866,8 @@ class SfuApp:
             return error(exc.http_status, exc.code, str(exc))
         if host_authorized is None:
             return too_many_attempts()
+        if role == "participant":
+            await self.replace_guest(room_id, bearer(request))
         try:
             grant = self.admission.admit(
                 room_id,
@@ -861,6 +875,8 @@ class SfuApp:
                 name=name,
                 host_authorized=host_authorized,
                 client=request.remote,
+                # a guest's page back from a reload: its seat, kept for it
+                rejoin=bearer(request) if role == "participant" else None,
             )
         except PysfuError as exc:
             return error(exc.http_status, exc.code, str(exc))
@@ -955,6 +971,17 @@ class SfuApp:
         previous = self.sfu.get_room(room_id).host
         if previous is not None:
             await previous.leave("replaced by the host's rejoin")
+
+    async def replace_guest(self, room_id: str, rejoin: str | None) -> None:
+        """A guest rejoins while its previous session still holds its seat
+        (its page went without a word, and the signalling grace runs): that
+        session goes, its seat kept for this join."""
+        holder = self.admission.seat_holder(room_id, rejoin)
+        if holder is None or self.sfu is None or room_id not in self.sfu.rooms:
+            return  # worker rooms: the seat comes back once the old one goes
+        previous = self.sfu.get_room(room_id).members.get(holder)
+        if previous is not None:
+            await previous.leave("replaced by its rejoin")
 
     async def cluster_answer(self, room_id: str, role: str) -> dict[str, Any]:
         """The join answer's cluster fields: the other nodes to rejoin

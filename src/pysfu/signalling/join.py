@@ -67,8 +67,11 @@ def join_response(
     ``ice_servers``: the STUN/TURN servers the client's peer connection uses.
     The signalling token goes in the body, never in ``ws_url``: URLs end up in
     access logs. The client sends it as the socket's first message.
+    ``seat_rejoin``: the grant's rejoin credential, when it has one (see
+    :attr:`~pysfu.LimitsConfig.guest_grace`): the client presents it as a
+    bearer token to join again after a reload.
     """
-    return {
+    answer = {
         "participant_id": grant.participant_id,
         "room": grant.room_id,
         "role": grant.role.value,
@@ -82,6 +85,9 @@ def join_response(
         "ws_url": ws_url,
         "signalling_token": grant.signalling_token,
     }
+    if grant.rejoin is not None:
+        answer["seat_rejoin"] = grant.rejoin
+    return answer
 
 
 def join_handler(
@@ -102,6 +108,8 @@ def join_handler(
     also behind a proxy that sets ``X-Forwarded-Proto``). Refusals are JSON
     ``{"error": code, "message": text}`` with the error's HTTP status (404
     ``room_not_found``, 409 ``room_full``, 400 for a malformed body, ...).
+    A participant's ``Authorization: Bearer`` is its ``seat_rejoin``
+    credential, if any (see :func:`join_response`).
     """
 
     async def join(request: web.Request) -> web.Response:
@@ -112,6 +120,8 @@ def join_handler(
         authorized = (
             role == "host" and authorize_host is not None and authorize_host(request)
         )
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        rejoin = token.strip() if scheme.lower() == "bearer" else None
         try:
             grant = admission.admit(
                 request.match_info["room"],
@@ -119,6 +129,8 @@ def join_handler(
                 name=name,
                 host_authorized=authorized,
                 client=request.remote,
+                # a participant back from a reload takes its kept seat
+                rejoin=rejoin if role == "participant" else None,
             )
         except PysfuError as exc:
             return _refusal(exc.http_status, exc.code, str(exc))

@@ -331,7 +331,14 @@ class WhipEndpoint:
             _checked(offer, room.video_codecs)
             # a name people can read on their tiles (the default is the raw id)
             name = "WHIP publisher" if role is Role.HOST else "WHEP viewer"
-            grant = self.admission.admit(room_id, role, name=name, host_authorized=True)
+            grant = self.admission.admit(
+                # a WHIP client has no way to present a rejoin credential
+                room_id,
+                role,
+                name=name,
+                host_authorized=True,
+                rejoinable=False,
+            )
             return await self._join(grant, offer)
         except BaseException as exc:
             seats = self._seats(room_id) if created else None

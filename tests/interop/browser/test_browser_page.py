@@ -78,10 +78,10 @@ async def test_the_page_in_each_state_of_a_call(
     await expect(late.page.locator("#tiles")).to_be_hidden()
     await shoot(late, shots, "06-room-full")
 
-    # a participant reloading its page leaves at once and comes back, though
-    # the server holds a dropped seat for 300 s (the page sends "leave" on
-    # pagehide; Chromium also closes its DTLS association, which the server
-    # takes as leaving: either frees the seat)
+    # a participant reloading its page leaves at once and comes back (the
+    # page sends "leave" with rejoin on pagehide; Chromium also closes its
+    # DTLS association): its seat is kept for it meanwhile (the guests'
+    # grace), and the reloaded page takes it back with its seat_rejoin
     erin = guests[-1]
     await erin.page.reload()
     await erin.wait_status("connected")

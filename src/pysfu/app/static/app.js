@@ -11,13 +11,13 @@
 // sends), relay=1 (use only TURN relay candidates).
 
 import {
-  forgetHost,
-  hostRejoinCredential,
+  forget,
   join,
   JoinError,
   mayRejoin,
   rejoin,
-  rememberHost,
+  rejoinCredential,
+  remember,
 } from "./pysfu-client.js";
 
 const params = new URLSearchParams(location.search);
@@ -73,7 +73,7 @@ function finish(text) {
   finished = true;
   setStatus(text);
   teardown();
-  if (roomPath) forgetHost(roomPath); // the call is over: nothing to come back to
+  if (roomPath) forget(roomPath); // the call is over: nothing to come back to
   // No black tile nor dead controls: say what happened and what to do next.
   for (const id of ["tiles", "controls", "share", "waiting", "chat", "recording-indicator", "host-away"]) $(id).hidden = true;
   $("record").hidden = true; // the host keeps the list of its recordings
@@ -175,8 +175,10 @@ async function joinRoom(room) {
   // A new room's link carries a ticket; a reloaded host page has the rejoin
   // credential of its last join (it gets its room back within the grace).
   const ticket = role === "host" ? takeHostTicket() : null;
-  const rejoinCredential = role === "host" && !ticket ? hostRejoinCredential(room) : null;
-  let hostKey = role === "host" ? ticket || rejoinCredential || takeHostKey() : null;
+  // A reloaded guest's page has the credential of the seat kept for it.
+  const hostRejoin = role === "host" && !ticket ? rejoinCredential(room, "host") : null;
+  const seatRejoin = role === "participant" ? rejoinCredential(room, "participant") : null;
+  let hostKey = role === "host" ? ticket || hostRejoin || takeHostKey() : null;
   $("room").hidden = false;
   if (role === "host" && !hostKey) return fail("no host key: start the room from /new#key=<host key>");
   if (role === "host") showShareLink();
@@ -201,6 +203,7 @@ async function joinRoom(room) {
       role,
       name,
       hostKey: key,
+      seatRejoin,
       stream: localStream,
       iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",
       onPublish: (transceiver) => {
@@ -212,8 +215,8 @@ async function joinRoom(room) {
       call = await joinWith(hostKey);
     } catch (error) {
       // a stale rejoin credential (another host took over): the host key may do
-      if (!(error instanceof JoinError && error.status === 401 && hostKey === rejoinCredential)) throw error;
-      forgetHost(room);
+      if (!(error instanceof JoinError && error.status === 401 && hostKey === hostRejoin)) throw error;
+      forget(room);
       hostKey = takeHostKey();
       if (!hostKey) throw error;
       call = await joinWith(hostKey);
@@ -234,7 +237,7 @@ function attach(newCall, codec) {
   call = newCall;
   pc = call.pc;
   joinResponse = call.joinResponse;
-  rememberHost(call, roomPath); // a host's page comes back as host after a reload
+  remember(call, roomPath); // a host comes back as host, a guest to its seat
   if (joinResponse.recording && joinResponse.recording.token) showRecordingControls();
   call.addEventListener("track", ({ detail }) => onTrack(detail));
   call.addEventListener("datachannel", ({ detail }) => {

@@ -21,6 +21,11 @@ export interface JoinResponse {
    *  (after a reload: rememberHost(); in a cluster on any node: rejoin())
    *  for as long as the room exists; each host join replaces the last. */
   host_rejoin?: string | null;
+  /** A guest's answer, when the server keeps guests' seats (pysfu serve
+   *  --guest-grace): the credential that takes this guest's seat back after
+   *  a reload (remember(), then join()'s `seatRejoin`); each join replaces
+   *  the last. */
+  seat_rejoin?: string;
 }
 
 export interface JoinOptions {
@@ -32,6 +37,9 @@ export interface JoinOptions {
   name?: string;
   /** A host key or the single-use ticket of a host link (role "host"). */
   hostKey?: string | null;
+  /** A guest's rejoin credential (rejoinCredential(room, "participant")):
+   *  the seat kept for it after a reload; an invalid one is ignored. */
+  seatRejoin?: string | null;
   /** Published on the sections the server offers to receive. */
   stream?: MediaStream | null;
   /** The app's origin; default: this page's. */
@@ -151,10 +159,18 @@ export function mayRejoin(call: Call, end: CallEnd): boolean;
  *  (same room, name, role and stream); rejects with JoinError. */
 export function rejoin(previous: Call, options?: RejoinOptions): Promise<Call>;
 
-/** Keep a host call's rejoin credential in this tab's sessionStorage,
- *  under `room` (default: the join answer's room id). */
+/** Keep a call's rejoin credential (a host's `host_rejoin`, a guest's
+ *  `seat_rejoin`) in this tab's sessionStorage, under `room` (default: the
+ *  join answer's room id). */
+export function remember(call: Call, room?: string): void;
+/** The rejoin credential this tab kept for `room` and `role` (default
+ *  "host"), or null. */
+export function rejoinCredential(room: string, role?: "host" | "participant"): string | null;
+/** Forget the rejoin credentials of `room`, of either role. */
+export function forget(room: string): void;
+/** remember() under its first name (it keeps a guest's credential too). */
 export function rememberHost(call: Call, room?: string): void;
 /** The host rejoin credential this tab kept for `room`, or null. */
 export function hostRejoinCredential(room: string): string | null;
-/** Forget the host rejoin credential of `room`. */
+/** forget() under its first name. */
 export function forgetHost(room: string): void;

@@ -14,10 +14,10 @@
 // server receives on), trickles candidates, resumes the session after a
 // dropped socket, asks for an ICE restart when the network changes (ICE
 // "disconnected" for 2 s, or "failed"), and leaves when the page goes away
-// (saying it may come back: a host's room then waits for it, see
-// rememberHost). When the server offers to receive simulcast (pysfu serve
-// --simulcast: a=simulcast:recv q;h;f), each layer gets explicit encoding
-// parameters (SIMULCAST_LAYERS). In a cluster
+// (saying it may come back: a host's room then waits for it, a guest's seat
+// is kept for it, see remember). When the server offers to receive simulcast
+// (pysfu serve --simulcast: a=simulcast:recv q;h;f), each layer gets explicit
+// encoding parameters (SIMULCAST_LAYERS). In a cluster
 // (pysfu serve --redis), rejoin(call) joins an ended call's room again
 // through another node when the call's node died.
 
@@ -315,7 +315,8 @@ export async function join(options) {
   const base = options.base || location.origin;
   const room = options.encoded ? options.room : encodeURIComponent(options.room);
   const headers = { "Content-Type": "application/json" };
-  if (options.hostKey) headers.Authorization = `Bearer ${options.hostKey}`;
+  const credential = options.hostKey || options.seatRejoin;
+  if (credential) headers.Authorization = `Bearer ${credential}`;
   const response = await fetch(`${base}/api/rooms/${room}/join`, {
     method: "POST",
     headers,
@@ -365,6 +366,7 @@ export async function rejoin(previous, options = {}) {
         role: answer.role,
         name: answer.name,
         hostKey: answer.role === "host" ? answer.host_rejoin : null,
+        seatRejoin: answer.role === "host" ? null : answer.seat_rejoin,
         base,
       });
     } catch (error) {
@@ -379,27 +381,43 @@ export async function rejoin(previous, options = {}) {
   throw new JoinError(0, "rejoin_timeout", `no node took the room back within ${within} s`);
 }
 
-const rejoinKey = (room) => `pysfu-host-rejoin:${room}`;
+const rejoinKey = (room, role = "host") =>
+  role === "host" ? `pysfu-host-rejoin:${room}` : `pysfu-seat-rejoin:${room}`;
 
-/** Keep the host rejoin credential of a call's join answer (if any) in
- *  this tab's sessionStorage, under `room` (default: the answer's room id),
- *  so that the page can join as host again after a reload: see
- *  hostRejoinCredential. */
-export function rememberHost(call, room = call.joinResponse.room) {
+/** Keep the rejoin credential of a call's join answer (if any) in this
+ *  tab's sessionStorage, under `room` (default: the answer's room id), so
+ *  that the page can come back after a reload: a host as host
+ *  (`host_rejoin`, within the room's host grace), a guest to the seat kept
+ *  for it (`seat_rejoin`, within the guests' grace). See rejoinCredential. */
+export function remember(call, room = call.joinResponse.room) {
   const answer = call.joinResponse;
-  if (answer.role === "host" && answer.host_rejoin) {
-    sessionStorage.setItem(rejoinKey(room), answer.host_rejoin);
-  }
+  const credential = answer.role === "host" ? answer.host_rejoin : answer.seat_rejoin;
+  if (credential) sessionStorage.setItem(rejoinKey(room, answer.role), credential);
 }
+
+/** The rejoin credential this tab kept for `room` and `role` ("host" or
+ *  "participant"), or null: pass a host's as `hostKey`, a guest's as
+ *  `seatRejoin` to join(). Each join replaces it. */
+export function rejoinCredential(room, role = "host") {
+  return sessionStorage.getItem(rejoinKey(room, role));
+}
+
+/** Forget the credentials kept for `room`, of either role (the call ended
+ *  for good). */
+export function forget(room) {
+  sessionStorage.removeItem(rejoinKey(room, "host"));
+  sessionStorage.removeItem(rejoinKey(room, "participant"));
+}
+
+/** remember() under its first name (it keeps a guest's credential too). */
+export const rememberHost = remember;
 
 /** The host rejoin credential this tab kept for `room`, or null: pass it as
  *  `hostKey` to join as host again. It works while the room exists; each
  *  host join replaces it. */
 export function hostRejoinCredential(room) {
-  return sessionStorage.getItem(rejoinKey(room));
+  return rejoinCredential(room, "host");
 }
 
-/** Forget the credential kept for `room` (the call ended for good). */
-export function forgetHost(room) {
-  sessionStorage.removeItem(rejoinKey(room));
-}
+/** forget() under its first name. */
+export const forgetHost = forget;
