@@ -222,6 +222,8 @@ def _consent_checker(
                 # a stopped process): the answers it could not read then are
                 # not the peer's silence, so the stall does not count.
                 answered += max(0.0, loop.time() - wake)
+                # a new path or a restart answered since: its own deadline
+                answered = max(answered, getattr(conn, "_pysfu_consent_from", 0.0))
                 if loop.time() - answered > deadline:
                     logger.info(
                         "ICE consent expired: the peer at %s answered no check "
@@ -244,6 +246,18 @@ def _consent_checker(
         await conn.close()
 
     return query_consent
+
+
+def _fresh_consent(conn: aioice.ice.Connection) -> None:
+    """Start the consent deadline anew (see :func:`set_consent_timing`): the
+    peer nominated a new pair, or answered an ICE restart. An outage before
+    either (a network change takes seconds to notice) is no reason to drop
+    the path the peer has just proved, before a first check on it could be
+    answered: seen on the WAN bed, a viewer moved to a new address was
+    dropped 1 s after its restart, 10 s after its last answer on the old one.
+    """
+    with contextlib.suppress(RuntimeError):  # no running loop: nothing checks
+        conn._pysfu_consent_from = asyncio.get_running_loop().time()  # type: ignore[attr-defined]
 
 
 def consent_answers_of(conn: aioice.ice.Connection) -> int:
@@ -322,6 +336,8 @@ def _be_lite(conn: aioice.ice.Connection) -> None:
             return
         conn.check_state(pair, aioice.ice.CandidatePair.State.SUCCEEDED)
         if pair.remote_nominated:
+            if conn._nominated.get(pair.component) is not pair:
+                _fresh_consent(conn)  # the peer moved here, proving it wants it
             pair.nominated = True
         conn.check_complete(pair)
 
@@ -441,6 +457,7 @@ def follow_remote_ice(pc: RTCPeerConnection, sdp: str) -> bool:
         if (ufrag, pwd) != (conn.remote_username, conn.remote_password):
             conn.remote_username = ufrag
             conn.remote_password = pwd
+            _fresh_consent(conn)  # a restart answered: consent starts anew
             changed = True
     return changed
 
