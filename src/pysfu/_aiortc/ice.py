@@ -211,6 +211,7 @@ def _consent_checker(
                 )
                 answered = loop.time()
                 conn._pysfu_consent_answers = consent_answers_of(conn) + 1  # type: ignore[attr-defined]
+                conn._pysfu_restart_grace_used = False  # type: ignore[attr-defined]
 
         checks: set[asyncio.Task[None]] = set()
         try:
@@ -250,11 +251,11 @@ def _consent_checker(
 
 def _fresh_consent(conn: aioice.ice.Connection) -> None:
     """Start the consent deadline anew (see :func:`set_consent_timing`): the
-    peer nominated a new pair, or answered an ICE restart. An outage before
-    either (a network change takes seconds to notice) is no reason to drop
-    the path the peer has just proved, before a first check on it could be
-    answered: seen on the WAN bed, a viewer moved to a new address was
-    dropped 1 s after its restart, 10 s after its last answer on the old one.
+    peer nominated a new pair (an authenticated check from it), or asked for
+    an ICE restart. The outage before (a browser notices a network change
+    after 5-7 s) is no reason to drop a peer that is moving: seen on the WAN
+    bed, a viewer moved to a new address was dropped just before or 1 s
+    after its restart, 10 s after its last answer on the old path.
     """
     with contextlib.suppress(RuntimeError):  # no running loop: nothing checks
         conn._pysfu_consent_from = asyncio.get_running_loop().time()  # type: ignore[attr-defined]
@@ -427,6 +428,14 @@ def restart_ice(
         conn._local_username = credentials.username_fragment
         conn._local_password = credentials.password
         conn._pysfu_restarting = True  # type: ignore[attr-defined]
+        # Asked over the client's authenticated signalling: it is alive and
+        # moving. Its old path has likely been silent for most of the
+        # deadline already (a browser notices a change after 5-7 s), so the
+        # restart gets a deadline of its own, once until a check is answered
+        # again (restarts cannot keep an unanswering path alive).
+        if not getattr(conn, "_pysfu_restart_grace_used", False):
+            conn._pysfu_restart_grace_used = True  # type: ignore[attr-defined]
+            _fresh_consent(conn)
         conn._pysfu_restarts = getattr(conn, "_pysfu_restarts", 0) + 1  # type: ignore[attr-defined]
     return credentials
 
@@ -457,7 +466,6 @@ def follow_remote_ice(pc: RTCPeerConnection, sdp: str) -> bool:
         if (ufrag, pwd) != (conn.remote_username, conn.remote_password):
             conn.remote_username = ufrag
             conn.remote_password = pwd
-            _fresh_consent(conn)  # a restart answered: consent starts anew
             changed = True
     return changed
 

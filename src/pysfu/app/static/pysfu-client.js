@@ -13,7 +13,7 @@
 // ICE password the offers leave out, publishing `stream` on the sections the
 // server receives on), trickles candidates, resumes the session after a
 // dropped socket, asks for an ICE restart when the network changes (ICE
-// "disconnected" for 2 s, or "failed"), and leaves when the page goes away
+// "disconnected" for 0.5 s, or "failed"), and leaves when the page goes away
 // (saying it may come back: a host's room then waits for it, see
 // rememberHost). When the server offers to receive simulcast (pysfu serve
 // --simulcast: a=simulcast:recv q;h;f), each layer gets explicit encoding
@@ -121,7 +121,7 @@ export class Call extends EventTarget {
    * Ask the server for an ICE restart: it sends an offer with fresh ICE
    * credentials, answered with fresh ones of this browser's (JSEP), on the
    * paths the network has now. DTLS and SRTP are kept. Called by the call
-   * itself when ICE stays "disconnected" for `restartIceAfter` ms (2000) or
+   * itself when ICE stays "disconnected" for `restartIceAfter` ms (500) or
    * fails; call it when the page knows the network changed.
    */
   restartIce() {
@@ -155,7 +155,7 @@ export class Call extends EventTarget {
     const state = this.pc.iceConnectionState;
     if (state === "failed" || (retry && state === "disconnected")) this.restartIce();
     else if (state === "disconnected") {
-      this._iceTimer = setTimeout(() => this.restartIce(), this._options.restartIceAfter ?? 2000);
+      this._iceTimer = setTimeout(() => this.restartIce(), this._options.restartIceAfter ?? 500);
     }
   }
 
