@@ -166,6 +166,13 @@ async def test_server_sends_to_the_pair_the_client_switched_to(
     used = conn._nominated[1].local_candidate.host
     other = "127.0.0.2" if used == "127.0.0.1" else "127.0.0.1"
 
+    output = member.transport.output
+    assert output is not None
+    (forwarder,) = [
+        f for f in room.members[host.name].publications.values() if f.kind == "video"
+    ]
+    requested = forwarder.keyframes.requested
+
     new_address = await switch_pair(guest, other)
 
     server_conn = rtc.bundle_transport_of(member.pc).transport._connection
@@ -178,6 +185,12 @@ async def test_server_sends_to_the_pair_the_client_switched_to(
         lambda: server_sends_to() == new_address,
         what=f"the server on {new_address} (it sends to {server_sends_to()}, "
         f"the client used {used}; None: the connection closed)",
+    )
+    # what was sent meanwhile went to the old path: the server asks the
+    # host for a keyframe itself (not every client does after a move)
+    await eventually(
+        lambda: output.path_changes == 1 and forwarder.keyframes.requested > requested,
+        what=f"a keyframe asked for on the new path ({output.path_changes} changes)",
     )
     # the forwarded video reaches the guest on its new path only
     before = video_frames(guest, host)

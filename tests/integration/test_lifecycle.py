@@ -23,6 +23,7 @@ from pysfu import (
     RoomFull,
     SFUConfig,
 )
+from pysfu import _aiortc as rtc
 from pysfu.signalling import Leave, RoomClosed
 from pysfu.stats import SubscriptionStats
 
@@ -305,6 +306,42 @@ async def test_a_slow_peer_keeps_its_seat_a_silent_one_loses_it(
         await asyncio.sleep(10)  # twice the consent deadline
         assert "slow" in room.members
         await eventually(lambda: len(seen.patterns) > before + 60, what="frames")
+    finally:
+        await sfu.close()
+
+
+async def test_ice_restart_requests_do_not_keep_a_silent_peer(
+    peers: PeerFactory,
+) -> None:
+    # A restart request gives a fresh consent deadline (a client changing
+    # networks is alive), but only once until a check is answered again: a
+    # client whose path stopped answering cannot keep it by asking again.
+    config = SFUConfig(ice=replace(LOOPBACK, consent_interval=1.0, consent_failures=3))
+    sfu = SFU(config)
+    try:
+        room = sfu.create_room("r1")
+        host = await peers("host", code=1).join(room, "host")
+        silent = await peers("silent", code=3).join(room)
+        await silent.wait_video_from(host)
+        member = room.members["silent"]
+        kill_sockets(silent)
+
+        async def keep_asking() -> None:
+            # through the seam, as every restart request ends up (an offer
+            # the dead peer cannot answer would hold the next ones back)
+            while True:
+                rtc.restart_ice(member.pc)
+                await asyncio.sleep(0.5)
+
+        asking = asyncio.get_running_loop().create_task(keep_asking())
+        try:
+            await eventually(
+                lambda: "silent" not in room.members,
+                what=f"removal ({rtc.ice_restarts(member.pc)} restarts)",
+            )
+        finally:
+            asking.cancel()
+        assert rtc.ice_restarts(member.pc) > 3  # asked all along
     finally:
         await sfu.close()
 

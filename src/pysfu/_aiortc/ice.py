@@ -211,6 +211,7 @@ def _consent_checker(
                 )
                 answered = loop.time()
                 conn._pysfu_consent_answers = consent_answers_of(conn) + 1  # type: ignore[attr-defined]
+                conn._pysfu_restart_grace_used = False  # type: ignore[attr-defined]
 
         checks: set[asyncio.Task[None]] = set()
         try:
@@ -222,6 +223,8 @@ def _consent_checker(
                 # a stopped process): the answers it could not read then are
                 # not the peer's silence, so the stall does not count.
                 answered += max(0.0, loop.time() - wake)
+                # a new path or a restart answered since: its own deadline
+                answered = max(answered, getattr(conn, "_pysfu_consent_from", 0.0))
                 if loop.time() - answered > deadline:
                     logger.info(
                         "ICE consent expired: the peer at %s answered no check "
@@ -244,6 +247,18 @@ def _consent_checker(
         await conn.close()
 
     return query_consent
+
+
+def _fresh_consent(conn: aioice.ice.Connection) -> None:
+    """Start the consent deadline anew (see :func:`set_consent_timing`): the
+    peer nominated a new pair (an authenticated check from it), or asked for
+    an ICE restart. The outage before (a browser notices a network change
+    after 5-7 s) is no reason to drop a peer that is moving: seen on the WAN
+    bed, a viewer moved to a new address was dropped just before or 1 s
+    after its restart, 10 s after its last answer on the old path.
+    """
+    with contextlib.suppress(RuntimeError):  # no running loop: nothing checks
+        conn._pysfu_consent_from = asyncio.get_running_loop().time()  # type: ignore[attr-defined]
 
 
 def consent_answers_of(conn: aioice.ice.Connection) -> int:
@@ -322,6 +337,8 @@ def _be_lite(conn: aioice.ice.Connection) -> None:
             return
         conn.check_state(pair, aioice.ice.CandidatePair.State.SUCCEEDED)
         if pair.remote_nominated:
+            if conn._nominated.get(pair.component) is not pair:
+                _fresh_consent(conn)  # the peer moved here, proving it wants it
             pair.nominated = True
         conn.check_complete(pair)
 
@@ -411,6 +428,14 @@ def restart_ice(
         conn._local_username = credentials.username_fragment
         conn._local_password = credentials.password
         conn._pysfu_restarting = True  # type: ignore[attr-defined]
+        # Asked over the client's authenticated signalling: it is alive and
+        # moving. Its old path has likely been silent for most of the
+        # deadline already (a browser notices a change after 5-7 s), so the
+        # restart gets a deadline of its own, once until a check is answered
+        # again (restarts cannot keep an unanswering path alive).
+        if not getattr(conn, "_pysfu_restart_grace_used", False):
+            conn._pysfu_restart_grace_used = True  # type: ignore[attr-defined]
+            _fresh_consent(conn)
         conn._pysfu_restarts = getattr(conn, "_pysfu_restarts", 0) + 1  # type: ignore[attr-defined]
     return credentials
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import threading
 from collections.abc import Callable
@@ -81,6 +82,14 @@ class RtpOutput:
         # life): a peer that switches pairs (a new network, an ICE restart)
         # replaces its entry, and the cached target with it
         self._nominated: dict[int, Any] = transport.transport._connection._nominated
+        # the pair the last target was taken from, to tell a new path
+        self._last_pair: Any = None
+        #: How many times packets started going to a new nominated pair.
+        self.path_changes = 0
+        #: Called (soon, from the event loop) when packets start going to a
+        #: new nominated pair: the peer moved (a new network, an ICE restart)
+        #: and whatever was sent meanwhile went to the old path.
+        self.on_path_change: Callable[[], None] | None = None
         self._cdata, self._memory, self._length = _send_buffer()
 
     @property
@@ -127,6 +136,13 @@ class RtpOutput:
 
         session = self._transport._tx_srtp
         self._target = (sendto, addr, session._srtp[0], session, pair)
+        if pair is not self._last_pair:
+            if self._last_pair is not None:
+                self.path_changes += 1
+                if self.on_path_change is not None:
+                    # not from inside the caller's send loop
+                    asyncio.get_running_loop().call_soon(self.on_path_change)
+            self._last_pair = pair
         return self._target
 
     def send_rewritten(

@@ -129,6 +129,8 @@ class Subscriptions:
         """
         sender = transceiver.sender
         output = self._transport.start()
+        if output.on_path_change is None:
+            output.on_path_change = self.request_keyframes
         downtrack = DownTrack(
             forwarder,
             output,
@@ -206,6 +208,21 @@ class Subscriptions:
             set(self._config.forwarding.forwarded_extensions),
         )
         downtrack.configure(payload_types, extensions, clock_rate)
+
+    def request_keyframes(self) -> None:
+        """Ask the publisher of each received video track for a keyframe
+        (throttled per track by its forwarder): the subscriber's path
+        changed, what was sent on the old one is lost, and not every client
+        asks for a keyframe after an outage (Chromium after an ICE restart
+        onto a new address did not, see docs/explanation/forwarding.md)."""
+        video = [s for s in self.by_track.values() if s.forwarder.kind == "video"]
+        logger.info(
+            "%s moved to a new path: asking %d publishers for a keyframe",
+            self._subscriber_id,
+            len(video),
+        )
+        for subscription in video:
+            subscription.forwarder.request_keyframe()
 
     def send_reports(self, output: rtc.RtpOutput, now: float) -> None:
         """Write a sender report for each received track (``now``:

@@ -54,10 +54,12 @@ export interface JoinOptions {
   /** Send "leave" (with rejoin: true) when the page goes away (pagehide);
    *  default true. */
   leaveOnPageHide?: boolean;
-  /** Ms of ICE "disconnected" before asking for an ICE restart; default 2000. */
+  /** Ms of ICE "disconnected" before asking for an ICE restart; default 500
+   *  (Chromium reports it only after 5-7 s without answers). */
   restartIceAfter?: number;
-  /** Ms after a restart request to ask again if ICE has not recovered (on a
-   *  new signalling socket if no offer came meanwhile); default 3000. */
+  /** Ms after a restart request to ask again if ICE has not recovered;
+   *  default 3000. The first request of an outage renews the signalling
+   *  socket (resuming the session), later ones ask on that socket. */
   restartIceRetry?: number;
   /** Ms of connection "failed" (restarts meanwhile) before the call ends with
    *  reason "failed"; default 20000. */

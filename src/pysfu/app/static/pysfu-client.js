@@ -13,7 +13,7 @@
 // ICE password the offers leave out, publishing `stream` on the sections the
 // server receives on), trickles candidates, resumes the session after a
 // dropped socket, asks for an ICE restart when the network changes (ICE
-// "disconnected" for 2 s, or "failed"), and leaves when the page goes away
+// "disconnected" for 0.5 s, or "failed"), and leaves when the page goes away
 // (saying it may come back: a host's room then waits for it, a guest's seat
 // is kept for it, see remember). When the server offers to receive simulcast
 // (pysfu serve --simulcast: a=simulcast:recv q;h;f), each layer gets explicit
@@ -68,6 +68,11 @@ export class Call extends EventTarget {
     this._options = options;
     this._ws = null;
     this._session = null; // {resume_token, reconnect_grace}
+    // whether the server answered the open socket's hello or resume with a
+    // session (its token is then the one to resume with next)
+    this._confirmed = false;
+    // the signalling renewed for the current ICE outage (once per outage)
+    this._renewed = false;
     this._lastError = null;
     this._published = false;
     this._videoSenders = []; // published video: simulcast layers set after the answer
@@ -93,7 +98,11 @@ export class Call extends EventTarget {
     this._restartPending = false; // a restart asked for, its offer not come yet
     this._iceTimer = null;
     this._failTimer = null;
-    this.pc.oniceconnectionstatechange = () => this._watchIce();
+    this.pc.oniceconnectionstatechange = () => {
+      const state = this.pc.iceConnectionState;
+      if (state === "connected" || state === "completed") this._renewed = false;
+      this._watchIce();
+    };
     if (options.leaveOnPageHide !== false) {
       // A page cannot tell a reload from a closing tab: it leaves saying it
       // may come back, so a host's room waits for it (the host grace).
@@ -112,7 +121,7 @@ export class Call extends EventTarget {
    * Ask the server for an ICE restart: it sends an offer with fresh ICE
    * credentials, answered with fresh ones of this browser's (JSEP), on the
    * paths the network has now. DTLS and SRTP are kept. Called by the call
-   * itself when ICE stays "disconnected" for `restartIceAfter` ms (2000) or
+   * itself when ICE stays "disconnected" for `restartIceAfter` ms (500) or
    * fails; call it when the page knows the network changed.
    */
   restartIce() {
@@ -122,10 +131,16 @@ export class Call extends EventTarget {
     // (or sits in retransmission backoff after an outage): a new socket
     // resumes the session, taking it over, and asks on it (see _open).
     // A socket not open is being reconnected: its resume asks (see _open).
+    // Renewed once per outage, and only once the server answered the
+    // socket's resume: a token works once, and the answer brings the next
+    // (renewing before it came would resume with a spent token and end the
+    // call); a socket opened during this outage is on the current network.
     this._restartPending = true;
     const open = this._ws && this._ws.readyState === WebSocket.OPEN;
-    if (open && this._session) this._renewSignalling();
-    else this.send({ type: "restart_ice" });
+    if (open && this._session && this._confirmed && !this._renewed) {
+      this._renewed = true;
+      this._renewSignalling();
+    } else this.send({ type: "restart_ice" });
     this._emit("icerestart", { count: this.iceRestarts });
     // no better in a while (the request or its offer lost, the network still
     // down): ask again
@@ -140,7 +155,7 @@ export class Call extends EventTarget {
     const state = this.pc.iceConnectionState;
     if (state === "failed" || (retry && state === "disconnected")) this.restartIce();
     else if (state === "disconnected") {
-      this._iceTimer = setTimeout(() => this.restartIce(), this._options.restartIceAfter ?? 2000);
+      this._iceTimer = setTimeout(() => this.restartIce(), this._options.restartIceAfter ?? 500);
     }
   }
 
@@ -189,6 +204,7 @@ export class Call extends EventTarget {
   _open(first, onUnreachable = null) {
     const ws = new WebSocket(new URL(this.joinResponse.ws_url, location.href));
     this._ws = ws;
+    this._confirmed = false;
     let opened = false;
     ws.onopen = () => {
       opened = true;
@@ -199,8 +215,21 @@ export class Call extends EventTarget {
       if (first.type === "resume") this._emit("reconnected", {});
     };
     ws.onmessage = (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch (error) {
+        this._queue = this._queue.then(() => this._end("error", { message: error.message }));
+        return;
+      }
+      if (message.type === "session" && ws === this._ws) {
+        // at once, not behind the queue: a renewal or reconnect meanwhile
+        // must resume with this token, the previous one is spent
+        this._session = message;
+        this._confirmed = true;
+      }
       this._queue = this._queue
-        .then(() => this._handle(JSON.parse(event.data)))
+        .then(() => this._handle(message))
         .catch((error) => this._end("error", { message: error.message }));
     };
     ws.onclose = (event) => {
@@ -233,8 +262,7 @@ export class Call extends EventTarget {
 
   async _handle(message) {
     if (this.ended) return;
-    if (message.type === "session") this._session = message;
-    else if (message.type === "offer") {
+    if (message.type === "offer") {
       this._restartPending = false;
       await this._answer(message.sdp);
     }
