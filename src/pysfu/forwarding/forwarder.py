@@ -27,6 +27,7 @@ __all__ = [
     "NACK_MAX_TRIES",
     "NACK_REPEAT_INTERVAL",
     "REMB_HYSTERESIS",
+    "REMB_REPEAT_INTERVAL",
     "REPAIRED_RID_URI",
     "RID_URI",
     "CodecInfo",
@@ -58,6 +59,12 @@ NACK_MAX_TRIES = 3
 #: with a keyframe, on any change above 10 %), and estimates wobble by a few
 #: per cent from report to report.
 REMB_HYSTERESIS = 0.08
+
+#: While the uplink estimator reports over-use, aiortc's estimator returns an
+#: estimate for every video packet; a REMB repeating the standing value is
+#: sent at most this often (seconds). A changed value goes out at once. (Seen:
+#: one REMB per forwarded video packet, ~3x the CPU per packet in-process.)
+REMB_REPEAT_INTERVAL = 0.2
 
 
 class RtpHeaderLike(Protocol):
@@ -422,7 +429,7 @@ class Forwarder:
                 )
                 if remb is not None:
                     self.stats.uplink_estimate = remb[0]
-                    self._send_remb(now)
+                    self._send_remb(now, REMB_REPEAT_INTERVAL)
 
     # ------------------------------------------------------------------
     # simulcast
@@ -748,7 +755,9 @@ class Forwarder:
         ):
             self._send_remb(now)
 
-    def _send_remb(self, now: float) -> None:
+    def _send_remb(self, now: float, repeat_after: float = 0.0) -> None:
+        """Send the REMB the policy asks for now; with ``repeat_after``, not
+        if it would repeat the standing value sent less than that long ago."""
         ssrcs = [
             layer.media_ssrc
             for layer in self.layers.values()
@@ -764,6 +773,9 @@ class Forwarder:
         last = self.stats.remb_bitrate
         if last is not None and abs(bitrate - last) <= last * REMB_HYSTERESIS:
             bitrate = last  # a wobble: repeat the standing value
+            sent_at = self._remb_sent_at
+            if sent_at is not None and now - sent_at < repeat_after:
+                return
         packet = rtc.RtcpPsfbPacket(
             fmt=rtc.RTCP_PSFB_APP,
             ssrc=self._rtcp_ssrc,
