@@ -339,7 +339,11 @@ class Forwarder:
         if self.announced_ssrcs and ssrc not in self.announced_ssrcs:
             stats.unknown_ssrc += 1
             return
+        # the parsed header's extension elements (the tap's RtpHeader; not
+        # an aiortc RtpPacket), so that subscribers' copies skip a walk
+        elements: list[int] | None = getattr(packet, "extension_elements", None)
         if apt is not None:
+            elements = None  # data is replaced by the unwrapped packet
             if self.media_ssrc is None:
                 return
             unwrapped = self._unwrap_rtx(data, apt, self.media_ssrc)
@@ -382,6 +386,7 @@ class Forwarder:
                     keyframe,
                     now,
                     variants,
+                    elements,
                 )
             except Exception:  # one subscriber must never break the others
                 downtrack.stats.errors += 1
@@ -409,7 +414,7 @@ class Forwarder:
         # aiortc's statistics and NACK generator read only sequence_number
         # and timestamp, which every RtpHeaderLike has
         self._receive_stats.add(packet)  # type: ignore[arg-type]
-        if self._nack is not None and self._nack.add(packet):  # type: ignore[arg-type]
+        if self._nack is not None and self._nack.add(packet):
             lost = self._due_nacks(self._nack.missing, now, self._nacked)
             self._send_nack(lost, self.media_ssrc)
         self._estimate_uplink(packet, data, arrival_time_ms, now)
@@ -564,7 +569,7 @@ class Forwarder:
         layer.packets_received += 1
         assert layer.receive_stats is not None
         layer.receive_stats.add(packet)  # type: ignore[arg-type]
-        if layer.nack.add(packet):  # type: ignore[arg-type]
+        if layer.nack.add(packet):
             lost = self._due_nacks(layer.nack.missing, now, layer.nacked)
             self._send_nack(lost, layer.media_ssrc)
         self._estimate_uplink(packet, data, arrival_time_ms, now)
