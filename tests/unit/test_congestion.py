@@ -7,6 +7,8 @@ Forwarder and DownTrack are driven, only orderings matter, never durations.
 
 from __future__ import annotations
 
+import itertools
+
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -20,7 +22,7 @@ from aiortc.rtp import (
 )
 
 from pysfu.forwarding.congestion import SlowestSubscriber, UplinkOnly, simulcast_target
-from pysfu.forwarding.forwarder import ABS_SEND_TIME_URI
+from pysfu.forwarding.forwarder import ABS_SEND_TIME_URI, REMB_REPEAT_INTERVAL
 from pysfu.forwarding.retransmit import (
     OVER_BUDGET,
     TOO_SOON,
@@ -253,3 +255,52 @@ def test_a_simulcast_publisher_is_told_the_cap_not_the_uplink_estimate() -> None
     assert simulcast_target(150_000, 2_500_000) == 2_500_000
     assert simulcast_target(None, 2_500_000) == 2_500_000
     assert simulcast_target(150_000, None) is None
+
+
+# -- the uplink estimate's REMBs ----------------------------------------------
+
+
+def test_an_overused_uplink_does_not_get_a_remb_per_packet() -> None:
+    """While the uplink estimator sees over-use, aiortc's estimator returns an
+    estimate for every packet: a REMB repeating the standing value goes out
+    at most every REMB_REPEAT_INTERVAL, a changed one at once."""
+    forwarder, _, _, _ = make("video", [VP8, RTX])
+    forwarder.set_codecs([VP8, RTX], {ABS_SEND_TIME_URI: 3})
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        type(
+            "Parameters",
+            (),
+            {
+                "headerExtensions": [
+                    RTCRtpHeaderExtensionParameters(3, ABS_SEND_TIME_URI)
+                ]
+            },
+        )()
+    )
+    sent: list[tuple[float, int | None]] = []
+    seq = 0
+    for frame in range(150):
+        send_time = frame / 30  # the publisher sends 30 frames a second
+        arrival = send_time * 1.5  # and they arrive ever later: a queue grows
+        for i in range(5):
+            packet = RtpPacket(
+                payload_type=96, sequence_number=seq, timestamp=frame * 3000, ssrc=7
+            )
+            packet.extensions.abs_send_time = int(send_time * 262144) & 0xFFFFFF
+            packet.payload = VP8_KEYFRAME if frame == 0 else VP8_DELTA
+            packet.payload += bytes(1000)
+            data = packet.serialize(extensions)
+            now = 100.0 + arrival + i * 0.0005
+            before = forwarder.stats.remb_sent
+            forwarder.on_rtp(
+                RtpPacket.parse(data, extensions), data, int(now * 1000), now
+            )
+            if forwarder.stats.remb_sent != before:
+                sent.append((now, forwarder.stats.remb_bitrate))
+            seq += 1
+    # about one REMB per REMB_REPEAT_INTERVAL of the 7.5 s (before: 660)
+    assert 5 <= len(sent) < 100
+    for (at, bitrate), (next_at, next_bitrate) in itertools.pairwise(sent):
+        if next_bitrate == bitrate:
+            assert next_at - at >= REMB_REPEAT_INTERVAL

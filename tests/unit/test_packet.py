@@ -12,10 +12,12 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParam
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from pysfu.rtp.extensions import (
+    block_start,
     extension_id_table,
     remap_extension_ids,
     rewrite_extensions,
     stamp_abs_send_time,
+    walk,
 )
 from pysfu.rtp.header import payload_offset, rewrite_header
 from pysfu.rtp.keyframes import h264_starts_keyframe, vp8_starts_keyframe
@@ -145,3 +147,38 @@ def test_keyframe_detectors_reject_truncated_payloads() -> None:
     for payload in (b"", b"\x90", b"\x90\x80", b"\x7c"):
         assert not vp8_starts_keyframe(payload)
         assert not h264_starts_keyframe(payload[:1] if payload else b"")
+
+
+# one-byte form: mid (id 1), an id 15 element, then abs-send-time (id 3), which
+# renumbering must leave alone (RFC 8285 readers stop at id 15)
+PAST_15 = (
+    b"\x90\x60\x00\x01\x00\x00\x00\x02\x00\x00\x00\x03"
+    + b"\xbe\xde\x00\x03"
+    + b"\x10\x30"  # mid "0"
+    + b"\xf0\x00"  # id 15
+    + b"\x32\x12\x34\x56"  # abs-send-time
+    + b"\x00\x00\x00\x00"  # padding
+    + b"payload"
+)
+
+
+@pytest.mark.parametrize("form", ["one-byte", "two-byte", "past-15"])
+def test_the_parsed_elements_give_what_a_fresh_walk_gives(form: str) -> None:
+    """rewrite_extensions with the elements the tap parsed (walked reading on
+    past an id 15) writes exactly what it writes when it walks the block."""
+    data = {
+        "one-byte": make_packet({MID: 1, AST: 3}),
+        "two-byte": TWO_BYTE,
+        "past-15": PAST_15,
+    }[form]
+    ast_id = 200 if form == "two-byte" else 3
+    table = extension_id_table({MID: 1, AST: ast_id}, {MID: 4, AST: 2}, {AST})
+    parsed = walk(data, block_start(data), True)
+    assert parsed
+    for used, stamped in ((table, 2), (None, ast_id)):
+        walked, given = bytearray(data), bytearray(data)
+        rewrite_extensions(walked, used, stamped, 12.5)
+        rewrite_extensions(given, used, stamped, 12.5, list(parsed))
+        assert given == walked
+        if used is not None or form != "past-15":  # else: all after id 15
+            assert given != data  # something was rewritten (or stamped)

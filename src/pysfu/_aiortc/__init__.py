@@ -32,7 +32,7 @@ from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
 )
-from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -74,6 +74,7 @@ from .ice import (
     set_consent_timing,
     validate_ice_credentials,
 )
+from .nack import NackGenerator
 from .receive import (
     RtpTap,
     SenderHooks,

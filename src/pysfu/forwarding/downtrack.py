@@ -224,13 +224,16 @@ class DownTrack:
         keyframe: bool,
         now: float,
         variants: dict[int, bytearray],
+        elements: list[int] | None = None,
     ) -> None:
         """Send one packet of the forwarder's source to this subscriber.
 
         ``now``: ``time.monotonic()`` of the packet's arrival (one call shared
         by all subscribers). ``variants``: per incoming packet, its copies with
         renumbered header extensions, by ``id()`` of the id table; subscribers
-        whose connections negotiated the same ids share one.
+        whose connections negotiated the same ids share one. ``elements``:
+        ``data``'s header extension elements as parsed
+        (``RtpHeader.extension_elements``), if known: not walked again.
         """
         if not self.active:
             return
@@ -267,7 +270,9 @@ class DownTrack:
             variant = variants.get(id(table))
             if variant is None:
                 variant = variants[id(table)] = bytearray(data)
-                rewrite_extensions(variant, table, self._abs_send_time_id, now)
+                rewrite_extensions(
+                    variant, table, self._abs_send_time_id, now, elements
+                )
             data = variant  # type: ignore[assignment]
         vp8 = self._vp8
         if vp8 is not None:

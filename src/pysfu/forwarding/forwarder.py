@@ -28,6 +28,7 @@ __all__ = [
     "NACK_MAX_TRIES",
     "NACK_REPEAT_INTERVAL",
     "REMB_HYSTERESIS",
+    "REMB_REPEAT_INTERVAL",
     "REPAIRED_RID_URI",
     "RID_URI",
     "CodecInfo",
@@ -59,6 +60,12 @@ NACK_MAX_TRIES = 3
 #: with a keyframe, on any change above 10 %), and estimates wobble by a few
 #: per cent from report to report.
 REMB_HYSTERESIS = 0.08
+
+#: While the uplink estimator reports over-use, aiortc's estimator returns an
+#: estimate for every video packet; a REMB repeating the standing value is
+#: sent at most this often (seconds). A changed value goes out at once. (Seen:
+#: one REMB per forwarded video packet, ~3x the CPU per packet in-process.)
+REMB_REPEAT_INTERVAL = 0.2
 
 
 class RtpHeaderLike(Protocol):
@@ -335,7 +342,11 @@ class Forwarder:
         if self.announced_ssrcs and ssrc not in self.announced_ssrcs:
             stats.unknown_ssrc += 1
             return
+        # the parsed header's extension elements (the tap's RtpHeader; not
+        # an aiortc RtpPacket), so that subscribers' copies skip a walk
+        elements: list[int] | None = getattr(packet, "extension_elements", None)
         if apt is not None:
+            elements = None  # data is replaced by the unwrapped packet
             if self.media_ssrc is None:
                 return
             unwrapped = self._unwrap_rtx(data, apt, self.media_ssrc)
@@ -378,6 +389,7 @@ class Forwarder:
                     keyframe,
                     now,
                     variants,
+                    elements,
                 )
             except Exception:  # one subscriber must never break the others
                 downtrack.stats.errors += 1
@@ -405,7 +417,7 @@ class Forwarder:
         # aiortc's statistics and NACK generator read only sequence_number
         # and timestamp, which every RtpHeaderLike has
         self._receive_stats.add(packet)  # type: ignore[arg-type]
-        if self._nack is not None and self._nack.add(packet):  # type: ignore[arg-type]
+        if self._nack is not None and self._nack.add(packet):
             lost = self._due_nacks(self._nack.missing, now, self._nacked)
             self._send_nack(lost, self.media_ssrc)
         self._estimate_uplink(packet, data, arrival_time_ms, now)
@@ -425,7 +437,7 @@ class Forwarder:
                 )
                 if remb is not None:
                     self.stats.uplink_estimate = remb[0]
-                    self._send_remb(now)
+                    self._send_remb(now, REMB_REPEAT_INTERVAL)
 
     # ------------------------------------------------------------------
     # simulcast
@@ -563,7 +575,7 @@ class Forwarder:
         layer.packets_received += 1
         assert layer.receive_stats is not None
         layer.receive_stats.add(packet)  # type: ignore[arg-type]
-        if layer.nack.add(packet):  # type: ignore[arg-type]
+        if layer.nack.add(packet):
             lost = self._due_nacks(layer.nack.missing, now, layer.nacked)
             self._send_nack(lost, layer.media_ssrc)
         self._estimate_uplink(packet, data, arrival_time_ms, now)
@@ -763,7 +775,9 @@ class Forwarder:
         ):
             self._send_remb(now)
 
-    def _send_remb(self, now: float) -> None:
+    def _send_remb(self, now: float, repeat_after: float = 0.0) -> None:
+        """Send the REMB the policy asks for now; with ``repeat_after``, not
+        if it would repeat the standing value sent less than that long ago."""
         ssrcs = [
             layer.media_ssrc
             for layer in self.layers.values()
@@ -779,6 +793,9 @@ class Forwarder:
         last = self.stats.remb_bitrate
         if last is not None and abs(bitrate - last) <= last * REMB_HYSTERESIS:
             bitrate = last  # a wobble: repeat the standing value
+            sent_at = self._remb_sent_at
+            if sent_at is not None and now - sent_at < repeat_after:
+                return
         packet = rtc.RtcpPsfbPacket(
             fmt=rtc.RTCP_PSFB_APP,
             ssrc=self._rtcp_ssrc,

@@ -195,6 +195,7 @@ class Subscriber(Protocol):
         keyframe: bool,
         now: float,
         variants: dict[int, bytearray],
+        elements: list[int] | None = None,
     ) -> None: ...
 
     def select_layer(

@@ -255,18 +255,31 @@ def stamp_abs_send_time(buf: bytearray, ext_id: int, now: float) -> None:
 
 
 def rewrite_extensions(
-    buf: bytearray, table: Sequence[int] | None, abs_send_time_id: int, now: float
+    buf: bytearray,
+    table: Sequence[int] | None,
+    abs_send_time_id: int,
+    now: float,
+    elements: list[int] | None = None,
 ) -> None:
     """:func:`remap_extension_ids` (if ``table``) and then
     :func:`stamp_abs_send_time` (if ``abs_send_time_id``, the id after
     renumbering) in one walk of the block: a forwarded packet's copy for a
     subscriber. Like renumbering, leaves a malformed block as it is, and
-    everything from an id 15 of the one-byte form on."""
+    everything from an id 15 of the one-byte form on.
+
+    ``elements``: the block's elements as :func:`walk` listed them when the
+    packet was parsed (``past_15=True``; e.g. ``RtpHeader.extension_elements``
+    of the bytes ``buf`` copies), to skip walking it again; ``None``: walk.
+    """
     start = block_start(buf)
-    elements = walk(buf, start, False) if start >= 0 else None
-    if not elements:
+    if start < 0:
         return
     one_byte = _one_byte(buf, start)
+    if elements is None or (one_byte and 15 in elements[::3]):
+        # the given list reads on past an id 15; renumbering stops there
+        elements = walk(buf, start, False)
+    if not elements:
+        return
     known = len(table) if table is not None else 0
     for i in range(0, len(elements), 3):
         ext_id = elements[i]
