@@ -500,20 +500,29 @@ def offer_simulcast(sdp: str, mids: Iterable[str], rids: Iterable[str]) -> str:
 def simulcast_rids_answered(sdp: str, mid: str) -> list[str]:
     """The rids an answer's section ``mid`` accepted (``a=simulcast:send``);
     empty if it declined simulcast."""
+    spec = _simulcast_send_specs(sdp).get(mid)
+    if spec is None:
+        return []
+    return [
+        rid.lstrip("~")
+        for alternatives in spec.split(";")
+        for rid in alternatives.split(",")
+    ]
+
+
+def _simulcast_send_specs(sdp: str) -> dict[str, str]:
+    """mid -> the rid list of each section's ``a=simulcast:send`` line (the
+    first one of a section), as written: ``q;h,~x;f``."""
+    found: dict[str, str] = {}
     current: str | None = None
     for line in sdp.splitlines():
         if line.startswith("m="):
             current = None
         elif line.startswith("a=mid:"):
             current = line[6:].strip()
-        elif current == mid and line.startswith("a=simulcast:send "):
-            spec = line.split(" ", 1)[1].split(" ")[0]
-            return [
-                rid.lstrip("~")
-                for alternatives in spec.split(";")
-                for rid in alternatives.split(",")
-            ]
-    return []
+        elif current is not None and line.startswith("a=simulcast:send "):
+            found.setdefault(current, line.split(" ", 1)[1].split(" ")[0])
+    return found
 
 
 def answer_simulcast(answer: str, offer: str, rids: Iterable[str]) -> str:
@@ -560,20 +569,12 @@ def answer_simulcast(answer: str, offer: str, rids: Iterable[str]) -> str:
 def _offered_simulcast(sdp: str) -> dict[str, list[str]]:
     """mid -> the rids a section sends as simulcast (``a=simulcast:send``,
     paused ``~`` rids included, the first of each alternative list)."""
-    found: dict[str, list[str]] = {}
-    current: str | None = None
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            current = None
-        elif line.startswith("a=mid:"):
-            current = line[6:].strip()
-        elif current is not None and line.startswith("a=simulcast:send "):
-            spec = line.split(" ", 1)[1].split(" ")[0]
-            found[current] = [
-                alternatives.split(",")[0].lstrip("~")
-                for alternatives in spec.split(";")
-            ]
-    return found
+    return {
+        mid: [
+            alternatives.split(",")[0].lstrip("~") for alternatives in spec.split(";")
+        ]
+        for mid, spec in _simulcast_send_specs(sdp).items()
+    }
 
 
 def made_by_aiortc(sdp: str) -> bool:
