@@ -52,3 +52,11 @@ async def peers() -> AsyncIterator[PeerFactory]:
     yield make
     for peer in made:
         await peer.close()
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this checkout, built once per session (tests/wheel_venv.py)."""
+    from .wheel_venv import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))

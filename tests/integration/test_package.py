@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from pysfu._aiortc import default_host_addresses
 
 from ..example_server import ROOT, free_port, stop_process
 from ..peers import PeerFactory
+from ..wheel_venv import fresh_venv
 from ..ws_client import WsClient, create_room, join
 
 HOST_KEY = "test-host-key"
@@ -71,28 +71,6 @@ def candidate_ports(offers: list[str]) -> set[int]:
     }
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(out),
-            str(ROOT),
-        ],
-        check=True,
-    )
-    (built,) = out.glob("pysfu-*.whl")
-    return built
-
-
 def test_the_wheel_ships_the_app_its_client_and_the_command(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
@@ -119,44 +97,8 @@ async def test_the_wheel_in_a_fresh_venv_serves_a_room(
     http: aiohttp.ClientSession,
     peers: PeerFactory,
 ) -> None:
-    """``pysfu serve`` from the wheel, installed outside the repository.
-
-    The test runs without network (a loopback-only namespace), so the wheel
-    goes in with ``--no-deps`` and its dependencies are this environment's
-    (a path line, not the repository: the package itself is the wheel's).
-    """
-    assert not tmp_path.is_relative_to(ROOT)
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-index",
-            str(wheel),
-        ],
-        check=True,
-    )
-    site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    Path(site, "test-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    where = subprocess.run(
-        [str(python), "-c", "import pysfu.app.server as s; print(s.STATIC)"],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    ).stdout.strip()
-    assert where == str(Path(site, "pysfu", "app", "static"))
+    """``pysfu serve`` from the wheel, installed outside the repository."""
+    venv = fresh_venv(wheel, tmp_path)
 
     port, low = free_port(), free_port()
     process = subprocess.Popen(
