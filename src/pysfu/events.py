@@ -23,6 +23,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ParticipantJoinedEvent:
+    """A participant joined the room (``role`` is ``"host"`` or
+    ``"participant"``); :class:`MediaFlowingEvent` tells when its media
+    starts to flow."""
+
     room_id: str
     participant_id: str
     role: str
@@ -30,6 +34,23 @@ class ParticipantJoinedEvent:
 
 @dataclass(frozen=True)
 class ParticipantLeftEvent:
+    """A participant left the room or was removed; its tracks are already
+    unpublished.
+
+    ``reason`` says why: ``"left"`` (its own ``leave``, or a WHIP/WHEP
+    ``DELETE``), ``"page unloaded"`` (a ``leave`` with ``rejoin``: its seat,
+    or the host's room, waits for the grace), ``"websocket closed"`` /
+    ``"websocket lost"`` (signalling gone and not resumed in time),
+    ``"signalling backlog"`` (it did not read its messages),
+    ``"connection failed"`` / ``"connection closed"`` (the peer connection,
+    e.g. ICE consent expired), ``"credentials expired"`` (never connected
+    in time), ``"cpu_budget"`` (over :attr:`pysfu.LimitsConfig.cpu_budget`),
+    ``"failed to start"``, ``"replaced by the host's rejoin"`` /
+    ``"replaced by its rejoin"`` (the same person came back on a new
+    connection), ``"worker failed"`` (its worker process died), or the
+    reason the room closed with when it was still inside.
+    """
+
     room_id: str
     participant_id: str
     role: str
@@ -38,6 +59,10 @@ class ParticipantLeftEvent:
 
 @dataclass(frozen=True)
 class TrackPublishedEvent:
+    """A participant's track started to be forwarded to the room's other
+    members (``kind`` ``"audio"`` or ``"video"``, ``codec`` e.g.
+    ``"VP8"``)."""
+
     room_id: str
     participant_id: str
     track_id: str
@@ -47,6 +72,9 @@ class TrackPublishedEvent:
 
 @dataclass(frozen=True)
 class TrackUnpublishedEvent:
+    """A published track stopped being forwarded: its publisher left or
+    stopped sending it."""
+
     room_id: str
     participant_id: str
     track_id: str
@@ -55,6 +83,18 @@ class TrackUnpublishedEvent:
 
 @dataclass(frozen=True)
 class RoomClosedEvent:
+    """The room closed; every member was told and removed. The last event a
+    room sends.
+
+    ``reason``: ``"host left"`` (the host ended the call, or did not come
+    back within :attr:`pysfu.LimitsConfig.host_grace`), ``"idle"`` (no host
+    connected, or empty, for too long), ``"closed"`` (``close_room`` or
+    :meth:`pysfu.Room.close` without a reason), ``"server shutting
+    down"``, ``"worker failed"``, ``"moved to another node"`` (a cluster
+    node lost the room's claim), ``"host failed to join"`` (WHIP), or what
+    the application passed to ``close_room``.
+    """
+
     room_id: str
     reason: str
 
