@@ -11,7 +11,7 @@ import asyncio
 
 from aiohttp import web
 
-from pysfu import SFU, PysfuError, RoomClosedEvent, RoomEvent
+from pysfu import SFU, PysfuError, RoleName, RoomClosedEvent, RoomEvent
 from pysfu.admission import Admission
 from pysfu.cluster import ClusterNode, NodeFenced
 from pysfu.signalling.websocket import websocket_session
@@ -62,7 +62,9 @@ def make_node_app(sfu: SFU, node: ClusterNode) -> web.Application:
                 release_when_closed(room_id)
             if not await node.holds(room_id):  # the epoch moved on
                 return web.json_response({"error": "retry"}, status=503)
-            role = request.query.get("role", "participant")
+            role: RoleName = (
+                "host" if request.query.get("role") == "host" else "participant"
+            )
             grant = admission.admit(room_id, role, host_authorized=role == "host")
         except NodeFenced:
             return web.json_response({"error": "node_fenced"}, status=503)

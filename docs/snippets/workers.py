@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
-from pysfu import IceConfig, JoinRequest, RoomEvent, SFUConfig
+from pysfu import IceConfig, JoinRequest, RoleName, RoomEvent, SFUConfig
 from pysfu.signalling import ServerMessage, deliver_json, to_json
 from pysfu.workers import WorkerPool
 
@@ -24,7 +24,7 @@ async def session(
     pool: WorkerPool,
     room_id: str,
     participant_id: str,
-    role: str,
+    role: RoleName,
     receive: Callable[[], Awaitable[str | None]],  # None: the client went away
     send: Callable[[str], Awaitable[None]],
 ) -> None:

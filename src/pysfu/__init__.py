@@ -50,6 +50,7 @@ from .events import (
 )
 from .forwarding import CodecInfo, DownTrack, Forwarder
 from .participant import Participant, Role, Subscription
+from .ports import RoleName
 from .room import EligibilityPolicy, Room, everyone_else, host_only
 from .rooms import JoinRequest, RoomOptions, Rooms, RoomSeats
 from .sfu import SFU
@@ -100,6 +101,7 @@ __all__ = [
     "Purpose",
     "PysfuError",
     "Role",
+    "RoleName",
     "Room",
     "RoomClosedError",
     "RoomClosedEvent",

@@ -64,7 +64,7 @@ from .errors import (
 )
 from .events import ParticipantLeftEvent, RoomClosedEvent, RoomEvent
 from .peer.answering import ClientOffer
-from .ports import Outbox, Role
+from .ports import Outbox, Role, RoleName
 from .rooms import JoinRequest, P, Rooms
 
 logger = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ class Admission(Generic[P]):
     def admit(
         self,
         room_id: str,
-        role: Role | str = Role.PARTICIPANT,
+        role: Role | RoleName = Role.PARTICIPANT,
         *,
         name: str | None = None,
         host_authorized: bool = False,

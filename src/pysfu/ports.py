@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from .errors import SignallingError
 from .events import RoomEvent
@@ -30,6 +30,7 @@ __all__ = [
     "Member",
     "Outbox",
     "Role",
+    "RoleName",
     "RoomPort",
     "SessionParticipant",
     "SignallingTarget",
@@ -69,6 +70,11 @@ class Role(str, enum.Enum):
 
     HOST = "host"
     PARTICIPANT = "participant"
+
+
+#: A role as a string, for callers that do not import :class:`Role`: a
+#: misspelled one is a type error.
+RoleName = Literal["host", "participant"]
 
 
 class Member(Protocol):

@@ -49,7 +49,7 @@ from .messages import (
 )
 from .participant import Participant
 from .peer.answering import ClientOffer
-from .ports import Outbox, Role
+from .ports import Outbox, Role, RoleName
 from .speaker import SpeakerMonitor
 from .stats import ParticipantStats, RoomStats, SubscriptionStats, Totals
 
@@ -172,7 +172,7 @@ class Room:
     async def join(
         self,
         participant_id: str,
-        role: Role | str,
+        role: Role | RoleName,
         outbox: Outbox,
         *,
         ice_username_fragment: str | None = None,

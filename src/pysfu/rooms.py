@@ -24,7 +24,7 @@ from .datachannel import DataFilter
 from .events import RoomEvent
 from .participant import Participant
 from .peer.answering import ClientOffer
-from .ports import Outbox, Role, SessionParticipant
+from .ports import Outbox, Role, RoleName, SessionParticipant
 from .stats import SFUStats, Totals
 
 __all__ = [
@@ -97,7 +97,7 @@ class JoinRequest:
 
     room_id: str
     participant_id: str
-    role: Role | str
+    role: Role | RoleName
     outbox: Outbox
     name: str | None = None
     ice_username_fragment: str | None = None
@@ -108,7 +108,7 @@ class JoinRequest:
 def join_request(
     request: JoinRequest | str,
     participant_id: str | None = None,
-    role: Role | str | None = None,
+    role: Role | RoleName | None = None,
     outbox: Outbox | None = None,
     *,
     name: str | None = None,

@@ -15,7 +15,7 @@ from .errors import RoomExists, RoomNotFound, TooManyRooms
 from .events import RoomEvent
 from .participant import Participant
 from .peer.answering import ClientOffer
-from .ports import Outbox, Role
+from .ports import Outbox, Role, RoleName
 from .room import EligibilityPolicy, Room, RoomListener, everyone_else
 from .rooms import JoinRequest, RoomOptions, RoomSeats, join_request
 from .stats import REMOVAL_REASONS, ParticipantStats, SFUStats, Totals
@@ -164,7 +164,7 @@ class SFU:
         self,
         request: JoinRequest | str,
         participant_id: str | None = None,
-        role: Role | str | None = None,
+        role: Role | RoleName | None = None,
         outbox: Outbox | None = None,
         *,
         name: str | None = None,

@@ -26,6 +26,7 @@ from aiohttp import web
 from ..admission import Admission, JoinGrant
 from ..config import IceServer
 from ..errors import PysfuError
+from ..ports import RoleName
 
 __all__ = [
     "JoinHandler",
@@ -173,7 +174,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     return value
 
 
-def join_fields(body: Mapping[str, Any]) -> tuple[str, str]:
+def join_fields(body: Mapping[str, Any]) -> tuple[str, RoleName]:
     """``(name, role)`` of a join request's JSON body: ``role`` is ``host``
     or ``participant`` (the default), ``name`` a string (default empty), cut
     to 64 characters. Raises ``ValueError`` for anything else, including a
@@ -186,7 +187,7 @@ def join_fields(body: Mapping[str, Any]) -> tuple[str, str]:
         name.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError("the name is not valid text") from exc
-    return name, role
+    return name, ("host" if role == "host" else "participant")
 
 
 def public_scheme(request: web.Request) -> str:

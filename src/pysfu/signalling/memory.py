@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ..accounting import CpuAccount, metered
 from ..messages import ClientMessage, ServerMessage
+from ..ports import Role, RoleName
 from .adapter import enforce_cpu_budget
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class MemorySignalling:
         self,
         room: Room,
         participant_id: str,
-        role: str = "participant",
+        role: Role | RoleName = "participant",
         **options: object,
     ) -> MemoryClient:
         client = MemoryClient()

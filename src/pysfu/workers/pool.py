@@ -30,7 +30,7 @@ from ..errors import (
 )
 from ..events import RoomEvent
 from ..peer.answering import ClientOffer
-from ..ports import Outbox, Role
+from ..ports import Outbox, Role, RoleName
 from ..room import EligibilityPolicy, everyone_else
 from ..rooms import JoinRequest, RoomOptions, RoomSeats, join_request
 from ..stats import SFUStats, Totals
@@ -249,7 +249,7 @@ class WorkerPool:
         self,
         request: JoinRequest | str,
         participant_id: str | None = None,
-        role: Role | str | None = None,
+        role: Role | RoleName | None = None,
         outbox: Outbox | None = None,
         /,
         *,

@@ -27,6 +27,7 @@ from ..errors import ProtocolError, PysfuError, SignallingError
 from ..events import RoomEvent
 from ..messages import ServerMessage, parse_client_message
 from ..participant import Participant
+from ..ports import Role
 from ..sfu import SFU
 from ..signalling.adapter import enforce_cpu_budget
 from .channel import FrameChannel
@@ -207,7 +208,7 @@ class WorkerServer:
         room = self.sfu.get_room(room_id)
         participant = await room.join(
             participant_id,
-            request.role,
+            Role(request.role),
             outbox,
             name=request.name,
             ice_username_fragment=request.ice_username_fragment,
