@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -437,3 +438,14 @@ __all__ = [
     "draw_pattern",
     "read_pattern",
 ]
+
+
+def like_a_browser(sdp: str) -> str:
+    """The answer with a browser's origin line (random id, version 2)."""
+    return re.sub(
+        r"^o=.*$",
+        "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
+        sdp,
+        count=1,
+        flags=re.M,
+    )

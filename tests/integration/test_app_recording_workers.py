@@ -39,16 +39,18 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def listed_recordings(
-    http: aiohttp.ClientSession, api: str, token: str, ending: str
+    http: aiohttp.ClientSession, api: str, token: str, *endings: str
 ) -> list[dict[str, object]]:
-    """The room's listing, once a name ends with ``ending`` (bounded wait)."""
+    """The room's listing, once a name ends with each of ``endings`` (bounded
+    wait: each participant's file is finished and listed on its own)."""
     listed: list[dict[str, object]] = []
 
     async def found() -> bool:
         async with http.get(api, headers=bearer(token)) as response:
             assert response.status == 200
             listed[:] = (await response.json())["recordings"]
-        return any(str(f["name"]).endswith(ending) for f in listed)
+        names = [str(f["name"]) for f in listed]
+        return all(any(n.endswith(e) for n in names) for e in endings)
 
     await asyncio.wait_for(until(found), LIVENESS)
     return listed
@@ -118,7 +120,9 @@ async def test_a_worker_room_is_recorded_and_the_main_process_serves_it(
         await eventually(lambda: host.saw(Recording)[-1:] == [Recording(False)])
         await eventually(lambda: guest.saw(Recording)[-1:] == [Recording(False)])
 
-        listed = await listed_recordings(http, api, token, f"{host_id}.webm")
+        listed = await listed_recordings(
+            http, api, token, f"{host_id}.webm", f"{guest_grant['participant_id']}.webm"
+        )
         name = next(
             str(f["name"]) for f in listed if str(f["name"]).endswith(f"{host_id}.webm")
         )

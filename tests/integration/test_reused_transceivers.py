@@ -8,29 +8,17 @@ that receives again (see docs/how-to/tested-clients.md).
 from __future__ import annotations
 
 import asyncio
-import re
 
 from pysfu import SFU, SFUConfig
 
 from ..conftest import LOOPBACK
 from ..helpers import LIVENESS, eventually
-from ..peers import Peer, PeerFactory
+from ..peers import Peer, PeerFactory, like_a_browser
 
 
 def video_sections(peer: Peer) -> int:
     """How many video m-lines the peer's connection has."""
     return sum(1 for t in peer.pc.getTransceivers() if t.kind == "video")
-
-
-def like_a_browser(sdp: str) -> str:
-    """The answer with a browser's origin line (random id, version 2)."""
-    return re.sub(
-        r"^o=.*$",
-        "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
-        sdp,
-        count=1,
-        flags=re.M,
-    )
 
 
 async def test_an_aiortc_subscriber_sees_the_next_publisher_after_one_left(

@@ -27,7 +27,7 @@ from pysfu.admission import Admission
 from pysfu.signalling import ClientMessage, Leave, ServerMessage
 
 from ..helpers import LIVENESS, eventually
-from ..peers import Peer
+from ..peers import Peer, like_a_browser
 
 JOIN_LEAVE_WARMUP, JOIN_LEAVE_CYCLES = 5, 35
 ROOM_WARMUP, ROOM_CYCLES = 3, 15
@@ -47,10 +47,16 @@ class SoakPeer(Peer):
     two m-lines of one kind, which is what someone joining a room whose host
     already publishes gets: the second video m-line stays on a transport aiortc
     discards, so the client never sends its video (aiortc/aiortc#1414).
+
+    Its answers carry a browser's origin line: pysfu gives an aiortc client a
+    new section for every track it receives (aiortc cannot play a reused
+    one), so its connection, and the server's tasks for it, grow with each
+    guest by design; the soak checks the path browsers take, where sections
+    are reused and nothing may grow.
     """
 
     def __init__(self, name: str, code: int) -> None:
-        super().__init__(name, code)
+        super().__init__(name, code, answer_filter=like_a_browser)
         self.pc = RTCPeerConnection(
             RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
