@@ -1,4 +1,5 @@
-"""REMB estimators: pysfu's rate counter against aiortc's, and receivers slimmed."""
+"""REMB estimators: pysfu's rate counter and estimator against aiortc's, and
+receivers slimmed (more traces: tests/unit/test_remb_estimator.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pysfu._aiortc import (
 )
 from pysfu._aiortc.bitrate import WindowedRate
 from pysfu._aiortc.estimator import _RECEIVER_ESTIMATOR as RECEIVER_ESTIMATOR
+from pysfu.rtp.estimator import RembEstimator
 
 from ..peers import PeerFactory
 
@@ -116,7 +118,7 @@ async def test_every_video_receiver_of_the_server_is_slimmed(
         assert directions == {"recvonly", "sendonly"}  # publishes and subscribes
         for transceiver in video:
             estimator = getattr(transceiver.receiver, RECEIVER_ESTIMATOR)
-            assert isinstance(estimator.incoming_bitrate, WindowedRate)
+            assert isinstance(estimator, RembEstimator)
 
 
 def test_a_receiver_without_its_estimator_fails_loudly(

@@ -22,7 +22,8 @@ import json, sys, types
 package = types.ModuleType("pysfu")
 package.__path__ = [sys.argv[1]]
 sys.modules["pysfu"] = package
-import pysfu.rtp, pysfu.rtp.extensions, pysfu.rtp.header, pysfu.rtp.keyframes
+import pysfu.rtp, pysfu.rtp.estimator, pysfu.rtp.extensions
+import pysfu.rtp.header, pysfu.rtp.keyframes
 print(json.dumps(sorted(sys.modules)))
 """
 
