@@ -341,9 +341,10 @@ class RembEstimator:
         min_frame_period = timestamp_delta_ms
         if len(history) >= _MIN_FRAME_PERIOD_HISTORY_LENGTH:
             history.popleft()
-        for old in history:
-            if old < min_frame_period:
-                min_frame_period = old
+        if history:
+            shortest = min(history)  # in C: no Python loop over 60 values
+            if shortest < min_frame_period:
+                min_frame_period = shortest
         history.append(timestamp_delta_ms)
 
         t_ts_delta = time_delta_ms - timestamp_delta_ms
