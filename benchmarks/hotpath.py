@@ -26,6 +26,11 @@ it is included in ``µs/in`` because a real datagram costs one iteration too.
 
     python -m benchmarks.hotpath --subscribers 0,1,4,16,32 --packets 400 --runs 5
 
+``--compare-estimator`` also times every batch with aiortc's REMB estimator
+(with pysfu's rate counter, as pysfu ran it until 2026-12-07) in place of
+pysfu's, interleaved with the plain batches in the same process (the order
+alternating from run to run), and adds ``µs/in aiortc est.``.
+
 ``--record DIR`` also times every batch with the track being recorded
 (:mod:`pysfu.recording`, files in DIR), interleaved with the plain batches,
 and adds CPU per incoming packet while recording raw (``µs/in rec``), while
@@ -56,7 +61,9 @@ from pathlib import Path
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
+from aiortc.rate import RemoteBitrateEstimator
 
+import pysfu._aiortc
 from pysfu import IceConfig, SFUConfig
 from pysfu._aiortc import (
     RtpTap,
@@ -71,9 +78,11 @@ from pysfu._aiortc import (
     take_over_receiver,
     take_over_sender,
 )
+from pysfu._aiortc.bitrate import WindowedRate
 from pysfu.forwarding import CodecInfo, DownTrack, Forwarder
 from pysfu.peer import PeerTransport, Subscriptions
 from pysfu.recording import LiveMuxer, RecordingWriter, TrackRecorder
+from pysfu.rtp.estimator import RembEstimator
 
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -205,6 +214,22 @@ class Vp8Stream:
         return packets
 
 
+class SwitchedEstimator:
+    """The forwarder's REMB estimator for ``--compare-estimator``: pysfu's or
+    aiortc's, switched between batches. ``add`` is the chosen estimator's
+    own bound method, so the forwarder's call costs what it costs without
+    the switch."""
+
+    def __init__(self) -> None:
+        stock = RemoteBitrateEstimator()
+        stock.incoming_bitrate = WindowedRate(1000, 8000)  # type: ignore[assignment]
+        self.arms: dict[str, Any] = {"pysfu": RembEstimator(), "aiortc": stock}
+        self.add = self.arms["pysfu"].add
+
+    def use(self, name: str) -> None:
+        self.add = self.arms[name].add
+
+
 @dataclass
 class Row:
     subscribers: int
@@ -215,12 +240,19 @@ class Row:
     us_per_incoming_recording: float | None = None
     us_per_incoming_live: float | None = None
     us_per_incoming_settled: float | None = None
+    us_per_incoming_aiortc_estimator: float | None = None
 
 
 class Bench:
-    def __init__(self, max_subscribers: int, direct: bool = True) -> None:
+    def __init__(
+        self, max_subscribers: int, direct: bool = True, switched: bool = False
+    ) -> None:
         self.max_subscribers = max_subscribers
         self.direct = direct
+        #: the forwarder's estimator when comparing estimators
+        self.estimator: SwitchedEstimator | None = (
+            SwitchedEstimator() if switched else None
+        )
         self.received = 0
         self.links: list[Link] = []
 
@@ -231,14 +263,21 @@ class Bench:
         # the publisher's link, as Participant._on_track wires a published track
         sfu = PeerTransport(CONFIG, direct_receive=self.direct)
         sfu_t = sfu.add_transceiver("video", "recvonly")
-        forwarder = self.forwarder = Forwarder(
-            track_id="pub/video",
-            kind="video",
-            publisher_id="pub",
-            upstream=sfu.start(),
-            rtcp_ssrc=rtcp_ssrc_of(sfu_t),
-            config=CONFIG.forwarding,
-        )
+        factory = pysfu._aiortc.remote_bitrate_estimator
+        if self.estimator is not None:  # the forwarder gets the switch
+            switch = self.estimator
+            pysfu._aiortc.remote_bitrate_estimator = lambda: switch  # type: ignore[assignment,return-value]
+        try:
+            forwarder = self.forwarder = Forwarder(
+                track_id="pub/video",
+                kind="video",
+                publisher_id="pub",
+                upstream=sfu.start(),
+                rtcp_ssrc=rtcp_ssrc_of(sfu_t),
+                config=CONFIG.forwarding,
+            )
+        finally:
+            pysfu._aiortc.remote_bitrate_estimator = factory
 
         def on_parameters(parameters: Any) -> None:
             forwarder.set_codecs(
@@ -375,7 +414,9 @@ class Bench:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     counts = sorted({int(n) for n in args.subscribers.split(",")})
-    bench = Bench(max(counts), direct=not args.queued_receive)
+    bench = Bench(
+        max(counts), direct=not args.queued_receive, switched=args.compare_estimator
+    )
     await bench.setup()
     writer = RecordingWriter()
     recorder: TrackRecorder | None = None
@@ -413,14 +454,29 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     recorded: dict[int, list[float]] = {n: [] for n in counts}
     muxed: dict[int, list[float]] = {n: [] for n in counts}
     settled: dict[int, list[float]] = {n: [] for n in counts}
+    stock_estimator: dict[int, list[float]] = {n: [] for n in counts}
     try:
         loop_costs: list[float] = []
         samples: dict[int, list[float]] = {n: [] for n in counts}
         delivered: dict[int, list[float]] = {n: [] for n in counts}
-        for _ in range(args.runs):
+        for run_index in range(args.runs):
             empty_loop, _ = await bench.run_batch(args.packets, inject=False)
             loop_costs.append(empty_loop / args.packets * 1e6)
             for n in counts:
+                switch = bench.estimator
+                if switch is not None:
+                    # aiortc's first in every other run: no order bias
+                    arms = ["aiortc", "pysfu"][:: 1 if run_index % 2 else -1]
+                    for arm in arms:
+                        switch.use(arm)
+                        us, percent = await bench.measure(n, args.packets)
+                        if arm == "aiortc":
+                            stock_estimator[n].append(us)
+                        else:
+                            samples[n].append(us)
+                            delivered[n].append(percent)
+                    switch.use("pysfu")
+                    continue
                 us, percent = await bench.measure(n, args.packets)
                 samples[n].append(us)
                 delivered[n].append(percent)
@@ -454,6 +510,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     _median(recorded[n]),
                     _median(muxed[n]),
                     _median(settled[n]),
+                    _median(stock_estimator[n]),
                 )
             )
             previous = (n, us)
@@ -492,21 +549,24 @@ def print_table(result: dict[str, Any]) -> None:
     print(
         f"{'N':>4} {'µs/in':>8} {'µs/fwd':>8} {'marginal':>9} {'delivered%':>11}"
         f" {'µs/in rec':>10} {'µs/in live':>10} {'(no rec)':>9}"
+        f" {'µs/in aiortc est.':>17}"
     )
     for r in result["rows"]:
         fwd = "" if r["us_per_forwarded"] is None else f"{r['us_per_forwarded']:.2f}"
         marg = "" if r["marginal_us"] is None else f"{r['marginal_us']:.2f}"
-        rec, live, settled = (
-            "" if r[key] is None else r[key]
+        rec, live, settled, stock = (
+            "" if r.get(key) is None else r[key]
             for key in (
                 "us_per_incoming_recording",
                 "us_per_incoming_live",
                 "us_per_incoming_settled",
+                "us_per_incoming_aiortc_estimator",
             )
         )
         print(
             f"{r['subscribers']:>4} {r['us_per_incoming']:>8.2f} {fwd:>8} {marg:>9}"
             f" {r['delivered_percent']:>11} {rec:>10} {live:>10} {settled:>9}"
+            f" {stock:>17}"
         )
 
 
@@ -520,6 +580,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="the publisher's SRTP through aiortc's queue and receive task"
         " (RtpTap(direct=False)), for comparison",
+    )
+    parser.add_argument(
+        "--compare-estimator",
+        action="store_true",
+        help="also time each batch with aiortc's REMB estimator, interleaved",
     )
     parser.add_argument(
         "--record",
