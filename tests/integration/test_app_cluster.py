@@ -218,8 +218,9 @@ async def test_a_room_of_node_a_is_joined_through_node_b_and_media_flows(
 async def test_a_claimed_room_id_is_not_created_again_on_another_node(
     nodes: tuple[RunningExample, RunningExample],
 ) -> None:
-    """Many rooms created alternately on A and B: every id is distinct and
-    each node's rooms redirect from the other."""
+    """Many rooms created alternately through A and B: every id is distinct,
+    placed on one node (which the answer's links name), and each node's
+    rooms redirect from the other."""
     a, b = nodes
     created: dict[str, str] = {}
     async with aiohttp.ClientSession() as http:
@@ -231,7 +232,10 @@ async def test_a_claimed_room_id_is_not_created_again_on_another_node(
                 headers={"Authorization": f"Bearer {HOST_KEY}"},
             ) as response:
                 assert response.status == 201
-                created[(await response.json())["room"]] = base
+                room = await response.json()
+            owner = a if room["join_url"].startswith(f"{a}/") else b
+            assert room["join_url"] == f"{owner}/r/{room['room']}"
+            created[room["room"]] = owner
         assert len(created) == 6
         for room_id, owner in created.items():
             other = b if owner == a else a

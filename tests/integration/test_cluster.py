@@ -66,6 +66,66 @@ async def test_concurrent_claims_yield_one_owner(
     assert [n.id for n in nodes if room in n.rooms] == [owner]
 
 
+@pytest.mark.parametrize("round_", range(20))
+async def test_concurrent_placements_yield_one_owner(
+    nodes: list[ClusterNode], round_: int
+) -> None:
+    """50 claims of one room at once, each node placing it on itself or on
+    another (claim_room_for): one owner, at epoch 1, one placement; the
+    owner's heartbeat takes the room up, nobody else's."""
+    room = f"placed-{round_}"
+    targets = [nodes[(i + i // 3) % 3] for i in range(50)]
+    claims = await asyncio.gather(
+        *(
+            nodes[i % 3].claim_room_for(room, targets[i].id, {"max_participants": "2"})
+            for i in range(50)
+        )
+    )
+    assert None not in claims
+    owners = {c.owner for c in claims if c is not None}
+    assert len(owners) == 1
+    (owner_id,) = owners
+    assert {c.epoch for c in claims if c is not None} == {1}
+    # a placement on another node "placed it" once at most, and on its owner
+    placed = [
+        t.id
+        for i, (t, c) in enumerate(zip(targets, claims, strict=True))
+        if c is not None and c.mine and t is not nodes[i % 3]
+    ]
+    assert placed in ([], [owner_id])
+    for node in nodes:
+        await node.heartbeat()
+    owner = next(n for n in nodes if n.id == owner_id)
+    assert room in owner.rooms or room in owner.placed
+    assert [n.id for n in nodes if room in n.rooms or room in n.placed] == [owner_id]
+    assert (await nodes[0].room_fields(room))["max_participants"] == "2"
+    # taken up by its owner: the claim is its own at the same epoch
+    claim = await owner.claim_room(room)
+    assert (claim.mine, claim.epoch) == (True, 1)
+    assert room in owner.rooms and room not in owner.placed
+
+
+async def test_a_placement_counts_at_once_and_skips_a_dead_node(
+    nodes: list[ClusterNode],
+) -> None:
+    """Rooms placed on a node count in its load before its heartbeat
+    publishes them (a burst spreads); a placement on a node that is no
+    longer live is refused (None), and nothing is claimed."""
+    first = await nodes[0].place_room("burst-0")
+    assert first.id == nodes[0].id  # an even cluster: the node asked
+    assert (await nodes[0].claim_room_for("burst-0", first.id)) is not None
+    chosen = []
+    for i in range(1, 3):
+        home = await nodes[0].place_room(f"burst-{i}")
+        claim = await nodes[0].claim_room_for(f"burst-{i}", home.id)
+        assert claim is not None and claim.mine and claim.owner == home.id
+        chosen.append(home.id)
+    assert sorted(chosen) == sorted([nodes[1].id, nodes[2].id])
+    await nodes[2].close()
+    assert await nodes[0].claim_room_for("burst-3", nodes[2].id) is None
+    assert await nodes[0].owner_of("burst-3") is None
+
+
 async def test_rooms_spread_over_the_least_loaded_nodes(
     nodes: list[ClusterNode],
 ) -> None:
