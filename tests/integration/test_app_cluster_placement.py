@@ -21,7 +21,14 @@ from ..helpers import LIVENESS
 from ..peers import PeerFactory
 from ..redis_server import RedisServer
 from ..ws_client import WsClient
-from .test_app_cluster import TTL, api_of, cluster_live, create_room, post_join
+from .test_app_cluster import (
+    TTL,
+    api_of,
+    cluster_live,
+    create_room,
+    post_join,
+    settled,
+)
 
 
 @pytest.fixture
@@ -53,6 +60,7 @@ async def three_nodes(
                     )
                 )
             )
+        await settled(redis_server, 3)
         yield started
 
 

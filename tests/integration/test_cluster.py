@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from pysfu.cluster import ClusterNode, NodeFenced
 
@@ -169,6 +170,59 @@ def start_node(
     assert process.stdout is not None
     assert process.stdout.readline().strip() == b"claimed 1"
     return process
+
+
+@pytest.mark.parametrize("round_", range(5))
+async def test_three_node_processes_racing_for_one_room_yield_one_owner(
+    redis_server: RedisServer, round_: int
+) -> None:
+    """Three node processes, 17 claims each at once (half claiming the room
+    for themselves, half placing it on node p1): one owner, seen by every
+    claim of every process, at epoch 1 (nobody granted it twice)."""
+    room = f"race-{round_}"
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.cluster_node",
+                redis_server.url,
+                f"p{i}",
+                room,
+                str(TTL),
+                "17",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )
+        for i in range(3)
+    ]
+    directory = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        outputs = [p.stdout for p in processes if p.stdout is not None]
+        for output in outputs:
+            assert await asyncio.to_thread(output.readline) == b"ready\n"
+        await directory.set("pysfu:go", "p1")  # all at once
+        reports = [
+            (await asyncio.to_thread(output.readline)).decode().split()
+            for output in outputs
+        ]
+        assert [r[0::2] for r in reports] == [["owners", "epochs", "mine"]] * 3
+        owners = {r[1] for r in reports}
+        assert len(owners) == 1 and "," not in next(iter(owners))
+        (owner,) = owners
+        assert {r[3] for r in reports} == {"1"}
+        assert await directory.hgetall(f"pysfu:room:{room}") == {
+            "node": owner,
+            "epoch": "1",
+        }
+        # the processes that do not own it: one placement (on p1) at most
+        others = [int(r[5]) for i, r in enumerate(reports) if f"p{i}" != owner]
+        assert sum(others) <= 1
+    finally:
+        for process in processes:
+            stop_process(process)
+        await directory.aclose()
 
 
 async def take_over(node: ClusterNode, room: str) -> None:
