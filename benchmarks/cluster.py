@@ -59,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -691,6 +692,7 @@ async def run_all(args: argparse.Namespace) -> list[CaseResult]:
                         await case.run(http)
                     except Exception as exc:
                         case.result.error = repr(exc)
+                        log("".join(traceback.format_exception(exc)))
                         logs = sorted(Path(tmp).glob("node-*.log"))
                         for path in logs:
                             tail = path.read_text(errors="replace")[-1500:]
