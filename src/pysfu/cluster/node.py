@@ -25,7 +25,14 @@ from .scripts import (
     TAKE_PLACED,
 )
 
-__all__ = ["Claim", "ClusterNode", "NodeFenced", "NodeInfo", "process_cpu_seconds"]
+__all__ = [
+    "CPU_MARGIN",
+    "Claim",
+    "ClusterNode",
+    "NodeFenced",
+    "NodeInfo",
+    "process_cpu_seconds",
+]
 
 logger = logging.getLogger(__name__)
 
