@@ -5,8 +5,8 @@ A redis-server and two app nodes (the failover test's). A host and a guest
 on the packaged page in a room of node A make A the busier node; another host
 starts a room from A's own ``/new`` page: the room is placed on B, the page
 follows its ``host_url`` there (with the single-use host ticket: the host key
-stays in A's session storage), its guest joins through the link, and the two
-decode each other's video on B.
+stays in A's session storage), its guest opens the room through A (redirected to
+B), and the two see and hear each other on B.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import urllib.request
 
 from ...integration.test_app_cluster import settled
 from ...redis_server import RedisServer
-from .harness import LIVENESS, METRICS_TOKEN, Browser, Server, wait_for
+from .harness import HOST_KEY, LIVENESS, METRICS_TOKEN, Browser, Server, wait_for
 from .test_browser_cluster_failover import (  # noqa: F401 (fixtures)
     _async,
     decode_each_other,
@@ -24,6 +24,7 @@ from .test_browser_cluster_failover import (  # noqa: F401 (fixtures)
     pair_in_a_room,
     redis_server,
 )
+from .test_browser_room import assert_receives
 
 
 def participants_total(server: Server) -> int:
@@ -60,12 +61,22 @@ async def test_a_room_started_on_a_busy_node_opens_on_the_other(
     )
 
     # started from A's page, placed on B: the host's page went there
-    carol, dave = await pair_in_a_room(browser, a, "Carol", "Dave")
-    assert carol.page.url.startswith(f"{b.base_url}/r/")
+    carol = await browser.user("Carol")
+    await carol.open(f"{a.base_url}/new?name=Carol#key={HOST_KEY}")
+    await carol.page.wait_for_url(f"{b.base_url}/r/**", timeout=LIVENESS * 1000)
+    await carol.wait_status("waiting for the participant")
     assert (await carol.join_response())["role"] == "host"
     link = await carol.page.locator("#join-link").input_value()
     assert link.startswith(f"{b.base_url}/r/")
+    # the guest opens the room through A, which does not own it: redirected
+    dave = await browser.user("Dave")
+    await dave.open(f"{link.replace(b.base_url, a.base_url)}?name=Dave")
+    await dave.wait_status("connected")
+    await carol.wait_status("connected")
+    assert dave.page.url.startswith(f"{b.base_url}/r/")
     for user in (carol, dave):
         assert (await user.join_response())["ws_url"].startswith(ws_b)
-    await decode_each_other(carol, dave)
+    # they see and hear each other there
+    await assert_receives(carol, dave)
+    await assert_receives(dave, carol)
     await decode_each_other(alice, bob)
