@@ -2,16 +2,24 @@
 
 Per case (a node count N) this process starts a ``redis-server`` and N app
 processes (``examples/ws_sfu.py --redis URL --node-url URL``, each a node)
-on 127.0.0.1, creates R two-person rooms, room ``i`` on node ``i % N`` (the
-app creates a room on the node asked, as a round-robin front door would
-spread them), and joins a host and a guest into every room *through node 0*:
-joins for rooms of the other nodes are answered ``307`` to the owner. The
+on 127.0.0.1, creates R two-person rooms *through node 0* (the app places
+each on the least loaded live node, which the answer's links name), and
+joins a host and a guest into every room *through node 0*: joins for rooms
+of the other nodes are answered ``307`` to the owner. The
 clients are the test suite's aiortc peers (``tests.peers``: they encode a
 moving pattern and a tone, and decode what they receive), in this process.
 
 Reported per case:
 
 - **placement**: rooms owned per node (from each node's ``/metrics``);
+- **Redis traffic**: commands sent (``MONITOR``: a script call or each
+  command of a pipeline counts once), commands run (``INFO stats``: a
+  script's own too) and bytes in and out of the ``redis-server`` per room
+  creation, per host join at the room's node (with its ticket) and per
+  guest join through another node (redirect included),
+  measured over ``--probe`` more rooms after the media window, with the
+  nodes' background traffic (heartbeats, totals) measured just before and
+  subtracted;
 - **join latency**: the HTTP join (``POST /api/rooms/<id>/join`` through
   node 0, redirect included; a host re-sends its join to the ``Location``
   itself, as browsers drop ``Authorization`` on a cross-origin redirect),
@@ -47,15 +55,18 @@ import os
 import re
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
+import redis.asyncio as aioredis
 
 from tests.example_server import HOST_KEY, RunningExample, example_server, free_port
 from tests.peers import Peer
@@ -99,6 +110,16 @@ class CaseResult:
     forwarded_pps_per_node: list[float] = field(default_factory=list)
     node_cpu_percent: list[float] = field(default_factory=list)
     node_us_per_packet: list[float | None] = field(default_factory=list)
+    #: Redis traffic per operation: [commands sent, commands run (a script's
+    #: own included), bytes in, bytes out].
+    redis_per_create: list[float] = field(default_factory=list)
+    redis_per_join_local: list[float] = field(default_factory=list)
+    redis_per_join_redirected: list[float] = field(default_factory=list)
+    #: The nodes' background Redis traffic, subtracted: the same, per second.
+    redis_background_per_s: list[float] = field(default_factory=list)
+    #: HTTP round trips of a join through a node that does not own the room,
+    #: beyond the one a join at the owner takes (the 307).
+    join_extra_round_trips: list[int] = field(default_factory=list)
     #: CPU of this process (every client: encoding, decoding) in the window.
     client_cpu_percent: float = 0.0
     #: Seconds from the SIGKILL until each re-homed room admitted its host.
@@ -179,10 +200,13 @@ class Case:
         self.calls: list[Call] = []
         self.peers: list[Peer] = []
         self.code = 0
+        #: the last 127.0.0.x a probe's joins came from
+        self.source = 1
 
     async def run(self, http: aiohttp.ClientSession) -> None:
         redis = RedisServer(free_port(), self.workdir)
         redis.start()
+        self.redis = RedisCounters(redis, self.workdir)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 for index in range(self.result.nodes):
@@ -208,6 +232,7 @@ class Case:
                         with contextlib.suppress(Exception):
                             await peer.close()
         finally:
+            await self.redis.close()
             redis.stop()
 
     async def measure(self, http: aiohttp.ClientSession) -> None:
@@ -218,17 +243,9 @@ class Case:
             return found is not None and float(found.group(1)) == nodes
 
         await wait_for("every node live", all_live)
-        for i in range(self.args.rooms):
-            node = i % nodes
-            async with http.post(
-                f"{self.bases[node]}/api/rooms",
-                json={"slug": "ascii"},
-                headers={"Authorization": f"Bearer {HOST_KEY}"},
-            ) as response:
-                room = await response.json()
-                if response.status != 201:
-                    raise RuntimeError(f"room creation: {response.status} {room}")
-            self.calls.append(Call(room["room"], node, room["join_url"]))
+        for _ in range(self.args.rooms):
+            room = await self.create(http)
+            self.calls.append(Call(room["room"], self.owner(room), room["join_url"]))
         for call in self.calls:
             await self.join_call(http, call, HOST_KEY)
         self.result.rooms_per_node = [
@@ -236,8 +253,116 @@ class Case:
             for b in self.bases
         ]
         await self.window(http)
+        await self.redis_traffic(http)
         if nodes >= 2:
             await self.failover(http)
+
+    async def create(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        """A new room, created through node 0 (placed where the app chose)."""
+        async with http.post(
+            f"{self.bases[0]}/api/rooms",
+            json={"slug": "ascii"},
+            headers={"Authorization": f"Bearer {HOST_KEY}"},
+        ) as response:
+            room: dict[str, Any] = await response.json()
+            if response.status != 201:
+                raise RuntimeError(f"room creation: {response.status} {room}")
+        return room
+
+    def owner(self, room: dict[str, Any]) -> int:
+        """The index of the node a create answer's links name."""
+        return next(
+            i for i, b in enumerate(self.bases) if room["join_url"].startswith(f"{b}/")
+        )
+
+    async def redis_traffic(self, http: aiohttp.ClientSession) -> None:
+        """Redis commands and bytes per creation and per join (HTTP only:
+        signalling and media never touch Redis), over ``--probe`` rooms."""
+        probes = self.args.probe
+        hops: list[int] = []
+        # twice, on fresh rooms: MONITOR (commands sent) adds its own output
+        # to the server's bytes, so INFO is read on a pass without it
+        by_monitor = await self.probe_redis(http, probes, hops, monitor=True)
+        by_info = await self.probe_redis(http, probes, hops, monitor=False)
+
+        def merged(sent: list[float], info: list[float]) -> list[float]:
+            return [sent[0], *info[1:]]
+
+        background = merged(by_monitor[0], by_info[0])
+        create, local, redirected = (
+            merged(m, i) for m, i in zip(by_monitor[1], by_info[1], strict=True)
+        )
+        self.result.redis_background_per_s = background
+        self.result.redis_per_create = create
+        self.result.redis_per_join_local = local
+        self.result.redis_per_join_redirected = redirected
+        self.result.join_extra_round_trips = sorted(set(hops))
+
+    async def probe_redis(
+        self, http: aiohttp.ClientSession, probes: int, hops: list[int], monitor: bool
+    ) -> tuple[list[float], list[list[float]]]:
+        """One pass of :meth:`redis_traffic` over ``probes`` new rooms."""
+        rooms: list[dict[str, Any]] = []
+        # the joins from addresses of their own (127.0.0.2, ...): a node
+        # admits at most 20 unconnected participants per client address
+        async with contextlib.AsyncExitStack() as stack:
+            hosts, guests = [
+                await stack.enter_async_context(self.session_from_new_address())
+                for _ in range(2)
+            ]
+            return await self._probe_redis(
+                http, hosts, guests, probes, hops, monitor, rooms
+            )
+
+    def session_from_new_address(self) -> aiohttp.ClientSession:
+        self.source += 1
+        connector = aiohttp.TCPConnector(local_addr=(f"127.0.0.{self.source}", 0))
+        return aiohttp.ClientSession(connector=connector)
+
+    async def _probe_redis(
+        self,
+        http: aiohttp.ClientSession,
+        hosts: aiohttp.ClientSession,
+        guests: aiohttp.ClientSession,
+        probes: int,
+        hops: list[int],
+        monitor: bool,
+        rooms: list[dict[str, Any]],
+    ) -> tuple[list[float], list[list[float]]]:
+
+        async def create_all() -> None:
+            for _ in range(probes):
+                rooms.append(await self.create(http))
+
+        async def hosts_at_their_node() -> None:
+            for room in rooms:
+                ticket = room["host_url"].split("#ticket=")[1]
+                status, grant, redirected = await post_join(
+                    hosts, api_of(room["join_url"]), "host", ticket
+                )
+                if status != 200 or redirected:
+                    raise RuntimeError(f"probe host join: {status} {grant}")
+
+        async def guests_elsewhere() -> None:
+            for room in rooms:
+                owner = self.owner(room)
+                entry = self.bases[(owner + 1) % len(self.bases)]
+                api = api_of(room["join_url"].replace(self.bases[owner], entry))
+                async with guests.post(api, json={"role": "participant"}) as response:
+                    if response.status != 200:
+                        raise RuntimeError(f"probe guest join: {response.status}")
+                    hops.append(len(response.history))
+
+        return await measure_redis(
+            self.redis,
+            self.args.redis_idle,
+            [
+                (create_all, probes),
+                (hosts_at_their_node, probes),
+                (guests_elsewhere, probes),
+            ],
+            monitor,
+        )
 
     def entry_api(self, call: Call) -> str:
         """The join endpoint of ``call``'s room at node 0, the entry."""
@@ -363,6 +488,115 @@ class Case:
         return peer.attach(await WsClient.connect(http, grant))
 
 
+class RedisCounters:
+    """What the nodes ask of the ``redis-server``, per operation:
+
+    - commands *sent* (each command of a pipeline and each script call counts
+      once: Redis round trips at most), from ``MONITOR``, its script lines
+      left out;
+    - commands *run* (``INFO stats``: a script's own commands count too);
+    - bytes in and out (``INFO stats``).
+
+    Each less the nodes' background traffic (heartbeats, totals) at the rate
+    measured while nobody asks them anything, and less this reader's own."""
+
+    def __init__(self, server: RedisServer, workdir: Path) -> None:
+        self.client: aioredis.Redis = aioredis.Redis.from_url(server.url)
+        self.port = server.port
+        self.log = workdir / "monitor.log"
+        self.monitor: subprocess.Popen[bytes] | None = None
+        #: wall-clock spans of the measured phases (MONITOR stamps in it)
+        self.spans: list[tuple[float, float]] = []
+
+    async def close(self) -> None:
+        self.stop_monitor()
+        await self.client.aclose()
+
+    async def start_monitor(self) -> None:
+        with self.log.open("wb") as output:
+            self.monitor = subprocess.Popen(
+                ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "monitor"],
+                stdout=output,
+                stderr=subprocess.DEVNULL,
+            )
+        await asyncio.sleep(0.5)  # connected and monitoring
+
+    def stop_monitor(self) -> None:
+        if self.monitor is not None:
+            self.monitor.terminate()
+            self.monitor.wait(timeout=10)
+            self.monitor = None
+
+    async def snapshot(self) -> list[float]:
+        stats = await self.client.info("stats")
+        return [
+            float(stats["total_commands_processed"]),
+            float(stats["total_net_input_bytes"]),
+            float(stats["total_net_output_bytes"]),
+        ]
+
+    async def span(self, work: Any) -> tuple[int, list[float]]:
+        """Run ``work()``; the index of its span and its INFO increments
+        (this reader's INFO taken out)."""
+        before = await self.snapshot()
+        again = await self.snapshot()
+        start = time.time()
+        await work()
+        end = time.time()
+        after = await self.snapshot()
+        self.spans.append((start, end))
+        # ``again - before`` is what one INFO adds: ``after - again`` holds
+        # the work and one INFO
+        return len(self.spans) - 1, [
+            (a - g) - (g - b) for a, g, b in zip(after, again, before, strict=True)
+        ]
+
+    def sent(self) -> list[int]:
+        """Commands clients sent in each span (MONITOR; INFO excluded)."""
+        counts = [0] * len(self.spans)
+        for line in self.log.read_text(errors="replace").splitlines():
+            stamp, _, rest = line.partition(" ")
+            if "lua]" in rest or '"INFO"' in rest or not stamp[:1].isdigit():
+                continue
+            at = float(stamp)
+            for i, (start, end) in enumerate(self.spans):
+                if start <= at <= end:
+                    counts[i] += 1
+        return counts
+
+
+async def measure_redis(
+    counters: RedisCounters,
+    idle: float,
+    phases: list[tuple[Any, int]],
+    monitor: bool,
+) -> tuple[list[float], list[list[float]]]:
+    """The background per second, then [sent, run, bytes in, bytes out] per
+    operation of each phase ``(work, operations)``; "sent" only with
+    ``monitor`` (0 without), the others only without (MONITOR's output
+    counts in the server's bytes)."""
+    counters.spans.clear()
+    if monitor:
+        await counters.start_monitor()
+    background_span, background = await counters.span(lambda: asyncio.sleep(idle))
+    measured = [await counters.span(work) for work, _ in phases]
+    counters.stop_monitor()
+    sent = counters.sent() if monitor else [0] * len(counters.spans)
+    start, end = counters.spans[background_span]
+    rate = [x / (end - start) for x in (sent[background_span], *background)]
+    results = []
+    for (index, grown), (_, operations) in zip(measured, phases, strict=True):
+        start, end = counters.spans[index]
+        totals = [float(sent[index]), *grown]
+        results.append(
+            [
+                round((total - r * (end - start)) / operations, 1)
+                for total, r in zip(totals, rate, strict=True)
+            ]
+        )
+    return [round(r, 1) for r in rate], results
+
+
 # ----------------------------------------------------------------------------
 # the driver
 
@@ -376,6 +610,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("CPU % per node", "cpu"),
     ("µs/pkt per node", "us"),
     ("clients CPU %", "client"),
+    ("Redis cmds sent per create / join / join via other", "redis_cmds"),
+    ("Redis B in+out per create / join / join via other", "redis_bytes"),
+    ("extra round trips via other", "hops"),
     ("re-homed s", "rehomed"),
     ("media back s", "back"),
     ("other rooms flowing", "survivors"),
@@ -402,6 +639,23 @@ def cells(result: CaseResult) -> dict[str, str]:
         "cpu": each(result.node_cpu_percent, ".0f"),
         "us": each(result.node_us_per_packet, ".0f"),
         "client": f"{result.client_cpu_percent:.0f}",
+        "redis_cmds": " / ".join(
+            f"{t[0]:.1f}" if t else "-"
+            for t in (
+                result.redis_per_create,
+                result.redis_per_join_local,
+                result.redis_per_join_redirected,
+            )
+        ),
+        "redis_bytes": " / ".join(
+            f"{t[2] + t[3]:.0f}" if t else "-"
+            for t in (
+                result.redis_per_create,
+                result.redis_per_join_local,
+                result.redis_per_join_redirected,
+            )
+        ),
+        "hops": each(result.join_extra_round_trips, "d") or "-",
         "rehomed": each(sorted(result.rehomed_s), ".1f") or "-",
         "back": each(sorted(result.media_back_s), ".1f") or "-",
         "survivors": (
@@ -438,6 +692,7 @@ async def run_all(args: argparse.Namespace) -> list[CaseResult]:
                         await case.run(http)
                     except Exception as exc:
                         case.result.error = repr(exc)
+                        log("".join(traceback.format_exception(exc)))
                         logs = sorted(Path(tmp).glob("node-*.log"))
                         for path in logs:
                             tail = path.read_text(errors="replace")[-1500:]
@@ -462,6 +717,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ttl", type=float, default=5.0, help="--node-ttl")
     parser.add_argument("--repeat", type=int, default=1, help="runs of every case")
     parser.add_argument(
+        "--probe", type=int, default=20, help="rooms created and joined for Redis"
+    )
+    parser.add_argument(
+        "--redis-idle",
+        type=float,
+        default=3.0,
+        help="seconds of the nodes' background Redis traffic, measured first",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="3 rooms, 5 s windows, a 3 s TTL"
     )
     parser.add_argument(
@@ -475,6 +739,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.rooms, args.seconds, args.warmup, args.ttl = 3, 5.0, 1.0, 3.0
+        args.probe = 10
     return args
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
@@ -71,7 +72,31 @@ async def nodes(
         )
 
     async with node(port_a, "a", workers_a) as a, node(port_b, "b") as b:
+        await settled(redis_server, 2)
         yield a, b
+
+
+async def settled(redis_server: RedisServer, count: int) -> None:
+    """Wait until ``count`` nodes published a heartbeat whose CPU is a
+    quarter of a core at most: a node's start-up (its worker processes'
+    imports) must not count as load when a test's first room is placed."""
+    directory = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        for _ in range(int(LIVENESS / 0.2)):
+            records = [
+                json.loads(record)
+                for record in await directory.mget(
+                    [f"pysfu:node:{n}" for n in await directory.smembers("pysfu:nodes")]
+                    or ["pysfu:none"]
+                )
+                if record is not None
+            ]
+            if len(records) == count and all(r["cpu"] <= 0.25 for r in records):
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await directory.aclose()
+    raise AssertionError(f"{count} nodes never published an idle heartbeat")
 
 
 async def post_join(
@@ -218,8 +243,9 @@ async def test_a_room_of_node_a_is_joined_through_node_b_and_media_flows(
 async def test_a_claimed_room_id_is_not_created_again_on_another_node(
     nodes: tuple[RunningExample, RunningExample],
 ) -> None:
-    """Many rooms created alternately on A and B: every id is distinct and
-    each node's rooms redirect from the other."""
+    """Many rooms created alternately through A and B: every id is distinct,
+    placed on one node (which the answer's links name), and each node's
+    rooms redirect from the other."""
     a, b = nodes
     created: dict[str, str] = {}
     async with aiohttp.ClientSession() as http:
@@ -231,7 +257,10 @@ async def test_a_claimed_room_id_is_not_created_again_on_another_node(
                 headers={"Authorization": f"Bearer {HOST_KEY}"},
             ) as response:
                 assert response.status == 201
-                created[(await response.json())["room"]] = base
+                room = await response.json()
+            owner = a if room["join_url"].startswith(f"{a}/") else b
+            assert room["join_url"] == f"{owner}/r/{room['room']}"
+            created[room["room"]] = owner
         assert len(created) == 6
         for room_id, owner in created.items():
             other = b if owner == a else a
@@ -520,3 +549,92 @@ async def test_the_host_rejoin_credential_opens_its_room_while_it_exists(
     assert await other.issue_host_rejoin("second") is None
     await owner.release("first")  # the room closed
     assert not await other.host_rejoin_valid("first", newer)
+
+
+async def test_a_redis_restart_keeps_the_calls_and_joins_work_again(
+    nodes: tuple[RunningExample, RunningExample],
+    redis_server: RedisServer,
+    peers: PeerFactory,
+) -> None:
+    """Redis stopped mid-call and started again, empty: the call's media
+    never stops (media does not depend on Redis); meanwhile creations are
+    refused with a 503, never a 500; once Redis is back the nodes register
+    and claim their rooms again, a join through the other node is redirected
+    to the room's node again, and a new room is created and joined."""
+    a, b = nodes
+    async with aiohttp.ClientSession() as http:
+        await cluster_live(http, a, b, count=2)
+        room = await create_room(http, a)
+        owner = a if room["join_url"].startswith(f"{a}/") else b
+        other = b if owner == a else a
+        ticket = room["host_url"].split("#ticket=")[1]
+        status, host_grant, _ = await post_join(
+            http, api_of(room["join_url"]), "host", ticket
+        )
+        assert status == 200, host_grant
+        status, guest_grant, _ = await post_join(http, api_of(room["join_url"]))
+        assert status == 200, guest_grant
+        host = peers(host_grant["participant_id"], 1)
+        guest = peers(guest_grant["participant_id"], 2)
+        for peer, grant in ((host, host_grant), (guest, guest_grant)):
+            peer.attach(await WsClient.connect(http, grant))
+        await guest.wait_video_from(host)
+        await host.wait_video_from(guest)
+
+        def frames() -> tuple[int, int]:
+            seen = [
+                track.frames if track is not None else 0
+                for track in (
+                    host.track_from(guest.name, "video"),
+                    guest.track_from(host.name, "video"),
+                )
+            ]
+            return seen[0], seen[1]
+
+        def grew(since: tuple[int, int]) -> bool:
+            return all(n > t + 30 for n, t in zip(frames(), since, strict=True))
+
+        redis_server.stop()
+        down = frames()
+        # both nodes fenced (cut off for a TTL): the call goes on both ways
+        for base in (a, b):
+            for _ in range(int(LIVENESS / 0.2)):
+                async with http.get(
+                    f"{base}/metrics", headers={"Authorization": "Bearer metrics"}
+                ) as response:
+                    if re.search(
+                        r"pysfu_cluster_node_admitting\{[^}]*\} 0.0",
+                        await response.text(),
+                    ):
+                        break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError(f"{base} never fenced itself")
+        await eventually(lambda: grew(down), what="video both ways while Redis is down")
+        async with http.post(
+            f"{other}/api/rooms", headers={"Authorization": f"Bearer {HOST_KEY}"}
+        ) as response:
+            assert response.status == 503, await response.text()
+            assert (await response.json())["error"] in (
+                "node_fenced",
+                "cluster_unavailable",
+            )
+
+        redis_server.start()  # empty: the nodes register and claim again
+        via_other = api_of(room["join_url"].replace(owner, other))
+        for _ in range(int(LIVENESS / 0.2)):
+            async with http.post(via_other, json={}, allow_redirects=False) as response:
+                if response.status == 307:
+                    assert response.headers["Location"].startswith(f"{owner}/")
+                    break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("the room's node never claimed it again")
+        fresh = await create_room(http, other)
+        fresh_ticket = fresh["host_url"].split("#ticket=")[1]
+        status, body, _ = await post_join(
+            http, api_of(fresh["join_url"]), "host", fresh_ticket
+        )
+        assert status == 200, body
+        back = frames()
+        await eventually(lambda: grew(back), what="video both ways once Redis is back")

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from pysfu.cluster import ClusterNode, NodeFenced
 
@@ -66,6 +67,66 @@ async def test_concurrent_claims_yield_one_owner(
     assert [n.id for n in nodes if room in n.rooms] == [owner]
 
 
+@pytest.mark.parametrize("round_", range(20))
+async def test_concurrent_placements_yield_one_owner(
+    nodes: list[ClusterNode], round_: int
+) -> None:
+    """50 claims of one room at once, each node placing it on itself or on
+    another (claim_room_for): one owner, at epoch 1, one placement; the
+    owner's heartbeat takes the room up, nobody else's."""
+    room = f"placed-{round_}"
+    targets = [nodes[(i + i // 3) % 3] for i in range(50)]
+    claims = await asyncio.gather(
+        *(
+            nodes[i % 3].claim_room_for(room, targets[i].id, {"max_participants": "2"})
+            for i in range(50)
+        )
+    )
+    assert None not in claims
+    owners = {c.owner for c in claims if c is not None}
+    assert len(owners) == 1
+    (owner_id,) = owners
+    assert {c.epoch for c in claims if c is not None} == {1}
+    # a placement on another node "placed it" once at most, and on its owner
+    placed = [
+        t.id
+        for i, (t, c) in enumerate(zip(targets, claims, strict=True))
+        if c is not None and c.mine and t is not nodes[i % 3]
+    ]
+    assert placed in ([], [owner_id])
+    for node in nodes:
+        await node.heartbeat()
+    owner = next(n for n in nodes if n.id == owner_id)
+    assert room in owner.rooms or room in owner.placed
+    assert [n.id for n in nodes if room in n.rooms or room in n.placed] == [owner_id]
+    assert (await nodes[0].room_fields(room))["max_participants"] == "2"
+    # taken up by its owner: the claim is its own at the same epoch
+    claim = await owner.claim_room(room)
+    assert (claim.mine, claim.epoch) == (True, 1)
+    assert room in owner.rooms and room not in owner.placed
+
+
+async def test_a_placement_counts_at_once_and_skips_a_dead_node(
+    nodes: list[ClusterNode],
+) -> None:
+    """Rooms placed on a node count in its load before its heartbeat
+    publishes them (a burst spreads); a placement on a node that is no
+    longer live is refused (None), and nothing is claimed."""
+    first = await nodes[0].place_room("burst-0")
+    assert first.id == nodes[0].id  # an even cluster: the node asked
+    assert (await nodes[0].claim_room_for("burst-0", first.id)) is not None
+    chosen = []
+    for i in range(1, 3):
+        home = await nodes[0].place_room(f"burst-{i}")
+        claim = await nodes[0].claim_room_for(f"burst-{i}", home.id)
+        assert claim is not None and claim.mine and claim.owner == home.id
+        chosen.append(home.id)
+    assert sorted(chosen) == sorted([nodes[1].id, nodes[2].id])
+    await nodes[2].close()
+    assert await nodes[0].claim_room_for("burst-3", nodes[2].id) is None
+    assert await nodes[0].owner_of("burst-3") is None
+
+
 async def test_rooms_spread_over_the_least_loaded_nodes(
     nodes: list[ClusterNode],
 ) -> None:
@@ -109,6 +170,59 @@ def start_node(
     assert process.stdout is not None
     assert process.stdout.readline().strip() == b"claimed 1"
     return process
+
+
+@pytest.mark.parametrize("round_", range(5))
+async def test_three_node_processes_racing_for_one_room_yield_one_owner(
+    redis_server: RedisServer, round_: int
+) -> None:
+    """Three node processes, 17 claims each at once (half claiming the room
+    for themselves, half placing it on node p1): one owner, seen by every
+    claim of every process, at epoch 1 (nobody granted it twice)."""
+    room = f"race-{round_}"
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.cluster_node",
+                redis_server.url,
+                f"p{i}",
+                room,
+                str(TTL),
+                "17",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )
+        for i in range(3)
+    ]
+    directory = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        outputs = [p.stdout for p in processes if p.stdout is not None]
+        for output in outputs:
+            assert await asyncio.to_thread(output.readline) == b"ready\n"
+        await directory.set("pysfu:go", "p1")  # all at once
+        reports = [
+            (await asyncio.to_thread(output.readline)).decode().split()
+            for output in outputs
+        ]
+        assert [r[0::2] for r in reports] == [["owners", "epochs", "mine"]] * 3
+        owners = {r[1] for r in reports}
+        assert len(owners) == 1 and "," not in next(iter(owners))
+        (owner,) = owners
+        assert {r[3] for r in reports} == {"1"}
+        assert await directory.hgetall(f"pysfu:room:{room}") == {
+            "node": owner,
+            "epoch": "1",
+        }
+        # the processes that do not own it: one placement (on p1) at most
+        others = [int(r[5]) for i, r in enumerate(reports) if f"p{i}" != owner]
+        assert sum(others) <= 1
+    finally:
+        for process in processes:
+            stop_process(process)
+        await directory.aclose()
 
 
 async def take_over(node: ClusterNode, room: str) -> None:

@@ -12,7 +12,8 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Collection, Coroutine, Iterator
+import time
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -102,7 +103,12 @@ class AppCluster:
             load=self._load,
             on_room_lost=self._room_lost,
             cpu_seconds=self._cpu_seconds,
+            on_room_placed=self._room_placed,
         )
+        #: Creates here a room another node placed on this one (the app's
+        #: hook: it knows how to create a room); called at the heartbeat that
+        #: finds it, unless a join took the room up first.
+        self.on_room_placed: Callable[[str], Awaitable[None]] | None = None
         # tasks of room events (release, close): kept so they are not collected
         self._tasks: set[asyncio.Task[None]] = set()
         #: rooms to give up in Redis when they close here (release_when_closed)
@@ -153,6 +159,19 @@ class AppCluster:
         # the local copy must go, its clients rejoin through any node
         if self._has_room(room_id):
             self._spawn(self.rooms.close_room(room_id, reason="moved to another node"))
+
+    def _room_placed(self, room_id: str) -> None:
+        if self.on_room_placed is not None:
+            self._spawn(self._take_up(self.on_room_placed, room_id))
+
+    async def _take_up(
+        self, create: Callable[[str], Awaitable[None]], room_id: str
+    ) -> None:
+        try:
+            await create(room_id)
+        except Exception:  # a failed take-up must not end silently
+            logger.exception("room %s placed here: could not create it", room_id)
+            await self.release(room_id)
 
     async def start(self) -> None:
         """Register this node (raises ``RedisError`` if Redis is unreachable)
@@ -221,6 +240,57 @@ class AppCluster:
         except RedisError as exc:
             raise ClusterUnavailable(str(exc), "cluster_unavailable") from exc
 
+    async def place(
+        self, room_id: str, max_participants: int, host_ticket: str, ticket_ttl: float
+    ) -> str | None:
+        """Claim the new room ``room_id`` for the least loaded live node
+        (this one on a tie), with what re-creates it (``max_participants``)
+        and the digest of its creator's single-use ``host_ticket``, valid on
+        any node for ``ticket_ttl`` s. Returns that node's URL
+        (:attr:`url` if it is this one: create the room here), or None if
+        another live node owns the id already.
+
+        A node chosen for the room that died meanwhile (its key expired
+        between the choice and the claim) is skipped: placed again.
+        """
+        fields = {
+            "max_participants": str(max_participants),
+            "host_ticket": _digest(host_ticket),
+            "host_ticket_until": f"{time.time() + ticket_ttl:.3f}",
+        }
+        try:
+            for _ in range(3):
+                home = await self.node.place_room(room_id)
+                claim = await self.node.claim_room_for(room_id, home.id, fields)
+                if claim is None:
+                    continue  # home died after the choice: choose again
+                if not claim.mine:
+                    return None  # a live node owns this id already
+                return home.url
+            claim = await self.node.claim_room_for(room_id, self.node.id, fields)
+        except NodeFenced as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc), "cluster_unavailable") from exc
+        return self.url if claim is not None and claim.mine else None
+
+    async def host_ticket_valid(self, room_id: str, ticket: str | None) -> bool:
+        """Whether ``ticket`` is the unexpired host ticket of ``room_id``
+        stored with its record when it was placed (on any node; spend it
+        with :meth:`spend_once`)."""
+        if not ticket:
+            return False
+        try:
+            fields = await self.node.room_fields(room_id)
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc), "cluster_unavailable") from exc
+        expected = fields.get("host_ticket")
+        return (
+            expected is not None
+            and float(fields.get("host_ticket_until", "0")) > time.time()
+            and hmac.compare_digest(_digest(ticket), expected)
+        )
+
     def release_when_closed(self, room_id: str) -> None:
         """Give ``room_id`` up in Redis once it closes here (so that any node
         may create it again); at once if it is gone already."""
@@ -284,27 +354,23 @@ class AppCluster:
         record's TTL): within them a join through any node re-homes it."""
         return 3 * self.node.ttl
 
-    async def remember(self, room_id: str, max_participants: int) -> None:
-        """Keep what re-creates ``room_id`` with its record in Redis, so that
-        another node can re-home it if this one dies (best effort: a room
-        whose options could not be stored is only lost with its node)."""
-        try:
-            await self.node.set_room_fields(
-                room_id, {"max_participants": str(max_participants)}
-            )
-        except RedisError:
-            logger.warning("room %s: could not store its options in Redis", room_id)
-
     async def orphaned(self, room_id: str) -> int | None:
-        """The ``max_participants`` of ``room_id`` if its record names a
-        node that is no longer live (it died) and the room is not here: the
-        room may be re-homed (:meth:`adopt`). None otherwise."""
+        """The ``max_participants`` of ``room_id`` if the room is not here
+        and its record names a node that is no longer live (it died), or
+        this node, which another placed it on and which has not taken it up
+        yet: the room may be created here (:meth:`adopt`). None otherwise."""
         if self._has_room(room_id):
             return None
         try:
             fields = await self.node.room_fields(room_id)
-            if "max_participants" not in fields or fields.get("node") == self.node.id:
+            if "max_participants" not in fields:
                 return None
+            if fields.get("node") == self.node.id:
+                # placed here by another node; a room of this node's own
+                # that just closed is still in node.rooms until released
+                if room_id in self.node.rooms:
+                    return None
+                return int(fields["max_participants"])
             if await self.node.node(fields["node"]) is not None:
                 return None  # alive: elsewhere() redirects to it
         except RedisError as exc:
@@ -318,7 +384,7 @@ class AppCluster:
         try:
             claim = await self.node.claim_room(room_id)
             if claim.mine:
-                logger.info("room %s re-homed here (epoch %d)", room_id, claim.epoch)
+                logger.info("room %s taken up here (epoch %d)", room_id, claim.epoch)
                 return None
             winner = await self.node.node(claim.owner)
         except NodeFenced as exc:

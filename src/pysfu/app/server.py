@@ -616,6 +616,11 @@ class SfuApp:
             self.cluster = AppCluster(
                 args.redis, args.node_url, held, ttl=args.node_ttl
             )
+            # rooms other nodes place here are created as a re-homed one is
+            self.cluster.on_room_placed = self.take_up
+        #: one creation at a time of a room taken up here (a join and the
+        #: heartbeat that finds a placed room may race for it)
+        self._taking_up: dict[str, asyncio.Lock] = {}
         self.signalling = WebSocketSignalling(
             self.admission,
             allowed_origins=args.allowed_origin or None,
@@ -790,12 +795,22 @@ class SfuApp:
                 raise ValueError("slug must be 'emoji' or 'ascii'")
         except ValueError as exc:
             return error(400, "bad_request", str(exc))
+        placed_on = None  # the URL of the node it was placed on, if not this one
+        ticket = None
         while True:
             slug = emoji_slug() if style == "emoji" else ascii_slug()
             try:
-                # claimed before it exists: two nodes never create one room
-                if self.cluster is not None and not await self.cluster.claim(slug):
-                    continue  # another node's room has this id
+                if self.cluster is not None:
+                    # claimed before it exists (two nodes never create one
+                    # room) for the least loaded node, which creates it; its
+                    # host ticket is kept with the claim, valid on any node
+                    ticket = self.host_tickets.issue(slug)
+                    home = await self.cluster.place(slug, size, ticket, HOST_TICKET_TTL)
+                    if home is None:
+                        continue  # another node's room has this id
+                    if home != self.cluster.url:
+                        room_id, placed_on = slug, home
+                        break
                 room_id = await self.new_room(slug, size)
                 break
             except RoomExists:  # a room of this node: the claim was its own
@@ -804,12 +819,18 @@ class SfuApp:
                 if self.cluster is not None:
                     await self.cluster.release(slug)
                 return error(exc.http_status, exc.code, str(exc))
-        if self.cluster is not None:
-            self.cluster.release_when_closed(room_id)
-            await self.cluster.remember(room_id, size)  # to re-home it elsewhere
-        base = f"{public_scheme(request)}://{request.host}/r/{slug_path(room_id)}"
-        logger.info("room %s created (max %d participants)", room_id, size)
-        ticket = self.host_tickets.issue(room_id)
+        if placed_on is not None:
+            # its node creates it (at its next heartbeat or first join): the
+            # links name that node, the creator goes there directly
+            base = f"{placed_on}/r/{slug_path(room_id)}"
+            logger.info("room %s placed on %s (max %d)", room_id, placed_on, size)
+        else:
+            if self.cluster is not None:
+                self.cluster.release_when_closed(room_id)
+            base = f"{public_scheme(request)}://{request.host}/r/{slug_path(room_id)}"
+            logger.info("room %s created (max %d participants)", room_id, size)
+        if ticket is None:
+            ticket = self.host_tickets.issue(room_id)
         return reply(
             {
                 "room": room_id,
@@ -847,7 +868,7 @@ class SfuApp:
                     # follow it with the POST body, one more round trip
                     raise web.HTTPTemporaryRedirect(owner + request.raw_path)
             if role == "host":
-                if self.host_tickets.valid(bearer(request), room_id) and (
+                if await self.host_ticket_valid(room_id, bearer(request)) and (
                     await self.ticket_unspent(bearer(request) or "")
                 ):
                     ticket, host_authorized = bearer(request), True
@@ -900,10 +921,35 @@ class SfuApp:
         # whether the host may record; the host's token lists them
         return reply({**answer, "recording": recording, **cluster_fields})
 
+    async def host_ticket_valid(self, room_id: str, ticket: str | None) -> bool:
+        """Whether ``ticket`` is a host ticket of ``room_id``: issued here,
+        or (a cluster) by the node that placed the room here."""
+        if self.host_tickets.valid(ticket, room_id):
+            return True
+        return self.cluster is not None and await self.cluster.host_ticket_valid(
+            room_id, ticket
+        )
+
+    async def take_up(self, room_id: str) -> None:
+        """Create here a room another node placed on this one (the heartbeat
+        found it; a join may have created it first)."""
+        await self.rehome(room_id)
+
     async def rehome(self, room_id: str) -> str | None:
-        """Re-create here a room whose node died (its record outlives it by
-        ``rejoin_within`` s): None once it is here (or if it is not
-        orphaned), else the URL of the node that re-homed it first."""
+        """Create here a room whose record names a node that died (it
+        outlives it by ``rejoin_within`` s) or this node, where another
+        placed it: None once it is here (or if there is nothing to create),
+        else the URL of the node that re-homed it first. One at a time per
+        room: a join waits for a creation under way, then finds the room."""
+        lock = self._taking_up.setdefault(room_id, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._rehome(room_id)
+        finally:
+            if not lock.locked() and self._taking_up.get(room_id) is lock:
+                del self._taking_up[room_id]
+
+    async def _rehome(self, room_id: str) -> str | None:
         assert self.cluster is not None
         size = await self.cluster.orphaned(room_id)
         if size is None:
@@ -918,8 +964,8 @@ class SfuApp:
         except PysfuError:  # too_many_rooms: give it back to other nodes
             await self.cluster.release(room_id)
             raise
+        # its options stay in its record (a claim keeps the other fields)
         self.cluster.release_when_closed(room_id)
-        await self.cluster.remember(room_id, size)
         return None
 
     def issue_host_rejoin(self, room_id: str) -> str:

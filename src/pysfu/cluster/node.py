@@ -10,17 +10,35 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .scripts import CLAIM_ROOM, REFRESH_ROOM, RELEASE_ROOM, SET_ROOM_FIELDS
+from .scripts import (
+    CLAIM_ROOM,
+    PLACE_ROOM,
+    REFRESH_ROOM,
+    RELEASE_ROOM,
+    SET_ROOM_FIELDS,
+    TAKE_PLACED,
+)
 
-__all__ = ["Claim", "ClusterNode", "NodeFenced", "NodeInfo", "process_cpu_seconds"]
+__all__ = [
+    "CPU_MARGIN",
+    "Claim",
+    "ClusterNode",
+    "NodeFenced",
+    "NodeInfo",
+    "process_cpu_seconds",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Share of a core by which the node asked to place a room may be busier
+#: than the coolest of the nodes tied with it and still keep the room.
+CPU_MARGIN = 0.5
 
 
 class NodeFenced(RuntimeError):
@@ -45,7 +63,8 @@ class NodeInfo:
 
     @property
     def load(self) -> tuple[int, int, float]:
-        """What placement minimises: participants, then rooms, then CPU."""
+        """What placement minimises: participants, then rooms, then CPU
+        (see :meth:`ClusterNode.place_room`)."""
         return (self.participants, self.rooms, self.cpu)
 
 
@@ -72,6 +91,11 @@ class ClusterNode:
       node's rooms; a room found claimed elsewhere (this node was cut off for
       longer than its TTL) is dropped and reported to ``on_room_lost``, whose
       job is to close the local copy and tell its clients to rejoin.
+    - **Placement**: :meth:`place_room` picks the least loaded live node
+      for a new room and :meth:`claim_room_for` claims it there, on that
+      node's behalf. The target's next heartbeat takes the room up (it joins
+      :attr:`placed` and is reported to ``on_room_placed``, whose job is to
+      create it); a join may also take it up first, with :meth:`claim_room`.
     - **Single use**: :meth:`consume_once` spends a token cluster-wide.
 
     ``load`` returns ``(rooms, participants)`` of this process for the
@@ -92,6 +116,7 @@ class ClusterNode:
         load: Callable[[], tuple[int, int]] | None = None,
         on_room_lost: Callable[[str], None] | None = None,
         cpu_seconds: Callable[[], float] | None = None,
+        on_room_placed: Callable[[str], None] | None = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be > 0")
@@ -104,6 +129,10 @@ class ClusterNode:
         #: Rooms this node owns, with the epoch it holds each at.
         self.rooms: dict[str, int] = {}
         self.on_room_lost = on_room_lost
+        #: Rooms another node placed on this one (:meth:`claim_room_for`) that
+        #: this one has not claimed yet: they count in its published load.
+        self.placed: set[str] = set()
+        self.on_room_placed = on_room_placed
         self._load = load or (lambda: (len(self.rooms), 0))
         self._cpu_seconds = cpu_seconds or process_cpu_seconds
         # a command that hangs must not hold the heartbeat past the TTL
@@ -118,6 +147,8 @@ class ClusterNode:
         self._release = self.redis.register_script(RELEASE_ROOM)
         self._refresh = self.redis.register_script(REFRESH_ROOM)
         self._set_fields = self.redis.register_script(SET_ROOM_FIELDS)
+        self._place = self.redis.register_script(PLACE_ROOM)
+        self._take_placed = self.redis.register_script(TAKE_PLACED)
         self._heartbeat: asyncio.Task[None] | None = None
         self._closing = False
         self._last_refresh = 0.0
@@ -131,6 +162,9 @@ class ClusterNode:
 
     def _room_key(self, room_id: str) -> str:
         return f"{self.prefix}room:{room_id}"
+
+    def _placed_key(self, node_id: str) -> str:
+        return f"{self.prefix}placed:{node_id}"
 
     @property
     def _ttl_ms(self) -> int:
@@ -171,7 +205,12 @@ class ClusterNode:
         """This node as its next heartbeat will describe it."""
         rooms, participants = self._load()
         return NodeInfo(
-            self.id, self.url, self.media_addresses, rooms, participants, self._cpu
+            self.id,
+            self.url,
+            self.media_addresses,
+            rooms + len(self.placed),
+            participants,
+            self._cpu,
         )
 
     async def _register(self) -> None:
@@ -201,6 +240,8 @@ class ClusterNode:
             self._cpu = round((cpu_now - cpu_then) / (now - then), 3)
         self._cpu_mark = (now, cpu_now)
         try:
+            # rooms placed here first: the load registered next counts them
+            await self._take_up_placed()
             await self._register()
         except RedisError as exc:
             if self.admitting and now - self._last_refresh > self.ttl:
@@ -228,6 +269,20 @@ class ClusterNode:
         except RedisError:
             return False  # the next heartbeat checks again
         return True
+
+    async def _take_up_placed(self) -> None:
+        """The rooms other nodes placed on this one since the last heartbeat
+        (those whose record still names it) join :attr:`placed`."""
+        taken = await self._take_placed(
+            keys=[self._placed_key(self.id)], args=[self.id, self._room_key("")]
+        )
+        for room_id in map(str, taken):
+            if room_id in self.rooms or room_id in self.placed:
+                continue  # a join took it up first
+            self.placed.add(room_id)
+            logger.info("cluster node %s: room %s placed here", self.id, room_id)
+            if self.on_room_placed is not None:
+                self.on_room_placed(room_id)
 
     async def _reclaim(self, room_id: str) -> None:
         """The record of a room this node holds is gone or changed: take it
@@ -266,7 +321,43 @@ class ClusterNode:
         claim = Claim(room_id, str(owner), int(epoch), bool(mine))
         if claim.mine:
             self.rooms[room_id] = claim.epoch
+            self.placed.discard(room_id)
         return claim
+
+    async def claim_room_for(
+        self, room_id: str, node_id: str, fields: dict[str, str] | None = None
+    ) -> Claim | None:
+        """Claim ``room_id`` for the live node ``node_id`` (this one or
+        another, as :meth:`place_room` chose), keeping ``fields`` with its
+        record (see :meth:`set_room_fields`). Atomic like :meth:`claim_room`:
+        if a live node owns the room already, the claim names it and nothing
+        changes. Another node takes the room up at its next heartbeat
+        (``on_room_placed``) or at a join (:meth:`claim_room`).
+
+        The returned claim names the room's owner; its ``mine`` says, for
+        this node, that the room is its own (as :meth:`claim_room`), for
+        another, that this call placed it there. None if ``node_id`` is not
+        live (place the room again). Raises :class:`NodeFenced` when this
+        node is not admitting.
+        """
+        pairs = _field_pairs(fields or {})
+        if node_id == self.id:
+            claim = await self.claim_room(room_id)
+            if claim.mine and pairs:
+                await self.set_room_fields(room_id, fields or {})
+            return claim
+        if not self.admitting:
+            raise NodeFenced(f"node {self.id} is fenced")
+        try:
+            owner, epoch, placed = await self._place(
+                keys=[self._room_key(room_id), self._placed_key(node_id)],
+                args=[node_id, self._node_key(""), self._ttl_ms * 3, *pairs],
+            )
+        except RedisError as exc:
+            if "not registered" in str(exc):
+                return None
+            raise
+        return Claim(room_id, str(owner), int(epoch), bool(placed))
 
     async def holds(self, room_id: str) -> bool:
         """Whether this node still owns ``room_id`` at the epoch it claimed
@@ -279,6 +370,7 @@ class ClusterNode:
 
     async def release_room(self, room_id: str) -> None:
         """Give up ``room_id`` (the room closed here)."""
+        self.placed.discard(room_id)
         epoch = self.rooms.pop(room_id, None)
         if epoch is not None:
             await self._release(keys=[self._room_key(room_id)], args=[self.id, epoch])
@@ -288,11 +380,7 @@ class ClusterNode:
         node: they live as long as the record (released, expired or moved
         with it) and are readable by every node (:meth:`room_fields`).
         False if the room is not this node's."""
-        args: list[str] = [self.id]
-        for name, value in fields.items():
-            if name in ("node", "epoch"):
-                raise ValueError(f"{name!r} is the directory's own field")
-            args += [name, value]
+        args = [self.id, *_field_pairs(fields)]
         return bool(await self._set_fields(keys=[self._room_key(room_id)], args=args))
 
     async def room_fields(self, room_id: str) -> dict[str, str]:
@@ -326,12 +414,38 @@ class ClusterNode:
 
     async def place_room(self, room_id: str) -> NodeInfo:
         """Where ``room_id`` lives or should: its live owner, else the least
-        loaded live node (this one if nothing else is live)."""
+        loaded live node: the fewest participants, then rooms, then the
+        least CPU; this node among those tied unless it uses
+        :data:`CPU_MARGIN` of a core more than the coolest (so that an even
+        cluster sends no room away for noise), and if nothing else is live.
+
+        This node's load is taken as it is now, the others' as their last
+        heartbeat published it plus the rooms placed on them since (so that
+        a burst of creations between two heartbeats still spreads).
+        """
         owner = await self.owner_of(room_id)
         if owner is not None:
             return owner
-        nodes = await self.live_nodes()
-        return min(nodes, key=lambda n: n.load) if nodes else self.info()
+        others = [n for n in await self.live_nodes() if n.id != self.id]
+        if others:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for other in others:
+                    pipe.scard(self._placed_key(other.id))
+                pending = await pipe.execute()
+            others = [
+                replace(n, rooms=n.rooms + int(p))
+                for n, p in zip(others, pending, strict=True)
+            ]
+        me = self.info()
+        candidates = ([me] if self.admitting else []) + others
+        if not candidates:
+            return me
+        fewest = min((n.participants, n.rooms) for n in candidates)
+        tied = [n for n in candidates if (n.participants, n.rooms) == fewest]
+        coolest = min(tied, key=lambda n: n.cpu)
+        if me in tied and me.cpu <= coolest.cpu + CPU_MARGIN:
+            return me  # no busier than the rest: no redirect for a noise
+        return coolest
 
     async def consume_once(self, token: str, ttl: float) -> bool:
         """Spend ``token`` cluster-wide: True the first time only (for ``ttl`` s)."""
@@ -339,6 +453,16 @@ class ClusterNode:
             f"{self.prefix}used:{token}", self.id, nx=True, px=int(ttl * 1000)
         )
         return bool(spent)
+
+
+def _field_pairs(fields: dict[str, str]) -> list[str]:
+    """``fields`` as the flat name, value list of the scripts' arguments."""
+    pairs: list[str] = []
+    for name, value in fields.items():
+        if name in ("node", "epoch"):
+            raise ValueError(f"{name!r} is the directory's own field")
+        pairs += [name, value]
+    return pairs
 
 
 def _node_info(record: str) -> NodeInfo:

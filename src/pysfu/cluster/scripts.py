@@ -9,7 +9,14 @@ is fine on a single Redis or a replicated one, not on Redis Cluster.
 
 from __future__ import annotations
 
-__all__ = ["CLAIM_ROOM", "REFRESH_ROOM", "RELEASE_ROOM", "SET_ROOM_FIELDS"]
+__all__ = [
+    "CLAIM_ROOM",
+    "PLACE_ROOM",
+    "REFRESH_ROOM",
+    "RELEASE_ROOM",
+    "SET_ROOM_FIELDS",
+    "TAKE_PLACED",
+]
 
 #: KEYS[1] room record; ARGV: my node id, node key prefix, record TTL (ms).
 #: Returns {owner, epoch, 1 if the room is (now) mine else 0}, or an error
@@ -64,4 +71,45 @@ for i = 2, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 return 1
+"""
+
+#: KEYS[1] room record, KEYS[2] the target node's set of rooms placed on it;
+#: ARGV: the target node's id, node key prefix, record TTL (ms), then field,
+#: value pairs kept with the record. Claims the room for another node (as
+#: CLAIM_ROOM would for itself) and leaves it in the target's set, where its
+#: next heartbeat finds it (TAKE_PLACED). Returns {owner, epoch, 1 if the
+#: room was placed now else 0}, or an error when the target is not live.
+PLACE_ROOM = """
+local target, prefix, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if redis.call('EXISTS', prefix .. target) == 0 then
+  return redis.error_reply('pysfu: node not registered')
+end
+local owner = redis.call('HGET', KEYS[1], 'node')
+if owner and redis.call('EXISTS', prefix .. owner) == 1 then
+  return {owner, tonumber(redis.call('HGET', KEYS[1], 'epoch')), 0}
+end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'node', target)
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('SADD', KEYS[2], KEYS[1])
+redis.call('PEXPIRE', KEYS[2], ttl)
+return {target, epoch, 1}
+"""
+
+#: KEYS[1] my set of rooms placed on me; ARGV: my node id, room key prefix.
+#: Empties the set and returns the ids of the rooms in it whose record still
+#: names me (a record that expired or moved on is skipped).
+TAKE_PLACED = """
+local keys = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+local mine = {}
+for _, key in ipairs(keys) do
+  if redis.call('HGET', key, 'node') == ARGV[1] then
+    table.insert(mine, string.sub(key, #ARGV[2] + 1))
+  end
+end
+return mine
 """

@@ -151,9 +151,14 @@ async function createRoom() {
   if (status === 401) return fail("wrong host key");
   if (status !== 201) return fail(body.message || `creating the room failed (HTTP ${status})`);
   // Stay on this origin (the key is in this origin's sessionStorage) and
-  // carry our own options (name, codec, relay) over to the room page.
+  // carry our own options (name, codec, relay) over to the room page. In a
+  // cluster the room may be placed on another node: go there, with the
+  // room's single-use host ticket (#ticket=) instead of the key.
   const hostUrl = new URL(body.host_url, location.href);
-  const target = new URL(hostUrl.pathname + hostUrl.search, location.origin);
+  const elsewhere = hostUrl.origin !== location.origin;
+  const target = elsewhere
+    ? hostUrl
+    : new URL(hostUrl.pathname + hostUrl.search, location.origin);
   for (const [name, value] of params) target.searchParams.set(name, value);
   location.replace(target.href);
 }

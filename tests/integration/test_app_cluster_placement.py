@@ -1,0 +1,203 @@
+"""Placement of new rooms in the packaged app's cluster: three app processes
+and one real redis-server. A room created through a node is claimed for the
+least loaded live node (rooms, participants, CPU from the heartbeats); the
+create answer's links name that node, its single-use host ticket works there,
+and the room is joinable through any node with media flowing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from ..example_server import RunningExample, example_server, free_port
+from ..helpers import LIVENESS
+from ..peers import PeerFactory
+from ..redis_server import RedisServer
+from ..ws_client import WsClient
+from .test_app_cluster import (
+    TTL,
+    api_of,
+    cluster_live,
+    create_room,
+    post_join,
+    settled,
+)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def three_nodes(
+    redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[list[RunningExample]]:
+    """Nodes A, B and C, each an app process of its own (stopped by its pid)."""
+    async with contextlib.AsyncExitStack() as stack:
+        started = []
+        for name in "abc":
+            port = free_port()
+            started.append(
+                await stack.enter_async_context(
+                    example_server(
+                        f"--redis={redis_server.url}",
+                        f"--node-url=http://127.0.0.1:{port}",
+                        "--metrics-token=metrics",
+                        f"--node-ttl={TTL}",
+                        port=port,
+                        log=tmp_path / f"node-{name}.log",
+                    )
+                )
+            )
+        await settled(redis_server, 3)
+        yield started
+
+
+def owner_of(room: dict[str, Any], nodes: list[RunningExample]) -> RunningExample:
+    """The node the create answer's links name."""
+    (owner,) = [n for n in nodes if room["join_url"].startswith(f"{n}/r/")]
+    assert room["host_url"].startswith(f"{owner}/r/")
+    return owner
+
+
+async def published_participants(
+    http: aiohttp.ClientSession, base: str, count: int
+) -> None:
+    """Wait until ``base`` sees ``count`` participants in the cluster's totals
+    (its heartbeat published them, its refresh read them back)."""
+    line = f"pysfu_cluster_participants_total {count}.0"
+    for _ in range(int(LIVENESS / 0.2)):
+        async with http.get(
+            f"{base}/metrics", headers={"Authorization": "Bearer metrics"}
+        ) as response:
+            if line in (await response.text()).splitlines():
+                return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{base} never saw {count} participants published")
+
+
+async def test_rooms_created_through_a_loaded_node_land_on_the_others(
+    three_nodes: list[RunningExample], redis_server: RedisServer, peers: PeerFactory
+) -> None:
+    a, b, c = three_nodes
+    async with aiohttp.ClientSession() as http:
+        await cluster_live(http, a, b, c, count=3)
+        # an even cluster: the node asked keeps the room (no redirect)
+        busy = await create_room(http, a)
+        assert owner_of(busy, three_nodes) == a
+        ticket = busy["host_url"].split("#ticket=")[1]
+        _, host_grant, _ = await post_join(
+            http, api_of(busy["join_url"]), "host", ticket
+        )
+        _, guest_grant, _ = await post_join(http, api_of(busy["join_url"]))
+        for peer_code, grant in ((1, host_grant), (2, guest_grant)):
+            peers(grant["participant_id"], peer_code).attach(
+                await WsClient.connect(http, grant)
+            )
+        await published_participants(http, a, 2)
+
+        # A holds a call: rooms created through A go to B and C, spread
+        rooms = [await create_room(http, a) for _ in range(4)]
+        owners = [owner_of(room, three_nodes) for room in rooms]
+        assert a not in owners
+        assert set(owners) == {b, c}
+
+        # the directory agrees: each record names the node of its links
+        directory = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            node_urls = {}
+            for node_id in await directory.smembers("pysfu:nodes"):
+                record = await directory.get(f"pysfu:node:{node_id}")
+                assert record is not None
+                node_urls[node_id] = record.split('"url": "')[1].split('"')[0]
+            for room, owner in zip(rooms, owners, strict=True):
+                node_id = await directory.hget(f"pysfu:room:{room['room']}", "node")
+                assert node_urls[node_id] == owner
+        finally:
+            await directory.aclose()
+
+        # a placed room: its host joins with the ticket A issued, at the room's
+        # node (no redirect); a guest through A (one 307); media flows there;
+        # the ticket is spent cluster-wide
+        room, owner = rooms[0], owners[0]
+        ticket = room["host_url"].split("#ticket=")[1]
+        status, host_grant, hops = await post_join(
+            http, api_of(room["join_url"]), "host", ticket
+        )
+        assert (status, hops) == (200, 0), host_grant
+        via_a = api_of(room["join_url"].replace(owner, a))
+        status, guest_grant, hops = await post_join(http, via_a)
+        assert (status, hops) == (200, 1), guest_grant
+        for grant in (host_grant, guest_grant):
+            assert grant["ws_url"].startswith(owner.replace("http", "ws", 1) + "/ws/")
+        host = peers(host_grant["participant_id"], 3)
+        guest = peers(guest_grant["participant_id"], 4)
+        for peer, grant in ((host, host_grant), (guest, guest_grant)):
+            peer.attach(await WsClient.connect(http, grant))
+        assert (await guest.wait_video_from(host)).codes() == {3}
+        assert (await host.wait_video_from(guest)).codes() == {4}
+        await guest.wait_audio_from(host)
+        for base in (owner, a):
+            status, body, _ = await post_join(
+                http, api_of(room["join_url"].replace(owner, base)), "host", ticket
+            )
+            assert (status, body["error"]) == (401, "unauthorized")
+
+        # nobody joined the others yet: their nodes created them at their
+        # heartbeat all the same (each joinable as a host, at once, with its
+        # ticket; a guest through the loaded node is redirected once)
+        for room in rooms[1:]:
+            ticket = room["host_url"].split("#ticket=")[1]
+            status, body, hops = await post_join(
+                http, api_of(room["join_url"]), "host", ticket
+            )
+            assert (status, hops) == (200, 0), body
+            status, body, hops = await post_join(
+                http, api_of(room["join_url"].replace(owner_of(room, three_nodes), a))
+            )
+            assert (status, hops) == (200, 1), body
+
+
+@pytest.mark.parametrize("round_", range(5))
+async def test_concurrent_creations_through_every_node_are_each_placed_once(
+    three_nodes: list[RunningExample], redis_server: RedisServer, round_: int
+) -> None:
+    """24 creations at once, through the three nodes: every answer names one
+    node, the directory agrees, no id twice, and every room admits its host
+    (with its ticket) at that node."""
+    async with aiohttp.ClientSession() as http:
+        await cluster_live(http, *three_nodes, count=3)
+        rooms = await asyncio.gather(
+            *(create_room(http, three_nodes[i % 3]) for i in range(24))
+        )
+        assert len({room["room"] for room in rooms}) == 24
+        directory = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            owners = [
+                await directory.hget(f"pysfu:room:{room['room']}", "node")
+                for room in rooms
+            ]
+        finally:
+            await directory.aclose()
+        assert None not in owners
+        assert len(set(owners)) >= 2  # spread, not all on one node
+
+        async def host_joins(room: dict[str, Any]) -> tuple[int, int]:
+            ticket = room["host_url"].split("#ticket=")[1]
+            status, _, hops = await post_join(
+                http, api_of(room["join_url"]), "host", ticket
+            )
+            return status, hops
+
+        assert await asyncio.gather(*(host_joins(r) for r in rooms)) == [(200, 0)] * 24
