@@ -4,14 +4,16 @@ a rightful user can have different addresses), and a watched room."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import psutil
 
-from ..peers import Peer, PeerFactory
+from ..peers import Peer, PeerFactory, ReceivedTrack
 from ..ws_client import WsClient, create_room, join
 
 
@@ -58,3 +60,85 @@ async def room_with_host(
     status, grant = await join(http, room["join_url"], role="host")
     assert status == 200, grant
     return room, await connect(http, peers, grant, code)
+
+
+@dataclass
+class Usage:
+    """CPU seconds and resident memory of a process at one moment."""
+
+    cpu: float
+    rss: int
+
+    @classmethod
+    def of(cls, pid: int) -> Usage:
+        process = psutil.Process(pid)
+        times = process.cpu_times()
+        return cls(times.user + times.system, process.memory_info().rss)
+
+
+class FrameMeter:
+    """The frames of ``publisher_code`` a watched track decoded in each
+    second (each turn of a 1 s sampler: longer if this process lagged), while
+    running: ``async with FrameMeter(track, code) as meter: ...``."""
+
+    def __init__(self, track: ReceivedTrack, publisher_code: int) -> None:
+        self.track = track
+        self.code = publisher_code
+        #: (seconds the turn took, frames decoded in it)
+        self.seconds: list[tuple[float, int]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def _frames(self) -> int:
+        return sum(1 for code, _ in self.track.patterns if code == self.code)
+
+    async def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        last, then = self._frames(), loop.time()
+        while True:
+            await asyncio.sleep(1.0)
+            frames, now = self._frames(), loop.time()
+            self.seconds.append((now - then, frames - last))
+            last, then = frames, now
+
+    async def __aenter__(self) -> FrameMeter:
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def empty_seconds(self) -> list[int]:
+        """The turns (0-based) in which no frame was decoded."""
+        return [i for i, (_, frames) in enumerate(self.seconds) if frames == 0]
+
+    def rate(self) -> str:
+        """Frames per second, overall and the lowest turn, for messages."""
+        if not self.seconds:
+            return "no full second measured"
+        took = sum(t for t, _ in self.seconds)
+        frames = sum(f for _, f in self.seconds)
+        lowest = min(f / t for t, f in self.seconds)
+        return (
+            f"{frames / took:.1f} fps over {took:.1f} s"
+            f" ({len(self.seconds)} turns, lowest {lowest:.1f} fps)"
+        )
+
+
+async def scrape(
+    http: aiohttp.ClientSession, base: str, token: str
+) -> dict[str, float]:
+    """The server's /metrics, as ``name[label values]``: value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    headers = {"Authorization": f"Bearer {token}"}
+    async with http.get(f"{base}/metrics", headers=headers) as response:
+        assert response.status == 200
+        text = await response.text()
+    return {
+        sample.name + "".join(f"[{v}]" for v in sample.labels.values()): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
