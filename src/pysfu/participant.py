@@ -92,6 +92,7 @@ class Participant(ClientEndpoint):
         self.signalling_errors = 0
         #: ICE restarts the client asked for (``restart_ice``).
         self.ice_restarts_requested = 0
+        self._candidates_refused = False  # (logged the first time only)
         self._outbox = outbox
         self._video_codecs = video_codecs
         #: The server's end of the peer connection.
@@ -369,6 +370,16 @@ class Participant(ClientEndpoint):
         try:
             await rtc.add_remote_candidate(self.pc, candidate)
         except rtc.TooManyCandidates as exc:
+            # each is refused (an error to the client, counted), the log
+            # says it once: a flood of them must not flood the log too
+            if not self._candidates_refused:
+                self._candidates_refused = True
+                logger.warning(
+                    "%s: refusing trickled ICE candidates beyond %d"
+                    " (too_many_candidates)",
+                    self,
+                    rtc.MAX_REMOTE_CANDIDATES,
+                )
             raise SignallingError("too_many_candidates", str(exc)) from exc
         except Exception as exc:
             raise SignallingError(
