@@ -96,9 +96,10 @@ async def test_tiny_chunks_abort_only_the_attackers_channel(
         before = Usage.of(base.process.pid)
         async with FrameMeter(track, host.peer.code) as meter:
             sent = await send_tiny_fragments(attacker.peer, flags, received, MAX_SENT)
+            flood_cpu = Usage.of(base.process.pid).cpu - before.cpu
             await eventually(
                 lambda: any(e.code == "data_too_large" for e in attacker.peer.errors),
-                what=f"data_too_large after {sent} chunks",
+                what=f"data_too_large after {sent} chunks ({flood_cpu:.1f} CPU-s)",
             )
             # the association is aborted: the ABORT reached the attacker
             await eventually(lambda: sctp.state == "closed", what="abort")
