@@ -88,8 +88,9 @@ class Participant(ClientEndpoint):
         #: Tracks this participant publishes, by track id.
         self.publications: dict[str, Forwarder] = {}
         self.closed = False
-        #: Client messages refused with an error so far.
+        #: Client messages refused with an error so far, and by error code.
         self.signalling_errors = 0
+        self.signalling_errors_by_code: dict[str, int] = {}
         #: ICE restarts the client asked for (``restart_ice``).
         self.ice_restarts_requested = 0
         self._candidates_refused = False  # (logged the first time only)
@@ -282,6 +283,8 @@ class Participant(ClientEndpoint):
     async def refuse(self, error: SignallingError) -> None:
         """Answer a client message the server cannot accept with an error."""
         self.signalling_errors += 1
+        codes = self.signalling_errors_by_code
+        codes[error.code] = codes.get(error.code, 0) + 1
         logger.debug("%s: refused a message: %s", self, error.code)
         await self.send(Error.of(error))
 

@@ -165,6 +165,8 @@ async def test_trickled_candidates_are_capped_in_the_app(
         metrics = await scrape(http, base, METRICS_TOKEN)
         assert metrics["pysfu_participants"] == 4
         assert metrics["pysfu_signalling_errors_total"] == refused, metrics
+        code = "pysfu_signalling_errors_by_code_total[too_many_candidates]"
+        assert metrics[code] == refused, metrics
         assert metrics["pysfu_participants_removed_total[cpu_budget]"] == 0
     # logged once, however many were refused
     lines = [

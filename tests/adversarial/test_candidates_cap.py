@@ -88,6 +88,9 @@ async def test_candidates_beyond_the_cap_are_refused(
     assert not member.closed  # refused, not thrown out
     # counted, and logged once however many
     assert member.signalling_errors == SENT - MAX_REMOTE_CANDIDATES
+    by_code = member.stats().signalling_errors_by_code
+    assert by_code == {"too_many_candidates": SENT - MAX_REMOTE_CANDIDATES}
+    assert generous_sfu.totals().signalling_errors_by_code == by_code
     logged = [r for r in caplog.records if "too_many_candidates" in r.getMessage()]
     assert len(logged) == 1, logged
     assert "trickler" in logged[0].getMessage()

@@ -138,6 +138,7 @@ async def test_tiny_chunks_abort_only_the_attackers_channel(
         metrics = await scrape(http, base, METRICS_TOKEN)
         assert metrics["pysfu_participants"] == 3
         assert metrics["pysfu_data_messages_dropped_total"] == 1, metrics
+        assert metrics["pysfu_sctp_aborts_total"] == 1, metrics
         assert metrics["pysfu_signalling_errors_total"] == 0
         assert metrics["pysfu_participants_removed_total[cpu_budget]"] == 0
     # logged once, with what the attacker did
