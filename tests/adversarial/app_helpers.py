@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 import aiohttp
 import psutil
 
+from ..example_server import RunningExample
+from ..helpers import child_pids, udp_port_owner
 from ..peers import Peer, PeerFactory, ReceivedTrack
 from ..ws_client import WsClient, create_room, join
 
@@ -55,11 +58,43 @@ async def room_with_host(
     http: aiohttp.ClientSession, base: str, peers: PeerFactory, code: int = 1
 ) -> tuple[dict[str, Any], Member]:
     """Create a room and connect its host; (the room's answer, the host)."""
+    room = await new_room(http, base)
+    return room, await join_room(http, room, peers, code, role="host")
+
+
+async def new_room(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+    """Create a room; the server's answer. (With ``--workers``, the pool
+    places rooms in turn as they are created: create them all first to know
+    which share a worker process.)"""
     status, room = await create_room(http, base)
     assert status == 201, room
-    status, grant = await join(http, room["join_url"], role="host")
+    return room
+
+
+async def join_room(
+    http: aiohttp.ClientSession,
+    room: dict[str, Any],
+    peers: PeerFactory,
+    code: int,
+    role: str = "participant",
+) -> Member:
+    """Join ``room`` as ``role`` and connect with an aiortc peer."""
+    status, grant = await join(http, room["join_url"], role=role)
     assert status == 200, grant
-    return room, await connect(http, peers, grant, code)
+    return await connect(http, peers, grant, code)
+
+
+def server_port(client: WsClient) -> int:
+    """The port of the server's loopback ICE candidate in its first offer."""
+    sdp = next(m["sdp"] for m in client.raw if m["type"] == "offer")
+    found = re.search(r"a=candidate:\S+ \d+ udp \d+ 127\.0\.0\.1 (\d+) typ host", sdp)
+    assert found, sdp
+    return int(found.group(1))
+
+
+def worker_of(base: RunningExample, client: WsClient) -> int | None:
+    """The pid of the worker process holding ``client``'s connection."""
+    return udp_port_owner(server_port(client), child_pids(base.process.pid))
 
 
 @dataclass
@@ -71,9 +106,15 @@ class Usage:
 
     @classmethod
     def of(cls, pid: int) -> Usage:
-        process = psutil.Process(pid)
-        times = process.cpu_times()
-        return cls(times.user + times.system, process.memory_info().rss)
+        """Of ``pid`` and its worker processes together."""
+        root = psutil.Process(pid)
+        cpu, rss = 0.0, 0
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                cpu += times.user + times.system
+                rss += process.memory_info().rss
+        return cls(cpu, rss)
 
 
 class FrameMeter:

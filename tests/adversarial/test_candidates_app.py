@@ -8,7 +8,8 @@ attackers trickle past :data:`MAX_REMOTE_CANDIDATES`: one before answering
 (ICE not started), refused one by one with ``too_many_candidates``, counted
 and logged once; one after ICE completed, ignored. Neither is thrown out; a
 watched 2-person room in the same process decodes video in every second;
-the server's CPU time and memory stay within bounds.
+the server's CPU time and memory stay within bounds. With ``--workers=2``
+the watched room and the attackers share one worker process.
 
 (A bounded test cannot send enough candidates, at the rate limit, to make
 an uncapped server's CPU time measurable: the refusals and the silence after
@@ -21,6 +22,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -32,15 +34,8 @@ from pysfu.messages import Candidate
 from ..example_server import example_server
 from ..helpers import eventually
 from ..peers import PeerFactory
-from ..ws_client import WsClient, create_room, join
-from .app_helpers import (
-    FrameMeter,
-    Usage,
-    ask_to_join,
-    connect,
-    room_with_host,
-    scrape,
-)
+from ..ws_client import WsClient, join
+from .app_helpers import FrameMeter, Usage, join_room, new_room, scrape, worker_of
 
 pytestmark = [
     pytest.mark.adversarial,
@@ -91,40 +86,51 @@ def like_a_browser(sdp: str) -> str:
     return sdp.replace("a=end-of-candidates\r\n", "")
 
 
+@pytest.mark.parametrize("mode", [(), ("--workers=2",)], ids=["in-process", "workers"])
 async def test_trickled_candidates_are_capped_in_the_app(
-    http: aiohttp.ClientSession, peers: PeerFactory, tmp_path: Path
+    http: aiohttp.ClientSession,
+    peers: PeerFactory,
+    mode: tuple[str, ...],
+    tmp_path: Path,
 ) -> None:
     defaults = LimitsConfig()  # the app's
     assert defaults.messages_per_second > RATE
     assert defaults.message_burst > BURST
     log = tmp_path / "server.log"
-    async with example_server(f"--metrics-token={METRICS_TOKEN}", log=log) as base:
+    async with example_server(
+        f"--metrics-token={METRICS_TOKEN}", *mode, log=log
+    ) as base:
+        # every room created first: with --workers=2 the pool places them in
+        # turn, so the watched room and the attackers' share worker 0
+        rooms = [await new_room(http, base) for _ in range(5)]
+        watched, early_room, late_room = rooms[0], rooms[2], rooms[4]
         # the watched room: one encoder and one decoder in this process,
         # which runs every client (no audio: less for a loaded machine)
         quiet = partial(peers, publish_video=False, publish_audio=False)
-        watched, host = await room_with_host(
-            http, base, partial(peers, publish_audio=False)
+        host = await join_room(
+            http, watched, partial(peers, publish_audio=False), 1, role="host"
         )
-        status, grant = await ask_to_join(http, watched["join_url"])
-        assert status == 200, grant
-        viewer = await connect(http, quiet, grant, 2)
+        viewer = await join_room(http, watched, quiet, 2)
         track = await viewer.peer.wait_video_from(host.peer)
 
         # the early attacker hosts a room and never answers its offer (a
         # bare socket, no peer): ICE has not started
-        early = await room_with_host_socket(http, base)
+        early = await host_socket(http, early_room)
         await eventually(
             lambda: any(m["type"] == "offer" for m in early.raw), what="offer"
         )
         # the late attacker hosts another, answers and connects, like a
         # browser that keeps trickling
-        _, late = await room_with_host(
-            http, base, partial(quiet, answer_filter=like_a_browser), code=4
-        )
+        browser_like = partial(quiet, answer_filter=like_a_browser)
+        late = await join_room(http, late_room, browser_like, 4, role="host")
         await eventually(
             lambda: late.peer.pc.connectionState == "connected",
             what="late attacker connected",
         )
+        if mode:
+            clients = (host.ws, viewer.ws, early, late.ws)
+            workers = {worker_of(base, ws) for ws in clients}
+            assert len(workers) == 1 and None not in workers, workers
 
         before = Usage.of(base.process.pid)
         async with FrameMeter(track, host.peer.code) as meter:
@@ -182,10 +188,8 @@ def errors_of(client: WsClient) -> list[str]:
     return [m["code"] for m in client.raw if m["type"] == "error"]
 
 
-async def room_with_host_socket(http: aiohttp.ClientSession, base: str) -> WsClient:
-    """A new room's host, connected by a bare socket (no peer answers)."""
-    status, room = await create_room(http, base)
-    assert status == 201, room
+async def host_socket(http: aiohttp.ClientSession, room: dict[str, Any]) -> WsClient:
+    """``room``'s host, connected by a bare socket (no peer answers)."""
     status, grant = await join(http, room["join_url"], role="host")
     assert status == 200, grant
     return await WsClient.connect(http, grant)

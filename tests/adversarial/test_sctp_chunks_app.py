@@ -9,7 +9,8 @@ other room. Here the server aborts the attacker's association (at the first
 unordered fragment, or at 1,024 chunks held), says ``data_too_large`` and
 counts and logs it once; the attacker keeps its seat and its connection; a
 watched 2-person room in the same process decodes video in every second of
-the attack; the server's CPU time and memory stay within bounds.
+the attack; the server's CPU time and memory stay within bounds. With
+``--workers=2`` the watched room and the attacker share one worker process.
 """
 
 from __future__ import annotations
@@ -27,14 +28,7 @@ from pysfu._aiortc.sctp import MAX_HELD_CHUNKS
 from ..example_server import example_server
 from ..helpers import eventually
 from ..peers import PeerFactory
-from .app_helpers import (
-    FrameMeter,
-    Usage,
-    ask_to_join,
-    connect,
-    room_with_host,
-    scrape,
-)
+from .app_helpers import FrameMeter, Usage, join_room, new_room, scrape, worker_of
 from .tiny_chunks import WINDOW, received_by_sacks, send_tiny_fragments
 
 pytestmark = [
@@ -67,24 +61,35 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     [SCTP_DATA_FIRST_FRAG, SCTP_DATA_FIRST_FRAG | SCTP_DATA_UNORDERED],
     ids=["ordered", "unordered"],
 )
+@pytest.mark.parametrize("mode", [(), ("--workers=2",)], ids=["in-process", "workers"])
 async def test_tiny_chunks_abort_only_the_attackers_channel(
-    http: aiohttp.ClientSession, peers: PeerFactory, flags: int, tmp_path: Path
+    http: aiohttp.ClientSession,
+    peers: PeerFactory,
+    flags: int,
+    mode: tuple[str, ...],
+    tmp_path: Path,
 ) -> None:
     log = tmp_path / "server.log"
-    async with example_server(f"--metrics-token={METRICS_TOKEN}", log=log) as base:
+    async with example_server(
+        f"--metrics-token={METRICS_TOKEN}", *mode, log=log
+    ) as base:
+        # every room created first: with --workers=2 the pool places them in
+        # turn, so the watched room and the attacker's share worker 0
+        watched, _, attacked = [await new_room(http, base) for _ in range(3)]
         # the watched room: one encoder and one decoder in this process,
         # which runs every client (no audio: less for a loaded machine)
         quiet = partial(peers, publish_video=False, publish_audio=False)
-        watched, host = await room_with_host(
-            http, base, partial(peers, publish_audio=False)
+        host = await join_room(
+            http, watched, partial(peers, publish_audio=False), 1, role="host"
         )
-        status, grant = await ask_to_join(http, watched["join_url"])
-        assert status == 200, grant
-        viewer = await connect(http, quiet, grant, 2)
+        viewer = await join_room(http, watched, quiet, 2)
         track = await viewer.peer.wait_video_from(host.peer)
-        # the attacker hosts a room of its own, publishing nothing
-        _, attacker = await room_with_host(http, base, quiet, code=3)
+        # the attacker hosts the other room, publishing nothing
+        attacker = await join_room(http, attacked, quiet, 3, role="host")
         await attacker.peer.wait_channel()
+        if mode:
+            workers = {worker_of(base, m.ws) for m in (host, viewer, attacker)}
+            assert len(workers) == 1 and None not in workers, workers
         await eventually(
             lambda: attacker.peer.pc.connectionState == "connected",
             what="attacker connected",
