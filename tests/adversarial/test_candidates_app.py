@@ -48,9 +48,9 @@ SENT = 2 * MAX_REMOTE_CANDIDATES + 20
 #: signalling limit (20/s in bursts of 50), as the issue's attackers were.
 BURST = 40
 RATE = 15.0
-#: The server's CPU seconds over the trickling (about 6 s) and 3 s after.
-#: Measured (2 cores): about 0.3 s unloaded; most of it is forwarding the
-#: watched room's video.
+#: The server's CPU seconds (workers included) over the trickling (about
+#: 6 s) and 3 s after. Measured (2 cores): 0.15-0.4 s, unloaded and under
+#: `stress-ng --cpu 2`; most of it is forwarding the watched room's video.
 CPU_BOUND = 3.5
 #: Growth of the server's resident memory over the same time.
 RSS_BOUND = 30 * 2**20

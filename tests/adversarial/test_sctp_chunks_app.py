@@ -40,9 +40,10 @@ pytestmark = [
 #: 14.3 CPU-seconds (issue 21), so a server without the cap fails the CPU
 #: bound (or the wait for its error) instead of keeping the test busy.
 MAX_SENT = 12_000
-#: The server's CPU seconds from the attack's start to 3 s after the abort.
-#: Measured (2 cores): 0.1-0.3 s unloaded and under `stress-ng --cpu 2`;
-#: most of it is forwarding the watched room's video. A quarter of what the
+#: The server's CPU seconds (workers included) from the attack's start to
+#: 3 s after the abort. Measured (2 cores): 0.2-0.3 s (ordered), 0.05 s
+#: (unordered), unloaded and under `stress-ng --cpu 2`; most of it is
+#: forwarding the watched room's video. A quarter of what the
 #: chunks alone cost an unguarded server.
 CPU_BOUND = 3.5
 #: Growth of the server's resident memory over the attack.
