@@ -119,6 +119,7 @@ class DataCounters:
     messages_sent: int = 0
     bytes_sent: int = 0
     send_dropped: int = 0
+    sctp_aborts: int = 0
 
     def snapshot(self) -> DataChannelStats:
         return DataChannelStats(
@@ -128,6 +129,7 @@ class DataCounters:
             messages_sent=self.messages_sent,
             bytes_sent=self.bytes_sent,
             send_dropped=self.send_dropped,
+            sctp_aborts=self.sctp_aborts,
         )
 
 
@@ -186,6 +188,7 @@ class DataChannel:
         """The client broke the SCTP limits the server advertised: its data
         channel is closed (the association aborted); media carries on."""
         logger.warning("%s sent %s: data channel closed", self._participant, problem)
+        self.counters.sctp_aborts += 1
         self._drop("too_large", 0)
 
     def _drop(self, reason: str, size: int) -> None:

@@ -170,6 +170,12 @@ def _families(live: SFUStats, totals: Totals, p: str) -> Iterator[Metric]:
             totals.data_messages_dropped,
         ),
         (
+            "sctp_aborts",
+            "Participants' SCTP associations (data channels) aborted because"
+            " they broke the limits the server advertised.",
+            totals.sctp_aborts,
+        ),
+        (
             "participants_joined",
             "Participants that joined a room.",
             totals.participants_joined,
@@ -190,6 +196,14 @@ def _families(live: SFUStats, totals: Totals, p: str) -> Iterator[Metric]:
     for reason, seconds in sorted(totals.cpu_seconds.items()):
         cpu.add_metric([reason], seconds)
     yield cpu
+    refused = CounterMetricFamily(
+        f"{p}_signalling_errors_by_code",
+        "Client messages refused with an error, by error code.",
+        labels=["code"],
+    )
+    for code, count in sorted(totals.signalling_errors_by_code.items()):
+        refused.add_metric([code], count)
+    yield refused
     removed = CounterMetricFamily(
         f"{p}_participants_removed",
         "Participants the server removed for what they did, by reason (cpu_budget).",

@@ -88,10 +88,12 @@ class Participant(ClientEndpoint):
         #: Tracks this participant publishes, by track id.
         self.publications: dict[str, Forwarder] = {}
         self.closed = False
-        #: Client messages refused with an error so far.
+        #: Client messages refused with an error so far, and by error code.
         self.signalling_errors = 0
+        self.signalling_errors_by_code: dict[str, int] = {}
         #: ICE restarts the client asked for (``restart_ice``).
         self.ice_restarts_requested = 0
+        self._candidates_refused = False  # (logged the first time only)
         self._outbox = outbox
         self._video_codecs = video_codecs
         #: The server's end of the peer connection.
@@ -281,6 +283,8 @@ class Participant(ClientEndpoint):
     async def refuse(self, error: SignallingError) -> None:
         """Answer a client message the server cannot accept with an error."""
         self.signalling_errors += 1
+        codes = self.signalling_errors_by_code
+        codes[error.code] = codes.get(error.code, 0) + 1
         logger.debug("%s: refused a message: %s", self, error.code)
         await self.send(Error.of(error))
 
@@ -369,6 +373,16 @@ class Participant(ClientEndpoint):
         try:
             await rtc.add_remote_candidate(self.pc, candidate)
         except rtc.TooManyCandidates as exc:
+            # each is refused (an error to the client, counted), the log
+            # says it once: a flood of them must not flood the log too
+            if not self._candidates_refused:
+                self._candidates_refused = True
+                logger.warning(
+                    "%s: refusing trickled ICE candidates beyond %d"
+                    " (too_many_candidates)",
+                    self,
+                    rtc.MAX_REMOTE_CANDIDATES,
+                )
             raise SignallingError("too_many_candidates", str(exc)) from exc
         except Exception as exc:
             raise SignallingError(

@@ -179,6 +179,10 @@ class DataChannelStats:
     bytes_sent: int = 0
     #: Messages for it not sent: its channel was not open or too backed up.
     send_dropped: int = 0
+    #: Its SCTP associations the server aborted because it broke the limits
+    #: the server advertised (message size, window, chunks held, unordered
+    #: fragments; its data channel closed, the error ``data_too_large``).
+    sctp_aborts: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,8 @@ class ParticipantStats:
     #: channel packets, trickled candidates and RTCP, by reason (see
     #: :mod:`pysfu.accounting`; forwarding its media is not included).
     cpu_seconds: Mapping[str, float] = field(default_factory=dict)
+    #: :attr:`signalling_errors` by error code (``too_many_candidates``, ...).
+    signalling_errors_by_code: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, participant: _Participant) -> ParticipantStats:
@@ -220,6 +226,7 @@ class ParticipantStats:
             if participant.data is not None
             else DataChannelStats(),
             cpu_seconds=account.snapshot() if account is not None else {},
+            signalling_errors_by_code=dict(participant.signalling_errors_by_code),
         )
 
 
@@ -274,6 +281,8 @@ class Totals:
     #: (``cpu_budget``: see :data:`REMOVAL_REASONS`).
     participants_removed: dict[str, int] = field(default_factory=dict)
     signalling_errors: int = 0
+    #: The same by error code.
+    signalling_errors_by_code: dict[str, int] = field(default_factory=dict)
     #: By kind ("audio", "video").
     packets_received: dict[str, int] = field(default_factory=dict)
     bytes_received: dict[str, int] = field(default_factory=dict)
@@ -289,6 +298,9 @@ class Totals:
     data_bytes_relayed: int = 0
     #: Data channel messages of participants that were not relayed.
     data_messages_dropped: int = 0
+    #: Participants' SCTP associations aborted for breaking the limits
+    #: (:attr:`DataChannelStats.sctp_aborts`).
+    sctp_aborts: int = 0
     #: CPU seconds charged to participants, by reason (see
     #: :attr:`ParticipantStats.cpu_seconds`).
     cpu_seconds: dict[str, float] = field(default_factory=dict)
@@ -299,6 +311,9 @@ class Totals:
         self.data_messages_relayed += participant.data.messages_sent
         self.data_bytes_relayed += participant.data.bytes_sent
         self.data_messages_dropped += participant.data.messages_dropped
+        self.sctp_aborts += participant.data.sctp_aborts
+        for code, count in participant.signalling_errors_by_code.items():
+            _bump(self.signalling_errors_by_code, code, count)
         for reason, seconds in participant.cpu_seconds.items():
             self.cpu_seconds[reason] = self.cpu_seconds.get(reason, 0.0) + seconds
         for track in participant.published:
@@ -323,6 +338,7 @@ class Totals:
             participants_left=self.participants_left,
             participants_removed=dict(self.participants_removed),
             signalling_errors=self.signalling_errors,
+            signalling_errors_by_code=dict(self.signalling_errors_by_code),
             packets_received=dict(self.packets_received),
             bytes_received=dict(self.bytes_received),
             packets_forwarded=dict(self.packets_forwarded),
@@ -334,6 +350,7 @@ class Totals:
             data_messages_relayed=self.data_messages_relayed,
             data_bytes_relayed=self.data_bytes_relayed,
             data_messages_dropped=self.data_messages_dropped,
+            sctp_aborts=self.sctp_aborts,
             cpu_seconds=dict(self.cpu_seconds),
         )
         for room in live.rooms:
@@ -373,6 +390,8 @@ class _Participant(Protocol):
     def subscriptions(self) -> Mapping[str, _Subscription]: ...
     @property
     def signalling_errors(self) -> int: ...
+    @property
+    def signalling_errors_by_code(self) -> Mapping[str, int]: ...
     @property
     def malformed_packets(self) -> int: ...
     @property

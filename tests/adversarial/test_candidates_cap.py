@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -70,7 +71,10 @@ def remote_candidates(room_member: object) -> int:
     return len(transport.transport.getRemoteCandidates())
 
 
-async def test_candidates_beyond_the_cap_are_refused(generous_sfu: SFU) -> None:
+async def test_candidates_beyond_the_cap_are_refused(
+    generous_sfu: SFU, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pysfu")
     room = generous_sfu.create_room("r1")
     client = await MemorySignalling().join(room, "trickler", "host")
     await client.receive_type(Offer, 10)
@@ -82,6 +86,14 @@ async def test_candidates_beyond_the_cap_are_refused(generous_sfu: SFU) -> None:
     member = room.members["trickler"]
     assert remote_candidates(member) == MAX_REMOTE_CANDIDATES
     assert not member.closed  # refused, not thrown out
+    # counted, and logged once however many
+    assert member.signalling_errors == SENT - MAX_REMOTE_CANDIDATES
+    by_code = member.stats().signalling_errors_by_code
+    assert by_code == {"too_many_candidates": SENT - MAX_REMOTE_CANDIDATES}
+    assert generous_sfu.totals().signalling_errors_by_code == by_code
+    logged = [r for r in caplog.records if "too_many_candidates" in r.getMessage()]
+    assert len(logged) == 1, logged
+    assert "trickler" in logged[0].getMessage()
 
 
 async def test_candidates_after_ice_completed_are_ignored(

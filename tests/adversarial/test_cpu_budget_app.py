@@ -13,7 +13,6 @@ video throughout.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from ..example_server import example_server
 from ..helpers import LIVENESS, child_pids, eventually, udp_port_owner
 from ..peers import Peer, PeerFactory
 from ..ws_client import WsClient, create_room, join
+from .app_helpers import server_port
 
 pytestmark = [
     pytest.mark.adversarial,
@@ -65,14 +65,6 @@ async def member(
     client = await WsClient.connect(http, grant)
     peer.attach(client)
     return grant, peer, client
-
-
-def server_port(client: WsClient) -> int:
-    """The port of the server's loopback ICE candidate in its first offer."""
-    sdp = next(m["sdp"] for m in client.raw if m["type"] == "offer")
-    found = re.search(r"a=candidate:\S+ \d+ udp \d+ 127\.0\.0\.1 (\d+) typ host", sdp)
-    assert found, sdp
-    return int(found.group(1))
 
 
 async def scrape(http: aiohttp.ClientSession, base: str) -> dict[str, float]:

@@ -10,23 +10,21 @@ gets ``data_too_large``, and its media and seat stay.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 import pytest
 from aiortc.rtcsctptransport import (
     SCTP_DATA_FIRST_FRAG,
     SCTP_DATA_UNORDERED,
-    DataChunk,
     RTCSctpTransport,
-    tsn_plus_one,
 )
 
 from pysfu import SFU, SFUConfig
 
 from ..conftest import LOOPBACK
-from ..helpers import LIVENESS, eventually
-from ..peers import Peer, PeerFactory
+from ..helpers import eventually
+from ..peers import PeerFactory
+from .tiny_chunks import Received, offset, received_by_sacks, send_tiny_fragments
 
 pytestmark = [
     pytest.mark.adversarial,
@@ -36,66 +34,19 @@ pytestmark = [
 #: At most this many chunks are sent: far past the server's cap, so a server
 #: without one fails the test instead of keeping it busy for ever.
 MAX_SENT = 30_000
-#: Chunks sent ahead of what the server has received: unpaced, the flood
-#: overflowed the server's socket on a busy machine and the kernel dropped
-#: the client's ICE consent answers with the chunks.
-WINDOW = 128
 
 
-def received_by(server: RTCSctpTransport, first_tsn: int) -> int:
-    """The highest chunk (counted from ``first_tsn``) the server received.
+def received_by(server: RTCSctpTransport) -> Received:
+    """The highest chunk the server received, read from the server's
+    association in this process, not from its SACKs: on a busy machine they
+    reach the client seconds late (the test's one event loop runs both)."""
 
-    Read from the server's association in this process, not from its SACKs:
-    on a busy machine they reach the client seconds late."""
-    tsns = [server._last_received_tsn, *server._sack_misordered]
-    offsets = [(tsn - first_tsn) % 2**32 for tsn in tsns if tsn is not None]
-    return max((o for o in offsets if o < MAX_SENT), default=-1)
+    def received(first_tsn: int) -> int:
+        tsns = [server._last_received_tsn, *server._sack_misordered]
+        offsets = [offset(tsn, first_tsn) for tsn in tsns if tsn is not None]
+        return max((o for o in offsets if o < MAX_SENT), default=-1)
 
-
-async def send_tiny_fragments(peer: Peer, server: RTCSctpTransport, flags: int) -> int:
-    """One-byte DATA chunks on the server's channel's stream, none of them
-    the last of its message, so the server holds every one it receives.
-
-    Sent, paced by what ``server`` (the server's end) received, until it
-    aborts the association or says it did (``data_too_large``): some chunks
-    may be lost and nothing retransmits them, so no fixed count is sure to
-    reach the cap. Returns the number sent.
-    """
-    sctp = peer.pc.sctp
-    assert sctp is not None and peer.channel is not None
-    stream_id = peer.channel.id
-    first_tsn = sctp._local_tsn
-
-    async def ignore_sack(chunk: object) -> None:
-        # an attacker ignores acknowledgements; aiortc's handling would scan
-        # each SACK's gaps (thousands of TSNs it never sent), which on a busy
-        # machine kept the test's one event loop, the server's too, behind
-        pass
-
-    def aborted() -> bool:
-        return sctp.state == "closed" or any(
-            e.code == "data_too_large" for e in peer.errors
-        )
-
-    sctp._receive_sack_chunk = ignore_sack  # type: ignore[method-assign]
-    tsn = first_tsn
-    received = -1
-    for n in range(MAX_SENT):
-        waited = 0.0
-        while n - received > WINDOW and not aborted() and waited < LIVENESS:
-            await asyncio.sleep(0.01)
-            waited += 0.01
-            received = received_by(server, first_tsn)
-        if aborted() or waited >= LIVENESS:
-            return n
-        chunk = DataChunk(flags=flags if n == 0 else flags & SCTP_DATA_UNORDERED)
-        chunk.tsn, tsn = tsn, tsn_plus_one(tsn)
-        chunk.stream_id = stream_id
-        chunk.stream_seq = 0
-        chunk.protocol = 53  # WebRTC binary
-        chunk.user_data = b"x"
-        await sctp._send_chunk(chunk)
-    return MAX_SENT
+    return received
 
 
 @pytest.mark.parametrize(
@@ -134,7 +85,8 @@ async def flood_and_recover(sfu: SFU, peers: PeerFactory, flags: int) -> None:
     member = room.members["rogue"]
     server = member.pc.sctp
     assert server is not None and member.data is not None
-    await send_tiny_fragments(rogue, server, flags)
+    received_by_sacks(rogue, MAX_SENT)  # (only to ignore them: see there)
+    await send_tiny_fragments(rogue, flags, received_by(server), MAX_SENT)
     await eventually(
         lambda: any(e.code == "data_too_large" for e in rogue.errors),
         what="data_too_large",

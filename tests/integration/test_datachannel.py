@@ -196,6 +196,7 @@ async def test_oversize_and_floods_are_dropped_and_reported(
     stats = room.members["ann"].stats().data
     flood_relayed = sum(1 for _, _, data in texts(host) if data == "flood")
     assert stats.messages_dropped == 31 - flood_relayed
+    assert stats.sctp_aborts == 0  # dropped, its association kept
     assert 3 <= flood_relayed < 30
     assert all(len(str(data)) <= 100 for _, _, data in texts(host))
     reasons = {e.reason for e in events if isinstance(e, DataDroppedEvent)}
@@ -229,6 +230,12 @@ async def test_a_message_over_the_sctp_limit_closes_only_that_channel(
     await eventually(lambda: ("ann", "ann", "after") in texts(host))
     assert [data for _, _, data in texts(host)] == ["after"]
     assert "rogue" in room.members  # its media (none here) and seat stay
+    # counted under its own name, apart from messages dropped for size
+    assert room.members["rogue"].stats().data.sctp_aborts == 1
+    assert sfu.totals().sctp_aborts == 1
+    registry = CollectorRegistry()
+    registry.register(SFUCollector(sfu))
+    assert b"pysfu_sctp_aborts_total 1.0" in generate_latest(registry)
 
 
 def stop_reading(peer: Peer) -> None:
