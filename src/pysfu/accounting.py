@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 #: What CPU time is charged for: signalling messages, data channel packets
 #: (DTLS records, SCTP packets and their chunks), trickled ICE candidates,
-#: RTCP packets.
+#: RTCP packets (SRTCP decryption included, also of refused copies).
 REASONS = ("signalling", "data", "candidates", "rtcp")
 #: Width of the sliding window's slots, in seconds.
 _SLOT = 1.0
