@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 #: What CPU time is charged for: signalling messages, data channel packets
 #: (DTLS records, SCTP packets and their chunks), trickled ICE candidates,
-#: RTCP packets.
+#: RTCP packets (SRTCP decryption included, also of refused copies).
 REASONS = ("signalling", "data", "candidates", "rtcp")
 #: Width of the sliding window's slots, in seconds.
 _SLOT = 1.0
@@ -185,7 +185,7 @@ class _Metered(Awaitable[_T]):
     def __init__(
         self,
         account: CpuAccount | None,
-        reason: str,
+        reason: str | Callable[[], str | None],
         coro: Coroutine[Any, Any, _T],
         clock: Callable[[], float],
         now: Callable[[], float],
@@ -224,12 +224,16 @@ class _Metered(Awaitable[_T]):
         own = elapsed - _nesting.inner
         _nesting.inner = outer + elapsed
         if self._account is not None:
-            self._account.charge(self._reason, own, self._now())
+            given = self._reason
+            # a function: what the work turned out to be
+            reason = given if isinstance(given, str) else given()
+            if reason is not None:
+                self._account.charge(reason, own, self._now())
 
 
 def metered(
     account: CpuAccount | None,
-    reason: str,
+    reason: str | Callable[[], str | None],
     coro: Coroutine[Any, Any, _T],
     *,
     clock: Callable[[], float] = time.thread_time,
@@ -237,6 +241,9 @@ def metered(
 ) -> Awaitable[_T]:
     """Await ``coro`` charging the CPU time of its own steps to ``account``
     (``None``: only measured, so that an enclosing meter does not charge it
-    too) under ``reason``. Meters nest: time charged by an inner one is not
-    charged again by the one around it."""
+    too) under ``reason``: a string, or a function asked after each step
+    (work that learns what it is as it runs, e.g. a datagram read from a
+    queue), whose ``None`` leaves that step measured but not charged.
+    Meters nest: time charged by an inner one is not charged again by the
+    one around it."""
     return _Metered(account, reason, coro, clock, now)

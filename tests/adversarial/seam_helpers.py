@@ -19,7 +19,9 @@ import aioice.ice
 import aioice.stun
 from aiortc import RTCPeerConnection
 
-from pysfu._aiortc import datagram_endpoint, dtls_transport_of, protect_rtp
+from pysfu._aiortc import datagram_endpoint, dtls_transport_of, protect_rtp, udpsock
+
+from ..helpers import LIVENESS
 
 Pair = aioice.ice.CandidatePair
 
@@ -193,9 +195,10 @@ async def send_random_ssrcs(
 
     Batches fit the server's socket buffer, and each is sent once the server
     answered a STUN request sent after the previous one (it reads a socket
-    in order), so none is lost however busy the machine. The client forgets
-    each SSRC's outbound stream after use, so that only the receiving side's
-    memory grows."""
+    in order, and hands STUN on at once) and then handed on the media it
+    read (:func:`handed_on`), so none is lost however busy the machine. The
+    client forgets each SSRC's outbound stream after use, so that only the
+    receiving side's memory grows."""
     transceiver = pc.getTransceivers()[0]
     dtls = dtls_transport_of(transceiver)
     endpoint = datagram_endpoint(dtls)
@@ -221,3 +224,63 @@ async def send_random_ssrcs(
                 raise AssertionError(
                     f"the server stopped answering after {sent} packets"
                 ) from None
+            await handed_on(batch)
+
+
+async def replay_srtcp(
+    pc: RTCPeerConnection,
+    packet: bytes,
+    *,
+    batch: int = 200,
+    until: Callable[[], object],
+    limit: int,
+) -> int:
+    """Send one RTCP ``packet``, protected once with a connected client's own
+    SRTCP session, again and again through its socket (a hostile peer: no
+    crypto per packet for it, a decryption attempt and the receive path's
+    work for the server each time) until ``until()`` or ``limit`` copies.
+
+    Each batch is sent once the server answered a STUN request sent after
+    the previous one and handed on what it read (:func:`handed_on`), so
+    none is lost however busy the machine. Returns the copies sent."""
+    transports = [dtls_transport_of(t) for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    dtls = transports[0]
+    endpoint = datagram_endpoint(dtls)
+    assert endpoint is not None, "the client is not connected"
+    transport, protocol, addr = endpoint
+    protected = bytes(dtls._tx_srtp.protect_rtcp(packet))
+    sent = 0
+    while sent < limit and not until():
+        for _ in range(batch):
+            transport.sendto(protected, addr)
+        sent += batch
+        ping = aioice.stun.Message(
+            message_method=aioice.stun.Method.BINDING,
+            message_class=aioice.stun.Class.REQUEST,
+        )
+        try:  # unauthenticated: answered 400, which the transaction raises
+            await asyncio.wait_for(
+                protocol.request(ping, addr, retransmissions=4),  # type: ignore[attr-defined]
+                LIVENESS,  # (a transaction on a closed socket never ends)
+            )
+        except aioice.stun.TransactionFailed:
+            pass
+        except (aioice.stun.TransactionTimeout, TimeoutError):
+            if until():
+                break  # removed meanwhile: its connection is gone
+            raise AssertionError(
+                f"the server stopped answering after {sent} packets"
+            ) from None
+        await handed_on(batch)
+    return sent
+
+
+async def handed_on(datagrams: int) -> None:
+    """Let a server in this process hand on the ``datagrams`` media datagrams
+    it just read from one socket: at most ``MAX_MEDIA_PER_WAKEUP`` per loop
+    iteration, the rest held in its backlog (STUN goes first: an answered
+    STUN request says the datagrams sent before it were read, not handled)."""
+    for _ in range(datagrams // udpsock.MAX_MEDIA_PER_WAKEUP + 2):
+        await asyncio.sleep(0)

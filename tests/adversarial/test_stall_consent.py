@@ -72,3 +72,30 @@ async def test_a_stalled_server_drops_nobody_but_the_vanished(
         await eventually(
             lambda: left(host.ws.raw, guest_id), timeout=40, what="guest dropped"
         )
+
+
+async def test_the_app_takes_the_consent_timeout_as_an_option(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``pysfu serve --consent-timeout`` (and ``PYSFU_CONSENT_TIMEOUT``):
+    the library's deadline by default, whole checks of its interval; fewer
+    seconds than one interval, or no number, are refused at start-up."""
+    from pysfu import IceConfig
+    from pysfu.app.server import make_server, parse_args
+
+    library = IceConfig()
+    assert parse_args([]).consent_timeout == (
+        library.consent_interval * library.consent_failures
+    )
+    sfu = make_server(parse_args(["--consent-timeout=30"])).sfu
+    assert sfu is not None
+    try:
+        ice = sfu.config.ice
+        assert (ice.consent_interval, ice.consent_failures) == (2.0, 15)
+    finally:
+        await sfu.close()
+    monkeypatch.setenv("PYSFU_CONSENT_TIMEOUT", "4")
+    assert parse_args([]).consent_timeout == 4.0
+    for wrong in ("1", "0", "-5", "ten", "nan", "inf"):
+        with pytest.raises(SystemExit):
+            parse_args([f"--consent-timeout={wrong}"])

@@ -1,13 +1,16 @@
 """Issue 21: STUN first on the socket of each connection (the default mode).
 
 A consent check waiting behind hundreds of media datagrams in a
-connection's own socket is handed to aioice before the media of the batch
-that reads it, and each readiness event reads many datagrams, not one.
+connection's own socket is handed to aioice before that media, each
+readiness event reads many datagrams, not one, and media the reader does
+not hand on at once waits in pysfu's backlog, not in the kernel's buffer,
+where what came next (a consent answer) was dropped once it overflowed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import socket
@@ -96,9 +99,10 @@ async def test_stun_is_handed_on_before_the_media_of_its_batch(
         assert aioice.stun.parse_message(response).transaction_id == (
             first.transaction_id
         )
-        # more than one batch, less than the socket's receive buffer holds
-        # (about 630 small datagrams in aioice's 256 KiB)
-        count = 2 * udpsock.MAX_DATAGRAMS_PER_WAKEUP - 12
+        # more than is handed on per iteration, less than the socket's
+        # receive buffer holds (about 630 small datagrams in aioice's 256 KiB)
+        count = 500
+        assert udpsock.MAX_MEDIA_PER_WAKEUP < count <= udpsock.MAX_DATAGRAMS_PER_WAKEUP
         rtp = bytes([0x80, 96, 0, 1]) + bytes(8) + bytes(20)
         consent = check()
         # no await in between: the server's loop cannot read meanwhile
@@ -118,9 +122,9 @@ async def test_stun_is_handed_on_before_the_media_of_its_batch(
         len(set(batches)) <= math.ceil((count + 1) / udpsock.MAX_MEDIA_PER_WAKEUP) + 2
     ), "read in batches, not one datagram per wake-up"
     stun_at = next(i for i, (_, byte) in enumerate(order) if i and byte < 4)
-    stun_batch = order[stun_at][0]
-    first_of_batch = next(i for i, (b, _) in enumerate(order) if b == stun_batch)
-    assert stun_at == first_of_batch, "STUN before the media of its batch"
+    # read at once with the media sent before it, and handed on before it
+    # (the reader before handed it on after 480 of them)
+    assert stun_at == 1, "STUN before all the media waiting with it"
     assert sum(1 for _, byte in order[1:] if byte < 4) == 1
     assert sock.datagrams / sock.wakeups > 1
 
@@ -218,8 +222,11 @@ async def test_datagrams_carry_the_kernels_arrival_times() -> None:
 async def test_a_flooding_socket_cannot_starve_anothers_media() -> None:
     """Issue 21: both sockets ready in one loop iteration, the flooder's
     socket hands on at most MAX_MEDIA_PER_WAKEUP datagrams before the other
-    socket's media; the rest of the flood follows in later iterations."""
+    socket's media; the rest of the flood follows in later iterations, at
+    most as many in each."""
     order: list[str] = []
+    iteration = [0]
+    per_iteration: dict[int, int] = {}  # the flooder's datagrams in each
 
     class Tagged(asyncio.DatagramProtocol):
         def __init__(self, tag: str) -> None:
@@ -227,6 +234,16 @@ async def test_a_flooding_socket_cannot_starve_anothers_media() -> None:
 
         def datagram_received(self, data: bytes, addr: Any) -> None:
             order.append(self.tag)
+            if self.tag == "flooder":
+                per_iteration[iteration[0]] = per_iteration.get(iteration[0], 0) + 1
+
+    loop = asyncio.get_running_loop()
+    ticking = True
+
+    def tick() -> None:  # runs once in every loop iteration
+        iteration[0] += 1
+        if ticking:
+            loop.call_soon(tick)
 
     transports = []
     for tag in ("flooder", "peer"):
@@ -238,6 +255,7 @@ async def test_a_flooding_socket_cannot_starve_anothers_media() -> None:
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     flood = 128  # what the reader took at once before (up to 256)
     try:
+        loop.call_soon(tick)
         # no await in between: both sockets are ready when the loop looks
         for _ in range(flood):
             sender.sendto(b"\x80" + bytes(39), flooder)
@@ -245,9 +263,80 @@ async def test_a_flooding_socket_cannot_starve_anothers_media() -> None:
             sender.sendto(b"\x80" + bytes(1099), peer)
         await eventually(lambda: len(order) == flood + 5, what="all read")
     finally:
+        ticking = False
         for transport in transports:
             transport.close()
         sender.close()
     last_of_peer = max(i for i, tag in enumerate(order) if tag == "peer")
     assert order[:last_of_peer].count("flooder") <= udpsock.MAX_MEDIA_PER_WAKEUP < flood
-    assert transports[0].wakeups >= flood // udpsock.MAX_MEDIA_PER_WAKEUP
+    assert max(per_iteration.values()) <= udpsock.MAX_MEDIA_PER_WAKEUP
+    assert len(per_iteration) >= flood // udpsock.MAX_MEDIA_PER_WAKEUP
+
+
+def kernel_capacity(size: int, receive_buffer: int) -> int:
+    """How many datagrams of ``size`` bytes a socket with ``receive_buffer``
+    (as asked with ``SO_RCVBUF``) holds before the kernel drops more."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        receiver.bind(("127.0.0.1", 0))
+        receiver.setblocking(False)
+        for _ in range(5000):
+            sender.sendto(bytes(size), receiver.getsockname())
+        held = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                receiver.recv(size)
+                held += 1
+        assert 0 < held < 5000
+        return held
+    finally:
+        receiver.close()
+        sender.close()
+
+
+async def test_media_left_unread_cannot_make_the_kernel_drop_stun() -> None:
+    """Issue 21: a socket holds more media than is handed on in one loop
+    iteration; while the loop hands it on, more media arrives, then a STUN
+    consent answer. The reader before left what it did not hand on in the
+    kernel, whose buffer then overflowed and dropped the answer; now it
+    reads it all into pysfu's backlog, and STUN is handed on at once."""
+    receive_buffer = 262144  # aioice's, as pysfu's sockets ask for
+    size = 100
+    capacity = kernel_capacity(size, receive_buffer)
+    first = 200  # more than one iteration's media, fewer than one read
+    assert udpsock.MAX_MEDIA_PER_WAKEUP + 50 < first <= udpsock.MAX_DATAGRAMS_PER_WAKEUP
+    second = capacity - 20  # fits an empty buffer, not one still holding the first
+    media = b"\x80" + bytes(size - 1)
+    stun = b"\x01" + bytes(size - 1)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    handed: list[bytes] = []
+
+    class Busy(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            if not handed:  # the second burst arrives while the loop is busy
+                for _ in range(second):
+                    sender.sendto(media, address)
+                sender.sendto(stun, address)
+            handed.append(data)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.bind(("127.0.0.1", 0))
+    address = sock.getsockname()
+    transport = udpsock.open_connection_socket(sock, Busy())
+    try:
+        for _ in range(first):  # no await: the loop reads them all at once
+            sender.sendto(media, address)
+        await eventually(lambda: stun in handed, what="the STUN datagram handed on")
+        # everything read: handed on, or dropped by the reader (counted)
+        await eventually(
+            lambda: len(handed) + transport.media_dropped == first + second + 1,
+            what="every datagram read",
+        )
+        # STUN before the media still waiting when it arrived
+        assert handed.index(stun) < len(handed) - 1
+    finally:
+        transport.close()
+        sender.close()

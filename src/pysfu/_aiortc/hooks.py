@@ -37,6 +37,9 @@ HOOK_POINTS: list[tuple[type, str, tuple[str, ...] | None]] = [
     (RTCDtlsTransport, "_unregister_rtp_receiver", ("self", "receiver")),
     (RTCDtlsTransport, "_unregister_rtp_sender", ("self", "sender")),
     (RTCDtlsTransport, "_set_role", ("self", "role")),
+    # what each datagram of the receive task costs (transports.meter_dtls_receive)
+    (RTCDtlsTransport, "_recv_next", ("self",)),
+    (aioice.ice.Connection, "recv", ("self",)),  # RTCIceTransport._recv
     (RtpRouter, "route_rtp", ("self", "packet")),
     (RTCRtpReceiver, "receive", ("self", "parameters")),
     (RTCRtpReceiver, "stop", ("self",)),

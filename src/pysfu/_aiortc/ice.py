@@ -29,7 +29,7 @@ from aiortc import (
 from .. import accounting
 from .._slots import SLOT, sleep_slotted
 from . import udpmux, udpsock
-from .transports import _dtls_transports
+from .transports import _dtls_transports, meter_dtls_receive
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ def configure_ice(
         conn = gatherer._connection
         # what the seam's hooks charge CPU time to (see pysfu.accounting)
         conn._pysfu_cpu = accounting.account_of(pc)  # type: ignore[attr-defined]
+        meter_dtls_receive(dtls)  # DTLS records and SRTCP, charged to it too
         if username_fragment is not None:
             conn._local_username = username_fragment
         if password is not None:

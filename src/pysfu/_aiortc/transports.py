@@ -19,7 +19,7 @@ from aiortc.rtcrtpparameters import (
 )
 from pylibsrtp._binding import lib as _srtp_lib
 
-from ..accounting import CpuAccount
+from ..accounting import CpuAccount, metered
 from ..rtp.header import REWRITTEN_FIELDS
 
 _srtp_protect = _srtp_lib.srtp_protect
@@ -118,3 +118,44 @@ def cpu_account_of(dtls: RTCDtlsTransport) -> CpuAccount | None:
     :func:`pysfu._aiortc.configure_ice`), if any."""
     account = getattr(dtls.transport._connection, "_pysfu_cpu", None)
     return account if isinstance(account, CpuAccount) else None
+
+
+def meter_dtls_receive(dtls: RTCDtlsTransport) -> None:
+    """Charge the CPU time of each datagram the DTLS transport's receive task
+    handles to the participant's account (:mod:`pysfu.accounting`): DTLS
+    records (the handshake, the data channel's records) as ``data``, SRTCP
+    (decryption, RTCP parsing and handling) as ``rtcp``, also when it fails
+    to decrypt (forged or replayed), which costs the server as much and was
+    charged to nobody. RTP that takes this path (before the direct path
+    takes over, :class:`.receive.RtpTap`) is measured, not charged:
+    forwarding media is the service. Meters inside (SCTP, RTCP handling)
+    charge their own time; each second is charged once."""
+    if getattr(dtls, "_pysfu_receive_metered", False):
+        return
+    ice = dtls.transport
+    recv = ice._recv
+    kind: list[str | None] = [None]
+
+    async def recv_noting() -> bytes:
+        data: bytes = await recv()
+        first = data[0] if data else 0
+        if 19 < first < 64:  # RFC 7983: DTLS
+            kind[0] = "data"
+        elif 127 < first < 192 and len(data) > 1 and 191 < data[1] < 209:
+            kind[0] = "rtcp"  # RFC 5761: RTCP packet types 192-208
+        else:
+            kind[0] = None
+        return data
+
+    def reason() -> str | None:
+        return kind[0]
+
+    recv_next = dtls._recv_next
+
+    async def recv_next_metered() -> None:
+        kind[0] = None
+        await metered(cpu_account_of(dtls), reason, recv_next())
+
+    ice._recv = recv_noting
+    dtls._recv_next = recv_next_metered  # type: ignore[method-assign]
+    dtls._pysfu_receive_metered = True  # type: ignore[attr-defined]

@@ -11,10 +11,15 @@ flooding client's consent answers reached the server 2.0-4.6 s late.
 Here pysfu binds each connection's socket itself and hands aioice a
 :class:`ConnectionSocket` as its ``StunProtocol``'s transport: on each
 readiness event up to :data:`MAX_DATAGRAMS_PER_WAKEUP` waiting datagrams
-are read (of them up to :data:`MAX_MEDIA_PER_WAKEUP` media, so that a
-flooding socket cannot take a loop iteration from the others), and STUN
-(RFC 7983: first byte 0-3) is handed on before the media of the same batch,
-as the shared port (:mod:`.udpmux`) does.
+are read and classified as they are read (RFC 7983: STUN starts with 0-3).
+STUN is handed on at once, before any media; media is handed on at most
+:data:`MAX_MEDIA_PER_WAKEUP` per loop iteration (so that a flooding socket
+cannot take an iteration from the others), the rest held in the socket's
+backlog (at most :data:`MAX_PENDING_MEDIA`, beyond it dropped and counted)
+and handed on in the next iterations. Media is no longer left in the kernel
+for the next iteration: the kernel's buffer then filled behind it and
+dropped whatever came next, consent answers included (a flooded socket
+lost 99 of 100 STUN probes; ``python -m benchmarks.udpmux --flood``).
 
 Each datagram is read with ``recvmsg`` and carries the time the kernel
 received it (``SO_TIMESTAMPNS``), put on the ``time.monotonic()`` clock:
@@ -33,24 +38,35 @@ import struct
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 #: Datagrams read from one connection's socket per readiness event at most
-#: (STUN included: a flood of STUN cannot hold the loop either).
-MAX_DATAGRAMS_PER_WAKEUP = 256
-#: Media (non-STUN) datagrams handed on per socket per readiness event at
-#: most; the rest waits in the kernel for the next loop iteration, while the
-#: loop serves the other ready sockets. asyncio runs each ready socket's
-#: callback once per iteration, so this cap is what shares an iteration
-#: between a flooding socket and the others. 32: a 1,200-byte media stream
-#: of up to 7.7 Mbit/s (a simulcast publisher's three layers) fits in
+#: (STUN included: a flood of STUN cannot hold the loop either). Reading
+#: and classifying one costs about 1 µs, handing it on (SRTP, forwarding)
+#: tens of µs: what is read beyond what is handed on waits in the backlog.
+#: Read faster than a flood arrives, the kernel's buffer does not overflow
+#: and drop consent answers: 512 per iteration of 20 ms is 25,000/s.
+MAX_DATAGRAMS_PER_WAKEUP = 512
+#: Media (non-STUN) datagrams handed on per socket per loop iteration at
+#: most; the rest waits in the socket's backlog for the next iterations,
+#: while the loop serves the other ready sockets. asyncio runs each ready
+#: socket's callback once per iteration, so this cap is what shares an
+#: iteration between a flooding socket and the others. 32: a 1,200-byte media
+#: stream of up to 7.7 Mbit/s (a simulcast publisher's three layers) fits in
 #: iterations of 40 ms (pysfu's loop under ``stress-ng --cpu 2`` lagged
 #: 10-40 ms), so a legitimate peer is not held back in steady state; a
 #: flooder gets 32 handlings per iteration where it got 256.
 MAX_MEDIA_PER_WAKEUP = 32
+#: Media datagrams read but not handed on yet that one socket holds at most
+#: (600 KiB of 1,200-byte datagrams, about what the kernel's buffer held
+#: before: aioice asks for 256 KiB, which Linux doubles); beyond it media is
+#: dropped as it is read, counted in ``media_dropped``, while STUN still
+#: gets through.
+MAX_PENDING_MEDIA = 512
 _MAX_DATAGRAM = 65536
 
 #: Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS, asm-generic and x86; Python's
@@ -183,9 +199,10 @@ def read_batch(
 
 
 class ConnectionSocket(asyncio.DatagramTransport):
-    """A connection's own UDP socket, read in batches with STUN first; what
-    aioice's ``StunProtocol`` (and pysfu's sender) use as its transport, in
-    place of asyncio's."""
+    """A connection's own UDP socket, read in batches, STUN handed on as it
+    is read and media at most :data:`MAX_MEDIA_PER_WAKEUP` per loop
+    iteration; what aioice's ``StunProtocol`` (and pysfu's sender) use as
+    its transport, in place of asyncio's."""
 
     def __init__(
         self,
@@ -210,6 +227,12 @@ class ConnectionSocket(asyncio.DatagramTransport):
         self.send_dropped = 0
         #: datagrams whose handler raised (the first one is logged)
         self.handler_errors = 0
+        #: media datagrams dropped as they were read, the backlog being full
+        #: (the first one is logged)
+        self.media_dropped = 0
+        #: media read but not handed on yet, oldest first
+        self._backlog: deque[tuple[bytes, Address, float | None]] = deque()
+        self._drain_scheduled = False
         protocol.connection_made(self)
         loop.add_reader(self._fileno, self._read_ready)
 
@@ -253,11 +276,15 @@ class ConnectionSocket(asyncio.DatagramTransport):
         if not self._reading and not self._closing:
             self._reading = True
             self._loop.add_reader(self._fileno, self._read_ready)
+            if self._backlog and not self._drain_scheduled:
+                self._drain_scheduled = True
+                self._loop.call_soon(self._drain)
 
     def close(self) -> None:
         if self._closing:
             return
         self._closing = True
+        self._backlog.clear()
         if self._reading:
             self._loop.remove_reader(self._fileno)
         # as asyncio does: the protocol learns it on the next iteration
@@ -284,7 +311,11 @@ class ConnectionSocket(asyncio.DatagramTransport):
         offset = realtime_to_monotonic()
         stun: Batch | None = None
         media: Batch = []
-        media_left = MAX_MEDIA_PER_WAKEUP
+        backlog = self._backlog
+        # media read beyond what is handed on now waits in the backlog; read
+        # anyway once it is full (and dropped): what stays in the kernel
+        # makes it drop what comes next, STUN included
+        room = MAX_PENDING_MEDIA - len(backlog) + MAX_MEDIA_PER_WAKEUP
         for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
             try:
                 size, ancdata, _flags, addr = recvmsg_into(buffers, _ANCILLARY_SIZE)
@@ -293,35 +324,80 @@ class ConnectionSocket(asyncio.DatagramTransport):
             except OSError as exc:  # an ICMP error reported for an earlier send
                 self._protocol.error_received(exc)
                 continue
-            data = view[:size].tobytes()
-            arrival = kernel_arrival(ancdata, offset) if ancdata else None
-            if size and data[0] < 4:  # RFC 7983: STUN starts with 0-3
+            if size and view[0] < 4:  # RFC 7983: STUN starts with 0-3
                 if stun is None:
                     stun = []
-                stun.append((data, addr, arrival))
+                arrival = kernel_arrival(ancdata, offset) if ancdata else None
+                stun.append((view[:size].tobytes(), addr, arrival))
+            elif len(media) < room:
+                arrival = kernel_arrival(ancdata, offset) if ancdata else None
+                media.append((view[:size].tobytes(), addr, arrival))
             else:
-                media.append((data, addr, arrival))
-                media_left -= 1
-                if not media_left:  # the rest next iteration: see the cap
-                    break
+                self._media_dropped()
         self.wakeups += 1
         self.datagrams += len(media)
         received = self._protocol.datagram_received
-        if stun is not None:  # consent answers first: never behind media
-            self.datagrams += len(stun)
-            self.stun += len(stun)
-            media[:0] = stun
         try:
-            for data, addr, arrival in media:
+            if stun is not None:  # consent answers first: never behind media
+                self.datagrams += len(stun)
+                self.stun += len(stun)
+                for data, addr, arrival in stun:
+                    if self._closing:
+                        return
+                    local.arrival = arrival
+                    try:
+                        received(data, addr)
+                    except Exception:  # one bad datagram must not lose the rest
+                        self._handler_failed()
+            if backlog or self._drain_scheduled or len(media) > MAX_MEDIA_PER_WAKEUP:
+                backlog.extend(media)  # handed on by _drain, in order
+                if not self._drain_scheduled:
+                    self._drain()
+                return
+            for data, addr, arrival in media:  # the common case: all at once
                 if self._closing:
                     return
                 local.arrival = arrival
                 try:
                     received(data, addr)
-                except Exception:  # one bad datagram must not lose the rest
+                except Exception:
                     self._handler_failed()
         finally:
             local.arrival = None
+
+    def _drain(self) -> None:
+        """Hand on up to :data:`MAX_MEDIA_PER_WAKEUP` of the backlog; the rest
+        in the next loop iteration."""
+        self._drain_scheduled = False
+        if self._closing or not self._reading:
+            return  # resume_reading() drains again
+        backlog = self._backlog
+        local = _buffers
+        received = self._protocol.datagram_received
+        try:
+            for _ in range(min(len(backlog), MAX_MEDIA_PER_WAKEUP)):
+                if self._closing:
+                    return
+                data, addr, arrival = backlog.popleft()
+                local.arrival = arrival
+                try:
+                    received(data, addr)
+                except Exception:
+                    self._handler_failed()
+        finally:
+            local.arrival = None
+        if backlog and not self._closing:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._drain)
+
+    def _media_dropped(self) -> None:
+        if not self.media_dropped:
+            logger.warning(
+                "%s receives media faster than it is handed on: dropping what"
+                " its backlog cannot hold (counted in media_dropped)",
+                self._sock,
+            )
+        self.media_dropped += 1
 
     def _handler_failed(self) -> None:
         if not self.handler_errors:

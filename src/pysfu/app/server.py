@@ -36,6 +36,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import secrets
 import signal
@@ -101,6 +102,8 @@ __all__ = [
     "SfuApp",
     "bearer",
     "cli",
+    "consent_timeout",
+    "consent_timing",
     "cpu_budget",
     "error",
     "ice_addresses",
@@ -155,6 +158,29 @@ def cpu_budget(value: str) -> float | None:
             f"{value!r}: a share of one core, over 0 and at most 1, or 'off'"
         )
     return share
+
+
+def consent_timeout(value: str) -> float:
+    """``--consent-timeout``: seconds, at least one consent check interval
+    (``IceConfig.consent_interval``, 2 s)."""
+    interval = IceConfig.consent_interval
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not interval <= seconds < math.inf:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: seconds, at least the {interval:g} s between consent checks"
+        )
+    return seconds
+
+
+def consent_timing(timeout: float) -> tuple[float, int]:
+    """``IceConfig``'s ``consent_interval`` and ``consent_failures`` for a
+    ``--consent-timeout`` of ``timeout`` seconds: checks every 2 s (the
+    library's interval), the deadline rounded to whole checks."""
+    interval = IceConfig.consent_interval
+    return interval, max(1, round(timeout / interval))
 
 
 def parse_args(
@@ -314,6 +340,21 @@ def parse_args(
         help="share of one core a participant may make the server spend on its "
         "signalling, data, candidates and RTCP over 10 s before it is removed "
         "(reason cpu_budget); 'off' measures without removing [PYSFU_CPU_BUDGET]",
+    )
+    add(
+        "--consent-timeout",
+        type=consent_timeout,
+        default=consent_timeout(
+            env(
+                "PYSFU_CONSENT_TIMEOUT",
+                f"{IceConfig.consent_interval * IceConfig.consent_failures:g}",
+            )
+        ),
+        metavar="SECONDS",
+        help="seconds a peer that answers no ICE consent check (it vanished: "
+        "killed, unplugged) keeps its seat before it is removed; time the "
+        "server itself was stalled does not count; at least 2 (one check "
+        "interval) [PYSFU_CONSENT_TIMEOUT]",
     )
     add(
         "--max-rooms",
@@ -541,6 +582,7 @@ class SfuApp:
         # is for clients that cannot reach it directly.
         self.client_ice_servers = stun + turn
         self.ice_addresses = ice_addresses(args.ice_address)
+        consent_interval, consent_failures = consent_timing(args.consent_timeout)
         config = SFUConfig(
             ice=IceConfig(
                 host_addresses=self.ice_addresses,
@@ -548,6 +590,8 @@ class SfuApp:
                 servers=stun,
                 port_range=args.ice_ports,
                 shared_port=args.ice_udp_port if args.ice_udp_port >= 0 else None,
+                consent_interval=consent_interval,
+                consent_failures=consent_failures,
             ),
             limits=LimitsConfig(
                 max_rooms=args.max_rooms,
