@@ -1,8 +1,8 @@
 """A sliding-window bitrate counter that costs the same however sparse the packets.
 
-The REMB estimator's incoming counter (in place of aiortc's ``RateCounter``,
-see :mod:`.estimator`), also used by the forwarder for the bitrate of each
-simulcast layer. Pure: the time is passed in.
+The forwarder's counter for the bitrate of each simulcast layer (it was the
+REMB estimator's too, before pysfu's own estimator, :mod:`pysfu.rtp.estimator`,
+replaced aiortc's). Pure: the time is passed in.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ class WindowedRate:
     A drop-in for aiortc's ``RateCounter`` (same ``add``/``rate``/``reset``
     and the same figures, reordered packets included; a sample older than
     the window is ignored, where aiortc's would land in a wrong bucket),
-    which the REMB estimator calls twice per received video packet.
-    aiortc's counter keeps
+    called for every received packet of a simulcast layer. aiortc's counter keeps
     one bucket per millisecond and clears them one by one as time passes: a
     Python loop of one step per millisecond between two packets, about half
-    of the estimator's cost. This one keeps the samples themselves and drops
+    of aiortc's REMB estimator's cost. This one keeps the samples themselves and drops
     those that left the window, so a packet costs O(1) amortized.
 
     ``scale`` converts bytes per millisecond into the unit of :meth:`rate`

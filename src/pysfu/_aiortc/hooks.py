@@ -190,9 +190,6 @@ def check_hook_points() -> None:
         RTCRtpReceiver.__init__.__code__.co_names
     ):
         problems.append("aiortc RTCRtpReceiver has no __remote_bitrate_estimator")
-    counter = getattr(RemoteBitrateEstimator(), "incoming_bitrate", None)
-    if not all(hasattr(counter, name) for name in ("add", "rate", "reset")):
-        problems.append("aiortc RemoteBitrateEstimator has no incoming_bitrate counter")
     # read and set between an offer and its answer (sdp.answer_with_offered_codecs)
     for name in ("_codecs", "_preferred_codecs"):
         if name not in RTCRtpTransceiver.__init__.__code__.co_names:

@@ -216,7 +216,8 @@ class RtpTap:
             elif conn._closing:
                 drop("closed")
             elif queue.qsize() >= (
-                # a socket's batch (udpsock) hands on up to 256 at once; before
+                # a socket (udpsock) hands on up to 32 media datagrams per loop
+                # iteration, STUN besides; before
                 # ICE completes, anyone may be sending to a connection's port
                 MAX_QUEUED_DATAGRAMS_SHARED
                 if muxed or nominated
