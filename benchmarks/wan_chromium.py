@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.wan.bed import Direction, Port, available  # noqa: E402
-from tests.wan.call import CallFailed, wait_for  # noqa: E402
+from tests.wan.call import CallFailed, Lines, wait_for  # noqa: E402
 from tests.wan.chromium import chromium_call, frames  # noqa: E402
 
 from .harness.tables import summary, table  # noqa: E402
@@ -119,10 +119,59 @@ def _layer_fps(sends: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def _timeline(sends: list[dict[str, Any]], origin: float) -> list[dict[str, Any]]:
+    """The publisher's video sender, second by second (``--trace``)."""
+    out = []
+    for r in sends:
+        video = r["outbound"][0] if r["outbound"] else {}
+        remote = r.get("remote") or {}
+        out.append(
+            {
+                "t": round(r["t"] - origin, 1),
+                "height": video.get("height"),
+                "fps": video.get("fps"),
+                "target": video.get("target"),
+                "available": r.get("available"),
+                "limited": video.get("limited"),
+                "cpu_s": (video.get("limited_seconds") or {}).get("cpu"),
+                "bw_s": (video.get("limited_seconds") or {}).get("bandwidth"),
+                "fraction_lost": remote.get("fraction_lost"),
+                "lost": remote.get("lost"),
+                "rtt": remote.get("rtt"),
+            }
+        )
+    return out
+
+
+def _server_trace(lines: Lines, origin: float) -> dict[str, Any]:
+    """What pysfu told the publisher and why (``--trace``)."""
+    rembs = [
+        {**r, "remb": round(r["remb"] - origin, 2)}
+        for r in lines.records
+        if "remb" in r and "tracks" not in r
+    ]
+    samples = [
+        {"t": round(r["t"] - origin, 1), "tracks": r["tracks"]}
+        for r in lines.records
+        if "tracks" in r
+    ]
+    return {
+        "rembs": rembs,
+        "sources": dict(collections.Counter(r["source"] for r in rembs)),
+        "samples": samples,
+    }
+
+
 def measure(
-    scenario: Scenario, mode: str, warmup: float, seconds: float, timeout: float
+    scenario: Scenario,
+    mode: str,
+    warmup: float,
+    seconds: float,
+    timeout: float,
+    trace: bool = False,
 ) -> dict[str, Any]:
     cell: dict[str, Any] = {"scenario": scenario.name, "mode": mode}
+    server_trace = Lines() if trace and mode != "p2p" else None
     links = {"publisher": Port(""), "viewer": scenario.viewer}
     others = [f"other{n}" for n in range(1, scenario.others + 1)]
     if others and mode == "p2p":
@@ -134,7 +183,9 @@ def measure(
             links,
             mode="p2p" if mode == "p2p" else "pysfu",
             simulcast=mode == "simulcast",
+            server_trace=server_trace,
         ) as (bed, published, viewers):
+            origin = time.monotonic()
             viewed = viewers["viewer"]
             wait_for(lambda: frames(viewed) > 0, timeout, "the viewer's first picture")
             time.sleep(warmup)
@@ -150,6 +201,7 @@ def measure(
             # the clean viewers' decoded fps (room scenarios)
             others_fps = [_fps(viewers[name], start) for name in others]
             sends = [r for r in published.reports() if r["t"] >= start - 0.5]
+            everything = published.reports()
     except CallFailed as error:
         cell["error"] = str(error)
         return cell
@@ -208,7 +260,32 @@ def measure(
         load=max(load_start, load_end[0]),
         seconds=span,
         links=bed.emulator_counters,
+        publisher_height=statistics.median(
+            r["outbound"][0]["height"] for r in sends if r["outbound"]
+        ),
+        publisher_limited_s={
+            reason: round(
+                (sends[-1]["outbound"][0].get("limited_seconds") or {}).get(reason, 0)
+                - (sends[0]["outbound"][0].get("limited_seconds") or {}).get(reason, 0),
+                1,
+            )
+            for reason in ("none", "cpu", "bandwidth", "other")
+        }
+        if sends[0]["outbound"] and sends[-1]["outbound"]
+        else None,
+        # ICE restarts the pages asked for (pysfu-client.js; 0 for p2p)
+        ice_restarts={
+            "publisher": sends[-1].get("ice_restarts", 0),
+            "viewer": views[-1].get("ice_restarts", 0),
+        },
+        publisher_fraction_lost=max(
+            (r.get("remote") or {}).get("fraction_lost", 0) for r in sends
+        ),
     )
+    if trace:
+        cell["timeline"] = _timeline(everything, origin)
+        if server_trace is not None:
+            cell["server"] = _server_trace(server_trace, origin)
     return cell
 
 
@@ -228,6 +305,9 @@ COLUMNS = [
     ("load", "load (1 min)", "{:.1f}"),
 ]
 
+
+#: kept in the JSON, too long to print
+TRACED = ("timeline", "server")
 
 SUMMARY = [
     ("fps", "viewer fps", "{:.1f}"),
@@ -249,6 +329,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=90.0)
     parser.add_argument("--runs", type=int, default=1, help="repeat every cell")
     parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="keep the publisher's sender stats second by second and the "
+        "server's REMB decisions (tests/wan/traced_serve.py) in the JSON",
+    )
+    parser.add_argument(
         "--summarize", metavar="JSON", help="only print the tables of a saved run"
     )
     parser.add_argument(
@@ -268,10 +354,16 @@ def main() -> None:
         for name in args.scenarios.split(","):
             for mode in args.modes.split(","):
                 cell = measure(
-                    SCENARIOS[name], mode, args.warmup, args.seconds, args.timeout
+                    SCENARIOS[name],
+                    mode,
+                    args.warmup,
+                    args.seconds,
+                    args.timeout,
+                    trace=args.trace,
                 )
                 cell["run"] = run
-                print(json.dumps(cell), flush=True)
+                shown = {k: v for k, v in cell.items() if k not in TRACED}
+                print(json.dumps(shown), flush=True)
                 cells.append(cell)
     document = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),

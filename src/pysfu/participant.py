@@ -391,6 +391,10 @@ class Participant(ClientEndpoint):
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
+        if state == "connected":
+            # before the publisher's first video frame: see Forwarder.on_connected
+            for forwarder in list(self.publications.values()):
+                forwarder.on_connected(forwarder.clock())
         if (
             state in ("failed", "closed")
             and not self.closed

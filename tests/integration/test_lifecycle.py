@@ -24,6 +24,7 @@ from pysfu import (
     SFUConfig,
 )
 from pysfu import _aiortc as rtc
+from pysfu.forwarding.congestion import SlowestSubscriber
 from pysfu.signalling import Leave, RoomClosed
 from pysfu.stats import SubscriptionStats
 
@@ -400,6 +401,18 @@ async def test_a_replaced_track_reaches_subscribers_on_the_same_stream(
     sfu: SFU,
     peers: PeerFactory,
 ) -> None:
+    # aiortc's VP8 encoder is re-created on a bitrate change and then refuses
+    # frames whose pts is below its first one, which replaceTrack's new track
+    # (pts from 0) sends: the host's sender would stop. Its first bitrate
+    # change comes with pysfu's first REMB; the start value would make that
+    # one arrive before the replacement, so this test, about pysfu's side,
+    # leaves it out (an aiortc limitation, whatever pysfu sends).
+    sfu.config = replace(
+        sfu.config,
+        forwarding=replace(
+            sfu.config.forwarding, remb_policy=SlowestSubscriber(start_at_cap=False)
+        ),
+    )
     room = sfu.create_room("r1")
     host = await peers("host", code=1).join(room, "host")
     guest = await peers("guest", code=2).join(room)

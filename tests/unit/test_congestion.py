@@ -22,7 +22,11 @@ from aiortc.rtp import (
 )
 
 from pysfu.forwarding.congestion import SlowestSubscriber, UplinkOnly, simulcast_target
-from pysfu.forwarding.forwarder import ABS_SEND_TIME_URI, REMB_REPEAT_INTERVAL
+from pysfu.forwarding.forwarder import (
+    ABS_SEND_TIME_URI,
+    REMB_REPEAT_INTERVAL,
+    REMB_START_INTERVAL,
+)
 from pysfu.forwarding.retransmit import (
     OVER_BUDGET,
     TOO_SOON,
@@ -52,8 +56,12 @@ def test_the_floor_holds_unless_the_cap_is_lower() -> None:
     assert policy.combine(2_000_000, 50_000, [20_000]) == 50_000
 
 
-def test_nothing_measured_means_no_report() -> None:
-    assert SlowestSubscriber().combine(None, 2_500_000, []) is None
+def test_before_anything_is_measured_the_publisher_starts_at_the_cap() -> None:
+    # Chromium takes a REMB in its first 2 s as its target: said nothing, it
+    # stayed at its 300 kbit/s start and at 180p for good (issue 14)
+    assert SlowestSubscriber().combine(None, 2_500_000, []) == 2_500_000
+    assert SlowestSubscriber().combine(None, None, []) is None  # no cap: nothing
+    assert SlowestSubscriber(start_at_cap=False).combine(None, 2_500_000, []) is None
     # a subscriber's estimate alone is enough (publisher without abs-send-time)
     assert SlowestSubscriber().combine(None, 2_500_000, [600_000]) == 600_000
 
@@ -99,7 +107,8 @@ def test_a_stale_subscriber_estimate_is_ignored() -> None:
     assert forwarder.subscriber_estimates(now=101.0) == [300_000]
     stale = 100.0 + forwarder.config.remb_stale_after + 0.1
     assert forwarder.subscriber_estimates(now=stale) == []
-    assert forwarder.target_bitrate(now=stale) is None  # nothing else measured
+    # nothing else measured: back to the start value
+    assert forwarder.target_bitrate(now=stale) == forwarder.config.max_video_bitrate
 
 
 def test_a_departed_subscriber_no_longer_counts() -> None:
@@ -258,6 +267,88 @@ def test_a_simulcast_publisher_is_told_the_cap_not_the_uplink_estimate() -> None
 
 
 # -- the uplink estimate's REMBs ----------------------------------------------
+
+
+def abs_send_time_map() -> HeaderExtensionsMap:
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        type(
+            "Parameters",
+            (),
+            {
+                "headerExtensions": [
+                    RTCRtpHeaderExtensionParameters(3, ABS_SEND_TIME_URI)
+                ]
+            },
+        )()
+    )
+    return extensions
+
+
+def test_a_new_publisher_is_told_the_cap_until_its_uplink_is_measured() -> None:
+    """The first ~3 s of video give aiortc's estimator no estimate; the
+    publisher hears the cap meanwhile (repeated: Chromium acts on it only in
+    the 2 s after its first receiver report), then the estimate."""
+    forwarder, _, upstream, _ = make("video", [VP8, RTX])
+    forwarder.set_codecs([VP8, RTX], {ABS_SEND_TIME_URI: 3})
+    extensions = abs_send_time_map()
+    cap = forwarder.config.max_video_bitrate
+    assert cap is not None
+    sent: list[tuple[float, int]] = []
+    seq = 0
+    for frame in range(180):  # 6 s at 30 frames a second, a steady link
+        at = frame / 30
+        for i in range(3):
+            packet = RtpPacket(
+                payload_type=96, sequence_number=seq, timestamp=frame * 3000, ssrc=7
+            )
+            packet.extensions.abs_send_time = int(at * 262144) & 0xFFFFFF
+            packet.payload = (VP8_KEYFRAME if frame == 0 else VP8_DELTA) + bytes(1000)
+            data = packet.serialize(extensions)
+            now = 100.0 + at + i * 0.001
+            before = len(rembs_sent(upstream))
+            forwarder.on_rtp(
+                RtpPacket.parse(data, extensions), data, int(now * 1000), now
+            )
+            if len(rembs_sent(upstream)) != before:
+                sent.append((now - 100.0, rembs_sent(upstream)[-1]))
+            seq += 1
+    assert forwarder.stats.uplink_estimate is not None
+    starts = [(at, bitrate) for at, bitrate in sent if bitrate == cap]
+    # the cap from the first packet on, not one REMB per packet
+    assert starts[0][0] == 0.0
+    assert 3 <= len(starts) <= 3.5 / REMB_START_INTERVAL
+    for (at, _), (next_at, _) in itertools.pairwise(starts):
+        assert next_at - at >= REMB_START_INTERVAL
+    # then the measured estimate (~720 kbit/s sent here), and no more cap
+    measured = [at for at, bitrate in sent if bitrate < cap]
+    assert measured and measured[0] > starts[-1][0]
+    assert all(bitrate < cap for at, bitrate in sent if at >= measured[0])
+
+
+def test_a_connected_publisher_hears_the_cap_before_its_first_frame() -> None:
+    """Chromium picks its first resolution from the bitrate it has for its
+    first frames; a REMB after the first video packet came too late."""
+    forwarder, _, upstream, _ = make("video", [VP8, RTX])
+    forwarder.set_codecs([VP8, RTX], {ABS_SEND_TIME_URI: 3}, ssrcs={0x1111, 0x2222})
+    forwarder.on_connected(now=5.0)
+    (remb,) = [p for p in upstream.rtcp if isinstance(p, RtcpPsfbPacket)]
+    bitrate, ssrcs = unpack_remb_fci(remb.fci)
+    assert bitrate == forwarder.config.max_video_bitrate
+    assert sorted(ssrcs) == [0x1111, 0x2222]  # the SDP's: no packet yet
+    # an audio track has no REMB to send
+    audio, _, audio_upstream, _ = make("audio", [OPUS])
+    audio.set_codecs([OPUS], {}, ssrcs={0x3333})
+    audio.on_connected(now=5.0)
+    assert audio_upstream.rtcp == []
+
+
+def test_a_reconnected_publisher_keeps_its_measured_estimate() -> None:
+    forwarder, _, upstream, _ = make("video", [VP8, RTX])
+    forwarder.set_codecs([VP8, RTX], {}, ssrcs={0x1111})
+    forwarder.stats.uplink_estimate = 800_000  # measured before an ICE restart
+    forwarder.on_connected(now=5.0)
+    assert rembs_sent(upstream) == []
 
 
 def test_an_overused_uplink_does_not_get_a_remb_per_packet() -> None:

@@ -28,6 +28,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -187,11 +188,18 @@ async () => {
     } else if (s.type === 'candidate-pair' && s.nominated
                && s.availableOutgoingBitrate !== undefined) {
       result.available = s.availableOutgoingBitrate;
+      result.pair_rtt = s.currentRoundTripTime || null;
     } else if (s.type === 'outbound-rtp' && s.kind === 'video') {
       result.outbound.push({rid: s.rid || null, bytes: s.bytesSent || 0,
         frames: s.framesEncoded || 0, height: s.frameHeight || 0,
         limited: s.qualityLimitationReason || null,
+        limited_seconds: s.qualityLimitationDurations || null,
+        fps: s.framesPerSecond || 0,
         encode_seconds: s.totalEncodeTime || 0, target: s.targetBitrate || 0});
+    } else if (s.type === 'remote-inbound-rtp' && s.kind === 'video') {
+      // what the far end's receiver reports say of this sender's stream
+      result.remote = {fraction_lost: s.fractionLost || 0,
+        lost: s.packetsLost || 0, rtt: s.roundTripTime || null};
     } else if (s.type === 'transport') {
       result.transport = {dtls: s.dtlsState || null,
         ufrag: s.iceLocalUsernameFragment || null,
@@ -281,6 +289,7 @@ def chromium_call(
     server_args: Sequence[str] = (),
     seed: int = 1,
     interval: float = 1.0,
+    server_trace: Lines | None = None,
 ) -> Iterator[tuple[WanBed, Lines, dict[str, Lines]]]:
     """A call of Chromiums on the bed: ``links`` has ``"publisher"`` and one
     or more viewers (any other names); a ``"server"`` node on a clean link is
@@ -289,7 +298,9 @@ def chromium_call(
     room of the app's page and the viewers join it; ``"p2p"``: one viewer, a
     direct call signalled through the server node. ``interval``: seconds
     between the peers' stats lines. Yields the bed, the publisher's lines
-    and the viewers' (by name), once every peer is started."""
+    and the viewers' (by name), once every peer is started.
+    ``server_trace`` (pysfu mode): the server runs
+    :mod:`tests.wan.traced_serve` and its lines are collected there."""
     viewers = [name for name in links if name != "publisher"]
     camera = str(camera_y4m(CAMERA))
     peer = [
@@ -303,13 +314,16 @@ def chromium_call(
         server = bed.address("server")
         if mode == "pysfu":
             base = f"http://{server}:{APP_PORT}"
-            bed.spawn(
+            process = bed.spawn(
                 "server",
                 [
                     sys.executable,
                     "-m",
-                    "pysfu",
-                    "serve",
+                    *(
+                        ["pysfu", "serve"]
+                        if server_trace is None
+                        else ["tests.wan.traced_serve"]
+                    ),
                     f"--bind={server}",
                     f"--port={APP_PORT}",
                     f"--ice-address={server}",
@@ -319,8 +333,13 @@ def chromium_call(
                     *(["--simulcast"] if simulcast else []),
                     *server_args,
                 ],
-                stdout=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL if server_trace is None else subprocess.PIPE,
             )
+            if server_trace is not None:
+                assert process.stdout is not None
+                threading.Thread(
+                    target=server_trace.follow, args=(process.stdout,), daemon=True
+                ).start()
             _wait_serving(bed, base + "/")
             published = follow(
                 bed.spawn(

@@ -66,9 +66,23 @@ class RembPolicy(Protocol):
 @dataclass(frozen=True)
 class SlowestSubscriber:
     """The minimum of the uplink estimate, the cap and every subscriber's
-    estimate, but never below ``floor`` (unless the cap is lower)."""
+    estimate, but never below ``floor`` (unless the cap is lower).
+
+    ``start_at_cap``: before anything is measured (pysfu's uplink estimate
+    takes its first ~3 s of video, and no subscriber has reported), the
+    publisher is told the cap. Chromium takes a REMB that arrives in the
+    first 2 s after its first receiver report as its target at once (its
+    start phase; later REMBs only limit what its loss-based controller
+    reaches at ~8 %/s). Saying nothing then left it at its 300 kbit/s start,
+    where it lowers the resolution and, on detailed pictures, never raises
+    it again: 180p on a clean link where a direct call, whose transport-cc
+    probes measure Mbit/s within a second, keeps 270-540p. Too high a start
+    costs the publisher's uplink a few seconds of queueing at most: its
+    loss-based controller and pysfu's estimate (over-use) bring it down.
+    """
 
     floor: int = DEFAULT_FLOOR
+    start_at_cap: bool = True
 
     def combine(
         self, own_estimate: int | None, cap: int | None, subscribers: Sequence[int]
@@ -77,7 +91,8 @@ class SlowestSubscriber:
         if own_estimate is not None:
             candidates.append(own_estimate)
         if not candidates:
-            return None  # only a cap: nothing measured to report yet
+            # nothing measured yet: the start value, if any
+            return cap if self.start_at_cap else None
         bitrate = max(min(candidates), self.floor)
         if cap is not None:
             bitrate = min(bitrate, cap)

@@ -29,6 +29,7 @@ __all__ = [
     "NACK_REPEAT_INTERVAL",
     "REMB_HYSTERESIS",
     "REMB_REPEAT_INTERVAL",
+    "REMB_START_INTERVAL",
     "REPAIRED_RID_URI",
     "RID_URI",
     "CodecInfo",
@@ -66,6 +67,11 @@ REMB_HYSTERESIS = 0.08
 #: sent at most this often (seconds). A changed value goes out at once. (Seen:
 #: one REMB per forwarded video packet, ~3x the CPU per packet in-process.)
 REMB_REPEAT_INTERVAL = 0.2
+
+#: Before pysfu's uplink estimate exists (its first ~3 s of video), the
+#: policy's start value is sent this often (seconds): Chromium acts on it
+#: only in the first 2 s after its first receiver report, whenever that is.
+REMB_START_INTERVAL = 0.5
 
 
 class RtpHeaderLike(Protocol):
@@ -438,6 +444,14 @@ class Forwarder:
                 if remb is not None:
                     self.stats.uplink_estimate = remb[0]
                     self._send_remb(now, REMB_REPEAT_INTERVAL)
+                elif self.stats.uplink_estimate is None and (
+                    self._remb_sent_at is None
+                    or now - self._remb_sent_at >= REMB_START_INTERVAL
+                ):
+                    # not measured yet: the policy's start value (see
+                    # SlowestSubscriber.start_at_cap), while the
+                    # publisher's controller still takes it as its target
+                    self._send_remb(now, REMB_START_INTERVAL)
 
     # ------------------------------------------------------------------
     # simulcast
@@ -775,6 +789,20 @@ class Forwarder:
         ):
             self._send_remb(now)
 
+    def on_connected(self, now: float) -> None:
+        """The publisher's transport is up (DTLS done): tell it the policy's
+        start value before its first video frame, if nothing is measured yet.
+
+        Chromium's encoder picks its first resolution from the bitrate it has
+        for its first frames: at its 300 kbit/s start it drops them and
+        scales down (720p to 180-360p), and a detailed picture stays small.
+        A REMB that only followed the first video packet came after that
+        choice. Before any packet the REMB names the SSRCs of the SDP.
+        """
+        if self.kind != "video" or self.stats.uplink_estimate is not None:
+            return
+        self._send_remb(now)
+
     def _send_remb(self, now: float, repeat_after: float = 0.0) -> None:
         """Send the REMB the policy asks for now; with ``repeat_after``, not
         if it would repeat the standing value sent less than that long ago."""
@@ -785,6 +813,8 @@ class Forwarder:
         ]
         if self.media_ssrc is not None:
             ssrcs.append(self.media_ssrc)
+        elif not ssrcs:
+            ssrcs = sorted(self.announced_ssrcs)  # no packet yet
         if not ssrcs:
             return
         bitrate = self.target_bitrate(now)
