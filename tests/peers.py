@@ -97,6 +97,9 @@ class PatternVideoTrack(VideoStreamTrack):
     """30 fps frames carrying the peer's code and a frame counter."""
 
     def __init__(self, code: int) -> None:
+        if not 0 <= code < 1 << CODE_BITS:
+            # it would be drawn modulo 16: another peer's code, silently
+            raise ValueError(f"pattern code {code} not in 0..{(1 << CODE_BITS) - 1}")
         super().__init__()
         self.code = code
         self.counter = 0
