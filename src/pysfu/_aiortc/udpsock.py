@@ -336,31 +336,32 @@ class ConnectionSocket(asyncio.DatagramTransport):
                 self._media_dropped()
         self.wakeups += 1
         self.datagrams += len(media)
+        if stun is not None:  # consent answers first: never behind media
+            self.datagrams += len(stun)
+            self.stun += len(stun)
+            self._hand_on(stun)
+            if self._closing:
+                return
+        if backlog or self._drain_scheduled or len(media) > MAX_MEDIA_PER_WAKEUP:
+            backlog.extend(media)  # handed on by _drain, in order
+            if not self._drain_scheduled:
+                self._drain()
+            return
+        self._hand_on(media)  # the common case: all at once
+
+    def _hand_on(self, batch: Batch) -> None:
+        """Give each datagram of ``batch`` to the protocol, with its arrival
+        time readable through :func:`arrival_time`, until the socket closes."""
+        local = _buffers
         received = self._protocol.datagram_received
         try:
-            if stun is not None:  # consent answers first: never behind media
-                self.datagrams += len(stun)
-                self.stun += len(stun)
-                for data, addr, arrival in stun:
-                    if self._closing:
-                        return
-                    local.arrival = arrival
-                    try:
-                        received(data, addr)
-                    except Exception:  # one bad datagram must not lose the rest
-                        self._handler_failed()
-            if backlog or self._drain_scheduled or len(media) > MAX_MEDIA_PER_WAKEUP:
-                backlog.extend(media)  # handed on by _drain, in order
-                if not self._drain_scheduled:
-                    self._drain()
-                return
-            for data, addr, arrival in media:  # the common case: all at once
+            for data, addr, arrival in batch:
                 if self._closing:
                     return
                 local.arrival = arrival
                 try:
                     received(data, addr)
-                except Exception:
+                except Exception:  # one bad datagram must not lose the rest
                     self._handler_failed()
         finally:
             local.arrival = None
@@ -372,20 +373,10 @@ class ConnectionSocket(asyncio.DatagramTransport):
         if self._closing or not self._reading:
             return  # resume_reading() drains again
         backlog = self._backlog
-        local = _buffers
-        received = self._protocol.datagram_received
-        try:
-            for _ in range(min(len(backlog), MAX_MEDIA_PER_WAKEUP)):
-                if self._closing:
-                    return
-                data, addr, arrival = backlog.popleft()
-                local.arrival = arrival
-                try:
-                    received(data, addr)
-                except Exception:
-                    self._handler_failed()
-        finally:
-            local.arrival = None
+        # taken off first: what is left when the socket closes is cleared
+        self._hand_on(
+            [backlog.popleft() for _ in range(min(len(backlog), MAX_MEDIA_PER_WAKEUP))]
+        )
         if backlog and not self._closing:
             self._drain_scheduled = True
             self._loop.call_soon(self._drain)
