@@ -88,8 +88,7 @@ class Participant(ClientEndpoint):
         #: Tracks this participant publishes, by track id.
         self.publications: dict[str, Forwarder] = {}
         self.closed = False
-        #: Client messages refused with an error so far, and by error code.
-        self.signalling_errors = 0
+        #: Client messages refused with an error so far, by error code.
         self.signalling_errors_by_code: dict[str, int] = {}
         #: ICE restarts the client asked for (``restart_ice``).
         self.ice_restarts_requested = 0
@@ -159,6 +158,11 @@ class Participant(ClientEndpoint):
         """What sends the server's offers (``None`` for a WHIP/WHEP session)."""
         session = self.session
         return session.negotiator if isinstance(session, OfferingSession) else None
+
+    @property
+    def signalling_errors(self) -> int:
+        """Client messages refused with an error so far."""
+        return sum(self.signalling_errors_by_code.values())
 
     @property
     def connection_state(self) -> str:
@@ -282,7 +286,6 @@ class Participant(ClientEndpoint):
 
     async def refuse(self, error: SignallingError) -> None:
         """Answer a client message the server cannot accept with an error."""
-        self.signalling_errors += 1
         codes = self.signalling_errors_by_code
         codes[error.code] = codes.get(error.code, 0) + 1
         logger.debug("%s: refused a message: %s", self, error.code)
