@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,7 @@ import pytest
 from pysfu import SFU, IceConfig, SFUConfig
 
 from .peers import Peer, PeerFactory
+from .redis_server import RedisServer, free_tcp_port
 
 LOOPBACK = IceConfig(host_addresses=("127.0.0.1",))
 
@@ -52,6 +53,15 @@ async def peers() -> AsyncIterator[PeerFactory]:
     yield make
     for peer in made:
         await peer.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """Debian's redis-server on a free loopback port, stopped by its pid."""
+    server = RedisServer(free_tcp_port(), tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from ..example_server import example_server
 from ..helpers import LIVENESS, child_pids, eventually, udp_port_owner
 from ..peers import Peer, PeerFactory
 from ..ws_client import WsClient, create_room, join
-from .app_helpers import server_port
+from .app_helpers import scrape, server_port
 
 pytestmark = [
     pytest.mark.adversarial,
@@ -65,20 +65,6 @@ async def member(
     client = await WsClient.connect(http, grant)
     peer.attach(client)
     return grant, peer, client
-
-
-async def scrape(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-    async with http.get(f"{base}/metrics", headers=headers) as response:
-        assert response.status == 200
-        text = await response.text()
-    return {
-        sample.name + "".join(f"[{v}]" for v in sample.labels.values()): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 async def flood(peer: Peer, removed: asyncio.Event) -> int:
@@ -172,7 +158,7 @@ async def test_a_cpu_burner_is_removed_from_the_app(
         # follow: its data is read until it is gone), then its signalling closed
         codes = [e.code for e in rogue.errors]
         if "cpu_budget" not in codes:
-            metrics = await scrape(http, base)
+            metrics = await scrape(http, base, METRICS_TOKEN)
             cpu = {k: v for k, v in metrics.items() if "cpu" in k}
             raise AssertionError(f"not removed for CPU: sent {sent}, {cpu}, {codes}")
         assert codes.count("cpu_budget") == 1, codes
@@ -191,7 +177,7 @@ async def test_a_cpu_burner_is_removed_from_the_app(
             assert not [m for m in ws.raw if m["type"] == "participant-left"]
         assert not (host.errors or viewer.errors)
 
-        metrics = await scrape(http, base)
+        metrics = await scrape(http, base, METRICS_TOKEN)
         assert metrics["pysfu_participants_removed_total[cpu_budget]"] == 1
         # (the budget counts every reason: data, and its signalling and RTCP)
         charged = sum(v for k, v in metrics.items() if k.startswith(CPU_METRIC))

@@ -16,7 +16,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +41,6 @@ from ..ws_client import WsClient
 #: The nodes' TTL, as in tests/integration/test_cluster.py: short, so that a killed
 #: node's rooms are re-homed soon, long enough for a loaded machine.
 TTL = 5.0
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(free_port(), tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -16,9 +16,7 @@ from yarl import URL
 
 from ..example_server import HOST_KEY, RunningExample, example_server, free_port
 from ..ws_client import create_room, join
-from .test_app_cluster import TTL, redis_server
-
-__all__ = ["redis_server"]  # the fixture, used by name
+from .test_app_cluster import TTL
 
 
 @pytest.fixture

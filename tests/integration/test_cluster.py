@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from pysfu.cluster import ClusterNode, NodeFenced
 
 from ..example_server import stop_process
 from ..helpers import eventually
-from ..redis_server import RedisServer, free_tcp_port
+from ..redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Short, so failover tests are quick, yet long enough that the test
@@ -27,14 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 #: machine (with 2 s a test failed in a run loaded with stress-ng and a
 #: parallel browser suite).
 TTL = 5.0
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(free_tcp_port(), tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

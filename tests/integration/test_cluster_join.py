@@ -5,8 +5,7 @@ two members see and hear each other on the room's node."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -20,15 +19,6 @@ from ..peers import PeerFactory
 from ..redis_server import RedisServer, free_tcp_port
 from ..ws_client import WsClient
 from .test_docs import snippet
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(free_tcp_port(), tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
 
 Node = tuple[str, SFU, ClusterNode]
 

@@ -54,14 +54,6 @@ DECODES = """async (id) => {
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(free_port(), tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def nodes(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[Server]]:
     """Nodes A and B, app processes stopped by their pids (A may be killed)."""
     from ...example_server import stop_process

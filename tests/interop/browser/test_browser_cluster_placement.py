@@ -22,7 +22,6 @@ from .test_browser_cluster_failover import (  # noqa: F401 (fixtures)
     live_nodes,
     nodes,
     pair_in_a_room,
-    redis_server,
 )
 from .test_browser_room import assert_receives
 
@@ -43,7 +42,7 @@ def participants_total(server: Server) -> int:
 async def test_a_room_started_on_a_busy_node_opens_on_the_other(
     nodes: list[Server],  # noqa: F811 (the fixture imported above)
     browser: Browser,
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
 ) -> None:
     a, b = nodes
     await wait_for(
