@@ -86,6 +86,8 @@ async def test_an_rtcp_flooder_is_removed_and_the_other_room_decodes(
                 assert sum(member.cpu_seconds.values()) < BUDGET
         assert [e.participant_id for e in left] == ["rogue"]
         totals = sfu.retired.plus_live(stats)
-        assert totals.cpu_seconds["rtcp"] > BUDGET  # the rogue's, kept after it left
+        # The rogue reached the budget over all its reasons (signalling and
+        # data count too); most of it was the flood, kept after it left.
+        assert totals.cpu_seconds["rtcp"] > BUDGET / 2
     finally:
         await sfu.close()
