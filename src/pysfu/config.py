@@ -217,6 +217,15 @@ class ForwardingConfig:
       :class:`~pysfu.forwarding.simulcast.SimulcastPolicy`,
       ``simulcast_policy``), and the publisher is held to its uplink rather
       than to its slowest subscriber.
+    - ``transport_cc``: negotiate transport-wide congestion control with
+      video publishers that offer it (browsers): pysfu reports when each of
+      their packets arrived (:mod:`pysfu.rtp.twcc`) and the publisher
+      estimates its own uplink, probing included, as in a direct call;
+      pysfu's REMB then only passes on the cap and the subscribers'
+      estimates. Publishers without it (aiortc, GStreamer unless asked) keep
+      pysfu's own uplink estimate. Process-wide once any
+      :class:`~pysfu.SFU` in the process enables it (it extends aiortc's
+      tables, see :func:`pysfu._aiortc.register_transport_cc`).
     """
 
     keyframe_min_interval: float = 0.5
@@ -229,6 +238,7 @@ class ForwardingConfig:
     retransmit: RetransmitPolicy = field(default_factory=_default_retransmit_policy)
     simulcast: bool = False
     simulcast_policy: SimulcastPolicy = field(default_factory=_default_simulcast_policy)
+    transport_cc: bool = True
 
 
 @dataclass(frozen=True)

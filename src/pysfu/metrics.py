@@ -176,6 +176,12 @@ def _families(live: SFUStats, totals: Totals, p: str) -> Iterator[Metric]:
             totals.sctp_aborts,
         ),
         (
+            "transport_feedback_sent",
+            "Transport-wide congestion control feedback packets sent to"
+            " publishers that estimate their own uplink.",
+            totals.transport_feedback_sent,
+        ),
+        (
             "participants_joined",
             "Participants that joined a room.",
             totals.participants_joined,

@@ -347,6 +347,12 @@ class Participant(ClientEndpoint):
         ICE port that were dropped before aioice queued them."""
         return self.transport.malformed_packets
 
+    @property
+    def transport_feedback_sent(self) -> int:
+        """Transport-wide feedback packets sent to this participant (see
+        :mod:`pysfu.rtp.twcc`)."""
+        return self.transport.transport_feedback_sent
+
     def stats(self) -> ParticipantStats:
         """A snapshot of this participant's counters."""
         return ParticipantStats.of(self)

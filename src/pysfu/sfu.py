@@ -8,7 +8,7 @@ import logging
 import secrets
 from collections.abc import Callable
 
-from ._aiortc import register_passthrough_codecs
+from ._aiortc import register_passthrough_codecs, register_transport_cc
 from .config import SFUConfig
 from .datachannel import DataFilter
 from .errors import RoomExists, RoomNotFound, TooManyRooms
@@ -47,6 +47,8 @@ class SFU:
         self._listeners: list[RoomListener] = []
         self._rooms_view: LocalRooms | None = None
         register_passthrough_codecs(self.config.passthrough_codecs)
+        if self.config.forwarding.transport_cc:
+            register_transport_cc()
 
     def as_rooms(self) -> LocalRooms:
         """This SFU as a :class:`pysfu.rooms.Rooms` (always the same object)."""

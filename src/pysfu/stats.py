@@ -58,6 +58,9 @@ class PublishedTrackStats:
     remb_bitrate: int | None = None
     #: pysfu's own estimate of the publisher's uplink (bit/s).
     uplink_estimate: int | None = None
+    #: Whether the publisher estimates its uplink itself, from the
+    #: transport-wide feedback pysfu sends (``None``: not known yet).
+    publisher_estimates: bool | None = None
     #: Simulcast: each layer's (rid's) received bitrate (bit/s, last 2 s)
     #: and frame rate (frames/s, last 4 s), what the layer choice goes by;
     #: ``None`` while not known. Empty without simulcast.
@@ -99,6 +102,7 @@ class PublishedTrackStats:
             subscribers=len(forwarder.downtracks),
             remb_bitrate=stats.remb_bitrate,
             uplink_estimate=stats.uplink_estimate,
+            publisher_estimates=stats.publisher_estimates,
             layer_bitrates=layer_bitrates,
             layer_fps=layer_fps,
         )
@@ -204,6 +208,9 @@ class ParticipantStats:
     cpu_seconds: Mapping[str, float] = field(default_factory=dict)
     #: :attr:`signalling_errors` by error code (``too_many_candidates``, ...).
     signalling_errors_by_code: Mapping[str, int] = field(default_factory=dict)
+    #: Transport-wide feedback packets sent to it (a publisher that numbers
+    #: its packets and estimates its own uplink, see :mod:`pysfu.rtp.twcc`).
+    transport_feedback_sent: int = 0
 
     @classmethod
     def of(cls, participant: _Participant) -> ParticipantStats:
@@ -227,6 +234,7 @@ class ParticipantStats:
             else DataChannelStats(),
             cpu_seconds=account.snapshot() if account is not None else {},
             signalling_errors_by_code=dict(participant.signalling_errors_by_code),
+            transport_feedback_sent=participant.transport_feedback_sent,
         )
 
 
@@ -301,6 +309,8 @@ class Totals:
     #: Participants' SCTP associations aborted for breaking the limits
     #: (:attr:`DataChannelStats.sctp_aborts`).
     sctp_aborts: int = 0
+    #: Transport-wide feedback packets sent to publishers.
+    transport_feedback_sent: int = 0
     #: CPU seconds charged to participants, by reason (see
     #: :attr:`ParticipantStats.cpu_seconds`).
     cpu_seconds: dict[str, float] = field(default_factory=dict)
@@ -312,6 +322,7 @@ class Totals:
         self.data_bytes_relayed += participant.data.bytes_sent
         self.data_messages_dropped += participant.data.messages_dropped
         self.sctp_aborts += participant.data.sctp_aborts
+        self.transport_feedback_sent += participant.transport_feedback_sent
         for code, count in participant.signalling_errors_by_code.items():
             _bump(self.signalling_errors_by_code, code, count)
         for reason, seconds in participant.cpu_seconds.items():
@@ -351,6 +362,7 @@ class Totals:
             data_bytes_relayed=self.data_bytes_relayed,
             data_messages_dropped=self.data_messages_dropped,
             sctp_aborts=self.sctp_aborts,
+            transport_feedback_sent=self.transport_feedback_sent,
             cpu_seconds=dict(self.cpu_seconds),
         )
         for room in live.rooms:
@@ -394,6 +406,8 @@ class _Participant(Protocol):
     def signalling_errors_by_code(self) -> Mapping[str, int]: ...
     @property
     def malformed_packets(self) -> int: ...
+    @property
+    def transport_feedback_sent(self) -> int: ...
     @property
     def data(self) -> _DataChannel | None: ...
 

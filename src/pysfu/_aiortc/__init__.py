@@ -98,6 +98,7 @@ from .sdp import (
     parse_client_offer,
     register_passthrough_codecs,
     register_simulcast_extensions,
+    register_transport_cc,
     section_directions,
     simulcast_rids_answered,
 )
@@ -184,6 +185,7 @@ __all__ = [
     "protect_rtp",
     "register_passthrough_codecs",
     "register_simulcast_extensions",
+    "register_transport_cc",
     "remote_bitrate_estimator",
     "remote_ice_credentials",
     "restart_ice",

@@ -22,8 +22,9 @@ from aiortc.rtcrtpparameters import (
 from aiortc.rtp import HeaderExtensions
 
 from ..accounting import metered
-from ..rtp.extensions import extension_checks
+from ..rtp.extensions import extension_checks, find_extension
 from ..rtp.header import RtpHeader, parse_header
+from ..rtp.twcc import TransportFeedback
 from .transports import _SRTP_BUFFER, cpu_account_of
 from .udpmux import is_muxed
 from .udpsock import arrival_time, realtime_to_monotonic
@@ -107,6 +108,12 @@ class RtpTap:
     task (a task wake-up and a chain of awaits per packet). DTLS, SRTCP and
     STUN still take the stock path. aiortc's transport-level
     ``packetsReceived``/``bytesReceived`` then no longer count these packets.
+
+    Packets carrying a transport-wide sequence number (when negotiated,
+    see :func:`.sdp.register_transport_cc`) are recorded with their arrival
+    time in :attr:`transport_feedback`, routed or not (a sender's probes
+    are padding nobody consumes); :attr:`on_transport_feedback` is called
+    at the first one, to start sending the feedback.
     """
 
     def __init__(self, transport: RTCDtlsTransport, *, direct: bool = True) -> None:
@@ -118,6 +125,14 @@ class RtpTap:
         self.rtcp_errors = 0
         #: SRTP packets that failed authentication/replay checks (direct path).
         self.srtp_errors = 0
+        #: Arrival times of packets numbered transport-wide, to be reported.
+        self.transport_feedback = TransportFeedback()
+        #: Called (once) when the first such packet arrives; must not raise.
+        self.on_transport_feedback: Callable[[], None] | None = None
+        #: The SSRC of the last packet numbered transport-wide (the media
+        #: source named in the feedback).
+        self.transport_feedback_ssrc = 0
+        self._transport_cc_id = 0
         self._checks: list[int] = []
         self._configure_checks()
         register = transport._register_rtp_receiver
@@ -149,8 +164,12 @@ class RtpTap:
         self._sinks.clear()
 
     def _configure_checks(self) -> None:
-        """What each negotiated header extension's value must look like."""
-        self._checks = extension_checks_of(self._transport._rtp_header_extensions_map)
+        """What each negotiated header extension's value must look like, and
+        which one is the transport-wide sequence number."""
+        extensions_map = self._transport._rtp_header_extensions_map
+        self._checks = extension_checks_of(extensions_map)
+        ids = getattr(extensions_map, "_HeaderExtensionsMap__ids")  # noqa: B009
+        self._transport_cc_id = ids.transport_sequence_number or 0
 
     def _drop(self, reason: str) -> None:
         dropped = self.datagrams_dropped
@@ -288,11 +307,11 @@ class RtpTap:
             arrival = arrival_time()
             if arrival is None:
                 arrival = time.monotonic()
-            deliver(plain, int(arrival * 1e3))
+            deliver(plain, int(arrival * 1e6))
 
         conn.data_received = data_received  # type: ignore[method-assign]
 
-    def _deliver(self, data: bytes, arrival_time_ms: int) -> None:
+    def _deliver(self, data: bytes, arrival_time_us: int) -> None:
         # Never raises: an exception escaping into aiortc's receive loop (or
         # asyncio's datagram callback) would stop this publisher for good.
         transport = self._transport
@@ -301,20 +320,35 @@ class RtpTap:
             self.parse_errors += 1
             return
         try:
+            if self._transport_cc_id:
+                self._record_transport_sequence(packet, data, arrival_time_us)
             receiver = transport._rtp_router.route_rtp(packet)  # type: ignore[arg-type]
             sink = self._sinks.get(id(receiver)) if receiver is not None else None
             if sink is None:
                 self.unrouted += 1
                 return
-            sink(packet, data, arrival_time_ms, time.monotonic())
+            sink(packet, data, arrival_time_us // 1000, time.monotonic())
         except Exception:
             self.sink_errors += 1
+
+    def _record_transport_sequence(
+        self, packet: RtpHeader, data: bytes, arrival_time_us: int
+    ) -> None:
+        at = find_extension(data, packet, self._transport_cc_id)
+        if at < 0:  # (its value is two bytes: parse_header checked)
+            return
+        feedback = self.transport_feedback
+        if not feedback.received and self.on_transport_feedback is not None:
+            self.on_transport_feedback()
+        feedback.record((data[at] << 8) | data[at + 1], arrival_time_us)
+        self.transport_feedback_ssrc = packet.ssrc
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
         # decrypted on aiortc's path: libsrtp has a stream for its SSRC now
         self._inbound_ssrcs.add(int.from_bytes(data[8:12], "big"))
         self._deliver(
-            data, monotonic_ms_of_ntp_ms(arrival_time_ms, realtime_to_monotonic())
+            data,
+            1000 * monotonic_ms_of_ntp_ms(arrival_time_ms, realtime_to_monotonic()),
         )
 
     async def _handle_rtcp_data(self, data: bytes) -> None:

@@ -15,6 +15,8 @@ from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
 )
 
+from ..rtp.twcc import TRANSPORT_CC_URI
+
 #: Pass-through video codecs and the payload types they get (after aiortc's
 #: 96-102), with an RTX payload type each.
 PASSTHROUGH_VIDEO_CODECS: dict[str, tuple[int, dict[str, Any]]] = {
@@ -457,6 +459,44 @@ def register_simulcast_extensions() -> None:
     for uri, ext_id in _RID_EXTENSION_IDS.items():
         if uri not in known:
             video.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri))
+
+
+#: Id for the transport-wide sequence number extension in pysfu's offers:
+#: clear of aiortc's ids and of the rid extensions' (a browser's offer
+#: brings its own ids, which aiortc's answer keeps).
+_TRANSPORT_CC_EXTENSION_ID = 5
+
+
+def register_transport_cc() -> None:
+    """Let peer connections negotiate transport-wide congestion control for
+    video: the transport-wide sequence number extension and the
+    ``transport-cc`` feedback on every video codec registered so far (call
+    it after :func:`register_passthrough_codecs`).
+
+    With both negotiated, a browser numbers the packets it sends and
+    estimates its own uplink from pysfu's feedback
+    (:class:`pysfu.rtp.twcc.TransportFeedback`). aiortc 1.16 neither
+    numbers its packets nor reads the feedback, so between two aiortc peers
+    nothing changes; like :func:`register_passthrough_codecs` this extends
+    aiortc's process-wide tables. Idempotent.
+    """
+    from aiortc.codecs import CODECS, HEADER_EXTENSIONS
+    from aiortc.rtcrtpparameters import (
+        RTCRtcpFeedback,
+        RTCRtpHeaderExtensionParameters,
+    )
+
+    video = HEADER_EXTENSIONS["video"]
+    if all(extension.uri != TRANSPORT_CC_URI for extension in video):
+        video.append(
+            RTCRtpHeaderExtensionParameters(
+                id=_TRANSPORT_CC_EXTENSION_ID, uri=TRANSPORT_CC_URI
+            )
+        )
+    feedback = RTCRtcpFeedback(type="transport-cc")
+    for codec in CODECS["video"]:
+        if codec.mimeType.lower() != "video/rtx" and feedback not in codec.rtcpFeedback:
+            codec.rtcpFeedback.append(feedback)
 
 
 def offer_simulcast(sdp: str, mids: Iterable[str], rids: Iterable[str]) -> str:

@@ -15,6 +15,7 @@ from ..config import ForwardingConfig
 from ..rtp.extensions import find_extension, header_extension
 from ..rtp.header import payload_offset
 from ..rtp.keyframes import KEYFRAME_DETECTORS
+from ..rtp.twcc import TRANSPORT_CC_URI
 from .codecs import CodecInfo
 from .congestion import simulcast_target
 from .framerate import FrameRate
@@ -32,6 +33,7 @@ __all__ = [
     "REMB_START_INTERVAL",
     "REPAIRED_RID_URI",
     "RID_URI",
+    "TRANSPORT_CC_PROBATION",
     "CodecInfo",
     "Forwarder",
     "ForwarderStats",
@@ -73,6 +75,10 @@ REMB_REPEAT_INTERVAL = 0.2
 #: only in the first 2 s after its first receiver report, whenever that is.
 REMB_START_INTERVAL = 0.5
 
+#: A publisher that negotiated transport-wide numbering but whose first this
+#: many video packets carry none (aiortc) keeps pysfu's own uplink estimate.
+TRANSPORT_CC_PROBATION = 16
+
 
 class RtpHeaderLike(Protocol):
     """What the forwarder reads of a parsed packet: the tap's
@@ -112,6 +118,10 @@ class ForwarderStats:
     remb_bitrate: int | None = None
     #: pysfu's own latest estimate of the publisher's uplink (bit/s).
     uplink_estimate: int | None = None
+    #: Whether the publisher numbers its packets transport-wide and so
+    #: estimates its uplink itself from pysfu's feedback (then
+    #: ``uplink_estimate`` stays ``None``); ``None`` while undecided.
+    publisher_estimates: bool | None = None
 
 
 class ReceivedLayer:
@@ -220,6 +230,8 @@ class Forwarder:
         self._lsr = 0
         self._lsr_time = 0.0
         self._abs_send_time_id = 0
+        self._transport_cc_id = 0
+        self._unnumbered_packets = 0
         self._remb_sent_at: float | None = None
         self.keyframes = KeyframeRequester(
             self._send_pli, self.config.keyframe_min_interval, clock, call_at
@@ -263,6 +275,7 @@ class Forwarder:
         self.announced_ssrcs = frozenset(ssrcs)
         self.header_extensions = dict(header_extensions)
         self._abs_send_time_id = self.header_extensions.get(ABS_SEND_TIME_URI, 0)
+        self._transport_cc_id = self.header_extensions.get(TRANSPORT_CC_URI, 0)
         if self.kind == "video":
             self._rid_id = self.header_extensions.get(RID_URI, 0)
             self._repaired_rid_id = self.header_extensions.get(REPAIRED_RID_URI, 0)
@@ -428,11 +441,39 @@ class Forwarder:
             self._send_nack(lost, self.media_ssrc)
         self._estimate_uplink(packet, data, arrival_time_ms, now)
 
+    def _publisher_estimates(self, packet: RtpHeaderLike, data: bytes) -> bool:
+        """Whether the publisher estimates its own uplink (transport-wide
+        feedback, :class:`pysfu.rtp.twcc.TransportFeedback`), decided by its
+        first packets."""
+        decided = self.stats.publisher_estimates
+        if decided is not None:
+            return decided
+        if not self._transport_cc_id:
+            self.stats.publisher_estimates = False
+        elif find_extension(data, packet, self._transport_cc_id) >= 0:
+            self.stats.publisher_estimates = True
+        else:
+            self._unnumbered_packets += 1
+            if self._unnumbered_packets >= TRANSPORT_CC_PROBATION:
+                self.stats.publisher_estimates = False
+        return bool(self.stats.publisher_estimates)
+
     def _estimate_uplink(
         self, packet: RtpHeaderLike, data: bytes, arrival_time_ms: int, now: float
     ) -> None:
+        if self._estimator is None:
+            return  # audio: REMB speaks for video
+        if self._publisher_estimates(packet, data):
+            # Its own controller (delay, loss and probes) holds it to its
+            # uplink, measured from send times it kept and the kernel's
+            # arrival times pysfu reports: immune to this server's load. The
+            # REMB keeps standing for the cap and the subscribers.
+            sent_at = self._remb_sent_at
+            if sent_at is None or now - sent_at >= REMB_START_INTERVAL:
+                self._send_remb(now, REMB_START_INTERVAL)
+            return
         ast_id = self._abs_send_time_id
-        if self._estimator is not None and ast_id:
+        if ast_id:
             at = find_extension(data, packet, ast_id)
             if 0 < at <= len(data) - 3:
                 remb = self._estimator.add(

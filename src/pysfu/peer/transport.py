@@ -31,9 +31,13 @@ from .. import _aiortc as rtc
 from .._slots import sleep_slotted
 from ..config import SFUConfig
 
-__all__ = ["PeerTransport", "ReportSender"]
+__all__ = ["TRANSPORT_FEEDBACK_INTERVAL", "PeerTransport", "ReportSender"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between transport-wide feedback packets to a publisher that numbers
+#: its packets (libwebrtc's receivers send one every 50-250 ms, 100 by default).
+TRANSPORT_FEEDBACK_INTERVAL = 0.1
 
 #: Called on each RTCP tick with the output, once it is connected: writes
 #: the receiver and sender reports of everything on the connection.
@@ -80,6 +84,10 @@ class PeerTransport:
         self.output: rtc.RtpOutput | None = None
         self._sender_hooks: dict[int, rtc.SenderHooks] = {}
         self._rtcp_task: asyncio.Task[None] | None = None
+        self._feedback_task: asyncio.Task[None] | None = None
+        #: Transport-wide feedback packets sent to the peer.
+        self.transport_feedback_sent = 0
+        self._closing = False
 
     @property
     def connection_state(self) -> str:
@@ -113,6 +121,7 @@ class PeerTransport:
             rtc.set_consent_timing(self.pc, ice.consent_interval, ice.consent_failures)
             transport = rtc.bundle_transport_of(self.pc)
             self.tap = rtc.RtpTap(transport, direct=self._direct_receive)
+            self.tap.on_transport_feedback = self._start_transport_feedback
             self.output = rtc.RtpOutput(transport)
         return self.output
 
@@ -164,12 +173,45 @@ class PeerTransport:
             except Exception:
                 logger.exception("RTCP reports for %s failed", owner)
 
+    def _start_transport_feedback(self) -> None:
+        """The peer numbers its packets transport-wide: report their arrival
+        every :data:`TRANSPORT_FEEDBACK_INTERVAL` from now on."""
+        if self._feedback_task is None and not self._closing:
+            self._feedback_task = asyncio.get_running_loop().create_task(
+                self._run_transport_feedback()
+            )
+
+    async def _run_transport_feedback(self) -> None:
+        sender_ssrc = random.getrandbits(32)
+        interval = TRANSPORT_FEEDBACK_INTERVAL
+        failed = False
+        while True:
+            # on a grid shared by all connections: one wake-up for all
+            await sleep_slotted(interval, interval)
+            tap, output = self.tap, self.output
+            if tap is None or output is None or not output.connected:
+                continue
+            feedback = tap.transport_feedback
+            if not feedback.pending:
+                continue
+            try:
+                for packet in feedback.build(sender_ssrc, tap.transport_feedback_ssrc):
+                    if output.send_rtcp(packet):
+                        self.transport_feedback_sent += 1
+            except Exception:
+                if not failed:  # once: it would repeat ten times a second
+                    logger.exception("transport-wide feedback failed")
+                    failed = True
+
     async def stop_reports(self) -> None:
-        """Stop the RTCP tick (first thing when closing)."""
-        if self._rtcp_task is not None:
-            self._rtcp_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._rtcp_task
+        """Stop the RTCP tick and the transport-wide feedback (first thing
+        when closing)."""
+        self._closing = True
+        for task in (self._rtcp_task, self._feedback_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def close(self) -> None:
         """Unplug every hook, then close the peer connection."""
