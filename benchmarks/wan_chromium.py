@@ -11,7 +11,9 @@ detailed, moving 1280x720 y4m file at 30 fps. ``p2p``: the two pages call
 each other directly (a signalling page of the benchmark's own on the server
 node); ``pysfu``: the publisher hosts a room of ``python -m pysfu serve``'s
 own page (pysfu-client.js) and the viewer joins it; ``simulcast``: the same
-with ``--simulcast`` (Chromium sends the rids q, h, f the server offers).
+with ``--simulcast`` (Chromium sends the rids q, h, f the server offers);
+``pysfu-remb``: ``pysfu`` with ``--no-transport-cc`` (the publisher held to
+pysfu's own uplink estimate, as before transport-wide feedback).
 The viewer sends audio only (a 2-core machine runs both browsers).
 
 Per cell, over ``--seconds`` after ``--warmup`` seconds of decoding, from
@@ -35,7 +37,7 @@ import signal
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,8 @@ class Scenario:
     then: Port | None = None
     #: more viewers on clean links (a room of 2 + others; not with p2p)
     others: int = 0
+    #: the publisher's link
+    publisher: Port = field(default_factory=lambda: Port(""))
 
 
 SCENARIOS = {
@@ -87,6 +91,14 @@ SCENARIOS = {
             "viewer downlink clean, then 1 Mbit/s, 1 % loss, 60 ms",
             Port(""),
             then=BAD,
+        ),
+        Scenario(
+            "publisher-600k",
+            "publisher uplink 600 kbit/s, 40 ms",
+            Port(""),
+            publisher=Port(
+                "", up=Direction(rate_bps=600_000, delay_ms=40, queue_ms=300)
+            ),
         ),
         Scenario(
             "room4-500k",
@@ -172,7 +184,7 @@ def measure(
 ) -> dict[str, Any]:
     cell: dict[str, Any] = {"scenario": scenario.name, "mode": mode}
     server_trace = Lines() if trace and mode != "p2p" else None
-    links = {"publisher": Port(""), "viewer": scenario.viewer}
+    links = {"publisher": scenario.publisher, "viewer": scenario.viewer}
     others = [f"other{n}" for n in range(1, scenario.others + 1)]
     if others and mode == "p2p":
         cell["error"] = "p2p has one viewer"
@@ -183,6 +195,8 @@ def measure(
             links,
             mode="p2p" if mode == "p2p" else "pysfu",
             simulcast=mode == "simulcast",
+            # pysfu-remb: as before transport-cc, pysfu's own uplink estimate
+            server_args=["--no-transport-cc"] if mode == "pysfu-remb" else [],
             server_trace=server_trace,
         ) as (bed, published, viewers):
             origin = time.monotonic()

@@ -79,6 +79,7 @@ def snapshot(sfu: Any) -> dict[str, Any]:
                             "pub": member.role,
                             "remb": pub.remb_bitrate,
                             "own": pub.uplink_estimate,
+                            "self_estimating": pub.publisher_estimates,
                             "received": pub.packets_received,
                             "bytes": pub.bytes_received,
                             "lost": pub.packets_lost,

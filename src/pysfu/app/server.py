@@ -455,6 +455,14 @@ def parse_args(
     add("--log-level", default=env("PYSFU_LOG_LEVEL", "INFO"), help="[PYSFU_LOG_LEVEL]")
     add("--simulcast", action="store_true", help="receive simulcast (rids q, h, f)")
     add(
+        "--no-transport-cc",
+        dest="transport_cc",
+        action="store_false",
+        help="do not negotiate transport-wide congestion control: publishers "
+        "are then held to pysfu's own estimate of their uplink (REMB) instead "
+        "of estimating it themselves from pysfu's feedback",
+    )
+    add(
         "--simulcast-min-fps",
         type=float,
         default=float(env("PYSFU_SIMULCAST_MIN_FPS", "10")),
@@ -603,6 +611,7 @@ class SfuApp:
             forwarding=ForwardingConfig(
                 simulcast=args.simulcast,
                 simulcast_policy=SimulcastPolicy(min_fps=args.simulcast_min_fps),
+                transport_cc=args.transport_cc,
             ),
         )
         #: the in-process SFU, when the rooms are in this process: recordings
