@@ -34,10 +34,10 @@ FEEDBACK_FMT = 15
 #: Received packets listed in one feedback packet at most (each takes up to
 #: 2 bytes of delta and a 16-bit chunk per 7 statuses): under ~1,200 bytes.
 MAX_RECEIVED_PER_PACKET = 400
-#: Packets held between two feedbacks at most; beyond, the oldest are given
-#: up. At 100 ms between feedbacks that is 50,000 packets per second, far
-#: more than any camera sends: a bound against a peer that numbers its
-#: packets wildly, never reached by one that does not.
+#: Packets held between two feedbacks at most; beyond, the newest are not
+#: recorded (reported lost). At 100 ms between feedbacks that is 50,000
+#: packets per second, far more than any camera sends: a bound against a
+#: peer that floods, never reached by one that does not.
 MAX_PENDING = 5000
 
 _HEADER = struct.Struct("!BBHIIHHI")  # RTCP header, SSRCs, base, count, ref+fb count
@@ -70,7 +70,7 @@ class TransportFeedback:
         self.late = 0
         #: Packets whose number was seen already (a replay or duplicate).
         self.duplicates = 0
-        #: Packets given up unreported because too many were pending.
+        #: Packets not recorded because too many were pending.
         self.overflowed = 0
         #: Feedback packets written.
         self.packets_built = 0
@@ -102,12 +102,10 @@ class TransportFeedback:
             self.duplicates += 1
             return
         if len(arrivals) >= MAX_PENDING:
-            oldest = min(arrivals)
-            del arrivals[oldest]
+            # until the next feedback: constant work per packet under a
+            # flood; the sender reads the packets left out as lost
             self.overflowed += 1
-            self._next_base = oldest + 1
-            if seq < oldest:
-                return
+            return
         arrivals[seq] = arrival_us
         self.received += 1
 
