@@ -54,6 +54,10 @@ export interface JoinOptions {
   /** Send "leave" (with rejoin: true) when the page goes away (pagehide);
    *  default true. */
   leaveOnPageHide?: boolean;
+  /** Ms without any packet arriving on a connection that was receiving
+   *  before asking for an ICE restart; default 1500, 0 turns it off. The
+   *  server sends media, reports or feedback several times a second. */
+  restartIceOnStall?: number;
   /** Ms of ICE "disconnected" before asking for an ICE restart; default 500
    *  (Chromium reports it only after 5-7 s without answers). */
   restartIceAfter?: number;

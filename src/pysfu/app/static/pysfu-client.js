@@ -12,8 +12,9 @@
 // says hello with the signalling token, answers every offer (putting back the
 // ICE password the offers leave out, publishing `stream` on the sections the
 // server receives on), trickles candidates, resumes the session after a
-// dropped socket, asks for an ICE restart when the network changes (ICE
-// "disconnected" for 0.5 s, or "failed"), and leaves when the page goes away
+// dropped socket, asks for an ICE restart when the network changes (nothing
+// received for 1.5 s, ICE "disconnected" for 0.5 s, or "failed"), and leaves
+// when the page goes away
 // (saying it may come back: a host's room then waits for it, a guest's seat
 // is kept for it, see remember). When the server offers to receive simulcast
 // (pysfu serve --simulcast: a=simulcast:recv q;h;f), each layer gets explicit
@@ -103,6 +104,12 @@ export class Call extends EventTarget {
       if (state === "connected" || state === "completed") this._renewed = false;
       this._watchIce();
     };
+    // Chromium calls a dead path "disconnected" only 5-7 s after the last
+    // packet; a connection on which packets stopped arriving (the server
+    // sends media, reports or feedback several times a second) asks sooner.
+    this._inbound = { bytes: -1, media: 0, since: 0, flowing: false };
+    const stallAfter = options.restartIceOnStall ?? 1500;
+    this._stallTimer = stallAfter > 0 ? setInterval(() => this._watchInbound(stallAfter), 250) : null;
     if (options.leaveOnPageHide !== false) {
       // A page cannot tell a reload from a closing tab: it leaves saying it
       // may come back, so a host's room waits for it (the host grace).
@@ -121,8 +128,9 @@ export class Call extends EventTarget {
    * Ask the server for an ICE restart: it sends an offer with fresh ICE
    * credentials, answered with fresh ones of this browser's (JSEP), on the
    * paths the network has now. DTLS and SRTP are kept. Called by the call
-   * itself when ICE stays "disconnected" for `restartIceAfter` ms (500) or
-   * fails; call it when the page knows the network changed.
+   * itself when nothing arrives for `restartIceOnStall` ms (1500), when ICE
+   * stays "disconnected" for `restartIceAfter` ms (500) or fails; call it
+   * when the page knows the network changed.
    */
   restartIce() {
     if (this.ended) return;
@@ -156,6 +164,33 @@ export class Call extends EventTarget {
     if (state === "failed" || (retry && state === "disconnected")) this.restartIce();
     else if (state === "disconnected") {
       this._iceTimer = setTimeout(() => this.restartIce(), this._options.restartIceAfter ?? 500);
+    }
+  }
+
+  async _watchInbound(stallAfter) {
+    const state = this.pc.iceConnectionState;
+    if (this.ended || this._restartPending || (state !== "connected" && state !== "completed")) {
+      this._inbound.bytes = -1; // (re)start counting once connected again
+      return;
+    }
+    let bytes = 0;
+    let media = 0;
+    (await this.pc.getStats()).forEach((s) => {
+      if (s.type === "transport") bytes += s.bytesReceived || 0;
+      else if (s.type === "inbound-rtp") media += s.packetsReceived || 0;
+    });
+    const seen = this._inbound;
+    const now = performance.now();
+    if (bytes !== seen.bytes) {
+      // a stall counts only after media arrived: when the others stop
+      // sending, a call that sends nothing itself receives nothing either
+      seen.flowing = seen.bytes >= 0 && media !== seen.media;
+      seen.bytes = bytes;
+      seen.media = media;
+      seen.since = now;
+    } else if (seen.flowing && now - seen.since >= stallAfter) {
+      seen.flowing = false; // once per stall: restartIce retries by itself
+      this.restartIce();
     }
   }
 
@@ -320,6 +355,7 @@ export class Call extends EventTarget {
     this.ended = true;
     clearTimeout(this._iceTimer);
     clearTimeout(this._failTimer);
+    clearInterval(this._stallTimer);
     if (this._onPageHide) removeEventListener("pagehide", this._onPageHide);
     if (this._ws) {
       this._ws.onclose = null;
