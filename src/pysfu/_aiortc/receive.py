@@ -80,6 +80,10 @@ MAX_QUEUED_DATAGRAM = 17 * 1024
 #: times three with simulcast, plus the SSRCs its RTCP reports come from.
 MAX_INBOUND_SSRCS = 32
 
+#: Packets without a transport-wide number after which a peer that negotiated
+#: the extension is taken not to number them (aiortc never does).
+UNNUMBERED_PACKETS_BEFORE_GIVING_UP = 64
+
 #: aiortc's arrival times are milliseconds since the NTP epoch (1900).
 _NTP_EPOCH_MS = 2_208_988_800_000
 
@@ -133,6 +137,7 @@ class RtpTap:
         #: source named in the feedback).
         self.transport_feedback_ssrc = 0
         self._transport_cc_id = 0
+        self._unnumbered = 0
         self._checks: list[int] = []
         self._configure_checks()
         register = transport._register_rtp_receiver
@@ -170,6 +175,7 @@ class RtpTap:
         self._checks = extension_checks_of(extensions_map)
         ids = getattr(extensions_map, "_HeaderExtensionsMap__ids")  # noqa: B009
         self._transport_cc_id = ids.transport_sequence_number or 0
+        self._unnumbered = 0
 
     def _drop(self, reason: str) -> None:
         dropped = self.datagrams_dropped
@@ -336,6 +342,12 @@ class RtpTap:
     ) -> None:
         at = find_extension(data, packet, self._transport_cc_id)
         if at < 0:  # (its value is two bytes: parse_header checked)
+            if not self.transport_feedback.received:
+                # negotiated, yet its packets carry no number (aiortc): stop
+                # looking until the next negotiation
+                self._unnumbered += 1
+                if self._unnumbered >= UNNUMBERED_PACKETS_BEFORE_GIVING_UP:
+                    self._transport_cc_id = 0
             return
         feedback = self.transport_feedback
         if not feedback.received and self.on_transport_feedback is not None:
