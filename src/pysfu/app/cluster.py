@@ -104,6 +104,8 @@ class AppCluster:
             on_room_lost=self._room_lost,
             cpu_seconds=self._cpu_seconds,
             on_room_placed=self._room_placed,
+            # published: no node places a room on this one once it is full
+            max_rooms=rooms.config.limits.max_rooms,
         )
         #: Creates here a room another node placed on this one (the app's
         #: hook: it knows how to create a room); called at the heartbeat that
@@ -248,7 +250,9 @@ class AppCluster:
         and the digest of its creator's single-use ``host_ticket``, valid on
         any node for ``ticket_ttl`` s. Returns that node's URL
         (:attr:`url` if it is this one: create the room here), or None if
-        another live node owns the id already.
+        another live node owns the id already. Raises
+        :class:`~pysfu.errors.TooManyRooms` (as a single node does at its
+        ``max_rooms``) when every live node holds its ``max_rooms``.
 
         A node chosen for the room that died meanwhile (its key expired
         between the choice and the claim) is skipped: placed again.
