@@ -17,7 +17,13 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from ..example_server import HOST_KEY, RunningExample, example_server, free_port
+from ..example_server import (
+    HOST_KEY,
+    RunningExample,
+    example_server,
+    free_port,
+    stop_process,
+)
 from ..helpers import LIVENESS
 from ..peers import PeerFactory
 from ..redis_server import RedisServer
@@ -282,3 +288,56 @@ async def test_a_node_at_its_max_rooms_gets_no_room_and_a_full_cluster_refuses(
             status, body = await try_create(http, base)
             assert (status, body["error"]) == (503, "too_many_rooms"), body
             assert "max_rooms" in body["message"]
+
+
+async def test_a_clean_shutdown_hands_back_the_rooms_placed_on_the_node(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A room placed on B that B has not taken up yet (B's heartbeat, every
+    TTL/3, is far off): B's SIGTERM leaves no record naming it, nor its set
+    of placed rooms, and the creator's host ticket opens the room through A
+    at once (A re-creates it, with its size)."""
+    port_a, port_b = free_port(), free_port()
+
+    def node(port: int, name: str, ttl: float) -> Any:
+        return example_server(
+            f"--redis={redis_server.url}",
+            f"--node-url=http://127.0.0.1:{port}",
+            f"--node-ttl={ttl}",
+            port=port,
+            log=tmp_path / f"node-{name}.log",
+        )
+
+    async with (
+        node(port_a, "a", TTL) as a,
+        node(port_b, "b", 600) as b,
+        aiohttp.ClientSession() as http,
+    ):
+        await settled(redis_server, 2)
+        assert owner_of(await create_room(http, a), [a, b]) == a
+        room = await create_room(http, a)  # A holds a room, B none: to B
+        assert owner_of(room, [a, b]) == b
+        directory = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            record = f"pysfu:room:{room['room']}"
+            b_id = await directory.hget(record, "node")
+            placed = f"pysfu:placed:{b_id}"
+            # not taken up: B's first heartbeat is 200 s away
+            assert await directory.smembers(placed) == {record}
+
+            stop_process(b.process)  # SIGTERM: a clean shutdown
+            assert b.process.returncode == 0
+
+            fields = await directory.hgetall(record)
+            assert "node" not in fields, fields  # no dead node named
+            assert fields["max_participants"] == "1"
+            assert not await directory.exists(placed)
+        finally:
+            await directory.aclose()
+
+        ticket = room["host_url"].split("#ticket=")[1]
+        status, grant, hops = await post_join(
+            http, api_of(room["join_url"].replace(b, a)), "host", ticket
+        )
+        assert (status, hops) == (200, 0), grant
+        assert grant["ws_url"].startswith(a.replace("http", "ws", 1) + "/ws/")

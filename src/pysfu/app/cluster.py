@@ -360,7 +360,8 @@ class AppCluster:
 
     async def orphaned(self, room_id: str) -> int | None:
         """The ``max_participants`` of ``room_id`` if the room is not here
-        and its record names a node that is no longer live (it died), or
+        and its record names a node that is no longer live (it died), no
+        node (the one it was placed on shut down before taking it up), or
         this node, which another placed it on and which has not taken it up
         yet: the room may be created here (:meth:`adopt`). None otherwise."""
         if self._has_room(room_id):
@@ -369,13 +370,14 @@ class AppCluster:
             fields = await self.node.room_fields(room_id)
             if "max_participants" not in fields:
                 return None
-            if fields.get("node") == self.node.id:
+            owner = fields.get("node")
+            if owner == self.node.id:
                 # placed here by another node; a room of this node's own
                 # that just closed is still in node.rooms until released
                 if room_id in self.node.rooms:
                     return None
                 return int(fields["max_participants"])
-            if await self.node.node(fields["node"]) is not None:
+            if owner is not None and await self.node.node(owner) is not None:
                 return None  # alive: elsewhere() redirects to it
         except RedisError as exc:
             raise ClusterUnavailable(str(exc), "cluster_unavailable") from exc

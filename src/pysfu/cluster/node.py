@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from ..errors import TooManyRooms
 from .scripts import (
     CLAIM_ROOM,
+    HAND_BACK_PLACED,
     PLACE_ROOM,
     REFRESH_ROOM,
     RELEASE_ROOM,
@@ -162,6 +163,7 @@ class ClusterNode:
         self._set_fields = self.redis.register_script(SET_ROOM_FIELDS)
         self._place = self.redis.register_script(PLACE_ROOM)
         self._take_placed = self.redis.register_script(TAKE_PLACED)
+        self._hand_back = self.redis.register_script(HAND_BACK_PLACED)
         self._heartbeat: asyncio.Task[None] | None = None
         self._closing = False
         self._last_refresh = 0.0
@@ -195,7 +197,13 @@ class ClusterNode:
         logger.info("cluster node %s registered (%s)", self.id, self.url)
 
     async def close(self) -> None:
-        """Release this node's rooms and registration (a clean shutdown)."""
+        """Release this node's rooms and registration (a clean shutdown).
+
+        The registration goes first, so that no room is placed here
+        meanwhile. Rooms placed here and not taken up yet (nobody is in them)
+        are handed back: their record keeps the room's fields but names no
+        node, and the next join through any node re-creates the room there.
+        """
         self._closing = True
         if self._heartbeat is not None:
             # cancelled until it ends: a cancellation that lands inside a
@@ -208,10 +216,21 @@ class ClusterNode:
             self._heartbeat = None
         self.admitting = False
         with contextlib.suppress(RedisError):
-            for room_id in list(self.rooms):
-                await self.release_room(room_id)
             await self.redis.delete(self._node_key(self.id))
             await self.redis.srem(f"{self.prefix}nodes", self.id)
+            for room_id in list(self.rooms):
+                await self.release_room(room_id)
+            handed = await self._hand_back(
+                keys=[self._placed_key(self.id)],
+                args=[self.id, self._room_key(""), *sorted(self.placed)],
+            )
+            self.placed.clear()
+            if handed:
+                logger.info(
+                    "cluster node %s: %d room(s) placed here handed back",
+                    self.id,
+                    handed,
+                )
         await self.redis.aclose()
 
     def info(self) -> NodeInfo:
