@@ -19,7 +19,6 @@ ICE completed are what tell a capped server from an uncapped one.)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -55,12 +54,6 @@ CPU_BOUND = 3.5
 #: Growth of the server's resident memory over the same time.
 RSS_BOUND = 30 * 2**20
 METRICS_TOKEN = "metrics-secret"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def candidate(n: int) -> Candidate:

@@ -13,7 +13,6 @@ video throughout.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +42,6 @@ BUDGET = 0.05
 MAX_SENT = 100_000
 METRICS_TOKEN = "metrics-secret"
 CPU_METRIC = "pysfu_participant_cpu_seconds_total"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def member(

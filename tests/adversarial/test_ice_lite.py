@@ -75,12 +75,6 @@ async def test_a_role_conflict_does_not_replace_the_password(
     assert all(d.stats.packets_sent == 0 for d in to_attacker)
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 @pytest.mark.parametrize(
     "options", [(), ("--ice-udp-port=0",)], ids=["port_each", "shared_port"]
 )

@@ -15,7 +15,6 @@ the attack; the server's CPU time and memory stay within bounds. With
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
@@ -49,12 +48,6 @@ CPU_BOUND = 3.5
 #: Growth of the server's resident memory over the attack.
 RSS_BOUND = 30 * 2**20
 METRICS_TOKEN = "metrics-secret"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.mark.parametrize(

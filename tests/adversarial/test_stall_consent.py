@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -27,12 +26,6 @@ pytestmark = pytest.mark.adversarial
 
 #: Longer than the consent deadline (2 s x 5 by default).
 STALL = 12.0
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def left(raw: list[dict[str, object]], participant_id: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,13 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from ..example_server import RunningExample, example_server, free_port
+from ..example_server import (
+    HOST_KEY,
+    RunningExample,
+    example_server,
+    free_port,
+    stop_process,
+)
 from ..helpers import LIVENESS
 from ..peers import PeerFactory
 from ..redis_server import RedisServer
@@ -193,3 +200,144 @@ async def test_concurrent_creations_through_every_node_are_each_placed_once(
             return status, hops
 
         assert await asyncio.gather(*(host_joins(r) for r in rooms)) == [(200, 0)] * 24
+
+
+async def published_rooms(redis_server: RedisServer, expected: dict[str, int]) -> None:
+    """Wait until each node (by URL) published ``expected`` rooms with its
+    heartbeat (what the other nodes place by)."""
+    directory = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    seen: dict[str, int] = {}
+    try:
+        for _ in range(int(LIVENESS / 0.2)):
+            ids = await directory.smembers("pysfu:nodes")
+            records = await directory.mget([f"pysfu:node:{i}" for i in ids] or ["-"])
+            seen = {
+                record["url"]: record["rooms"]
+                for record in (json.loads(r) for r in records if r is not None)
+            }
+            if all(seen.get(url) == count for url, count in expected.items()):
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await directory.aclose()
+    raise AssertionError(f"the nodes published {seen}, never {expected}")
+
+
+async def try_create(http: aiohttp.ClientSession, base: str) -> tuple[int, Any]:
+    """Status and body of a room creation through ``base``."""
+    async with http.post(
+        f"{base}/api/rooms",
+        json={"slug": "ascii"},
+        headers={"Authorization": f"Bearer {HOST_KEY}"},
+    ) as response:
+        return response.status, await response.json()
+
+
+async def test_a_node_at_its_max_rooms_gets_no_room_and_a_full_cluster_refuses(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A holds one room at most (--max-rooms=1), B three. Once A holds its
+    room, rooms created through A (where A ties as the least loaded) and
+    through B (where A has fewer rooms) all go to B, and each admits its host
+    there; once B is full too, creating through either node answers what a
+    single full node answers: 503 too_many_rooms."""
+    port_a, port_b = free_port(), free_port()
+
+    def node(port: int, name: str, max_rooms: int) -> Any:
+        return example_server(
+            f"--redis={redis_server.url}",
+            f"--node-url=http://127.0.0.1:{port}",
+            "--metrics-token=metrics",
+            f"--node-ttl={TTL}",
+            f"--max-rooms={max_rooms}",
+            port=port,
+            log=tmp_path / f"node-{name}.log",
+        )
+
+    async with (
+        node(port_a, "a", 1) as a,
+        node(port_b, "b", 3) as b,
+        aiohttp.ClientSession() as http,
+    ):
+        await settled(redis_server, 2)
+        await cluster_live(http, a, b, count=2)
+        nodes = [a, b]
+        first = await create_room(http, a)
+        assert owner_of(first, nodes) == a  # an even cluster: the node asked
+        await published_rooms(redis_server, {a: 1, b: 0})
+        assert owner_of(await create_room(http, b), nodes) == b
+        await published_rooms(redis_server, {a: 1, b: 1})
+
+        # A ties with B (one room each) and is asked, but is full: B
+        through_a = await create_room(http, a)
+        assert owner_of(through_a, nodes) == b
+        await published_rooms(redis_server, {a: 1, b: 2})
+        # A has fewer rooms than B, but is full: B keeps it
+        through_b = await create_room(http, b)
+        assert owner_of(through_b, nodes) == b
+        for room in (through_a, through_b):
+            ticket = room["host_url"].split("#ticket=")[1]
+            status, body, hops = await post_join(
+                http, api_of(room["join_url"]), "host", ticket
+            )
+            assert (status, hops) == (200, 0), body
+
+        # every node full: refused as a single node refuses
+        await published_rooms(redis_server, {a: 1, b: 3})
+        for base in (a, b):
+            status, body = await try_create(http, base)
+            assert (status, body["error"]) == (503, "too_many_rooms"), body
+            assert "max_rooms" in body["message"]
+
+
+async def test_a_clean_shutdown_hands_back_the_rooms_placed_on_the_node(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A room placed on B that B has not taken up yet (B's heartbeat, every
+    TTL/3, is far off): B's SIGTERM leaves no record naming it, nor its set
+    of placed rooms, and the creator's host ticket opens the room through A
+    at once (A re-creates it, with its size)."""
+    port_a, port_b = free_port(), free_port()
+
+    def node(port: int, name: str, ttl: float) -> Any:
+        return example_server(
+            f"--redis={redis_server.url}",
+            f"--node-url=http://127.0.0.1:{port}",
+            f"--node-ttl={ttl}",
+            port=port,
+            log=tmp_path / f"node-{name}.log",
+        )
+
+    async with (
+        node(port_a, "a", TTL) as a,
+        node(port_b, "b", 600) as b,
+        aiohttp.ClientSession() as http,
+    ):
+        await settled(redis_server, 2)
+        assert owner_of(await create_room(http, a), [a, b]) == a
+        room = await create_room(http, a)  # A holds a room, B none: to B
+        assert owner_of(room, [a, b]) == b
+        directory = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            record = f"pysfu:room:{room['room']}"
+            b_id = await directory.hget(record, "node")
+            placed = f"pysfu:placed:{b_id}"
+            # not taken up: B's first heartbeat is 200 s away
+            assert await directory.smembers(placed) == {record}
+
+            stop_process(b.process)  # SIGTERM: a clean shutdown
+            assert b.process.returncode == 0
+
+            fields = await directory.hgetall(record)
+            assert "node" not in fields, fields  # no dead node named
+            assert fields["max_participants"] == "1"
+            assert not await directory.exists(placed)
+        finally:
+            await directory.aclose()
+
+        ticket = room["host_url"].split("#ticket=")[1]
+        status, grant, hops = await post_join(
+            http, api_of(room["join_url"].replace(b, a)), "host", ticket
+        )
+        assert (status, hops) == (200, 0), grant
+        assert grant["ws_url"].startswith(a.replace("http", "ws", 1) + "/ws/")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,12 +26,6 @@ from ..ws_client import create_room, join
 from .test_ws_example import connect
 
 EBML_MAGIC = bytes.fromhex("1a45dfa3")
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -119,6 +119,32 @@ async def test_a_placement_counts_at_once_and_skips_a_dead_node(
     assert await nodes[0].owner_of("burst-3") is None
 
 
+async def test_a_clean_shutdown_hands_back_the_rooms_placed_on_the_node(
+    nodes: list[ClusterNode],
+) -> None:
+    """Rooms placed on n1 that it has not created (taken from its set by a
+    heartbeat, or still in it) keep their fields but name no node once n1
+    closes, so that a join through any node re-creates them; its own room is
+    released; its set is gone."""
+    first, second, other = nodes
+    fields = {"max_participants": "4"}
+    assert (await first.claim_room_for("taken", second.id, fields)) is not None
+    await second.heartbeat()  # no on_room_placed: taken, never created
+    assert second.placed == {"taken"}
+    assert (await first.claim_room_for("waiting", second.id, fields)) is not None
+    assert (await second.claim_room("own")).mine
+    await second.close()
+    for room in ("taken", "waiting"):
+        record = await first.room_fields(room)
+        assert "node" not in record and record["max_participants"] == "4"
+        assert await first.owner_of(room) is None
+        # any node takes it up now, at the next epoch
+        claim = await other.claim_room(room)
+        assert (claim.mine, claim.epoch) == (True, 2)
+    assert await first.room_fields("own") == {}
+    assert not await first.redis.exists(f"pysfu:placed:{second.id}")
+
+
 async def test_rooms_spread_over_the_least_loaded_nodes(
     nodes: list[ClusterNode],
 ) -> None:

@@ -966,12 +966,6 @@ def expected_statuses(request: Request, room_exists: bool) -> set[int]:
     return {200, 409, 503}
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def create_room(http: aiohttp.ClientSession, base: str, size: int) -> str:
     async with http.post(
         f"{base}/api/rooms",

@@ -11,7 +11,6 @@ subprocess, the join answer's ``seat_rejoin`` as a bearer token.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -182,12 +181,6 @@ async def test_a_grant_that_cannot_rejoin_keeps_no_seat(peers: PeerFactory) -> N
         assert admission.admit("r")
     finally:
         await sfu.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_the_app_gives_a_guest_its_seat_back_over_a_lingering_session(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -41,12 +40,6 @@ def sfu_with_grace(grace: float) -> SFU:
     # transceivers are reused by default (not for these aiortc guests: the
     # server gives them new ones, see test_reused_transceivers.py)
     return SFU(SFUConfig(ice=LOOPBACK, limits=LimitsConfig(host_grace=grace)))
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_a_host_that_comes_back_within_the_grace_keeps_the_room(

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 
 from pysfu.signalling import ClientMessage, ServerMessage, to_json
 
@@ -73,12 +71,6 @@ class PollClient:
         self._poller.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
             await self._poller  # may have failed already: the server stopped
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def join(

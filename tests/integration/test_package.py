@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -24,12 +23,6 @@ from ..wheel_venv import fresh_venv
 from ..ws_client import WsClient, create_room, join
 
 HOST_KEY = "test-host-key"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def started(process: subprocess.Popen[bytes], port: int) -> None:

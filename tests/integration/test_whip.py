@@ -33,12 +33,6 @@ from ..ws_client import WsClient, join
 from .test_lifecycle import kill_sockets
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def grant_for(
     http: aiohttp.ClientSession, base: str, room: str, role: str = "participant"
 ) -> dict[str, object]:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,6 +35,7 @@ from pysfu import (
     SpeakingChangedEvent,
 )
 from pysfu.messages import Speaking
+from pysfu.rooms import JoinRequest, RoomOptions, Rooms
 from pysfu.signalling import (
     Candidate,
     ClientMessage,
@@ -441,6 +442,52 @@ async def test_remote_errors_match_in_process_ones(pool: WorkerPool, sfu: SFU) -
         await pool.join("remote", "p2", "participant", client.deliver)
     with pytest.raises(ValueError):
         WorkerPool(0)
+
+
+async def answers_while_closing(
+    rooms: Rooms[Any], held: Callable[[], Collection[str]], how: str
+) -> list[str]:
+    """What ``seats`` answers for a room of ``rooms`` (whose ids ``held()``
+    lists) while it closes (``how``: its host leaves, or close_room), asked
+    when its guest is told ``room-closed``. (A join in that window is
+    refused by the room itself, in its worker; the pool's reader, which
+    calls this outbox, could not wait for that answer.)"""
+    room_id = await rooms.create_room(RoomOptions(max_participants=2))
+    answers: list[str] = []
+
+    async def guest_outbox(message: ServerMessage) -> None:
+        if not isinstance(message, RoomClosed):
+            return
+        try:
+            rooms.seats(room_id)
+        except RoomNotFound:
+            answers.append("seats refused")
+        else:
+            answers.append("seats granted")
+
+    host = await rooms.join(JoinRequest(room_id, "host", "host", PoolClient().deliver))
+    await rooms.join(JoinRequest(room_id, "guest", "participant", guest_outbox))
+    if how == "host left":
+        await host.leave()
+    else:
+        await rooms.close_room(room_id)
+    await eventually(lambda: answers, what="the closing room's answer")
+    await eventually(lambda: room_id not in held(), what="the room gone")
+    return answers
+
+
+@pytest.mark.parametrize("how", ["host left", "close_room"])
+async def test_a_closing_room_grants_no_seat_as_in_process(
+    pool: WorkerPool, sfu: SFU, how: str
+) -> None:
+    """From a room's first ``room-closed`` to a member until it is gone, its
+    seats are refused with RoomNotFound, in a worker as in this process
+    (admission must not grant a seat in a room going away): when its host
+    leaves, and on close_room."""
+    refused = ["seats refused"]
+    in_process = await answers_while_closing(sfu.as_rooms(), lambda: sfu.rooms, how)
+    assert in_process == refused
+    assert await answers_while_closing(pool, lambda: pool.rooms, how) == refused
 
 
 async def test_rate_limit_applies_before_the_pipe(pool: WorkerPool) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,6 @@ from ..ws_client import WsClient, create_room, join
 EITHER_MODE = pytest.mark.parametrize(
     "mode", [(), ("--workers=2",)], ids=["in-process", "workers"]
 )
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def connect(

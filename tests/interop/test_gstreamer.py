@@ -59,12 +59,6 @@ def gst(tmp_path: Path) -> Iterator[GstStarter]:
         yield start
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def credential(http: aiohttp.ClientSession, base: str, slug: str) -> Any:
     """A participant's join grant for the room ``slug``."""
     status, grant = await join(http, f"{base}/r/{slug}")

@@ -104,6 +104,8 @@ class AppCluster:
             on_room_lost=self._room_lost,
             cpu_seconds=self._cpu_seconds,
             on_room_placed=self._room_placed,
+            # published: no node places a room on this one once it is full
+            max_rooms=rooms.config.limits.max_rooms,
         )
         #: Creates here a room another node placed on this one (the app's
         #: hook: it knows how to create a room); called at the heartbeat that
@@ -248,7 +250,9 @@ class AppCluster:
         and the digest of its creator's single-use ``host_ticket``, valid on
         any node for ``ticket_ttl`` s. Returns that node's URL
         (:attr:`url` if it is this one: create the room here), or None if
-        another live node owns the id already.
+        another live node owns the id already. Raises
+        :class:`~pysfu.errors.TooManyRooms` (as a single node does at its
+        ``max_rooms``) when every live node holds its ``max_rooms``.
 
         A node chosen for the room that died meanwhile (its key expired
         between the choice and the claim) is skipped: placed again.
@@ -356,7 +360,8 @@ class AppCluster:
 
     async def orphaned(self, room_id: str) -> int | None:
         """The ``max_participants`` of ``room_id`` if the room is not here
-        and its record names a node that is no longer live (it died), or
+        and its record names a node that is no longer live (it died), no
+        node (the one it was placed on shut down before taking it up), or
         this node, which another placed it on and which has not taken it up
         yet: the room may be created here (:meth:`adopt`). None otherwise."""
         if self._has_room(room_id):
@@ -365,13 +370,14 @@ class AppCluster:
             fields = await self.node.room_fields(room_id)
             if "max_participants" not in fields:
                 return None
-            if fields.get("node") == self.node.id:
+            owner = fields.get("node")
+            if owner == self.node.id:
                 # placed here by another node; a room of this node's own
                 # that just closed is still in node.rooms until released
                 if room_id in self.node.rooms:
                     return None
                 return int(fields["max_participants"])
-            if await self.node.node(fields["node"]) is not None:
+            if owner is not None and await self.node.node(owner) is not None:
                 return None  # alive: elsewhere() redirects to it
         except RedisError as exc:
             raise ClusterUnavailable(str(exc), "cluster_unavailable") from exc

@@ -16,8 +16,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..errors import TooManyRooms
 from .scripts import (
     CLAIM_ROOM,
+    HAND_BACK_PLACED,
     PLACE_ROOM,
     REFRESH_ROOM,
     RELEASE_ROOM,
@@ -60,6 +62,15 @@ class NodeInfo:
     participants: int = 0
     #: Share of one core the node's process used since its previous heartbeat.
     cpu: float = 0.0
+    #: The most rooms the node holds (its ``LimitsConfig.max_rooms``); None:
+    #: no limit.
+    max_rooms: int | None = None
+
+    @property
+    def full(self) -> bool:
+        """Whether the node holds its :attr:`max_rooms` (rooms placed on it
+        and not yet created included): placement skips it."""
+        return self.max_rooms is not None and self.rooms >= self.max_rooms
 
     @property
     def load(self) -> tuple[int, int, float]:
@@ -101,7 +112,8 @@ class ClusterNode:
     ``load`` returns ``(rooms, participants)`` of this process for the
     heartbeat; ``cpu_seconds`` the CPU seconds spent so far, whose rate the
     heartbeat publishes (default: this process's; a node with worker
-    processes adds theirs).
+    processes adds theirs). ``max_rooms``, published too, is the most rooms
+    the node holds: placement sends no room to a node that holds as many.
     """
 
     def __init__(
@@ -117,6 +129,7 @@ class ClusterNode:
         on_room_lost: Callable[[str], None] | None = None,
         cpu_seconds: Callable[[], float] | None = None,
         on_room_placed: Callable[[str], None] | None = None,
+        max_rooms: int | None = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be > 0")
@@ -124,6 +137,7 @@ class ClusterNode:
         self.url = url
         self.media_addresses = tuple(media_addresses)
         self.ttl = ttl
+        self.max_rooms = max_rooms
         self.prefix = f"{cluster}:"
         self.admitting = False
         #: Rooms this node owns, with the epoch it holds each at.
@@ -149,6 +163,7 @@ class ClusterNode:
         self._set_fields = self.redis.register_script(SET_ROOM_FIELDS)
         self._place = self.redis.register_script(PLACE_ROOM)
         self._take_placed = self.redis.register_script(TAKE_PLACED)
+        self._hand_back = self.redis.register_script(HAND_BACK_PLACED)
         self._heartbeat: asyncio.Task[None] | None = None
         self._closing = False
         self._last_refresh = 0.0
@@ -182,7 +197,13 @@ class ClusterNode:
         logger.info("cluster node %s registered (%s)", self.id, self.url)
 
     async def close(self) -> None:
-        """Release this node's rooms and registration (a clean shutdown)."""
+        """Release this node's rooms and registration (a clean shutdown).
+
+        The registration goes first, so that no room is placed here
+        meanwhile. Rooms placed here and not taken up yet (nobody is in them)
+        are handed back: their record keeps the room's fields but names no
+        node, and the next join through any node re-creates the room there.
+        """
         self._closing = True
         if self._heartbeat is not None:
             # cancelled until it ends: a cancellation that lands inside a
@@ -195,10 +216,21 @@ class ClusterNode:
             self._heartbeat = None
         self.admitting = False
         with contextlib.suppress(RedisError):
-            for room_id in list(self.rooms):
-                await self.release_room(room_id)
             await self.redis.delete(self._node_key(self.id))
             await self.redis.srem(f"{self.prefix}nodes", self.id)
+            for room_id in list(self.rooms):
+                await self.release_room(room_id)
+            handed = await self._hand_back(
+                keys=[self._placed_key(self.id)],
+                args=[self.id, self._room_key(""), *sorted(self.placed)],
+            )
+            self.placed.clear()
+            if handed:
+                logger.info(
+                    "cluster node %s: %d room(s) placed here handed back",
+                    self.id,
+                    handed,
+                )
         await self.redis.aclose()
 
     def info(self) -> NodeInfo:
@@ -211,6 +243,7 @@ class ClusterNode:
             rooms + len(self.placed),
             participants,
             self._cpu,
+            self.max_rooms,
         )
 
     async def _register(self) -> None:
@@ -414,36 +447,45 @@ class ClusterNode:
 
     async def place_room(self, room_id: str) -> NodeInfo:
         """Where ``room_id`` lives or should: its live owner, else the least
-        loaded live node: the fewest participants, then rooms, then the
-        least CPU; this node among those tied unless it uses
-        :data:`CPU_MARGIN` of a core more than the coolest (so that an even
-        cluster sends no room away for noise), and if nothing else is live.
+        loaded live node that is not :attr:`~NodeInfo.full`: the fewest
+        participants, then rooms, then the least CPU; this node among those
+        tied unless it uses :data:`CPU_MARGIN` of a core more than the
+        coolest (so that an even cluster sends no room away for noise), and
+        if nothing else is live.
 
-        This node's load is taken as it is now, the others' as their last
-        heartbeat published it plus the rooms placed on them since (so that
-        a burst of creations between two heartbeats still spreads).
+        Each node's load is taken as its last heartbeat published it (this
+        node's as it is now) plus the rooms placed on it since (so that a
+        burst of creations between two heartbeats still spreads, and stops
+        at each node's ``max_rooms``). Raises
+        :class:`~pysfu.errors.TooManyRooms` when every live node is full.
         """
         owner = await self.owner_of(room_id)
         if owner is not None:
             return owner
-        others = [n for n in await self.live_nodes() if n.id != self.id]
-        if others:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for other in others:
-                    pipe.scard(self._placed_key(other.id))
-                pending = await pipe.execute()
-            others = [
-                replace(n, rooms=n.rooms + int(p))
-                for n, p in zip(others, pending, strict=True)
-            ]
-        me = self.info()
-        candidates = ([me] if self.admitting else []) + others
+        nodes = [n for n in await self.live_nodes() if n.id != self.id]
+        if self.admitting:
+            nodes.append(self.info())
+        if not nodes:
+            return self.info()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node in nodes:
+                pipe.scard(self._placed_key(node.id))
+            pending = await pipe.execute()
+        nodes = [
+            replace(n, rooms=n.rooms + int(p))
+            for n, p in zip(nodes, pending, strict=True)
+        ]
+        candidates = [n for n in nodes if not n.full]
         if not candidates:
-            return me
+            raise TooManyRooms(
+                f"every node of the cluster ({len(nodes)}) holds its"
+                " max_rooms rooms already"
+            )
         fewest = min((n.participants, n.rooms) for n in candidates)
         tied = [n for n in candidates if (n.participants, n.rooms) == fewest]
         coolest = min(tied, key=lambda n: n.cpu)
-        if me in tied and me.cpu <= coolest.cpu + CPU_MARGIN:
+        me = next((n for n in tied if n.id == self.id), None)
+        if me is not None and me.cpu <= coolest.cpu + CPU_MARGIN:
             return me  # no busier than the rest: no redirect for a noise
         return coolest
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "CLAIM_ROOM",
+    "HAND_BACK_PLACED",
     "PLACE_ROOM",
     "REFRESH_ROOM",
     "RELEASE_ROOM",
@@ -112,4 +113,26 @@ for _, key in ipairs(keys) do
   end
 end
 return mine
+"""
+
+#: KEYS[1] my set of rooms placed on me; ARGV: my node id, room key prefix,
+#: then the ids of rooms I took from that set and have not created yet. On
+#: a clean shutdown: every one of those rooms whose record still names me
+#: is handed back (its ``node`` field removed, the others kept, so that the
+#: next join through any node re-creates it), and the set is deleted.
+#: Returns how many were handed back.
+HAND_BACK_PLACED = """
+local keys = redis.call('SMEMBERS', KEYS[1])
+for i = 3, #ARGV do
+  table.insert(keys, ARGV[2] .. ARGV[i])
+end
+redis.call('DEL', KEYS[1])
+local count = 0
+for _, key in ipairs(keys) do
+  if redis.call('HGET', key, 'node') == ARGV[1] then
+    redis.call('HDEL', key, 'node')
+    count = count + 1
+  end
+end
+return count
 """

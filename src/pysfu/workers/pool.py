@@ -95,6 +95,9 @@ class WorkerPool:
         #: max_participants of every room, for :meth:`seats`
         self._room_sizes: dict[str, int] = {}
         self._room_codecs: dict[str, tuple[str, ...] | None] = {}
+        #: rooms whose closing began (close_room, or their worker told a
+        #: member so) and whose RoomClosedEvent has not come yet: no seats
+        self._closing: set[str] = set()
         self._listeners: list[PoolListener] = []
         self._restarts: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -215,16 +218,33 @@ class WorkerPool:
             raise RoomNotFound(f"no room {room_id}")
         return worker
 
+    def _open_worker_of(self, room_id: str) -> WorkerProcess:
+        """The worker of a room that is not closing: a closing room admits
+        nobody (the same error as :meth:`pysfu.SFU.seats` and
+        :meth:`pysfu.SFU.join` give in that window)."""
+        worker = self._worker_of(room_id)
+        if room_id in self._closing:
+            raise RoomNotFound(f"no room {room_id} (it is closing)")
+        return worker
+
     async def close_room(self, room_id: str, reason: str = "closed") -> None:
         """Close a room for everyone in it."""
         worker = self._worker_of(room_id)
+        self._closing.add(room_id)
         await worker.request(CloseRoom(room_id, reason))
+
+    def room_closing(self, room_id: str) -> None:
+        """A room's closing began in its worker (a member was told): it
+        grants no seat from now on (for its worker process)."""
+        if room_id in self._rooms:
+            self._closing.add(room_id)
 
     def room_gone(self, room_id: str) -> None:
         """Forget a room that closed or was lost (for its worker process)."""
         worker = self._rooms.pop(room_id, None)
         self._room_sizes.pop(room_id, None)
         self._room_codecs.pop(room_id, None)
+        self._closing.discard(room_id)
         if worker is not None:
             worker.rooms.discard(room_id)
 
@@ -284,7 +304,7 @@ class WorkerPool:
         room_id, participant_id = joining.room_id, joining.participant_id
         role = Role(joining.role)
         outbox = joining.outbox
-        worker = self._worker_of(room_id)
+        worker = self._open_worker_of(room_id)
         key = (room_id, participant_id)
         if key in worker.participants:
             # the worker would refuse it too, but this entry must stay intact
@@ -315,11 +335,14 @@ class WorkerPool:
     def seats(self, room_id: str) -> RoomSeats:
         """Who holds a room's seats, from the pool's own record (no request).
 
-        Raises :class:`RoomNotFound`. With :meth:`join` and
+        Raises :class:`RoomNotFound`, also for a room that is closing (from
+        :meth:`close_room`, or from its worker's first ``room-closed`` to a
+        member, until its :class:`~pysfu.events.RoomClosedEvent`), as
+        :meth:`pysfu.SFU.seats` does. With :meth:`join` and
         :meth:`leave_unless_connected` this makes the pool a
         :class:`~pysfu.rooms.Rooms` for :class:`~pysfu.admission.Admission`.
         """
-        worker = self._worker_of(room_id)
+        worker = self._open_worker_of(room_id)
         roles = [
             p.role
             for (room, _), p in worker.participants.items()

@@ -71,6 +71,10 @@ class WorkerOwner(Protocol):
     @property
     def room_hook(self) -> RoomHook | None: ...
 
+    def room_closing(self, room_id: str) -> None:
+        """A room of this worker began closing (a member was told)."""
+        ...
+
     def room_gone(self, room_id: str) -> None:
         """A room of this worker closed, or was lost with the worker."""
         ...
@@ -174,9 +178,14 @@ class WorkerProcess:
     async def _on_frame(self, frame: dict[str, Any]) -> None:
         notice = notice_from_json(frame)
         if isinstance(notice, Out):
+            message = server_message_from_json(notice.message)
+            if isinstance(message, RoomClosed):
+                # the worker's room is closing (its RoomClosedEvent follows
+                # once every member is told): no seat in it from now on
+                self._pool.room_closing(notice.room)
             target = self.participants.get((notice.room, notice.participant))
             if target is not None and not target.closed:
-                await target.deliver(server_message_from_json(notice.message))
+                await target.deliver(message)
         elif isinstance(notice, Reply):
             future = self._pending.get(notice.id)
             if future is not None and not future.done():
