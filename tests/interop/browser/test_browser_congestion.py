@@ -77,7 +77,7 @@ async def test_chromium_estimates_its_uplink_from_the_servers_feedback(
         await wait_for(ramped, f"{user.name}'s browser to ramp up its send rate")
 
 
-async def test_without_transport_cc_the_server_estimates_instead(
+async def test_without_transport_cc_no_feedback_is_sent(
     start_server: Any, browser: Browser
 ) -> None:
     server = start_server("--no-transport-cc")
