@@ -24,10 +24,18 @@ def parse_server_message(data: dict[str, Any]) -> ServerMessage:
 
 
 async def create_room(
-    http: aiohttp.ClientSession, base: str, key: str = HOST_KEY
+    http: aiohttp.ClientSession,
+    base: str,
+    key: str = HOST_KEY,
+    slug: str | None = None,
 ) -> Any:
+    """Status and body of ``POST /api/rooms`` through ``base`` (``slug``:
+    the kind of link asked for, e.g. ``"ascii"``; the server's default
+    otherwise)."""
     async with http.post(
-        f"{base}/api/rooms", headers={"Authorization": f"Bearer {key}"}
+        f"{base}/api/rooms",
+        json=None if slug is None else {"slug": slug},
+        headers={"Authorization": f"Bearer {key}"},
     ) as response:
         return response.status, await response.json()
 

@@ -37,6 +37,7 @@ from ..helpers import LIVENESS, eventually
 from ..peers import PeerFactory
 from ..redis_server import RedisServer
 from ..ws_client import WsClient
+from ..ws_client import create_room as post_room
 
 #: The nodes' TTL, as in tests/integration/test_cluster.py: short, so that a killed
 #: node's rooms are re-homed soon, long enough for a loaded machine.
@@ -375,14 +376,10 @@ async def cluster_live(http: aiohttp.ClientSession, *bases: str, count: int) -> 
 
 
 async def create_room(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
-    async with http.post(
-        f"{base}/api/rooms",
-        json={"slug": "ascii"},
-        headers={"Authorization": f"Bearer {HOST_KEY}"},
-    ) as response:
-        assert response.status == 201, await response.text()
-        room: dict[str, Any] = await response.json()
-        return room
+    """A new room (ASCII link) through ``base``; fails unless created."""
+    status, room = await post_room(http, base, slug="ascii")
+    assert status == 201, room
+    return dict(room)
 
 
 async def test_a_killed_nodes_room_is_re_homed_with_its_host(

@@ -18,7 +18,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from ..example_server import (
-    HOST_KEY,
     RunningExample,
     example_server,
     free_port,
@@ -28,6 +27,7 @@ from ..helpers import LIVENESS
 from ..peers import PeerFactory
 from ..redis_server import RedisServer
 from ..ws_client import WsClient
+from ..ws_client import create_room as post_room
 from .test_app_cluster import (
     TTL,
     api_of,
@@ -223,16 +223,6 @@ async def published_rooms(redis_server: RedisServer, expected: dict[str, int]) -
     raise AssertionError(f"the nodes published {seen}, never {expected}")
 
 
-async def try_create(http: aiohttp.ClientSession, base: str) -> tuple[int, Any]:
-    """Status and body of a room creation through ``base``."""
-    async with http.post(
-        f"{base}/api/rooms",
-        json={"slug": "ascii"},
-        headers={"Authorization": f"Bearer {HOST_KEY}"},
-    ) as response:
-        return response.status, await response.json()
-
-
 async def test_a_node_at_its_max_rooms_gets_no_room_and_a_full_cluster_refuses(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -285,7 +275,7 @@ async def test_a_node_at_its_max_rooms_gets_no_room_and_a_full_cluster_refuses(
         # every node full: refused as a single node refuses
         await published_rooms(redis_server, {a: 1, b: 3})
         for base in (a, b):
-            status, body = await try_create(http, base)
+            status, body = await post_room(http, base, slug="ascii")
             assert (status, body["error"]) == (503, "too_many_rooms"), body
             assert "max_rooms" in body["message"]
 

@@ -29,7 +29,7 @@ from ..whip_client import (
     whip_session,
     without_known_codecs,
 )
-from ..ws_client import WsClient, join
+from ..ws_client import WsClient, create_room, join
 from .test_lifecycle import kill_sockets
 
 
@@ -162,7 +162,7 @@ async def test_delete_leaves_and_the_room_sees_tracks_end(
     async with whip_server("--max-participants=2") as base:
         # the room exists already with a WebSocket host; a credential publishes
         host = peers("host", 1)
-        status, room = await _create_room(http, base)
+        status, room = await create_room(http, base, slug="ascii")
         assert status == 201
         slug = room["room"]
         await ws_member(http, base, slug, host, "host")
@@ -190,17 +190,6 @@ async def test_delete_leaves_and_the_room_sees_tracks_end(
             assert gone.status == 404
         # the seat is free again: another participant may join
         assert (await join(http, f"{base}/r/{slug}"))[0] == 200
-
-
-async def _create_room(
-    http: aiohttp.ClientSession, base: str
-) -> tuple[int, dict[str, str]]:
-    async with http.post(
-        f"{base}/api/rooms",
-        json={"slug": "ascii"},
-        headers={"Authorization": f"Bearer {HOST_KEY}"},
-    ) as response:
-        return response.status, await response.json()
 
 
 async def test_refusals_are_specific_and_harm_nothing(

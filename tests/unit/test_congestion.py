@@ -179,18 +179,7 @@ def test_abs_send_time_is_stamped_when_pysfu_sends() -> None:
     downtrack.configure({96: 96}, None, 90000)
     raw: list[bytes] = []
     downstream.send_rtp = lambda data: raw.append(bytes(data)) or True  # type: ignore[method-assign]
-    extensions = HeaderExtensionsMap()
-    extensions.configure(
-        type(
-            "Parameters",
-            (),
-            {
-                "headerExtensions": [
-                    RTCRtpHeaderExtensionParameters(3, ABS_SEND_TIME_URI)
-                ]
-            },
-        )()
-    )
+    extensions = abs_send_time_map()
     publisher_stamp = 0x123456  # the publisher's clock: unrelated to ours
     packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=0, ssrc=0x1111)
     packet.extensions.abs_send_time = publisher_stamp
@@ -357,18 +346,7 @@ def test_an_overused_uplink_does_not_get_a_remb_per_packet() -> None:
     at most every REMB_REPEAT_INTERVAL, a changed one at once."""
     forwarder, _, _, _ = make("video", [VP8, RTX])
     forwarder.set_codecs([VP8, RTX], {ABS_SEND_TIME_URI: 3})
-    extensions = HeaderExtensionsMap()
-    extensions.configure(
-        type(
-            "Parameters",
-            (),
-            {
-                "headerExtensions": [
-                    RTCRtpHeaderExtensionParameters(3, ABS_SEND_TIME_URI)
-                ]
-            },
-        )()
-    )
+    extensions = abs_send_time_map()
     sent: list[tuple[float, int | None]] = []
     seq = 0
     for frame in range(150):

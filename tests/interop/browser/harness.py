@@ -122,6 +122,19 @@ class Server:
         headers = {"Authorization": f"Bearer {host_key}"} if host_key else {}
         return await asyncio.to_thread(http_post, self.base_url + path, body, headers)
 
+    def metric(self, name: str) -> float | None:
+        """One unlabelled sample of the server's ``/metrics`` (``None``: not
+        there); blocking, call it in a thread from a test."""
+        request = urllib.request.Request(
+            self.base_url + "/metrics",
+            headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+        )
+        with urllib.request.urlopen(request, timeout=LIVENESS) as reply:
+            for line in reply.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return None
+
     def wait_until_serving(self) -> None:
         deadline = time.monotonic() + LIVENESS
         while time.monotonic() < deadline:

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,15 +92,7 @@ def nodes(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[Server]]:
 
 def live_nodes(server: Server) -> int:
     """The cluster's live nodes as ``server``'s last refresh saw them."""
-    request = urllib.request.Request(
-        server.base_url + "/metrics",
-        headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
-    )
-    with urllib.request.urlopen(request, timeout=LIVENESS) as reply:
-        for line in reply.read().decode().splitlines():
-            if line.startswith("pysfu_cluster_nodes_live "):
-                return int(float(line.split()[1]))
-    return 0
+    return int(server.metric("pysfu_cluster_nodes_live") or 0)
 
 
 async def pair_in_a_room(

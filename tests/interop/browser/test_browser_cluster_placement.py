@@ -11,11 +11,9 @@ B), and the two see and hear each other on B.
 
 from __future__ import annotations
 
-import urllib.request
-
 from ...integration.test_app_cluster import settled
 from ...redis_server import RedisServer
-from .harness import HOST_KEY, LIVENESS, METRICS_TOKEN, Browser, Server, wait_for
+from .harness import HOST_KEY, LIVENESS, Browser, Server, wait_for
 from .test_browser_cluster_failover import (  # noqa: F401 (fixtures)
     _async,
     decode_each_other,
@@ -28,15 +26,7 @@ from .test_browser_room import assert_receives
 
 def participants_total(server: Server) -> int:
     """The cluster's participants as ``server``'s last refresh saw them."""
-    request = urllib.request.Request(
-        server.base_url + "/metrics",
-        headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
-    )
-    with urllib.request.urlopen(request, timeout=LIVENESS) as reply:
-        for line in reply.read().decode().splitlines():
-            if line.startswith("pysfu_cluster_participants_total "):
-                return int(float(line.split()[1]))
-    return 0
+    return int(server.metric("pysfu_cluster_participants_total") or 0)
 
 
 async def test_a_room_started_on_a_busy_node_opens_on_the_other(

@@ -11,26 +11,12 @@ delayed and hold its video at its 300 kbit/s start or below.
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 from typing import Any
 
-import pytest
+from .harness import Browser, User, wait_for
+from .test_browser_room import ROOMS_IN, assert_receives, connected_pair
 
-from .harness import LIVENESS, METRICS_TOKEN, Browser, Server, User, wait_for
-from .test_browser_room import assert_receives, connected_pair
-
-
-def metric(server: Server, name: str) -> float:
-    """One unlabelled counter of the server's /metrics."""
-    request = urllib.request.Request(
-        server.base_url + "/metrics",
-        headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
-    )
-    with urllib.request.urlopen(request, timeout=LIVENESS) as reply:
-        for line in reply.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    raise AssertionError(f"{name} is not in /metrics")
+FEEDBACK_SENT = "pysfu_transport_feedback_sent_total"
 
 
 async def available_outgoing_bitrate(user: User) -> float:
@@ -50,9 +36,7 @@ async def available_outgoing_bitrate(user: User) -> float:
     return value
 
 
-@pytest.mark.parametrize(
-    "rooms_option", [(), ("--workers=2",)], ids=["in-process", "workers"]
-)
+@ROOMS_IN
 async def test_chromium_estimates_its_uplink_from_the_servers_feedback(
     start_server: Any, browser: Browser, rooms_option: tuple[str, ...]
 ) -> None:
@@ -61,9 +45,8 @@ async def test_chromium_estimates_its_uplink_from_the_servers_feedback(
     await assert_receives(guest, host)
     await assert_receives(host, guest)
 
-    name = "pysfu_transport_feedback_sent_total"
     sent = await wait_for(
-        lambda: asyncio.to_thread(metric, server, name),
+        lambda: asyncio.to_thread(server.metric, FEEDBACK_SENT),
         "transport-wide feedback sent to the browsers",
     )
     assert sent > 0
@@ -83,7 +66,4 @@ async def test_without_transport_cc_no_feedback_is_sent(
     server = start_server("--no-transport-cc")
     host, guest = await connected_pair(browser, server)
     await assert_receives(guest, host)
-    assert (
-        await asyncio.to_thread(metric, server, "pysfu_transport_feedback_sent_total")
-        == 0
-    )
+    assert await asyncio.to_thread(server.metric, FEEDBACK_SENT) == 0
