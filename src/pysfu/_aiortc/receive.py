@@ -40,11 +40,16 @@ RtpSink = Callable[[RtpHeader, bytes, int, float], None]
 RtcpSink = Callable[[Any, float], Awaitable[None]]
 
 
+def _extension_ids_of(extensions_map: Any) -> Any:
+    """The negotiated ids an aiortc ``HeaderExtensionsMap`` holds (aiortc's
+    ``HeaderExtensions`` attributes, each an id or ``None``)."""
+    return getattr(extensions_map, "_HeaderExtensionsMap__ids")  # noqa: B009
+
+
 def extension_checks_of(extensions_map: Any) -> list[int]:
     """:func:`pysfu.rtp.header.parse_header`'s ``checks`` for the ids configured in
     an aiortc ``HeaderExtensionsMap``."""
-    ids = getattr(extensions_map, "_HeaderExtensionsMap__ids")  # noqa: B009
-    return extension_checks(ids)
+    return extension_checks(_extension_ids_of(extensions_map))
 
 
 def header_extensions(header: RtpHeader, extensions_map: Any) -> HeaderExtensions:
@@ -173,7 +178,7 @@ class RtpTap:
         which one is the transport-wide sequence number."""
         extensions_map = self._transport._rtp_header_extensions_map
         self._checks = extension_checks_of(extensions_map)
-        ids = getattr(extensions_map, "_HeaderExtensionsMap__ids")  # noqa: B009
+        ids = _extension_ids_of(extensions_map)
         self._transport_cc_id = ids.transport_sequence_number or 0
         self._unnumbered = 0
 

@@ -30,6 +30,7 @@ from aiortc import (
 from .. import _aiortc as rtc
 from .._slots import sleep_slotted
 from ..config import SFUConfig
+from ..rtp.twcc import MAX_PENDING
 
 __all__ = ["TRANSPORT_FEEDBACK_INTERVAL", "PeerTransport", "ReportSender"]
 
@@ -184,7 +185,7 @@ class PeerTransport:
     async def _run_transport_feedback(self) -> None:
         sender_ssrc = random.getrandbits(32)
         interval = TRANSPORT_FEEDBACK_INTERVAL
-        failed = False
+        failed = overflow_logged = False
         while True:
             # on a grid shared by all connections: one wake-up for all
             await sleep_slotted(interval, interval)
@@ -194,6 +195,14 @@ class PeerTransport:
             feedback = tap.transport_feedback
             if not feedback.pending:
                 continue
+            if feedback.overflowed and not overflow_logged:
+                overflow_logged = True  # counted in feedback.overflowed
+                logger.warning(
+                    "more than %d packets numbered transport-wide in %.1f s: "
+                    "the rest are reported lost, counted from now",
+                    MAX_PENDING,
+                    interval,
+                )
             try:
                 for packet in feedback.build(sender_ssrc, tap.transport_feedback_ssrc):
                     if output.send_rtcp(packet):

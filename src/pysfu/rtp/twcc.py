@@ -72,8 +72,6 @@ class TransportFeedback:
         self.duplicates = 0
         #: Packets not recorded because too many were pending.
         self.overflowed = 0
-        #: Feedback packets written.
-        self.packets_built = 0
 
     @property
     def pending(self) -> bool:
@@ -128,7 +126,6 @@ class TransportFeedback:
             packets.append(packet)
         self._next_base = ordered[-1] + 1
         arrivals.clear()
-        self.packets_built += len(packets)
         return packets
 
     def _one_packet(
